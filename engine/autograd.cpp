@@ -1,0 +1,75 @@
+#include "engine/autograd.h"
+
+#include <vector>
+
+#include "engine/ops/elementwise.h"
+
+namespace mdq {
+namespace {
+thread_local bool g_grad_enabled = true;
+thread_local std::vector<std::function<void()>> g_tape;
+}  // namespace
+
+Var::Var(Tensor value, bool requires_grad) : impl_(std::make_shared<Impl>()) {
+  impl_->value = std::move(value);
+  impl_->requires_grad = requires_grad;
+}
+
+const Tensor& Var::value() const {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  return impl_->value;
+}
+Tensor& Var::value() {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  return impl_->value;
+}
+bool Var::requires_grad() const { return impl_ && impl_->requires_grad; }
+void Var::set_requires_grad(bool on) {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  impl_->requires_grad = on;
+}
+bool Var::has_grad() const { return impl_ && impl_->grad.defined(); }
+const Tensor& Var::grad() const {
+  MDQ_CHECK(has_grad(), "Var::grad: no gradient was accumulated for " << (impl_ ? impl_->value.describe() : "<undefined>"));
+  return impl_->grad;
+}
+void Var::accumulate_grad(const Tensor& g) const {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  check_same_shape("accumulate_grad", impl_->value, g);
+  if (!impl_->grad.defined()) {
+    impl_->grad = g.clone();
+  } else {
+    ops::axpy_(impl_->grad, 1.0f, g);
+  }
+}
+void Var::zero_grad() const {
+  if (impl_) impl_->grad = Tensor();
+}
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGradScope::NoGradScope() : previous_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradScope::~NoGradScope() { g_grad_enabled = previous_; }
+
+bool needs_grad(std::initializer_list<const Var*> inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Var* v : inputs)
+    if (v && v->requires_grad()) return true;
+  return false;
+}
+
+void record_backward(std::function<void()> fn) { g_tape.push_back(std::move(fn)); }
+
+void backward(const Var& loss) {
+  MDQ_CHECK(loss.value().numel() == 1, "backward: the loss must have one element, got " << loss.value().describe());
+  MDQ_CHECK(loss.requires_grad(), "backward: the loss does not depend on anything that requires grad");
+  loss.accumulate_grad(Tensor::full(loss.shape(), 1.0f, loss.value().device()));
+  std::vector<std::function<void()>> tape;
+  tape.swap(g_tape);
+  NoGradScope no_grad;  // backward closures do tensor math only
+  for (auto it = tape.rbegin(); it != tape.rend(); ++it) (*it)();
+}
+
+void clear_tape() { g_tape.clear(); }
+size_t tape_size() { return g_tape.size(); }
+
+}  // namespace mdq

@@ -1,0 +1,50 @@
+// The CUDA side of the engine: one stream that all work is queued on, the cuBLAS and cuDNN
+// handles bound to it, and the checks that turn a failed call into an mdq::Error naming the
+// call, the file, the line and the library's own message. Include only under MDQ_HAS_CUDA.
+#pragma once
+#ifdef MDQ_HAS_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+namespace mdq::cuda {
+
+cudaStream_t stream();
+cublasHandle_t cublas();
+cudnnHandle_t cudnn();
+
+// Scratch memory for cuDNN/cuBLAS workspaces; grows, never shrinks, lives on the stream.
+void* workspace(size_t bytes);
+
+[[noreturn]] void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line);
+[[noreturn]] void throw_cublas_error(cublasStatus_t s, const char* call, const char* file, int line);
+[[noreturn]] void throw_cudnn_error(cudnnStatus_t s, const char* call, const char* file, int line);
+
+// Grid size for a grid-stride loop over n elements.
+inline unsigned grid_for(long long n, int block = 256) {
+  long long g = (n + block - 1) / block;
+  if (g > 65535LL * 32) g = 65535LL * 32;
+  return static_cast<unsigned>(g < 1 ? 1 : g);
+}
+
+}  // namespace mdq::cuda
+
+#define CUDA_CHECK(call)                                                                    \
+  do {                                                                                      \
+    cudaError_t mdq_e_ = (call);                                                            \
+    if (mdq_e_ != cudaSuccess) ::mdq::cuda::throw_cuda_error(mdq_e_, #call, __FILE__, __LINE__); \
+  } while (0)
+#define CUBLAS_CHECK(call)                                                                    \
+  do {                                                                                        \
+    cublasStatus_t mdq_s_ = (call);                                                           \
+    if (mdq_s_ != CUBLAS_STATUS_SUCCESS) ::mdq::cuda::throw_cublas_error(mdq_s_, #call, __FILE__, __LINE__); \
+  } while (0)
+#define CUDNN_CHECK(call)                                                                    \
+  do {                                                                                       \
+    cudnnStatus_t mdq_s_ = (call);                                                           \
+    if (mdq_s_ != CUDNN_STATUS_SUCCESS) ::mdq::cuda::throw_cudnn_error(mdq_s_, #call, __FILE__, __LINE__); \
+  } while (0)
+// After a kernel launch: catches bad launch configurations at the launch site.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+#endif  // MDQ_HAS_CUDA

@@ -1,0 +1,64 @@
+#include "engine/nn/functional.h"
+
+#include "engine/ops/elementwise.h"
+
+namespace mdq::nn {
+
+Var make_output(Tensor value, std::initializer_list<const Var*> inputs) {
+  return Var(std::move(value), needs_grad(inputs));
+}
+
+Var add(const Var& a, const Var& b) {
+  Var out = make_output(ops::add(a.value(), b.value()), {&a, &b});
+  if (out.requires_grad())
+    record_backward([a, b, out]() {
+      if (!out.has_grad()) return;
+      if (a.requires_grad()) a.accumulate_grad(out.grad());
+      if (b.requires_grad()) b.accumulate_grad(out.grad());
+    });
+  return out;
+}
+
+Var sub(const Var& a, const Var& b) {
+  Var out = make_output(ops::sub(a.value(), b.value()), {&a, &b});
+  if (out.requires_grad())
+    record_backward([a, b, out]() {
+      if (!out.has_grad()) return;
+      if (a.requires_grad()) a.accumulate_grad(out.grad());
+      if (b.requires_grad()) b.accumulate_grad(ops::scale(out.grad(), -1.0f));
+    });
+  return out;
+}
+
+Var mul(const Var& a, const Var& b) {
+  Var out = make_output(ops::mul(a.value(), b.value()), {&a, &b});
+  if (out.requires_grad())
+    record_backward([a, b, out]() {
+      if (!out.has_grad()) return;
+      if (a.requires_grad()) a.accumulate_grad(ops::mul(out.grad(), b.value()));
+      if (b.requires_grad()) b.accumulate_grad(ops::mul(out.grad(), a.value()));
+    });
+  return out;
+}
+
+Var scale(const Var& a, float s) {
+  Var out = make_output(ops::scale(a.value(), s), {&a});
+  if (out.requires_grad())
+    record_backward([a, s, out]() {
+      if (out.has_grad()) a.accumulate_grad(ops::scale(out.grad(), s));
+    });
+  return out;
+}
+
+Var sum(const Var& a) {
+  Var out = make_output(ops::sum_all(a.value()), {&a});
+  if (out.requires_grad())
+    record_backward([a, out]() {
+      if (!out.has_grad()) return;
+      // d sum / d a_i = 1: broadcast the scalar grad (read on the host: one float).
+      a.accumulate_grad(Tensor::full(a.shape(), out.grad().item(), a.value().device()));
+    });
+  return out;
+}
+
+}  // namespace mdq::nn

@@ -1,0 +1,15 @@
+// Elementwise tensor math on f32 tensors of equal shape, on the CPU or the GPU (no autograd:
+// see engine/nn/functional.h for the differentiable versions).
+#pragma once
+#include "engine/tensor.h"
+
+namespace mdq::ops {
+
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& a, float s);
+void axpy_(Tensor& y, float alpha, const Tensor& x);  // y += alpha * x, in place
+Tensor sum_all(const Tensor& a);                      // one-element tensor, same device
+
+}  // namespace mdq::ops

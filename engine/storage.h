@@ -1,0 +1,41 @@
+// Reference-counted memory blocks. CPU blocks come from the heap; CUDA blocks from a caching
+// allocator, so a training step in steady state never calls cudaMalloc (DESIGN.md §2).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "engine/dtype.h"
+
+namespace mdq {
+
+class Storage {
+ public:
+  Storage(size_t bytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  size_t capacity_ = 0;  // the rounded size the caching allocator handed out
+  Device device_;
+};
+
+// Counters of the CUDA caching allocator, for tests and benchmarks.
+struct CudaAllocatorStats {
+  uint64_t cuda_malloc_calls = 0;  // real cudaMalloc calls so far
+  uint64_t allocations = 0;        // Storage objects created on the GPU so far
+  size_t bytes_in_use = 0;
+  size_t bytes_cached = 0;         // freed blocks kept for reuse
+};
+CudaAllocatorStats cuda_allocator_stats();
+// Returns every cached (unused) block to the driver.
+void cuda_allocator_release_cache();
+
+}  // namespace mdq
