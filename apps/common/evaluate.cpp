@@ -1,0 +1,66 @@
+#include "apps/common/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "engine/autograd.h"
+
+namespace mdq::app {
+
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int num_classes, int64_t max_batches) {
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradScope no_grad;
+  EvalResult r;
+  r.class_count.assign(static_cast<size_t>(num_classes), 0);
+  r.class_correct.assign(static_cast<size_t>(num_classes), 0);
+  loader.start_epoch(0);
+  data::Batch batch;
+  int64_t batches = 0;
+  while (loader.next(batch)) {
+    Var logits = model.forward(Var(batch.images));
+    // The logits of a batch are small (N × classes): ranking them on the host keeps this simple.
+    std::vector<float> z = logits.value().to_vector();
+    std::vector<int32_t> y = batch.labels.to_vector_i32();
+    const size_t k = static_cast<size_t>(num_classes);
+    for (size_t i = 0; i < y.size(); ++i) {
+      const float* row = &z[i * k];
+      const float mine = row[y[i]];
+      size_t above = 0;  // classes scored strictly higher than the true one
+      float mx = row[0];
+      for (size_t c = 0; c < k; ++c) {
+        above += row[c] > mine;
+        mx = std::max(mx, row[c]);
+      }
+      double lse = 0;
+      for (size_t c = 0; c < k; ++c) lse += std::exp(static_cast<double>(row[c] - mx));
+      r.loss_sum += std::log(lse) + mx - mine;
+      ++r.count;
+      ++r.class_count[static_cast<size_t>(y[i])];
+      if (above == 0) {
+        ++r.top1;
+        ++r.class_correct[static_cast<size_t>(y[i])];
+      }
+      if (above < 5) ++r.top5;
+    }
+    if (max_batches > 0 && ++batches >= max_batches) break;
+  }
+  model.train(was_training);
+  return r;
+}
+
+std::string EvalResult::per_class_report(const std::vector<std::string>& names) const {
+  std::string s;
+  char line[160];
+  for (size_t c = 0; c < class_count.size(); ++c) {
+    std::string name = c < names.size() ? names[c] : std::to_string(c);
+    double pct = class_count[c] ? 100.0 * class_correct[c] / class_count[c] : 0.0;
+    std::snprintf(line, sizeof line, "  %-20s %6.2f%%  (%lld/%lld)\n", name.c_str(), pct,
+                  static_cast<long long>(class_correct[c]), static_cast<long long>(class_count[c]));
+    s += line;
+  }
+  return s;
+}
+
+}  // namespace mdq::app

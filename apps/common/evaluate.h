@@ -1,0 +1,25 @@
+// Evaluates a network on a split: top-1, top-5 and per-class accuracy, read from the logits.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "engine/nn/module.h"
+
+namespace mdq::app {
+
+struct EvalResult {
+  int64_t count = 0, top1 = 0, top5 = 0;
+  double loss_sum = 0;
+  std::vector<int64_t> class_count, class_correct;
+  double top1_pct() const { return count ? 100.0 * top1 / count : 0.0; }
+  double top5_pct() const { return count ? 100.0 * top5 / count : 0.0; }
+  double mean_loss() const { return count ? loss_sum / count : 0.0; }
+  std::string per_class_report(const std::vector<std::string>& names) const;
+};
+
+// Runs the model in eval mode (BN running statistics) with no grad, restoring training mode after.
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int num_classes, int64_t max_batches = 0);
+
+}  // namespace mdq::app

@@ -1,0 +1,227 @@
+#include "apps/common/options.h"
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "engine/error.h"
+
+namespace mdq::app {
+namespace {
+
+// One row per key: how to set it from text, how to print it, and its help line.
+struct Key {
+  const char* name;
+  const char* help;
+  std::function<void(TrainOptions&, const std::string&)> set;
+  std::function<std::string(const TrainOptions&)> get;
+  bool is_flag = false;  // a boolean switch: "--resume" alone means true
+};
+
+int64_t to_int(const std::string& key, const std::string& v) {
+  size_t used = 0;
+  long long x = 0;
+  try { x = std::stoll(v, &used); } catch (...) { used = 0; }
+  MDQ_CHECK(used == v.size() && !v.empty(), "--" << key << ": '" << v << "' is not a whole number");
+  return x;
+}
+double to_double(const std::string& key, const std::string& v) {
+  size_t used = 0;
+  double x = 0;
+  try { x = std::stod(v, &used); } catch (...) { used = 0; }
+  MDQ_CHECK(used == v.size() && !v.empty(), "--" << key << ": '" << v << "' is not a number");
+  return x;
+}
+bool to_bool(const std::string& key, const std::string& v) {
+  if (v == "1" || v == "true" || v == "yes" || v == "on") return true;
+  if (v == "0" || v == "false" || v == "no" || v == "off") return false;
+  MDQ_FAIL("--" << key << ": '" << v << "' is not true/false");
+}
+std::string num(double x) {
+  std::ostringstream s;
+  s << x;
+  return s.str();
+}
+std::string one_of(const std::string& key, const std::string& v, std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (v == a) return v;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  MDQ_FAIL("--" << key << ": '" << v << "' is not one of " << list);
+}
+
+#define STR(field) [](TrainOptions& o, const std::string& v) { o.field = v; }, [](const TrainOptions& o) { return o.field; }
+#define INT(field) [](TrainOptions& o, const std::string& v) { o.field = to_int(#field, v); }, [](const TrainOptions& o) { return std::to_string(o.field); }
+#define REAL(field) [](TrainOptions& o, const std::string& v) { o.field = static_cast<decltype(o.field)>(to_double(#field, v)); }, [](const TrainOptions& o) { return num(o.field); }
+#define BOOL(field) [](TrainOptions& o, const std::string& v) { o.field = to_bool(#field, v); }, [](const TrainOptions& o) { return std::string(o.field ? "true" : "false"); }, true
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> k = {
+      {"model", "resnet18 | vgg16 | mobilenetv2 | smallcnn", STR(model)},
+      {"dataset", "cifar10 | cifar100 | fashion-mnist | mnist | tinyimagenet | imagenet | folder", STR(dataset)},
+      {"data-dir", "folder holding the dataset's files", STR(data_dir)},
+      {"method", "float | bc | gd-tanh | md-tanh | md-tanh-s | pmf | md-softmax | md-softmax-s", STR(method)},
+      {"levels", "quantization levels: 2 (binary), 3 (ternary), 4 (softmax only)", INT(levels)},
+      {"iters", "training iterations (or use --epochs)", INT(iters)},
+      {"epochs", "training epochs (may be fractional)", REAL(epochs)},
+      {"batch-size", "images per iteration", INT(batch_size)},
+      {"lr", "learning rate", REAL(lr)},
+      {"lr-step", "comma-separated iterations where lr is multiplied by lr-gamma (e.g. 30000,60000,90000)",
+       [](TrainOptions& o, const std::string& v) {
+         o.lr_step.clear();
+         std::stringstream s(v);
+         std::string item;
+         while (std::getline(s, item, ','))
+           if (!item.empty()) o.lr_step.push_back(to_int("lr-step", item));
+       },
+       [](const TrainOptions& o) {
+         std::string r;
+         for (int64_t x : o.lr_step) r += (r.empty() ? "" : ",") + std::to_string(x);
+         return r;
+       }},
+      {"lr-gamma", "lr multiplier at each lr-step", REAL(lr_gamma)},
+      {"beta-rho", "β annealing factor ρ (E10)", REAL(beta_rho)},
+      {"beta-interval", "β is multiplied by ρ every T iterations (E10)", INT(beta_interval)},
+      {"optimizer", "direction of the update (E8): adam | sgd",
+       [](TrainOptions& o, const std::string& v) { o.optimizer = one_of("optimizer", v, {"adam", "sgd"}); },
+       [](const TrainOptions& o) { return o.optimizer; }},
+      {"momentum", "momentum for sgd", REAL(momentum)},
+      {"weight-decay", "L2 weight decay", REAL(weight_decay)},
+      {"precision", "fp32 | tf32 | bf16 (GPU compute; master weights stay fp32)",
+       [](TrainOptions& o, const std::string& v) { o.precision = one_of("precision", v, {"fp32", "tf32", "bf16"}); },
+       [](const TrainOptions& o) { return o.precision; }},
+      {"seed", "seed for initialisation, data order and augmentation", INT(seed)},
+      {"device", "auto | cpu | cuda",
+       [](TrainOptions& o, const std::string& v) { o.device = one_of("device", v, {"auto", "cpu", "cuda"}); },
+       [](const TrainOptions& o) { return o.device; }},
+      {"out", "run folder: checkpoints, metrics.jsonl, config.txt", STR(out)},
+      {"resume", "continue the run in --out from its last checkpoint", BOOL(resume)},
+      {"keep-first-last-float", "keep the first conv and the last linear layer in float", BOOL(keep_first_last_float)},
+      {"bn-affine", "BatchNorm with affine parameters", BOOL(bn_affine)},
+      {"act-bits", "32 (float activations) or 1 (sign activations, fully binary nets)", INT(act_bits)},
+      {"val-fraction", "share of the training set held out for validation", REAL(val_fraction)},
+      {"eval-every", "iterations between validations (0: once per epoch)", INT(eval_every)},
+      {"ckpt-every", "iterations between checkpoints (0: at every validation)", INT(ckpt_every)},
+      {"log-every", "iterations between metric lines", INT(log_every)},
+      {"max-eval-batches", "cap on batches per evaluation (0: all)", INT(max_eval_batches)},
+      {"workers", "data loader threads (0: auto)", INT(workers)},
+      {"quiet", "no progress bar", BOOL(quiet)},
+  };
+  return k;
+}
+
+const Key& find_key(const std::string& name, const std::string& where) {
+  for (const Key& k : keys())
+    if (name == k.name) return k;
+  std::string all;
+  for (const Key& k : keys()) all += std::string(all.empty() ? "" : ", ") + k.name;
+  MDQ_FAIL(where << "unknown option '" << name << "'. Allowed: " << all << ", config, help");
+}
+
+std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r"), b = s.find_last_not_of(" \t\r");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+}  // namespace
+
+std::string train_usage() {
+  std::ostringstream s;
+  s << "usage: mdq-train [--config FILE] [--key value ...]\n"
+       "Trains a quantized network by mirror descent and reports the rounded network's test accuracy.\n\n";
+  for (const Key& k : keys()) {
+    std::string flag = std::string("--") + k.name + (k.is_flag ? "" : " V");
+    char line[256];
+    std::snprintf(line, sizeof line, "  %-28s %s", flag.c_str(), k.help);
+    s << line << "\n";
+  }
+  s << "  --config FILE                key = value lines with the keys above; flags override it\n"
+       "  --help                       this text\n";
+  return s.str();
+}
+
+void load_config_text(const std::string& text, const std::string& origin, TrainOptions& o) {
+  std::istringstream in(text);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    line = trim(line.substr(0, line.find('#')));
+    if (line.empty()) continue;
+    size_t eq = line.find('=');
+    std::string where = origin + ":" + std::to_string(lineno) + ": ";
+    MDQ_CHECK(eq != std::string::npos, where << "expected 'key = value', got '" << line << "'");
+    const Key& k = find_key(trim(line.substr(0, eq)), where);
+    k.set(o, trim(line.substr(eq + 1)));
+  }
+}
+
+void load_config_file(const std::string& path, TrainOptions& o) {
+  std::ifstream f(path);
+  MDQ_CHECK(f.good(), "--config: cannot open '" << path << "'");
+  std::stringstream buf;
+  buf << f.rdbuf();
+  load_config_text(buf.str(), path, o);
+}
+
+std::string to_config_text(const TrainOptions& o) {
+  std::string s;
+  for (const Key& k : keys()) s += std::string(k.name) + " = " + k.get(o) + "\n";
+  return s;
+}
+
+bool parse_train_args(int argc, char** argv, TrainOptions& o) {
+  std::vector<std::string> args(argv, argv + argc);
+  // The config file goes first so that flags override it, wherever --config stands.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") {
+      std::fputs(train_usage().c_str(), stdout);
+      return false;
+    }
+    if (args[i] == "--config") {
+      MDQ_CHECK(i + 1 < args.size(), "--config needs a file name");
+      load_config_file(args[i + 1], o);
+    }
+  }
+  bool flag_iters = false, flag_epochs = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    MDQ_CHECK(a.rfind("--", 0) == 0, "unexpected argument '" << a << "' (options look like --key value; see --help)");
+    std::string name = a.substr(2), value;
+    size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (name == "config") {
+      ++i;
+      continue;
+    }
+    const Key& k = find_key(name, "");
+    if (eq == std::string::npos) {
+      bool next_is_value = i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0;
+      if (k.is_flag && !next_is_value) {
+        value = "true";
+      } else {
+        MDQ_CHECK(next_is_value, "--" << name << " needs a value (" << k.help << ")");
+        value = args[++i];
+      }
+    }
+    k.set(o, value);
+    flag_iters |= name == "iters";
+    flag_epochs |= name == "epochs";
+  }
+  MDQ_CHECK(!(flag_iters && flag_epochs), "--iters and --epochs conflict: give one of them");
+  if (flag_epochs) o.iters = 0;  // a flag overrides the config's length, whichever unit it used
+  if (flag_iters) o.epochs = 0;
+  MDQ_CHECK(o.batch_size > 0, "--batch-size must be positive, got " << o.batch_size);
+  MDQ_CHECK(o.iters >= 0 && o.epochs >= 0, "--iters and --epochs must not be negative");
+  MDQ_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val-fraction must be in [0, 1), got " << o.val_fraction);
+  MDQ_CHECK(o.act_bits == 1 || o.act_bits == 32, "--act-bits must be 1 or 32, got " << o.act_bits);
+  MDQ_CHECK(o.beta_interval > 0, "--beta-interval must be positive");
+  return true;
+}
+
+}  // namespace mdq::app

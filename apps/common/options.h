@@ -1,0 +1,56 @@
+// mdq-train's options: one table of keys shared by the command line (--key value) and config
+// files (key = value lines), so a config holds exactly what the flags do; flags override it.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mdq::app {
+
+struct TrainOptions {
+  std::string model = "resnet18";
+  std::string dataset = "cifar10";
+  std::string data_dir;
+  std::string method = "md-tanh-s";
+  int levels = 2;
+  int64_t iters = 0;    // one of iters / epochs; iters wins when both are set in a config
+  double epochs = 0;
+  int64_t batch_size = 128;
+  float lr = 1e-3f;
+  std::vector<int64_t> lr_step;  // iterations at which lr is multiplied by lr_gamma
+  float lr_gamma = 0.3f;
+  float beta_rho = 1.02f;
+  int64_t beta_interval = 200;
+  std::string optimizer = "adam";  // the direction of E8: adam | sgd
+  float momentum = 0.9f;           // for sgd
+  float weight_decay = 0.f;
+  std::string precision = "fp32";
+  uint64_t seed = 1;
+  std::string device = "auto";  // auto | cpu | cuda
+  std::string out = "runs/latest";
+  bool resume = false;
+  bool keep_first_last_float = false;
+  bool bn_affine = false;
+  int act_bits = 32;
+  double val_fraction = 0.1;
+  int64_t eval_every = 0;   // 0: once per epoch
+  int64_t ckpt_every = 0;   // 0: with every evaluation
+  int64_t log_every = 50;
+  int64_t max_eval_batches = 0;  // 0: the whole split
+  int workers = 0;
+  bool quiet = false;
+};
+
+// Parses argv (after the program name). Throws mdq::Error naming the bad flag or value and the
+// allowed keys. Returns false when --help was asked for (help text already printed).
+bool parse_train_args(int argc, char** argv, TrainOptions& o);
+// key=value lines, '#' comments. Unknown keys are errors naming the file and line.
+void load_config_file(const std::string& path, TrainOptions& o);
+std::string train_usage();
+// Every option as "key = value" lines: written into checkpoints and runs' folders, and read back
+// by mdq-eval and --resume with load_config_text.
+std::string to_config_text(const TrainOptions& o);
+void load_config_text(const std::string& text, const std::string& origin, TrainOptions& o);
+
+}  // namespace mdq::app

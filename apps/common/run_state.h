@@ -1,0 +1,33 @@
+// What a training run saves and restores: model parameters and buffers, the quantizer's state
+// (stored variables, moments, β, its counters) and the loop's position. One checkpoint file,
+// written atomically by engine/checkpoint (magic, version, checksum).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "apps/common/options.h"
+#include "engine/nn/module.h"
+#include "engine/quant/quantizer.h"
+
+namespace mdq::app {
+
+struct LoopState {
+  int64_t iteration = 0;
+  double best_val = -1;    // best rounded validation top-1 so far
+  int64_t best_iter = -1;
+};
+
+void save_run(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q,
+              const LoopState& s);
+// Restores into a model and quantizer built from the same options; refuses a checkpoint whose
+// options differ in anything that changes shapes or the method.
+LoopState load_run(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q);
+
+// The rounded network alone (E11), for mdq-eval and export: parameters after rounding + buffers.
+void save_rounded(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q,
+                  const LoopState& s);
+// Loads parameters and buffers saved by save_run or save_rounded into a model; returns the options.
+TrainOptions read_options(const std::string& path);
+void load_weights(const std::string& path, nn::Module& model);
+
+}  // namespace mdq::app

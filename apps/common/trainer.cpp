@@ -1,0 +1,243 @@
+#include "apps/common/trainer.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "apps/common/evaluate.h"
+#include "apps/common/progress.h"
+#include "apps/common/run_state.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "engine/device.h"
+#include "engine/nn/loss.h"
+#include "engine/ops/loss.h"
+#include "engine/precision.h"
+#include "engine/quant/quantizer.h"
+#include "models/model_zoo.h"
+
+namespace mdq::app {
+namespace {
+
+Device pick_device(const std::string& name) {
+  if (name == "cpu") return Device::CPU;
+  if (name == "cuda") {
+    MDQ_CHECK(cuda_available(), "--device cuda: " << cuda_unavailable_reason());
+    return Device::CUDA;
+  }
+  return cuda_available() ? Device::CUDA : Device::CPU;
+}
+
+bool file_exists(const std::string& p) {
+  struct stat st{};
+  return stat(p.c_str(), &st) == 0;
+}
+
+void make_dirs(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty()) mkdir(cur.c_str(), 0755);
+    }
+    if (i < path.size()) cur += path[i];
+  }
+  struct stat st{};
+  MDQ_CHECK(stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "--out: cannot create folder '" << path << "'");
+}
+
+// First conv weight, last linear weight and bias: the layers --keep-first-last-float keeps in float.
+std::function<bool(const nn::ParamRef&)> first_last_filter(const std::vector<nn::ParamRef>& params) {
+  auto prefix = [](const std::string& n) { return n.substr(0, n.rfind('.')); };
+  std::string first = prefix(params.front().name), last = prefix(params.back().name);
+  return [first, last, prefix](const nn::ParamRef& p) {
+    std::string m = prefix(p.name);
+    return m == first || m == last;
+  };
+}
+
+float lr_at(const TrainOptions& o, int64_t iter) {
+  float lr = o.lr;
+  for (int64_t s : o.lr_step)
+    if (iter >= s) lr *= o.lr_gamma;
+  return lr;
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& o) {
+  const Device device = pick_device(o.device);
+  set_precision(parse_precision(o.precision));
+  make_dirs(o.out);
+  std::printf("mdq-train: %s on %s, method %s (%d levels), device %s%s\n", o.model.c_str(), o.dataset.c_str(),
+              o.method.c_str(), o.levels, device_name(device),
+              device == Device::CUDA ? (" (" + cuda_device_name() + ")").c_str() : "");
+
+  // ---- data
+  data::Splits splits = data::load_dataset(o.dataset, o.data_dir, o.seed, o.val_fraction);
+  const data::DatasetInfo info = splits.train->info();
+  if (!splits.balance_report.empty()) std::printf("%s", splits.balance_report.c_str());
+  data::DataLoader train_loader(splits.train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true,
+                                data::train_augment_for(o.dataset), o.seed, device, o.workers);
+  auto eval_loader_for = [&](std::shared_ptr<data::Dataset> ds) {
+    return std::make_unique<data::DataLoader>(ds, std::max<int64_t>(o.batch_size, 256), false, false,
+                                              data::eval_augment_for(o.dataset), o.seed, device, o.workers);
+  };
+  auto val_loader = eval_loader_for(splits.val ? splits.val : splits.test);
+  auto test_loader = eval_loader_for(splits.test);
+  const char* val_name = splits.val ? "val" : "test";
+  const int64_t per_epoch = train_loader.batches_per_epoch();
+  MDQ_CHECK(per_epoch > 0, "the training split has fewer images (" << splits.train->size() << ") than one batch ("
+                                                                   << o.batch_size << ")");
+  const int64_t total = o.iters > 0 ? o.iters : static_cast<int64_t>(std::ceil(o.epochs * per_epoch));
+  MDQ_CHECK(total > 0, "nothing to do: give --iters or --epochs");
+  const int64_t eval_every = o.eval_every > 0 ? o.eval_every : per_epoch;
+  const int64_t ckpt_every = o.ckpt_every > 0 ? o.ckpt_every : eval_every;
+
+  // ---- model and quantizer
+  models::ModelOptions mo;
+  mo.num_classes = info.num_classes;
+  mo.in_channels = info.channels;
+  mo.image_size = info.height;
+  mo.bn_affine = o.bn_affine;
+  mo.act_bits = o.act_bits;
+  mo.seed = o.seed;
+  auto model = models::make_model(o.model, mo);
+  std::printf("model %s: %.3fM parameters, input %dx%dx%d, %d classes\n", o.model.c_str(),
+              model->parameter_count() / 1e6, info.channels, info.height, info.width, info.num_classes);
+  model->to(device);
+  model->train();
+  quant::QuantConfig qc;
+  qc.method = o.method;
+  qc.levels = o.levels;
+  qc.direction = o.optimizer;
+  qc.rho = o.beta_rho;
+  qc.interval = o.beta_interval;
+  qc.momentum = o.optimizer == "sgd" ? o.momentum : 0.f;
+  qc.weight_decay = o.weight_decay;
+  auto params = model->parameters();
+  quant::Quantizer quantizer(params, qc, o.keep_first_last_float ? first_last_filter(params) : nullptr);
+
+  const std::string last_ckpt = o.out + "/last.ckpt", best_ckpt = o.out + "/best.ckpt";
+  LoopState state;
+  if (o.resume) {
+    MDQ_CHECK(file_exists(last_ckpt), "--resume: no checkpoint at " << last_ckpt);
+    state = load_run(last_ckpt, o, *model, quantizer);
+    std::printf("resumed from %s at iteration %lld\n", last_ckpt.c_str(), static_cast<long long>(state.iteration));
+  }
+  {
+    std::ofstream cfg(o.out + "/config.txt");
+    cfg << to_config_text(o);
+  }
+  std::ofstream metrics(o.out + "/metrics.jsonl", o.resume ? std::ios::app : std::ios::trunc);
+
+  // ---- loop
+  int64_t epoch = state.iteration / per_epoch;
+  train_loader.start_epoch(epoch);
+  for (int64_t skip = state.iteration % per_epoch; skip > 0; --skip) {  // same data order as an unbroken run
+    data::Batch b;
+    train_loader.next(b);
+  }
+  Progress progress(total, state.iteration, o.quiet);
+  double loss_sum = 0;
+  int64_t correct = 0, seen = 0, images_total = 0;
+  auto t_start = std::chrono::steady_clock::now();
+  auto t_window = t_start;
+  double window_images = 0, rate = 0;
+  data::Batch batch;
+  for (int64_t it = state.iteration; it < total; ++it) {
+    if (!train_loader.next(batch)) {
+      train_loader.start_epoch(++epoch);
+      MDQ_CHECK(train_loader.next(batch), "data loader produced an empty epoch");
+    }
+    const float lr = lr_at(o, it);
+    Var logits = model->forward(Var(batch.images));
+    Var loss = nn::cross_entropy(logits, batch.labels);
+    backward(loss);
+    quantizer.step(lr);
+    quantizer.zero_grad();
+
+    const int64_t n = batch.labels.numel();
+    images_total += n;
+    window_images += static_cast<double>(n);
+    seen += n;
+    const bool log_now = (it + 1) % o.log_every == 0 || it + 1 == total;
+    if (log_now || !o.quiet) {
+      // Reading the loss waits for the GPU; do it only when it is shown or logged.
+      if (log_now || (it % 10) == 0) {
+        loss_sum += static_cast<double>(loss.value().item()) * n;
+        correct += ops::count_topk_correct(logits.value(), batch.labels, 1);
+      }
+    }
+    auto now = std::chrono::steady_clock::now();
+    double dt = std::chrono::duration<double>(now - t_window).count();
+    if (dt > 2.0) {
+      rate = window_images / dt;
+      window_images = 0;
+      t_window = now;
+    }
+    char status[160];
+    std::snprintf(status, sizeof status, "loss %.4f | lr %.2g | beta %.3g", loss_sum / std::max<int64_t>(seen, 1), lr,
+                  quantizer.beta());
+    progress.update(it + 1, status, rate);
+    if (log_now) {
+      metrics << "{\"iter\": " << it + 1 << ", \"loss\": " << loss_sum / std::max<int64_t>(seen, 1)
+              << ", \"train_acc\": " << 100.0 * correct / std::max<int64_t>(seen, 1) << ", \"lr\": " << lr
+              << ", \"beta\": " << quantizer.beta() << ", \"img_per_s\": " << rate << "}\n";
+      metrics.flush();
+      loss_sum = 0;
+      correct = seen = 0;
+    }
+
+    const bool last = it + 1 == total;
+    if ((it + 1) % eval_every == 0 || last) {
+      quantizer.apply_rounded();
+      EvalResult rounded = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
+      quantizer.restore_primal();
+      EvalResult projected = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
+      state.iteration = it + 1;
+      if (rounded.top1_pct() > state.best_val) {
+        state.best_val = rounded.top1_pct();
+        state.best_iter = it + 1;
+        save_rounded(best_ckpt, o, *model, quantizer, state);
+      }
+      metrics << "{\"iter\": " << it + 1 << ", \"" << val_name << "_acc_rounded\": " << rounded.top1_pct() << ", \""
+              << val_name << "_acc_projected\": " << projected.top1_pct() << ", \"" << val_name
+              << "_loss_rounded\": " << rounded.mean_loss() << ", \"beta\": " << quantizer.beta() << "}\n";
+      metrics.flush();
+      if (!o.quiet)
+        std::fprintf(stderr, "%s\niter %lld: %s top-1 rounded %.2f%%, projected %.2f%% (best %.2f%% at %lld)\n",
+                     "", static_cast<long long>(it + 1), val_name, rounded.top1_pct(), projected.top1_pct(),
+                     state.best_val, static_cast<long long>(state.best_iter));
+    }
+    if ((it + 1) % ckpt_every == 0 || last) {
+      state.iteration = it + 1;
+      save_run(last_ckpt, o, *model, quantizer, state);
+    }
+  }
+  progress.finish();
+  cuda_synchronize();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+
+  // ---- final test of the best rounded network
+  TrainResult result;
+  result.best_val_top1 = state.best_val;
+  result.train_images_per_s = seconds > 0 ? images_total / seconds : 0;
+  load_weights(best_ckpt, *model);
+  EvalResult test = evaluate(*model, *test_loader, info.num_classes);
+  result.test_top1 = test.top1_pct();
+  result.test_top5 = test.top5_pct();
+  std::printf("best rounded network (iteration %lld, %s top-1 %.2f%%)\n", static_cast<long long>(state.best_iter),
+              val_name, state.best_val);
+  std::printf("training throughput: %.0f images/s over %.1f s\n", result.train_images_per_s, seconds);
+  std::printf("TEST top-1 %.2f%%  top-5 %.2f%%  (rounded %s network, %lld test images)\n", result.test_top1,
+              result.test_top5, o.method.c_str(), static_cast<long long>(test.count));
+  metrics << "{\"test_top1\": " << result.test_top1 << ", \"test_top5\": " << result.test_top5
+          << ", \"best_iter\": " << state.best_iter << ", \"train_img_per_s\": " << result.train_images_per_s << "}\n";
+  return result;
+}
+
+}  // namespace mdq::app
