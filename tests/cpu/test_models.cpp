@@ -1,0 +1,75 @@
+// Models: output shapes for every variant, published parameter counts, and a few training
+// steps of each model on tiny inputs reduce the loss.
+#include "engine/nn/loss.h"
+#include "engine/optim/adam.h"
+#include "models/model_zoo.h"
+#include "tests/support/testing.h"
+
+using namespace mdq;
+
+namespace {
+
+Shape output_shape(const std::string& name, models::ModelOptions o, int64_t batch) {
+  auto m = models::make_model(name, o);
+  m->eval();
+  NoGradScope no_grad;
+  Tensor x = testing::random_tensor({batch, o.in_channels, o.image_size, o.image_size}, 3);
+  return m->forward(Var(x)).shape();
+}
+
+}  // namespace
+
+TEST_CASE("every model variant maps images to class scores") {
+  models::ModelOptions cifar;
+  cifar.num_classes = 10;
+  for (const char* name : {"resnet18", "vgg16", "mobilenetv2", "smallcnn"})
+    REQUIRE(output_shape(name, cifar, 2) == Shape{2, 10});
+  models::ModelOptions tiny;
+  tiny.num_classes = 200;
+  tiny.image_size = 64;
+  REQUIRE(output_shape("resnet18", tiny, 1) == Shape{1, 200});
+  models::ModelOptions gray;
+  gray.in_channels = 1;
+  gray.image_size = 28;
+  REQUIRE(output_shape("resnet18", gray, 2) == Shape{2, 10});
+}
+
+TEST_CASE("ImageNet variants: forward shape and the published parameter counts") {
+  models::ModelOptions in;
+  in.num_classes = 1000;
+  in.image_size = 224;
+  in.bn_affine = true;  // torchvision's counts include BatchNorm's affine parameters
+  // torchvision: resnet18 11,689,512; vgg16_bn 138,365,992; mobilenet_v2 3,504,872.
+  REQUIRE(models::make_model("resnet18", in)->parameter_count() == 11689512);
+  REQUIRE(models::make_model("mobilenetv2", in)->parameter_count() == 3504872);
+  REQUIRE(models::make_model("vgg16", in)->parameter_count() == 138365992);
+  REQUIRE(output_shape("resnet18", in, 1) == Shape{1, 1000});
+  REQUIRE(output_shape("mobilenetv2", in, 1) == Shape{1, 1000});
+}
+
+TEST_CASE("an unknown model is an error that lists the supported ones") {
+  REQUIRE_THROWS_WITH(models::make_model("resnet50", {}), Catch::Contains("resnet18, vgg16, mobilenetv2"));
+}
+
+TEST_CASE("a few Adam steps of each model on a tiny batch reduce the loss") {
+  for (const char* name : {"resnet18", "vgg16", "mobilenetv2", "smallcnn"}) {
+    INFO(name);
+    models::ModelOptions o;
+    o.num_classes = 4;
+    o.image_size = 32;
+    auto m = models::make_model(name, o);
+    optim::Adam adam(m->parameters(), {});
+    Tensor x = testing::random_tensor({4, 3, 32, 32}, 11);
+    Tensor y = Tensor::from_vector_i32({0, 1, 2, 3}, {4});
+    float first = 0, last = 0;
+    for (int step = 0; step < 3; ++step) {
+      Var loss = nn::cross_entropy(m->forward(Var(x)), y);
+      if (step == 0) first = loss.value().item();
+      last = loss.value().item();
+      backward(loss);
+      adam.step(1e-3f);
+      adam.zero_grad();
+    }
+    REQUIRE(last < first);
+  }
+}
