@@ -16,11 +16,14 @@ float decayed(float base, float gamma, int64_t times) {
   return static_cast<float>(static_cast<double>(base) * std::pow(static_cast<double>(gamma), static_cast<double>(times)));
 }
 
-std::string fmt(double x) {
-  std::ostringstream s;
-  s.precision(9);
-  s << x;
-  return s.str();
+// The shortest decimal that reads back as the same float ("0.1", not "0.100000001").
+std::string fmt(float x) {
+  for (int precision = 6;; ++precision) {
+    std::ostringstream s;
+    s.precision(precision);
+    s << x;
+    if (precision >= 9 || std::strtof(s.str().c_str(), nullptr) == x) return s.str();
+  }
 }
 
 }  // namespace
