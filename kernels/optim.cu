@@ -2,7 +2,6 @@
 // math shared with the CPU reference through kernels/adam_math.h and kernels/sgd_math.h.
 #include "engine/cuda_context.h"
 #include "kernels/optim.h"
-#include "kernels/sgd_math.h"
 
 namespace mdq::kernels {
 namespace {

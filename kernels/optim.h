@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/adam_math.h"
+#include "kernels/sgd_math.h"
 
 namespace mdq::kernels {
 
