@@ -4,6 +4,14 @@
 #include <limits>
 
 namespace mdq::optim {
+namespace {
+
+int64_t bump(int32_t& counter) {
+  MDQ_CHECK(counter < std::numeric_limits<int32_t>::max(), "Optimizer: step counter overflow");
+  return ++counter;
+}
+
+}  // namespace
 
 Optimizer::Optimizer(std::vector<nn::ParamRef> params) : params_(std::move(params)) {
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -43,17 +51,6 @@ const Tensor* Optimizer::usable_grad(const char* who, size_t i) const {
 void Optimizer::follow_device(Tensor& state, const Tensor& value) {
   if (state.defined() && state.device() != value.device()) state = state.to(value.device());
 }
-
-}  // namespace mdq::optim
-
-namespace mdq::optim {
-
-namespace {
-int64_t bump(int32_t& counter) {
-  MDQ_CHECK(counter < std::numeric_limits<int32_t>::max(), "Optimizer: step counter overflow");
-  return ++counter;
-}
-}  // namespace
 
 void Optimizer::count_step() { bump(steps_.data<int32_t>()[0]); }
 int64_t Optimizer::count_update(size_t i) { return bump(steps_.data<int32_t>()[1 + i]); }
