@@ -96,7 +96,10 @@ void cpu_forward(const Geometry& g, const float* x, const float* w, const float*
     for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
       const int64_t xi = (oh * s - g.pad + kh) * g.W - g.pad + kw;  // xi + ow*s is inside the row
       float* yrow = yo + oh * g.OW;
-      for (int64_t ow = ow_lo; ow < ow_hi; ++ow) yrow[ow] += wv * xc[xi + ow * s];
+      if (s == 1)  // contiguous: lets the compiler vectorize the common case
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) yrow[ow] += wv * xc[xi + ow];
+      else
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) yrow[ow] += wv * xc[xi + ow * s];
     }
   });
 }
@@ -112,7 +115,10 @@ void cpu_backward_input(const Geometry& g, const float* dy, const float* w, floa
     for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
       const int64_t xi = (oh * s - g.pad + kh) * g.W - g.pad + kw;
       const float* dyrow = dyo + oh * g.OW;
-      for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dxc[xi + ow * s] += wv * dyrow[ow];
+      if (s == 1)
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dxc[xi + ow] += wv * dyrow[ow];
+      else
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dxc[xi + ow * s] += wv * dyrow[ow];
     }
   });
 }

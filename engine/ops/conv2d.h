@@ -28,6 +28,7 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
 // dL/dbias [O]: grad_out summed over N, OH, OW.
 Tensor conv2d_backward_bias(const Tensor& grad_out);
 
+#ifdef MDQ_HAS_CUDA
 // ---- the cuDNN path (engine/ops/conv2d_cudnn.cpp), CUDA builds only. The dispatchers above
 // check the operands and allocate the outputs, then call these.
 namespace cudnn_conv {
@@ -49,5 +50,6 @@ struct Choices {
 };
 Choices choices(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p);
 }  // namespace cudnn_conv
+#endif  // MDQ_HAS_CUDA
 
 }  // namespace mdq::ops
