@@ -106,12 +106,16 @@ Plan& plan_for(const Shape& xs, const Shape& ws, const Conv2dParams& p) {
 }
 
 // Index of the fastest deterministic successful result (perf is sorted by time), else of the
-// fastest successful one; -1 when none ran.
+// fastest successful one; -1 when none ran. Results timed with a math type this precision does
+// not allow are skipped: tensor ops under FP32, fp16 down-conversion ever.
 template <class Perf>
 int pick(const std::vector<Perf>& perf, int returned) {
+  const bool fp32 = precision() == Precision::FP32;
   int best = -1;
   for (int i = 0; i < returned; ++i) {
     if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+    if (perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+    if (fp32 && perf[i].mathType == CUDNN_TENSOR_OP_MATH) continue;
     if (perf[i].determinism == CUDNN_DETERMINISTIC) return i;
     if (best < 0) best = i;
   }
