@@ -1,0 +1,232 @@
+// 2-D convolution: operand checks, the CPU reference, and dispatch to cuDNN for CUDA tensors
+// (engine/ops/conv2d_cudnn.cpp).
+//
+// The CPU reference is direct loops, ordered so the innermost loop runs along an output row
+// (contiguous in y, stride `stride` in x) over exactly the columns whose input tap is inside
+// the image: no padding branches and no im2col buffer, single-threaded.
+#include "engine/ops/conv2d.h"
+
+#include <algorithm>
+#include <string>
+
+namespace mdq::ops {
+namespace {
+
+struct Geometry {
+  int64_t N, C, H, W;     // input
+  int64_t O, Cg, KH, KW;  // weight; Cg = C / groups input channels per group
+  int64_t OH, OW;         // output
+  int64_t groups, Og;     // Og = O / groups output channels per group
+  int64_t stride, pad;
+};
+
+// Checks that x, w and p fit together; x_name and w_name say which operands these are.
+Geometry geometry(const char* op, const Shape& xs, const std::string& x_name, const Shape& ws,
+                  const std::string& w_name, const Conv2dParams& p) {
+  MDQ_CHECK(xs.size() == 4, op << ": input " << x_name << " must be 4-D [N, C, H, W]");
+  MDQ_CHECK(ws.size() == 4, op << ": weight " << w_name << " must be 4-D [O, C/groups, KH, KW]");
+  MDQ_CHECK(p.stride >= 1 && p.padding >= 0 && p.groups >= 1,
+            op << ": needs stride >= 1, padding >= 0, groups >= 1; got stride " << p.stride << ", padding "
+               << p.padding << ", groups " << p.groups);
+  Geometry g{};
+  g.N = xs[0], g.C = xs[1], g.H = xs[2], g.W = xs[3];
+  g.O = ws[0], g.Cg = ws[1], g.KH = ws[2], g.KW = ws[3];
+  g.groups = p.groups, g.stride = p.stride, g.pad = p.padding;
+  MDQ_CHECK(g.C % g.groups == 0, op << ": groups " << g.groups << " does not divide the " << g.C
+                                    << " input channels of " << x_name);
+  MDQ_CHECK(g.O % g.groups == 0, op << ": groups " << g.groups << " does not divide the " << g.O
+                                    << " output channels of weight " << w_name);
+  MDQ_CHECK(g.Cg == g.C / g.groups, op << ": channel mismatch: input " << x_name << " has " << g.C
+                                       << " channels, so with groups " << g.groups << " weight " << w_name
+                                       << " needs dim 1 = " << g.C / g.groups << ", not " << g.Cg);
+  MDQ_CHECK(g.KH >= 1 && g.KW >= 1, op << ": empty kernel in weight " << w_name);
+  MDQ_CHECK(g.H + 2 * g.pad >= g.KH && g.W + 2 * g.pad >= g.KW,
+            op << ": kernel of weight " << w_name << " is larger than the padded input " << x_name
+               << " (padding " << g.pad << ")");
+  g.OH = (g.H + 2 * g.pad - g.KH) / g.stride + 1;
+  g.OW = (g.W + 2 * g.pad - g.KW) / g.stride + 1;
+  g.Og = g.O / g.groups;
+  return g;
+}
+
+void check_grad_out(const char* op, const Tensor& dy, const Geometry& g) {
+  const Shape expected{g.N, g.O, g.OH, g.OW};
+  MDQ_CHECK(dy.shape() == expected,
+            op << ": grad_out " << dy.describe() << " does not match the forward output shape " << shape_str(expected));
+}
+
+// Output positions o in [lo, hi) whose input tap o*stride - pad + k lies in [0, in).
+void valid_range(int64_t k, int64_t pad, int64_t stride, int64_t in, int64_t out, int64_t& lo, int64_t& hi) {
+  const int64_t first = pad - k;  // need o*stride >= first
+  const int64_t last = in + pad - k;  // need o*stride < last
+  lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+  hi = last <= 0 ? 0 : std::min(out, (last + stride - 1) / stride);
+  lo = std::min(lo, hi);
+}
+
+// Calls body(n, o, c_in, kh, kw, w_index, oh_lo, oh_hi, ow_lo, ow_hi) for every weight tap;
+// c_in is the absolute input channel. All three CPU passes share this walk.
+template <class Body>
+void for_each_tap(const Geometry& g, Body body) {
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t o = 0; o < g.O; ++o) {
+      const int64_t c0 = (o / g.Og) * g.Cg;
+      for (int64_t c = 0; c < g.Cg; ++c)
+        for (int64_t kh = 0; kh < g.KH; ++kh) {
+          int64_t oh_lo, oh_hi;
+          valid_range(kh, g.pad, g.stride, g.H, g.OH, oh_lo, oh_hi);
+          for (int64_t kw = 0; kw < g.KW; ++kw) {
+            int64_t ow_lo, ow_hi;
+            valid_range(kw, g.pad, g.stride, g.W, g.OW, ow_lo, ow_hi);
+            body(n, o, c0 + c, kh, kw, ((o * g.Cg + c) * g.KH + kh) * g.KW + kw, oh_lo, oh_hi, ow_lo, ow_hi);
+          }
+        }
+    }
+}
+
+void cpu_forward(const Geometry& g, const float* x, const float* w, const float* bias, float* y) {
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t o = 0; o < g.O; ++o) std::fill_n(y + (n * g.O + o) * g.OH * g.OW, g.OH * g.OW, bias ? bias[o] : 0.f);
+  const int64_t s = g.stride;
+  for_each_tap(g, [&](int64_t n, int64_t o, int64_t ci, int64_t kh, int64_t kw, int64_t wi, int64_t oh_lo,
+                      int64_t oh_hi, int64_t ow_lo, int64_t ow_hi) {
+    const float wv = w[wi];
+    const float* xc = x + (n * g.C + ci) * g.H * g.W;
+    float* yo = y + (n * g.O + o) * g.OH * g.OW;
+    for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+      const int64_t xi = (oh * s - g.pad + kh) * g.W - g.pad + kw;  // xi + ow*s is inside the row
+      float* yrow = yo + oh * g.OW;
+      if (s == 1)  // contiguous: lets the compiler vectorize the common case
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) yrow[ow] += wv * xc[xi + ow];
+      else
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) yrow[ow] += wv * xc[xi + ow * s];
+    }
+  });
+}
+
+void cpu_backward_input(const Geometry& g, const float* dy, const float* w, float* dx) {
+  std::fill_n(dx, g.N * g.C * g.H * g.W, 0.f);
+  const int64_t s = g.stride;
+  for_each_tap(g, [&](int64_t n, int64_t o, int64_t ci, int64_t kh, int64_t kw, int64_t wi, int64_t oh_lo,
+                      int64_t oh_hi, int64_t ow_lo, int64_t ow_hi) {
+    const float wv = w[wi];
+    float* dxc = dx + (n * g.C + ci) * g.H * g.W;
+    const float* dyo = dy + (n * g.O + o) * g.OH * g.OW;
+    for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+      const int64_t xi = (oh * s - g.pad + kh) * g.W - g.pad + kw;
+      const float* dyrow = dyo + oh * g.OW;
+      if (s == 1)
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dxc[xi + ow] += wv * dyrow[ow];
+      else
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dxc[xi + ow * s] += wv * dyrow[ow];
+    }
+  });
+}
+
+void cpu_backward_weight(const Geometry& g, const float* dy, const float* x, float* dw) {
+  std::fill_n(dw, g.O * g.Cg * g.KH * g.KW, 0.f);
+  const int64_t s = g.stride;
+  for_each_tap(g, [&](int64_t n, int64_t o, int64_t ci, int64_t kh, int64_t kw, int64_t wi, int64_t oh_lo,
+                      int64_t oh_hi, int64_t ow_lo, int64_t ow_hi) {
+    const float* xc = x + (n * g.C + ci) * g.H * g.W;
+    const float* dyo = dy + (n * g.O + o) * g.OH * g.OW;
+    float acc = 0.f;
+    for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+      const int64_t xi = (oh * s - g.pad + kh) * g.W - g.pad + kw;
+      const float* dyrow = dyo + oh * g.OW;
+      for (int64_t ow = ow_lo; ow < ow_hi; ++ow) acc += dyrow[ow] * xc[xi + ow * s];
+    }
+    dw[wi] += acc;
+  });
+}
+
+}  // namespace
+
+Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p) {
+  Geometry g = geometry("conv2d", x_shape, shape_str(x_shape), w_shape, shape_str(w_shape), p);
+  return {g.N, g.O, g.OH, g.OW};
+}
+
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
+  const char* op = "conv2d_forward";
+  check_dtype(op, x, DType::F32);
+  check_dtype(op, w, DType::F32);
+  check_same_device(op, x, w);
+  Geometry g = geometry(op, x.shape(), x.describe(), w.shape(), w.describe(), p);
+  if (bias.defined()) {
+    check_dtype(op, bias, DType::F32);
+    check_same_device(op, x, bias);
+    MDQ_CHECK(bias.shape() == Shape{g.O},
+              op << ": bias " << bias.describe() << " must be [" << g.O << "], one per output channel of " << w.describe());
+  }
+  Tensor y = Tensor::empty({g.N, g.O, g.OH, g.OW}, DType::F32, x.device());
+  if (x.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    cudnn_conv::forward(x, w, bias, p, y);
+#endif
+    return y;
+  }
+  cpu_forward(g, x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>());
+  return y;
+}
+
+Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& x_shape, const Conv2dParams& p) {
+  const char* op = "conv2d_backward_input";
+  check_dtype(op, grad_out, DType::F32);
+  check_dtype(op, w, DType::F32);
+  check_same_device(op, grad_out, w);
+  Geometry g = geometry(op, x_shape, "of shape " + shape_str(x_shape), w.shape(), w.describe(), p);
+  check_grad_out(op, grad_out, g);
+  Tensor dx = Tensor::empty(x_shape, DType::F32, grad_out.device());
+  if (grad_out.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    cudnn_conv::backward_input(grad_out, w, p, dx);
+#endif
+    return dx;
+  }
+  cpu_backward_input(g, grad_out.data<float>(), w.data<float>(), dx.data<float>());
+  return dx;
+}
+
+Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Shape& w_shape, const Conv2dParams& p) {
+  const char* op = "conv2d_backward_weight";
+  check_dtype(op, grad_out, DType::F32);
+  check_dtype(op, x, DType::F32);
+  check_same_device(op, grad_out, x);
+  Geometry g = geometry(op, x.shape(), x.describe(), w_shape, "of shape " + shape_str(w_shape), p);
+  check_grad_out(op, grad_out, g);
+  Tensor dw = Tensor::empty(w_shape, DType::F32, x.device());
+  if (x.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    cudnn_conv::backward_weight(grad_out, x, p, dw);
+#endif
+    return dw;
+  }
+  cpu_backward_weight(g, grad_out.data<float>(), x.data<float>(), dw.data<float>());
+  return dw;
+}
+
+Tensor conv2d_backward_bias(const Tensor& grad_out) {
+  const char* op = "conv2d_backward_bias";
+  check_dtype(op, grad_out, DType::F32);
+  check_ndim(op, grad_out, 4);
+  const int64_t N = grad_out.dim(0), O = grad_out.dim(1), HW = grad_out.dim(2) * grad_out.dim(3);
+  Tensor db = Tensor::empty({O}, DType::F32, grad_out.device());
+  if (grad_out.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    cudnn_conv::backward_bias(grad_out, db);
+#endif
+    return db;
+  }
+  const float* dy = grad_out.data<float>();
+  float* out = db.data<float>();
+  for (int64_t o = 0; o < O; ++o) {
+    double acc = 0.0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) acc += dy[(n * O + o) * HW + i];
+    out[o] = static_cast<float>(acc);
+  }
+  return db;
+}
+
+}  // namespace mdq::ops

@@ -1,0 +1,55 @@
+// 2-D convolution (cross-correlation, like PyTorch) on NCHW f32 tensors: forward and the three
+// backward pieces, on the CPU (a plain reference, engine/ops/conv2d.cpp) or the GPU (cuDNN,
+// engine/ops/conv2d_cudnn.cpp). No autograd here: see engine/nn/conv2d.h.
+//
+//   x [N, C, H, W], w [O, C/groups, KH, KW], bias [O] (optional), y [N, O, OH, OW]
+//   OH = (H + 2 padding - KH) / stride + 1, OW likewise.
+//   y[n,o,i,j] = bias[o] + sum_{c in group(o), kh, kw} w[o,c,kh,kw] x[n, c, i*stride-padding+kh, j*stride-padding+kw]
+// Channels are split into `groups` equal groups; output channel o reads input group o / (O/groups).
+// Depthwise is groups == C == O.
+#pragma once
+#include "engine/tensor.h"
+
+namespace mdq::ops {
+
+struct Conv2dParams {
+  int64_t stride = 1, padding = 0, groups = 1;
+};
+
+// The output shape, after checking that x, w and p fit together (errors name the operands).
+Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p);
+
+// bias may be an undefined Tensor (no bias).
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
+// dL/dx from dL/dy; x_shape is the forward input's shape (it is not implied by y: stride rounds down).
+Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& x_shape, const Conv2dParams& p);
+// dL/dw from dL/dy and the forward input x.
+Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Shape& w_shape, const Conv2dParams& p);
+// dL/dbias [O]: grad_out summed over N, OH, OW.
+Tensor conv2d_backward_bias(const Tensor& grad_out);
+
+#ifdef MDQ_HAS_CUDA
+// ---- the cuDNN path (engine/ops/conv2d_cudnn.cpp), CUDA builds only. The dispatchers above
+// check the operands and allocate the outputs, then call these.
+namespace cudnn_conv {
+void forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor& y);
+void backward_input(const Tensor& dy, const Tensor& w, const Conv2dParams& p, Tensor& dx);
+void backward_weight(const Tensor& dy, const Tensor& x, const Conv2dParams& p, Tensor& dw);
+void backward_bias(const Tensor& dy, Tensor& db);
+
+// What the cache holds for one shape under the current precision: the cudnnConvolution*Algo_t
+// and cudnnMathType_t of each direction (as ints, so this header needs no cuDNN include) and its
+// workspace bytes; algo -1 where that direction has not run yet. The benchmark reuses these to
+// call cuDNN directly with the same choices.
+struct Choice {
+  int algo = -1, math_type = -1;
+  size_t workspace_bytes = 0;
+};
+struct Choices {
+  Choice forward, backward_data, backward_filter;
+};
+Choices choices(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p);
+}  // namespace cudnn_conv
+#endif  // MDQ_HAS_CUDA
+
+}  // namespace mdq::ops
