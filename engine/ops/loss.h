@@ -14,7 +14,7 @@ namespace mdq::ops {
 // [N, K] tensor on that device, replaced otherwise). A label < 0 or >= K throws mdq::Error
 // naming the op, the label, its row and K; on the GPU that check costs one small device->host
 // copy (and so one stream synchronisation) per call.
-Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor* probs_out);
+Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor* probs_out = nullptr);
 
 // d loss / d logits = (probs - onehot(labels)) * grad_scale / N, with probs from the forward.
 // Labels are range-checked on the CPU; on the GPU they were checked by the forward (rows with
