@@ -1,0 +1,22 @@
+#include "engine/nn/reshape.h"
+
+#include "engine/nn/functional.h"
+
+namespace mdq::nn {
+
+Var reshape(const Var& x, const Shape& shape) {
+  Var out = make_output(x.value().reshape(shape), {&x});
+  if (out.requires_grad())
+    record_backward([x, out]() {
+      if (out.has_grad()) x.accumulate_grad(out.grad().reshape(x.shape()));
+    });
+  return out;
+}
+
+Var flatten(const Var& x) {
+  const Tensor& v = x.value();
+  MDQ_CHECK(v.ndim() >= 1, "flatten: expected at least one (batch) dimension, got " << v.describe());
+  return reshape(x, {v.dim(0), v.ndim() == 1 ? 1 : shape_numel(Shape(v.shape().begin() + 1, v.shape().end()))});
+}
+
+}  // namespace mdq::nn

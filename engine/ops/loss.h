@@ -1,0 +1,34 @@
+// Softmax cross-entropy on integer class labels and top-k accuracy counts, on the CPU or the
+// GPU (no autograd: nn::cross_entropy in engine/nn/loss.h is the differentiable version).
+#pragma once
+#include <cstdint>
+
+#include "engine/tensor.h"
+
+namespace mdq::ops {
+
+// logits f32 [N, K], labels i32 [N] on the same device. Returns a one-element tensor (same
+// device): mean over rows of -log softmax(logits)[label], computed with the row maximum
+// subtracted so large logits do not overflow. If probs_out is non-null it receives the softmax
+// probabilities [N, K] for the backward pass (written in place when it already holds an f32
+// [N, K] tensor on that device, replaced otherwise). A label < 0 or >= K throws mdq::Error
+// naming the op, the label, its row and K; on the GPU that check costs one small device->host
+// copy (and so one stream synchronisation) per call.
+Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor* probs_out = nullptr);
+
+// d loss / d logits = (probs - onehot(labels)) * grad_scale / N, with probs from the forward.
+// Labels are range-checked on the CPU; on the GPU they were checked by the forward (rows with
+// a bad label are left as probs * scale, nothing out of bounds is touched).
+Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, float grad_scale);
+// The same with grad_scale as a one-element f32 tensor on the probs' device (the upstream
+// gradient of the loss), so the backward pass never reads it back to the host.
+Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& grad_scale);
+
+// How many rows have their label among the k largest logits. Rule for ties: a row counts when
+// the label's logit is strictly greater than all but at most k-1 of the other logits, i.e.
+// #{j != label : logits[j] >= logits[label]} <= k-1. Ties therefore count against the label
+// (constant logits score 0 for k < K), and a NaN logit anywhere in the row counts against it
+// too. k >= K counts every row. Labels are range-checked as in cross_entropy_forward.
+int64_t count_topk_correct(const Tensor& logits, const Tensor& labels, int k);
+
+}  // namespace mdq::ops
