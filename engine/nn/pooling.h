@@ -11,7 +11,8 @@ Var global_avg_pool(const Var& x);
 
 class MaxPool2d : public Module {
  public:
-  MaxPool2d(int64_t kernel, int64_t stride, int64_t padding = 0) : kernel_(kernel), stride_(stride), padding_(padding) {}
+  MaxPool2d(int64_t kernel, int64_t stride, int64_t padding = 0)
+      : kernel_(kernel), stride_(stride), padding_(padding) {}
   Var forward(const Var& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
 
  private:
@@ -20,7 +21,8 @@ class MaxPool2d : public Module {
 
 class AvgPool2d : public Module {
  public:
-  AvgPool2d(int64_t kernel, int64_t stride, int64_t padding = 0) : kernel_(kernel), stride_(stride), padding_(padding) {}
+  AvgPool2d(int64_t kernel, int64_t stride, int64_t padding = 0)
+      : kernel_(kernel), stride_(stride), padding_(padding) {}
   Var forward(const Var& x) override { return avg_pool2d(x, kernel_, stride_, padding_); }
 
  private:

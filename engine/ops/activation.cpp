@@ -33,7 +33,7 @@ float act_backward(Act act, float g, float x) {
 
 #ifdef MDQ_HAS_CUDA
 kernels::Activation to_kernel(Act act) {
-  return act == Act::ReLU ? kernels::Activation::ReLU
+  return act == Act::ReLU    ? kernels::Activation::ReLU
          : act == Act::ReLU6 ? kernels::Activation::ReLU6
                              : kernels::Activation::SignSTE;
 }
@@ -62,8 +62,8 @@ Tensor backward(const char* name, Act act, const Tensor& grad_out, const Tensor&
   Tensor grad_in = Tensor::empty(x.shape(), DType::F32, x.device());
   if (x.is_cuda()) {
 #ifdef MDQ_HAS_CUDA
-    kernels::activation_backward_f32(to_kernel(act), grad_out.data<float>(), x.data<float>(),
-                                     grad_in.data<float>(), x.numel());
+    kernels::activation_backward_f32(to_kernel(act), grad_out.data<float>(), x.data<float>(), grad_in.data<float>(),
+                                     x.numel());
 #endif
     return grad_in;
   }
@@ -77,7 +77,9 @@ Tensor backward(const char* name, Act act, const Tensor& grad_out, const Tensor&
 }  // namespace
 
 Tensor relu_forward(const Tensor& x) { return forward("relu", Act::ReLU, x); }
-Tensor relu_backward(const Tensor& grad_out, const Tensor& x) { return backward("relu_backward", Act::ReLU, grad_out, x); }
+Tensor relu_backward(const Tensor& grad_out, const Tensor& x) {
+  return backward("relu_backward", Act::ReLU, grad_out, x);
+}
 Tensor relu6_forward(const Tensor& x) { return forward("relu6", Act::ReLU6, x); }
 Tensor relu6_backward(const Tensor& grad_out, const Tensor& x) {
   return backward("relu6_backward", Act::ReLU6, grad_out, x);

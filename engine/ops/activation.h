@@ -12,8 +12,8 @@ namespace mdq::ops {
 Tensor relu_forward(const Tensor& x);
 Tensor relu_backward(const Tensor& grad_out, const Tensor& x);  // grad_out * 1[x > 0]
 Tensor relu6_forward(const Tensor& x);
-Tensor relu6_backward(const Tensor& grad_out, const Tensor& x);  // grad_out * 1[0 < x < 6]
-Tensor sign_forward(const Tensor& x);                             // sign(0) = +1
+Tensor relu6_backward(const Tensor& grad_out, const Tensor& x);     // grad_out * 1[0 < x < 6]
+Tensor sign_forward(const Tensor& x);                               // sign(0) = +1
 Tensor sign_ste_backward(const Tensor& grad_out, const Tensor& x);  // grad_out * 1[|x| <= 1]
 
 }  // namespace mdq::ops

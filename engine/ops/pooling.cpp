@@ -25,17 +25,23 @@ struct Geometry {
 
 Geometry geometry(const char* op, const Shape& in, int64_t kernel, int64_t stride, int64_t padding) {
   MDQ_CHECK(in.size() == 4, op << ": expected an NCHW input, got shape " << shape_str(in));
-  MDQ_CHECK(kernel >= 1 && stride >= 1 && padding >= 0,
-            op << ": kernel " << kernel << ", stride " << stride << ", padding " << padding
-               << " (need kernel >= 1, stride >= 1, padding >= 0)");
+  MDQ_CHECK(kernel >= 1 && stride >= 1 && padding >= 0, op << ": kernel " << kernel << ", stride " << stride
+                                                           << ", padding " << padding
+                                                           << " (need kernel >= 1, stride >= 1, padding >= 0)");
   MDQ_CHECK(padding <= kernel / 2, op << ": padding " << padding << " exceeds half the kernel " << kernel
                                       << " (a window could hold padding only)");
   MDQ_CHECK(in[2] + 2 * padding >= kernel && in[3] + 2 * padding >= kernel,
             op << ": kernel " << kernel << " is larger than the padded input " << shape_str(in) << " with padding "
                << padding);
   MDQ_CHECK(in[2] < (int64_t(1) << 31) / std::max<int64_t>(in[3], 1), op << ": plane too large " << shape_str(in));
-  Geometry g{in[0] * in[1], in[2], in[3], pool_output_size(in[2], kernel, stride, padding),
-             pool_output_size(in[3], kernel, stride, padding), kernel, stride, padding};
+  Geometry g{in[0] * in[1],
+             in[2],
+             in[3],
+             pool_output_size(in[2], kernel, stride, padding),
+             pool_output_size(in[3], kernel, stride, padding),
+             kernel,
+             stride,
+             padding};
   return g;
 }
 
@@ -101,8 +107,8 @@ Tensor max_pool2d_backward(const Tensor& grad_out, const Tensor& argmax, const S
   const Shape out_shape{input_shape[0], input_shape[1], g.out_h, g.out_w};
   check_grad_out("max_pool2d_backward", grad_out, out_shape);
   check_dtype("max_pool2d_backward", argmax, DType::I32);
-  MDQ_CHECK(argmax.shape() == out_shape, "max_pool2d_backward: argmax " << argmax.describe()
-                                                                         << " does not match grad_out " << grad_out.describe());
+  MDQ_CHECK(argmax.shape() == out_shape,
+            "max_pool2d_backward: argmax " << argmax.describe() << " does not match grad_out " << grad_out.describe());
   check_same_device("max_pool2d_backward", grad_out, argmax);
   Tensor grad_in = Tensor::empty(input_shape, DType::F32, grad_out.device());
   if (grad_out.is_cuda()) {
@@ -210,8 +216,8 @@ Tensor global_avg_pool_forward(const Tensor& x) {
 }
 
 Tensor global_avg_pool_backward(const Tensor& grad_out, const Shape& input_shape) {
-  MDQ_CHECK(input_shape.size() == 4, "global_avg_pool_backward: expected an NCHW input shape, got "
-                                         << shape_str(input_shape));
+  MDQ_CHECK(input_shape.size() == 4,
+            "global_avg_pool_backward: expected an NCHW input shape, got " << shape_str(input_shape));
   check_grad_out("global_avg_pool_backward", grad_out, {input_shape[0], input_shape[1]});
   const int64_t planes = input_shape[0] * input_shape[1], hw = input_shape[2] * input_shape[3];
   Tensor grad_in = Tensor::empty(input_shape, DType::F32, grad_out.device());

@@ -25,7 +25,7 @@ Tensor avg_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride, int64
 Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape, int64_t kernel, int64_t stride,
                            int64_t padding);
 
-Tensor global_avg_pool_forward(const Tensor& x);                                  // [N,C,H,W] -> [N,C]
+Tensor global_avg_pool_forward(const Tensor& x);                                    // [N,C,H,W] -> [N,C]
 Tensor global_avg_pool_backward(const Tensor& grad_out, const Shape& input_shape);  // [N,C] -> [N,C,H,W]
 
 }  // namespace mdq::ops

@@ -261,9 +261,9 @@ TEST_CASE("batch_norm checks its operands and needs more than one value per chan
   Tensor rm = Tensor::zeros({3}), rv = Tensor::full({3}, 1.f);
   REQUIRE_THROWS_WITH(nn::batch_norm(Var(Tensor::zeros({1, 3})), Var(), Var(), rm, rv, true, 0.1f, 1e-5f),
                       Catch::Contains("more than one value per channel"));
-  REQUIRE_THROWS_WITH(nn::batch_norm(Var(Tensor::zeros({2, 4, 2, 2})), Var(), Var(), rm, rv, true, 0.1f, 1e-5f),
-                      Catch::Contains("running_mean") && Catch::Contains("f32[3]@cpu") &&
-                          Catch::Contains("f32[2, 4, 2, 2]@cpu"));
+  REQUIRE_THROWS_WITH(
+      nn::batch_norm(Var(Tensor::zeros({2, 4, 2, 2})), Var(), Var(), rm, rv, true, 0.1f, 1e-5f),
+      Catch::Contains("running_mean") && Catch::Contains("f32[3]@cpu") && Catch::Contains("f32[2, 4, 2, 2]@cpu"));
 }
 
 // ---------------------------------------------------------------- modules
@@ -306,7 +306,8 @@ TEST_CASE("BatchNorm2d follows train/eval, takes [N, C, H, W] and [N, C], and re
     const int c = static_cast<int>((i / 4) % 3);
     CHECK(yv[i] == Approx((xv[i] - rm[c]) / std::sqrt(rv[c] + 1e-5)).epsilon(1e-5).margin(1e-6));
   }
-  REQUIRE_THROWS_WITH(bn(Var(Tensor::zeros({2, 4}))), Catch::Contains("BatchNorm2d(3)") && Catch::Contains("f32[2, 4]@cpu"));
+  REQUIRE_THROWS_WITH(bn(Var(Tensor::zeros({2, 4}))),
+                      Catch::Contains("BatchNorm2d(3)") && Catch::Contains("f32[2, 4]@cpu"));
 }
 
 TEST_CASE("activation and pooling modules compose in a Sequential") {
