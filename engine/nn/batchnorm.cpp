@@ -1,0 +1,48 @@
+// Autograd wrapper for batch normalisation and the BatchNorm2d module.
+#include "engine/nn/batchnorm.h"
+
+#include "engine/nn/functional.h"
+#include "engine/ops/batchnorm.h"
+
+namespace mdq::nn {
+
+Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
+               bool training, float momentum, float eps) {
+  const Tensor w = weight.defined() ? weight.value() : Tensor();
+  const Tensor b = bias.defined() ? bias.value() : Tensor();
+  ops::BatchNormResult r = ops::batch_norm_forward(x.value(), w, b, running_mean, running_var, training, momentum, eps);
+  Var out = make_output(r.out, {&x, &weight, &bias});
+  if (out.requires_grad()) {
+    Tensor mean = r.mean, invstd = r.invstd;
+    record_backward([x, weight, bias, out, mean, invstd, training]() {
+      if (!out.has_grad()) return;
+      const Tensor w = weight.defined() ? weight.value() : Tensor();
+      const Tensor b = bias.defined() ? bias.value() : Tensor();
+      ops::BatchNormGrads g = ops::batch_norm_backward(out.grad(), x.value(), w, b, mean, invstd, training);
+      if (x.requires_grad()) x.accumulate_grad(g.grad_input);
+      if (weight.requires_grad()) weight.accumulate_grad(g.grad_weight);
+      if (bias.requires_grad()) bias.accumulate_grad(g.grad_bias);
+    });
+  }
+  return out;
+}
+
+BatchNorm2d::BatchNorm2d(int64_t channels, bool affine, float momentum, float eps)
+    : channels_(channels), affine_(affine), momentum_(momentum), eps_(eps) {
+  MDQ_CHECK(channels > 0, "BatchNorm2d: channels must be positive, got " << channels);
+  running_mean_ = &register_buffer("running_mean", Tensor::zeros({channels}));
+  running_var_ = &register_buffer("running_var", Tensor::full({channels}, 1.0f));
+  if (affine) {
+    weight_ = register_parameter("weight", Tensor::full({channels}, 1.0f), ParamKind::Weight, 1, 1);
+    bias_ = register_parameter("bias", Tensor::zeros({channels}), ParamKind::Bias, 1, 1);
+  }
+}
+
+Var BatchNorm2d::forward(const Var& x) {
+  MDQ_CHECK((x.value().ndim() == 4 || x.value().ndim() == 2) && x.value().dim(1) == channels_,
+            "BatchNorm2d(" << channels_ << "): expected [N, " << channels_ << ", H, W] or [N, " << channels_
+                           << "], got " << x.value().describe());
+  return batch_norm(x, weight_, bias_, *running_mean_, *running_var_, is_training(), momentum_, eps_);
+}
+
+}  // namespace mdq::nn

@@ -1,0 +1,37 @@
+// Differentiable batch normalisation and the BatchNorm2d module (math: engine/ops/batchnorm.h).
+// The paper's recipe uses BN without affine parameters (DESIGN.md §1), hence affine = false by
+// default; running statistics follow PyTorch (unbiased running_var, momentum 0.1).
+#pragma once
+#include "engine/nn/module.h"
+
+namespace mdq::nn {
+
+// x: [N, C, H, W] or [N, C]. weight/bias: [C] or undefined Var() (then 1 and 0).
+// training: batch statistics, running_mean/running_var updated in place; backward goes through
+// the batch mean and variance. eval: running statistics; backward is a per-channel scale.
+Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
+               bool training, float momentum, float eps);
+
+// Buffers "running_mean" (zeros) and "running_var" (ones); when affine, parameters "weight"
+// (ones, ParamKind::Weight) and "bias" (zeros, ParamKind::Bias). Mode from is_training().
+// Accepts [N, C, H, W] and [N, C] (e.g. VGG's classifier on [N, 512]).
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(int64_t channels, bool affine = false, float momentum = 0.1f, float eps = 1e-5f);
+  Var forward(const Var& x) override;
+
+  int64_t channels() const { return channels_; }
+  bool affine() const { return affine_; }
+  Tensor& running_mean() { return *running_mean_; }
+  Tensor& running_var() { return *running_var_; }
+
+ private:
+  int64_t channels_;
+  bool affine_;
+  float momentum_, eps_;
+  Var weight_, bias_;  // undefined unless affine
+  Tensor* running_mean_;
+  Tensor* running_var_;  // registered buffers: Module keeps them at stable addresses
+};
+
+}  // namespace mdq::nn

@@ -1,0 +1,39 @@
+// Batch normalisation on f32 tensors, forward and backward, CPU or GPU (no autograd: see
+// engine/nn/batchnorm.h). x is [N, C, H, W] or [N, C] (read as H = W = 1); statistics are per
+// channel over the M = N*H*W elements of that channel.
+//   training: mean, var = batch mean and biased batch variance;
+//             running_mean = (1 - momentum) running_mean + momentum mean,
+//             running_var  = (1 - momentum) running_var  + momentum var * M / (M - 1)
+//             (unbiased, PyTorch semantics); M must be > 1.
+//   eval:     mean, var = running_mean, running_var (left unchanged).
+//   out = (x - mean) * invstd * weight + bias, invstd = 1 / sqrt(var + eps);
+//   an undefined weight means 1, an undefined bias 0 (the paper's BN has no affine parameters).
+// Backward, with xhat = (x - mean) invstd and sums over the channel's M elements:
+//   training: dx = weight invstd (g - sum(g)/M - xhat sum(g xhat)/M)  (through mean and var)
+//   eval:     dx = weight invstd g                                     (mean, var are constants)
+//   dweight = sum(g xhat), dbias = sum(g) in both modes.
+#pragma once
+#include "engine/tensor.h"
+
+namespace mdq::ops {
+
+struct BatchNormResult {
+  Tensor out;     // shape of x
+  Tensor mean;    // [C]: the mean that normalised x (batch mean in training, running in eval)
+  Tensor invstd;  // [C]: 1 / sqrt(var + eps) for that var; both are what backward needs
+};
+// running_mean/running_var: [C] f32 on x's device; updated in place in training (they may be
+// undefined in training, then nothing is tracked; eval needs them).
+BatchNormResult batch_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                                   Tensor& running_var, bool training, float momentum, float eps);
+
+struct BatchNormGrads {
+  Tensor grad_input;   // shape of x
+  Tensor grad_weight;  // [C], defined when weight is
+  Tensor grad_bias;    // [C], defined when bias is
+};
+// mean/invstd: from the matching batch_norm_forward; `training` must be the forward's mode.
+BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                   const Tensor& mean, const Tensor& invstd, bool training);
+
+}  // namespace mdq::ops

@@ -1,0 +1,36 @@
+// Launchers for the batch-norm kernels (kernels/batchnorm.cu). The input is viewed as
+// [N, C, HW] (HW = 1 for [N, C] inputs); per-channel vectors are [C]; `weight` and `bias` may be
+// null (no affine parameters: weight 1, bias 0); `running_mean`/`running_var` may be null (not
+// tracked). Device pointers, queued on mdq::cuda::stream(). CPU reference and the math:
+// engine/ops/batchnorm.{h,cpp}.
+#pragma once
+#include <cstdint>
+
+namespace mdq::kernels {
+
+struct BatchNormShape {
+  int64_t n, c, hw;
+};
+
+// Training statistics, one block per channel (two passes: mean, then the centred sum of
+// squares): mean[c], invstd[c] = 1/sqrt(var_biased + eps), and, when given,
+// running = (1 - momentum) * running + momentum * batch with var_unbiased for running_var.
+void batch_norm_stats_f32(const BatchNormShape& s, const float* x, float eps, float momentum, float* mean,
+                          float* invstd, float* running_mean, float* running_var);
+// Evaluation statistics: mean = running_mean, invstd = 1/sqrt(running_var + eps).
+void batch_norm_eval_stats_f32(int64_t c, const float* running_mean, const float* running_var, float eps, float* mean,
+                               float* invstd);
+// out = (x - mean[c]) * invstd[c] * weight[c] + bias[c]
+void batch_norm_apply_f32(const BatchNormShape& s, const float* x, const float* mean, const float* invstd,
+                          const float* weight, const float* bias, float* out);
+// Per-channel sums for the backward pass, one block per channel:
+// sum_g[c] = sum g, sum_gxhat[c] = sum g * (x - mean[c]) * invstd[c].
+void batch_norm_backward_reduce_f32(const BatchNormShape& s, const float* grad_out, const float* x, const float* mean,
+                                    const float* invstd, float* sum_g, float* sum_gxhat);
+// grad_in = weight * invstd * (g - sum_g/M - xhat * sum_gxhat/M)   (training, M = N*HW)
+// grad_in = weight * invstd * g                                   (eval; sums unused, may be null)
+void batch_norm_backward_input_f32(const BatchNormShape& s, bool training, const float* grad_out, const float* x,
+                                   const float* mean, const float* invstd, const float* weight, const float* sum_g,
+                                   const float* sum_gxhat, float* grad_in);
+
+}  // namespace mdq::kernels
