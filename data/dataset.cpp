@@ -196,6 +196,10 @@ std::string resolve_dir(const std::string& data_dir, const std::vector<std::stri
       if (path_exists(c / m)) return c.string();
   std::ostringstream o;
   for (const auto& m : markers) o << " " << m;
+  for (const auto& s : subfolders)  // the shared copies come as tarballs: say how to unpack them
+    MDQ_CHECK(!path_exists(fs::path(data_dir) / (s + "-jpeg.tar.gz")),
+              "data: '" << data_dir << "' holds " << s << "-jpeg.tar.gz but no extracted copy; run: tar xzf '"
+                        << (fs::path(data_dir) / (s + "-jpeg.tar.gz")).string() << "' -C <dir> and pass --data-dir <dir>");
   MDQ_FAIL("data: '" << data_dir << "' holds none of" << o.str() << " (looked also in its sub-folders"
                      << [&] { std::string s; for (const auto& f : subfolders) s += " " + f + "/"; return s; }() << ")");
 }

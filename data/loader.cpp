@@ -49,6 +49,7 @@ DataLoader::DataLoader(std::shared_ptr<Dataset> ds, int64_t batch_size, bool shu
   if (device_ == Device::CUDA) {
 #ifdef MDQ_HAS_CUDA
     MDQ_CHECK(cuda_available(), "DataLoader: device cuda requested but " << cuda_unavailable_reason());
+    CUDA_CHECK(cudaGetDevice(&cuda_device_));
     for (Slot& s : slots_) {
       CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host_images),
                                static_cast<size_t>(batch_size_) * augment_.out_floats() * sizeof(float), cudaHostAllocDefault));
@@ -111,6 +112,16 @@ void DataLoader::start_epoch(int64_t epoch) {
 }
 
 void DataLoader::worker_loop() {
+#ifdef MDQ_HAS_CUDA
+  // A new thread starts on device 0; one process per GPU (DESIGN.md scale-out) may use another.
+  if (device_ == Device::CUDA && cudaSetDevice(cuda_device_) != cudaSuccess) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!error_) error_ = std::make_exception_ptr(Error("DataLoader: worker cannot select CUDA device " + std::to_string(cuda_device_)));
+    stop_ = true;
+    cv_.notify_all();
+    return;
+  }
+#endif
   const int64_t nb = batches_per_epoch();
   const size_t P = slots_.size();
   while (true) {

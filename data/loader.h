@@ -70,6 +70,7 @@ class DataLoader {
   Augmenter augment_;
   uint64_t seed_;
   Device device_;
+  int cuda_device_ = 0;  // the GPU current when the loader was made; workers bind to it
   int workers_;
   int64_t epoch_ = -1;
   std::vector<int64_t> order_;
