@@ -200,8 +200,9 @@ std::string resolve_dir(const std::string& data_dir, const std::vector<std::stri
     MDQ_CHECK(!path_exists(fs::path(data_dir) / (s + "-jpeg.tar.gz")),
               "data: '" << data_dir << "' holds " << s << "-jpeg.tar.gz but no extracted copy; run: tar xzf '"
                         << (fs::path(data_dir) / (s + "-jpeg.tar.gz")).string() << "' -C <dir> and pass --data-dir <dir>");
-  MDQ_FAIL("data: '" << data_dir << "' holds none of" << o.str() << " (looked also in its sub-folders"
-                     << [&] { std::string s; for (const auto& f : subfolders) s += " " + f + "/"; return s; }() << ")");
+  o << " (looked also in its sub-folders";
+  for (const auto& f : subfolders) o << " " << f << "/";
+  MDQ_FAIL("data: '" << data_dir << "' holds none of" << o.str() << ")");
 }
 
 std::shared_ptr<Dataset> concat_cifar(const std::vector<std::string>& files, CifarKind kind, const DatasetInfo& info) {
