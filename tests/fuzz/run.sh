@@ -22,5 +22,5 @@ for target in fuzz_cifar fuzz_idx; do
   echo "== $target: ${seconds}s"
   # -max_len: a few CIFAR records; idx headers and gzip streams fit easily.
   "$out/$target" "$out/corpus-$target" -max_total_time="$seconds" -max_len=16384 -rss_limit_mb=2048 \
-    -print_final_stats=1 2>&1 | grep -E "^#[0-9]+.*DONE|stat::|ERROR|SUMMARY|crash-|Done" || true
+    -print_final_stats=1 -artifact_prefix="$out/" 2>&1 | grep -E "^#[0-9]+.*DONE|stat::|ERROR|SUMMARY|crash-|Done" || true
 done
