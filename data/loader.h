@@ -1,0 +1,86 @@
+// DataLoader: batches of augmented f32 NCHW images and i32 labels, made by worker threads into a
+// bounded ring of `prefetch` slots while the consumer trains on earlier batches. On the GPU the
+// slots are pinned host buffers copied with cudaMemcpyAsync on mdq::cuda::stream() (the engine's
+// one stream, so the caching allocator's stream-ordered reuse stays safe); an event per slot
+// keeps a worker from refilling a slot before its copy has finished.
+// Determinism: the epoch's order depends on (seed, epoch), each sample's augmentation on
+// (seed, epoch, dataset index); never on thread timing, so a resumed run sees the same data.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "data/augment.h"
+#include "data/dataset.h"
+#include "engine/tensor.h"
+
+namespace mdq::data {
+
+struct Batch {
+  Tensor images;                 // f32 [N, C, H, W] on the loader's device
+  Tensor labels;                 // i32 [N] on the loader's device
+  std::vector<int64_t> indices;  // dataset indices of the N samples, in batch order
+};
+
+class DataLoader {
+ public:
+  // workers 0 = auto: hardware threads - 1, at least 1. prefetch: batches made ahead (>= 1).
+  DataLoader(std::shared_ptr<Dataset> ds, int64_t batch_size, bool shuffle, bool drop_last, AugmentConfig aug,
+             uint64_t seed, Device device, int workers = 0, int prefetch = 4);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // Starts (or restarts) epoch `epoch`; a running epoch is abandoned.
+  void start_epoch(int64_t epoch);
+  // The next batch of the epoch, or false when the epoch is done. A worker's error (an
+  // undecodable image, say) is rethrown here.
+  bool next(Batch& out);
+  int64_t batches_per_epoch() const;
+  // The epoch's sample order (dataset indices), as next() will hand it out.
+  static std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch);
+
+  const Augmenter& augmenter() const { return augment_; }
+  int workers() const { return workers_; }
+
+ private:
+  enum class SlotState { Free, Filling, Ready };
+  struct Slot {
+    SlotState state = SlotState::Free;
+    int64_t batch = -1;
+    Tensor images, labels;            // CPU device: the batch's own tensors, handed out by next()
+    float* host_images = nullptr;     // CUDA device: pinned staging buffers
+    int32_t* host_labels = nullptr;
+    void* copy_done = nullptr;        // cudaEvent_t recorded after the slot's copies
+    bool copy_pending = false;
+  };
+  void stop_workers();
+  void worker_loop();
+  void fill(Slot& slot, int64_t batch);
+  int64_t batch_begin(int64_t b) const { return b * batch_size_; }
+  int64_t batch_count(int64_t b) const;
+
+  std::shared_ptr<Dataset> ds_;
+  int64_t batch_size_;
+  bool shuffle_, drop_last_;
+  Augmenter augment_;
+  uint64_t seed_;
+  Device device_;
+  int cuda_device_ = 0;  // the GPU current when the loader was made; workers bind to it
+  int workers_;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> order_;
+  std::vector<Slot> slots_;
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int64_t next_fill_ = 0, next_out_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace mdq::data
