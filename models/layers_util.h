@@ -5,6 +5,7 @@
 #include "engine/nn/activation.h"
 #include "engine/nn/batchnorm.h"
 #include "engine/nn/conv2d.h"
+#include "engine/nn/functional.h"
 #include "engine/nn/linear.h"
 #include "engine/nn/module.h"
 #include "engine/nn/pooling.h"
