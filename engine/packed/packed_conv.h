@@ -55,7 +55,7 @@ struct FloatOutput {
   DType dtype = DType::F32;  // F32 or BF16
 };
 // x bf16 [N][H][W][C] (NHWC) -> [N][OH][OW][O]; binary (W1A16) or ternary (W2A16) weights.
-Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, const FloatOutput& out = {});
+Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g = {}, const FloatOutput& out = {});
 // x bf16 [N][C] -> [N][O].
 Tensor w1a16_linear(const Tensor& x, const PackedWeights& w, const FloatOutput& out = {});
 
