@@ -45,7 +45,7 @@ __device__ __forceinline__ void mma_b1_and_popc(int32_t (&d)[4], const uint32_t 
 #endif
 }
 
-// cp.async of 4 or 16 bytes; valid == false writes zeros (src-size 0 reads nothing).
+// cp.async of 4, 8 or 16 bytes; valid == false writes zeros (src-size 0 reads nothing).
 template <int BYTES>
 __device__ __forceinline__ void cp_async_zfill(void* smem, const void* gmem, bool valid) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -243,8 +243,11 @@ template <int BM, int BN, int BKW, int WM, int WN>
 void launch(const BinaryConvArgs& a, const Geometry& g) {
   constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
   const dim3 grid((unsigned)((g.M + BM - 1) / BM), (unsigned)((g.O + BN - 1) / BN));
+  // Widest cp.async whose words stay inside one tap (64 channels: Cw = 2 -> 8 bytes).
   if (g.Cw % 4 == 0)
     binary_conv_kernel<BM, BN, BKW, WM, WN, 4><<<grid, THREADS, 0, cuda::stream()>>>(a, g);
+  else if (g.Cw % 2 == 0)
+    binary_conv_kernel<BM, BN, BKW, WM, WN, 2><<<grid, THREADS, 0, cuda::stream()>>>(a, g);
   else
     binary_conv_kernel<BM, BN, BKW, WM, WN, 1><<<grid, THREADS, 0, cuda::stream()>>>(a, g);
   CUDA_CHECK_LAUNCH();
