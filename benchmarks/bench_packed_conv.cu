@@ -1,0 +1,182 @@
+// Packed convolutions vs cuDNN on ResNet-18's 3x3 layers (DESIGN.md E12): W1A1 (b1 tensor
+// cores, AND+popc, fused sign + re-pack output) and W1A16 (packed binary weights, bf16
+// activations and output) beside cuDNN fp32 / tf32 / bf16 (NHWC, algorithm found once), as
+// effective TOPS = 2 MACs / time, ratios to cuDNN bf16, and W1A1 as a fraction of a measured
+// mma.m16n8k256 AND+popc peak. Usage: bench_packed_conv [batch ...] (default 1 32 256).
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <vector>
+
+#include "engine/cuda_context.h"
+#include "engine/device.h"
+#include "engine/packed/bitpack.h"
+#include "engine/packed/packed_conv.h"
+
+using namespace mdq;
+
+namespace {
+
+// ---- b1 peak: each warp keeps 8 independent accumulator chains of mma m16n8k256 AND+popc.
+constexpr int kChains = 8;
+__global__ void b1_peak_kernel(int iters, int* sink) {
+  uint32_t a[4] = {0xaaaaaaaau ^ threadIdx.x, 0x55555555u, 0xccccccccu, 0x33333333u};
+  uint32_t b[2] = {0xf0f0f0f0u, 0x0f0f0f0fu ^ threadIdx.x};
+  int d[kChains][4] = {};
+  for (int i = 0; i < iters; ++i) {
+#pragma unroll
+    for (int j = 0; j < kChains; ++j) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+      asm volatile(
+          "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+          "{%0,%1,%2,%3};\n"
+          : "+r"(d[j][0]), "+r"(d[j][1]), "+r"(d[j][2]), "+r"(d[j][3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+    }
+  }
+  int s = 0;
+  for (int j = 0; j < kChains; ++j) s += d[j][0] + d[j][1] + d[j][2] + d[j][3];
+  if (s == 0x7fffffff) sink[0] = s;  // keeps the chains alive
+}
+
+float time_ms(const std::function<void()>& fn) {
+  for (int i = 0; i < 3; ++i) fn();  // warm-up (and cuDNN's lazy init)
+  cudaEvent_t t0, t1;
+  CUDA_CHECK(cudaEventCreate(&t0));
+  CUDA_CHECK(cudaEventCreate(&t1));
+  float best = 1e30f;
+  int reps = 1;
+  for (int round = 0; round < 4; ++round) {
+    CUDA_CHECK(cudaEventRecord(t0, cuda::stream()));
+    for (int i = 0; i < reps; ++i) fn();
+    CUDA_CHECK(cudaEventRecord(t1, cuda::stream()));
+    CUDA_CHECK(cudaEventSynchronize(t1));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t0, t1));
+    best = std::min(best, ms / reps);
+    if (ms < 20.f) reps = std::min(1000, reps * std::max(2, static_cast<int>(20.f / std::max(ms, 1e-3f))));
+  }
+  CUDA_CHECK(cudaEventDestroy(t0));
+  CUDA_CHECK(cudaEventDestroy(t1));
+  return best;
+}
+
+double b1_peak_tops() {
+  int sms = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
+  const int blocks = sms * 4, threads = 256, iters = 4096;
+  float ms = time_ms([&] {
+    b1_peak_kernel<<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>());
+    CUDA_CHECK_LAUNCH();
+  });
+  const double ops = 2.0 * 16 * 8 * 256 * double(iters) * kChains * blocks * (threads / 32);
+  return ops / (ms * 1e-3) / 1e12;
+}
+
+enum class CudnnMode { FP32, TF32, BF16 };
+
+// One cuDNN convolution in NHWC, its fastest algorithm found once at construction.
+struct CudnnConv {
+  cudnnTensorDescriptor_t xd, yd;
+  cudnnFilterDescriptor_t wd;
+  cudnnConvolutionDescriptor_t cd;
+  cudnnConvolutionFwdAlgo_t algo;
+  size_t ws = 0;
+  Tensor x, w, y;
+
+  CudnnConv(int N, int C, int H, int W, int O, CudnnMode mode) {
+    const cudnnDataType_t dt = mode == CudnnMode::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    const DType et = mode == CudnnMode::BF16 ? DType::BF16 : DType::F32;
+    x = Tensor::zeros({N, H, W, C}, et, Device::CUDA);
+    w = Tensor::zeros({O, 3, 3, C}, et, Device::CUDA);
+    y = Tensor::zeros({N, H, W, O}, et, Device::CUDA);
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, dt, N, C, H, W));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, dt, N, O, H, W));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd, dt, CUDNN_TENSOR_NHWC, O, C, 3, 3));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, 1, 1, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(
+        cd, mode == CudnnMode::FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));  // FMA_MATH: no TF32
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int found = 0;
+    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(cuda::cudnn(), xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                     &found, perf));
+    algo = perf[0].algo;
+    ws = perf[0].memory;
+    for (int i = 0; i < found; ++i)
+      if (perf[i].status == CUDNN_STATUS_SUCCESS) {
+        algo = perf[i].algo;
+        ws = perf[i].memory;
+        break;
+      }
+  }
+  ~CudnnConv() {
+    cudnnDestroyTensorDescriptor(xd);
+    cudnnDestroyTensorDescriptor(yd);
+    cudnnDestroyFilterDescriptor(wd);
+    cudnnDestroyConvolutionDescriptor(cd);
+  }
+  void run() {
+    const float one = 1.f, zero = 0.f;
+    void* work = ws ? cuda::workspace(ws) : nullptr;
+    CUDNN_CHECK(cudnnConvolutionForward(cuda::cudnn(), &one, xd, x.raw(), wd, w.raw(), cd, algo, work, ws, &zero, yd,
+                                        y.raw()));
+  }
+};
+
+struct Layer { const char* net; int C, HW; };
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!cuda_available()) {
+    std::printf("bench_packed_conv: no GPU (%s); nothing to measure.\n", cuda_unavailable_reason().c_str());
+    return 0;
+  }
+  std::vector<int> batches;
+  for (int i = 1; i < argc; ++i) batches.push_back(std::atoi(argv[i]));
+  if (batches.empty()) batches = {1, 32, 256};
+
+  const double peak = b1_peak_tops();
+  std::printf("GPU: %s\nmma.sync m16n8k256 AND+popc peak: %.1f TOPS\n", cuda_device_name().c_str(), peak);
+  std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"
+              "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n\n");
+  std::printf("%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s\n", "net", "C", "HW", "batch", "fp32", "tf32",
+              "bf16", "W1A1", "x bf16", "%peak", "W1A16", "x bf16");
+  const Layer layers[] = {{"cifar", 64, 32},    {"cifar", 128, 16},   {"cifar", 256, 8},    {"cifar", 512, 4},
+                          {"imagenet", 64, 56}, {"imagenet", 128, 28}, {"imagenet", 256, 14}, {"imagenet", 512, 7}};
+  for (const Layer& L : layers)
+    for (int N : batches) {
+      const int C = L.C, H = L.HW, W = L.HW, O = L.C;
+      const double ops = 2.0 * N * H * W * double(O) * C * 9;
+      auto tops = [&](float ms) { return ops / (ms * 1e-3) / 1e12; };
+      float cudnn_ms[3];
+      for (int m = 0; m < 3; ++m) {
+        CudnnConv conv(N, C, H, W, O, static_cast<CudnnMode>(m));
+        cudnn_ms[m] = time_ms([&] { conv.run(); });
+      }
+      // W1A1: packed NHWC signs in, packed signs out (BatchNorm folded into scale/shift).
+      packed::PackedWeights w = packed::pack_binary_weights(Tensor::uniform({O, C, 3, 3}, -1, 1, 1)).to(Device::CUDA);
+      Tensor xb = packed::pack_signs(Tensor::uniform({N, H, W, C}, -1, 1, 2, Device::CUDA));
+      Tensor scale = Tensor::full({O}, 1.f, Device::CUDA), shift = Tensor::full({O}, 0.5f, Device::CUDA);
+      packed::BinaryOutput bo{packed::BinaryOutputMode::SignPack, scale, shift};
+      const float w1a1_ms = time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
+      // W1A16: bf16 NHWC in, bf16 out, per-channel scale.
+      Tensor xh = packed::to_bf16(Tensor::uniform({N, H, W, C}, -1, 1, 3, Device::CUDA));
+      packed::FloatOutput fo{scale, {}, false, DType::BF16};
+      const float w1a16_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
+      std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.2fx\n", L.net, C, L.HW, N,
+                  tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms), cudnn_ms[2] / w1a1_ms,
+                  100.0 * tops(w1a1_ms) / peak, tops(w1a16_ms), cudnn_ms[2] / w1a16_ms);
+    }
+  return 0;
+}

@@ -1,0 +1,292 @@
+// Packed convolutions: argument checks, CPU references (E12 popc per tap; float loops), and the
+// dispatch to the CUDA kernels.
+#include "engine/packed/packed_conv.h"
+
+#include <algorithm>
+#include <bitset>
+
+#include "engine/packed/bitpack.h"
+#ifdef MDQ_HAS_CUDA
+#include "kernels/binary_conv.h"
+#include "kernels/bitpack.h"
+#include "kernels/w1a16_conv.h"
+#endif
+
+namespace mdq::packed {
+namespace {
+
+int popc(uint32_t v) { return static_cast<int>(std::bitset<32>(v).count()); }
+
+int64_t out_size(int64_t in, int64_t k, const ConvGeometry& g) { return (in + 2 * g.padding - k) / g.stride + 1; }
+
+Tensor tap_popcounts(const Tensor& sign_cpu) {
+  const int64_t O = sign_cpu.dim(0), T = sign_cpu.dim(1) * sign_cpu.dim(2), Cw = sign_cpu.dim(3);
+  Tensor t = Tensor::empty({O, T + 1}, DType::I32);
+  const uint32_t* s = sign_cpu.data<uint32_t>();
+  int32_t* p = t.data<int32_t>();
+  for (int64_t o = 0; o < O; ++o) {
+    int total = 0;
+    for (int64_t k = 0; k < T; ++k) {
+      int c = 0;
+      for (int64_t w = 0; w < Cw; ++w) c += popc(s[(o * T + k) * Cw + w]);
+      p[o * (T + 1) + k] = c;
+      total += c;
+    }
+    p[o * (T + 1) + T] = total;
+  }
+  return t;
+}
+
+Tensor as_4d_weights(const char* op, const Tensor& w) {
+  check_dtype(op, w, DType::F32);
+  MDQ_CHECK(w.ndim() == 4 || w.ndim() == 2, op << ": expects weights [O][C][KH][KW] or [O][C], got " << w.describe());
+  return w.ndim() == 4 ? w : w.reshape({w.dim(0), w.dim(1), 1, 1});
+}
+
+void check_geometry(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g) {
+  MDQ_CHECK(w.sign.defined() && w.sign.ndim() == 4, op << ": weights are not packed: " << w.sign.describe());
+  MDQ_CHECK(g.stride >= 1 && g.padding >= 0, op << ": bad stride " << g.stride << " or padding " << g.padding);
+  MDQ_CHECK(x.dim(1) + 2 * g.padding >= w.kernel_h() && x.dim(2) + 2 * g.padding >= w.kernel_w(),
+            op << ": kernel " << w.kernel_h() << "x" << w.kernel_w() << " larger than the padded input " << x.describe());
+  check_same_device(op, x, w.sign);
+}
+
+void check_vector(const char* op, const Tensor& v, int64_t O, const Tensor& x) {
+  if (!v.defined()) return;
+  check_dtype(op, v, DType::F32);
+  MDQ_CHECK(v.numel() == O, op << ": per-channel vector " << v.describe() << " needs " << O << " values");
+  check_same_device(op, x, v);
+}
+
+// The CPU W1A1 reference: E12 with the mask, tap by tap, straight from the packed words.
+std::vector<int32_t> binary_conv_cpu(const Tensor& x, const PackedWeights& w, const ConvGeometry& g, int64_t OH,
+                                     int64_t OW) {
+  const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), Cw = x.dim(3), C = w.channels;
+  const int64_t O = w.out_channels(), KH = w.kernel_h(), KW = w.kernel_w();
+  const uint32_t* xb = x.data<uint32_t>();
+  const uint32_t* wb = w.sign.data<uint32_t>();
+  std::vector<int32_t> d(static_cast<size_t>(N * OH * OW * O));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow)
+        for (int64_t o = 0; o < O; ++o) {
+          int aw = 0, a = 0, ww = 0, valid = 0;  // popc(A&W&M), popc(A&M), popc(W&M), popc(M)
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int64_t ih = oh * g.stride - g.padding + kh, iw = ow * g.stride - g.padding + kw;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+              const uint32_t* xp = xb + ((n * H + ih) * W + iw) * Cw;
+              const uint32_t* wp = wb + ((o * KH + kh) * KW + kw) * Cw;
+              for (int64_t k = 0; k < Cw; ++k) {
+                aw += popc(xp[k] & wp[k]);
+                a += popc(xp[k]);
+                ww += popc(wp[k]);
+              }
+              valid += static_cast<int>(C);
+            }
+          d[static_cast<size_t>(((n * OH + oh) * OW + ow) * O + o)] = 4 * aw - 2 * a - 2 * ww + valid;
+        }
+  return d;
+}
+
+}  // namespace
+
+PackedWeights PackedWeights::to(Device device) const {
+  PackedWeights r = *this;
+  r.sign = sign.to(device);
+  if (nonzero.defined()) r.nonzero = nonzero.to(device);
+  if (tap_popc.defined()) r.tap_popc = tap_popc.to(device);
+  return r;
+}
+
+PackedWeights pack_binary_weights(const Tensor& w) {
+  Tensor w4 = as_4d_weights("pack_binary_weights", w);
+  PackedWeights p;
+  p.sign = pack_signs_nchw(w4);
+  p.channels = w4.dim(1);
+  p.tap_popc = tap_popcounts(p.sign.cpu()).to(w.device());
+  return p;
+}
+
+PackedWeights pack_ternary_weights(const Tensor& w) {
+  Tensor w4 = as_4d_weights("pack_ternary_weights", w);
+  TernaryPlanes t = pack_ternary(nchw_to_nhwc(w4));  // [O][KH][KW][C] values -> planes
+  PackedWeights p;
+  p.sign = t.sign;
+  p.nonzero = t.nonzero;
+  p.channels = w4.dim(1);
+  return p;
+}
+
+Tensor unpack_weights(const PackedWeights& w) {
+  if (w.ternary()) return unpack_ternary({w.sign, w.nonzero}, w.channels).cpu();
+  return unpack_signs(w.sign.cpu(), w.channels);
+}
+
+Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, const BinaryOutput& out) {
+  const char* op = "binary_conv2d";
+  check_dtype(op, x, DType::U32);
+  check_ndim(op, x, 4);
+  check_geometry(op, x, w, g);
+  MDQ_CHECK(!w.ternary(), op << ": W1A1 takes binary weights; ternary " << w.sign.describe() << " goes to w1a16_conv2d");
+  MDQ_CHECK(x.dim(3) == packed_words(w.channels),
+            op << ": input " << x.describe() << " holds " << x.dim(3) * 32 << " channel bits, weights "
+               << w.sign.describe() << " expect " << w.channels << " channels");
+  MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 64, op << ": at most 64 taps, got " << w.sign.describe());
+  const int64_t N = x.dim(0), O = w.out_channels();
+  const int64_t OH = out_size(x.dim(1), w.kernel_h(), g), OW = out_size(x.dim(2), w.kernel_w(), g);
+  check_vector(op, out.scale, O, x);
+  check_vector(op, out.shift, O, x);
+  const bool pack = out.mode == BinaryOutputMode::SignPack;
+  const DType dt = out.mode == BinaryOutputMode::Int32 ? DType::I32 : pack ? DType::U32 : DType::F32;
+  Tensor y = Tensor::empty({N, OH, OW, pack ? packed_words(O) : O}, dt, x.device());
+
+  if (x.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    Tensor pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
+    kernels::row_popc(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(), static_cast<int>(x.dim(3)));
+    kernels::BinaryConvArgs a;
+    a.x = x.data<uint32_t>();
+    a.w = w.sign.data<uint32_t>();
+    a.pixel_popc = pixel_popc.data<int32_t>();
+    a.tap_popc = w.tap_popc.data<int32_t>();
+    a.N = static_cast<int>(N); a.H = static_cast<int>(x.dim(1)); a.W = static_cast<int>(x.dim(2));
+    a.C = static_cast<int>(w.channels); a.O = static_cast<int>(O);
+    a.KH = static_cast<int>(w.kernel_h()); a.KW = static_cast<int>(w.kernel_w());
+    a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
+    a.mode = static_cast<kernels::BinaryEpilogue>(static_cast<int>(out.mode));
+    a.scale = out.scale.defined() ? out.scale.data<float>() : nullptr;
+    a.shift = out.shift.defined() ? out.shift.data<float>() : nullptr;
+    a.out = y.raw();
+    kernels::binary_conv2d(a);
+#endif
+    return y;
+  }
+
+  std::vector<int32_t> d = binary_conv_cpu(x, w, g, OH, OW);
+  const int64_t P = N * OH * OW;
+  const float* sc = out.scale.defined() ? out.scale.data<float>() : nullptr;
+  const float* sh = out.shift.defined() ? out.shift.data<float>() : nullptr;
+  auto affine = [&](int64_t p, int64_t o) {
+    return (sc ? sc[o] : 1.f) * static_cast<float>(d[static_cast<size_t>(p * O + o)]) + (sh ? sh[o] : 0.f);
+  };
+  switch (out.mode) {
+    case BinaryOutputMode::Int32:
+      std::copy(d.begin(), d.end(), y.data<int32_t>());
+      break;
+    case BinaryOutputMode::Affine:
+    case BinaryOutputMode::AffineRelu: {
+      float* yp = y.data<float>();
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t o = 0; o < O; ++o) {
+          const float v = affine(p, o);
+          yp[p * O + o] = out.mode == BinaryOutputMode::AffineRelu ? std::max(v, 0.f) : v;
+        }
+      break;
+    }
+    case BinaryOutputMode::SignPack: {
+      Tensor v = Tensor::empty({P, O});
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t o = 0; o < O; ++o) v.data<float>()[p * O + o] = affine(p, o);
+      y.copy_from(pack_signs(v));
+      break;
+    }
+  }
+  return y;
+}
+
+Tensor binary_linear(const Tensor& x, const PackedWeights& w, const BinaryOutput& out) {
+  check_dtype("binary_linear", x, DType::U32);
+  check_ndim("binary_linear", x, 2);
+  MDQ_CHECK(w.kernel_h() == 1 && w.kernel_w() == 1, "binary_linear: weights " << w.sign.describe() << " are not [O][1][1][Cw]");
+  Tensor y = binary_conv2d(x.reshape({x.dim(0), 1, 1, x.dim(1)}), w, {}, out);
+  return y.reshape({x.dim(0), y.dim(3)});
+}
+
+Tensor conv2d_nhwc_reference(const Tensor& x, const Tensor& w, ConvGeometry g) {
+  check_dtype("conv2d_nhwc_reference", x, DType::F32);
+  check_dtype("conv2d_nhwc_reference", w, DType::F32);
+  check_ndim("conv2d_nhwc_reference", x, 4);
+  check_ndim("conv2d_nhwc_reference", w, 4);
+  MDQ_CHECK(!x.is_cuda() && !w.is_cuda(), "conv2d_nhwc_reference: CPU tensors only, got " << x.describe() << ", " << w.describe());
+  MDQ_CHECK(x.dim(3) == w.dim(3), "conv2d_nhwc_reference: channels of " << x.describe() << " and " << w.describe() << " differ");
+  const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
+  const int64_t O = w.dim(0), KH = w.dim(1), KW = w.dim(2);
+  const int64_t OH = out_size(H, KH, g), OW = out_size(W, KW, g);
+  Tensor y = Tensor::empty({N, OH, OW, O});
+  const float* xp = x.data<float>();
+  const float* wp = w.data<float>();
+  float* yp = y.data<float>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow)
+        for (int64_t o = 0; o < O; ++o) {
+          double acc = 0;
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int64_t ih = oh * g.stride - g.padding + kh, iw = ow * g.stride - g.padding + kw;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+              const float* a = xp + ((n * H + ih) * W + iw) * C;
+              const float* b = wp + ((o * KH + kh) * KW + kw) * C;
+              for (int64_t c = 0; c < C; ++c) acc += static_cast<double>(a[c]) * b[c];
+            }
+          yp[((n * OH + oh) * OW + ow) * O + o] = static_cast<float>(acc);
+        }
+  return y;
+}
+
+Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, const FloatOutput& out) {
+  const char* op = "w1a16_conv2d";
+  check_dtype(op, x, DType::BF16);
+  check_ndim(op, x, 4);
+  check_geometry(op, x, w, g);
+  MDQ_CHECK(x.dim(3) == w.channels, op << ": input " << x.describe() << " has " << x.dim(3) << " channels, weights "
+                                       << w.sign.describe() << " expect " << w.channels);
+  MDQ_CHECK(out.dtype == DType::F32 || out.dtype == DType::BF16, op << ": output must be f32 or bf16");
+  const int64_t N = x.dim(0), O = w.out_channels();
+  const int64_t OH = out_size(x.dim(1), w.kernel_h(), g), OW = out_size(x.dim(2), w.kernel_w(), g);
+  check_vector(op, out.scale, O, x);
+  check_vector(op, out.shift, O, x);
+  if (w.ternary()) check_same_device(op, x, w.nonzero);
+
+  if (x.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    Tensor y = Tensor::empty({N, OH, OW, O}, out.dtype, Device::CUDA);
+    kernels::W1A16ConvArgs a;
+    a.x = x.data<uint16_t>();
+    a.sign = w.sign.data<uint32_t>();
+    a.nonzero = w.ternary() ? w.nonzero.data<uint32_t>() : nullptr;
+    a.N = static_cast<int>(N); a.H = static_cast<int>(x.dim(1)); a.W = static_cast<int>(x.dim(2));
+    a.C = static_cast<int>(w.channels); a.O = static_cast<int>(O);
+    a.KH = static_cast<int>(w.kernel_h()); a.KW = static_cast<int>(w.kernel_w());
+    a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
+    a.scale = out.scale.defined() ? out.scale.data<float>() : nullptr;
+    a.shift = out.shift.defined() ? out.shift.data<float>() : nullptr;
+    a.relu = out.relu;
+    a.out_bf16 = out.dtype == DType::BF16;
+    a.out = y.raw();
+    kernels::w1a16_conv2d(a);
+    return y;
+#endif
+  }
+  // CPU: bf16 inputs widened exactly to f32, unpacked weights, double accumulation.
+  Tensor y = conv2d_nhwc_reference(to_f32(x), unpack_weights(w), g);
+  float* yp = y.data<float>();
+  const float* sc = out.scale.defined() ? out.scale.data<float>() : nullptr;
+  const float* sh = out.shift.defined() ? out.shift.data<float>() : nullptr;
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const int64_t o = i % O;
+    float v = yp[i] * (sc ? sc[o] : 1.f) + (sh ? sh[o] : 0.f);
+    yp[i] = out.relu ? std::max(v, 0.f) : v;
+  }
+  return out.dtype == DType::BF16 ? to_bf16(y) : y;
+}
+
+Tensor w1a16_linear(const Tensor& x, const PackedWeights& w, const FloatOutput& out) {
+  check_dtype("w1a16_linear", x, DType::BF16);
+  check_ndim("w1a16_linear", x, 2);
+  Tensor y = w1a16_conv2d(x.reshape({x.dim(0), 1, 1, x.dim(1)}), w, {}, out);
+  return y.reshape({x.dim(0), y.dim(3)});
+}
+
+}  // namespace mdq::packed

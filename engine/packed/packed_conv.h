@@ -1,0 +1,68 @@
+// Convolutions and linear layers of the rounded network on packed weights (DESIGN.md E12):
+// W1A1 (binary weights and activations, AND+popc on the b1 tensor cores) and W1A16 / W2A16
+// (binary / ternary weights, bf16 activations). Activations are NHWC; dilation 1, groups 1.
+// CPU versions are the references: W1A1 by E12's popc formula per tap, the float ones by
+// plain loops (conv2d_nhwc_reference). CUDA versions: kernels/binary_conv.cu, w1a16_conv.cu.
+#pragma once
+#include "engine/tensor.h"
+
+namespace mdq::packed {
+
+struct ConvGeometry {
+  int64_t stride = 1;
+  int64_t padding = 0;  // zero padding: contributes 0, not ±1 (E12's mask)
+};
+
+// Weights packed once at export (E11 rounding already applied).
+struct PackedWeights {
+  Tensor sign;      // u32 [O][KH][KW][Cw]: bit 1 = +1
+  Tensor nonzero;   // ternary only, same shape: bit 1 = not 0; undefined for binary weights
+  Tensor tap_popc;  // binary only, i32 [O][KH*KW + 1]: popc of each tap's words, then the total
+  int64_t channels = 0;
+
+  bool ternary() const { return nonzero.defined(); }
+  int64_t out_channels() const { return sign.dim(0); }
+  int64_t kernel_h() const { return sign.dim(1); }
+  int64_t kernel_w() const { return sign.dim(2); }
+  PackedWeights to(Device device) const;
+};
+
+// w f32 [O][C][KH][KW] (the engine's conv layout) or [O][C] (linear, packed as 1x1):
+// binary packs sign(w) (w >= 0 -> +1); ternary expects values in {-1, 0, 1}.
+PackedWeights pack_binary_weights(const Tensor& w);
+PackedWeights pack_ternary_weights(const Tensor& w);
+
+// What a W1A1 layer writes, from the exact ±1 dot product d of (pixel, o):
+enum class BinaryOutputMode {
+  Int32,       // i32 [..., O] = d (exact; for tests)
+  Affine,      // f32 [..., O] = scale[o] d + shift[o]  (scale/shift fold BatchNorm)
+  AffineRelu,  // f32, then max(0, .)
+  SignPack,    // u32 [..., ceil(O/32)]: bit o = (scale[o] d + shift[o] >= 0), the next layer's input
+};
+struct BinaryOutput {
+  BinaryOutputMode mode = BinaryOutputMode::Int32;
+  Tensor scale, shift;  // f32 [O], same device as the input; undefined = 1 and 0
+};
+
+// x_bits u32 [N][H][W][Cw] (packed NHWC) -> [N][OH][OW][O or ceil(O/32)] per out.mode.
+Tensor binary_conv2d(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const BinaryOutput& out = {});
+// x_bits u32 [N][Cw] -> [N][O or ceil(O/32)]; w packed from [O][C].
+Tensor binary_linear(const Tensor& x_bits, const PackedWeights& w, const BinaryOutput& out = {});
+
+struct FloatOutput {
+  Tensor scale, shift;  // f32 [O] or undefined (1 and 0)
+  bool relu = false;
+  DType dtype = DType::F32;  // F32 or BF16
+};
+// x bf16 [N][H][W][C] (NHWC) -> [N][OH][OW][O]; binary (W1A16) or ternary (W2A16) weights.
+Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g = {}, const FloatOutput& out = {});
+// x bf16 [N][C] -> [N][O].
+Tensor w1a16_linear(const Tensor& x, const PackedWeights& w, const FloatOutput& out = {});
+
+// Plain-loop float convolution, the reference for all of the above: x f32 [N][H][W][C],
+// w f32 [O][KH][KW][C] -> f32 [N][OH][OW][O], accumulated in double. CPU tensors only.
+Tensor conv2d_nhwc_reference(const Tensor& x, const Tensor& w, ConvGeometry g);
+// The unpacked weights as f32 [O][KH][KW][C]: ±1 (binary) or {-1, 0, 1} (ternary).
+Tensor unpack_weights(const PackedWeights& w);
+
+}  // namespace mdq::packed

@@ -1,0 +1,34 @@
+// Launcher for the W1A1 convolution on the b1 tensor cores (kernels/binary_conv.cu): binary
+// weights, binary activations, AND+popc with E12's validity mask. Device pointers; work is
+// queued on mdq::cuda::stream(). CPU reference: engine/packed/packed_conv.cpp.
+#pragma once
+#include <cstdint>
+
+namespace mdq::kernels {
+
+// What the epilogue does with the exact ±1 dot product d of output (pixel, channel o):
+//   Int32      out i32 [N][OH][OW][O] = d
+//   Affine     out f32 [N][OH][OW][O] = scale[o] d + shift[o]             (folds BatchNorm)
+//   AffineRelu out f32                = max(0, scale[o] d + shift[o])
+//   SignPack   out u32 [N][OH][OW][ceil(O/32)], bit o = (scale[o] d + shift[o] >= 0): the
+//              next binary layer's packed input; bits for o >= O are 0.
+// scale / shift may be null (1 and 0).
+enum class BinaryEpilogue { Int32, Affine, AffineRelu, SignPack };
+
+struct BinaryConvArgs {
+  const uint32_t* x = nullptr;          // packed NHWC activations [N][H][W][Cw], Cw = ceil(C/32)
+  const uint32_t* w = nullptr;          // packed weights [O][KH][KW][Cw]
+  const int32_t* pixel_popc = nullptr;  // [N][H][W]: popc of each input pixel's Cw words
+  const int32_t* tap_popc = nullptr;    // [O][KH*KW + 1]: popc of each tap's weight words, then the total
+  int N = 0, H = 0, W = 0, C = 0, O = 0, KH = 1, KW = 1, stride = 1, pad = 0;
+  BinaryEpilogue mode = BinaryEpilogue::Int32;
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  void* out = nullptr;
+};
+
+inline int conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
+void binary_conv2d(const BinaryConvArgs& a);
+
+}  // namespace mdq::kernels

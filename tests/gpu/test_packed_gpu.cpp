@@ -1,0 +1,160 @@
+// Packing kernels and packed convolutions (W1A1 on the b1 tensor cores, W1A16/W2A16 on bf16
+// MMA) against the CPU references. W1A1 must match exactly (int32); failures print the first
+// mismatching (n, oh, ow, o) and the shape, which points straight at a fragment-layout error.
+#include <sstream>
+
+#include "engine/packed/bitpack.h"
+#include "engine/packed/packed_conv.h"
+#include "tests/support/testing.h"
+
+using namespace mdq;
+using namespace mdq::packed;
+
+namespace {
+
+Tensor random_signs(const Shape& shape, uint64_t seed) {
+  Tensor t = testing::random_tensor(shape, seed);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = p[i] >= 0.f ? 1.f : -1.f;
+  return t;
+}
+
+Tensor random_ternary(const Shape& shape, uint64_t seed) {
+  Tensor t = testing::random_tensor(shape, seed);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = p[i] > 0.33f ? 1.f : p[i] < -0.33f ? -1.f : 0.f;
+  return t;
+}
+
+std::vector<uint32_t> words(const Tensor& t) {
+  Tensor c = t.cpu();
+  const uint32_t* p = static_cast<const uint32_t*>(c.raw());
+  return std::vector<uint32_t>(p, p + c.nbytes() / 4);
+}
+
+// Exact comparison of two [N][OH][OW][Olast] 32-bit tensors; names the first mismatch.
+void require_equal_nhwc(const Tensor& got, const Tensor& expected, const std::string& what) {
+  REQUIRE(got.shape() == expected.shape());
+  std::vector<uint32_t> g = words(got), e = words(expected);
+  const int64_t OH = got.dim(1), OW = got.dim(2), O = got.dim(3);
+  int64_t bad = 0, first = -1;
+  for (size_t i = 0; i < g.size(); ++i)
+    if (g[i] != e[i]) {
+      ++bad;
+      if (first < 0) first = static_cast<int64_t>(i);
+    }
+  if (bad) {
+    const int64_t o = first % O, ow = (first / O) % OW, oh = (first / O / OW) % OH, n = first / O / OW / OH;
+    FAIL(what << ": " << bad << " of " << g.size() << " differ; first at (n " << n << ", oh " << oh << ", ow " << ow
+              << ", o " << o << "): got " << static_cast<int32_t>(g[first]) << ", expected "
+              << static_cast<int32_t>(e[first]));
+  }
+}
+
+struct Case { int64_t N, C, H, W, O, K, stride, pad; };
+std::string describe(const Case& c) {
+  std::ostringstream s;
+  s << "N " << c.N << " C " << c.C << " H " << c.H << " W " << c.W << " O " << c.O << " K " << c.K << " stride "
+    << c.stride << " pad " << c.pad;
+  return s.str();
+}
+
+// Channels 3/33/130/257 (not multiples of 32/128/256), 64/256 (vector loads), odd sizes, stride
+// 1 and 2, padding 0 and 1, O across both tile shapes (<= 64 and > 64, partial tiles).
+const Case kCases[] = {
+    {1, 3, 7, 7, 5, 3, 1, 1},     {2, 33, 9, 9, 8, 3, 2, 1},     {1, 130, 7, 9, 33, 3, 1, 0},
+    {3, 257, 9, 7, 70, 3, 2, 0},  {2, 64, 16, 16, 64, 3, 1, 1},  {4, 128, 9, 9, 130, 3, 1, 1},
+    {2, 256, 8, 8, 256, 3, 1, 1}, {1, 33, 7, 7, 3, 1, 1, 0},     {2, 512, 7, 7, 96, 3, 2, 1},
+    {5, 64, 11, 13, 200, 3, 2, 1}, {1, 96, 9, 9, 40, 5, 1, 2},   {8, 64, 17, 17, 64, 3, 1, 1},
+};
+
+}  // namespace
+
+TEST_CASE("packing kernels match the CPU exactly") {
+  for (int64_t C : {1, 3, 32, 33, 130, 257}) {
+    INFO("C " << C);
+    Tensor x = testing::random_tensor({3, 5, C}, 10 + C);
+    REQUIRE(words(pack_signs(x.cuda())) == words(pack_signs(x)));
+    REQUIRE(words(pack_signs(to_bf16(x).cuda())) == words(pack_signs(x)));
+    Tensor nchw = testing::random_tensor({2, C, 3, 5}, 20 + C);
+    REQUIRE(words(pack_signs_nchw(nchw.cuda())) == words(pack_signs_nchw(nchw)));
+    Tensor bits = pack_signs(x);
+    REQUIRE(unpack_signs(bits.cuda(), C).to_vector() == unpack_signs(bits, C).to_vector());
+    Tensor t = random_ternary({4, C}, 30 + C);
+    TernaryPlanes g = pack_ternary(t.cuda()), h = pack_ternary(t);
+    REQUIRE(words(g.sign) == words(h.sign));
+    REQUIRE(words(g.nonzero) == words(h.nonzero));
+  }
+  Tensor x = testing::random_tensor({4097}, 5, -50, 50);
+  REQUIRE(words(to_bf16(x.cuda())) == words(to_bf16(x)));
+  REQUIRE(to_f32(to_bf16(x).cuda()).to_vector() == to_f32(to_bf16(x)).to_vector());
+}
+
+TEST_CASE("W1A1 convolution on the b1 tensor cores equals the CPU reference exactly") {
+  for (const Case& c : kCases) {
+    INFO(describe(c));
+    Tensor x = random_signs({c.N, c.H, c.W, c.C}, 7 * c.C + c.H);
+    PackedWeights w = pack_binary_weights(random_signs({c.O, c.C, c.K, c.K}, 11 * c.C + c.O));
+    Tensor xb = pack_signs(x);
+    ConvGeometry g{c.stride, c.pad};
+    Tensor expected = binary_conv2d(xb, w, g);
+    Tensor got = binary_conv2d(xb.cuda(), w.to(Device::CUDA), g);
+    require_equal_nhwc(got, expected, "W1A1 int32 " + describe(c));
+  }
+}
+
+TEST_CASE("W1A1 linear on the GPU equals the CPU") {
+  for (int64_t C : {3, 130, 257, 512}) {
+    Tensor x = pack_signs(random_signs({37, C}, 40 + C));
+    PackedWeights w = pack_binary_weights(random_signs({70, C}, 50 + C));
+    Tensor e = binary_linear(x, w), got = binary_linear(x.cuda(), w.to(Device::CUDA));
+    require_equal_nhwc(got.reshape({37, 1, 1, 70}), e.reshape({37, 1, 1, 70}), "W1A1 linear C " + std::to_string(C));
+  }
+}
+
+TEST_CASE("W1A1 epilogues on the GPU: affine, ReLU, sign + re-pack") {
+  for (const Case& c : {Case{2, 33, 9, 9, 37, 3, 1, 1}, Case{2, 128, 9, 9, 130, 3, 2, 1}, Case{1, 64, 8, 8, 64, 3, 1, 1}}) {
+    INFO(describe(c));
+    Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 60 + c.C));
+    PackedWeights w = pack_binary_weights(random_signs({c.O, c.C, c.K, c.K}, 70 + c.C));
+    Tensor scale = testing::random_tensor({c.O}, 80, 0.5f, 2.f), shift = testing::random_tensor({c.O}, 81, -3.f, 3.f);
+    ConvGeometry g{c.stride, c.pad};
+    PackedWeights wg = w.to(Device::CUDA);
+    Tensor xg = xb.cuda();
+    for (BinaryOutputMode mode : {BinaryOutputMode::Affine, BinaryOutputMode::AffineRelu}) {
+      Tensor e = binary_conv2d(xb, w, g, {mode, scale, shift});
+      Tensor got = binary_conv2d(xg, wg, g, {mode, scale.cuda(), shift.cuda()});
+      // 1e-3 absolute: the GPU may fuse scale d + shift into one FMA, the CPU rounds twice.
+      testing::require_close(got, e, 1e-3f, 1e-6f, "affine epilogue " + describe(c));
+    }
+    // scale d + shift is never within float rounding of 0 here (|shift| not an integer
+    // multiple of scale in general), so the packed signs must agree exactly.
+    Tensor e = binary_conv2d(xb, w, g, {BinaryOutputMode::SignPack, scale, shift});
+    Tensor got = binary_conv2d(xg, wg, g, {BinaryOutputMode::SignPack, scale.cuda(), shift.cuda()});
+    require_equal_nhwc(got, e, "sign + re-pack " + describe(c));
+  }
+}
+
+TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") {
+  // Tolerance: inputs are bf16 on both sides and products with ±1/0 are exact, so the only
+  // difference is fp32 accumulation order on the GPU vs double on the CPU: well under 1e-4
+  // relative to the sum of |terms| (<= K); we allow atol 1e-3 sqrt(K) and rtol 1e-2 (bf16 out:
+  // one bf16 rounding, 2^-8 relative, on top).
+  for (const Case& c : kCases) {
+    for (bool ternary : {false, true}) {
+      INFO(describe(c) << (ternary ? " ternary" : " binary"));
+      Tensor x = to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 90 + c.C));
+      Tensor wf = ternary ? random_ternary({c.O, c.C, c.K, c.K}, 91 + c.O) : random_signs({c.O, c.C, c.K, c.K}, 91 + c.O);
+      PackedWeights w = ternary ? pack_ternary_weights(wf) : pack_binary_weights(wf);
+      ConvGeometry g{c.stride, c.pad};
+      Tensor scale = testing::random_tensor({c.O}, 92, 0.5f, 2.f);
+      const float atol = 1e-3f * std::sqrt(static_cast<float>(c.C * c.K * c.K));
+      Tensor e = w1a16_conv2d(x, w, g, {scale, {}, false, DType::F32});
+      Tensor got = w1a16_conv2d(x.cuda(), w.to(Device::CUDA), g, {scale.cuda(), {}, false, DType::F32});
+      testing::require_close(got, e, atol, 1e-2f, "f32 out " + describe(c));
+      Tensor eb = w1a16_conv2d(x, w, g, {{}, {}, true, DType::BF16});
+      Tensor gb = w1a16_conv2d(x.cuda(), w.to(Device::CUDA), g, {{}, {}, true, DType::BF16});
+      testing::require_close(to_f32(gb), to_f32(eb), atol, 2e-2f, "bf16 relu out " + describe(c));
+    }
+  }
+}
