@@ -50,7 +50,7 @@ struct StepArgs {
   float beta = 1.f;          // β of this step: the one that produced the current x (E6 lifting, E7, GD, PMF)
   float beta_next = 1.f;     // β after this step's E10 update: the new x = P_{β_next}(x̃) (E6 re-projects)
   float adam_beta1 = 0.9f, adam_beta2 = 0.999f, adam_eps = 1e-8f;
-  float bias1 = 1.f, bias2 = 1.f;  // 1 − b1^t and 1 − b2^t, t the parameter's step count (PyTorch Adam)
+  float inv_bias1 = 1.f, inv_bias2 = 1.f;  // 1/(1 − b1^t), 1/(1 − b2^t), t the parameter's step count (PyTorch Adam)
   float momentum = 0.f;
   float weight_decay = 0.f;  // L2 on the primal weight: g += wd·x (a term of the loss, so every rule sees it)
 };
@@ -165,7 +165,8 @@ MDQ_HD float direction(float g, float& m, float& v, const StepArgs& a) {
   } else {
     m = a.adam_beta1 * m + (1.f - a.adam_beta1) * g;
     v = a.adam_beta2 * v + (1.f - a.adam_beta2) * g * g;
-    return (m / a.bias1) / (sqrtf(v / a.bias2) + a.adam_eps);
+    // Reciprocals from the host: two multiplies instead of two IEEE divides per element.
+    return (m * a.inv_bias1) / (sqrtf(v * a.inv_bias2) + a.adam_eps);
   }
 }
 

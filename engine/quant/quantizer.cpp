@@ -108,8 +108,8 @@ void Quantizer::step(float lr) {
     a.adam_beta1 = cfg_.adam_beta1;
     a.adam_beta2 = cfg_.adam_beta2;
     a.adam_eps = cfg_.adam_eps;
-    a.bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(cfg_.adam_beta1), static_cast<double>(p.steps)));
-    a.bias2 = static_cast<float>(1.0 - std::pow(static_cast<double>(cfg_.adam_beta2), static_cast<double>(p.steps)));
+    a.inv_bias1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta1), static_cast<double>(p.steps))));
+    a.inv_bias2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta2), static_cast<double>(p.steps))));
     a.momentum = cfg_.momentum;
     a.weight_decay = cfg_.weight_decay;
     step_tensors(p.method, dir_, a, p.stored, var.grad(), p.m, p.v, var.value());

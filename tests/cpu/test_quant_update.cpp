@@ -74,8 +74,8 @@ TEST_CASE("E8: the Adam and momentum directions follow PyTorch's recipes on the 
       StepArgs a;
       a.lr = float(lr);
       a.momentum = float(mu);
-      a.bias1 = float(1 - std::pow(b1, t));
-      a.bias2 = float(1 - std::pow(b2, t));
+      a.inv_bias1 = float(1 / (1 - std::pow(b1, t)));
+      a.inv_bias2 = float(1 / (1 - std::pow(b2, t)));
       step_tensors(m, dir, a, s, Tensor::from_vector(g, {n}), mm, vv, x);
       for (int64_t i = 0; i < n; ++i) {
         if (dir == Dir::Adam) {  // torch.optim.Adam, no weight decay, no amsgrad
@@ -125,8 +125,8 @@ TEST_CASE("every method's step stays finite when saturated and at the β cap") {
         a.beta = a.beta_next = cap;
         a.momentum = 0.9f;
         for (int t = 1; t <= 3; ++t) {
-          a.bias1 = 1.f - std::pow(0.9f, float(t));
-          a.bias2 = 1.f - std::pow(0.999f, float(t));
+          a.inv_bias1 = 1.f / (1.f - std::pow(0.9f, float(t)));
+          a.inv_bias2 = 1.f / (1.f - std::pow(0.999f, float(t)));
           step_tensors(m, dir, a, s, g, mm, vv, x);
         }
         INFO(m.name() << " levels " << K << " " << direction_name(dir));
