@@ -1,6 +1,7 @@
 // Quantizer kernels on the GPU against the CPU reference: the fused step for every method,
 // level count and direction (float4 and scalar paths, saturated inputs at the β cap, poisoned
 // outputs), the projection forward/backward/rounding kernels, and the Quantizer end to end.
+#include <algorithm>
 #include <cmath>
 
 #include "engine/ops/elementwise.h"
@@ -8,7 +9,9 @@
 #include "engine/quant/quantizer.h"
 #include "engine/quant/update.h"
 #include "engine/storage.h"
+#ifdef MDQ_HAS_CUDA
 #include "kernels/quant_update.h"
+#endif
 #include "tests/support/testing.h"
 
 using namespace mdq;
@@ -100,6 +103,7 @@ TEST_CASE("fused step kernels match the CPU reference for every method, levels, 
     }
 }
 
+#ifdef MDQ_HAS_CUDA  // calls the launcher directly (exists only in CUDA builds)
 TEST_CASE("the fused step falls back to scalar accesses for unaligned pointers") {
   const int64_t n = 1027;
   for (auto [name, K] : {std::pair{"md-tanh-s", 2}, {"md-softmax-s", 4}}) {
@@ -132,6 +136,8 @@ TEST_CASE("the fused step falls back to scalar accesses for unaligned pointers")
   }
 }
 
+#endif
+
 TEST_CASE("projection, projection backward and rounding kernels match the CPU reference") {
   for (int64_t n : {1, 7, 1000, 65537})
     for (float beta : {1.7f, kCap}) {
@@ -140,8 +146,9 @@ TEST_CASE("projection, projection backward and rounding kernels match the CPU re
         Tensor d = testing::random_tensor({n}, n + K, -range, range), g = testing::random_tensor({n}, n + 9);
         std::string what = "tanh levels " + std::to_string(K) + " n " + std::to_string(n) + " beta " + std::to_string(beta);
         testing::require_close(tanh_project(d.cuda(), beta, K), tanh_project(d, beta, K), 1e-6f, 1e-5f, what);
+        // β(1 − t²) g: one ulp of t (CUDA's tanhf vs glibc's) moves it by up to ~2.4e-7 β |g|.
         testing::require_close(tanh_project_backward(d.cuda(), g.cuda(), beta, K), tanh_project_backward(d, g, beta, K),
-                               1e-5f, 1e-4f, what + " backward");
+                               std::max(1e-5f, 1e-6f * beta), 1e-4f, what + " backward");
         testing::require_close(tanh_round(d.cuda(), K), tanh_round(d, K), 0, 0, what + " round");
       }
       for (int K : {2, 3, 4}) {
