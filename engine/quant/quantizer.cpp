@@ -207,6 +207,7 @@ void Quantizer::load_state_metadata(const std::string& text) {
   iteration_ = iteration;
   beta_ = std::strtof(beta_text.c_str(), nullptr);
   for (size_t i = 0; i < params_.size(); ++i) params_[i].steps = steps[i];
+  refresh_primal();  // the state tensors were loaded first (see quantizer.h)
 }
 
 void Quantizer::refresh_primal() {

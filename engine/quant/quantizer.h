@@ -83,12 +83,13 @@ class Quantizer {
   std::vector<std::pair<std::string, Tensor>> rounded_weights() const;
 
   // Everything needed to resume bit for bit: "quant.<name>.stored", ".m", ".v" tensors (load
-  // into them in place), plus the metadata text (iteration, β, per-parameter method and step
-  // count). After loading both, call refresh_primal() to rewrite the Vars' primals.
+  // into them in place, first), then the metadata text (iteration, β, per-parameter method and
+  // step count): load_state_metadata checks that names and methods match, restores the counters
+  // and rewrites every Var's primal from the loaded stored variable (refresh_primal).
   std::vector<std::pair<std::string, Tensor*>> state();
   std::string state_metadata() const;
-  void load_state_metadata(const std::string& text);  // checks names and methods match
-  void refresh_primal();                              // var.value() = primal from stored, current β
+  void load_state_metadata(const std::string& text);
+  void refresh_primal();  // var.value() = primal from the stored variable at the current β
 
   const std::vector<QuantParam>& params() const { return params_; }
   const QuantConfig& config() const { return cfg_; }
