@@ -1,0 +1,211 @@
+// Tensor-level projections: shape/device checks, then the CPU reference loop or the CUDA
+// launcher. Both evaluate the per-element math of kernels/quant_math.h.
+#include "engine/quant/projection.h"
+
+#include "engine/nn/functional.h"
+
+#ifdef MDQ_HAS_CUDA
+#include "kernels/quant_project.h"
+#endif
+
+namespace mdq::quant {
+namespace {
+
+// Softmax-family stored tensors are [K, *shape]; the primal is [*shape].
+Shape primal_shape(const Method& m, const Tensor& stored) {
+  if (!m.is_softmax()) return stored.shape();
+  return Shape(stored.shape().begin() + 1, stored.shape().end());
+}
+
+void check_stored(const char* op, const Method& m, const Tensor& stored) {
+  check_dtype(op, stored, DType::F32);
+  if (m.is_softmax())
+    MDQ_CHECK(stored.ndim() >= 1 && stored.dim(0) == m.levels,
+              op << ": softmax stored variable " << stored.describe() << " needs a leading dimension of "
+                 << m.levels << " levels");
+}
+
+template <int K>
+void gather(const float* s, int64_t n, int64_t i, float (&out)[K]) {
+  for (int l = 0; l < K; ++l) out[l] = s[l * n + i];
+}
+
+Method tanh_method(const char* op, int levels) {
+  MDQ_CHECK(levels == 2 || levels == 3, op << ": tanh projection levels " << levels << " (supported: 2, 3)");
+  return {Rule::MdTanhS, levels};
+}
+Method softmax_method(const char* op, int levels) {
+  MDQ_CHECK(levels >= 2 && levels <= 4, op << ": softmax projection levels " << levels << " (supported: 2, 3, 4)");
+  return {Rule::MdSoftmaxS, levels};
+}
+
+}  // namespace
+
+void primal_from_stored(const Method& method, const Tensor& stored, float beta, Tensor& primal) {
+  check_stored("primal_from_stored", method, stored);
+  check_dtype("primal_from_stored", primal, DType::F32);
+  check_same_device("primal_from_stored", stored, primal);
+  MDQ_CHECK(primal.shape() == primal_shape(method, stored),
+            "primal_from_stored: primal " << primal.describe() << " does not fit stored " << stored.describe()
+                                          << " of method " << method.name());
+  const int64_t n = primal.numel();
+  if (stored.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    kernels::quant_primal(method.rule, method.levels, stored.data<float>(), beta, primal.data<float>(), n);
+#endif
+    return;
+  }
+  const float* s = stored.data<float>();
+  float* x = primal.data<float>();
+  dispatch_step(method.rule, Dir::Sgd, method.levels, [&](auto R, auto, auto K) {
+    constexpr Rule r = decltype(R)::value;
+    constexpr int k = decltype(K)::value;
+    for (int64_t i = 0; i < n; ++i) {
+      if constexpr (is_softmax_rule(r)) {
+        float sv[k];
+        gather<k>(s, n, i, sv);
+        x[i] = softmax_primal<r, k>(sv, beta);
+      } else {
+        x[i] = tanh_primal<r, k>(s[i], beta);
+      }
+    }
+  });
+}
+
+Tensor rounded_from(const Method& method, const Tensor& stored, const Tensor& primal) {
+  check_stored("rounded_from", method, stored);
+  check_same_device("rounded_from", stored, primal);
+  MDQ_CHECK(primal.shape() == primal_shape(method, stored),
+            "rounded_from: primal " << primal.describe() << " does not fit stored " << stored.describe());
+  Tensor out = Tensor::empty(primal.shape(), DType::F32, primal.device());
+  const int64_t n = primal.numel();
+  if (primal.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    kernels::quant_round(method.rule, method.levels, stored.data<float>(), primal.data<float>(), out.data<float>(), n);
+#endif
+    return out;
+  }
+  const float* s = stored.data<float>();
+  const float* x = primal.data<float>();
+  float* o = out.data<float>();
+  dispatch_step(method.rule, Dir::Sgd, method.levels, [&](auto R, auto, auto K) {
+    constexpr Rule r = decltype(R)::value;
+    constexpr int k = decltype(K)::value;
+    for (int64_t i = 0; i < n; ++i) {
+      if constexpr (is_softmax_rule(r)) {
+        float sv[k];
+        gather<k>(s, n, i, sv);
+        o[i] = softmax_round<k>(sv);
+      } else if constexpr (r == Rule::Float) {
+        o[i] = x[i];
+      } else {
+        o[i] = nearest_level<k>(x[i]);
+      }
+    }
+  });
+  return out;
+}
+
+Tensor tanh_project(const Tensor& dual, float beta, int levels) {
+  Tensor x = Tensor::empty(dual.shape(), DType::F32, dual.device());
+  primal_from_stored(tanh_method("tanh_project", levels), dual, beta, x);
+  return x;
+}
+
+Tensor softmax_project(const Tensor& logits, float beta, int levels) {
+  Method m = softmax_method("softmax_project", levels);
+  check_stored("softmax_project", m, logits);
+  Tensor x = Tensor::empty(primal_shape(m, logits), DType::F32, logits.device());
+  primal_from_stored(m, logits, beta, x);
+  return x;
+}
+
+Tensor tanh_round(const Tensor& x, int levels) {
+  check_dtype("tanh_round", x, DType::F32);
+  return rounded_from(tanh_method("tanh_round", levels), x, x);
+}
+
+Tensor softmax_round(const Tensor& stored, int levels) {
+  Method m = softmax_method("softmax_round", levels);
+  check_stored("softmax_round", m, stored);
+  Tensor unused = Tensor::empty(primal_shape(m, stored), DType::F32, stored.device());
+  return rounded_from(m, stored, unused);
+}
+
+Tensor tanh_project_backward(const Tensor& dual, const Tensor& grad, float beta, int levels) {
+  tanh_method("tanh_project_backward", levels);
+  check_dtype("tanh_project_backward", dual, DType::F32);
+  check_dtype("tanh_project_backward", grad, DType::F32);
+  check_same_device("tanh_project_backward", dual, grad);
+  check_same_shape("tanh_project_backward", dual, grad);
+  Tensor out = Tensor::empty(dual.shape(), DType::F32, dual.device());
+  const int64_t n = dual.numel();
+  if (dual.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    kernels::tanh_project_backward(levels, dual.data<float>(), grad.data<float>(), beta, out.data<float>(), n);
+#endif
+    return out;
+  }
+  const float* s = dual.data<float>();
+  const float* g = grad.data<float>();
+  float* o = out.data<float>();
+  for (int64_t i = 0; i < n; ++i)
+    o[i] = (levels == 2 ? tanh_project_grad<2>(s[i], beta) : tanh_project_grad<3>(s[i], beta)) * g[i];
+  return out;
+}
+
+Tensor softmax_project_backward(const Tensor& logits, const Tensor& grad, float beta, int levels) {
+  Method m = softmax_method("softmax_project_backward", levels);
+  check_stored("softmax_project_backward", m, logits);
+  check_dtype("softmax_project_backward", grad, DType::F32);
+  check_same_device("softmax_project_backward", logits, grad);
+  MDQ_CHECK(grad.shape() == primal_shape(m, logits), "softmax_project_backward: grad " << grad.describe()
+                                                        << " does not fit logits " << logits.describe());
+  Tensor out = Tensor::empty(logits.shape(), DType::F32, logits.device());
+  const int64_t n = grad.numel();
+  if (logits.is_cuda()) {
+#ifdef MDQ_HAS_CUDA
+    kernels::softmax_project_backward(levels, logits.data<float>(), grad.data<float>(), beta, out.data<float>(), n);
+#endif
+    return out;
+  }
+  const float* s = logits.data<float>();
+  const float* g = grad.data<float>();
+  float* o = out.data<float>();
+  auto run = [&](auto K) {
+    constexpr int k = decltype(K)::value;
+    for (int64_t i = 0; i < n; ++i) {
+      float sv[k], gs[k];
+      gather<k>(s, n, i, sv);
+      softmax_project_backward<k>(sv, g[i], beta, gs);
+      for (int l = 0; l < k; ++l) o[l * n + i] = gs[l];
+    }
+  };
+  if (levels == 2) run(Const<int, 2>{});
+  else if (levels == 3) run(Const<int, 3>{});
+  else run(Const<int, 4>{});
+  return out;
+}
+
+Var tanh_project(const Var& dual, float beta, int levels) {
+  Var out = nn::make_output(tanh_project(dual.value(), beta, levels), {&dual});
+  if (out.requires_grad())
+    record_backward([dual, out, beta, levels]() {
+      if (!out.has_grad()) return;
+      if (dual.requires_grad()) dual.accumulate_grad(tanh_project_backward(dual.value(), out.grad(), beta, levels));
+    });
+  return out;
+}
+
+Var softmax_project(const Var& logits, float beta, int levels) {
+  Var out = nn::make_output(softmax_project(logits.value(), beta, levels), {&logits});
+  if (out.requires_grad())
+    record_backward([logits, out, beta, levels]() {
+      if (!out.has_grad()) return;
+      if (logits.requires_grad())
+        logits.accumulate_grad(softmax_project_backward(logits.value(), out.grad(), beta, levels));
+    });
+  return out;
+}
+
+}  // namespace mdq::quant

@@ -1,0 +1,218 @@
+// Quantizer: builds the per-parameter state, runs the fused step over all parameters, anneals β
+// (E10), swaps rounded weights in for evaluation (E11) and saves/restores its state.
+#include "engine/quant/quantizer.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+
+#include "engine/quant/projection.h"
+#include "engine/quant/update.h"
+
+namespace mdq::quant {
+namespace {
+
+// Softmax logits whose projection starts near w (see Quantizer's constructor comment), or, for
+// E7, their probabilities u = softmax(β ũ). Built on the host once, then moved to w's device.
+Tensor softmax_init(const Tensor& w, int levels, float beta, bool probabilities) {
+  Tensor host = w.cpu();
+  const int64_t n = host.numel();
+  Shape shape = host.shape();
+  shape.insert(shape.begin(), levels);
+  Tensor out = Tensor::empty(shape);
+  float sigma2 = 0.f;
+  for (int l = 0; l < levels; ++l) sigma2 += softmax_level(levels, l) * softmax_level(levels, l) / levels;
+  const float* pw = host.data<float>();
+  float* po = out.data<float>();
+  auto run = [&](auto K) {
+    constexpr int k = decltype(K)::value;
+    for (int64_t i = 0; i < n; ++i) {
+      float logits[k], u[k];
+      for (int l = 0; l < k; ++l) {
+        const float d = pw[i] - softmax_level(k, l);
+        logits[l] = -d * d / (2.f * beta * sigma2);
+      }
+      if (probabilities) softmax_beta<k>(logits, beta, u);
+      for (int l = 0; l < k; ++l) po[l * n + i] = probabilities ? u[l] : logits[l];
+    }
+  };
+  if (levels == 2) run(Const<int, 2>{});
+  else if (levels == 3) run(Const<int, 3>{});
+  else run(Const<int, 4>{});
+  return out.to(w.device());
+}
+
+std::string hex(float f) {
+  std::ostringstream s;
+  s << std::hexfloat << f;
+  return s.str();
+}
+
+}  // namespace
+
+float Quantizer::beta_at(const QuantConfig& cfg, int64_t iteration) {
+  const double b = static_cast<double>(cfg.beta0) *
+                   std::pow(static_cast<double>(cfg.rho), static_cast<double>(iteration / cfg.interval + 1));
+  return static_cast<float>(std::fmin(b, static_cast<double>(cfg.beta_cap)));
+}
+
+Quantizer::Quantizer(std::vector<nn::ParamRef> params, QuantConfig cfg,
+                     std::function<bool(const nn::ParamRef&)> keep_float)
+    : cfg_(std::move(cfg)), dir_(parse_direction(cfg_.direction, cfg_.momentum)) {
+  const Method method = parse_method(cfg_.method, cfg_.levels);
+  MDQ_CHECK(cfg_.beta0 > 0.f && cfg_.rho > 0.f && cfg_.interval > 0 && cfg_.beta_cap >= cfg_.beta0 &&
+                std::isfinite(cfg_.beta_cap),
+            "Quantizer: need beta0 > 0, rho > 0, interval > 0 and a finite beta_cap >= beta0 (got beta0 "
+                << cfg_.beta0 << ", rho " << cfg_.rho << ", interval " << cfg_.interval << ", beta_cap "
+                << cfg_.beta_cap << ")");
+  beta_ = beta_at(cfg_, 0);
+  for (nn::ParamRef& ref : params) {
+    QuantParam p;
+    p.ref = ref;
+    p.method = keep_float && keep_float(ref) ? parse_method("float", 2) : method;
+    Tensor& w = p.ref.var.value();
+    check_dtype("Quantizer", w, DType::F32);
+    switch (p.method.rule) {
+      case Rule::MdTanh: p.stored = tanh_project(w, beta_, p.method.levels); break;
+      case Rule::Pmf:
+      case Rule::MdSoftmaxS: p.stored = softmax_init(w, p.method.levels, beta_, false); break;
+      case Rule::MdSoftmax: p.stored = softmax_init(w, p.method.levels, beta_, /*probabilities=*/true); break;
+      default: p.stored = w.clone(); break;
+    }
+    if (uses_m(dir_)) p.m = Tensor::zeros(p.stored.shape(), DType::F32, p.stored.device());
+    if (uses_v(dir_)) p.v = Tensor::zeros(p.stored.shape(), DType::F32, p.stored.device());
+    primal_from_stored(p.method, p.stored, beta_, w);
+    params_.push_back(std::move(p));
+  }
+}
+
+void Quantizer::step(float lr) {
+  MDQ_CHECK(!rounded_applied_, "Quantizer::step: rounded weights are applied; call restore_primal() (or end the "
+                               "RoundedScope) before training");
+  const float beta_next = beta_at(cfg_, iteration_ + 1);
+  for (QuantParam& p : params_) {
+    Var& var = p.ref.var;
+    if (!var.has_grad()) {
+      if (beta_next != beta_ && p.method.projects_with_beta())
+        primal_from_stored(p.method, p.stored, beta_next, var.value());
+      continue;
+    }
+    MDQ_CHECK(var.grad().shape() == var.value().shape() && var.grad().device() == var.value().device(),
+              "Quantizer::step: grad " << var.grad().describe() << " of " << p.ref.name << " does not match its value "
+                                       << var.value().describe());
+    ++p.steps;
+    StepArgs a;
+    a.lr = lr;
+    a.beta = beta_;
+    a.beta_next = beta_next;
+    a.adam_beta1 = cfg_.adam_beta1;
+    a.adam_beta2 = cfg_.adam_beta2;
+    a.adam_eps = cfg_.adam_eps;
+    a.inv_bias1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta1), static_cast<double>(p.steps))));
+    a.inv_bias2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta2), static_cast<double>(p.steps))));
+    a.momentum = cfg_.momentum;
+    a.weight_decay = cfg_.weight_decay;
+    step_tensors(p.method, dir_, a, p.stored, var.grad(), p.m, p.v, var.value());
+  }
+  ++iteration_;
+  beta_ = beta_next;
+}
+
+void Quantizer::zero_grad() {
+  for (QuantParam& p : params_) p.ref.var.zero_grad();
+}
+
+void Quantizer::apply_rounded() {
+  MDQ_CHECK(!rounded_applied_, "Quantizer::apply_rounded: rounded weights are already applied");
+  for (QuantParam& p : params_) {
+    Tensor& x = p.ref.var.value();
+    p.saved_primal = x.clone();
+    x.copy_from(rounded_from(p.method, p.stored, p.saved_primal));
+  }
+  rounded_applied_ = true;
+}
+
+void Quantizer::restore_primal() {
+  MDQ_CHECK(rounded_applied_, "Quantizer::restore_primal: rounded weights are not applied");
+  for (QuantParam& p : params_) {
+    p.ref.var.value().copy_from(p.saved_primal);
+    p.saved_primal = Tensor();
+  }
+  rounded_applied_ = false;
+}
+
+std::vector<std::pair<std::string, Tensor>> Quantizer::rounded_weights() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const QuantParam& p : params_) {
+    const Tensor& x = rounded_applied_ ? p.saved_primal : p.ref.var.value();
+    out.emplace_back(p.ref.name, rounded_from(p.method, p.stored, x));
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor*>> Quantizer::state() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (QuantParam& p : params_) {
+    out.emplace_back("quant." + p.ref.name + ".stored", &p.stored);
+    if (p.m.defined()) out.emplace_back("quant." + p.ref.name + ".m", &p.m);
+    if (p.v.defined()) out.emplace_back("quant." + p.ref.name + ".v", &p.v);
+  }
+  return out;
+}
+
+// Plain text, one record a line; floats in hex so they round-trip exactly.
+std::string Quantizer::state_metadata() const {
+  std::ostringstream s;
+  s << "mdq-quantizer 1\n"
+    << "iteration " << iteration_ << "\n"
+    << "beta " << hex(beta_) << "\n"
+    << "direction " << direction_name(dir_) << "\n";
+  for (const QuantParam& p : params_)
+    s << "param " << p.ref.name << " " << p.method.name() << " " << p.method.levels << " " << p.steps << "\n";
+  return s.str();
+}
+
+void Quantizer::load_state_metadata(const std::string& text) {
+  std::istringstream in(text);
+  std::string key, value;
+  int version = 0;
+  in >> key >> version;
+  MDQ_CHECK(in && key == "mdq-quantizer" && version == 1,
+            "Quantizer::load_state_metadata: not quantizer metadata version 1 (starts with '" << key << "')");
+  int64_t iteration = 0;
+  std::string beta_text, dir;
+  in >> key >> iteration;
+  MDQ_CHECK(in && key == "iteration", "Quantizer::load_state_metadata: expected 'iteration', got '" << key << "'");
+  in >> key >> beta_text;
+  MDQ_CHECK(in && key == "beta", "Quantizer::load_state_metadata: expected 'beta', got '" << key << "'");
+  in >> key >> dir;
+  MDQ_CHECK(in && key == "direction" && dir == direction_name(dir_),
+            "Quantizer::load_state_metadata: saved direction '" << dir << "', this quantizer uses '"
+                                                               << direction_name(dir_) << "'");
+  std::vector<int64_t> steps;
+  for (const QuantParam& p : params_) {
+    std::string name, method;
+    int levels = 0;
+    int64_t st = 0;
+    in >> key >> name >> method >> levels >> st;
+    MDQ_CHECK(in && key == "param", "Quantizer::load_state_metadata: missing the record of parameter " << p.ref.name);
+    MDQ_CHECK(name == p.ref.name && method == p.method.name() && levels == p.method.levels,
+              "Quantizer::load_state_metadata: saved parameter " << name << " (" << method << ", " << levels
+                  << " levels) does not match " << p.ref.name << " (" << p.method.name() << ", " << p.method.levels
+                  << " levels)");
+    steps.push_back(st);
+  }
+  in >> key;
+  MDQ_CHECK(!in, "Quantizer::load_state_metadata: more parameters saved than this model has ('" << key << "')");
+  iteration_ = iteration;
+  beta_ = std::strtof(beta_text.c_str(), nullptr);
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].steps = steps[i];
+  refresh_primal();  // the state tensors were loaded first (see quantizer.h)
+}
+
+void Quantizer::refresh_primal() {
+  MDQ_CHECK(!rounded_applied_, "Quantizer::refresh_primal: rounded weights are applied; restore_primal() first");
+  for (QuantParam& p : params_) primal_from_stored(p.method, p.stored, beta_, p.ref.var.value());
+}
+
+}  // namespace mdq::quant
