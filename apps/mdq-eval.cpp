@@ -58,23 +58,33 @@ int run(int argc, char** argv) {
   mo.act_bits = o.act_bits;
   mo.seed = o.seed;
   auto model = mdq::models::make_model(o.model, mo);
-  mdq::app::load_weights(ckpt, *model);
   model->to(device);
   mdq::data::DataLoader loader(ds, batch, false, false, mdq::data::eval_augment_for(o.dataset), o.seed, device);
-
   auto report = [&](const char* what, const mdq::app::EvalResult& r) {
     std::printf("%s network on %s (%lld images): top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n", what, split.c_str(),
                 static_cast<long long>(r.count), r.top1_pct(), r.top5_pct(), r.mean_loss());
   };
-  // A full run checkpoint holds the primal weights: evaluate them, then their rounding.
-  mdq::quant::QuantConfig qc;
-  qc.method = o.method;
-  qc.levels = o.levels;
-  mdq::app::EvalResult as_saved = mdq::app::evaluate(*model, loader, info.num_classes);
-  mdq::quant::Quantizer q(model->parameters(), qc);  // its projection of already rounded weights is a no-op for rounding
-  q.apply_rounded();
-  mdq::app::EvalResult rounded = mdq::app::evaluate(*model, loader, info.num_classes);
-  report("saved", as_saved);
+  mdq::app::EvalResult rounded;
+  if (mdq::app::has_quantizer_state(ckpt)) {
+    // last.ckpt: primal weights and the quantizer's stored variables; round them as E11 says.
+    mdq::quant::QuantConfig qc;
+    qc.method = o.method;
+    qc.levels = o.levels;
+    qc.direction = o.optimizer;
+    qc.rho = o.beta_rho;
+    qc.interval = o.beta_interval;
+    qc.momentum = o.optimizer == "sgd" ? o.momentum : 0.f;
+    auto params = model->parameters();
+    mdq::quant::Quantizer q(params, qc, o.keep_first_last_float ? mdq::app::first_last_filter(params) : nullptr);
+    mdq::app::load_run(ckpt, o, *model, q);
+    report("projected", mdq::app::evaluate(*model, loader, info.num_classes));
+    q.apply_rounded();
+    rounded = mdq::app::evaluate(*model, loader, info.num_classes);
+  } else {
+    // best.ckpt: the weights were rounded when it was written.
+    mdq::app::load_weights(ckpt, *model);
+    rounded = mdq::app::evaluate(*model, loader, info.num_classes);
+  }
   report("rounded", rounded);
   std::printf("per-class top-1 (rounded):\n%s", rounded.per_class_report(info.class_names).c_str());
   return 0;

@@ -30,7 +30,8 @@ void restore_model(const Checkpoint& ck, nn::Module& model) {
     MDQ_CHECK(t.shape() == p.var.value().shape(), "checkpoint: parameter " << p.name << " has shape "
                                                       << shape_str(t.shape()) << ", the model wants "
                                                       << shape_str(p.var.value().shape()));
-    p.var.value().copy_from(t);
+    Var param = p.var;  // a handle: copying it shares the tensor the layer reads
+    param.value().copy_from(t);
   }
   for (auto& [name, t] : model.buffers()) {
     const Tensor& s = ck.get("buffer/" + name);
@@ -110,6 +111,20 @@ void save_rounded(const std::string& path, const TrainOptions& o, nn::Module& mo
   for (auto& [name, t] : tensors) t = t.clone();  // copies, before the primal weights come back
   q.restore_primal();
   save_checkpoint(path, tensors, kConfigHeader + to_config_text(o) + kLoopHeader + loop_text(s));
+}
+
+// First conv weight, last linear weight and bias: the layers --keep-first-last-float keeps in float.
+std::function<bool(const nn::ParamRef&)> first_last_filter(const std::vector<nn::ParamRef>& params) {
+  auto prefix = [](const std::string& n) { return n.substr(0, n.rfind('.')); };
+  std::string first = prefix(params.front().name), last = prefix(params.back().name);
+  return [first, last, prefix](const nn::ParamRef& p) {
+    std::string m = prefix(p.name);
+    return m == first || m == last;
+  };
+}
+
+bool has_quantizer_state(const std::string& path) {
+  return load_checkpoint(path).metadata.find(kQuantHeader) != std::string::npos;
 }
 
 TrainOptions read_options(const std::string& path) {

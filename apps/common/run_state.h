@@ -3,13 +3,18 @@
 // written atomically by engine/checkpoint (magic, version, checksum).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "apps/common/options.h"
 #include "engine/nn/module.h"
 #include "engine/quant/quantizer.h"
 
 namespace mdq::app {
+
+// First conv weight, last linear weight and bias: the layers --keep-first-last-float keeps in float.
+std::function<bool(const nn::ParamRef&)> first_last_filter(const std::vector<nn::ParamRef>& params);
 
 struct LoopState {
   int64_t iteration = 0;
@@ -28,6 +33,9 @@ void save_rounded(const std::string& path, const TrainOptions& o, nn::Module& mo
                   const LoopState& s);
 // Loads parameters and buffers saved by save_run or save_rounded into a model; returns the options.
 TrainOptions read_options(const std::string& path);
+// True for a full run checkpoint (last.ckpt: primal weights + quantizer state), false for a
+// rounded one (best.ckpt).
+bool has_quantizer_state(const std::string& path);
 void load_weights(const std::string& path, nn::Module& model);
 
 }  // namespace mdq::app

@@ -49,16 +49,6 @@ void make_dirs(const std::string& path) {
   MDQ_CHECK(stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "--out: cannot create folder '" << path << "'");
 }
 
-// First conv weight, last linear weight and bias: the layers --keep-first-last-float keeps in float.
-std::function<bool(const nn::ParamRef&)> first_last_filter(const std::vector<nn::ParamRef>& params) {
-  auto prefix = [](const std::string& n) { return n.substr(0, n.rfind('.')); };
-  std::string first = prefix(params.front().name), last = prefix(params.back().name);
-  return [first, last, prefix](const nn::ParamRef& p) {
-    std::string m = prefix(p.name);
-    return m == first || m == last;
-  };
-}
-
 float lr_at(const TrainOptions& o, int64_t iter) {
   float lr = o.lr;
   for (int64_t s : o.lr_step)

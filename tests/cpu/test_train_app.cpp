@@ -11,6 +11,7 @@
 #include "apps/common/options.h"
 #include "apps/common/trainer.h"
 #include "engine/checkpoint.h"
+#include "engine/random.h"
 #include "tests/support/testing.h"
 
 using namespace mdq;
