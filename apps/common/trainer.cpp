@@ -153,14 +153,12 @@ TrainResult train(const TrainOptions& o) {
     const int64_t n = batch.labels.numel();
     images_total += n;
     window_images += static_cast<double>(n);
-    seen += n;
     const bool log_now = (it + 1) % o.log_every == 0 || it + 1 == total;
-    if (log_now || !o.quiet) {
-      // Reading the loss waits for the GPU; do it only when it is shown or logged.
-      if (log_now || (it % 10) == 0) {
-        loss_sum += static_cast<double>(loss.value().item()) * n;
-        correct += ops::count_topk_correct(logits.value(), batch.labels, 1);
-      }
+    // Reading the loss waits for the GPU: sample every 10th step, and every step that is logged.
+    if (log_now || it % 10 == 0) {
+      loss_sum += static_cast<double>(loss.value().item()) * n;
+      correct += ops::count_topk_correct(logits.value(), batch.labels, 1);
+      seen += n;
     }
     auto now = std::chrono::steady_clock::now();
     double dt = std::chrono::duration<double>(now - t_window).count();

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One GPU session in one go, for a GPU host without network (see ../shared/tools/README.md):
+# build with the staged .deps, run the whole test suite, the benchmarks, and training runs.
+# Logs go to $OUT (default ./gpu-out). Steps: any of build test bench smoke train:<args>.
+#   scripts/gpu-session.sh build test bench smoke
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+build=build-gpu
+data=/tmp/data
+stamp() { echo "=== $(date -u +%FT%TZ) $*"; }
+if [ -f .deps/data/cifar10-jpeg.tar.gz ] && [ ! -d $data/cifar10 ]; then
+  mkdir -p $data && tar xzf .deps/data/cifar10-jpeg.tar.gz -C $data
+fi
+fmnist=.deps/data/fashion-mnist
+[ -d $fmnist ] || fmnist=/usr/share/datasets/fashion-mnist
+for step in "$@"; do
+  case "$step" in
+    build)
+      { stamp build; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+        cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDQ_DEPS_DIR=$PWD/.deps &&
+        cmake --build $build; echo "build exit $?"; } > "$OUT/build.log" 2>&1
+      tail -3 "$OUT/build.log" ;;
+    test)
+      { stamp ctest; ctest --test-dir $build --output-on-failure -j 6 --timeout 300; echo "ctest exit $?"; } > "$OUT/ctest.log" 2>&1
+      grep -E "tests passed|FAILED|Failed|exit" "$OUT/ctest.log" | tail -15 ;;
+    bench)
+      for b in bench_md_update bench_conv2d bench_matmul bench_packed_conv bench_loader; do
+        { stamp "$b"; timeout 120 $build/$b; echo "$b exit $?"; } >> "$OUT/bench.txt" 2>&1
+      done
+      tail -5 "$OUT/bench.txt" ;;
+    smoke)
+      { stamp "mdq-train throughput, resnet18 cifar10 md-tanh-s, 300 iterations";
+        for p in fp32 tf32; do
+          timeout 200 $build/mdq-train --model resnet18 --dataset cifar10 --data-dir $data/cifar10 --iters 300 \
+            --eval-every 300 --max-eval-batches 4 --precision $p --out /tmp/smoke-$p --quiet
+        done
+        stamp "pytorch side by side"; timeout 120 python3 benchmarks/pytorch_train_throughput.py --precision fp32;
+        timeout 120 python3 benchmarks/pytorch_train_throughput.py --precision tf32; } >> "$OUT/train.txt" 2>&1
+      tail -8 "$OUT/train.txt" ;;
+    train:*)
+      args=${step#train:}
+      { stamp "mdq-train $args"; eval "$build/mdq-train $args --quiet"; echo "exit $?"; } >> "$OUT/train.txt" 2>&1
+      tail -4 "$OUT/train.txt" ;;
+    *) echo "unknown step $step"; exit 2 ;;
+  esac
+done
