@@ -35,9 +35,12 @@ inline void require_close(const Tensor& actual, const Tensor& expected, float at
   size_t worst = 0;
   double worst_ratio = -1.0;
   for (size_t i = 0; i < a.size(); ++i) {
-    double ratio = std::fabs(static_cast<double>(a[i]) - b[i]) / (atol + rtol * std::fabs(b[i]));
-    if (!(ratio <= worst_ratio) || std::isnan(ratio)) {
-      worst_ratio = std::isnan(ratio) ? std::numeric_limits<double>::infinity() : ratio;
+    // Exact equality always passes (so atol = rtol = 0 asks for bit-equal values); a NaN never does.
+    double diff = std::fabs(static_cast<double>(a[i]) - b[i]);
+    double ratio = a[i] == b[i] ? 0.0 : std::isnan(diff) ? std::numeric_limits<double>::infinity()
+                                                         : diff / (atol + rtol * std::fabs(b[i]));
+    if (ratio > worst_ratio) {
+      worst_ratio = ratio;
       worst = i;
     }
   }
