@@ -62,6 +62,7 @@ TrainResult train(const TrainOptions& o) {
   const Device device = pick_device(o.device);
   set_precision(parse_precision(o.precision));
   make_dirs(o.out);
+  ops::set_deferred_label_checks(true);  // no stall per step; checked at every log line
   std::printf("mdq-train: %s on %s, method %s (%d levels), device %s%s\n", o.model.c_str(), o.dataset.c_str(),
               o.method.c_str(), o.levels, device_name(device),
               device == Device::CUDA ? (" (" + cuda_device_name() + ")").c_str() : "");
@@ -156,6 +157,7 @@ TrainResult train(const TrainOptions& o) {
     const bool log_now = (it + 1) % o.log_every == 0 || it + 1 == total;
     // Reading the loss waits for the GPU: sample every 10th step, and every step that is logged.
     if (log_now || it % 10 == 0) {
+      ops::check_pending_label_errors();
       loss_sum += static_cast<double>(loss.value().item()) * n;
       correct += ops::count_topk_correct(logits.value(), batch.labels, 1);
       seen += n;

@@ -53,7 +53,26 @@ void check_bad_slot(const char* op, const Tensor& logits, const Tensor& labels, 
   CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
   throw_bad_label(op, logits, index, value);
 }
+
+// The last deferred check: the kernel's flag lands in pinned memory, ordered by an event.
+struct PendingCheck {
+  bool active = false;
+  Tensor logits, labels;  // kept for the error message
+  Tensor bad;             // the device flag, alive until its copy is done
+  uint32_t* host = nullptr;
+  cudaEvent_t done = nullptr;
+};
+PendingCheck& pending() {
+  static PendingCheck p;
+  if (!p.host) {
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&p.host), sizeof(uint32_t), cudaHostAllocDefault));
+    CUDA_CHECK(cudaEventCreateWithFlags(&p.done, cudaEventDisableTiming));
+  }
+  return p;
+}
 #endif
+
+bool g_deferred_label_checks = false;
 
 void check_backward_args(const Tensor& probs, const Tensor& labels) {
   check_logits_labels("cross_entropy_backward", probs, labels);
@@ -99,9 +118,21 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor*
     Tensor bad = Tensor::empty({1}, DType::U32, Device::CUDA);
     kernels::cross_entropy_forward_f32(logits.data<float>(), labels.data<int32_t>(), n, k, probs,
                                        row_loss.data<float>(), loss.data<float>(), bad.data<uint32_t>());
-    uint32_t bad_slot = 0;
-    read_back(bad.data<uint32_t>(), &bad_slot, 1);
-    check_bad_slot("cross_entropy", logits, labels, bad_slot);
+    if (g_deferred_label_checks) {
+      check_pending_label_errors();  // the previous step's flag, long since copied
+      PendingCheck& p = pending();
+      CUDA_CHECK(cudaMemcpyAsync(p.host, bad.data<uint32_t>(), sizeof(uint32_t), cudaMemcpyDeviceToHost,
+                                 cuda::stream()));
+      CUDA_CHECK(cudaEventRecord(p.done, cuda::stream()));
+      p.logits = logits;
+      p.labels = labels;
+      p.bad = bad;
+      p.active = true;
+    } else {
+      uint32_t bad_slot = 0;
+      read_back(bad.data<uint32_t>(), &bad_slot, 1);
+      check_bad_slot("cross_entropy", logits, labels, bad_slot);
+    }
 #endif
     return loss;
   }
@@ -121,6 +152,22 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor*
   }
   loss.data<float>()[0] = static_cast<float>(total / static_cast<double>(n));
   return loss;
+}
+
+void set_deferred_label_checks(bool on) { g_deferred_label_checks = on; }
+
+void check_pending_label_errors() {
+#ifdef MDQ_HAS_CUDA
+  if (!g_deferred_label_checks) return;
+  PendingCheck& p = pending();
+  if (!p.active) return;
+  CUDA_CHECK(cudaEventSynchronize(p.done));
+  p.active = false;
+  const uint32_t bad_slot = *p.host;
+  Tensor logits = std::move(p.logits), labels = std::move(p.labels);
+  p.bad = Tensor();
+  check_bad_slot("cross_entropy", logits, labels, bad_slot);
+#endif
 }
 
 Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, float grad_scale) {

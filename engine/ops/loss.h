@@ -16,6 +16,14 @@ namespace mdq::ops {
 // copy (and so one stream synchronisation) per call.
 Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor* probs_out = nullptr);
 
+// Deferred GPU label checks. When on, cross_entropy_forward does not wait for its range check:
+// the kernel's flag is copied back asynchronously and inspected by the next GPU call or by
+// check_pending_label_errors(), which throws the same error. The training loop turns this on so
+// that a step never stalls the CPU (a sync per step left the GPU idle while the backward pass was
+// being launched); a bad label then surfaces at most one step late.
+void set_deferred_label_checks(bool on);
+void check_pending_label_errors();
+
 // d loss / d logits = (probs - onehot(labels)) * grad_scale / N, with probs from the forward.
 // Labels are range-checked on the CPU; on the GPU they were checked by the forward (rows with
 // a bad label are left as probs * scale, nothing out of bounds is touched).

@@ -165,6 +165,22 @@ TEST_CASE("a bad label on the GPU throws with its index and value, and the next 
                       Catch::Contains("label 10 at index 250"));
 }
 
+TEST_CASE("deferred label checks report a bad label at the next check, without a sync per call") {
+  ops::set_deferred_label_checks(true);
+  Tensor logits = testing::random_tensor({64, 10}, 13, -1.f, 1.f, Device::CUDA);
+  std::vector<int32_t> v(64, 2);
+  v[40] = 12;
+  Tensor good = random_labels(64, 10, 14, Device::CUDA);
+  ops::cross_entropy_forward(logits, good, nullptr);
+  ops::check_pending_label_errors();  // clean
+  ops::cross_entropy_forward(logits, Tensor::from_vector_i32(v, {64}, Device::CUDA), nullptr);  // no throw yet
+  REQUIRE_THROWS_WITH(ops::check_pending_label_errors(), Catch::Contains("label 12 at index 40"));
+  ops::check_pending_label_errors();  // reported once
+  ops::cross_entropy_forward(logits, Tensor::from_vector_i32(v, {64}, Device::CUDA), nullptr);
+  REQUIRE_THROWS_WITH(ops::cross_entropy_forward(logits, good, nullptr), Catch::Contains("label 12 at index 40"));
+  ops::set_deferred_label_checks(false);
+}
+
 TEST_CASE("flatten of a GPU tensor keeps it on the GPU and shares storage") {
   Var x(testing::random_tensor({4, 2, 3, 3}, 1, -1.f, 1.f, Device::CUDA), true);
   Var f = nn::flatten(x);
