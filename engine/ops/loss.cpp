@@ -1,6 +1,8 @@
 // Softmax cross-entropy and top-k counts: CPU reference loops and dispatch to kernels/loss.cu.
 #include "engine/ops/loss.h"
 
+#include "engine/device.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -158,7 +160,7 @@ void set_deferred_label_checks(bool on) { g_deferred_label_checks = on; }
 
 void check_pending_label_errors() {
 #ifdef MDQ_HAS_CUDA
-  if (!g_deferred_label_checks) return;
+  if (!g_deferred_label_checks || !cuda_available()) return;  // nothing can be pending without a GPU
   PendingCheck& p = pending();
   if (!p.active) return;
   CUDA_CHECK(cudaEventSynchronize(p.done));
