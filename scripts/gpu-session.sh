@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session in one go, for a GPU host without network (see ../shared/tools/README.md):
 # build with the staged .deps, run the whole test suite, the benchmarks, and training runs.
-# Logs go to $OUT (default ./gpu-out). Steps: any of build test bench smoke train:<args>.
+# Logs go to $OUT (default ./gpu-out). Steps: any of build test gputest bench smoke train:<args>.
 #   scripts/gpu-session.sh build test bench smoke
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,9 @@ for step in "$@"; do
     test)
       { stamp ctest; ctest --test-dir $build --output-on-failure -j 6 --timeout 300; echo "ctest exit $?"; } > "$OUT/ctest.log" 2>&1
       grep -E "tests passed|FAILED|Failed|exit" "$OUT/ctest.log" | tail -15 ;;
+    gputest)
+      { stamp "ctest (GPU tests)"; ctest --test-dir $build --output-on-failure -R '^gpu\.' -j 4 --timeout 300; echo "ctest exit $?"; } > "$OUT/ctest-gpu.log" 2>&1
+      grep -E "tests passed|FAILED|Failed|exit" "$OUT/ctest-gpu.log" | tail -15 ;;
     bench)
       for b in bench_md_update bench_conv2d bench_matmul bench_packed_conv bench_loader; do
         { stamp "$b"; timeout 120 $build/$b; echo "$b exit $?"; } >> "$OUT/bench.txt" 2>&1
@@ -42,7 +45,9 @@ for step in "$@"; do
     train:*)
       args=${step#train:}
       { stamp "mdq-train $args"; eval "$build/mdq-train $args --quiet"; echo "exit $?"; } >> "$OUT/train.txt" 2>&1
-      tail -4 "$OUT/train.txt" ;;
+      run_dir=$(echo "$args" | sed -n 's/.*--out \([^ ]*\).*/\1/p')
+      [ -n "$run_dir" ] && cp "$run_dir/metrics.jsonl" "$OUT/metrics-$(basename "$run_dir").jsonl" 2>/dev/null
+      tail -3 "$OUT/train.txt" ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done
