@@ -2,9 +2,15 @@
 // on random tensors, through the optimizers (aligned tensors: float4 body + scalar tail) and
 // through the launchers on offset pointers (misaligned: scalar path; 16-byte offset: vector path).
 //
-// Tolerances: w and m atol 1e-6 + rtol 1e-6; v rtol 2e-6. Both sides run the same per-element
-// code (kernels/adam_math.h, sgd_math.h); they differ only where nvcc contracts a*b+c into one
-// FMA (one rounding fewer), a few ulp after 5 steps.
+// Tolerances: w and m atol 1e-6 + rtol 1e-6; v rtol 2e-6 plus atol 1e-6 x max|v|. Both sides run
+// the same per-element code (kernels/adam_math.h, sgd_math.h); they differ only where nvcc
+// contracts a*b+c into one FMA (one rounding fewer), a few ulp after 5 steps. With weight decay,
+// g + wd*w can nearly cancel, and that one-ulp difference of the larger term becomes a large
+// *relative* error of the tiny v = (1-b2)(g + wd*w)^2 (seen on an H200: 1.1792e-11 vs 1.17922e-11),
+// so v also gets an absolute tolerance scaled to the tensor's largest v.
+#include <algorithm>
+#include <cmath>
+
 #include "engine/optim/adam.h"
 #include "engine/optim/sgd.h"
 #include "engine/storage.h"
@@ -14,6 +20,15 @@
 #endif
 
 using namespace mdq;
+
+namespace {
+float max_abs(const Tensor& t) {
+  float m = 0.f;
+  for (float x : t.to_vector()) m = std::max(m, std::fabs(x));
+  return m;
+}
+}  // namespace
+
 
 namespace {
 
@@ -65,7 +80,7 @@ void compare_steps(const std::string& what, Make make, float lr) {
       if (cs[k].second->dtype() != DType::F32) {
         REQUIRE(gs[k].second->to_vector_i32() == cs[k].second->to_vector_i32());
       } else if (cs[k].first.find("exp_avg_sq") != std::string::npos) {
-        testing::require_close(*gs[k].second, *cs[k].second, 0, 2e-6f, where);
+        testing::require_close(*gs[k].second, *cs[k].second, 1e-6f * max_abs(*cs[k].second), 2e-6f, where);
       } else {
         testing::require_close(*gs[k].second, *cs[k].second, 1e-6f, 1e-6f, where);
       }
@@ -141,7 +156,7 @@ TEST_CASE("fused steps on offset pointers: misaligned (scalar) and 16-byte offse
       testing::require_close(dev[0], host[0], 1e-6f, 1e-6f, where + " w");
       REQUIRE(dev[1].to_vector() == host[1].to_vector());
       testing::require_close(dev[2], host[2], 1e-6f, 1e-6f, where + " m / momentum buffer");
-      testing::require_close(dev[3], host[3], 0, 2e-6f, where + " v");
+      testing::require_close(dev[3], host[3], 1e-6f * max_abs(host[3]), 2e-6f, where + " v");
     }
   }
 }
