@@ -3,14 +3,20 @@
 //
 // The CPU reference is direct loops, ordered so the innermost loop runs along an output row
 // (contiguous in y, stride `stride` in x) over exactly the columns whose input tap is inside
-// the image: no padding branches and no im2col buffer, single-threaded.
+// the image: no padding branches and no im2col buffer. Batch chunks run on all cores.
 #include "engine/ops/conv2d.h"
 
 #include <algorithm>
 #include <string>
+#include <vector>
+
+#include "engine/parallel.h"
 
 namespace mdq::ops {
 namespace {
+
+// Batch chunks for the CPU passes: fixed, so results do not depend on the machine's core count.
+constexpr int64_t kBatchChunks = 8;
 
 struct Geometry {
   int64_t N, C, H, W;     // input
@@ -65,10 +71,11 @@ void valid_range(int64_t k, int64_t pad, int64_t stride, int64_t in, int64_t out
 }
 
 // Calls body(n, o, c_in, kh, kw, w_index, oh_lo, oh_hi, ow_lo, ow_hi) for every weight tap;
-// c_in is the absolute input channel. All three CPU passes share this walk.
+// c_in is the absolute input channel, n runs over [n_begin, n_end). All three CPU passes share
+// this walk, each over batch chunks in parallel (engine/parallel.h).
 template <class Body>
-void for_each_tap(const Geometry& g, Body body) {
-  for (int64_t n = 0; n < g.N; ++n)
+void for_each_tap(const Geometry& g, int64_t n_begin, int64_t n_end, Body body) {
+  for (int64_t n = n_begin; n < n_end; ++n)
     for (int64_t o = 0; o < g.O; ++o) {
       const int64_t c0 = (o / g.Og) * g.Cg;
       for (int64_t c = 0; c < g.Cg; ++c)
@@ -88,7 +95,8 @@ void cpu_forward(const Geometry& g, const float* x, const float* w, const float*
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t o = 0; o < g.O; ++o) std::fill_n(y + (n * g.O + o) * g.OH * g.OW, g.OH * g.OW, bias ? bias[o] : 0.f);
   const int64_t s = g.stride;
-  for_each_tap(g, [&](int64_t n, int64_t o, int64_t ci, int64_t kh, int64_t kw, int64_t wi, int64_t oh_lo,
+  parallel_chunks(g.N, kBatchChunks, [&](int64_t, int64_t n0, int64_t n1) {
+  for_each_tap(g, n0, n1, [&](int64_t n, int64_t o, int64_t ci, int64_t kh, int64_t kw, int64_t wi, int64_t oh_lo,
                       int64_t oh_hi, int64_t ow_lo, int64_t ow_hi) {
     const float wv = w[wi];
     const float* xc = x + (n * g.C + ci) * g.H * g.W;
@@ -102,12 +110,14 @@ void cpu_forward(const Geometry& g, const float* x, const float* w, const float*
         for (int64_t ow = ow_lo; ow < ow_hi; ++ow) yrow[ow] += wv * xc[xi + ow * s];
     }
   });
+  });
 }
 
 void cpu_backward_input(const Geometry& g, const float* dy, const float* w, float* dx) {
   std::fill_n(dx, g.N * g.C * g.H * g.W, 0.f);
   const int64_t s = g.stride;
-  for_each_tap(g, [&](int64_t n, int64_t o, int64_t ci, int64_t kh, int64_t kw, int64_t wi, int64_t oh_lo,
+  parallel_chunks(g.N, kBatchChunks, [&](int64_t, int64_t n0, int64_t n1) {
+  for_each_tap(g, n0, n1, [&](int64_t n, int64_t o, int64_t ci, int64_t kh, int64_t kw, int64_t wi, int64_t oh_lo,
                       int64_t oh_hi, int64_t ow_lo, int64_t ow_hi) {
     const float wv = w[wi];
     float* dxc = dx + (n * g.C + ci) * g.H * g.W;
@@ -121,23 +131,33 @@ void cpu_backward_input(const Geometry& g, const float* dy, const float* w, floa
         for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dxc[xi + ow * s] += wv * dyrow[ow];
     }
   });
+  });
 }
 
 void cpu_backward_weight(const Geometry& g, const float* dy, const float* x, float* dw) {
-  std::fill_n(dw, g.O * g.Cg * g.KH * g.KW, 0.f);
+  // Each batch chunk sums into its own partial; the partials are added in chunk order, so the
+  // result does not depend on how many threads ran them.
+  const int64_t wn = g.O * g.Cg * g.KH * g.KW;
+  std::vector<float> partial(static_cast<size_t>(std::min<int64_t>(kBatchChunks, g.N) * wn), 0.f);
   const int64_t s = g.stride;
-  for_each_tap(g, [&](int64_t n, int64_t o, int64_t ci, int64_t kh, int64_t kw, int64_t wi, int64_t oh_lo,
-                      int64_t oh_hi, int64_t ow_lo, int64_t ow_hi) {
-    const float* xc = x + (n * g.C + ci) * g.H * g.W;
-    const float* dyo = dy + (n * g.O + o) * g.OH * g.OW;
-    float acc = 0.f;
-    for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-      const int64_t xi = (oh * s - g.pad + kh) * g.W - g.pad + kw;
-      const float* dyrow = dyo + oh * g.OW;
-      for (int64_t ow = ow_lo; ow < ow_hi; ++ow) acc += dyrow[ow] * xc[xi + ow * s];
-    }
-    dw[wi] += acc;
+  const int64_t used = parallel_chunks(g.N, kBatchChunks, [&](int64_t chunk, int64_t n0, int64_t n1) {
+    float* dwc = partial.data() + chunk * wn;
+    for_each_tap(g, n0, n1, [&](int64_t n, int64_t o, int64_t ci, int64_t kh, int64_t kw, int64_t wi, int64_t oh_lo,
+                                int64_t oh_hi, int64_t ow_lo, int64_t ow_hi) {
+      const float* xc = x + (n * g.C + ci) * g.H * g.W;
+      const float* dyo = dy + (n * g.O + o) * g.OH * g.OW;
+      float acc = 0.f;
+      for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+        const int64_t xi = (oh * s - g.pad + kh) * g.W - g.pad + kw;
+        const float* dyrow = dyo + oh * g.OW;
+        for (int64_t ow = ow_lo; ow < ow_hi; ++ow) acc += dyrow[ow] * xc[xi + ow * s];
+      }
+      dwc[wi] += acc;
+    });
   });
+  std::fill_n(dw, wn, 0.f);
+  for (int64_t c = 0; c < used; ++c)
+    for (int64_t i = 0; i < wn; ++i) dw[i] += partial[static_cast<size_t>(c * wn + i)];
 }
 
 }  // namespace
