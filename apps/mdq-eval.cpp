@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "apps/common/builders.h"
 #include "apps/common/evaluate.h"
 #include "apps/common/run_state.h"
 #include "data/dataset.h"
@@ -11,7 +12,6 @@
 #include "engine/device.h"
 #include "engine/error.h"
 #include "engine/quant/quantizer.h"
-#include "models/model_zoo.h"
 
 namespace {
 
@@ -50,14 +50,7 @@ int run(int argc, char** argv) {
   auto ds = split == "test" ? splits.test : split == "val" ? splits.val : splits.train;
   MDQ_CHECK(ds, "split '" << split << "' does not exist for this run (val-fraction " << o.val_fraction << ")");
   const auto info = ds->info();
-  mdq::models::ModelOptions mo;
-  mo.num_classes = info.num_classes;
-  mo.in_channels = info.channels;
-  mo.image_size = info.height;
-  mo.bn_affine = o.bn_affine;
-  mo.act_bits = o.act_bits;
-  mo.seed = o.seed;
-  auto model = mdq::models::make_model(o.model, mo);
+  auto model = mdq::app::build_model(o, info);
   model->to(device);
   mdq::data::DataLoader loader(ds, batch, false, false, mdq::data::eval_augment_for(o.dataset), o.seed, device);
   auto report = [&](const char* what, const mdq::app::EvalResult& r) {
@@ -67,15 +60,8 @@ int run(int argc, char** argv) {
   mdq::app::EvalResult rounded;
   if (mdq::app::has_quantizer_state(ckpt)) {
     // last.ckpt: primal weights and the quantizer's stored variables; round them as E11 says.
-    mdq::quant::QuantConfig qc;
-    qc.method = o.method;
-    qc.levels = o.levels;
-    qc.direction = o.optimizer;
-    qc.rho = o.beta_rho;
-    qc.interval = o.beta_interval;
-    qc.momentum = o.optimizer == "sgd" ? o.momentum : 0.f;
-    auto params = model->parameters();
-    mdq::quant::Quantizer q(params, qc, o.keep_first_last_float ? mdq::app::first_last_filter(params) : nullptr);
+    auto quantizer = mdq::app::build_quantizer(o, *model);
+    mdq::quant::Quantizer& q = *quantizer;
     mdq::app::load_run(ckpt, o, *model, q);
     report("projected", mdq::app::evaluate(*model, loader, info.num_classes));
     q.apply_rounded();

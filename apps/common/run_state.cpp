@@ -113,16 +113,6 @@ void save_rounded(const std::string& path, const TrainOptions& o, nn::Module& mo
   save_checkpoint(path, tensors, kConfigHeader + to_config_text(o) + kLoopHeader + loop_text(s));
 }
 
-// First conv weight, last linear weight and bias: the layers --keep-first-last-float keeps in float.
-std::function<bool(const nn::ParamRef&)> first_last_filter(const std::vector<nn::ParamRef>& params) {
-  auto prefix = [](const std::string& n) { return n.substr(0, n.rfind('.')); };
-  std::string first = prefix(params.front().name), last = prefix(params.back().name);
-  return [first, last, prefix](const nn::ParamRef& p) {
-    std::string m = prefix(p.name);
-    return m == first || m == last;
-  };
-}
-
 bool has_quantizer_state(const std::string& path) {
   return load_checkpoint(path).metadata.find(kQuantHeader) != std::string::npos;
 }

@@ -3,7 +3,6 @@
 // written atomically by engine/checkpoint (magic, version, checksum).
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,9 +11,6 @@
 #include "engine/quant/quantizer.h"
 
 namespace mdq::app {
-
-// First conv weight, last linear weight and bias: the layers --keep-first-last-float keeps in float.
-std::function<bool(const nn::ParamRef&)> first_last_filter(const std::vector<nn::ParamRef>& params);
 
 struct LoopState {
   int64_t iteration = 0;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <memory>
 
+#include "apps/common/builders.h"
 #include "apps/common/evaluate.h"
 #include "apps/common/progress.h"
 #include "apps/common/run_state.h"
@@ -18,7 +19,6 @@
 #include "engine/ops/loss.h"
 #include "engine/precision.h"
 #include "engine/quant/quantizer.h"
-#include "models/model_zoo.h"
 
 namespace mdq::app {
 namespace {
@@ -89,28 +89,13 @@ TrainResult train(const TrainOptions& o) {
   const int64_t ckpt_every = o.ckpt_every > 0 ? o.ckpt_every : eval_every;
 
   // ---- model and quantizer
-  models::ModelOptions mo;
-  mo.num_classes = info.num_classes;
-  mo.in_channels = info.channels;
-  mo.image_size = info.height;
-  mo.bn_affine = o.bn_affine;
-  mo.act_bits = o.act_bits;
-  mo.seed = o.seed;
-  auto model = models::make_model(o.model, mo);
+  auto model = build_model(o, info);
   std::printf("model %s: %.3fM parameters, input %dx%dx%d, %d classes\n", o.model.c_str(),
               model->parameter_count() / 1e6, info.channels, info.height, info.width, info.num_classes);
   model->to(device);
   model->train();
-  quant::QuantConfig qc;
-  qc.method = o.method;
-  qc.levels = o.levels;
-  qc.direction = o.optimizer;
-  qc.rho = o.beta_rho;
-  qc.interval = o.beta_interval;
-  qc.momentum = o.optimizer == "sgd" ? o.momentum : 0.f;
-  qc.weight_decay = o.weight_decay;
-  auto params = model->parameters();
-  quant::Quantizer quantizer(params, qc, o.keep_first_last_float ? first_last_filter(params) : nullptr);
+  std::unique_ptr<quant::Quantizer> quantizer_owner = build_quantizer(o, *model);
+  quant::Quantizer& quantizer = *quantizer_owner;
 
   const std::string last_ckpt = o.out + "/last.ckpt", best_ckpt = o.out + "/best.ckpt";
   LoopState state;

@@ -1,0 +1,44 @@
+#include "apps/common/builders.h"
+
+#include "models/model_zoo.h"
+
+namespace mdq::app {
+namespace {
+
+// First conv weight, last linear weight and bias: the layers --keep-first-last-float keeps in float.
+std::function<bool(const nn::ParamRef&)> first_last_filter(const std::vector<nn::ParamRef>& params) {
+  auto prefix = [](const std::string& n) { return n.substr(0, n.rfind('.')); };
+  std::string first = prefix(params.front().name), last = prefix(params.back().name);
+  return [first, last, prefix](const nn::ParamRef& p) {
+    std::string m = prefix(p.name);
+    return m == first || m == last;
+  };
+}
+
+}  // namespace
+
+std::shared_ptr<nn::Module> build_model(const TrainOptions& o, const data::DatasetInfo& info) {
+  models::ModelOptions mo;
+  mo.num_classes = info.num_classes;
+  mo.in_channels = info.channels;
+  mo.image_size = info.height;
+  mo.bn_affine = o.bn_affine;
+  mo.act_bits = o.act_bits;
+  mo.seed = o.seed;
+  return models::make_model(o.model, mo);
+}
+
+std::unique_ptr<quant::Quantizer> build_quantizer(const TrainOptions& o, nn::Module& model) {
+  quant::QuantConfig qc;
+  qc.method = o.method;
+  qc.levels = o.levels;
+  qc.direction = o.optimizer;
+  qc.rho = o.beta_rho;
+  qc.interval = o.beta_interval;
+  qc.momentum = o.optimizer == "sgd" ? o.momentum : 0.f;
+  qc.weight_decay = o.weight_decay;
+  auto params = model.parameters();
+  return std::make_unique<quant::Quantizer>(params, qc, o.keep_first_last_float ? first_last_filter(params) : nullptr);
+}
+
+}  // namespace mdq::app
