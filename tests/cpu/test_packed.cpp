@@ -9,20 +9,8 @@ using namespace mdq::packed;
 
 namespace {
 
-// ±1 values (sign of a random tensor, which is never zero).
-Tensor random_signs(const Shape& shape, uint64_t seed) {
-  Tensor t = testing::random_tensor(shape, seed);
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = p[i] >= 0.f ? 1.f : -1.f;
-  return t;
-}
-
-Tensor random_ternary(const Shape& shape, uint64_t seed) {
-  Tensor t = testing::random_tensor(shape, seed);
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = p[i] > 0.33f ? 1.f : p[i] < -0.33f ? -1.f : 0.f;
-  return t;
-}
+using testing::random_signs;
+using testing::random_ternary;
 
 // OIHW f32 weights -> [O][KH][KW][C] (the NHWC-style layout the reference wants).
 Tensor ohwi(const Tensor& oihw) { return nchw_to_nhwc(oihw); }

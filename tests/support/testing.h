@@ -24,6 +24,22 @@ inline Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.f, 
   return t.to(device);
 }
 
+// ±1 values: the sign of a random tensor (never zero), for binary weights and activations.
+inline Tensor random_signs(const Shape& shape, uint64_t seed) {
+  Tensor t = random_tensor(shape, seed);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = p[i] >= 0.f ? 1.f : -1.f;
+  return t;
+}
+
+// Values in {-1, 0, 1}, about a third each, for ternary weights.
+inline Tensor random_ternary(const Shape& shape, uint64_t seed) {
+  Tensor t = random_tensor(shape, seed);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = p[i] > 0.33f ? 1.f : p[i] < -0.33f ? -1.f : 0.f;
+  return t;
+}
+
 // Fills a tensor with NaN so any element an op forgets to write fails the comparison.
 inline void poison(Tensor& t) { t.fill_(std::numeric_limits<float>::quiet_NaN()); }
 
