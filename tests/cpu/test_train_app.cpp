@@ -8,7 +8,11 @@
 #include <fstream>
 #include <string>
 
+#include "apps/common/builders.h"
 #include "apps/common/options.h"
+#include "apps/common/packed_model.h"
+#include "apps/common/run_state.h"
+#include "data/dataset.h"
 #include "apps/common/trainer.h"
 #include "engine/checkpoint.h"
 #include "engine/random.h"
@@ -144,4 +148,23 @@ TEST_CASE("a short CPU run learns the toy problem and reports the rounded test a
   o.epochs = 6;
   app::TrainResult r = app::train(o);
   REQUIRE(r.test_top1 > 60.0);  // chance is 25%
+}
+
+TEST_CASE("the exported packed model predicts exactly what the rounded network does") {
+  app::TrainOptions o = tiny_run("/tmp/mdq-test-export");
+  o.iters = 12;
+  app::train(o);
+  const data::DatasetInfo info = data::standard_info("fashion-mnist");
+  auto rounded = app::build_model(o, info);
+  app::load_weights("/tmp/mdq-test-export/best.ckpt", *rounded);
+  app::PackedStats stats = app::save_packed_model("/tmp/mdq-test-export/model.mdqpack", o, *rounded);
+  REQUIRE(stats.binary_params == rounded->parameter_count());  // every parameter is binary by default
+  auto packed = app::build_model(app::read_packed_options("/tmp/mdq-test-export/model.mdqpack"), info);
+  app::load_packed_model("/tmp/mdq-test-export/model.mdqpack", *packed);
+  rounded->eval();
+  packed->eval();
+  NoGradScope no_grad;
+  Tensor x = testing::random_tensor({16, 1, 28, 28}, 21);
+  REQUIRE(packed->forward(Var(x)).value().to_vector() == rounded->forward(Var(x)).value().to_vector());
+  REQUIRE_THROWS_WITH(app::read_packed_options("/tmp/mdq-test-export/best.ckpt"), Catch::Contains("not a packed model"));
 }
