@@ -7,9 +7,9 @@
 #include <string>
 
 #include "apps/common/builders.h"
+#include "apps/common/cli.h"
 #include "apps/common/packed_model.h"
 #include "apps/common/run_state.h"
-#include "engine/error.h"
 
 namespace {
 
@@ -23,28 +23,16 @@ long long file_size(const std::string& p) {
 }
 
 int run(int argc, char** argv) {
+  using namespace mdq;
   std::string ckpt, out;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      MDQ_CHECK(i + 1 < argc, a << " needs a value");
-      return argv[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--checkpoint") ckpt = value();
-    else if (a == "--out") out = value();
-    else MDQ_FAIL("unknown option '" << a << "'\n" << kUsage);
-  }
+  if (!app::parse_flags(argc, argv, kUsage, {{"--checkpoint", &ckpt}, {"--out", &out}})) return 0;
   MDQ_CHECK(!ckpt.empty() && !out.empty(), "--checkpoint and --out are required\n" << kUsage);
-  MDQ_CHECK(!mdq::app::has_quantizer_state(ckpt),
+  MDQ_CHECK(!app::has_quantizer_state(ckpt),
             ckpt << " is a full training checkpoint (last.ckpt); export the rounded network in best.ckpt");
-  mdq::app::TrainOptions o = mdq::app::read_options(ckpt);
-  mdq::data::DatasetInfo info = mdq::data::standard_info(o.dataset);
-  auto model = mdq::app::build_model(o, info);
-  mdq::app::load_weights(ckpt, *model);
-  mdq::app::PackedStats s = mdq::app::save_packed_model(out, o, *model);
+  app::TrainOptions o = app::read_options(ckpt);
+  auto model = app::build_model(o, data::standard_info(o.dataset));
+  app::load_weights(ckpt, *model);
+  app::PackedStats s = app::save_packed_model(out, o, *model);
   std::printf("%s: %s, %lld binary and %lld ternary weights packed, %lld values kept in f32\n", out.c_str(),
               o.model.c_str(), static_cast<long long>(s.binary_params), static_cast<long long>(s.ternary_params),
               static_cast<long long>(s.float_values));
@@ -54,11 +42,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mdq-export: error: %s\n", e.what());
-    return 2;
-  }
-}
+int main(int argc, char** argv) { return mdq::app::run_main("mdq-export", run, argc, argv); }

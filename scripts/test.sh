@@ -14,6 +14,6 @@ ctest --test-dir "$build" --output-on-failure -j "$(nproc)" || status=$?
 log="$build/Testing/Temporary/LastTest.log"
 if grep -q "^SKIPPED:" "$log" 2>/dev/null; then
   echo "Skipped tests, with the reason each gave:"
-  grep -B0 "^SKIPPED:" "$log" | sort | uniq -c | sed 's/^/  /'
+  grep "^SKIPPED:" "$log" | sort | uniq -c | sed 's/^/  /'
 fi
 exit $status

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "apps/common/builders.h"
+#include "apps/common/cli.h"
 #include "apps/common/evaluate.h"
 #include "apps/common/progress.h"
 #include "apps/common/run_state.h"
@@ -22,15 +23,6 @@
 
 namespace mdq::app {
 namespace {
-
-Device pick_device(const std::string& name) {
-  if (name == "cpu") return Device::CPU;
-  if (name == "cuda") {
-    MDQ_CHECK(cuda_available(), "--device cuda: " << cuda_unavailable_reason());
-    return Device::CUDA;
-  }
-  return cuda_available() ? Device::CUDA : Device::CPU;
-}
 
 bool file_exists(const std::string& p) {
   struct stat st{};
