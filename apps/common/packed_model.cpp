@@ -1,5 +1,6 @@
 #include "apps/common/packed_model.h"
 
+#include "apps/common/run_state.h"
 #include "engine/checkpoint.h"
 #include "engine/packed/bitpack.h"
 
@@ -44,10 +45,7 @@ PackedStats save_packed_model(const std::string& path, const TrainOptions& o, nn
         stats.float_values += w.numel();
     }
   }
-  for (auto& [name, t] : model.buffers()) {
-    tensors.emplace_back("buffer/" + name, t->cpu());
-    stats.float_values += t->numel();
-  }
+  stats.float_values += add_buffers(tensors, model);
   save_checkpoint(path, tensors, kHeader + to_config_text(o));
   return stats;
 }
@@ -79,11 +77,7 @@ void load_packed_model(const std::string& path, nn::Module& model) {
                                                 << " values, the model wants " << w.numel());
     w.copy_from(values.reshape(w.shape()));
   }
-  for (auto& [name, t] : model.buffers()) {
-    const Tensor& s = ck.get("buffer/" + name);
-    MDQ_CHECK(s.shape() == t->shape(), path << ": buffer " << name << " has the wrong shape");
-    t->copy_from(s);
-  }
+  restore_buffers(ck, model);
 }
 
 }  // namespace mdq::app

@@ -5,6 +5,25 @@
 #include "engine/checkpoint.h"
 
 namespace mdq::app {
+
+int64_t add_buffers(std::vector<std::pair<std::string, Tensor>>& out, nn::Module& model) {
+  int64_t values = 0;
+  for (auto& [name, t] : model.buffers()) {
+    out.emplace_back("buffer/" + name, *t);
+    values += t->numel();
+  }
+  return values;
+}
+
+void restore_buffers(const Checkpoint& ck, nn::Module& model) {
+  for (auto& [name, t] : model.buffers()) {
+    const Tensor& s = ck.get("buffer/" + name);
+    MDQ_CHECK(s.shape() == t->shape(), ck.path << ": buffer " << name << " has shape " << shape_str(s.shape())
+                                               << ", the model wants " << shape_str(t->shape()));
+    t->copy_from(s);
+  }
+}
+
 namespace {
 
 const char* kConfigHeader = "### options\n";
@@ -21,7 +40,7 @@ std::string section(const std::string& meta, const char* header) {
 
 void add_model(std::vector<std::pair<std::string, Tensor>>& out, nn::Module& model) {
   for (const nn::ParamRef& p : model.parameters()) out.emplace_back("param/" + p.name, p.var.value());
-  for (auto& [name, t] : model.buffers()) out.emplace_back("buffer/" + name, *t);
+  add_buffers(out, model);
 }
 
 void restore_model(const Checkpoint& ck, nn::Module& model) {
@@ -33,11 +52,7 @@ void restore_model(const Checkpoint& ck, nn::Module& model) {
     Var param = p.var;  // a handle: copying it shares the tensor the layer reads
     param.value().copy_from(t);
   }
-  for (auto& [name, t] : model.buffers()) {
-    const Tensor& s = ck.get("buffer/" + name);
-    MDQ_CHECK(s.shape() == t->shape(), "checkpoint: buffer " << name << " has the wrong shape");
-    t->copy_from(s);
-  }
+  restore_buffers(ck, model);
 }
 
 std::string loop_text(const LoopState& s) {

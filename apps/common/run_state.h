@@ -7,10 +7,16 @@
 #include <vector>
 
 #include "apps/common/options.h"
+#include "engine/checkpoint.h"
 #include "engine/nn/module.h"
 #include "engine/quant/quantizer.h"
 
 namespace mdq::app {
+
+// Model buffers (BatchNorm running statistics) as "buffer/<name>" entries of a file, and back;
+// every file mdq writes (run checkpoints, rounded networks, packed models) stores them this way.
+int64_t add_buffers(std::vector<std::pair<std::string, Tensor>>& out, nn::Module& model);  // returns values added
+void restore_buffers(const Checkpoint& ck, nn::Module& model);
 
 struct LoopState {
   int64_t iteration = 0;

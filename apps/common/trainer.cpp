@@ -18,6 +18,7 @@
 #include "engine/device.h"
 #include "engine/nn/loss.h"
 #include "engine/ops/loss.h"
+#include "engine/optim/schedule.h"
 #include "engine/precision.h"
 #include "engine/quant/quantizer.h"
 
@@ -39,13 +40,6 @@ void make_dirs(const std::string& path) {
   }
   struct stat st{};
   MDQ_CHECK(stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "--out: cannot create folder '" << path << "'");
-}
-
-float lr_at(const TrainOptions& o, int64_t iter) {
-  float lr = o.lr;
-  for (int64_t s : o.lr_step)
-    if (iter >= s) lr *= o.lr_gamma;
-  return lr;
 }
 
 }  // namespace
@@ -79,6 +73,7 @@ TrainResult train(const TrainOptions& o) {
   MDQ_CHECK(total > 0, "nothing to do: give --iters or --epochs");
   const int64_t eval_every = o.eval_every > 0 ? o.eval_every : per_epoch;
   const int64_t ckpt_every = o.ckpt_every > 0 ? o.ckpt_every : eval_every;
+  const optim::MultiStepLr schedule(o.lr, o.lr_step, o.lr_gamma);  // lr × γ at each --lr-step
 
   // ---- model and quantizer
   auto model = build_model(o, info);
@@ -121,7 +116,7 @@ TrainResult train(const TrainOptions& o) {
       train_loader.start_epoch(++epoch);
       MDQ_CHECK(train_loader.next(batch), "data loader produced an empty epoch");
     }
-    const float lr = lr_at(o, it);
+    const float lr = schedule.lr(it);
     Var logits = model->forward(Var(batch.images));
     Var loss = nn::cross_entropy(logits, batch.labels);
     backward(loss);
@@ -176,8 +171,8 @@ TrainResult train(const TrainOptions& o) {
               << "_loss_rounded\": " << rounded.mean_loss() << ", \"beta\": " << quantizer.beta() << "}\n";
       metrics.flush();
       if (!o.quiet)
-        std::fprintf(stderr, "%s\niter %lld: %s top-1 rounded %.2f%%, projected %.2f%% (best %.2f%% at %lld)\n",
-                     "", static_cast<long long>(it + 1), val_name, rounded.top1_pct(), projected.top1_pct(),
+        std::fprintf(stderr, "\niter %lld: %s top-1 rounded %.2f%%, projected %.2f%% (best %.2f%% at %lld)\n",
+                     static_cast<long long>(it + 1), val_name, rounded.top1_pct(), projected.top1_pct(),
                      state.best_val, static_cast<long long>(state.best_iter));
     }
     if ((it + 1) % ckpt_every == 0 || last) {
