@@ -2,7 +2,8 @@
 // cores, AND+popc, fused sign + re-pack output) and W1A16 (packed binary weights, bf16
 // activations and output) beside cuDNN fp32 / tf32 / bf16 (NHWC, algorithm found once), as
 // effective TOPS = 2 MACs / time, ratios to cuDNN bf16, and W1A1 as a fraction of a measured
-// mma.m16n8k256 AND+popc peak. Usage: bench_packed_conv [batch ...] (default 1 32 256).
+// mma.m16n8k256 AND+popc peak. Usage: bench_packed_conv [batch ...] [layer ...]: batches default to
+// 1 32 256; a layer is named net+C (e.g. imagenet64) and limits the run to the layers named.
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "engine/cuda_context.h"
@@ -143,7 +145,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::vector<int> batches;
-  for (int i = 1; i < argc; ++i) batches.push_back(std::atoi(argv[i]));
+  std::vector<std::string> only;
+  for (int i = 1; i < argc; ++i) {
+    if (std::atoi(argv[i]) > 0)
+      batches.push_back(std::atoi(argv[i]));
+    else
+      only.push_back(argv[i]);
+  }
   if (batches.empty()) batches = {1, 32, 256};
 
   const double peak = b1_peak_tops();
@@ -154,7 +162,9 @@ int main(int argc, char** argv) {
               "bf16", "W1A1", "x bf16", "%peak", "W1A16", "x bf16");
   const Layer layers[] = {{"cifar", 64, 32},    {"cifar", 128, 16},   {"cifar", 256, 8},    {"cifar", 512, 4},
                           {"imagenet", 64, 56}, {"imagenet", 128, 28}, {"imagenet", 256, 14}, {"imagenet", 512, 7}};
-  for (const Layer& L : layers)
+  for (const Layer& L : layers) {
+    const std::string name = L.net + std::to_string(L.C);
+    if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
     for (int N : batches) {
       const int C = L.C, H = L.HW, W = L.HW, O = L.C;
       const double ops = 2.0 * N * H * W * double(O) * C * 9;
@@ -178,5 +188,6 @@ int main(int argc, char** argv) {
                   tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms), cudnn_ms[2] / w1a1_ms,
                   100.0 * tops(w1a1_ms) / peak, tops(w1a16_ms), cudnn_ms[2] / w1a16_ms);
     }
+  }
   return 0;
 }
