@@ -178,7 +178,8 @@ int main(int argc, char** argv) {
       packed::PackedWeights w = packed::pack_binary_weights(Tensor::uniform({O, C, 3, 3}, -1, 1, 1)).to(Device::CUDA);
       Tensor xb = packed::pack_signs(Tensor::uniform({N, H, W, C}, -1, 1, 2, Device::CUDA));
       Tensor scale = Tensor::full({O}, 1.f, Device::CUDA), shift = Tensor::full({O}, 0.5f, Device::CUDA);
-      packed::BinaryOutput bo{packed::BinaryOutputMode::SignPack, scale, shift};
+      packed::BinaryOutput bo{packed::BinaryOutputMode::SignPack, scale, shift,
+                              packed::sign_thresholds(w, scale, shift, Device::CUDA)};  // once per layer
       const float w1a1_ms = time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
       // W1A16: bf16 NHWC in, bf16 out, per-channel scale.
       Tensor xh = packed::to_bf16(Tensor::uniform({N, H, W, C}, -1, 1, 3, Device::CUDA));

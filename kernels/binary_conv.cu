@@ -2,258 +2,278 @@
 // XOR+popc is emulated on sm_90 (E12's measurements), AND+popc runs at ~10 POPS via mma.sync.
 //
 // GEMM view: M = N*OH*OW output pixels (rows), N_gemm = O output channels (columns),
-// K = KH*KW*Cw words of 32 bits, word k = (tap k / Cw, channel word k % Cw); a zero-padded
-// k-tile tail adds nothing because both operands are 0 there.
+// K = KH*KW*Cw words of 32 bits, word k = (tap k / Cw, channel word k % Cw); the zero-padded
+// tail of the last k256 step adds nothing because both operands are 0 there.
 //
 // The mask (E12 with M): zero padding contributes 0, not ±1, and channels padded up to 32 bits
 // contribute nothing. For output pixel p and channel o, with V(p) the taps inside the image,
 //   a·w = Σ_{t∈V(p), c<C} (2A-1)(2W-1) = 4 popc(A&W&M) - 2 popc(A&M) - 2 popc(W&M) + popc(M)
-// and each term comes cheaply:
-//   popc(A&W&M) = popc(A&W)       the gathered A is 0 outside the image and in padded channels
-//                                 (packing writes 0 there), so the MMA over everything is exact;
-//   popc(A&M)   = Σ_{t∈V(p)} pixel_popc[input pixel of tap t]   (one popc per input pixel);
-//   popc(W&M)   = Σ_{t∈V(p)} tap_popc[o][t], = tap_popc[o][T] (the total) for interior pixels;
+//   popc(A&W&M) = popc(A&W)       the gathered A is 0 outside the image and in padded channels;
+//   popc(A&M)   = Σ_{t∈V(p)} pixel_popc[input pixel of tap t];
+//   popc(W&M)   = wtot[o] - Σ_{t∉V(p)} tap_popc[o][t]   (the second sum is empty inside the image);
 //   popc(M)     = |V(p)| · C.
-// Weights' padded channel bits must be 0 (packing guarantees it) so tap_popc counts only real
-// channels.
+// Per row r(p) = 2 popc(A&M) - popc(M), so d = 4 acc - r(p) - 2 popc(W&M).
 //
-// Tiling: a CTA computes BM pixels x BN channels, k-tiles of BKW words staged in shared memory
-// by cp.async (gathered per tap, zero-filled when the tap is outside the image: src-size 0), two
-// stages. Warps own WM x WN sub-tiles and issue mma.m16n8k256 on fragments read from shared
-// memory; rows are padded by 4 words so those reads are bank-conflict free.
+// Why this shape (measured on an H200, see benchmarks/results): a binary GEMM with K = 576 bits
+// (ResNet's 64-channel 3x3) is so thin that per-output work, not the tensor core, sets the pace;
+// at 10 POPS the SM has ~3.6 thread instructions per output. So:
+//   - the CTA's 64-channel weight slice (and a word -> (offset, tap) table) is staged in shared
+//     memory once; B fragments come from it by ldmatrix.x4 (rows padded to 4 mod 8 words: no
+//     bank conflicts);
+//   - A fragments are loaded straight from global memory (L1-resident: neighbouring pixels and
+//     taps overlap), predicated on the row's tap mask, one k256 step ahead of the MMAs;
+//   - each lane works out the geometry of one row only (n, oh, ow, tap mask, r(p)) and the
+//     lanes that need it get it by shuffle;
+//   - the sign + re-pack epilogue compares against per-channel integer thresholds (sign of
+//     scale·d + shift ⟺ d ≥ dmin xor flip, found on the host: engine/packed) — a multiply-add
+//     and a compare per output instead of float math.
+// Warp tile 32 rows x 64 channels (MT = 2, NT = 8), 8 warps per CTA = 256 rows.
 //
 // Fragment layout of mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32 (PTX ISA, "Matrix
-// Fragments for mma.m16n8k256"; the same indexing appears in public kernels found with
-// find_string "m16n8k256"): lane = 4 g + t;
+// Fragments for mma.m16n8k256"): lane = 4 g + t;
 //   A (16 x 256 bits, row): a0 = row g, bits [32t, 32t+32); a1 = row g+8, same bits;
 //                           a2 = row g, bits [128+32t, ...); a3 = row g+8, bits [128+32t, ...)
 //   B (256 x 8, col):       b0 = column g, bits [32t, 32t+32); b1 = column g, bits [128+32t, ...)
 //   C/D (16 x 8 s32):       c0, c1 = row g, columns 2t, 2t+1; c2, c3 = row g+8, same columns.
-// The order of bits inside a word does not matter for AND+popc as long as A and B agree.
+// ldmatrix.x4 (b16 view) hands lane 4g+t the 32-bit word t of row g of each 8 x 16-byte matrix,
+// which is exactly b0 (bytes 0..15 of a 32-byte k-step row) and b1 (bytes 16..31).
 #include "engine/cuda_context.h"
 #include "kernels/binary_conv.h"
 
 namespace mdq::kernels {
 namespace {
 
-__device__ __forceinline__ void mma_b1_and_popc(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+constexpr int kWarps = 8, kThreads = kWarps * 32;
+constexpr int kRowsPerWarp = 32, kRowsPerCta = kWarps * kRowsPerWarp;  // MT = 2
+constexpr int kCols = 64;                                                // NT = 8
+constexpr int kChunkWords = 256;  // k words of weights staged at a time (64 x 260 x 4 B = 66.5 KB)
+constexpr int kNoTap = 31;        // tap id of the zero padding past K: its mask bit is never set
+
+__device__ __forceinline__ void mma_b1_and_popc(int32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm("mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+  asm volatile(
+      "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #endif
 }
 
-// cp.async of 4, 8 or 16 bytes; valid == false writes zeros (src-size 0 reads nothing).
-template <int BYTES>
-__device__ __forceinline__ void cp_async_zfill(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int src_size = valid ? BYTES : 0;
-  if constexpr (BYTES == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_size) : "memory");
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(s), "l"(gmem), "n"(BYTES), "r"(src_size)
-                 : "memory");
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint32_t* smem_row) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem_row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+#endif
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 
 struct Geometry {
-  int N, H, W, C, Cw, O, KH, KW, stride, pad, OH, OW, T, Ktot;
-  long long M;
+  int N, H, W, C, Cw, O, KH, KW, stride, pad, OH, OW, T, Ktot, M;
 };
 
-template <int BM, int BN, int BKW, int WM, int WN, int VEC>
-__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
-    binary_conv_kernel(BinaryConvArgs args, Geometry g) {
-  constexpr int WARPS_N = BN / WN;
-  constexpr int THREADS = (BM / WM) * WARPS_N * 32;
-  constexpr int MT = WM / 16, NT = WN / 8;
-  constexpr int LDS = BKW + 4;              // padded row stride in words
-  constexpr int CPR = BKW / VEC;            // cp.async chunks per row
-  constexpr int ROW_STEP = THREADS / CPR;   // rows between a thread's consecutive chunks
-  constexpr int A_ITERS = BM / ROW_STEP;
-  constexpr int B_ITERS = (BN + ROW_STEP - 1) / ROW_STEP;
-  static_assert(THREADS % CPR == 0 && BM % ROW_STEP == 0, "tile shape");
-  static_assert(BKW % 8 == 0 && WN == 32, "k-tile is whole k256 steps; SignPack needs 32-column warps");
+// One activation word of row (base, mask) at table entry (off, tap): 0 outside the image.
+__device__ __forceinline__ uint32_t load_word(const uint32_t* x, int base, uint32_t mask, int2 ot) {
+  return (mask >> ot.y) & 1u ? __ldg(x + base + ot.x) : 0u;
+}
 
-  __shared__ __align__(16) uint32_t As[2][BM * LDS];
-  __shared__ __align__(16) uint32_t Bs[2][BN * LDS];
+__global__ void __launch_bounds__(kThreads, 2) binary_conv_kernel(BinaryConvArgs args, Geometry g) {
+  extern __shared__ __align__(16) uint32_t smem[];
+  const int chunk = min(g.Ktot + 7 & ~7, kChunkWords);  // words per staged chunk, whole k256 steps
+  const int ldb = chunk + 4;                             // ≡ 4 (mod 8): conflict-free ldmatrix rows
+  uint32_t* Bs = smem;                                   // [kCols][ldb]
+  int2* table = reinterpret_cast<int2*>(Bs + kCols * ldb);  // [chunk]: (word offset, tap)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int gq = lane >> 2, tq = lane & 3;
-  const long long m0 = (long long)blockIdx.x * BM;
-  const int n0 = blockIdx.y * BN;
-  const int cc = tid % CPR;
+  const int n0 = blockIdx.y * kCols;
+  const int mw = blockIdx.x * kRowsPerCta + warp * kRowsPerWarp;  // first row of this warp
 
-  // Per-row gather state for this thread's A rows: batch offset, top-left input coordinate.
-  int a_nh[A_ITERS], a_ih0[A_ITERS], a_iw0[A_ITERS];
-#pragma unroll
-  for (int i = 0; i < A_ITERS; ++i) {
-    const long long m = m0 + tid / CPR + i * ROW_STEP;
+  // ---- this lane's own row: mw + lane
+  int my_base = 0, my_r = 0;
+  uint32_t my_mask = 0;
+  {
+    const int m = mw + lane;
     if (m < g.M) {
-      const int n = (int)(m / ((long long)g.OH * g.OW));
-      const int r = (int)(m % ((long long)g.OH * g.OW));
-      a_nh[i] = n * g.H;
-      a_ih0[i] = (r / g.OW) * g.stride - g.pad;
-      a_iw0[i] = (r % g.OW) * g.stride - g.pad;
-    } else {
-      a_nh[i] = 0;
-      a_ih0[i] = -(1 << 28);  // never inside the image
-      a_iw0[i] = 0;
+      const int ohw = g.OH * g.OW;
+      const int n = m / ohw, rem = m - n * ohw, oh = rem / g.OW, ow = rem - oh * g.OW;
+      const int ih0 = oh * g.stride - g.pad, iw0 = ow * g.stride - g.pad;
+      my_base = ((n * g.H + ih0) * g.W + iw0) * g.Cw;
+      int sum_a = 0, nvalid = 0;
+      for (int kh = 0; kh < g.KH; ++kh) {
+        const int ih = ih0 + kh;
+        if (ih < 0 || ih >= g.H) continue;
+        for (int kw = 0; kw < g.KW; ++kw) {
+          const int iw = iw0 + kw;
+          if (iw < 0 || iw >= g.W) continue;
+          my_mask |= 1u << (kh * g.KW + kw);
+          sum_a += __ldg(args.pixel_popc + (n * g.H + ih) * g.W + iw);
+          ++nvalid;
+        }
+      }
+      my_r = 2 * sum_a - nvalid * g.C;
     }
   }
+  // Rows of this lane's fragments: q = 2 i + h -> local row 16 i + 8 h + g.
+  int base[4];
+  uint32_t mask[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const int src = 16 * (q >> 1) + 8 * (q & 1) + gq;
+    base[q] = __shfl_sync(0xffffffffu, my_base, src);
+    mask[q] = __shfl_sync(0xffffffffu, my_mask, src);
+  }
 
-  auto load_stage = [&](int stage, int kt) {
-    const int k = kt * BKW + cc * VEC;  // first word of this thread's chunk; VEC words share a tap
-    const bool kvalid = k < g.Ktot;
-    const int tap = k / g.Cw, cw = k - tap * g.Cw;
-    const int kh = tap / g.KW, kw = tap - kh * g.KW;
+  int32_t acc[2][8][4];
 #pragma unroll
-    for (int i = 0; i < A_ITERS; ++i) {
-      const int row = tid / CPR + i * ROW_STEP;
-      const int ih = a_ih0[i] + kh, iw = a_iw0[i] + kw;
-      const bool valid = kvalid && ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-      const uint32_t* src = valid ? args.x + ((long long)(a_nh[i] + ih) * g.W + iw) * g.Cw + cw : args.x;
-      cp_async_zfill<VEC * 4>(&As[stage][row * LDS + cc * VEC], src, valid);
-    }
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int i = 0; i < B_ITERS; ++i) {
-      const int row = tid / CPR + i * ROW_STEP;
-      if (row < BN) {
-        const int o = n0 + row;
-        const bool valid = kvalid && o < g.O;
-        const uint32_t* src = valid ? args.w + (long long)o * g.Ktot + k : args.w;
-        cp_async_zfill<VEC * 4>(&Bs[stage][row * LDS + cc * VEC], src, valid);
-      }
-    }
-  };
-
-  int32_t acc[MT][NT][4];
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
+    for (int j = 0; j < 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
 
-  const int rb = (warp / WARPS_N) * WM, cb = (warp % WARPS_N) * WN;
-  const int nk = (g.Ktot + BKW - 1) / BKW;
-  load_stage(0, 0);
-  cp_async_commit();
-  for (int kt = 0; kt < nk; ++kt) {
-    if (kt + 1 < nk) load_stage((kt + 1) & 1, kt + 1);
-    cp_async_commit();  // possibly empty: keeps "wait for all but the newest group" exact
-    cp_async_wait_one();
-    __syncthreads();
-    const uint32_t* as = As[kt & 1];
-    const uint32_t* bs = Bs[kt & 1];
-#pragma unroll
-    for (int s = 0; s < BKW / 8; ++s) {
-      uint32_t a[MT][4], b[NT][2];
-#pragma unroll
-      for (int i = 0; i < MT; ++i) {
-        const int r = rb + 16 * i + gq;
-        a[i][0] = as[r * LDS + 8 * s + tq];
-        a[i][1] = as[(r + 8) * LDS + 8 * s + tq];
-        a[i][2] = as[r * LDS + 8 * s + 4 + tq];
-        a[i][3] = as[(r + 8) * LDS + 8 * s + 4 + tq];
-      }
-#pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        const int c = cb + 8 * j + gq;
-        b[j][0] = bs[c * LDS + 8 * s + tq];
-        b[j][1] = bs[c * LDS + 8 * s + 4 + tq];
-      }
-#pragma unroll
-      for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j) mma_b1_and_popc(acc[i][j], a[i], b[j]);
+  // ldmatrix row address of this lane: matrix mi = lane / 8 -> n-tile pair half (mi >> 1) and
+  // k half (mi & 1); row = channel within the pair.
+  const int ld_row = 8 * (lane >> 4) + (lane & 7), ld_col = 4 * ((lane >> 3) & 1);
+
+  for (int kc0 = 0; kc0 < g.Ktot; kc0 += chunk) {
+    const int kc = min(chunk, g.Ktot - kc0 + 7 & ~7);  // whole k256 steps in this chunk
+    __syncthreads();  // the previous chunk is no longer read
+    for (int idx = tid; idx < kCols * kc; idx += kThreads) {
+      const int c = idx / kc, k = idx - c * kc, o = n0 + c, kg = kc0 + k;
+      Bs[c * ldb + k] = o < g.O && kg < g.Ktot ? __ldg(args.w + (long long)o * g.Ktot + kg) : 0u;
     }
-    __syncthreads();  // the next iteration's cp.async overwrites the buffer just read
+    for (int k = tid; k < kc; k += kThreads) {
+      const int kg = kc0 + k;
+      int2 ot{0, kNoTap};
+      if (kg < g.Ktot) {
+        const int tap = kg / g.Cw, cw = kg - tap * g.Cw, kh = tap / g.KW, kw = tap - kh * g.KW;
+        ot = make_int2((kh * g.W + kw) * g.Cw + cw, tap);
+      }
+      table[k] = ot;
+    }
+    __syncthreads();
+
+    const int steps = kc / 8;
+    uint32_t a[2][4], an[2][4];
+    auto load_a = [&](uint32_t (&dst)[2][4], int s) {
+      const int2 t0 = table[8 * s + tq], t1 = table[8 * s + 4 + tq];
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          dst[i][h] = load_word(args.x, base[2 * i + h], mask[2 * i + h], t0);
+          dst[i][2 + h] = load_word(args.x, base[2 * i + h], mask[2 * i + h], t1);
+        }
+    };
+    load_a(a, 0);
+    for (int s = 0; s < steps; ++s) {
+      if (s + 1 < steps) load_a(an, s + 1);  // in flight while this step's MMAs run
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj) {
+        uint32_t b[4];  // b0, b1 of n-tile 2jj, then of n-tile 2jj+1
+        ldmatrix_x4(b, Bs + (16 * jj + ld_row) * ldb + 8 * s + ld_col);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          mma_b1_and_popc(acc[i][2 * jj], a[i], b[0], b[1]);
+          mma_b1_and_popc(acc[i][2 * jj + 1], a[i], b[2], b[3]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a[i][e] = an[i][e];
+    }
   }
 
-  // ---- epilogue: E12 correction terms, then the requested output
+  // ---- epilogue. Columns of this lane: o = n0 + 8 j + 2 tq + e.
   const int T1 = g.T + 1;
+  const uint32_t all_taps = g.T >= 32 ? ~0u : (1u << g.T) - 1u;
+  const bool pack = args.mode == BinaryEpilogue::SignPack;
+  // SignPack: bit = (d + 2 wtot >= dmin + 2 wtot) xor flip; channels past O never set.
+  int thr[8][2];
+  uint32_t flip[2] = {0u, 0u};
+  if (pack) {
 #pragma unroll
-  for (int i = 0; i < MT; ++i) {
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int o = n0 + 8 * j + 2 * tq + e;
+        thr[j][e] = 0x3fffffff;
+        if (o < g.O) {
+          thr[j][e] = __ldg(args.thresholds + o) + 2 * __ldg(args.tap_popc + o * T1 + g.T);
+          if (__ldg(args.thresholds + g.O + o)) flip[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq + e);
+        }
+      }
+  }
+  const int Ow = (g.O + 31) / 32;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const long long m = m0 + rb + 16 * i + gq + 8 * h;
-      const bool mvalid = m < g.M;
-      int sum_a = 0, nvalid = 0;
-      unsigned long long tapmask = 0;
-      if (mvalid) {
-        const int n = (int)(m / ((long long)g.OH * g.OW));
-        const int r = (int)(m % ((long long)g.OH * g.OW));
-        const int ih0 = (r / g.OW) * g.stride - g.pad, iw0 = (r % g.OW) * g.stride - g.pad;
-        for (int kh = 0; kh < g.KH; ++kh)
-          for (int kw = 0; kw < g.KW; ++kw) {
-            const int ih = ih0 + kh, iw = iw0 + kw;
-            if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
-              sum_a += args.pixel_popc[((long long)n * g.H + ih) * g.W + iw];
-              tapmask |= 1ull << (kh * g.KW + kw);
-              ++nvalid;
-            }
+      const int q = 2 * i + h;
+      const int local = 16 * i + 8 * h + gq, m = mw + local;
+      const int r = __shfl_sync(0xffffffffu, my_r, local);
+      // acc <- 4 acc - r + 2 popc(W & taps outside the image) = d + 2 wtot, in place (no
+      // extra registers); the tap loop runs for border pixels only.
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) acc[i][j][2 * h + e] = 4 * acc[i][j][2 * h + e] - r;
+      for (uint32_t miss = ~mask[q] & all_taps; m < g.M && miss; miss &= miss - 1) {
+        const int t = __ffs(miss) - 1;
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int o = n0 + 8 * j + 2 * tq + e;
+            if (o < g.O) acc[i][j][2 * h + e] += 2 * __ldg(args.tap_popc + o * T1 + t);
           }
       }
-      const bool interior = nvalid == g.T;
-      uint32_t bits = 0;
+      if (pack) {
+        uint32_t bits[2] = {0u, 0u};
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e)
+            if (acc[i][j][2 * h + e] >= thr[j][e]) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq + e);
+#pragma unroll
+        for (int w = 0; w < 2; ++w) {  // every lane shuffles: `pack` is warp-uniform
+          bits[w] ^= flip[w];
+          bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 1);
+          bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 2);
+        }
+        const int word = n0 / 32 + tq;
+        if (tq < 2 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits[tq];
+        continue;
+      }
+      if (m >= g.M) continue;
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int col = cb + 8 * j + 2 * tq + e;
-          const int o = n0 + col;
-          if (!mvalid || o >= g.O) continue;
-          int sum_w = 0;
-          if (interior) {
-            sum_w = args.tap_popc[(long long)o * T1 + g.T];
-          } else {
-            for (unsigned long long mk = tapmask; mk; mk &= mk - 1)
-              sum_w += args.tap_popc[(long long)o * T1 + __ffsll((long long)mk) - 1];
-          }
-          const int d = 4 * acc[i][j][2 * h + e] - 2 * sum_a - 2 * sum_w + nvalid * g.C;
-          const long long idx = m * g.O + o;
+          const int o = n0 + 8 * j + 2 * tq + e;
+          if (o >= g.O) continue;
+          const int d = acc[i][j][2 * h + e] - 2 * __ldg(args.tap_popc + o * T1 + g.T);
+          const long long idx = (long long)m * g.O + o;
           if (args.mode == BinaryEpilogue::Int32) {
             static_cast<int32_t*>(args.out)[idx] = d;
-            continue;
-          }
-          float y = (args.scale ? args.scale[o] : 1.f) * (float)d + (args.shift ? args.shift[o] : 0.f);
-          if (args.mode == BinaryEpilogue::SignPack) {
-            if (y >= 0.f) bits |= 1u << (8 * j + 2 * tq + e);
           } else {
+            float y = (args.scale ? args.scale[o] : 1.f) * (float)d + (args.shift ? args.shift[o] : 0.f);
             if (args.mode == BinaryEpilogue::AffineRelu) y = fmaxf(y, 0.f);
             static_cast<float*>(args.out)[idx] = y;
           }
         }
-      }
-      if (args.mode == BinaryEpilogue::SignPack) {  // warp-uniform branch: all lanes shuffle
-        bits |= __shfl_xor_sync(0xffffffffu, bits, 1);
-        bits |= __shfl_xor_sync(0xffffffffu, bits, 2);
-        const int Ow = (g.O + 31) / 32, word = (n0 + cb) / 32;
-        if (tq == 0 && mvalid && word < Ow) static_cast<uint32_t*>(args.out)[m * Ow + word] = bits;
-      }
     }
   }
 }
 
-template <int BM, int BN, int BKW, int WM, int WN>
-void launch(const BinaryConvArgs& a, const Geometry& g) {
-  constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
-  const dim3 grid((unsigned)((g.M + BM - 1) / BM), (unsigned)((g.O + BN - 1) / BN));
-  // Widest cp.async whose words stay inside one tap (64 channels: Cw = 2 -> 8 bytes).
-  if (g.Cw % 4 == 0)
-    binary_conv_kernel<BM, BN, BKW, WM, WN, 4><<<grid, THREADS, 0, cuda::stream()>>>(a, g);
-  else if (g.Cw % 2 == 0)
-    binary_conv_kernel<BM, BN, BKW, WM, WN, 2><<<grid, THREADS, 0, cuda::stream()>>>(a, g);
-  else
-    binary_conv_kernel<BM, BN, BKW, WM, WN, 1><<<grid, THREADS, 0, cuda::stream()>>>(a, g);
-  CUDA_CHECK_LAUNCH();
-}
-
 }  // namespace
+
+size_t binary_conv_smem_bytes(int k_words) {
+  const int chunk = std::min((k_words + 7) & ~7, kChunkWords);
+  return sizeof(uint32_t) * kCols * (chunk + 4) + sizeof(int2) * chunk;
+}
 
 void binary_conv2d(const BinaryConvArgs& a) {
   Geometry g{};
@@ -263,16 +283,19 @@ void binary_conv2d(const BinaryConvArgs& a) {
   g.OW = conv_out_size(a.W, a.KW, a.stride, a.pad);
   g.T = a.KH * a.KW;
   g.Ktot = g.T * g.Cw;
-  g.M = (long long)a.N * g.OH * g.OW;
-  if (g.M <= 0 || g.O <= 0) return;
-  // Narrow layers get taller tiles so no half-empty 128-column tile; short K gets 256-bit
-  // k-tiles so less of the last tile is zero padding (ResNet's 64-channel 3x3: 18 words).
-  if (g.O <= 64)
-    launch<256, 64, 8, 64, 32>(a, g);
-  else if (g.Ktot <= 48)
-    launch<128, 128, 8, 64, 32>(a, g);
-  else
-    launch<128, 128, 16, 64, 32>(a, g);
+  const long long M = (long long)a.N * g.OH * g.OW;
+  if (M <= 0 || g.O <= 0) return;
+  // Row geometry and word offsets are 32-bit; the caller (engine/packed) checks these limits.
+  g.M = static_cast<int>(M);
+  const size_t smem = binary_conv_smem_bytes(g.Ktot);
+  static size_t smem_set = 0;  // raise the kernel's dynamic shared memory limit once, as needed
+  if (smem > 48 * 1024 && smem > smem_set) {
+    CUDA_CHECK(cudaFuncSetAttribute(binary_conv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    smem_set = smem;
+  }
+  const dim3 grid((unsigned)((M + kRowsPerCta - 1) / kRowsPerCta), (unsigned)((g.O + kCols - 1) / kCols));
+  binary_conv_kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g);
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace mdq::kernels

@@ -2,6 +2,7 @@
 // weights, binary activations, AND+popc with E12's validity mask. Device pointers; work is
 // queued on mdq::cuda::stream(). CPU reference: engine/packed/packed_conv.cpp.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace mdq::kernels {
@@ -10,8 +11,9 @@ namespace mdq::kernels {
 //   Int32      out i32 [N][OH][OW][O] = d
 //   Affine     out f32 [N][OH][OW][O] = scale[o] d + shift[o]             (folds BatchNorm)
 //   AffineRelu out f32                = max(0, scale[o] d + shift[o])
-//   SignPack   out u32 [N][OH][OW][ceil(O/32)], bit o = (scale[o] d + shift[o] >= 0): the
-//              next binary layer's packed input; bits for o >= O are 0.
+//   SignPack   out u32 [N][OH][OW][ceil(O/32)], bit o = (d >= dmin[o]) xor flip[o], which is
+//              (scale[o] d + shift[o] >= 0) with the thresholds of engine/packed's
+//              sign_thresholds: the next binary layer's packed input; bits for o >= O are 0.
 // scale / shift may be null (1 and 0).
 enum class BinaryEpilogue { Int32, Affine, AffineRelu, SignPack };
 
@@ -24,11 +26,15 @@ struct BinaryConvArgs {
   BinaryEpilogue mode = BinaryEpilogue::Int32;
   const float* scale = nullptr;
   const float* shift = nullptr;
+  const int32_t* thresholds = nullptr;  // SignPack: [2][O] = dmin, then flip (0 or 1)
   void* out = nullptr;
 };
+// Limits the caller checks: KH*KW <= 31 taps; N*OH*OW and N*H*W*ceil(C/32) below 2^31.
 
 inline int conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
 void binary_conv2d(const BinaryConvArgs& a);
+// Dynamic shared memory the kernel takes for a K of k_words 32-bit words per output channel.
+size_t binary_conv_smem_bytes(int k_words);
 
 }  // namespace mdq::kernels

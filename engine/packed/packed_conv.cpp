@@ -89,7 +89,48 @@ std::vector<int32_t> binary_conv_cpu(const Tensor& x, const PackedWeights& w, co
   return d;
 }
 
+// (scale·d + shift >= 0) in f32, the product rounded before the sum, as the Affine output is.
+bool affine_nonnegative(float scale, float shift, int64_t d) {
+  volatile float product = scale * static_cast<float>(d);  // volatile: no fused multiply-add
+  return product + shift >= 0.f;
+}
+
 }  // namespace
+
+Tensor sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor& shift, Device device) {
+  const int64_t O = w.out_channels(), range = w.kernel_h() * w.kernel_w() * w.channels;  // |d| <= range
+  Tensor sc = scale.defined() ? scale.cpu() : Tensor::full({O}, 1.f);
+  Tensor sh = shift.defined() ? shift.cpu() : Tensor::full({O}, 0.f);
+  MDQ_CHECK(sc.numel() == O && sh.numel() == O && sc.dtype() == DType::F32 && sh.dtype() == DType::F32,
+            "sign_thresholds: scale " << sc.describe() << " and shift " << sh.describe() << " need " << O << " f32 values");
+  Tensor t = Tensor::empty({2, O}, DType::I32);
+  int32_t* dmin = t.data<int32_t>();
+  int32_t* flip = dmin + O;
+  for (int64_t o = 0; o < O; ++o) {
+    const float s = sc.data<float>()[o], b = sh.data<float>()[o];
+    auto P = [&](int64_t d) { return affine_nonnegative(s, b, d); };
+    if (!(s > 0.f) && !(s < 0.f)) {  // 0 or NaN: the same answer for every d
+      dmin[o] = static_cast<int32_t>(-range);
+      flip[o] = P(0) ? 0 : 1;
+      continue;
+    }
+    // P is monotone: find the first d in [-range, range + 1] where it changes from P(-range).
+    const bool first = P(-range);
+    int64_t lo = -range, hi = range + 1;  // P(lo) == first; hi: past the end
+    while (hi - lo > 1) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      (P(mid) == first ? lo : hi) = mid;
+    }
+    if (s > 0.f) {  // false ... false true ... true: dmin = the first true
+      dmin[o] = static_cast<int32_t>(first ? -range : hi);
+      flip[o] = 0;
+    } else {  // true ... true false ... false: bit = not (d >= first false)
+      dmin[o] = static_cast<int32_t>(first ? hi : -range);
+      flip[o] = 1;
+    }
+  }
+  return t.to(device);
+}
 
 PackedWeights PackedWeights::to(Device device) const {
   PackedWeights r = *this;
@@ -132,7 +173,7 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
   MDQ_CHECK(x.dim(3) == packed_words(w.channels),
             op << ": input " << x.describe() << " holds " << x.dim(3) * 32 << " channel bits, weights "
                << w.sign.describe() << " expect " << w.channels << " channels");
-  MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 64, op << ": at most 64 taps, got " << w.sign.describe());
+  MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 31, op << ": at most 31 taps, got " << w.sign.describe());
   const int64_t N = x.dim(0), O = w.out_channels();
   const int64_t OH = out_size(x.dim(1), w.kernel_h(), g), OW = out_size(x.dim(2), w.kernel_w(), g);
   check_vector(op, out.scale, O, x);
@@ -141,8 +182,18 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
   const DType dt = out.mode == BinaryOutputMode::Int32 ? DType::I32 : pack ? DType::U32 : DType::F32;
   Tensor y = Tensor::empty({N, OH, OW, pack ? packed_words(O) : O}, dt, x.device());
 
+  if (out.thresholds.defined()) {
+    check_dtype(op, out.thresholds, DType::I32);
+    MDQ_CHECK(out.thresholds.numel() == 2 * O, op << ": thresholds " << out.thresholds.describe() << " need 2 x " << O);
+    check_same_device(op, x, out.thresholds);
+  }
+  const Tensor thresholds = !pack || out.thresholds.defined() ? out.thresholds
+                                                               : sign_thresholds(w, out.scale, out.shift, x.device());
+
   if (x.is_cuda()) {
 #ifdef MDQ_HAS_CUDA
+    MDQ_CHECK(N * OH * OW < (int64_t{1} << 31) && x.numel() < (int64_t{1} << 31),
+              op << ": input " << x.describe() << " too large for 32-bit row indexing");
     Tensor pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
     kernels::row_popc(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(), static_cast<int>(x.dim(3)));
     kernels::BinaryConvArgs a;
@@ -157,6 +208,7 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
     a.mode = static_cast<kernels::BinaryEpilogue>(static_cast<int>(out.mode));
     a.scale = out.scale.defined() ? out.scale.data<float>() : nullptr;
     a.shift = out.shift.defined() ? out.shift.data<float>() : nullptr;
+    a.thresholds = pack ? thresholds.data<int32_t>() : nullptr;
     a.out = y.raw();
     kernels::binary_conv2d(a);
 #endif
@@ -185,10 +237,14 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
       break;
     }
     case BinaryOutputMode::SignPack: {
-      Tensor v = Tensor::empty({P, O});
+      const int32_t* dmin = thresholds.data<int32_t>();
+      const int32_t* flip = dmin + O;
+      const int64_t Ow = packed_words(O);
+      uint32_t* yp = y.data<uint32_t>();
+      std::fill(yp, yp + P * Ow, 0u);
       for (int64_t p = 0; p < P; ++p)
-        for (int64_t o = 0; o < O; ++o) v.data<float>()[p * O + o] = affine(p, o);
-      y.copy_from(pack_signs(v));
+        for (int64_t o = 0; o < O; ++o)
+          if ((d[static_cast<size_t>(p * O + o)] >= dmin[o]) != (flip[o] != 0)) yp[p * Ow + o / 32] |= 1u << (o % 32);
       break;
     }
   }

@@ -4,6 +4,8 @@
 // CPU versions are the references: W1A1 by E12's popc formula per tap, the float ones by
 // plain loops (conv2d_nhwc_reference). CUDA versions: kernels/binary_conv.cu, w1a16_conv.cu.
 #pragma once
+#include <utility>
+
 #include "engine/tensor.h"
 
 namespace mdq::packed {
@@ -40,9 +42,19 @@ enum class BinaryOutputMode {
   SignPack,    // u32 [..., ceil(O/32)]: bit o = (scale[o] d + shift[o] >= 0), the next layer's input
 };
 struct BinaryOutput {
+  BinaryOutput() = default;
+  BinaryOutput(BinaryOutputMode m, Tensor sc = {}, Tensor sh = {}, Tensor th = {})
+      : mode(m), scale(std::move(sc)), shift(std::move(sh)), thresholds(std::move(th)) {}
   BinaryOutputMode mode = BinaryOutputMode::Int32;
   Tensor scale, shift;  // f32 [O], same device as the input; undefined = 1 and 0
+  Tensor thresholds;    // SignPack: sign_thresholds(...) on the input's device; undefined = made per call
 };
+
+// SignPack's sign as integer thresholds, one pair per output channel: since d -> scale·d + shift
+// (f32: the product rounded, then the sum) is monotone, (scale·d + shift >= 0) equals
+// (d >= dmin) xor flip for every possible d (|d| <= KH·KW·C). i32 [2][O] = dmin, then flip,
+// on `device`. Layers compute it once (a GPU call without it copies scale/shift to the host).
+Tensor sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor& shift, Device device);
 
 // x_bits u32 [N][H][W][Cw] (packed NHWC) -> [N][OH][OW][O or ceil(O/32)] per out.mode.
 Tensor binary_conv2d(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const BinaryOutput& out = {});

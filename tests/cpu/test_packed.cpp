@@ -1,5 +1,7 @@
 // Bit packing and packed convolutions on the CPU: packing round trips, bf16 rounding, and the
 // W1A1 popc formulation (E12 with the padding mask) against a naive ±1 float convolution.
+#include <cmath>
+
 #include "engine/packed/bitpack.h"
 #include "engine/packed/packed_conv.h"
 #include "tests/support/testing.h"
@@ -123,6 +125,24 @@ TEST_CASE("W1A1 epilogues: affine, ReLU, and sign + re-pack equal packing the af
   Tensor packed = binary_conv2d(xb, w, g, {BinaryOutputMode::SignPack, scale, shift});
   REQUIRE(packed.shape() == Shape{2, 9, 9, 2});
   REQUIRE(words(packed) == words(pack_signs(affine)));
+}
+
+TEST_CASE("sign thresholds equal the sign of scale d + shift for every possible d") {
+  // Positive, negative, zero and tiny scales; shifts on and off the integer grid; NaN.
+  const std::vector<float> scales = {1.f, 0.37f, -0.37f, 0.f, -2.5f, 1e-8f, 3.f, std::nanf("")};
+  const std::vector<float> shifts = {0.f, 0.185f, -3.f, 5.f, -1e9f, 1e9f, 2.f, 1.f};
+  const int64_t O = static_cast<int64_t>(scales.size());
+  PackedWeights w = pack_binary_weights(random_signs({O, 5, 3, 3}, 31));  // |d| <= 45
+  Tensor t = sign_thresholds(w, Tensor::from_vector(scales, {O}), Tensor::from_vector(shifts, {O}), Device::CPU);
+  REQUIRE(t.shape() == Shape{2, O});
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t d = -45; d <= 45; ++d) {
+      INFO("channel " << o << " scale " << scales[o] << " shift " << shifts[o] << " d " << d);
+      volatile float product = scales[o] * static_cast<float>(d);
+      const bool expected = product + shifts[o] >= 0.f;
+      const bool got = (d >= t.data<int32_t>()[o]) != (t.data<int32_t>()[O + o] != 0);
+      REQUIRE(got == expected);
+    }
 }
 
 TEST_CASE("W1A16 and W2A16 match a float convolution with the unpacked weights") {

@@ -55,6 +55,8 @@ const Case kCases[] = {
     {3, 257, 9, 7, 70, 3, 2, 0},  {2, 64, 16, 16, 64, 3, 1, 1},  {4, 128, 9, 9, 130, 3, 1, 1},
     {2, 256, 8, 8, 256, 3, 1, 1}, {1, 33, 7, 7, 3, 1, 1, 0},     {2, 512, 7, 7, 96, 3, 2, 1},
     {5, 64, 11, 13, 200, 3, 2, 1}, {1, 96, 9, 9, 40, 5, 1, 2},   {8, 64, 17, 17, 64, 3, 1, 1},
+    // 1x1 stride-2 shortcut; K = 9 x 32 words > one staged weight chunk (256 words); many CTAs.
+    {2, 64, 9, 9, 128, 1, 2, 0},  {1, 1000, 5, 5, 70, 3, 1, 1},  {3, 64, 40, 41, 64, 3, 1, 1},
 };
 
 }  // namespace
@@ -121,6 +123,23 @@ TEST_CASE("W1A1 epilogues on the GPU: affine, ReLU, sign + re-pack") {
     Tensor e = binary_conv2d(xb, w, g, {BinaryOutputMode::SignPack, scale, shift});
     Tensor got = binary_conv2d(xg, wg, g, {BinaryOutputMode::SignPack, scale.cuda(), shift.cuda()});
     require_equal_nhwc(got, e, "sign + re-pack " + describe(c));
+  }
+}
+
+TEST_CASE("W1A1 sign + re-pack with negative, zero and precomputed thresholds") {
+  for (const Case& c : {Case{2, 64, 9, 9, 96, 3, 1, 1}, Case{1, 1000, 5, 5, 70, 3, 1, 1}}) {
+    INFO(describe(c));
+    Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 90 + c.C));
+    PackedWeights w = pack_binary_weights(random_signs({c.O, c.C, c.K, c.K}, 91 + c.C));
+    // Scales of both signs and some exact zeros; shifts near d = 0 so both signs occur.
+    Tensor scale = testing::random_tensor({c.O}, 92, -2.f, 2.f), shift = testing::random_tensor({c.O}, 93, -5.f, 5.f);
+    for (int64_t o = 0; o < c.O; o += 7) scale.data<float>()[o] = 0.f;
+    ConvGeometry g{c.stride, c.pad};
+    Tensor e = binary_conv2d(xb, w, g, {BinaryOutputMode::SignPack, scale, shift});
+    PackedWeights wg = w.to(Device::CUDA);
+    Tensor th = sign_thresholds(wg, scale, shift, Device::CUDA);
+    Tensor got = binary_conv2d(xb.cuda(), wg, g, {BinaryOutputMode::SignPack, scale.cuda(), shift.cuda(), th});
+    require_equal_nhwc(got, e, "sign + re-pack, precomputed thresholds " + describe(c));
   }
 }
 
