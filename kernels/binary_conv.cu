@@ -22,12 +22,13 @@
 //     bank conflicts);
 //   - A fragments are loaded straight from global memory (L1-resident: neighbouring pixels and
 //     taps overlap), predicated on the row's tap mask, one k256 step ahead of the MMAs;
+//   - CTAs are persistent (kBlocksPerSm an SM), so staging is paid once per CTA;
 //   - each lane works out the geometry of one row only (n, oh, ow, tap mask, r(p)) and the
 //     lanes that need it get it by shuffle;
 //   - the sign + re-pack epilogue compares against per-channel integer thresholds (sign of
 //     scale·d + shift ⟺ d ≥ dmin xor flip, found on the host: engine/packed) — a multiply-add
 //     and a compare per output instead of float math.
-// Warp tile 32 rows x 64 channels (MT = 2, NT = 8), 8 warps per CTA = 256 rows.
+// Warp tile 32 rows x 64 channels (MT = 2, NT = 8), 4 warps per CTA = 128 rows.
 //
 // Fragment layout of mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32 (PTX ISA, "Matrix
 // Fragments for mma.m16n8k256"): lane = 4 g + t;
@@ -37,13 +38,16 @@
 //   C/D (16 x 8 s32):       c0, c1 = row g, columns 2t, 2t+1; c2, c3 = row g+8, same columns.
 // ldmatrix.x4 (b16 view) hands lane 4g+t the 32-bit word t of row g of each 8 x 16-byte matrix,
 // which is exactly b0 (bytes 0..15 of a 32-byte k-step row) and b1 (bytes 16..31).
+#include <algorithm>
+
 #include "engine/cuda_context.h"
 #include "kernels/binary_conv.h"
 
 namespace mdq::kernels {
 namespace {
 
-constexpr int kWarps = 8, kThreads = kWarps * 32;
+constexpr int kWarps = 4, kThreads = kWarps * 32;
+constexpr int kBlocksPerSm = 3;  // 166 registers a thread (ptxas, sm_90): 12 warps an SM, no spills
 constexpr int kRowsPerWarp = 32, kRowsPerCta = kWarps * kRowsPerWarp;  // MT = 2
 constexpr int kCols = 64;                                                // NT = 8
 constexpr int kChunkWords = 256;  // k words of weights staged at a time (64 x 260 x 4 B = 66.5 KB)
@@ -68,8 +72,24 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint32_t* sm
 #endif
 }
 
+// n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund-Montgomery, as CUTLASS's
+// FastDivmod): integer division is ~20 instructions, this is 3, and every row needs two.
+struct FastDiv {
+  int d = 1;
+  unsigned magic = 0, shift = 0;
+  FastDiv() = default;
+  explicit FastDiv(int divisor) : d(divisor) {
+    while ((1u << shift) < static_cast<unsigned>(d)) ++shift;
+    magic = static_cast<unsigned>(((1ull << 32) * ((1ull << shift) - d)) / d + 1);
+  }
+  __device__ __forceinline__ int div(int n) const {
+    return static_cast<int>((__umulhi(static_cast<unsigned>(n), magic) + static_cast<unsigned>(n)) >> shift);
+  }
+};
+
 struct Geometry {
   int N, H, W, C, Cw, O, KH, KW, stride, pad, OH, OW, T, Ktot, M;
+  FastDiv ohw, ow;  // OH*OW and OW
 };
 
 // One activation word of row (base, mask) at table entry (off, tap): 0 outside the image.
@@ -77,193 +97,221 @@ __device__ __forceinline__ uint32_t load_word(const uint32_t* x, int base, uint3
   return (mask >> ot.y) & 1u ? __ldg(x + base + ot.x) : 0u;
 }
 
-__global__ void __launch_bounds__(kThreads, 2) binary_conv_kernel(BinaryConvArgs args, Geometry g) {
+// A fragments of k256 step s for this lane's rows q = 2 i + h (row 16 i + 8 h + g).
+__device__ __forceinline__ void load_a(uint32_t (&dst)[2][4], const uint32_t* x, const int2* table, int s, int tq,
+                                       const int (&base)[4], const uint32_t (&mask)[4]) {
+  const int2 t0 = table[8 * s + tq], t1 = table[8 * s + 4 + tq];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      dst[i][h] = load_word(x, base[2 * i + h], mask[2 * i + h], t0);
+      dst[i][2 + h] = load_word(x, base[2 * i + h], mask[2 * i + h], t1);
+    }
+}
+
+// The 16 MMAs of k256 step s: B fragments of the 8 n-tiles by 4 ldmatrix.x4.
+__device__ __forceinline__ void mma_step(int32_t (&acc)[2][8][4], const uint32_t (&a)[2][4], const uint32_t* Bs,
+                                         int ldb, int s, int ld_row, int ld_col) {
+#pragma unroll
+  for (int jj = 0; jj < 4; ++jj) {
+    uint32_t b[4];  // b0, b1 of n-tile 2jj, then of n-tile 2jj+1
+    ldmatrix_x4(b, Bs + (16 * jj + ld_row) * ldb + 8 * s + ld_col);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      mma_b1_and_popc(acc[i][2 * jj], a[i], b[0], b[1]);
+      mma_b1_and_popc(acc[i][2 * jj + 1], a[i], b[2], b[3]);
+    }
+  }
+}
+
+// Stages weight words [kc0, kc0 + kc) of the CTA's 64 channels, and their (offset, tap) table.
+__device__ void stage_weights(const BinaryConvArgs& args, const Geometry& g, uint32_t* Bs, int2* table, int ldb,
+                              int n0, int kc0, int kc) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int c = warp; c < kCols; c += kWarps) {
+    const int o = n0 + c;
+    for (int k = lane; k < kc; k += 32)
+      Bs[c * ldb + k] = o < g.O && kc0 + k < g.Ktot ? __ldg(args.w + (long long)o * g.Ktot + kc0 + k) : 0u;
+  }
+  for (int k = threadIdx.x; k < kc; k += kThreads) {
+    const int kg = kc0 + k;
+    int2 ot{0, kNoTap};
+    if (kg < g.Ktot) {
+      const int tap = kg / g.Cw, cw = kg - tap * g.Cw, kh = tap / g.KW, kw = tap - kh * g.KW;
+      ot = make_int2((kh * g.W + kw) * g.Cw + cw, tap);
+    }
+    table[k] = ot;
+  }
+}
+
+// Persistent: a CTA owns one 64-channel slice (blockIdx.y) and walks 128-row tiles
+// blockIdx.x, blockIdx.x + gridDim.x, ...; with a single weight chunk (every ResNet layer) the
+// slice and the thresholds are loaded once per CTA, not once per tile.
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(BinaryConvArgs args, Geometry g) {
   extern __shared__ __align__(16) uint32_t smem[];
   const int chunk = min(g.Ktot + 7 & ~7, kChunkWords);  // words per staged chunk, whole k256 steps
   const int ldb = chunk + 4;                             // ≡ 4 (mod 8): conflict-free ldmatrix rows
   uint32_t* Bs = smem;                                   // [kCols][ldb]
   int2* table = reinterpret_cast<int2*>(Bs + kCols * ldb);  // [chunk]: (word offset, tap)
+  const bool one_chunk = g.Ktot <= chunk;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int gq = lane >> 2, tq = lane & 3;
   const int n0 = blockIdx.y * kCols;
-  const int mw = blockIdx.x * kRowsPerCta + warp * kRowsPerWarp;  // first row of this warp
-
-  // ---- this lane's own row: mw + lane
-  int my_base = 0, my_r = 0;
-  uint32_t my_mask = 0;
-  {
-    const int m = mw + lane;
-    if (m < g.M) {
-      const int ohw = g.OH * g.OW;
-      const int n = m / ohw, rem = m - n * ohw, oh = rem / g.OW, ow = rem - oh * g.OW;
-      const int ih0 = oh * g.stride - g.pad, iw0 = ow * g.stride - g.pad;
-      my_base = ((n * g.H + ih0) * g.W + iw0) * g.Cw;
-      int sum_a = 0, nvalid = 0;
-      for (int kh = 0; kh < g.KH; ++kh) {
-        const int ih = ih0 + kh;
-        if (ih < 0 || ih >= g.H) continue;
-        for (int kw = 0; kw < g.KW; ++kw) {
-          const int iw = iw0 + kw;
-          if (iw < 0 || iw >= g.W) continue;
-          my_mask |= 1u << (kh * g.KW + kw);
-          sum_a += __ldg(args.pixel_popc + (n * g.H + ih) * g.W + iw);
-          ++nvalid;
-        }
-      }
-      my_r = 2 * sum_a - nvalid * g.C;
-    }
-  }
-  // Rows of this lane's fragments: q = 2 i + h -> local row 16 i + 8 h + g.
-  int base[4];
-  uint32_t mask[4];
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const int src = 16 * (q >> 1) + 8 * (q & 1) + gq;
-    base[q] = __shfl_sync(0xffffffffu, my_base, src);
-    mask[q] = __shfl_sync(0xffffffffu, my_mask, src);
-  }
-
-  int32_t acc[2][8][4];
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
-
-  // ldmatrix row address of this lane: matrix mi = lane / 8 -> n-tile pair half (mi >> 1) and
-  // k half (mi & 1); row = channel within the pair.
+  // ldmatrix row address of this lane: matrix mi = lane / 8 -> n-tile of the pair (mi >> 1)
+  // and k half (mi & 1); row = channel within the pair.
   const int ld_row = 8 * (lane >> 4) + (lane & 7), ld_col = 4 * ((lane >> 3) & 1);
 
-  for (int kc0 = 0; kc0 < g.Ktot; kc0 += chunk) {
-    const int kc = min(chunk, g.Ktot - kc0 + 7 & ~7);  // whole k256 steps in this chunk
-    __syncthreads();  // the previous chunk is no longer read
-    for (int idx = tid; idx < kCols * kc; idx += kThreads) {
-      const int c = idx / kc, k = idx - c * kc, o = n0 + c, kg = kc0 + k;
-      Bs[c * ldb + k] = o < g.O && kg < g.Ktot ? __ldg(args.w + (long long)o * g.Ktot + kg) : 0u;
-    }
-    for (int k = tid; k < kc; k += kThreads) {
-      const int kg = kc0 + k;
-      int2 ot{0, kNoTap};
-      if (kg < g.Ktot) {
-        const int tap = kg / g.Cw, cw = kg - tap * g.Cw, kh = tap / g.KW, kw = tap - kh * g.KW;
-        ot = make_int2((kh * g.W + kw) * g.Cw + cw, tap);
-      }
-      table[k] = ot;
-    }
-    __syncthreads();
-
-    const int steps = kc / 8;
-    uint32_t a[2][4], an[2][4];
-    auto load_a = [&](uint32_t (&dst)[2][4], int s) {
-      const int2 t0 = table[8 * s + tq], t1 = table[8 * s + 4 + tq];
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          dst[i][h] = load_word(args.x, base[2 * i + h], mask[2 * i + h], t0);
-          dst[i][2 + h] = load_word(args.x, base[2 * i + h], mask[2 * i + h], t1);
-        }
-    };
-    load_a(a, 0);
-    for (int s = 0; s < steps; ++s) {
-      if (s + 1 < steps) load_a(an, s + 1);  // in flight while this step's MMAs run
-#pragma unroll
-      for (int jj = 0; jj < 4; ++jj) {
-        uint32_t b[4];  // b0, b1 of n-tile 2jj, then of n-tile 2jj+1
-        ldmatrix_x4(b, Bs + (16 * jj + ld_row) * ldb + 8 * s + ld_col);
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          mma_b1_and_popc(acc[i][2 * jj], a[i], b[0], b[1]);
-          mma_b1_and_popc(acc[i][2 * jj + 1], a[i], b[2], b[3]);
-        }
-      }
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) a[i][e] = an[i][e];
-    }
-  }
-
-  // ---- epilogue. Columns of this lane: o = n0 + 8 j + 2 tq + e.
+  // SignPack: bit o = (d + 2 wtot >= dmin + 2 wtot) xor flip, per channel of the slice in
+  // shared memory (registers are full); channels past O are never set.
   const int T1 = g.T + 1;
-  const uint32_t all_taps = g.T >= 32 ? ~0u : (1u << g.T) - 1u;
+  const uint32_t all_taps = (1u << g.T) - 1u;  // T <= 31
   const bool pack = args.mode == BinaryEpilogue::SignPack;
-  // SignPack: bit = (d + 2 wtot >= dmin + 2 wtot) xor flip; channels past O never set.
-  int thr[8][2];
-  uint32_t flip[2] = {0u, 0u};
-  if (pack) {
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int o = n0 + 8 * j + 2 * tq + e;
-        thr[j][e] = 0x3fffffff;
-        if (o < g.O) {
-          thr[j][e] = __ldg(args.thresholds + o) + 2 * __ldg(args.tap_popc + o * T1 + g.T);
-          if (__ldg(args.thresholds + g.O + o)) flip[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq + e);
-        }
-      }
+  __shared__ int2 thr_s[kCols / 2];  // the pair of columns (2 tq, 2 tq + 1) of n-tile j
+  __shared__ uint32_t flip_s[2];
+  if (tid < 2) flip_s[tid] = 0u;
+  __syncthreads();
+  if (pack && tid < kCols) {
+    const int o = n0 + tid;
+    int t = 0x3fffffff;
+    if (o < g.O) {
+      t = __ldg(args.thresholds + o) + 2 * __ldg(args.tap_popc + o * T1 + g.T);
+      if (__ldg(args.thresholds + g.O + o)) atomicOr(&flip_s[tid / 32], 1u << (tid % 32));
+    }
+    reinterpret_cast<int*>(thr_s)[tid] = t;
   }
   const int Ow = (g.O + 31) / 32;
+
+  if (one_chunk) stage_weights(args, g, Bs, table, ldb, n0, 0, chunk);
+  __syncthreads();  // thresholds (and the one chunk) are in
+  const int tiles = (g.M + kRowsPerCta - 1) / kRowsPerCta;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {  // uniform across the CTA
+    const int mw = tile * kRowsPerCta + warp * kRowsPerWarp;     // first row of this warp
+
+    // ---- this lane's own row mw + lane: base offset, tap mask, r = 2 popc(A&M) - popc(M)
+    int my_base = 0, my_r = 0;
+    uint32_t my_mask = 0;
+    {
+      const int m = mw + lane;
+      if (m < g.M) {
+        const int n = g.ohw.div(m), rem = m - n * g.OH * g.OW, oh = g.ow.div(rem), ow = rem - oh * g.OW;
+        const int ih0 = oh * g.stride - g.pad, iw0 = ow * g.stride - g.pad;
+        my_base = ((n * g.H + ih0) * g.W + iw0) * g.Cw;
+        int sum_a = 0, nvalid = 0;
+        for (int kh = 0; kh < g.KH; ++kh) {
+          const int ih = ih0 + kh;
+          const bool row_in = ih >= 0 && ih < g.H;
+          for (int kw = 0; kw < g.KW; ++kw) {
+            const int iw = iw0 + kw;
+            if (row_in && iw >= 0 && iw < g.W) {
+              my_mask |= 1u << (kh * g.KW + kw);
+              sum_a += __ldg(args.pixel_popc + (n * g.H + ih) * g.W + iw);
+              ++nvalid;
+            }
+          }
+        }
+        my_r = 2 * sum_a - nvalid * g.C;
+      }
+    }
+    int base[4];
+    uint32_t mask[4];
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
+    for (int q = 0; q < 4; ++q) {
+      const int src = 16 * (q >> 1) + 8 * (q & 1) + gq;
+      base[q] = __shfl_sync(0xffffffffu, my_base, src);
+      mask[q] = __shfl_sync(0xffffffffu, my_mask, src);
+    }
+
+    int32_t acc[2][8][4];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int q = 2 * i + h;
-      const int local = 16 * i + 8 * h + gq, m = mw + local;
-      const int r = __shfl_sync(0xffffffffu, my_r, local);
-      // acc <- 4 acc - r + 2 popc(W & taps outside the image) = d + 2 wtot, in place (no
-      // extra registers); the tap loop runs for border pixels only.
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
       for (int j = 0; j < 8; ++j)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) acc[i][j][2 * h + e] = 4 * acc[i][j][2 * h + e] - r;
-      for (uint32_t miss = ~mask[q] & all_taps; m < g.M && miss; miss &= miss - 1) {
-        const int t = __ffs(miss) - 1;
+        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
+
+    for (int kc0 = 0; kc0 < g.Ktot; kc0 += chunk) {
+      const int kc = min(chunk, g.Ktot - kc0 + 7 & ~7);  // whole k256 steps in this chunk
+      if (!one_chunk) {
+        __syncthreads();  // the previous chunk is no longer read
+        stage_weights(args, g, Bs, table, ldb, n0, kc0, kc);
+        __syncthreads();
+      }
+      // Two fragment buffers in turn: step s + 1 loads while step s multiplies.
+      const int steps = kc / 8;
+      uint32_t a0[2][4], a1[2][4];
+      load_a(a0, args.x, table, 0, tq, base, mask);
+      for (int s = 0; s < steps; s += 2) {
+        if (s + 1 < steps) load_a(a1, args.x, table, s + 1, tq, base, mask);
+        mma_step(acc, a0, Bs, ldb, s, ld_row, ld_col);
+        if (s + 1 < steps) {
+          if (s + 2 < steps) load_a(a0, args.x, table, s + 2, tq, base, mask);
+          mma_step(acc, a1, Bs, ldb, s + 1, ld_row, ld_col);
+        }
+      }
+    }
+
+    // ---- epilogue. Columns of this lane: o = n0 + 8 j + 2 tq + e.
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int q = 2 * i + h;
+        const int local = 16 * i + 8 * h + gq, m = mw + local;
+        const int r = __shfl_sync(0xffffffffu, my_r, local);
+        // acc <- 4 acc - r + 2 popc(W & taps outside the image) = d + 2 wtot, in place (no
+        // extra registers); the tap loop runs for border pixels only.
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) acc[i][j][2 * h + e] = 4 * acc[i][j][2 * h + e] - r;
+        for (uint32_t miss = ~mask[q] & all_taps; m < g.M && miss; miss &= miss - 1) {
+          const int t = __ffs(miss) - 1;
+#pragma unroll
+          for (int j = 0; j < 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int o = n0 + 8 * j + 2 * tq + e;
+              if (o < g.O) acc[i][j][2 * h + e] += 2 * __ldg(args.tap_popc + o * T1 + t);
+            }
+        }
+        if (pack) {
+          uint32_t bits[2] = {0u, 0u};
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            const int2 t = thr_s[4 * j + tq];
+            if (acc[i][j][2 * h] >= t.x) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq);
+            if (acc[i][j][2 * h + 1] >= t.y) bits[j >> 2] |= 2u << (8 * (j & 3) + 2 * tq);
+          }
+#pragma unroll
+          for (int w = 0; w < 2; ++w) {  // every lane shuffles: `pack` is warp-uniform
+            bits[w] ^= flip_s[w];
+            bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 1);
+            bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 2);
+          }
+          const int word = n0 / 32 + tq;
+          if (tq < 2 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits[tq];
+          continue;
+        }
+        if (m >= g.M) continue;
 #pragma unroll
         for (int j = 0; j < 8; ++j)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int o = n0 + 8 * j + 2 * tq + e;
-            if (o < g.O) acc[i][j][2 * h + e] += 2 * __ldg(args.tap_popc + o * T1 + t);
+            if (o >= g.O) continue;
+            const int d = acc[i][j][2 * h + e] - 2 * __ldg(args.tap_popc + o * T1 + g.T);
+            const long long idx = (long long)m * g.O + o;
+            if (args.mode == BinaryEpilogue::Int32) {
+              static_cast<int32_t*>(args.out)[idx] = d;
+            } else {
+              float y = (args.scale ? args.scale[o] : 1.f) * (float)d + (args.shift ? args.shift[o] : 0.f);
+              if (args.mode == BinaryEpilogue::AffineRelu) y = fmaxf(y, 0.f);
+              static_cast<float*>(args.out)[idx] = y;
+            }
           }
       }
-      if (pack) {
-        uint32_t bits[2] = {0u, 0u};
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-#pragma unroll
-          for (int e = 0; e < 2; ++e)
-            if (acc[i][j][2 * h + e] >= thr[j][e]) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq + e);
-#pragma unroll
-        for (int w = 0; w < 2; ++w) {  // every lane shuffles: `pack` is warp-uniform
-          bits[w] ^= flip[w];
-          bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 1);
-          bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 2);
-        }
-        const int word = n0 / 32 + tq;
-        if (tq < 2 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits[tq];
-        continue;
-      }
-      if (m >= g.M) continue;
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int o = n0 + 8 * j + 2 * tq + e;
-          if (o >= g.O) continue;
-          const int d = acc[i][j][2 * h + e] - 2 * __ldg(args.tap_popc + o * T1 + g.T);
-          const long long idx = (long long)m * g.O + o;
-          if (args.mode == BinaryEpilogue::Int32) {
-            static_cast<int32_t*>(args.out)[idx] = d;
-          } else {
-            float y = (args.scale ? args.scale[o] : 1.f) * (float)d + (args.shift ? args.shift[o] : 0.f);
-            if (args.mode == BinaryEpilogue::AffineRelu) y = fmaxf(y, 0.f);
-            static_cast<float*>(args.out)[idx] = y;
-          }
-        }
     }
   }
 }
@@ -287,13 +335,24 @@ void binary_conv2d(const BinaryConvArgs& a) {
   if (M <= 0 || g.O <= 0) return;
   // Row geometry and word offsets are 32-bit; the caller (engine/packed) checks these limits.
   g.M = static_cast<int>(M);
+  g.ohw = FastDiv(g.OH * g.OW);
+  g.ow = FastDiv(g.OW);
   const size_t smem = binary_conv_smem_bytes(g.Ktot);
   static size_t smem_set = 0;  // raise the kernel's dynamic shared memory limit once, as needed
   if (smem > 48 * 1024 && smem > smem_set) {
     CUDA_CHECK(cudaFuncSetAttribute(binary_conv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     smem_set = smem;
   }
-  const dim3 grid((unsigned)((M + kRowsPerCta - 1) / kRowsPerCta), (unsigned)((g.O + kCols - 1) / kCols));
+  // kBlocksPerSm CTAs an SM (the register budget of __launch_bounds__), over the channel slices.
+  static const int sms = [] {
+    int dev = 0, count = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+    return count;
+  }();
+  const int slices = (g.O + kCols - 1) / kCols, tiles = (g.M + kRowsPerCta - 1) / kRowsPerCta;
+  const int per_slice = std::max(1, std::min(tiles, (kBlocksPerSm * sms + slices - 1) / slices));
+  const dim3 grid((unsigned)per_slice, (unsigned)slices);
   binary_conv_kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g);
   CUDA_CHECK_LAUNCH();
 }
