@@ -286,9 +286,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
           }
 #pragma unroll
           for (int w = 0; w < 2; ++w) {  // every lane shuffles: `pack` is warp-uniform
-            bits[w] ^= flip_s[w];
             bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 1);
             bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 2);
+            bits[w] ^= flip_s[w];  // after the OR of the four lanes: flip holds all 32 channels
           }
           const int word = n0 / 32 + tq;
           if (tq < 2 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits[tq];
