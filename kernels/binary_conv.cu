@@ -148,7 +148,10 @@ __device__ void stage_weights(const BinaryConvArgs& args, const Geometry& g, uin
 // Persistent: a CTA owns one 64-channel slice (blockIdx.y) and walks 128-row tiles
 // blockIdx.x, blockIdx.x + gridDim.x, ...; with a single weight chunk (every ResNet layer) the
 // slice and the thresholds are loaded once per CTA, not once per tile.
+// KS = 3: the 3x3 kernel size known at compile time (tap loops unrolled); KS = 0: any size.
+template <int KS>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(BinaryConvArgs args, Geometry g) {
+  const int KH = KS ? KS : g.KH, KW = KS ? KS : g.KW;
   extern __shared__ __align__(16) uint32_t smem[];
   const int chunk = min(g.Ktot + 7 & ~7, kChunkWords);  // words per staged chunk, whole k256 steps
   const int ldb = chunk + 4;                             // ≡ 4 (mod 8): conflict-free ldmatrix rows
@@ -170,6 +173,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
   const bool pack = args.mode == BinaryEpilogue::SignPack;
   __shared__ int2 thr_s[kCols / 2];  // the pair of columns (2 tq, 2 tq + 1) of n-tile j
   __shared__ uint32_t flip_s[2];
+  __shared__ int2 tap_s[32][kCols / 2];  // 2 popc(W) of tap t for the column pair; 0 past O
   if (tid < 2) flip_s[tid] = 0u;
   __syncthreads();
   if (pack && tid < kCols) {
@@ -183,6 +187,10 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
   }
   const int Ow = (g.O + 31) / 32;
 
+  for (int idx = tid; idx < g.T * kCols; idx += kThreads) {
+    const int t = idx / kCols, c = idx - t * kCols, o = n0 + c;
+    reinterpret_cast<int*>(tap_s[t])[c] = o < g.O ? 2 * __ldg(args.tap_popc + o * T1 + t) : 0;
+  }
   if (one_chunk) stage_weights(args, g, Bs, table, ldb, n0, 0, chunk);
   __syncthreads();  // thresholds (and the one chunk) are in
   const int tiles = (g.M + kRowsPerCta - 1) / kRowsPerCta;
@@ -199,16 +207,17 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
         const int ih0 = oh * g.stride - g.pad, iw0 = ow * g.stride - g.pad;
         my_base = ((n * g.H + ih0) * g.W + iw0) * g.Cw;
         int sum_a = 0, nvalid = 0;
-        for (int kh = 0; kh < g.KH; ++kh) {
+#pragma unroll
+        for (int kh = 0; kh < KH; ++kh) {
           const int ih = ih0 + kh;
           const bool row_in = ih >= 0 && ih < g.H;
-          for (int kw = 0; kw < g.KW; ++kw) {
+#pragma unroll
+          for (int kw = 0; kw < KW; ++kw) {
             const int iw = iw0 + kw;
-            if (row_in && iw >= 0 && iw < g.W) {
-              my_mask |= 1u << (kh * g.KW + kw);
-              sum_a += __ldg(args.pixel_popc + (n * g.H + ih) * g.W + iw);
-              ++nvalid;
-            }
+            const bool in = row_in && iw >= 0 && iw < g.W;
+            my_mask |= (in ? 1u : 0u) << (kh * KW + kw);
+            sum_a += in ? __ldg(args.pixel_popc + (n * g.H + ih) * g.W + iw) : 0;
+            nvalid += in;
           }
         }
         my_r = 2 * sum_a - nvalid * g.C;
@@ -269,12 +278,11 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
         for (uint32_t miss = ~mask[q] & all_taps; m < g.M && miss; miss &= miss - 1) {
           const int t = __ffs(miss) - 1;
 #pragma unroll
-          for (int j = 0; j < 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int o = n0 + 8 * j + 2 * tq + e;
-              if (o < g.O) acc[i][j][2 * h + e] += 2 * __ldg(args.tap_popc + o * T1 + t);
-            }
+          for (int j = 0; j < 8; ++j) {
+            const int2 p = tap_s[t][4 * j + tq];
+            acc[i][j][2 * h] += p.x;
+            acc[i][j][2 * h + 1] += p.y;
+          }
         }
         if (pack) {
           uint32_t bits[2] = {0u, 0u};
@@ -338,10 +346,12 @@ void binary_conv2d(const BinaryConvArgs& a) {
   g.ohw = FastDiv(g.OH * g.OW);
   g.ow = FastDiv(g.OW);
   const size_t smem = binary_conv_smem_bytes(g.Ktot);
-  static size_t smem_set = 0;  // raise the kernel's dynamic shared memory limit once, as needed
-  if (smem > 48 * 1024 && smem > smem_set) {
-    CUDA_CHECK(cudaFuncSetAttribute(binary_conv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    smem_set = smem;
+  const bool k3 = g.KH == 3 && g.KW == 3;
+  auto kernel = k3 ? binary_conv_kernel<3> : binary_conv_kernel<0>;
+  static size_t smem_set[2] = {0, 0};  // raise each kernel's dynamic shared memory limit once, as needed
+  if (smem > 48 * 1024 && smem > smem_set[k3]) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    smem_set[k3] = smem;
   }
   // kBlocksPerSm CTAs an SM (the register budget of __launch_bounds__), over the channel slices.
   static const int sms = [] {
@@ -353,7 +363,7 @@ void binary_conv2d(const BinaryConvArgs& a) {
   const int slices = (g.O + kCols - 1) / kCols, tiles = (g.M + kRowsPerCta - 1) / kRowsPerCta;
   const int per_slice = std::max(1, std::min(tiles, (kBlocksPerSm * sms + slices - 1) / slices));
   const dim3 grid((unsigned)per_slice, (unsigned)slices);
-  binary_conv_kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g);
+  kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g);
   CUDA_CHECK_LAUNCH();
 }
 
