@@ -92,21 +92,29 @@ struct Geometry {
   FastDiv ohw, ow;  // OH*OW and OW
 };
 
-// One activation word of row (base, mask) at table entry (off, tap): 0 outside the image.
-__device__ __forceinline__ uint32_t load_word(const uint32_t* x, int base, uint32_t mask, int2 ot) {
-  return (mask >> ot.y) & 1u ? __ldg(x + base + ot.x) : 0u;
+// One activation word of a row (its pointer, tap mask) at table entry (offset, tap): 0 outside
+// the image. In PTX so that the address stays one mad.wide.u32 on the row pointer (the compiler
+// otherwise rebuilds a sign-extended 64-bit index for every load: 4 more instructions).
+__device__ __forceinline__ uint32_t load_word(const uint32_t* row, uint32_t mask, int2 ot) {
+  uint32_t v;
+  asm volatile(
+      "{\n .reg .pred p;\n .reg .u64 a;\n setp.ne.b32 p, %2, 0;\n mad.wide.u32 a, %3, 4, %1;\n mov.b32 %0, 0;\n"
+      " @p ld.global.nc.u32 %0, [a];\n}\n"
+      : "=r"(v)
+      : "l"(row), "r"(mask & (1u << ot.y)), "r"(static_cast<unsigned>(ot.x)));
+  return v;
 }
 
 // A fragments of k256 step s for this lane's rows q = 2 i + h (row 16 i + 8 h + g).
-__device__ __forceinline__ void load_a(uint32_t (&dst)[2][4], const uint32_t* x, const int2* table, int s, int tq,
-                                       const int (&base)[4], const uint32_t (&mask)[4]) {
+__device__ __forceinline__ void load_a(uint32_t (&dst)[2][4], const int2* table, int s, int tq,
+                                       const uint32_t* const (&row)[4], const uint32_t (&mask)[4]) {
   const int2 t0 = table[8 * s + tq], t1 = table[8 * s + 4 + tq];
 #pragma unroll
   for (int i = 0; i < 2; ++i)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      dst[i][h] = load_word(x, base[2 * i + h], mask[2 * i + h], t0);
-      dst[i][2 + h] = load_word(x, base[2 * i + h], mask[2 * i + h], t1);
+      dst[i][h] = load_word(row[2 * i + h], mask[2 * i + h], t0);
+      dst[i][2 + h] = load_word(row[2 * i + h], mask[2 * i + h], t1);
     }
 }
 
@@ -223,12 +231,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
         my_r = 2 * sum_a - nvalid * g.C;
       }
     }
-    int base[4];
+    const uint32_t* row[4];  // x + the row's base: only dereferenced at taps inside the image
     uint32_t mask[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       const int src = 16 * (q >> 1) + 8 * (q & 1) + gq;
-      base[q] = __shfl_sync(0xffffffffu, my_base, src);
+      row[q] = args.x + __shfl_sync(0xffffffffu, my_base, src);
       mask[q] = __shfl_sync(0xffffffffu, my_mask, src);
     }
 
@@ -250,12 +258,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
       // Two fragment buffers in turn: step s + 1 loads while step s multiplies.
       const int steps = kc / 8;
       uint32_t a0[2][4], a1[2][4];
-      load_a(a0, args.x, table, 0, tq, base, mask);
+      load_a(a0, table, 0, tq, row, mask);
       for (int s = 0; s < steps; s += 2) {
-        if (s + 1 < steps) load_a(a1, args.x, table, s + 1, tq, base, mask);
+        if (s + 1 < steps) load_a(a1, table, s + 1, tq, row, mask);
         mma_step(acc, a0, Bs, ldb, s, ld_row, ld_col);
         if (s + 1 < steps) {
-          if (s + 2 < steps) load_a(a0, args.x, table, s + 2, tq, base, mask);
+          if (s + 2 < steps) load_a(a0, table, s + 2, tq, row, mask);
           mma_step(acc, a1, Bs, ldb, s + 1, ld_row, ld_col);
         }
       }
