@@ -1,0 +1,170 @@
+// NHWC inference helpers (kernels/nhwc_bf16.h): grid-stride loops that handle V consecutive
+// channels per thread with one 16-byte (bf16 x 8) or f32 x 4 access when the channel count and
+// the pointers allow it, else one element per thread. These passes are pure memory traffic, so
+// wide accesses are what makes them cheap beside the convolutions. Arithmetic is spelled out
+// (__fmaf_rn, IEEE division) so the results equal the CPU references exactly.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "engine/cuda_context.h"
+#include "kernels/nhwc_bf16.h"
+
+namespace mdq::kernels {
+namespace {
+
+template <class T, int V>
+struct alignas(sizeof(T) * V) Vec {
+  T v[V];
+};
+
+__device__ __forceinline__ float bf_to_f(uint16_t u) { return __bfloat162float(__ushort_as_bfloat16(u)); }
+__device__ __forceinline__ uint16_t f_to_bf(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
+
+template <class T, int V>
+__device__ __forceinline__ Vec<T, V> load(const T* p) {
+  return *reinterpret_cast<const Vec<T, V>*>(p);
+}
+template <class T, int V>
+__device__ __forceinline__ void store(T* p, const Vec<T, V>& v) {
+  *reinterpret_cast<Vec<T, V>*>(p) = v;
+}
+
+#define MDQ_GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+// groups = P*C / V; requires C % V == 0 so a group's V channels sit in one pixel.
+template <int V>
+__global__ void affine_act_kernel(const uint16_t* x, const float* scale, const float* shift, const uint16_t* r,
+                                  bool relu, uint16_t* y, int64_t groups, int C) {
+  MDQ_GRID_STRIDE(g, groups) {
+    const int64_t i0 = g * V;
+    const int c0 = static_cast<int>(i0 % C);
+    const Vec<uint16_t, V> xv = load<uint16_t, V>(x + i0);
+    Vec<uint16_t, V> rv{};
+    if (r) rv = load<uint16_t, V>(r + i0);
+    Vec<uint16_t, V> out;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      float v = __fmaf_rn(bf_to_f(xv.v[j]), scale ? __ldg(scale + c0 + j) : 1.f, shift ? __ldg(shift + c0 + j) : 0.f);
+      if (r) v = __fadd_rn(v, bf_to_f(rv.v[j]));
+      if (relu) v = fmaxf(v, 0.f);
+      out.v[j] = f_to_bf(v);
+    }
+    store<uint16_t, V>(y + i0, out);
+  }
+}
+
+template <int V>
+__global__ void residual_add_kernel(const float* x, const float* r32, const uint16_t* r16, float* y, int64_t groups) {
+  MDQ_GRID_STRIDE(g, groups) {
+    const int64_t i0 = g * V;
+    const Vec<float, V> xv = load<float, V>(x + i0);
+    Vec<float, V> out;
+    if (r32) {
+      const Vec<float, V> rv = load<float, V>(r32 + i0);
+#pragma unroll
+      for (int j = 0; j < V; ++j) out.v[j] = __fadd_rn(xv.v[j], rv.v[j]);
+    } else {
+      const Vec<uint16_t, V> rv = load<uint16_t, V>(r16 + i0);
+#pragma unroll
+      for (int j = 0; j < V; ++j) out.v[j] = __fadd_rn(xv.v[j], bf_to_f(rv.v[j]));
+    }
+    store<float, V>(y + i0, out);
+  }
+}
+
+template <int V>
+__global__ void maxpool_kernel(const uint16_t* x, uint16_t* y, int N, int H, int W, int C) {
+  const int OH = (H - 1) / 2 + 1, OW = (W - 1) / 2 + 1, CG = C / V;  // pool_out_size, on the device
+  MDQ_GRID_STRIDE(g, int64_t(N) * OH * OW * CG) {
+    const int cg = static_cast<int>(g % CG);
+    const int64_t pix = g / CG;
+    const int ow = static_cast<int>(pix % OW), oh = static_cast<int>((pix / OW) % OH);
+    const int64_t n = pix / OW / OH;
+    float m[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) m[j] = -INFINITY;
+    for (int kh = 0; kh < 3; ++kh) {
+      const int ih = 2 * oh - 1 + kh;
+      if (ih < 0 || ih >= H) continue;
+      for (int kw = 0; kw < 3; ++kw) {
+        const int iw = 2 * ow - 1 + kw;
+        if (iw < 0 || iw >= W) continue;
+        const Vec<uint16_t, V> v = load<uint16_t, V>(x + ((n * H + ih) * W + iw) * C + int64_t(cg) * V);
+#pragma unroll
+        for (int j = 0; j < V; ++j) m[j] = fmaxf(m[j], bf_to_f(v.v[j]));
+      }
+    }
+    Vec<uint16_t, V> out;
+#pragma unroll
+    for (int j = 0; j < V; ++j) out.v[j] = f_to_bf(m[j]);
+    store<uint16_t, V>(y + pix * C + int64_t(cg) * V, out);
+  }
+}
+
+__device__ __forceinline__ float to_f(uint16_t v) { return bf_to_f(v); }
+__device__ __forceinline__ float to_f(float v) { return v; }
+
+// One thread per (n, c): neighbouring threads read neighbouring channels (coalesced), and each
+// sums its HW pixels in order, as the reference does.
+template <class In>
+__global__ void avgpool_kernel(const In* x, uint16_t* y, int N, int HW, int C) {
+  MDQ_GRID_STRIDE(i, int64_t(N) * C) {
+    const int64_t n = i / C, c = i % C;
+    float s = 0.f;
+    for (int p = 0; p < HW; ++p) s = __fadd_rn(s, to_f(x[(n * HW + p) * C + c]));
+    y[i] = f_to_bf(__fdiv_rn(s, static_cast<float>(HW)));
+  }
+}
+
+bool aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+}  // namespace
+
+void affine_act_nhwc_bf16(const uint16_t* x, const float* scale, const float* shift, const uint16_t* residual,
+                          bool relu, uint16_t* y, int64_t P, int C) {
+  const int64_t n = P * C;
+  if (n == 0) return;
+  if (C % 8 == 0 && aligned(x, 16) && aligned(y, 16) && (!residual || aligned(residual, 16))) {
+    affine_act_kernel<8><<<cuda::grid_for(n / 8), 256, 0, cuda::stream()>>>(x, scale, shift, residual, relu, y, n / 8, C);
+  } else {
+    affine_act_kernel<1><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, scale, shift, residual, relu, y, n, C);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+void residual_add_f32(const float* x, const float* r_f32, const uint16_t* r_bf16, float* y, int64_t n) {
+  if (n == 0) return;
+  if (n % 4 == 0 && aligned(x, 16) && aligned(y, 16) && (r_f32 ? aligned(r_f32, 16) : aligned(r_bf16, 8))) {
+    residual_add_kernel<4><<<cuda::grid_for(n / 4), 256, 0, cuda::stream()>>>(x, r_f32, r_bf16, y, n / 4);
+  } else {
+    residual_add_kernel<1><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, r_f32, r_bf16, y, n);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+void maxpool3x3s2_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C) {
+  const int64_t out = int64_t(N) * pool_out_size(H) * pool_out_size(W) * C;
+  if (out == 0) return;
+  if (C % 8 == 0 && aligned(x, 16) && aligned(y, 16)) {
+    maxpool_kernel<8><<<cuda::grid_for(out / 8), 256, 0, cuda::stream()>>>(x, y, N, H, W, C);
+  } else {
+    maxpool_kernel<1><<<cuda::grid_for(out), 256, 0, cuda::stream()>>>(x, y, N, H, W, C);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+void avgpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int HW, int C) {
+  if (int64_t(N) * C == 0) return;
+  avgpool_kernel<uint16_t><<<cuda::grid_for(int64_t(N) * C), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW, int C) {
+  if (int64_t(N) * C == 0) return;
+  avgpool_kernel<float><<<cuda::grid_for(int64_t(N) * C), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mdq::kernels
