@@ -482,7 +482,8 @@ void launch_general(const W1A16ConvArgs& a, const Geometry& g) {
 
 template <bool TERNARY>
 void dispatch(const W1A16ConvArgs& a, const Geometry& g) {
-  if (g.C % 8 == 0)
+  // The fast path keeps pixel indices in int (its row table), hence the size bound.
+  if (g.C % 8 == 0 && (long long)g.N * g.H * g.W < (1LL << 31) - (1LL << 20))
     dispatch_fast<TERNARY>(a, g);
   else if (g.O <= 64)
     launch_general<128, 64, 32, 32, TERNARY>(a, g);
