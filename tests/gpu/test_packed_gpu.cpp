@@ -1,7 +1,9 @@
 // Packing kernels and packed convolutions (W1A1 on the b1 tensor cores, W1A16/W2A16 on bf16
 // MMA) against the CPU references. W1A1 must match exactly (int32); failures print the first
 // mismatching (n, oh, ow, o) and the shape, which points straight at a fragment-layout error.
+#include <iterator>
 #include <sstream>
+#include <vector>
 
 #include "engine/packed/bitpack.h"
 #include "engine/packed/packed_conv.h"
@@ -57,6 +59,14 @@ const Case kCases[] = {
     {5, 64, 11, 13, 200, 3, 2, 1}, {1, 96, 9, 9, 40, 5, 1, 2},   {8, 64, 17, 17, 64, 3, 1, 1},
     // 1x1 stride-2 shortcut; K = 9 x 32 words > one staged weight chunk (256 words); many CTAs.
     {2, 64, 9, 9, 128, 1, 2, 0},  {1, 1000, 5, 5, 70, 3, 1, 1},  {3, 64, 40, 41, 64, 3, 1, 1},
+};
+
+// W1A16 only, on top of kCases: the fast path's CTA shapes are chosen by size, so these are big
+// enough (for up to 132 SMs) to reach the 256x64 (O <= 64) and 128x128 (O > 64) tiles, with
+// partial row and column tiles, C = 40 and 96 (a 64-channel block past C), stride 2 and 1x1 taps.
+const Case kW1A16Cases[] = {
+    {4, 32, 95, 95, 40, 3, 1, 1},   {3, 64, 56, 56, 200, 3, 1, 1}, {16, 40, 57, 57, 130, 3, 2, 1},
+    {2, 64, 9, 9, 96, 1, 1, 0},     {3, 128, 14, 14, 256, 1, 2, 0}, {1, 40, 6, 6, 8, 3, 1, 1},
 };
 
 }  // namespace
@@ -148,7 +158,9 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
   // difference is fp32 accumulation order on the GPU vs double on the CPU: well under 1e-4
   // relative to the sum of |terms| (<= K); we allow atol 1e-3 sqrt(K) and rtol 1e-2 (bf16 out:
   // one bf16 rounding, 2^-8 relative, on top).
-  for (const Case& c : kCases) {
+  std::vector<Case> cases(std::begin(kCases), std::end(kCases));
+  cases.insert(cases.end(), std::begin(kW1A16Cases), std::end(kW1A16Cases));
+  for (const Case& c : cases) {
     for (bool ternary : {false, true}) {
       INFO(describe(c) << (ternary ? " ternary" : " binary"));
       Tensor x = to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 90 + c.C));
