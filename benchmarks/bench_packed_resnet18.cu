@@ -142,6 +142,7 @@ struct Conv {
   Tensor w_pm1_bf16;           // middle convs: the packed weights unpacked to ±1, same layout (the check)
   packed::PackedWeights bits;  // middle convs: sign(w) packed, on the GPU
   Tensor scale, shift;         // f32 [O] on the GPU: BatchNorm folded
+  Tensor thresholds;           // middle convs: the sign of scale·d + shift as integer thresholds (W1A1)
 };
 struct Block {
   int H = 0;  // input height = width
@@ -178,6 +179,7 @@ Conv make_conv(int C, int O, int K, int stride, int pad, uint64_t seed, bool mid
   for (float& s : scale) s /= std::sqrt(static_cast<float>(C * K * K));
   c.scale = Tensor::from_vector(scale, {O}, Device::CUDA);
   c.shift = Tensor::uniform({O}, -0.1f, 0.1f, seed + 2, Device::CUDA);
+  if (middle) c.thresholds = packed::sign_thresholds(c.bits, c.scale, c.shift, Device::CUDA);  // once, at load
   return c;
 }
 
@@ -349,7 +351,7 @@ class Net {
     if (parts & kElementwise) r.xb = packed::pack_signs(x);  // x is bf16 (the stem's pool) or f32
     if (parts & kMiddle) {
       r.hb = packed::binary_conv2d(r.xb, b.conv1.bits, {b.conv1.stride, 1},
-                                   {BinaryOutputMode::SignPack, b.conv1.scale, b.conv1.shift});
+                                   {BinaryOutputMode::SignPack, b.conv1.scale, b.conv1.shift, b.conv1.thresholds});
       r.y = packed::binary_conv2d(r.hb, b.conv2.bits, {1, 1}, {BinaryOutputMode::Affine, b.conv2.scale, b.conv2.shift});
       if (b.has_down)
         r.sc = packed::binary_conv2d(r.xb, b.down.bits, {b.down.stride, 0},
