@@ -193,6 +193,14 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
     }
     reinterpret_cast<int*>(thr_s)[tid] = t;
   }
+  // The other modes: 2 wtot, scale and shift of each column, read once per CTA.
+  __shared__ float2 aff_s[kCols];  // (scale, shift)
+  if (!pack && tid < kCols) {
+    const int o = n0 + tid;
+    const bool in = o < g.O;
+    reinterpret_cast<int*>(thr_s)[tid] = in ? 2 * __ldg(args.tap_popc + o * T1 + g.T) : 0;
+    aff_s[tid] = make_float2(in && args.scale ? args.scale[o] : 1.f, in && args.shift ? args.shift[o] : 0.f);
+  }
   const int Ow = (g.O + 31) / 32;
 
   for (int idx = tid; idx < g.T * kCols; idx += kThreads) {
@@ -311,22 +319,36 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
           continue;
         }
         if (m >= g.M) continue;
+        // Columns 2 tq and 2 tq + 1 side by side: one 8-byte store when O is even.
+        const bool pair_store = (g.O & 1) == 0;
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int o = n0 + 8 * j + 2 * tq + e;
-            if (o >= g.O) continue;
-            const int d = acc[i][j][2 * h + e] - 2 * __ldg(args.tap_popc + o * T1 + g.T);
-            const long long idx = (long long)m * g.O + o;
-            if (args.mode == BinaryEpilogue::Int32) {
-              static_cast<int32_t*>(args.out)[idx] = d;
+        for (int j = 0; j < 8; ++j) {
+          const int c = 8 * j + 2 * tq, o = n0 + c;
+          if (o >= g.O) continue;
+          const int2 w2 = thr_s[4 * j + tq];
+          const int d0 = acc[i][j][2 * h] - w2.x, d1 = acc[i][j][2 * h + 1] - w2.y;
+          const long long idx = (long long)m * g.O + o;
+          if (args.mode == BinaryEpilogue::Int32) {
+            int32_t* out = static_cast<int32_t*>(args.out) + idx;
+            if (pair_store) {
+              *reinterpret_cast<int2*>(out) = make_int2(d0, d1);
             } else {
-              float y = (args.scale ? args.scale[o] : 1.f) * (float)d + (args.shift ? args.shift[o] : 0.f);
-              if (args.mode == BinaryEpilogue::AffineRelu) y = fmaxf(y, 0.f);
-              static_cast<float*>(args.out)[idx] = y;
+              out[0] = d0;
+              if (o + 1 < g.O) out[1] = d1;
+            }
+          } else {
+            const float2 a0 = aff_s[c], a1 = aff_s[c + 1];
+            float y0 = a0.x * (float)d0 + a0.y, y1 = a1.x * (float)d1 + a1.y;
+            if (args.mode == BinaryEpilogue::AffineRelu) y0 = fmaxf(y0, 0.f), y1 = fmaxf(y1, 0.f);
+            float* out = static_cast<float*>(args.out) + idx;
+            if (pair_store) {
+              *reinterpret_cast<float2*>(out) = make_float2(y0, y1);
+            } else {
+              out[0] = y0;
+              if (o + 1 < g.O) out[1] = y1;
             }
           }
+        }
       }
     }
   }
