@@ -248,13 +248,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
       mask[q] = __shfl_sync(0xffffffffu, my_mask, src);
     }
 
-    int32_t acc[2][8][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
+    int32_t acc[2][8][4] = {};
 
     for (int kc0 = 0; kc0 < g.Ktot; kc0 += chunk) {
       const int kc = min(chunk, g.Ktot - kc0 + 7 & ~7);  // whole k256 steps in this chunk

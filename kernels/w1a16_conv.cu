@@ -168,13 +168,7 @@ __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32, 2)
     }
   };
 
-  float acc[MT][NT][4];
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+  float acc[MT][NT][4] = {};
 
   // ldmatrix.x4 addresses: lanes 0-15 give rows 0-15 of chunk 2kk (a0, a1), lanes 16-31 the same
   // rows of chunk 2kk+1 (a2, a3); tile rows start at multiples of 16, so row & 7 = lane & 7.
@@ -352,13 +346,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     }
   };
 
-  float acc[MT][NT][4];
-#pragma unroll
-  for (int i = 0; i < MT; ++i)
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+  float acc[MT][NT][4] = {};
 
   const int rb = (warp / WARPS_N) * WM, cb = (warp % WARPS_N) * WN;
   const int nk = g.Ktot;
