@@ -5,11 +5,11 @@
 //   W1A16       stem conv and fc as above, every other conv (3x3 and the 1x1 downsamples) on
 //               packed binary weights with bf16 activations, BN + ReLU fused into the conv
 //               epilogue; the residual add in bf16;
-//   W1A1        stem conv and fc as above; each block's input packed to sign bits, both convs
-//               and the downsample on the b1 tensor cores, the first conv writing packed signs
-//               for the second (SignPack), the second and the downsample writing f32 (Affine)
-//               so the shortcut is added in float, Bi-Real-Net style (no ReLU: sign is the
-//               activation).
+//   W1A1        stem conv and fc as above; both convs of a block and the downsample on the b1
+//               tensor cores, the first conv writing packed signs for the second (SignPack),
+//               the downsample f32 (Affine), the second adding the shortcut in f32 (Bi-Real-Net
+//               style; no ReLU: sign is the activation) and packing the signs of the sum for
+//               the next block in the same epilogue (binary_conv2d_residual).
 // Also: a per-part time breakdown at the largest batch, and a check at batch 1 that the W1A16
 // logits agree with cuDNN bf16 run on the same ±1 weights. Usage: bench_packed_resnet18 [batch ...].
 #include <cublas_v2.h>
@@ -226,14 +226,6 @@ void affine_act(const Tensor& x, const Tensor* scale, const Tensor* shift, const
                                 shift ? shift->data<float>() : nullptr, res ? res->data<uint16_t>() : nullptr, relu,
                                 y.data<uint16_t>(), x.numel() / x.dim(-1), static_cast<int>(x.dim(-1)));
 }
-void residual_add(const Tensor& x, const Tensor& r, Tensor& y) {
-  MDQ_CHECK(x.dtype() == DType::F32 && y.dtype() == DType::F32 && x.numel() == y.numel() && r.numel() == x.numel() &&
-                (r.dtype() == DType::F32 || r.dtype() == DType::BF16),
-            "residual_add: x " << x.describe() << ", r " << r.describe() << ", y " << y.describe());
-  const bool r32 = r.dtype() == DType::F32;
-  kernels::residual_add_f32(x.data<float>(), r32 ? r.data<float>() : nullptr, r32 ? nullptr : r.data<uint16_t>(),
-                            y.data<float>(), x.numel());
-}
 
 enum class Version { CudnnBF16, W1A16, W1A1 };
 const char* name(Version v) { return v == Version::CudnnBF16 ? "cuDNN bf16" : v == Version::W1A16 ? "W1A16" : "W1A1"; }
@@ -281,11 +273,13 @@ class Net {
                                       static_cast<int>(stem_act_.dim(1)), static_cast<int>(stem_act_.dim(2)), kStemOut);
     }
     const Tensor* x = &pool_;
+    const Tensor* x_bits = nullptr;  // W1A1: the previous block's output signs
     for (Run& r : runs_) {
       if (v_ == Version::CudnnBF16) block_cudnn(r, *x, parts);
       if (v_ == Version::W1A16) block_w1a16(r, *x, parts);
-      if (v_ == Version::W1A1) block_w1a1(r, *x, parts);
+      if (v_ == Version::W1A1) block_w1a1(r, *x, x_bits, parts);
       x = &r.out;
+      x_bits = &r.out_bits;
     }
     if (parts & kElementwise) {
       const int HW = static_cast<int>(x->dim(1) * x->dim(2));
@@ -312,8 +306,8 @@ class Net {
     const Block* b = nullptr;
     std::unique_ptr<CudnnConv> c1, c2, cd;
     Tensor t1, h, t2, td, sc;  // cuDNN: raw conv outputs and their BN'd versions; packed: conv outputs
-    Tensor xb, hb, y;          // W1A1: packed block input, packed conv1 output, f32 conv2 output
-    Tensor out;                // the block's output (bf16; f32 for W1A1)
+    Tensor xb, hb, x32;        // W1A1: packed block input, packed conv1 output, f32 copy of a bf16 input
+    Tensor out, out_bits;      // the block's output (bf16; f32 for W1A1) and, for W1A1, its signs packed
   };
   const Tensor& w(const Conv& c) const { return pm1_ ? c.w_pm1_bf16 : c.w_bf16; }
 
@@ -344,20 +338,29 @@ class Net {
   }
 
   // Binary block: out = bn2(conv2(sign(bn1(conv1(sign x))))) + shortcut, shortcut = x or
-  // bn_d(conv_d(sign x)), added in f32; no ReLU (the next block takes the sign of out).
-  void block_w1a1(Run& r, const Tensor& x, unsigned parts) {
+  // bn_d(conv_d(sign x)), added in f32 by conv2's epilogue, which also packs the signs of out
+  // for the next block (binary_conv2d_residual); no ReLU (the next block takes the sign of out).
+  // Only the first block packs its (bf16, max-pooled) input and widens it to f32.
+  void block_w1a1(Run& r, const Tensor& x, const Tensor* x_bits, unsigned parts) {
     const Block& b = *r.b;
     using packed::BinaryOutputMode;
-    if (parts & kElementwise) r.xb = packed::pack_signs(x);  // x is bf16 (the stem's pool) or f32
-    if (parts & kMiddle) {
-      r.hb = packed::binary_conv2d(r.xb, b.conv1.bits, {b.conv1.stride, 1},
-                                   {BinaryOutputMode::SignPack, b.conv1.scale, b.conv1.shift, b.conv1.thresholds});
-      r.y = packed::binary_conv2d(r.hb, b.conv2.bits, {1, 1}, {BinaryOutputMode::Affine, b.conv2.scale, b.conv2.shift});
-      if (b.has_down)
-        r.sc = packed::binary_conv2d(r.xb, b.down.bits, {b.down.stride, 0},
-                                     {BinaryOutputMode::Affine, b.down.scale, b.down.shift});
+    if (!x_bits && (parts & kElementwise)) {
+      r.xb = packed::pack_signs(x);
+      if (!b.has_down) r.x32 = packed::to_f32(x);
     }
-    if (parts & kElementwise) residual_add(r.y, b.has_down ? r.sc : x, r.out);
+    const Tensor& xb = x_bits ? *x_bits : r.xb;
+    if (parts & kMiddle) {
+      r.hb = packed::binary_conv2d(xb, b.conv1.bits, {b.conv1.stride, 1},
+                                   {BinaryOutputMode::SignPack, b.conv1.scale, b.conv1.shift, b.conv1.thresholds});
+      if (b.has_down)
+        r.sc = packed::binary_conv2d(xb, b.down.bits, {b.down.stride, 0},
+                                     {BinaryOutputMode::Affine, b.down.scale, b.down.shift});
+      const Tensor& shortcut = b.has_down ? r.sc : x_bits ? x : r.x32;
+      packed::ResidualOutput o = packed::binary_conv2d_residual(r.hb, b.conv2.bits, {1, 1}, b.conv2.scale,
+                                                                b.conv2.shift, shortcut);
+      r.out = o.y;
+      r.out_bits = o.bits;
+    }
   }
 
   const Model& m_;
@@ -446,7 +449,8 @@ int main(int argc, char** argv) {
   std::printf("\nBreakdown at batch %d, ms per batch, each part timed alone (%% of the full pass):\n"
               "  stem = cuDNN conv7x7; middle convs = all 3x3 and 1x1 convs (W1A16/W1A1: BN, ReLU, sign\n"
               "  packing of conv1's output fused in); elementwise = BN/ReLU/residual passes, max and avg pool,\n"
-              "  and for W1A1 the sign packing of each block input; fc = cuBLAS.\n", breakdown_batch);
+              "  for W1A1 the first block's input packing (the residual adds are in the conv epilogue);\n"
+              "  fc = cuBLAS.\n", breakdown_batch);
   std::printf("%-10s | %8s | %14s | %14s | %14s | %14s | %8s\n", "version", "full", "stem", "middle convs",
               "elementwise", "fc", "sum");
   for (const std::string& l : breakdown) std::printf("%s\n", l.c_str());

@@ -47,7 +47,7 @@ namespace mdq::kernels {
 namespace {
 
 constexpr int kWarps = 4, kThreads = kWarps * 32;
-constexpr int kBlocksPerSm = 3;  // 166 registers a thread (ptxas, sm_90): 12 warps an SM, no spills
+constexpr int kBlocksPerSm = 4;  // 128 registers a thread (ptxas, sm_90): 16 warps an SM, no spills
 constexpr int kRowsPerWarp = 32, kRowsPerCta = kWarps * kRowsPerWarp;  // MT = 2
 constexpr int kCols = 64;                                                // NT = 8
 constexpr int kChunkWords = 256;  // k words of weights staged at a time (64 x 260 x 4 B = 66.5 KB)
@@ -309,39 +309,56 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
             bits[w] ^= flip_s[w];  // after the OR of the four lanes: flip holds all 32 channels
           }
           const int word = n0 / 32 + tq;
-          if (tq < 2 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits[tq];
+          if (tq < 2 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = tq == 0 ? bits[0] : bits[1];
           continue;
         }
-        if (m >= g.M) continue;
-        // Columns 2 tq and 2 tq + 1 side by side: one 8-byte store when O is even.
-        const bool pair_store = (g.O & 1) == 0;
+        // Columns 2 tq and 2 tq + 1 side by side: one 8-byte access when O is even.
+        const bool pair = (g.O & 1) == 0, residual = args.mode == BinaryEpilogue::ResidualSignPack;
+        uint32_t bits[2] = {0u, 0u};  // ResidualSignPack's signs
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const int c = 8 * j + 2 * tq, o = n0 + c;
-          if (o >= g.O) continue;
+          if (m >= g.M || o >= g.O) continue;
           const int2 w2 = thr_s[4 * j + tq];
           const int d0 = acc[i][j][2 * h] - w2.x, d1 = acc[i][j][2 * h + 1] - w2.y;
           const long long idx = (long long)m * g.O + o;
+          const bool two = o + 1 < g.O;
           if (args.mode == BinaryEpilogue::Int32) {
             int32_t* out = static_cast<int32_t*>(args.out) + idx;
-            if (pair_store) {
+            if (pair) {
               *reinterpret_cast<int2*>(out) = make_int2(d0, d1);
             } else {
               out[0] = d0;
-              if (o + 1 < g.O) out[1] = d1;
+              if (two) out[1] = d1;
             }
-          } else {
-            const float2 a0 = aff_s[c], a1 = aff_s[c + 1];
-            float y0 = a0.x * (float)d0 + a0.y, y1 = a1.x * (float)d1 + a1.y;
-            if (args.mode == BinaryEpilogue::AffineRelu) y0 = fmaxf(y0, 0.f), y1 = fmaxf(y1, 0.f);
-            float* out = static_cast<float*>(args.out) + idx;
-            if (pair_store) {
-              *reinterpret_cast<float2*>(out) = make_float2(y0, y1);
-            } else {
-              out[0] = y0;
-              if (o + 1 < g.O) out[1] = y1;
-            }
+            continue;
           }
+          const float2 a0 = aff_s[c], a1 = aff_s[c + 1];
+          float y0 = a0.x * (float)d0 + a0.y, y1 = a1.x * (float)d1 + a1.y;
+          if (args.mode == BinaryEpilogue::AffineRelu) y0 = fmaxf(y0, 0.f), y1 = fmaxf(y1, 0.f);
+          if (residual) {
+            const float2 r2 = pair ? __ldg(reinterpret_cast<const float2*>(args.residual + idx))
+                                   : make_float2(args.residual[idx], two ? args.residual[idx + 1] : 0.f);
+            y0 += r2.x, y1 += r2.y;
+            if (y0 >= 0.f) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq);
+            if (two && y1 >= 0.f) bits[j >> 2] |= 2u << (8 * (j & 3) + 2 * tq);
+          }
+          float* out = static_cast<float*>(args.out) + idx;
+          if (pair) {
+            *reinterpret_cast<float2*>(out) = make_float2(y0, y1);
+          } else {
+            out[0] = y0;
+            if (two) out[1] = y1;
+          }
+        }
+        if (residual) {  // warp-uniform: every lane shuffles
+#pragma unroll
+          for (int w = 0; w < 2; ++w) {
+            bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 1);
+            bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 2);
+          }
+          const int word = n0 / 32 + tq;
+          if (tq < 2 && m < g.M && word < Ow) args.out_bits[(long long)m * Ow + word] = tq == 0 ? bits[0] : bits[1];
         }
       }
     }

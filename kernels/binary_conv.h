@@ -14,8 +14,12 @@ namespace mdq::kernels {
 //   SignPack   out u32 [N][OH][OW][ceil(O/32)], bit o = (d >= dmin[o]) xor flip[o], which is
 //              (scale[o] d + shift[o] >= 0) with the thresholds of engine/packed's
 //              sign_thresholds: the next binary layer's packed input; bits for o >= O are 0.
+//   ResidualSignPack  out f32 = scale[o] d + shift[o] + residual (f32, same shape), and
+//              out_bits u32 [N][OH][OW][ceil(O/32)] = its signs (y >= 0): the end of a
+//              Bi-Real-style binary block, whose f32 sum is the next shortcut and whose signs
+//              are the next binary layer's input.
 // scale / shift may be null (1 and 0).
-enum class BinaryEpilogue { Int32, Affine, AffineRelu, SignPack };
+enum class BinaryEpilogue { Int32, Affine, AffineRelu, SignPack, ResidualSignPack };
 
 struct BinaryConvArgs {
   const uint32_t* x = nullptr;          // packed NHWC activations [N][H][W][Cw], Cw = ceil(C/32)
@@ -27,6 +31,8 @@ struct BinaryConvArgs {
   const float* scale = nullptr;
   const float* shift = nullptr;
   const int32_t* thresholds = nullptr;  // SignPack: [2][O] = dmin, then flip (0 or 1)
+  const float* residual = nullptr;       // ResidualSignPack
+  uint32_t* out_bits = nullptr;          // ResidualSignPack
   void* out = nullptr;
 };
 // Limits the caller checks: KH*KW <= 31 taps; N*OH*OW and N*H*W*ceil(C/32) below 2^31.

@@ -58,6 +58,31 @@ void check_vector(const char* op, const Tensor& v, int64_t O, const Tensor& x) {
   check_same_device(op, x, v);
 }
 
+#ifdef MDQ_HAS_CUDA
+// The kernel's arguments for x_bits (CUDA) and w, with the input's pixel popcounts computed
+// into pixel_popc (the caller keeps it until the kernel is queued).
+kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g,
+                                  const Tensor& scale, const Tensor& shift, Tensor& pixel_popc) {
+  const int64_t N = x.dim(0), OH = out_size(x.dim(1), w.kernel_h(), g), OW = out_size(x.dim(2), w.kernel_w(), g);
+  MDQ_CHECK(N * OH * OW < (int64_t{1} << 31) && x.numel() < (int64_t{1} << 31),
+            op << ": input " << x.describe() << " too large for 32-bit row indexing");
+  pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
+  kernels::row_popc(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(), static_cast<int>(x.dim(3)));
+  kernels::BinaryConvArgs a;
+  a.x = x.data<uint32_t>();
+  a.w = w.sign.data<uint32_t>();
+  a.pixel_popc = pixel_popc.data<int32_t>();
+  a.tap_popc = w.tap_popc.data<int32_t>();
+  a.N = static_cast<int>(N); a.H = static_cast<int>(x.dim(1)); a.W = static_cast<int>(x.dim(2));
+  a.C = static_cast<int>(w.channels); a.O = static_cast<int>(w.out_channels());
+  a.KH = static_cast<int>(w.kernel_h()); a.KW = static_cast<int>(w.kernel_w());
+  a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
+  a.scale = scale.defined() ? scale.data<float>() : nullptr;
+  a.shift = shift.defined() ? shift.data<float>() : nullptr;
+  return a;
+}
+#endif
+
 // The CPU W1A1 reference: E12 with the mask, tap by tap, straight from the packed words.
 std::vector<int32_t> binary_conv_cpu(const Tensor& x, const PackedWeights& w, const ConvGeometry& g, int64_t OH,
                                      int64_t OW) {
@@ -192,22 +217,9 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
 
   if (x.is_cuda()) {
 #ifdef MDQ_HAS_CUDA
-    MDQ_CHECK(N * OH * OW < (int64_t{1} << 31) && x.numel() < (int64_t{1} << 31),
-              op << ": input " << x.describe() << " too large for 32-bit row indexing");
-    Tensor pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
-    kernels::row_popc(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(), static_cast<int>(x.dim(3)));
-    kernels::BinaryConvArgs a;
-    a.x = x.data<uint32_t>();
-    a.w = w.sign.data<uint32_t>();
-    a.pixel_popc = pixel_popc.data<int32_t>();
-    a.tap_popc = w.tap_popc.data<int32_t>();
-    a.N = static_cast<int>(N); a.H = static_cast<int>(x.dim(1)); a.W = static_cast<int>(x.dim(2));
-    a.C = static_cast<int>(w.channels); a.O = static_cast<int>(O);
-    a.KH = static_cast<int>(w.kernel_h()); a.KW = static_cast<int>(w.kernel_w());
-    a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
+    Tensor pixel_popc;
+    kernels::BinaryConvArgs a = cuda_args(op, x, w, g, out.scale, out.shift, pixel_popc);
     a.mode = static_cast<kernels::BinaryEpilogue>(static_cast<int>(out.mode));
-    a.scale = out.scale.defined() ? out.scale.data<float>() : nullptr;
-    a.shift = out.shift.defined() ? out.shift.data<float>() : nullptr;
     a.thresholds = pack ? thresholds.data<int32_t>() : nullptr;
     a.out = y.raw();
     kernels::binary_conv2d(a);
@@ -249,6 +261,44 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
     }
   }
   return y;
+}
+
+ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
+                                      const Tensor& shift, const Tensor& residual) {
+  const char* op = "binary_conv2d_residual";
+  const int64_t O = w.out_channels();
+  check_dtype(op, residual, DType::F32);
+  check_same_device(op, x, residual);
+  if (!x.is_cuda()) {  // the reference: the affine output, plus the residual, then packed
+    Tensor y = binary_conv2d(x, w, g, {BinaryOutputMode::Affine, scale, shift});
+    MDQ_CHECK(residual.shape() == y.shape(), op << ": residual " << residual.describe() << " is not " << y.describe());
+    float* yp = y.data<float>();
+    for (int64_t i = 0; i < y.numel(); ++i) yp[i] += residual.data<float>()[i];
+    return {y, pack_signs(y)};
+  }
+  check_dtype(op, x, DType::U32);
+  check_ndim(op, x, 4);
+  check_geometry(op, x, w, g);
+  MDQ_CHECK(!w.ternary() && x.dim(3) == packed_words(w.channels),
+            op << ": input " << x.describe() << " does not match binary weights " << w.sign.describe());
+  MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 31, op << ": at most 31 taps, got " << w.sign.describe());
+  check_vector(op, scale, O, x);
+  check_vector(op, shift, O, x);
+  const Shape shape{x.dim(0), out_size(x.dim(1), w.kernel_h(), g), out_size(x.dim(2), w.kernel_w(), g), O};
+  MDQ_CHECK(residual.shape() == shape, op << ": residual " << residual.describe() << " must have shape "
+                                          << Tensor::empty(shape).describe());
+  ResidualOutput r{Tensor::empty(shape, DType::F32, x.device()),
+                   Tensor::empty({shape[0], shape[1], shape[2], packed_words(O)}, DType::U32, x.device())};
+#ifdef MDQ_HAS_CUDA
+  Tensor pixel_popc;
+  kernels::BinaryConvArgs a = cuda_args(op, x, w, g, scale, shift, pixel_popc);
+  a.mode = kernels::BinaryEpilogue::ResidualSignPack;
+  a.residual = residual.data<float>();
+  a.out = r.y.raw();
+  a.out_bits = r.bits.data<uint32_t>();
+  kernels::binary_conv2d(a);
+#endif
+  return r;
 }
 
 Tensor binary_linear(const Tensor& x, const PackedWeights& w, const BinaryOutput& out) {

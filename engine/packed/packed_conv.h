@@ -58,6 +58,13 @@ Tensor sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor
 
 // x_bits u32 [N][H][W][Cw] (packed NHWC) -> [N][OH][OW][O or ceil(O/32)] per out.mode.
 Tensor binary_conv2d(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const BinaryOutput& out = {});
+// The end of a Bi-Real-style binary block in one pass: y = scale[o] d + shift[o] + residual
+// (f32 [N][OH][OW][O]), and bits = its signs packed (y >= 0), the next binary layer's input.
+struct ResidualOutput {
+  Tensor y, bits;
+};
+ResidualOutput binary_conv2d_residual(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
+                                      const Tensor& shift, const Tensor& residual);
 // x_bits u32 [N][Cw] -> [N][O or ceil(O/32)]; w packed from [O][C].
 Tensor binary_linear(const Tensor& x_bits, const PackedWeights& w, const BinaryOutput& out = {});
 

@@ -127,6 +127,21 @@ TEST_CASE("W1A1 epilogues: affine, ReLU, and sign + re-pack equal packing the af
   REQUIRE(words(packed) == words(pack_signs(affine)));
 }
 
+TEST_CASE("W1A1 block end: affine + residual and its packed signs; bad residual refused") {
+  const int64_t O = 40;
+  Tensor xb = pack_signs(random_signs({2, 6, 6, 33}, 41));
+  PackedWeights w = pack_binary_weights(random_signs({O, 33, 3, 3}, 42));
+  Tensor scale = testing::random_tensor({O}, 43, 0.5f, 2.f), shift = testing::random_tensor({O}, 44, -3.f, 3.f);
+  Tensor residual = testing::random_tensor({2, 6, 6, O}, 45, -5.f, 5.f);
+  ResidualOutput r = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, residual);
+  Tensor affine = binary_conv2d(xb, w, {1, 1}, {BinaryOutputMode::Affine, scale, shift});
+  for (int64_t i = 0; i < affine.numel(); ++i)
+    REQUIRE(r.y.data<float>()[i] == affine.data<float>()[i] + residual.data<float>()[i]);
+  REQUIRE(words(r.bits) == words(pack_signs(r.y)));
+  REQUIRE_THROWS_WITH(binary_conv2d_residual(xb, w, {1, 1}, scale, shift, Tensor::zeros({2, 6, 6, O - 1})),
+                      Catch::Contains("residual"));
+}
+
 TEST_CASE("sign thresholds equal the sign of scale d + shift for every possible d") {
   // Positive, negative, zero and tiny scales; shifts on and off the integer grid; NaN.
   const std::vector<float> scales = {1.f, 0.37f, -0.37f, 0.f, -2.5f, 1e-8f, 3.f, std::nanf("")};

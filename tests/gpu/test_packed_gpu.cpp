@@ -178,3 +178,21 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
     }
   }
 }
+
+TEST_CASE("W1A1 block end on the GPU: affine + residual in f32 and its signs packed") {
+  for (const Case& c : {Case{2, 64, 9, 9, 64, 3, 1, 1}, Case{2, 128, 9, 9, 130, 3, 2, 1}, Case{1, 33, 7, 7, 37, 3, 1, 1}}) {
+    INFO(describe(c));
+    Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 100 + c.C));
+    PackedWeights w = pack_binary_weights(random_signs({c.O, c.C, c.K, c.K}, 101 + c.C));
+    Tensor scale = testing::random_tensor({c.O}, 102, 0.01f, 0.1f), shift = testing::random_tensor({c.O}, 103, -1.f, 1.f);
+    const int64_t OH = (c.H + 2 * c.pad - c.K) / c.stride + 1, OW = (c.W + 2 * c.pad - c.K) / c.stride + 1;
+    Tensor residual = testing::random_tensor({c.N, OH, OW, c.O}, 104, -2.f, 2.f);
+    ConvGeometry g{c.stride, c.pad};
+    ResidualOutput e = binary_conv2d_residual(xb, w, g, scale, shift, residual);
+    ResidualOutput got = binary_conv2d_residual(xb.cuda(), w.to(Device::CUDA), g, scale.cuda(), shift.cuda(), residual.cuda());
+    // 1e-4 absolute (values up to ~100): the GPU may fuse scale d + shift into one FMA.
+    testing::require_close(got.y, e.y, 1e-4f, 1e-6f, "affine + residual " + describe(c));
+    // The signs are exactly those of the GPU's own sum.
+    require_equal_nhwc(got.bits, pack_signs(got.y.cpu()), "signs of the sum " + describe(c));
+  }
+}
