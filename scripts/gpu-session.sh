@@ -29,7 +29,7 @@ for step in "$@"; do
       { stamp "ctest (GPU tests)"; ctest --test-dir $build --output-on-failure -R '^gpu\.' -j 4 --timeout 300; echo "ctest exit $?"; } > "$OUT/ctest-gpu.log" 2>&1
       grep -E "tests passed|FAILED|Failed|exit" "$OUT/ctest-gpu.log" | tail -15 ;;
     bench)
-      for b in bench_md_update bench_conv2d bench_matmul bench_packed_conv bench_loader; do
+      for b in bench_md_update bench_conv2d bench_matmul bench_packed_conv bench_packed_resnet18 bench_loader; do
         { stamp "$b"; timeout 120 $build/$b; echo "$b exit $?"; } >> "$OUT/bench.txt" 2>&1
       done
       tail -5 "$OUT/bench.txt" ;;
