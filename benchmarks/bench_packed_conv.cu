@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_args.h"
 #include "engine/cuda_context.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
@@ -140,19 +141,10 @@ struct Layer { const char* net; int C, HW; };
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!cuda_available()) {
-    std::printf("bench_packed_conv: no GPU (%s); nothing to measure.\n", cuda_unavailable_reason().c_str());
-    return 0;
-  }
-  std::vector<int> batches;
-  std::vector<std::string> only;
-  for (int i = 1; i < argc; ++i) {
-    if (std::atoi(argv[i]) > 0)
-      batches.push_back(std::atoi(argv[i]));
-    else
-      only.push_back(argv[i]);
-  }
-  if (batches.empty()) batches = {1, 32, 256};
+  if (!gpu_for_bench("bench_packed_conv")) return 0;
+  const BenchArgs args = parse_bench_args(argc, argv, {1, 32, 256});
+  const std::vector<int>& batches = args.batches;
+  const std::vector<std::string>& only = args.names;
 
   const double peak = b1_peak_tops();
   std::printf("GPU: %s\nmma.sync m16n8k256 AND+popc peak: %.1f TOPS\n", cuda_device_name().c_str(), peak);

@@ -27,6 +27,7 @@
 #include <tuple>
 #include <vector>
 
+#include "benchmarks/bench_args.h"
 #include "engine/cuda_context.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
@@ -402,14 +403,8 @@ void check(const Model& m) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!cuda_available()) {
-    std::printf("bench_packed_resnet18: no GPU (%s); nothing to measure.\n", cuda_unavailable_reason().c_str());
-    return 0;
-  }
-  std::vector<int> batches;
-  for (int i = 1; i < argc; ++i)
-    if (std::atoi(argv[i]) > 0) batches.push_back(std::atoi(argv[i]));
-  if (batches.empty()) batches = {1, 32, 256};
+  if (!gpu_for_bench("bench_packed_resnet18")) return 0;
+  const std::vector<int> batches = parse_bench_args(argc, argv, {1, 32, 256}).batches;
   const int breakdown_batch = *std::max_element(batches.begin(), batches.end());
 
   const Model m = build_model();
