@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "benchmarks/bench_args.h"
+#include "benchmarks/bench_common.h"
 #include "engine/cuda_context.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
@@ -47,25 +47,16 @@ __global__ void b1_peak_kernel(int iters, int* sink) {
   if (s == 0x7fffffff) sink[0] = s;  // keeps the chains alive
 }
 
+// Best of 4 rounds, each round's call count grown until it lasts ~20 ms.
 float time_ms(const std::function<void()>& fn) {
   for (int i = 0; i < 3; ++i) fn();  // warm-up (and cuDNN's lazy init)
-  cudaEvent_t t0, t1;
-  CUDA_CHECK(cudaEventCreate(&t0));
-  CUDA_CHECK(cudaEventCreate(&t1));
   float best = 1e30f;
   int reps = 1;
   for (int round = 0; round < 4; ++round) {
-    CUDA_CHECK(cudaEventRecord(t0, cuda::stream()));
-    for (int i = 0; i < reps; ++i) fn();
-    CUDA_CHECK(cudaEventRecord(t1, cuda::stream()));
-    CUDA_CHECK(cudaEventSynchronize(t1));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, t0, t1));
-    best = std::min(best, ms / reps);
+    const float per_call = event_ms_per_call(fn, reps), ms = per_call * reps;
+    best = std::min(best, per_call);
     if (ms < 20.f) reps = std::min(1000, reps * std::max(2, static_cast<int>(20.f / std::max(ms, 1e-3f))));
   }
-  CUDA_CHECK(cudaEventDestroy(t0));
-  CUDA_CHECK(cudaEventDestroy(t1));
   return best;
 }
 

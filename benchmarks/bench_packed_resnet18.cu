@@ -27,7 +27,7 @@
 #include <tuple>
 #include <vector>
 
-#include "benchmarks/bench_args.h"
+#include "benchmarks/bench_common.h"
 #include "engine/cuda_context.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
@@ -43,25 +43,11 @@ constexpr int kImage = 224, kStemOut = 64, kFeatures = 512, kClasses = 1000;
 // Median over 5 rounds of the mean time of one call, after a warm-up; a round lasts >= ~25 ms.
 float median_ms(const std::function<void()>& fn) {
   for (int i = 0; i < 3; ++i) fn();
-  cudaEvent_t t0, t1;
-  CUDA_CHECK(cudaEventCreate(&t0));
-  CUDA_CHECK(cudaEventCreate(&t1));
-  auto round = [&](int reps) {
-    CUDA_CHECK(cudaEventRecord(t0, cuda::stream()));
-    for (int i = 0; i < reps; ++i) fn();
-    CUDA_CHECK(cudaEventRecord(t1, cuda::stream()));
-    CUDA_CHECK(cudaEventSynchronize(t1));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, t0, t1));
-    return ms / reps;
-  };
-  const float once = round(1);
+  const float once = event_ms_per_call(fn, 1);
   const int reps = std::clamp(static_cast<int>(std::ceil(25.f / std::max(once, 1e-3f))), 1, 500);
   std::vector<float> ms;
-  for (int r = 0; r < 5; ++r) ms.push_back(round(reps));
+  for (int r = 0; r < 5; ++r) ms.push_back(event_ms_per_call(fn, reps));
   std::sort(ms.begin(), ms.end());
-  CUDA_CHECK(cudaEventDestroy(t0));
-  CUDA_CHECK(cudaEventDestroy(t1));
   return ms[ms.size() / 2];
 }
 
