@@ -5,6 +5,9 @@
 // Tolerance: activations are rounded to bf16 (relative error 2^-9) after every layer, so logits
 // may differ by a few bf16 ulps of the row's largest logit: |packed - float| <= 3% of max|logit|
 // per row, top-1 agreement >= 99% and no flip on a row whose float margin exceeds 5%.
+#include "apps/common/builders.h"
+#include "apps/common/packed_model.h"
+#include "data/dataset.h"
 #include "engine/infer/packed_runner.h"
 #include "engine/ops/pooling.h"
 #include "engine/packed/bitpack.h"
@@ -97,6 +100,30 @@ TEST_CASE("PackedRunner on the CPU agrees with the float engine: VGG-16 (conv bi
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 32;  // the smallest size five max-pools allow
   check_runner("vgg16", o, 2, 2, 31);
+}
+
+TEST_CASE("mdq-infer's chain: export, load_packed_model, PackedRunner equals the float engine") {
+  app::TrainOptions o;
+  o.model = "smallcnn";
+  o.dataset = "fashion-mnist";
+  const data::DatasetInfo info = data::standard_info("fashion-mnist");
+  auto rounded = app::build_model(o, info);
+  testing::round_randomly(*rounded, 2, 41);
+  const std::string path = "/tmp/mdq-test-packed-infer.mdqpack";
+  app::save_packed_model(path, o, *rounded);
+  auto model = app::build_model(app::read_packed_options(path), info);
+  app::load_packed_model(path, *model);
+  model->eval();
+  std::string why;
+  auto runner = infer::PackedRunner::build(*model, Device::CPU, &why);
+  INFO("refused: " << why);
+  REQUIRE(runner);
+  CHECK(runner->summary() == "3 binary convs, 1 binary linear");
+  Tensor x = testing::random_tensor({32, 1, 28, 28}, 42);
+  testing::LogitAgreement a = testing::compare_logits(runner->logits(x), testing::float_logits(*rounded, x), kMargin);
+  INFO("worst " << a.worst_rel_diff << " agree " << a.top1_agree << "/" << a.rows);
+  CHECK(a.worst_rel_diff <= kLogitTol);
+  CHECK(a.agree_frac() >= 0.99);
 }
 
 TEST_CASE("PackedRunner refuses what the packed kernels do not cover, saying why") {

@@ -37,19 +37,24 @@ inline void set_bn(nn::Module& m, int64_t& fan_in, uint64_t& seed) {
 }
 }  // namespace detail
 
-// A model-zoo network in eval mode, every parameter (weights, biases) random ±1 (levels 2) or
-// {-1, 0, 1} (levels 3), BN statistics as in detail::set_bn. CPU tensors.
-inline std::shared_ptr<nn::Module> rounded_model(const std::string& name, models::ModelOptions o, int levels,
-                                                 uint64_t seed) {
-  auto model = models::make_model(name, o);
-  for (const nn::ParamRef& p : model->parameters()) {
+// Every parameter (weights, biases) of a CPU model set to random ±1 (levels 2) or {-1, 0, 1}
+// (levels 3), BN statistics as in detail::set_bn; the model is left in eval mode.
+inline void round_randomly(nn::Module& model, int levels, uint64_t seed) {
+  for (const nn::ParamRef& p : model.parameters()) {
     Var v = p.var;
     const Shape s = v.value().shape();
     v.value().copy_from(levels == 3 ? random_ternary(s, seed++) : random_signs(s, seed++));
   }
-  int64_t fan_in = o.in_channels;
-  detail::set_bn(*model, fan_in, seed);
-  model->eval();
+  int64_t fan_in = 1;
+  detail::set_bn(model, fan_in, seed);
+  model.eval();
+}
+
+// A model-zoo network made by round_randomly. CPU tensors.
+inline std::shared_ptr<nn::Module> rounded_model(const std::string& name, models::ModelOptions o, int levels,
+                                                 uint64_t seed) {
+  auto model = models::make_model(name, o);
+  round_randomly(*model, levels, seed);
   return model;
 }
 
