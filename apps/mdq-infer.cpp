@@ -50,9 +50,10 @@ int run(int argc, char** argv) {
   if (engine == "packed" || (engine == "auto" && device == Device::CUDA)) {
     runner = infer::PackedRunner::build(*model, device, &why);
     MDQ_CHECK(runner || engine == "auto", "--engine packed: " << o.model << " cannot run packed: " << why);
-    if (!runner) std::printf("notice: float engine: %s cannot run on the packed kernels: %s\n", o.model.c_str(), why.c_str());
+    if (!runner)
+      std::printf("notice: float engine: %s cannot run on the packed kernels: %s\n", o.model.c_str(), why.c_str());
   } else if (engine == "auto") {
-    std::printf("notice: float engine: the packed kernels are for CUDA (use --engine packed to force the CPU references)\n");
+    std::printf("notice: float engine: the packed kernels are for CUDA (--engine packed forces their CPU loops)\n");
   }
   if (runner) std::printf("engine: packed (W1A16, bf16 activations: %s)\n", runner->summary().c_str());
   else std::printf("engine: float (weights expanded to f32)\n");

@@ -134,11 +134,11 @@ bool build_steps(const std::vector<Item>& items, Device device, std::vector<Step
     } else if (is_residual_block(*it.m)) {
       if (!build_residual(it, device, s, why)) return false;
     } else {
-      why = it.name + (dynamic_cast<nn::SignSTE*>(it.m)   ? " is a binary activation (act_bits = 1)"
-                       : dynamic_cast<nn::ReLU6*>(it.m)  ? " is a ReLU6 (mobilenetv2: also grouped/depthwise convs; not covered)"
-                       : dynamic_cast<nn::BatchNorm2d*>(it.m) ? " is a BatchNorm not right after a conv/linear layer"
-                       : dynamic_cast<nn::ReLU*>(it.m)   ? " is a ReLU not right after a conv/linear layer"
-                                                         : " is a layer the packed runner does not know");
+      if (dynamic_cast<nn::SignSTE*>(it.m)) why = it.name + " is a binary activation (act_bits = 1)";
+      else if (dynamic_cast<nn::ReLU6*>(it.m)) why = it.name + " is a ReLU6 (mobilenetv2, with depthwise convs too)";
+      else if (dynamic_cast<nn::BatchNorm2d*>(it.m)) why = it.name + " is a BatchNorm not right after a conv/linear";
+      else if (dynamic_cast<nn::ReLU*>(it.m)) why = it.name + " is a ReLU not right after a conv/linear layer";
+      else why = it.name + " is a layer the packed runner does not know";
       return false;
     }
     steps.push_back(std::move(s));

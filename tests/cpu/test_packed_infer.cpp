@@ -22,7 +22,8 @@ namespace {
 constexpr double kLogitTol = 0.03, kMargin = 0.05;
 
 void check_runner(const std::string& name, models::ModelOptions o, int levels, int64_t N, uint64_t seed) {
-  INFO(name << " " << o.image_size << "x" << o.image_size << "x" << o.in_channels << " levels " << levels << " N " << N);
+  INFO(name << " " << o.image_size << "x" << o.image_size << "x" << o.in_channels << " levels " << levels
+             << " N " << N);
   auto model = testing::rounded_model(name, o, levels, seed);
   std::string why;
   auto runner = infer::PackedRunner::build(*model, Device::CPU, &why);
