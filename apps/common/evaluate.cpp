@@ -12,6 +12,14 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int num_classes
   const bool was_training = model.is_training();
   model.eval();
   NoGradScope no_grad;
+  EvalResult r = evaluate_logits([&](const Tensor& images) { return model.forward(Var(images)).value(); }, loader,
+                                 num_classes, max_batches);
+  model.train(was_training);
+  return r;
+}
+
+EvalResult evaluate_logits(const std::function<Tensor(const Tensor&)>& logits_of, data::DataLoader& loader,
+                           int num_classes, int64_t max_batches) {
   EvalResult r;
   r.class_count.assign(static_cast<size_t>(num_classes), 0);
   r.class_correct.assign(static_cast<size_t>(num_classes), 0);
@@ -19,9 +27,8 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int num_classes
   data::Batch batch;
   int64_t batches = 0;
   while (loader.next(batch)) {
-    Var logits = model.forward(Var(batch.images));
     // The logits of a batch are small (N × classes): ranking them on the host keeps this simple.
-    std::vector<float> z = logits.value().to_vector();
+    std::vector<float> z = logits_of(batch.images).to_vector();
     std::vector<int32_t> y = batch.labels.to_vector_i32();
     const size_t k = static_cast<size_t>(num_classes);
     for (size_t i = 0; i < y.size(); ++i) {
@@ -46,7 +53,6 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int num_classes
     }
     if (max_batches > 0 && ++batches >= max_batches) break;
   }
-  model.train(was_training);
   return r;
 }
 

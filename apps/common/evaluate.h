@@ -1,6 +1,7 @@
 // Evaluates a network on a split: top-1, top-5 and per-class accuracy, read from the logits.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,5 +22,8 @@ struct EvalResult {
 
 // Runs the model in eval mode (BN running statistics) with no grad, restoring training mode after.
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int num_classes, int64_t max_batches = 0);
+// The same scoring for any images -> logits function (e.g. infer::PackedRunner::logits).
+EvalResult evaluate_logits(const std::function<Tensor(const Tensor&)>& logits_of, data::DataLoader& loader,
+                           int num_classes, int64_t max_batches = 0);
 
 }  // namespace mdq::app

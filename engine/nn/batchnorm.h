@@ -22,6 +22,9 @@ class BatchNorm2d : public Module {
 
   int64_t channels() const { return channels_; }
   bool affine() const { return affine_; }
+  float eps() const { return eps_; }
+  Var weight() const { return weight_; }  // undefined unless affine
+  Var bias() const { return bias_; }
   Tensor& running_mean() { return *running_mean_; }
   Tensor& running_var() { return *running_var_; }
 

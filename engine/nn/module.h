@@ -39,6 +39,9 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
   void to(Device device);  // moves parameters and buffers, in place (Var handles stay valid)
+  // Direct children in registration order (for a Sequential: its layers in order), so code
+  // outside the model (the packed inference runner) can walk a network's structure.
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
  protected:
   Var register_parameter(const std::string& name, Tensor init, ParamKind kind, int64_t fan_in, int64_t fan_out);

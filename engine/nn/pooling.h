@@ -14,6 +14,9 @@ class MaxPool2d : public Module {
   MaxPool2d(int64_t kernel, int64_t stride, int64_t padding = 0)
       : kernel_(kernel), stride_(stride), padding_(padding) {}
   Var forward(const Var& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
+  int64_t kernel() const { return kernel_; }
+  int64_t stride() const { return stride_; }
+  int64_t padding() const { return padding_; }
 
  private:
   int64_t kernel_, stride_, padding_;

@@ -1,0 +1,104 @@
+// Test helpers for the packed inference runner (engine/infer/packed_runner.h): tiny model-zoo
+// networks with every parameter rounded to ±1 (or {-1, 0, 1}) and BatchNorm running statistics
+// set to non-trivial values of the right size, and a comparison of two logit matrices.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/nn/batchnorm.h"
+#include "engine/nn/conv2d.h"
+#include "engine/nn/linear.h"
+#include "models/model_zoo.h"
+#include "tests/support/testing.h"
+
+namespace mdq::testing {
+
+namespace detail {
+// Sets each BatchNorm's running statistics from the fan-in of the layer before it (registration
+// order is forward order in the model zoo): a ±1 layer over fan_in inputs of size ~1 gives
+// outputs of variance ~fan_in / 2, so var = fan_in · U(0.25, 1) and mean = sqrt(fan_in) · U(-0.5,
+// 0.5) keep activations O(1) through 20 layers while making scale and shift far from 1 and 0.
+inline void set_bn(nn::Module& m, int64_t& fan_in, uint64_t& seed) {
+  if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) fan_in = c->weight().value().numel() / c->weight().value().dim(0);
+  if (auto* l = dynamic_cast<nn::Linear*>(&m)) fan_in = l->in_features();
+  if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) {
+    const int64_t C = bn->channels();
+    const float f = static_cast<float>(std::max<int64_t>(fan_in, 1));
+    Tensor var = Tensor::uniform({C}, 0.25f * f, f, seed++);
+    Tensor mean = Tensor::uniform({C}, -0.5f * std::sqrt(f), 0.5f * std::sqrt(f), seed++);
+    bn->running_var().copy_from(var.to(bn->running_var().device()));
+    bn->running_mean().copy_from(mean.to(bn->running_mean().device()));
+  }
+  for (const auto& [name, child] : m.children()) set_bn(*child, fan_in, seed);
+}
+}  // namespace detail
+
+// Every parameter (weights, biases) of a CPU model set to random ±1 (levels 2) or {-1, 0, 1}
+// (levels 3), BN statistics as in detail::set_bn; the model is left in eval mode.
+inline void round_randomly(nn::Module& model, int levels, uint64_t seed) {
+  for (const nn::ParamRef& p : model.parameters()) {
+    Var v = p.var;
+    const Shape s = v.value().shape();
+    v.value().copy_from(levels == 3 ? random_ternary(s, seed++) : random_signs(s, seed++));
+  }
+  int64_t fan_in = 1;
+  detail::set_bn(model, fan_in, seed);
+  model.eval();
+}
+
+// A model-zoo network made by round_randomly. CPU tensors.
+inline std::shared_ptr<nn::Module> rounded_model(const std::string& name, models::ModelOptions o, int levels,
+                                                 uint64_t seed) {
+  auto model = models::make_model(name, o);
+  round_randomly(*model, levels, seed);
+  return model;
+}
+
+inline Tensor float_logits(nn::Module& model, const Tensor& images) {
+  NoGradScope no_grad;
+  return model.forward(Var(images)).value().cpu();
+}
+
+// How two logit matrices [N][K] agree: the largest difference relative to the largest float
+// logit of its row, top-1 agreement, and disagreements on rows whose float top-1 wins by more
+// than `margin` (relative to the row's largest |logit|), which no bf16 rounding should flip.
+struct LogitAgreement {
+  double worst_rel_diff = 0;
+  int64_t worst_row = -1, rows = 0, top1_agree = 0, clear_disagree = 0;
+  double agree_frac() const { return rows ? static_cast<double>(top1_agree) / rows : 1.0; }
+};
+inline LogitAgreement compare_logits(const Tensor& packed, const Tensor& reference, double margin) {
+  REQUIRE(packed.shape() == reference.shape());
+  const std::vector<float> a = packed.cpu().to_vector(), b = reference.cpu().to_vector();
+  const int64_t N = reference.dim(0), K = reference.dim(1);
+  LogitAgreement r;
+  r.rows = N;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* pa = &a[static_cast<size_t>(n * K)];
+    const float* pb = &b[static_cast<size_t>(n * K)];
+    double scale = 1e-6;
+    for (int64_t k = 0; k < K; ++k) scale = std::max(scale, std::fabs(static_cast<double>(pb[k])));
+    int64_t ta = 0, tb = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const double d = std::fabs(static_cast<double>(pa[k]) - pb[k]) / scale;
+      if (!(d <= r.worst_rel_diff)) {  // NaN counts as worst
+        r.worst_rel_diff = std::isnan(d) ? INFINITY : d;
+        r.worst_row = n;
+      }
+      if (pa[k] > pa[ta]) ta = k;
+      if (pb[k] > pb[tb]) tb = k;
+    }
+    double second = -INFINITY;
+    for (int64_t k = 0; k < K; ++k)
+      if (k != tb) second = std::max(second, static_cast<double>(pb[k]));
+    if (ta == tb) ++r.top1_agree;
+    else if ((pb[tb] - second) / scale > margin) ++r.clear_disagree;
+  }
+  return r;
+}
+
+}  // namespace mdq::testing
