@@ -7,6 +7,7 @@
 #include <memory>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "apps/common/builders.h"
 #include "apps/common/cli.h"
@@ -20,16 +21,31 @@ namespace {
 
 const char* kUsage =
     "usage: mdq-infer --model MODEL.mdqpack [--split test|val|train] [--data-dir DIR] [--device auto|cpu|cuda]\n"
-    "                 [--batch-size N] [--engine auto|packed|float]\n"
+    "                 [--batch-size N] [--engine auto|packed|float] [--agree]\n"
     "Runs a packed model written by mdq-export and prints its accuracy and throughput.\n"
-    "--engine auto (default): the packed kernels on CUDA when the network allows, else the float engine.\n";
+    "--engine auto (default): the packed kernels on CUDA when the network allows, else the float engine.\n"
+    "--agree: after the timed pass, count the images whose top-1 class is the same on the packed\n"
+    "         kernels and on the float engine (the rounded network as mdq-train evaluates it).\n";
+
+// Index of the largest logit of each row of z [N][K].
+std::vector<int64_t> top1(const mdq::Tensor& z) {
+  const std::vector<float> v = z.to_vector();
+  const int64_t N = z.dim(0), K = z.dim(1);
+  std::vector<int64_t> best(static_cast<size_t>(N), 0);
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t k = 1; k < K; ++k)
+      if (v[static_cast<size_t>(i * K + k)] > v[static_cast<size_t>(i * K + best[i])]) best[i] = k;
+  return best;
+}
 
 int run(int argc, char** argv) {
   using namespace mdq;
   std::string path, split = "test", data_dir, device_name = "auto", batch = "256", engine = "auto";
+  bool agree = false;
   if (!app::parse_flags(argc, argv, kUsage,
                         {{"--model", &path}, {"--split", &split}, {"--data-dir", &data_dir},
-                         {"--device", &device_name}, {"--batch-size", &batch}, {"--engine", &engine}}))
+                         {"--device", &device_name}, {"--batch-size", &batch}, {"--engine", &engine}},
+                        {{"--agree", &agree}}))
     return 0;
   MDQ_CHECK(!path.empty(), "--model is required\n" << kUsage);
   MDQ_CHECK(engine == "auto" || engine == "packed" || engine == "float",
@@ -70,6 +86,20 @@ int run(int argc, char** argv) {
               o.model.c_str(), o.dataset.c_str(), split.c_str(), static_cast<long long>(r.count),
               mdq::device_name(device), runner ? "packed" : "float", r.top1_pct(), r.top5_pct(),
               s > 0 ? r.count / s : 0.0);
+  if (agree) {
+    MDQ_CHECK(runner, "--agree compares the packed kernels with the float engine, but this run has no packed engine");
+    int64_t same = 0, total = 0;
+    loader.start_epoch(0);
+    data::Batch b;
+    while (loader.next(b)) {
+      const std::vector<int64_t> p = top1(runner->logits(b.images));
+      const std::vector<int64_t> f = top1(model->forward(Var(b.images)).value());
+      for (size_t i = 0; i < p.size(); ++i) same += p[i] == f[i];
+      total += static_cast<int64_t>(p.size());
+    }
+    std::printf("packed vs float engine: the same top-1 class on %lld of %lld images (%.2f%%)\n",
+                static_cast<long long>(same), static_cast<long long>(total), total ? 100.0 * same / total : 0.0);
+  }
   return 0;
 }
 

@@ -9,7 +9,8 @@
 namespace mdq::app {
 
 bool parse_flags(int argc, char** argv, const char* usage,
-                 const std::vector<std::pair<const char*, std::string*>>& flags) {
+                 const std::vector<std::pair<const char*, std::string*>>& flags,
+                 const std::vector<std::pair<const char*, bool*>>& switches) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -23,6 +24,8 @@ bool parse_flags(int argc, char** argv, const char* usage,
         *target = argv[++i];
         known = true;
       }
+    for (const auto& [name, target] : switches)
+      if (a == name) *target = known = true;
     MDQ_CHECK(known, "unknown option '" << a << "'\n" << usage);
   }
   return true;

@@ -12,10 +12,12 @@
 
 namespace mdq::app {
 
-// Fills each named string from "--name value"; unknown flags are errors that print the usage.
+// Fills each named string from "--name value" and sets each switch given alone ("--name");
+// unknown flags are errors that print the usage.
 // Returns false when --help was asked for (usage already printed).
 bool parse_flags(int argc, char** argv, const char* usage,
-                 const std::vector<std::pair<const char*, std::string*>>& flags);
+                 const std::vector<std::pair<const char*, std::string*>>& flags,
+                 const std::vector<std::pair<const char*, bool*>>& switches = {});
 int64_t parse_count(const char* flag, const std::string& value);  // a positive whole number
 Device pick_device(const std::string& name);                       // auto | cpu | cuda
 std::shared_ptr<data::Dataset> pick_split(const data::Splits& splits, const std::string& name);  // test|val|train
