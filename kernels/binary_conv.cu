@@ -42,9 +42,14 @@
 
 #include "engine/cuda_context.h"
 #include "kernels/binary_conv.h"
+#include "kernels/ptx.cuh"
 
 namespace mdq::kernels {
 namespace {
+
+using ptx::ldmatrix_x4;
+using ptx::mma_b1_and_popc;
+using ptx::smem_u32;
 
 constexpr int kWarps = 4, kThreads = kWarps * 32;
 constexpr int kBlocksPerSm = 4;  // 128 registers a thread (ptxas, sm_90): 16 warps an SM, no spills
@@ -52,25 +57,6 @@ constexpr int kRowsPerWarp = 32, kRowsPerCta = kWarps * kRowsPerWarp;  // MT = 2
 constexpr int kCols = 64;                                                // NT = 8
 constexpr int kChunkWords = 256;  // k words of weights staged at a time (64 x 260 x 4 B = 66.5 KB)
 constexpr int kNoTap = 31;        // tap id of the zero padding past K: its mask bit is never set
-
-__device__ __forceinline__ void mma_b1_and_popc(int32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint32_t* smem_row) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem_row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-#endif
-}
 
 // n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund-Montgomery, as CUTLASS's
 // FastDivmod): integer division is ~20 instructions, this is 3, and every row needs two.
@@ -124,7 +110,7 @@ __device__ __forceinline__ void mma_step(int32_t (&acc)[2][8][4], const uint32_t
 #pragma unroll
   for (int jj = 0; jj < 4; ++jj) {
     uint32_t b[4];  // b0, b1 of n-tile 2jj, then of n-tile 2jj+1
-    ldmatrix_x4(b, Bs + (16 * jj + ld_row) * ldb + 8 * s + ld_col);
+    ldmatrix_x4(b, smem_u32(Bs + (16 * jj + ld_row) * ldb + 8 * s + ld_col));
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       mma_b1_and_popc(acc[i][2 * jj], a[i], b[0], b[1]);
