@@ -1,23 +1,24 @@
-// Packed convolutions: argument checks, CPU references (E12 popc per tap; float loops), and the
-// dispatch to the CUDA kernels.
+// Packed weights (binary as sign bits, ternary as two planes, E11's rounding already applied),
+// the plain-loop NHWC float convolution every packed op is checked against, and the W1A16 /
+// W2A16 convolutions: CPU reference and the dispatch to kernels/w1a16_conv.cu. The W1A1 ones
+// are in binary_conv.cpp.
 #include "engine/packed/packed_conv.h"
 
 #include <algorithm>
-#include <bitset>
 
 #include "engine/packed/bitpack.h"
+#include "engine/packed/conv_common.h"
 #ifdef MDQ_HAS_CUDA
-#include "kernels/binary_conv.h"
-#include "kernels/bitpack.h"
 #include "kernels/w1a16_conv.h"
 #endif
 
 namespace mdq::packed {
 namespace {
 
-int popc(uint32_t v) { return static_cast<int>(std::bitset<32>(v).count()); }
-
-int64_t out_size(int64_t in, int64_t k, const ConvGeometry& g) { return (in + 2 * g.padding - k) / g.stride + 1; }
+using detail::check_geometry;
+using detail::check_vector;
+using detail::out_size;
+using detail::popc;
 
 Tensor tap_popcounts(const Tensor& sign_cpu) {
   const int64_t O = sign_cpu.dim(0), T = sign_cpu.dim(1) * sign_cpu.dim(2), Cw = sign_cpu.dim(3);
@@ -43,119 +44,7 @@ Tensor as_4d_weights(const char* op, const Tensor& w) {
   return w.ndim() == 4 ? w : w.reshape({w.dim(0), w.dim(1), 1, 1});
 }
 
-void check_geometry(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g) {
-  MDQ_CHECK(w.sign.defined() && w.sign.ndim() == 4, op << ": weights are not packed: " << w.sign.describe());
-  MDQ_CHECK(g.stride >= 1 && g.padding >= 0, op << ": bad stride " << g.stride << " or padding " << g.padding);
-  MDQ_CHECK(x.dim(1) + 2 * g.padding >= w.kernel_h() && x.dim(2) + 2 * g.padding >= w.kernel_w(),
-            op << ": kernel " << w.kernel_h() << "x" << w.kernel_w() << " larger than the padded input " << x.describe());
-  check_same_device(op, x, w.sign);
-}
-
-void check_vector(const char* op, const Tensor& v, int64_t O, const Tensor& x) {
-  if (!v.defined()) return;
-  check_dtype(op, v, DType::F32);
-  MDQ_CHECK(v.numel() == O, op << ": per-channel vector " << v.describe() << " needs " << O << " values");
-  check_same_device(op, x, v);
-}
-
-#ifdef MDQ_HAS_CUDA
-// The kernel's arguments for x_bits (CUDA) and w, with the input's pixel popcounts computed
-// into pixel_popc (the caller keeps it until the kernel is queued).
-kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g,
-                                  const Tensor& scale, const Tensor& shift, Tensor& pixel_popc) {
-  const int64_t N = x.dim(0), OH = out_size(x.dim(1), w.kernel_h(), g), OW = out_size(x.dim(2), w.kernel_w(), g);
-  MDQ_CHECK(N * OH * OW < (int64_t{1} << 31) && x.numel() < (int64_t{1} << 31),
-            op << ": input " << x.describe() << " too large for 32-bit row indexing");
-  pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
-  kernels::row_popc(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(), static_cast<int>(x.dim(3)));
-  kernels::BinaryConvArgs a;
-  a.x = x.data<uint32_t>();
-  a.w = w.sign.data<uint32_t>();
-  a.pixel_popc = pixel_popc.data<int32_t>();
-  a.tap_popc = w.tap_popc.data<int32_t>();
-  a.N = static_cast<int>(N); a.H = static_cast<int>(x.dim(1)); a.W = static_cast<int>(x.dim(2));
-  a.C = static_cast<int>(w.channels); a.O = static_cast<int>(w.out_channels());
-  a.KH = static_cast<int>(w.kernel_h()); a.KW = static_cast<int>(w.kernel_w());
-  a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
-  a.scale = scale.defined() ? scale.data<float>() : nullptr;
-  a.shift = shift.defined() ? shift.data<float>() : nullptr;
-  return a;
-}
-#endif
-
-// The CPU W1A1 reference: E12 with the mask, tap by tap, straight from the packed words.
-std::vector<int32_t> binary_conv_cpu(const Tensor& x, const PackedWeights& w, const ConvGeometry& g, int64_t OH,
-                                     int64_t OW) {
-  const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), Cw = x.dim(3), C = w.channels;
-  const int64_t O = w.out_channels(), KH = w.kernel_h(), KW = w.kernel_w();
-  const uint32_t* xb = x.data<uint32_t>();
-  const uint32_t* wb = w.sign.data<uint32_t>();
-  std::vector<int32_t> d(static_cast<size_t>(N * OH * OW * O));
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t oh = 0; oh < OH; ++oh)
-      for (int64_t ow = 0; ow < OW; ++ow)
-        for (int64_t o = 0; o < O; ++o) {
-          int aw = 0, a = 0, ww = 0, valid = 0;  // popc(A&W&M), popc(A&M), popc(W&M), popc(M)
-          for (int64_t kh = 0; kh < KH; ++kh)
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              const int64_t ih = oh * g.stride - g.padding + kh, iw = ow * g.stride - g.padding + kw;
-              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-              const uint32_t* xp = xb + ((n * H + ih) * W + iw) * Cw;
-              const uint32_t* wp = wb + ((o * KH + kh) * KW + kw) * Cw;
-              for (int64_t k = 0; k < Cw; ++k) {
-                aw += popc(xp[k] & wp[k]);
-                a += popc(xp[k]);
-                ww += popc(wp[k]);
-              }
-              valid += static_cast<int>(C);
-            }
-          d[static_cast<size_t>(((n * OH + oh) * OW + ow) * O + o)] = 4 * aw - 2 * a - 2 * ww + valid;
-        }
-  return d;
-}
-
-// (scale·d + shift >= 0) in f32, the product rounded before the sum, as the Affine output is.
-bool affine_nonnegative(float scale, float shift, int64_t d) {
-  volatile float product = scale * static_cast<float>(d);  // volatile: no fused multiply-add
-  return product + shift >= 0.f;
-}
-
 }  // namespace
-
-Tensor sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor& shift, Device device) {
-  const int64_t O = w.out_channels(), range = w.kernel_h() * w.kernel_w() * w.channels;  // |d| <= range
-  Tensor sc = scale.defined() ? scale.cpu() : Tensor::full({O}, 1.f);
-  Tensor sh = shift.defined() ? shift.cpu() : Tensor::full({O}, 0.f);
-  MDQ_CHECK(sc.numel() == O && sh.numel() == O && sc.dtype() == DType::F32 && sh.dtype() == DType::F32,
-            "sign_thresholds: scale " << sc.describe() << " and shift " << sh.describe() << " need " << O << " f32 values");
-  Tensor t = Tensor::empty({2, O}, DType::I32);
-  int32_t* dmin = t.data<int32_t>();
-  int32_t* flip = dmin + O;
-  for (int64_t o = 0; o < O; ++o) {
-    const float s = sc.data<float>()[o], b = sh.data<float>()[o];
-    auto P = [&](int64_t d) { return affine_nonnegative(s, b, d); };
-    if (!(s > 0.f) && !(s < 0.f)) {  // 0 or NaN: the same answer for every d
-      dmin[o] = static_cast<int32_t>(-range);
-      flip[o] = P(0) ? 0 : 1;
-      continue;
-    }
-    // P is monotone: find the first d in [-range, range + 1] where it changes from P(-range).
-    const bool first = P(-range);
-    int64_t lo = -range, hi = range + 1;  // P(lo) == first; hi: past the end
-    while (hi - lo > 1) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      (P(mid) == first ? lo : hi) = mid;
-    }
-    if (s > 0.f) {  // false ... false true ... true: dmin = the first true
-      dmin[o] = static_cast<int32_t>(first ? -range : hi);
-      flip[o] = 0;
-    } else {  // true ... true false ... false: bit = not (d >= first false)
-      dmin[o] = static_cast<int32_t>(first ? hi : -range);
-      flip[o] = 1;
-    }
-  }
-  return t.to(device);
-}
 
 PackedWeights PackedWeights::to(Device device) const {
   PackedWeights r = *this;
@@ -187,126 +76,6 @@ PackedWeights pack_ternary_weights(const Tensor& w) {
 Tensor unpack_weights(const PackedWeights& w) {
   if (w.ternary()) return unpack_ternary({w.sign, w.nonzero}, w.channels).cpu();
   return unpack_signs(w.sign.cpu(), w.channels);
-}
-
-Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, const BinaryOutput& out) {
-  const char* op = "binary_conv2d";
-  check_dtype(op, x, DType::U32);
-  check_ndim(op, x, 4);
-  check_geometry(op, x, w, g);
-  MDQ_CHECK(!w.ternary(), op << ": W1A1 takes binary weights; ternary " << w.sign.describe() << " goes to w1a16_conv2d");
-  MDQ_CHECK(x.dim(3) == packed_words(w.channels),
-            op << ": input " << x.describe() << " holds " << x.dim(3) * 32 << " channel bits, weights "
-               << w.sign.describe() << " expect " << w.channels << " channels");
-  MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 31, op << ": at most 31 taps, got " << w.sign.describe());
-  const int64_t N = x.dim(0), O = w.out_channels();
-  const int64_t OH = out_size(x.dim(1), w.kernel_h(), g), OW = out_size(x.dim(2), w.kernel_w(), g);
-  check_vector(op, out.scale, O, x);
-  check_vector(op, out.shift, O, x);
-  const bool pack = out.mode == BinaryOutputMode::SignPack;
-  const DType dt = out.mode == BinaryOutputMode::Int32 ? DType::I32 : pack ? DType::U32 : DType::F32;
-  Tensor y = Tensor::empty({N, OH, OW, pack ? packed_words(O) : O}, dt, x.device());
-
-  if (out.thresholds.defined()) {
-    check_dtype(op, out.thresholds, DType::I32);
-    MDQ_CHECK(out.thresholds.numel() == 2 * O, op << ": thresholds " << out.thresholds.describe() << " need 2 x " << O);
-    check_same_device(op, x, out.thresholds);
-  }
-  const Tensor thresholds = !pack || out.thresholds.defined() ? out.thresholds
-                                                               : sign_thresholds(w, out.scale, out.shift, x.device());
-
-  if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    Tensor pixel_popc;
-    kernels::BinaryConvArgs a = cuda_args(op, x, w, g, out.scale, out.shift, pixel_popc);
-    a.mode = static_cast<kernels::BinaryEpilogue>(static_cast<int>(out.mode));
-    a.thresholds = pack ? thresholds.data<int32_t>() : nullptr;
-    a.out = y.raw();
-    kernels::binary_conv2d(a);
-#endif
-    return y;
-  }
-
-  std::vector<int32_t> d = binary_conv_cpu(x, w, g, OH, OW);
-  const int64_t P = N * OH * OW;
-  const float* sc = out.scale.defined() ? out.scale.data<float>() : nullptr;
-  const float* sh = out.shift.defined() ? out.shift.data<float>() : nullptr;
-  auto affine = [&](int64_t p, int64_t o) {
-    return (sc ? sc[o] : 1.f) * static_cast<float>(d[static_cast<size_t>(p * O + o)]) + (sh ? sh[o] : 0.f);
-  };
-  switch (out.mode) {
-    case BinaryOutputMode::Int32:
-      std::copy(d.begin(), d.end(), y.data<int32_t>());
-      break;
-    case BinaryOutputMode::Affine:
-    case BinaryOutputMode::AffineRelu: {
-      float* yp = y.data<float>();
-      for (int64_t p = 0; p < P; ++p)
-        for (int64_t o = 0; o < O; ++o) {
-          const float v = affine(p, o);
-          yp[p * O + o] = out.mode == BinaryOutputMode::AffineRelu ? std::max(v, 0.f) : v;
-        }
-      break;
-    }
-    case BinaryOutputMode::SignPack: {
-      const int32_t* dmin = thresholds.data<int32_t>();
-      const int32_t* flip = dmin + O;
-      const int64_t Ow = packed_words(O);
-      uint32_t* yp = y.data<uint32_t>();
-      std::fill(yp, yp + P * Ow, 0u);
-      for (int64_t p = 0; p < P; ++p)
-        for (int64_t o = 0; o < O; ++o)
-          if ((d[static_cast<size_t>(p * O + o)] >= dmin[o]) != (flip[o] != 0)) yp[p * Ow + o / 32] |= 1u << (o % 32);
-      break;
-    }
-  }
-  return y;
-}
-
-ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
-                                      const Tensor& shift, const Tensor& residual) {
-  const char* op = "binary_conv2d_residual";
-  const int64_t O = w.out_channels();
-  check_dtype(op, residual, DType::F32);
-  check_same_device(op, x, residual);
-  if (!x.is_cuda()) {  // the reference: the affine output, plus the residual, then packed
-    Tensor y = binary_conv2d(x, w, g, {BinaryOutputMode::Affine, scale, shift});
-    MDQ_CHECK(residual.shape() == y.shape(), op << ": residual " << residual.describe() << " is not " << y.describe());
-    float* yp = y.data<float>();
-    for (int64_t i = 0; i < y.numel(); ++i) yp[i] += residual.data<float>()[i];
-    return {y, pack_signs(y)};
-  }
-  check_dtype(op, x, DType::U32);
-  check_ndim(op, x, 4);
-  check_geometry(op, x, w, g);
-  MDQ_CHECK(!w.ternary() && x.dim(3) == packed_words(w.channels),
-            op << ": input " << x.describe() << " does not match binary weights " << w.sign.describe());
-  MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 31, op << ": at most 31 taps, got " << w.sign.describe());
-  check_vector(op, scale, O, x);
-  check_vector(op, shift, O, x);
-  const Shape shape{x.dim(0), out_size(x.dim(1), w.kernel_h(), g), out_size(x.dim(2), w.kernel_w(), g), O};
-  MDQ_CHECK(residual.shape() == shape, op << ": residual " << residual.describe() << " must have shape "
-                                          << Tensor::empty(shape).describe());
-  ResidualOutput r{Tensor::empty(shape, DType::F32, x.device()),
-                   Tensor::empty({shape[0], shape[1], shape[2], packed_words(O)}, DType::U32, x.device())};
-#ifdef MDQ_HAS_CUDA
-  Tensor pixel_popc;
-  kernels::BinaryConvArgs a = cuda_args(op, x, w, g, scale, shift, pixel_popc);
-  a.mode = kernels::BinaryEpilogue::ResidualSignPack;
-  a.residual = residual.data<float>();
-  a.out = r.y.raw();
-  a.out_bits = r.bits.data<uint32_t>();
-  kernels::binary_conv2d(a);
-#endif
-  return r;
-}
-
-Tensor binary_linear(const Tensor& x, const PackedWeights& w, const BinaryOutput& out) {
-  check_dtype("binary_linear", x, DType::U32);
-  check_ndim("binary_linear", x, 2);
-  MDQ_CHECK(w.kernel_h() == 1 && w.kernel_w() == 1, "binary_linear: weights " << w.sign.describe() << " are not [O][1][1][Cw]");
-  Tensor y = binary_conv2d(x.reshape({x.dim(0), 1, 1, x.dim(1)}), w, {}, out);
-  return y.reshape({x.dim(0), y.dim(3)});
 }
 
 Tensor conv2d_nhwc_reference(const Tensor& x, const Tensor& w, ConvGeometry g) {
