@@ -295,7 +295,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
             bits[w] ^= flip_s[w];  // after the OR of the four lanes: flip holds all 32 channels
           }
           const int word = n0 / 32 + tq;
-          if (tq < 2 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = tq == 0 ? bits[0] : bits[1];
+          if (tq < 2 && m < g.M && word < Ow)
+            static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = tq == 0 ? bits[0] : bits[1];
           continue;
         }
         // Columns 2 tq and 2 tq + 1 side by side: one 8-byte access when O is even.

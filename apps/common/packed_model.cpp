@@ -9,15 +9,6 @@ namespace {
 
 const char* kHeader = "### packed-model v1\n";
 
-// Which level set a tensor's values lie in: 2 = {-1, 1}, 3 = {-1, 0, 1}, 0 = anything else.
-int level_set(const Tensor& t) {
-  bool zero = false;
-  for (float v : t.to_vector()) {
-    if (v == 0.f) zero = true;
-    else if (v != 1.f && v != -1.f) return 0;
-  }
-  return zero ? 3 : 2;
-}
 
 Tensor flat_row(const Tensor& t) { return t.cpu().reshape({1, t.numel()}); }
 
@@ -28,7 +19,7 @@ PackedStats save_packed_model(const std::string& path, const TrainOptions& o, nn
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const nn::ParamRef& p : model.parameters()) {
     const Tensor& w = p.var.value();
-    switch (level_set(w)) {
+    switch (packed::level_set(w)) {
       case 2:
         tensors.emplace_back("bits/" + p.name, packed::pack_signs(flat_row(w)));
         stats.binary_params += w.numel();

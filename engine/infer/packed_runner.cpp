@@ -50,19 +50,9 @@ void collect(const std::string& prefix, nn::Module& m, std::vector<Item>& out) {
   }
 }
 
-// 2: every value is ±1; 3: every value in {-1, 0, 1}; 0: anything else (float weights).
-int level_set(const Tensor& t) {
-  bool zero = false;
-  for (float v : t.to_vector()) {
-    if (v == 0.f) zero = true;
-    else if (v != 1.f && v != -1.f) return 0;
-  }
-  return zero ? 3 : 2;
-}
-
 bool pack(const std::string& name, const Tensor& w, Device device, packed::PackedWeights& out, std::string& why) {
   const Tensor host = w.cpu();
-  switch (level_set(host)) {
+  switch (packed::level_set(host)) {
     case 2: out = packed::pack_binary_weights(host).to(device); return true;
     case 3: out = packed::pack_ternary_weights(host).to(device); return true;
     default:

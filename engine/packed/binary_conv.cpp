@@ -14,17 +14,13 @@
 namespace mdq::packed {
 namespace {
 
-using detail::check_geometry;
-using detail::check_vector;
-using detail::out_size;
-using detail::popc;
-
 #ifdef MDQ_HAS_CUDA
 // The kernel's arguments for x_bits (CUDA) and w, with the input's pixel popcounts computed
 // into pixel_popc (the caller keeps it until the kernel is queued).
 kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g,
                                   const Tensor& scale, const Tensor& shift, Tensor& pixel_popc) {
-  const int64_t N = x.dim(0), OH = out_size(x.dim(1), w.kernel_h(), g), OW = out_size(x.dim(2), w.kernel_w(), g);
+  const int64_t N = x.dim(0);
+  const int64_t OH = detail::out_size(x.dim(1), w.kernel_h(), g), OW = detail::out_size(x.dim(2), w.kernel_w(), g);
   MDQ_CHECK(N * OH * OW < (int64_t{1} << 31) && x.numel() < (int64_t{1} << 31),
             op << ": input " << x.describe() << " too large for 32-bit row indexing");
   pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
@@ -64,9 +60,9 @@ std::vector<int32_t> binary_conv_cpu(const Tensor& x, const PackedWeights& w, co
               const uint32_t* xp = xb + ((n * H + ih) * W + iw) * Cw;
               const uint32_t* wp = wb + ((o * KH + kh) * KW + kw) * Cw;
               for (int64_t k = 0; k < Cw; ++k) {
-                aw += popc(xp[k] & wp[k]);
-                a += popc(xp[k]);
-                ww += popc(wp[k]);
+                aw += detail::popc(xp[k] & wp[k]);
+                a += detail::popc(xp[k]);
+                ww += detail::popc(wp[k]);
               }
               valid += static_cast<int>(C);
             }
@@ -122,16 +118,16 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
   const char* op = "binary_conv2d";
   check_dtype(op, x, DType::U32);
   check_ndim(op, x, 4);
-  check_geometry(op, x, w, g);
+  detail::check_geometry(op, x, w, g);
   MDQ_CHECK(!w.ternary(), op << ": W1A1 takes binary weights; ternary " << w.sign.describe() << " goes to w1a16_conv2d");
   MDQ_CHECK(x.dim(3) == packed_words(w.channels),
             op << ": input " << x.describe() << " holds " << x.dim(3) * 32 << " channel bits, weights "
                << w.sign.describe() << " expect " << w.channels << " channels");
   MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 31, op << ": at most 31 taps, got " << w.sign.describe());
   const int64_t N = x.dim(0), O = w.out_channels();
-  const int64_t OH = out_size(x.dim(1), w.kernel_h(), g), OW = out_size(x.dim(2), w.kernel_w(), g);
-  check_vector(op, out.scale, O, x);
-  check_vector(op, out.shift, O, x);
+  const int64_t OH = detail::out_size(x.dim(1), w.kernel_h(), g), OW = detail::out_size(x.dim(2), w.kernel_w(), g);
+  detail::check_vector(op, out.scale, O, x);
+  detail::check_vector(op, out.shift, O, x);
   const bool pack = out.mode == BinaryOutputMode::SignPack;
   const DType dt = out.mode == BinaryOutputMode::Int32 ? DType::I32 : pack ? DType::U32 : DType::F32;
   Tensor y = Tensor::empty({N, OH, OW, pack ? packed_words(O) : O}, dt, x.device());
@@ -207,13 +203,13 @@ ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, C
   }
   check_dtype(op, x, DType::U32);
   check_ndim(op, x, 4);
-  check_geometry(op, x, w, g);
+  detail::check_geometry(op, x, w, g);
   MDQ_CHECK(!w.ternary() && x.dim(3) == packed_words(w.channels),
             op << ": input " << x.describe() << " does not match binary weights " << w.sign.describe());
   MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 31, op << ": at most 31 taps, got " << w.sign.describe());
-  check_vector(op, scale, O, x);
-  check_vector(op, shift, O, x);
-  const Shape shape{x.dim(0), out_size(x.dim(1), w.kernel_h(), g), out_size(x.dim(2), w.kernel_w(), g), O};
+  detail::check_vector(op, scale, O, x);
+  detail::check_vector(op, shift, O, x);
+  const Shape shape{x.dim(0), detail::out_size(x.dim(1), w.kernel_h(), g), detail::out_size(x.dim(2), w.kernel_w(), g), O};
   MDQ_CHECK(residual.shape() == shape, op << ": residual " << residual.describe() << " must have shape "
                                           << Tensor::empty(shape).describe());
   ResidualOutput r{Tensor::empty(shape, DType::F32, x.device()),

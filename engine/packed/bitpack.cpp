@@ -198,4 +198,13 @@ Tensor nhwc_to_nchw(const Tensor& x) {
   return y.to(x.device());
 }
 
+int level_set(const Tensor& t) {
+  bool zero = false;
+  for (float v : t.to_vector()) {
+    if (v == 0.f) zero = true;
+    else if (v != 1.f && v != -1.f) return 0;
+  }
+  return zero ? 3 : 2;
+}
+
 }  // namespace mdq::packed

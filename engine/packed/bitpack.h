@@ -36,6 +36,10 @@ struct TernaryPlanes {
 TernaryPlanes pack_ternary(const Tensor& x);
 Tensor unpack_ternary(const TernaryPlanes& planes, int64_t channels);  // f32 {-1, 0, 1} [..., C]
 
+// Which level set a tensor's values lie in: 2 = {-1, 1}, 3 = {-1, 0, 1}, 0 = anything else
+// (what can be packed as sign bits, as two planes, or not at all). Reads the values on the host.
+int level_set(const Tensor& t);
+
 // Layout changes for f32 tensors on the CPU (test and export helpers).
 Tensor nchw_to_nhwc(const Tensor& x);
 Tensor nhwc_to_nchw(const Tensor& x);

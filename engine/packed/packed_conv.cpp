@@ -15,11 +15,6 @@
 namespace mdq::packed {
 namespace {
 
-using detail::check_geometry;
-using detail::check_vector;
-using detail::out_size;
-using detail::popc;
-
 Tensor tap_popcounts(const Tensor& sign_cpu) {
   const int64_t O = sign_cpu.dim(0), T = sign_cpu.dim(1) * sign_cpu.dim(2), Cw = sign_cpu.dim(3);
   Tensor t = Tensor::empty({O, T + 1}, DType::I32);
@@ -29,7 +24,7 @@ Tensor tap_popcounts(const Tensor& sign_cpu) {
     int total = 0;
     for (int64_t k = 0; k < T; ++k) {
       int c = 0;
-      for (int64_t w = 0; w < Cw; ++w) c += popc(s[(o * T + k) * Cw + w]);
+      for (int64_t w = 0; w < Cw; ++w) c += detail::popc(s[(o * T + k) * Cw + w]);
       p[o * (T + 1) + k] = c;
       total += c;
     }
@@ -87,7 +82,7 @@ Tensor conv2d_nhwc_reference(const Tensor& x, const Tensor& w, ConvGeometry g) {
   MDQ_CHECK(x.dim(3) == w.dim(3), "conv2d_nhwc_reference: channels of " << x.describe() << " and " << w.describe() << " differ");
   const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
   const int64_t O = w.dim(0), KH = w.dim(1), KW = w.dim(2);
-  const int64_t OH = out_size(H, KH, g), OW = out_size(W, KW, g);
+  const int64_t OH = detail::out_size(H, KH, g), OW = detail::out_size(W, KW, g);
   Tensor y = Tensor::empty({N, OH, OW, O});
   const float* xp = x.data<float>();
   const float* wp = w.data<float>();
@@ -114,14 +109,14 @@ Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, con
   const char* op = "w1a16_conv2d";
   check_dtype(op, x, DType::BF16);
   check_ndim(op, x, 4);
-  check_geometry(op, x, w, g);
+  detail::check_geometry(op, x, w, g);
   MDQ_CHECK(x.dim(3) == w.channels, op << ": input " << x.describe() << " has " << x.dim(3) << " channels, weights "
                                        << w.sign.describe() << " expect " << w.channels);
   MDQ_CHECK(out.dtype == DType::F32 || out.dtype == DType::BF16, op << ": output must be f32 or bf16");
   const int64_t N = x.dim(0), O = w.out_channels();
-  const int64_t OH = out_size(x.dim(1), w.kernel_h(), g), OW = out_size(x.dim(2), w.kernel_w(), g);
-  check_vector(op, out.scale, O, x);
-  check_vector(op, out.shift, O, x);
+  const int64_t OH = detail::out_size(x.dim(1), w.kernel_h(), g), OW = detail::out_size(x.dim(2), w.kernel_w(), g);
+  detail::check_vector(op, out.scale, O, x);
+  detail::check_vector(op, out.shift, O, x);
   if (w.ternary()) check_same_device(op, x, w.nonzero);
 
   if (x.is_cuda()) {
