@@ -55,6 +55,16 @@ void* workspace(size_t bytes) {
   return c.workspace;
 }
 
+int sm_count() {
+  static const int sms = [] {
+    int dev = 0, count = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+    return count;
+  }();
+  return sms;
+}
+
 void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line) {
   raise("CUDA", cudaGetErrorString(e), call, file, line);
 }

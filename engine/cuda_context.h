@@ -16,6 +16,9 @@ cudnnHandle_t cudnn();
 // Scratch memory for cuDNN/cuBLAS workspaces; grows, never shrinks, lives on the stream.
 void* workspace(size_t bytes);
 
+// Multiprocessors of the current device (read once), for grids sized to fill the GPU.
+int sm_count();
+
 [[noreturn]] void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line);
 [[noreturn]] void throw_cublas_error(cublasStatus_t s, const char* call, const char* file, int line);
 [[noreturn]] void throw_cudnn_error(cudnnStatus_t s, const char* call, const char* file, int line);

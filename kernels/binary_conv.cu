@@ -73,8 +73,8 @@ struct FastDiv {
   }
 };
 
-struct Geometry {
-  int N, H, W, C, Cw, O, KH, KW, stride, pad, OH, OW, T, Ktot, M;
+struct Geometry : ConvShape {
+  int M;            // output pixels N*OH*OW (the caller keeps it below 2^31)
   FastDiv ohw, ow;  // OH*OW and OW
 };
 
@@ -361,12 +361,7 @@ size_t binary_conv_smem_bytes(int k_words) {
 
 void binary_conv2d(const BinaryConvArgs& a) {
   Geometry g{};
-  g.N = a.N; g.H = a.H; g.W = a.W; g.C = a.C; g.Cw = (a.C + 31) / 32; g.O = a.O;
-  g.KH = a.KH; g.KW = a.KW; g.stride = a.stride; g.pad = a.pad;
-  g.OH = conv_out_size(a.H, a.KH, a.stride, a.pad);
-  g.OW = conv_out_size(a.W, a.KW, a.stride, a.pad);
-  g.T = a.KH * a.KW;
-  g.Ktot = g.T * g.Cw;
+  static_cast<ConvShape&>(g) = conv_shape(a);
   const long long M = (long long)a.N * g.OH * g.OW;
   if (M <= 0 || g.O <= 0) return;
   // Row geometry and word offsets are 32-bit; the caller (engine/packed) checks these limits.
@@ -382,12 +377,7 @@ void binary_conv2d(const BinaryConvArgs& a) {
     smem_set[k3] = smem;
   }
   // kBlocksPerSm CTAs an SM (the register budget of __launch_bounds__), over the channel slices.
-  static const int sms = [] {
-    int dev = 0, count = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
-    return count;
-  }();
+  const int sms = cuda::sm_count();
   const int slices = (g.O + kCols - 1) / kCols, tiles = (g.M + kRowsPerCta - 1) / kRowsPerCta;
   const int per_slice = std::max(1, std::min(tiles, (kBlocksPerSm * sms + slices - 1) / slices));
   const dim3 grid((unsigned)per_slice, (unsigned)slices);

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/conv_shape.h"  // conv_out_size
+
 namespace mdq::kernels {
 
 // What the epilogue does with the exact ±1 dot product d of output (pixel, channel o):
@@ -36,8 +38,6 @@ struct BinaryConvArgs {
   void* out = nullptr;
 };
 // Limits the caller checks: KH*KW <= 31 taps; N*OH*OW and N*H*W*ceil(C/32) below 2^31.
-
-inline int conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
 void binary_conv2d(const BinaryConvArgs& a);
 // Dynamic shared memory the kernel takes for a K of k_words 32-bit words per output channel.

@@ -107,12 +107,7 @@ bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_
 
 // Enough blocks to fill the GPU (SMs × 8), fewer when there is less work.
 unsigned blocks_for(int64_t work) {
-  static int sms = [] {
-    int dev = 0, count = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
-    return count;
-  }();
+  const int sms = cuda::sm_count();
   int64_t want = (work + kBlock - 1) / kBlock;
   int64_t cap = static_cast<int64_t>(sms) * 8;
   return static_cast<unsigned>(want < 1 ? 1 : want > cap ? cap : want);

@@ -22,7 +22,6 @@
 #include <cuda_bf16.h>
 
 #include "engine/cuda_context.h"
-#include "kernels/binary_conv.h"  // conv_out_size
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"
 
@@ -241,16 +240,6 @@ void launch_fast(const W1A16ConvArgs& a, const Geometry& g) {
   CUDA_CHECK_LAUNCH();
 }
 
-int sm_count() {
-  static const int sms = [] {
-    int dev = 0, count = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
-    return count;
-  }();
-  return sms;
-}
-
 // Tile shape by problem size: 64x64 warp tiles (the B expansion and the A fragments each reused
 // 4-8 times) when the big CTA shapes still give every SM a CTA, else 64x64 CTAs of 32x32 warps.
 //   O <= 64: 256 x 64 CTA, 4 warps of 64x64, 3 stages (99 KB, two CTAs per SM)
@@ -259,7 +248,7 @@ int sm_count() {
 template <bool TERNARY>
 void dispatch_fast(const W1A16ConvArgs& a, const Geometry& g) {
   auto ctas = [&](int bm, int bn) { return ((g.M + bm - 1) / bm) * (long long)((g.O + bn - 1) / bn); };
-  const long long sms = sm_count();
+  const long long sms = cuda::sm_count();
   if (g.O <= 64 && ctas(256, 64) >= sms)
     launch_fast<4, 1, 4, 8, 3, TERNARY>(a, g);
   else if (g.O > 64 && ctas(128, 128) >= sms)
@@ -282,12 +271,7 @@ void dispatch(const W1A16ConvArgs& a, const Geometry& g) {
 
 void w1a16_conv2d(const W1A16ConvArgs& a) {
   w1a16::Geometry g{};
-  g.N = a.N; g.H = a.H; g.W = a.W; g.C = a.C; g.Cw = (a.C + 31) / 32; g.O = a.O;
-  g.KH = a.KH; g.KW = a.KW; g.stride = a.stride; g.pad = a.pad;
-  g.OH = conv_out_size(a.H, a.KH, a.stride, a.pad);
-  g.OW = conv_out_size(a.W, a.KW, a.stride, a.pad);
-  g.T = a.KH * a.KW;
-  g.Ktot = g.T * g.Cw;
+  static_cast<ConvShape&>(g) = conv_shape(a);
   g.CB = (a.C + 63) / 64;
   g.M = (long long)a.N * g.OH * g.OW;
   if (g.M <= 0 || g.O <= 0) return;

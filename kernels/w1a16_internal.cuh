@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/conv_shape.h"
 #include "kernels/w1a16_conv.h"
 
 namespace mdq::kernels::w1a16 {
@@ -11,9 +12,8 @@ namespace mdq::kernels::w1a16 {
 // bf16 bit patterns of +1, -1.
 constexpr uint32_t kPlus = 0x3F80u, kMinus = 0xBF80u;
 
-struct Geometry {
-  int N, H, W, C, Cw, O, KH, KW, stride, pad, OH, OW, T, Ktot;  // Ktot = T*Cw words per output channel
-  int CB;                                                       // fast path: 64-channel blocks per tap
+struct Geometry : ConvShape {  // Ktot = T*Cw words per output channel
+  int CB;                       // fast path: 64-channel blocks per tap
   long long M;
 };
 
