@@ -15,13 +15,12 @@ namespace mdq::packed {
 namespace {
 
 #ifdef MDQ_HAS_CUDA
-// The kernel's arguments for x_bits (CUDA) and w, with the input's pixel popcounts computed
-// into pixel_popc (the caller keeps it until the kernel is queued).
+// The kernel's arguments for x_bits (CUDA) and w (output shape from check_w1a1), with the
+// input's pixel popcounts computed into pixel_popc (the caller keeps it until the kernel is queued).
 kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g,
-                                  const Tensor& scale, const Tensor& shift, Tensor& pixel_popc) {
+                                  const Shape& out_shape, const Tensor& scale, const Tensor& shift, Tensor& pixel_popc) {
   const int64_t N = x.dim(0);
-  const int64_t OH = detail::out_size(x.dim(1), w.kernel_h(), g), OW = detail::out_size(x.dim(2), w.kernel_w(), g);
-  MDQ_CHECK(N * OH * OW < (int64_t{1} << 31) && x.numel() < (int64_t{1} << 31),
+  MDQ_CHECK(N * out_shape[1] * out_shape[2] < (int64_t{1} << 31) && x.numel() < (int64_t{1} << 31),
             op << ": input " << x.describe() << " too large for 32-bit row indexing");
   pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
   kernels::row_popc(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(), static_cast<int>(x.dim(3)));
@@ -71,6 +70,25 @@ std::vector<int32_t> binary_conv_cpu(const Tensor& x, const PackedWeights& w, co
   return d;
 }
 
+// The checks every W1A1 entry point makes: packed binary input and weights that fit each other,
+// at most 31 taps (the kernel's tap mask), per-channel scale/shift of the right size and device.
+// Returns the output shape [N][OH][OW][O].
+Shape check_w1a1(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g, const Tensor& scale,
+                 const Tensor& shift) {
+  check_dtype(op, x, DType::U32);
+  check_ndim(op, x, 4);
+  detail::check_geometry(op, x, w, g);
+  MDQ_CHECK(!w.ternary(), op << ": W1A1 takes binary weights; ternary " << w.sign.describe() << " goes to w1a16_conv2d");
+  MDQ_CHECK(x.dim(3) == packed_words(w.channels),
+            op << ": input " << x.describe() << " holds " << x.dim(3) * 32 << " channel bits, weights "
+               << w.sign.describe() << " expect " << w.channels << " channels");
+  MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 31, op << ": at most 31 taps, got " << w.sign.describe());
+  const int64_t O = w.out_channels();
+  detail::check_vector(op, scale, O, x);
+  detail::check_vector(op, shift, O, x);
+  return {x.dim(0), detail::out_size(x.dim(1), w.kernel_h(), g), detail::out_size(x.dim(2), w.kernel_w(), g), O};
+}
+
 // (scale·d + shift >= 0) in f32, the product rounded before the sum, as the Affine output is.
 bool affine_nonnegative(float scale, float shift, int64_t d) {
   volatile float product = scale * static_cast<float>(d);  // volatile: no fused multiply-add
@@ -116,18 +134,8 @@ Tensor sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor
 
 Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, const BinaryOutput& out) {
   const char* op = "binary_conv2d";
-  check_dtype(op, x, DType::U32);
-  check_ndim(op, x, 4);
-  detail::check_geometry(op, x, w, g);
-  MDQ_CHECK(!w.ternary(), op << ": W1A1 takes binary weights; ternary " << w.sign.describe() << " goes to w1a16_conv2d");
-  MDQ_CHECK(x.dim(3) == packed_words(w.channels),
-            op << ": input " << x.describe() << " holds " << x.dim(3) * 32 << " channel bits, weights "
-               << w.sign.describe() << " expect " << w.channels << " channels");
-  MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 31, op << ": at most 31 taps, got " << w.sign.describe());
-  const int64_t N = x.dim(0), O = w.out_channels();
-  const int64_t OH = detail::out_size(x.dim(1), w.kernel_h(), g), OW = detail::out_size(x.dim(2), w.kernel_w(), g);
-  detail::check_vector(op, out.scale, O, x);
-  detail::check_vector(op, out.shift, O, x);
+  const Shape shape = check_w1a1(op, x, w, g, out.scale, out.shift);
+  const int64_t N = shape[0], OH = shape[1], OW = shape[2], O = shape[3];
   const bool pack = out.mode == BinaryOutputMode::SignPack;
   const DType dt = out.mode == BinaryOutputMode::Int32 ? DType::I32 : pack ? DType::U32 : DType::F32;
   Tensor y = Tensor::empty({N, OH, OW, pack ? packed_words(O) : O}, dt, x.device());
@@ -143,7 +151,7 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
   if (x.is_cuda()) {
 #ifdef MDQ_HAS_CUDA
     Tensor pixel_popc;
-    kernels::BinaryConvArgs a = cuda_args(op, x, w, g, out.scale, out.shift, pixel_popc);
+    kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, out.scale, out.shift, pixel_popc);
     a.mode = static_cast<kernels::BinaryEpilogue>(static_cast<int>(out.mode));
     a.thresholds = pack ? thresholds.data<int32_t>() : nullptr;
     a.out = y.raw();
@@ -191,32 +199,22 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
 ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
                                       const Tensor& shift, const Tensor& residual) {
   const char* op = "binary_conv2d_residual";
-  const int64_t O = w.out_channels();
+  const Shape shape = check_w1a1(op, x, w, g, scale, shift);
   check_dtype(op, residual, DType::F32);
   check_same_device(op, x, residual);
+  MDQ_CHECK(residual.shape() == shape, op << ": residual " << residual.describe() << " must have shape "
+                                          << Tensor::empty(shape).describe());
   if (!x.is_cuda()) {  // the reference: the affine output, plus the residual, then packed
     Tensor y = binary_conv2d(x, w, g, {BinaryOutputMode::Affine, scale, shift});
-    MDQ_CHECK(residual.shape() == y.shape(), op << ": residual " << residual.describe() << " is not " << y.describe());
     float* yp = y.data<float>();
     for (int64_t i = 0; i < y.numel(); ++i) yp[i] += residual.data<float>()[i];
     return {y, pack_signs(y)};
   }
-  check_dtype(op, x, DType::U32);
-  check_ndim(op, x, 4);
-  detail::check_geometry(op, x, w, g);
-  MDQ_CHECK(!w.ternary() && x.dim(3) == packed_words(w.channels),
-            op << ": input " << x.describe() << " does not match binary weights " << w.sign.describe());
-  MDQ_CHECK(w.kernel_h() * w.kernel_w() <= 31, op << ": at most 31 taps, got " << w.sign.describe());
-  detail::check_vector(op, scale, O, x);
-  detail::check_vector(op, shift, O, x);
-  const Shape shape{x.dim(0), detail::out_size(x.dim(1), w.kernel_h(), g), detail::out_size(x.dim(2), w.kernel_w(), g), O};
-  MDQ_CHECK(residual.shape() == shape, op << ": residual " << residual.describe() << " must have shape "
-                                          << Tensor::empty(shape).describe());
   ResidualOutput r{Tensor::empty(shape, DType::F32, x.device()),
-                   Tensor::empty({shape[0], shape[1], shape[2], packed_words(O)}, DType::U32, x.device())};
+                   Tensor::empty({shape[0], shape[1], shape[2], packed_words(shape[3])}, DType::U32, x.device())};
 #ifdef MDQ_HAS_CUDA
   Tensor pixel_popc;
-  kernels::BinaryConvArgs a = cuda_args(op, x, w, g, scale, shift, pixel_popc);
+  kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, scale, shift, pixel_popc);
   a.mode = kernels::BinaryEpilogue::ResidualSignPack;
   a.residual = residual.data<float>();
   a.out = r.y.raw();
