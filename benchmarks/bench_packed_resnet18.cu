@@ -231,7 +231,7 @@ class Net {
     const int S = stem_conv_->OH;
     stem_raw_ = Tensor::empty({N, S, S, kStemOut}, DType::BF16, Device::CUDA);
     stem_act_ = Tensor::empty({N, S, S, kStemOut}, DType::BF16, Device::CUDA);
-    const int P = kernels::pool_out_size(S);
+    const int P = kernels::maxpool_out_size(S, 3, 2, 1);
     pool_ = Tensor::empty({N, P, P, kStemOut}, DType::BF16, Device::CUDA);
     for (const Block& b : m.blocks) {
       Run r;
@@ -256,8 +256,8 @@ class Net {
     if (parts & kStem) stem_conv_->run(input, stem.w_bf16, stem_raw_);
     if (parts & kElementwise) {
       affine_act(stem_raw_, &stem.scale, &stem.shift, nullptr, true, stem_act_);
-      kernels::maxpool3x3s2_nhwc_bf16(stem_act_.data<uint16_t>(), pool_.data<uint16_t>(), N_,
-                                      static_cast<int>(stem_act_.dim(1)), static_cast<int>(stem_act_.dim(2)), kStemOut);
+      kernels::maxpool_nhwc_bf16(stem_act_.data<uint16_t>(), pool_.data<uint16_t>(), N_,
+                                 static_cast<int>(stem_act_.dim(1)), static_cast<int>(stem_act_.dim(2)), kStemOut, 3, 2, 1);
     }
     const Tensor* x = &pool_;
     const Tensor* x_bits = nullptr;  // W1A1: the previous block's output signs

@@ -74,9 +74,11 @@ __global__ void residual_add_kernel(const float* x, const float* r32, const uint
   }
 }
 
+// Max pooling, V consecutive channels per thread.
 template <int V>
-__global__ void maxpool_kernel(const uint16_t* x, uint16_t* y, int N, int H, int W, int C) {
-  const int OH = (H - 1) / 2 + 1, OW = (W - 1) / 2 + 1, CG = C / V;  // pool_out_size, on the device
+__global__ void maxpool_kernel(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p, int OH,
+                               int OW) {
+  const int CG = C / V;
   MDQ_GRID_STRIDE(g, int64_t(N) * OH * OW * CG) {
     const int cg = static_cast<int>(g % CG);
     const int64_t pix = g / CG;
@@ -85,11 +87,11 @@ __global__ void maxpool_kernel(const uint16_t* x, uint16_t* y, int N, int H, int
     float m[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) m[j] = -INFINITY;
-    for (int kh = 0; kh < 3; ++kh) {
-      const int ih = 2 * oh - 1 + kh;
+    for (int kh = 0; kh < k; ++kh) {
+      const int ih = oh * s - p + kh;
       if (ih < 0 || ih >= H) continue;
-      for (int kw = 0; kw < 3; ++kw) {
-        const int iw = 2 * ow - 1 + kw;
+      for (int kw = 0; kw < k; ++kw) {
+        const int iw = ow * s - p + kw;
         if (iw < 0 || iw >= W) continue;
         const Vec<uint16_t, V> v = load<uint16_t, V>(x + ((n * H + ih) * W + iw) * C + int64_t(cg) * V);
 #pragma unroll
@@ -100,6 +102,22 @@ __global__ void maxpool_kernel(const uint16_t* x, uint16_t* y, int N, int H, int
 #pragma unroll
     for (int j = 0; j < V; ++j) out.v[j] = f_to_bf(m[j]);
     store<uint16_t, V>(y + pix * C + int64_t(cg) * V, out);
+  }
+}
+
+// Layout changes, indexed by the output so the stores are coalesced.
+__global__ void nchw_to_nhwc_kernel(const float* x, uint16_t* y, int64_t N, int C, int64_t HW) {
+  MDQ_GRID_STRIDE(i, N * HW * C) {
+    const int c = static_cast<int>(i % C);
+    const int64_t q = (i / C) % HW, n = i / (C * HW);
+    y[i] = f_to_bf(x[(n * C + c) * HW + q]);
+  }
+}
+
+__global__ void nhwc_to_nchw_kernel(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C) {
+  MDQ_GRID_STRIDE(i, N * HW * C) {
+    const int64_t q = i % HW, c = (i / HW) % C, n = i / (HW * C);
+    y[i] = x[(n * HW + q) * C + c];
   }
 }
 
@@ -144,13 +162,14 @@ void residual_add_f32(const float* x, const float* r_f32, const uint16_t* r_bf16
   CUDA_CHECK_LAUNCH();
 }
 
-void maxpool3x3s2_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C) {
-  const int64_t out = int64_t(N) * pool_out_size(H) * pool_out_size(W) * C;
-  if (out == 0) return;
+void maxpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p) {
+  const int OH = maxpool_out_size(H, k, s, p), OW = maxpool_out_size(W, k, s, p);
+  const int64_t out = int64_t(N) * OH * OW * C;
+  if (out <= 0) return;
   if (C % 8 == 0 && aligned(x, 16) && aligned(y, 16)) {
-    maxpool_kernel<8><<<cuda::grid_for(out / 8), 256, 0, cuda::stream()>>>(x, y, N, H, W, C);
+    maxpool_kernel<8><<<cuda::grid_for(out / 8), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, k, s, p, OH, OW);
   } else {
-    maxpool_kernel<1><<<cuda::grid_for(out), 256, 0, cuda::stream()>>>(x, y, N, H, W, C);
+    maxpool_kernel<1><<<cuda::grid_for(out), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, k, s, p, OH, OW);
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -164,6 +183,20 @@ void avgpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int HW, int C) {
 void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW, int C) {
   if (int64_t(N) * C == 0) return;
   avgpool_kernel<float><<<cuda::grid_for(int64_t(N) * C), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+void nchw_f32_to_nhwc_bf16(const float* x, uint16_t* y, int64_t N, int C, int64_t HW) {
+  const int64_t n = N * C * HW;
+  if (n == 0) return;
+  nchw_to_nhwc_kernel<<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, C, HW);
+  CUDA_CHECK_LAUNCH();
+}
+
+void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C) {
+  const int64_t n = N * C * HW;
+  if (n == 0) return;
+  nhwc_to_nchw_kernel<<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
   CUDA_CHECK_LAUNCH();
 }
 

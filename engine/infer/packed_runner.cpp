@@ -12,7 +12,6 @@
 #include "engine/nn/reshape.h"
 #include "engine/packed/bitpack.h"
 #include "kernels/nhwc_bf16.h"
-#include "kernels/packed_infer.h"
 
 namespace mdq::infer {
 

@@ -2,7 +2,7 @@
 // on the packed kernels: every convolution and linear layer through packed::w1a16_conv2d /
 // w1a16_linear with its weights kept packed, eval-mode BatchNorm and the layer's bias folded
 // into the kernel's per-channel scale/shift with ReLU fused, bf16 NHWC activations in between
-// (kernels/nhwc_bf16.h, kernels/packed_infer.h for residual add, pooling and layout changes).
+// (kernels/nhwc_bf16.h for residual add, pooling and layout changes).
 // It lives in the engine (not apps/common) so GPU tests, which link libmdq only, can reach it.
 // Works on CUDA (the point) and on the CPU (the packed ops' reference loops; slow, for tests).
 //

@@ -11,7 +11,7 @@
 #include "engine/infer/packed_runner.h"
 #include "engine/ops/pooling.h"
 #include "engine/packed/bitpack.h"
-#include "kernels/packed_infer.h"
+#include "kernels/nhwc_bf16.h"
 #include "tests/support/packed_nets.h"
 #include "tests/support/testing.h"
 

@@ -78,19 +78,19 @@ TEST_CASE("residual_add_f32 matches the CPU exactly, with f32 and bf16 residuals
   }
 }
 
-TEST_CASE("maxpool3x3s2_nhwc_bf16 matches the CPU exactly") {
+TEST_CASE("maxpool_nhwc_bf16 3x3/2 (the ResNet stem) matches the CPU exactly, 8-channel vector path too") {
   struct Case { int N, H, W, C; };
   for (Case k : {Case{2, 7, 9, 3}, Case{1, 8, 8, 64}, Case{2, 14, 15, 16}, Case{1, 1, 1, 8}, Case{3, 2, 5, 5},
                  Case{2, 112, 112, 64}}) {
     std::ostringstream what;
     what << "N " << k.N << " H " << k.H << " W " << k.W << " C " << k.C;
     INFO(what.str());
-    const int OH = kernels::pool_out_size(k.H), OW = kernels::pool_out_size(k.W);
+    const int OH = kernels::maxpool_out_size(k.H, 3, 2, 1), OW = kernels::maxpool_out_size(k.W, 3, 2, 1);
     Tensor x = random_bf16({k.N, k.H, k.W, k.C}, 500 + k.H * 31 + k.C);
     Tensor expected = Tensor::empty({k.N, OH, OW, k.C}, DType::BF16);
-    kernels::reference::maxpool3x3s2_nhwc_bf16(host16(x), expected.data<uint16_t>(), k.N, k.H, k.W, k.C);
+    kernels::reference::maxpool_nhwc_bf16(host16(x), expected.data<uint16_t>(), k.N, k.H, k.W, k.C, 3, 2, 1);
     Tensor xg = x.cuda(), y = poisoned({k.N, OH, OW, k.C}, DType::BF16);
-    kernels::maxpool3x3s2_nhwc_bf16(xg.data<uint16_t>(), y.data<uint16_t>(), k.N, k.H, k.W, k.C);
+    kernels::maxpool_nhwc_bf16(xg.data<uint16_t>(), y.data<uint16_t>(), k.N, k.H, k.W, k.C, 3, 2, 1);
     testing::require_close(as_f32(y), as_f32(expected), 0.f, 0.f, what.str());
   }
 }

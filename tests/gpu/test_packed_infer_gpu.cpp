@@ -1,5 +1,5 @@
 // The packed inference runner on CUDA (engine/infer/packed_runner.h): first its layout and
-// pooling kernels (kernels/packed_infer.cu) against their CPU references, exactly, on odd sizes
+// pooling kernels (kernels/nhwc_bf16.cu) against their CPU references, exactly, on odd sizes
 // with poisoned outputs; then tiny rounded networks (random ±1 / {-1, 0, 1} parameters, BN
 // running statistics far from 0 and 1) on the packed W1A16 kernels against the float engine in
 // eval mode on the same batch, and against the runner's own CPU path.
@@ -15,7 +15,7 @@
 #include "tests/support/packed_nets.h"
 #include "tests/support/testing.h"
 #ifdef MDQ_HAS_CUDA
-#include "kernels/packed_infer.h"
+#include "kernels/nhwc_bf16.h"
 #endif
 
 using namespace mdq;
