@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "benchmarks/bench_common.h"
+#include "benchmarks/cudnn_conv.h"
 #include "engine/cuda_context.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
@@ -73,60 +74,6 @@ double b1_peak_tops() {
   return ops / (ms * 1e-3) / 1e12;
 }
 
-enum class CudnnMode { FP32, TF32, BF16 };
-
-// One cuDNN convolution in NHWC, its fastest algorithm found once at construction.
-struct CudnnConv {
-  cudnnTensorDescriptor_t xd, yd;
-  cudnnFilterDescriptor_t wd;
-  cudnnConvolutionDescriptor_t cd;
-  cudnnConvolutionFwdAlgo_t algo;
-  size_t ws = 0;
-  Tensor x, w, y;
-
-  CudnnConv(int N, int C, int H, int W, int O, CudnnMode mode) {
-    const cudnnDataType_t dt = mode == CudnnMode::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
-    const DType et = mode == CudnnMode::BF16 ? DType::BF16 : DType::F32;
-    x = Tensor::zeros({N, H, W, C}, et, Device::CUDA);
-    w = Tensor::zeros({O, 3, 3, C}, et, Device::CUDA);
-    y = Tensor::zeros({N, H, W, O}, et, Device::CUDA);
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
-    CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
-    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, dt, N, C, H, W));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, dt, N, O, H, W));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd, dt, CUDNN_TENSOR_NHWC, O, C, 3, 3));
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, 1, 1, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(
-        cd, mode == CudnnMode::FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));  // FMA_MATH: no TF32
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int found = 0;
-    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(cuda::cudnn(), xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                     &found, perf));
-    algo = perf[0].algo;
-    ws = perf[0].memory;
-    for (int i = 0; i < found; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) {
-        algo = perf[i].algo;
-        ws = perf[i].memory;
-        break;
-      }
-  }
-  ~CudnnConv() {
-    cudnnDestroyTensorDescriptor(xd);
-    cudnnDestroyTensorDescriptor(yd);
-    cudnnDestroyFilterDescriptor(wd);
-    cudnnDestroyConvolutionDescriptor(cd);
-  }
-  void run() {
-    const float one = 1.f, zero = 0.f;
-    void* work = ws ? cuda::workspace(ws) : nullptr;
-    CUDNN_CHECK(cudnnConvolutionForward(cuda::cudnn(), &one, xd, x.raw(), wd, w.raw(), cd, algo, work, ws, &zero, yd,
-                                        y.raw()));
-  }
-};
-
 struct Layer { const char* net; int C, HW; };
 
 }  // namespace
@@ -154,8 +101,12 @@ int main(int argc, char** argv) {
       auto tops = [&](float ms) { return ops / (ms * 1e-3) / 1e12; };
       float cudnn_ms[3];
       for (int m = 0; m < 3; ++m) {
-        CudnnConv conv(N, C, H, W, O, static_cast<CudnnMode>(m));
-        cudnn_ms[m] = time_ms([&] { conv.run(); });
+        const CudnnMode mode = static_cast<CudnnMode>(m);
+        const DType et = mode == CudnnMode::BF16 ? DType::BF16 : DType::F32;
+        CudnnConv conv(N, C, H, W, O, 3, 1, 1, mode);
+        Tensor x = Tensor::zeros({N, H, W, C}, et, Device::CUDA), w = Tensor::zeros({O, 3, 3, C}, et, Device::CUDA);
+        Tensor y = Tensor::zeros({N, H, W, O}, et, Device::CUDA);
+        cudnn_ms[m] = time_ms([&] { conv.run(x, w, y); });
       }
       // W1A1: packed NHWC signs in, packed signs out (BatchNorm folded into scale/shift).
       packed::PackedWeights w = packed::pack_binary_weights(Tensor::uniform({O, C, 3, 3}, -1, 1, 1)).to(Device::CUDA);

@@ -21,13 +21,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "benchmarks/bench_common.h"
+#include "benchmarks/cudnn_conv.h"
 #include "engine/cuda_context.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
@@ -50,77 +49,6 @@ float median_ms(const std::function<void()>& fn) {
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
 }
-
-// One cuDNN bf16 convolution in NHWC; its fastest algorithm is found once per shape (cached).
-class CudnnConv {
- public:
-  CudnnConv(int N, int C, int H, int W, int O, int K, int stride, int pad)
-      : OH((H + 2 * pad - K) / stride + 1), OW((W + 2 * pad - K) / stride + 1) {
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd_));
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd_));
-    CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd_));
-    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd_));
-    const cudnnDataType_t bf = CUDNN_DATA_BFLOAT16;
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd_, CUDNN_TENSOR_NHWC, bf, N, C, H, W));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd_, CUDNN_TENSOR_NHWC, bf, N, O, OH, OW));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd_, bf, CUDNN_TENSOR_NHWC, O, C, K, K));
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd_, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
-                                                CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, CUDNN_TENSOR_OP_MATH));
-    static std::map<std::tuple<int, int, int, int, int, int, int, int>, std::pair<cudnnConvolutionFwdAlgo_t, size_t>>
-        found_algos;
-    const auto key = std::make_tuple(N, C, H, W, O, K, stride, pad);
-    if (auto it = found_algos.find(key); it != found_algos.end()) {
-      std::tie(algo_, ws_) = it->second;
-      found = true;
-      return;
-    }
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int count = 0;
-    const cudnnStatus_t st = cudnnFindConvolutionForwardAlgorithm(cuda::cudnn(), xd_, wd_, cd_, yd_,
-                                                                  CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf);
-    if (st != CUDNN_STATUS_SUCCESS) {
-      why = cudnnGetErrorString(st);
-      return;
-    }
-    for (int i = 0; i < count && !found; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) {
-        algo_ = perf[i].algo;
-        ws_ = perf[i].memory;
-        found = true;
-      }
-    if (found)
-      found_algos[key] = {algo_, ws_};
-    else
-      why = "no algorithm succeeded";
-  }
-  CudnnConv(const CudnnConv&) = delete;
-  CudnnConv& operator=(const CudnnConv&) = delete;
-  ~CudnnConv() {
-    cudnnDestroyTensorDescriptor(xd_);
-    cudnnDestroyTensorDescriptor(yd_);
-    cudnnDestroyFilterDescriptor(wd_);
-    cudnnDestroyConvolutionDescriptor(cd_);
-  }
-  // x bf16 [N][H][W][C], w bf16 [O][K][K][C], y bf16 [N][OH][OW][O].
-  void run(const Tensor& x, const Tensor& w, Tensor& y) const {
-    MDQ_CHECK(found, "CudnnConv: no bf16 NHWC algorithm (" << why << ") for " << x.describe() << " * " << w.describe());
-    const float one = 1.f, zero = 0.f;
-    void* work = ws_ ? cuda::workspace(ws_) : nullptr;
-    CUDNN_CHECK(cudnnConvolutionForward(cuda::cudnn(), &one, xd_, x.raw(), wd_, w.raw(), cd_, algo_, work, ws_, &zero,
-                                        yd_, y.raw()));
-  }
-  const int OH, OW;
-  bool found = false;
-  std::string why;
-
- private:
-  cudnnTensorDescriptor_t xd_, yd_;
-  cudnnFilterDescriptor_t wd_;
-  cudnnConvolutionDescriptor_t cd_;
-  cudnnConvolutionFwdAlgo_t algo_ = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-  size_t ws_ = 0;
-};
 
 // ---- the model: weights shared by the three versions, independent of the batch.
 struct Conv {
