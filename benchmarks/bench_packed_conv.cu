@@ -20,6 +20,7 @@
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/packed_conv.h"
+#include "kernels/ptx.cuh"
 
 using namespace mdq;
 
@@ -48,6 +49,32 @@ __global__ void b1_peak_kernel(int iters, int* sink) {
   if (s == 0x7fffffff) sink[0] = s;  // keeps the chains alive
 }
 
+// ---- wgmma b1 peak (sm_90a builds): each warpgroup issues groups of 8 m64n64k256 AND+popc on
+// the same shared-memory operands (contents do not change the rate), 2 accumulator sets in turn.
+__global__ void wgmma_b1_peak_kernel(int iters, int* sink) {
+  __shared__ __align__(128) uint8_t ops[2 * 2048];
+  for (int i = threadIdx.x; i < 2 * 2048; i += blockDim.x) ops[i] = static_cast<uint8_t>(i * 37 + 11);
+  kernels::ptx::fence_proxy_async_shared();
+  __syncthreads();
+  const uint32_t base = kernels::ptx::smem_u32(ops);
+  const uint64_t da = kernels::ptx::wgmma_desc(base, 1024, 128), db = kernels::ptx::wgmma_desc(base + 2048, 1024, 128);
+  int32_t d0[8][4] = {}, d1[8][4] = {};
+  for (int i = 0; i < iters; ++i) {
+    kernels::ptx::wgmma_fence();
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      kernels::ptx::wgmma_b1_m64n64k256(d0, da, db, true);
+      kernels::ptx::wgmma_b1_m64n64k256(d1, da, db, true);
+    }
+    kernels::ptx::wgmma_commit();
+    kernels::ptx::wgmma_wait<0>();
+  }
+  int s = 0;
+  for (int j = 0; j < 8; ++j)
+    for (int e = 0; e < 4; ++e) s += d0[j][e] + d1[j][e];
+  if (s == 0x7fffffff) sink[0] = s;
+}
+
 // Best of 4 rounds, each round's call count grown until it lasts ~20 ms.
 float time_ms(const std::function<void()>& fn) {
   for (int i = 0; i < 3; ++i) fn();  // warm-up (and cuDNN's lazy init)
@@ -74,6 +101,23 @@ double b1_peak_tops() {
   return ops / (ms * 1e-3) / 1e12;
 }
 
+// 0 when this build has no sm_90a code or the GPU is not compute capability 9.0.
+double wgmma_b1_peak_tops() {
+#ifndef MDQ_HAS_SM90A
+  return 0;
+#else
+  if (cuda::compute_capability() != 90) return 0;
+  Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
+  const int blocks = cuda::sm_count() * 4, threads = 128, iters = 2048;
+  float ms = time_ms([&] {
+    wgmma_b1_peak_kernel<<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>());
+    CUDA_CHECK_LAUNCH();
+  });
+  const double ops = 2.0 * 64 * 64 * 256 * 8.0 * iters * blocks;
+  return ops / (ms * 1e-3) / 1e12;
+#endif
+}
+
 struct Layer { const char* net; int C, HW; };
 
 }  // namespace
@@ -84,12 +128,16 @@ int main(int argc, char** argv) {
   const std::vector<int>& batches = args.batches;
   const std::vector<std::string>& only = args.names;
 
-  const double peak = b1_peak_tops();
-  std::printf("GPU: %s\nmma.sync m16n8k256 AND+popc peak: %.1f TOPS\n", cuda_device_name().c_str(), peak);
+  const double mma_peak = b1_peak_tops(), wgmma_peak = wgmma_b1_peak_tops();
+  std::printf("GPU: %s\nb1 AND+popc peaks: mma.sync m16n8k256 %.1f TOPS, wgmma m64n64k256 %.1f TOPS\n",
+              cuda_device_name().c_str(), mma_peak, wgmma_peak);
+  const double peak = std::max(mma_peak, wgmma_peak);
   std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"
-              "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n\n");
-  std::printf("%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s\n", "net", "C", "HW", "batch", "fp32", "tf32",
-              "bf16", "W1A1", "x bf16", "%peak", "W1A16", "x bf16");
+              "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n"
+              "W1A1 = the kernel binary_conv2d picks (wgmma on sm_90a), %%peak of the higher peak above;\n"
+              "W1A1 mma = the portable mma.sync kernel (MDQ_W1A1_KERNEL=mma).\n\n");
+  std::printf("%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %8s %7s\n", "net", "C", "HW", "batch", "fp32",
+              "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 mma", "x bf16", "W1A16", "x bf16");
   const Layer layers[] = {{"cifar", 64, 32},    {"cifar", 128, 16},   {"cifar", 256, 8},    {"cifar", 512, 4},
                           {"imagenet", 64, 56}, {"imagenet", 128, 28}, {"imagenet", 256, 14}, {"imagenet", 512, 7}};
   for (const Layer& L : layers) {
@@ -115,13 +163,17 @@ int main(int argc, char** argv) {
       packed::BinaryOutput bo{packed::BinaryOutputMode::SignPack, scale, shift,
                               packed::sign_thresholds(w, scale, shift, Device::CUDA)};  // once per layer
       const float w1a1_ms = time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
+      ::setenv("MDQ_W1A1_KERNEL", "mma", 1);
+      const float mma_ms = time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
+      ::unsetenv("MDQ_W1A1_KERNEL");
       // W1A16: bf16 NHWC in, bf16 out, per-channel scale.
       Tensor xh = packed::to_bf16(Tensor::uniform({N, H, W, C}, -1, 1, 3, Device::CUDA));
       packed::FloatOutput fo{scale, {}, false, DType::BF16};
       const float w1a16_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
-      std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.2fx\n", L.net, C, L.HW, N,
-                  tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms), cudnn_ms[2] / w1a1_ms,
-                  100.0 * tops(w1a1_ms) / peak, tops(w1a16_ms), cudnn_ms[2] / w1a16_ms);
+      std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.2fx\n", L.net,
+                  C, L.HW, N, tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms),
+                  cudnn_ms[2] / w1a1_ms, 100.0 * tops(w1a1_ms) / peak, tops(mma_ms), cudnn_ms[2] / mma_ms,
+                  tops(w1a16_ms), cudnn_ms[2] / w1a16_ms);
     }
   }
   return 0;

@@ -65,6 +65,17 @@ int sm_count() {
   return sms;
 }
 
+int compute_capability() {
+  static const int cc = [] {
+    int dev = 0, major = 0, minor = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    return 10 * major + minor;
+  }();
+  return cc;
+}
+
 void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line) {
   raise("CUDA", cudaGetErrorString(e), call, file, line);
 }

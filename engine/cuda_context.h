@@ -18,6 +18,8 @@ void* workspace(size_t bytes);
 
 // Multiprocessors of the current device (read once), for grids sized to fill the GPU.
 int sm_count();
+// The current device's compute capability as 10 major + minor (90 for H100/H200), cached.
+int compute_capability();
 
 [[noreturn]] void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line);
 [[noreturn]] void throw_cublas_error(cublasStatus_t s, const char* call, const char* file, int line);

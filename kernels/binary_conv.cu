@@ -5,14 +5,7 @@
 // K = KH*KW*Cw words of 32 bits, word k = (tap k / Cw, channel word k % Cw); the zero-padded
 // tail of the last k256 step adds nothing because both operands are 0 there.
 //
-// The mask (E12 with M): zero padding contributes 0, not ±1, and channels padded up to 32 bits
-// contribute nothing. For output pixel p and channel o, with V(p) the taps inside the image,
-//   a·w = Σ_{t∈V(p), c<C} (2A-1)(2W-1) = 4 popc(A&W&M) - 2 popc(A&M) - 2 popc(W&M) + popc(M)
-//   popc(A&W&M) = popc(A&W)       the gathered A is 0 outside the image and in padded channels;
-//   popc(A&M)   = Σ_{t∈V(p)} pixel_popc[input pixel of tap t];
-//   popc(W&M)   = wtot[o] - Σ_{t∉V(p)} tap_popc[o][t]   (the second sum is empty inside the image);
-//   popc(M)     = |V(p)| · C.
-// Per row r(p) = 2 popc(A&M) - popc(M), so d = 4 acc - r(p) - 2 popc(W&M).
+// The mask terms of E12 and the epilogue: kernels/binary_conv_common.cuh.
 //
 // Why this shape (measured on an H200, see benchmarks/results): a binary GEMM with K = 576 bits
 // (ResNet's 64-channel 3x3) is so thin that per-output work, not the tensor core, sets the pace;
@@ -42,9 +35,11 @@
 
 #include "engine/cuda_context.h"
 #include "kernels/binary_conv.h"
+#include "kernels/binary_conv_common.cuh"
 #include "kernels/ptx.cuh"
 
 namespace mdq::kernels {
+namespace binary {
 namespace {
 
 using ptx::ldmatrix_x4;
@@ -54,29 +49,7 @@ using ptx::smem_u32;
 constexpr int kWarps = 4, kThreads = kWarps * 32;
 constexpr int kBlocksPerSm = 4;  // 128 registers a thread (ptxas, sm_90): 16 warps an SM, no spills
 constexpr int kRowsPerWarp = 32, kRowsPerCta = kWarps * kRowsPerWarp;  // MT = 2
-constexpr int kCols = 64;                                                // NT = 8
 constexpr int kChunkWords = 256;  // k words of weights staged at a time (64 x 260 x 4 B = 66.5 KB)
-constexpr int kNoTap = 31;        // tap id of the zero padding past K: its mask bit is never set
-
-// n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund-Montgomery, as CUTLASS's
-// FastDivmod): integer division is ~20 instructions, this is 3, and every row needs two.
-struct FastDiv {
-  int d = 1;
-  unsigned magic = 0, shift = 0;
-  FastDiv() = default;
-  explicit FastDiv(int divisor) : d(divisor) {
-    while ((1u << shift) < static_cast<unsigned>(d)) ++shift;
-    magic = static_cast<unsigned>(((1ull << 32) * ((1ull << shift) - d)) / d + 1);
-  }
-  __device__ __forceinline__ int div(int n) const {
-    return static_cast<int>((__umulhi(static_cast<unsigned>(n), magic) + static_cast<unsigned>(n)) >> shift);
-  }
-};
-
-struct Geometry : ConvShape {
-  int M;            // output pixels N*OH*OW (the caller keeps it below 2^31)
-  FastDiv ohw, ow;  // OH*OW and OW
-};
 
 // One activation word of a row (its pointer, tap mask) at table entry (offset, tap): 0 outside
 // the image. In PTX so that the address stays one mad.wide.u32 on the row pointer (the compiler
@@ -124,19 +97,11 @@ __device__ void stage_weights(const BinaryConvArgs& args, const Geometry& g, uin
                               int n0, int kc0, int kc) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int c = warp; c < kCols; c += kWarps) {
-    const int o = n0 + c;
+    const int o = n0 + slice_channel(c);  // column c of the GEMM (binary_conv_common.cuh)
     for (int k = lane; k < kc; k += 32)
       Bs[c * ldb + k] = o < g.O && kc0 + k < g.Ktot ? __ldg(args.w + (long long)o * g.Ktot + kc0 + k) : 0u;
   }
-  for (int k = threadIdx.x; k < kc; k += kThreads) {
-    const int kg = kc0 + k;
-    int2 ot{0, kNoTap};
-    if (kg < g.Ktot) {
-      const int tap = kg / g.Cw, cw = kg - tap * g.Cw, kh = tap / g.KW, kw = tap - kh * g.KW;
-      ot = make_int2((kh * g.W + kw) * g.Cw + cw, tap);
-    }
-    table[k] = ot;
-  }
+  for (int k = threadIdx.x; k < kc; k += kThreads) table[k] = k_word_source(g, kc0 + k);
 }
 
 // Persistent: a CTA owns one 64-channel slice (blockIdx.y) and walks 128-row tiles
@@ -145,7 +110,6 @@ __device__ void stage_weights(const BinaryConvArgs& args, const Geometry& g, uin
 // KS = 3: the 3x3 kernel size known at compile time (tap loops unrolled); KS = 0: any size.
 template <int KS>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(BinaryConvArgs args, Geometry g) {
-  const int KH = KS ? KS : g.KH, KW = KS ? KS : g.KW;
   extern __shared__ __align__(16) uint32_t smem[];
   const int chunk = min(g.Ktot + 7 & ~7, kChunkWords);  // words per staged chunk, whole k256 steps
   const int ldb = chunk + 4;                             // ≡ 4 (mod 8): conflict-free ldmatrix rows
@@ -160,39 +124,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
   // and k half (mi & 1); row = channel within the pair.
   const int ld_row = 8 * (lane >> 4) + (lane & 7), ld_col = 4 * ((lane >> 3) & 1);
 
-  // SignPack: bit o = (d + 2 wtot >= dmin + 2 wtot) xor flip, per channel of the slice in
-  // shared memory (registers are full); channels past O are never set.
-  const int T1 = g.T + 1;
-  const uint32_t all_taps = (1u << g.T) - 1u;  // T <= 31
-  const bool pack = args.mode == BinaryEpilogue::SignPack;
-  __shared__ int2 thr_s[kCols / 2];  // the pair of columns (2 tq, 2 tq + 1) of n-tile j
-  __shared__ uint32_t flip_s[2];
-  __shared__ int2 tap_s[32][kCols / 2];  // 2 popc(W) of tap t for the column pair; 0 past O
-  if (tid < 2) flip_s[tid] = 0u;
-  __syncthreads();
-  if (pack && tid < kCols) {
-    const int o = n0 + tid;
-    int t = 0x3fffffff;
-    if (o < g.O) {
-      t = __ldg(args.thresholds + o) + 2 * __ldg(args.tap_popc + o * T1 + g.T);
-      if (__ldg(args.thresholds + g.O + o)) atomicOr(&flip_s[tid / 32], 1u << (tid % 32));
-    }
-    reinterpret_cast<int*>(thr_s)[tid] = t;
-  }
-  // The other modes: 2 wtot, scale and shift of each column, read once per CTA.
-  __shared__ float2 aff_s[kCols];  // (scale, shift)
-  if (!pack && tid < kCols) {
-    const int o = n0 + tid;
-    const bool in = o < g.O;
-    reinterpret_cast<int*>(thr_s)[tid] = in ? 2 * __ldg(args.tap_popc + o * T1 + g.T) : 0;
-    aff_s[tid] = make_float2(in && args.scale ? args.scale[o] : 1.f, in && args.shift ? args.shift[o] : 0.f);
-  }
-  const int Ow = (g.O + 31) / 32;
-
-  for (int idx = tid; idx < g.T * kCols; idx += kThreads) {
-    const int t = idx / kCols, c = idx - t * kCols, o = n0 + c;
-    reinterpret_cast<int*>(tap_s[t])[c] = o < g.O ? 2 * __ldg(args.tap_popc + o * T1 + t) : 0;
-  }
+  __shared__ EpilogueTables tables;
+  load_epilogue_tables(tables, args, g, n0);
   if (one_chunk) stage_weights(args, g, Bs, table, ldb, n0, 0, chunk);
   __syncthreads();  // thresholds (and the one chunk) are in
   const int tiles = (g.M + kRowsPerCta - 1) / kRowsPerCta;
@@ -200,38 +133,14 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
     const int mw = tile * kRowsPerCta + warp * kRowsPerWarp;     // first row of this warp
 
     // ---- this lane's own row mw + lane: base offset, tap mask, r = 2 popc(A&M) - popc(M)
-    int my_base = 0, my_r = 0;
-    uint32_t my_mask = 0;
-    {
-      const int m = mw + lane;
-      if (m < g.M) {
-        const int n = g.ohw.div(m), rem = m - n * g.OH * g.OW, oh = g.ow.div(rem), ow = rem - oh * g.OW;
-        const int ih0 = oh * g.stride - g.pad, iw0 = ow * g.stride - g.pad;
-        my_base = ((n * g.H + ih0) * g.W + iw0) * g.Cw;
-        int sum_a = 0, nvalid = 0;
-#pragma unroll
-        for (int kh = 0; kh < KH; ++kh) {
-          const int ih = ih0 + kh;
-          const bool row_in = ih >= 0 && ih < g.H;
-#pragma unroll
-          for (int kw = 0; kw < KW; ++kw) {
-            const int iw = iw0 + kw;
-            const bool in = row_in && iw >= 0 && iw < g.W;
-            my_mask |= (in ? 1u : 0u) << (kh * KW + kw);
-            sum_a += in ? __ldg(args.pixel_popc + (n * g.H + ih) * g.W + iw) : 0;
-            nvalid += in;
-          }
-        }
-        my_r = 2 * sum_a - nvalid * g.C;
-      }
-    }
+    const Row my = row_geometry<KS>(args, g, mw + lane);
     const uint32_t* row[4];  // x + the row's base: only dereferenced at taps inside the image
     uint32_t mask[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       const int src = 16 * (q >> 1) + 8 * (q & 1) + gq;
-      row[q] = args.x + __shfl_sync(0xffffffffu, my_base, src);
-      mask[q] = __shfl_sync(0xffffffffu, my_mask, src);
+      row[q] = args.x + __shfl_sync(0xffffffffu, my.base, src);
+      mask[q] = __shfl_sync(0xffffffffu, my.mask, src);
     }
 
     int32_t acc[2][8][4] = {};
@@ -259,100 +168,20 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
 
     // ---- epilogue. Columns of this lane: o = n0 + 8 j + 2 tq + e.
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int q = 2 * i + h;
-        const int local = 16 * i + 8 * h + gq, m = mw + local;
-        const int r = __shfl_sync(0xffffffffu, my_r, local);
-        // acc <- 4 acc - r + 2 popc(W & taps outside the image) = d + 2 wtot, in place (no
-        // extra registers); the tap loop runs for border pixels only.
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) acc[i][j][2 * h + e] = 4 * acc[i][j][2 * h + e] - r;
-        for (uint32_t miss = ~mask[q] & all_taps; m < g.M && miss; miss &= miss - 1) {
-          const int t = __ffs(miss) - 1;
-#pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            const int2 p = tap_s[t][4 * j + tq];
-            acc[i][j][2 * h] += p.x;
-            acc[i][j][2 * h + 1] += p.y;
-          }
-        }
-        if (pack) {
-          uint32_t bits[2] = {0u, 0u};
-#pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            const int2 t = thr_s[4 * j + tq];
-            if (acc[i][j][2 * h] >= t.x) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq);
-            if (acc[i][j][2 * h + 1] >= t.y) bits[j >> 2] |= 2u << (8 * (j & 3) + 2 * tq);
-          }
-#pragma unroll
-          for (int w = 0; w < 2; ++w) {  // every lane shuffles: `pack` is warp-uniform
-            bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 1);
-            bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 2);
-            bits[w] ^= flip_s[w];  // after the OR of the four lanes: flip holds all 32 channels
-          }
-          const int word = n0 / 32 + tq;
-          if (tq < 2 && m < g.M && word < Ow)
-            static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = tq == 0 ? bits[0] : bits[1];
-          continue;
-        }
-        // Columns 2 tq and 2 tq + 1 side by side: one 8-byte access when O is even.
-        const bool pair = (g.O & 1) == 0, residual = args.mode == BinaryEpilogue::ResidualSignPack;
-        uint32_t bits[2] = {0u, 0u};  // ResidualSignPack's signs
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int c = 8 * j + 2 * tq, o = n0 + c;
-          if (m >= g.M || o >= g.O) continue;
-          const int2 w2 = thr_s[4 * j + tq];
-          const int d0 = acc[i][j][2 * h] - w2.x, d1 = acc[i][j][2 * h + 1] - w2.y;
-          const long long idx = (long long)m * g.O + o;
-          const bool two = o + 1 < g.O;
-          if (args.mode == BinaryEpilogue::Int32) {
-            int32_t* out = static_cast<int32_t*>(args.out) + idx;
-            if (pair) {
-              *reinterpret_cast<int2*>(out) = make_int2(d0, d1);
-            } else {
-              out[0] = d0;
-              if (two) out[1] = d1;
-            }
-            continue;
-          }
-          const float2 a0 = aff_s[c], a1 = aff_s[c + 1];
-          float y0 = a0.x * (float)d0 + a0.y, y1 = a1.x * (float)d1 + a1.y;
-          if (args.mode == BinaryEpilogue::AffineRelu) y0 = fmaxf(y0, 0.f), y1 = fmaxf(y1, 0.f);
-          if (residual) {
-            const float2 r2 = pair ? __ldg(reinterpret_cast<const float2*>(args.residual + idx))
-                                   : make_float2(args.residual[idx], two ? args.residual[idx + 1] : 0.f);
-            y0 += r2.x, y1 += r2.y;
-            if (y0 >= 0.f) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq);
-            if (two && y1 >= 0.f) bits[j >> 2] |= 2u << (8 * (j & 3) + 2 * tq);
-          }
-          float* out = static_cast<float*>(args.out) + idx;
-          if (pair) {
-            *reinterpret_cast<float2*>(out) = make_float2(y0, y1);
-          } else {
-            out[0] = y0;
-            if (two) out[1] = y1;
-          }
-        }
-        if (residual) {  // warp-uniform: every lane shuffles
-#pragma unroll
-          for (int w = 0; w < 2; ++w) {
-            bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 1);
-            bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 2);
-          }
-          const int word = n0 / 32 + tq;
-          if (tq < 2 && m < g.M && word < Ow) args.out_bits[(long long)m * Ow + word] = tq == 0 ? bits[0] : bits[1];
-        }
+        const int local = 16 * i + 8 * h + gq;
+        epilogue_row(acc[i], h, mw + local, __shfl_sync(0xffffffffu, my.r, local), mask[2 * i + h], tables, args, g,
+                     n0);
       }
-    }
   }
 }
 
 }  // namespace
+}  // namespace binary
+
+using namespace binary;
 
 size_t binary_conv_smem_bytes(int k_words) {
   const int chunk = std::min((k_words + 7) & ~7, kChunkWords);
@@ -360,14 +189,9 @@ size_t binary_conv_smem_bytes(int k_words) {
 }
 
 void binary_conv2d(const BinaryConvArgs& a) {
-  Geometry g{};
-  static_cast<ConvShape&>(g) = conv_shape(a);
-  const long long M = (long long)a.N * g.OH * g.OW;
-  if (M <= 0 || g.O <= 0) return;
-  // Row geometry and word offsets are 32-bit; the caller (engine/packed) checks these limits.
-  g.M = static_cast<int>(M);
-  g.ohw = FastDiv(g.OH * g.OW);
-  g.ow = FastDiv(g.OW);
+  const Geometry g = make_geometry(a);
+  if (g.M <= 0 || g.O <= 0) return;
+  if (conv2d_wgmma(a, g)) return;
   const size_t smem = binary_conv_smem_bytes(g.Ktot);
   const bool k3 = g.KH == 3 && g.KW == 3;
   auto kernel = k3 ? binary_conv_kernel<3> : binary_conv_kernel<0>;

@@ -40,7 +40,7 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t smem_addr
 #endif
 }
 
-// cp.async of 16 or 4 bytes; valid == false writes zeros (src-size 0 reads nothing).
+// cp.async of 16, 8 or 4 bytes; valid == false writes zeros (src-size 0 reads nothing).
 __device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
                "r"(valid ? 16 : 0) : "memory");
@@ -49,8 +49,70 @@ __device__ __forceinline__ void cp_async4_zfill(void* smem, const void* gmem, bo
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
                "r"(valid ? 4 : 0) : "memory");
 }
+__device__ __forceinline__ void cp_async8_zfill(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
+               "r"(valid ? 8 : 0) : "memory");
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// ---- sm_90a: warpgroup MMA (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate").
+// Only in code built for sm_90a (-gencode=arch=compute_90a,code=sm_90a), where
+// __CUDA_ARCH_FEAT_SM90_ALL is defined; elsewhere these compile to nothing and must not be called.
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MDQ_WGMMA_AVAILABLE 1
+#endif
+
+// Shared-memory matrix descriptor, no swizzle: the operand is made of 8-row x 16-byte core
+// matrices (each 128 contiguous bytes); lbo = bytes between core matrices adjacent in K,
+// sbo = bytes between core matrices adjacent in M (or N). Addresses and offsets in units of 16 B.
+__device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr, uint32_t lbo, uint32_t sbo) {
+  return static_cast<uint64_t>((smem_addr >> 4) & 0x3fffu) | static_cast<uint64_t>((lbo >> 4) & 0x3fffu) << 16 |
+         static_cast<uint64_t>((sbo >> 4) & 0x3fffu) << 32;
+}
+__device__ __forceinline__ void wgmma_fence() {
+#ifdef MDQ_WGMMA_AVAILABLE
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#ifdef MDQ_WGMMA_AVAILABLE
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#ifdef MDQ_WGMMA_AVAILABLE
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// Makes this thread's generic-proxy shared-memory writes (st.shared, cp.async) visible to the
+// async proxy that wgmma reads operands through; then a barrier, then the wgmma.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#ifdef MDQ_WGMMA_AVAILABLE
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// D (+)= popc(A AND B), A 64 x 256 bits and B 256 x 64 bits from shared memory (K-major
+// descriptors), s32 accumulators of the warpgroup (DESIGN.md E12). accumulate = false
+// overwrites D. Lane 4g+t of warp w holds d[j][2h+e] = D[16w + 8h + g][8j + 2t + e].
+__device__ __forceinline__ void wgmma_b1_m64n64k256(int32_t (&d)[8][4], uint64_t a_desc, uint64_t b_desc,
+                                                    bool accumulate) {
+#ifdef MDQ_WGMMA_AVAILABLE
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
+      " wgmma.mma_async.sync.aligned.m64n64k256.s32.b1.b1.and.popc "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p;\n}\n"
+      : "+r"(d[0][0]), "+r"(d[0][1]), "+r"(d[0][2]), "+r"(d[0][3]), "+r"(d[1][0]), "+r"(d[1][1]), "+r"(d[1][2]),
+        "+r"(d[1][3]), "+r"(d[2][0]), "+r"(d[2][1]), "+r"(d[2][2]), "+r"(d[2][3]), "+r"(d[3][0]), "+r"(d[3][1]),
+        "+r"(d[3][2]), "+r"(d[3][3]), "+r"(d[4][0]), "+r"(d[4][1]), "+r"(d[4][2]), "+r"(d[4][3]), "+r"(d[5][0]),
+        "+r"(d[5][1]), "+r"(d[5][2]), "+r"(d[5][3]), "+r"(d[6][0]), "+r"(d[6][1]), "+r"(d[6][2]), "+r"(d[6][3]),
+        "+r"(d[7][0]), "+r"(d[7][1]), "+r"(d[7][2]), "+r"(d[7][3])
+      : "l"(a_desc), "l"(b_desc), "r"(accumulate ? 1 : 0));
+#endif
+}
 
 }  // namespace mdq::kernels::ptx

@@ -1,6 +1,7 @@
 // Packing kernels and packed convolutions (W1A1 on the b1 tensor cores, W1A16/W2A16 on bf16
 // MMA) against the CPU references. W1A1 must match exactly (int32); failures print the first
 // mismatching (n, oh, ow, o) and the shape, which points straight at a fragment-layout error.
+#include <cstdlib>
 #include <iterator>
 #include <sstream>
 #include <vector>
@@ -61,6 +62,10 @@ const Case kCases[] = {
     {2, 64, 9, 9, 128, 1, 2, 0},  {1, 1000, 5, 5, 70, 3, 1, 1},  {3, 64, 40, 41, 64, 3, 1, 1},
 };
 
+// W1A1 only, on top of kCases: more 64-row tiles than a persistent grid has CTAs, so each CTA
+// walks several tiles (the wgmma kernel's double-buffered gather), and a 128-channel layer.
+const Case kW1A1ManyTiles[] = {{8, 64, 96, 96, 64, 3, 1, 1}, {16, 128, 28, 28, 128, 3, 1, 1}};
+
 // W1A16 only, on top of kCases: the fast path's CTA shapes are chosen by size, so these are big
 // enough (for up to 132 SMs) to reach the 256x64 (O <= 64) and 128x128 (O > 64) tiles, with
 // partial row and column tiles, C = 40 and 96 (a 64-channel block past C), stride 2 and 1x1 taps.
@@ -68,6 +73,15 @@ const Case kW1A16Cases[] = {
     {4, 32, 95, 95, 40, 3, 1, 1},   {3, 64, 56, 56, 200, 3, 1, 1}, {16, 40, 57, 57, 130, 3, 2, 1},
     {2, 64, 9, 9, 96, 1, 1, 0},     {3, 128, 14, 14, 256, 1, 2, 0}, {1, 40, 6, 6, 8, 3, 1, 1},
 };
+
+// Runs a W1A1 test on each kernel: "auto" (wgmma on sm_90a builds on a compute capability 9.0
+// GPU, for every shape whose K fits its shared memory; else mma.sync) and "mma" (mma.sync, the
+// portable path), through kernels/binary_conv_wgmma.cu's MDQ_W1A1_KERNEL switch.
+std::string use_each_w1a1_kernel() {
+  const std::string kernel = GENERATE(as<std::string>{}, "auto", "mma");
+  ::setenv("MDQ_W1A1_KERNEL", kernel.c_str(), 1);
+  return "W1A1 kernel " + kernel + ": ";
+}
 
 }  // namespace
 
@@ -92,7 +106,11 @@ TEST_CASE("packing kernels match the CPU exactly") {
 }
 
 TEST_CASE("W1A1 convolution on the b1 tensor cores equals the CPU reference exactly") {
-  for (const Case& c : kCases) {
+  const std::string kernel = use_each_w1a1_kernel();
+  INFO(kernel);
+  std::vector<Case> cases(std::begin(kCases), std::end(kCases));
+  cases.insert(cases.end(), std::begin(kW1A1ManyTiles), std::end(kW1A1ManyTiles));
+  for (const Case& c : cases) {
     INFO(describe(c));
     Tensor x = random_signs({c.N, c.H, c.W, c.C}, 7 * c.C + c.H);
     PackedWeights w = pack_binary_weights(random_signs({c.O, c.C, c.K, c.K}, 11 * c.C + c.O));
@@ -105,6 +123,8 @@ TEST_CASE("W1A1 convolution on the b1 tensor cores equals the CPU reference exac
 }
 
 TEST_CASE("W1A1 linear on the GPU equals the CPU") {
+  const std::string kernel = use_each_w1a1_kernel();
+  INFO(kernel);
   for (int64_t C : {3, 130, 257, 512}) {
     Tensor x = pack_signs(random_signs({37, C}, 40 + C));
     PackedWeights w = pack_binary_weights(random_signs({70, C}, 50 + C));
@@ -114,7 +134,10 @@ TEST_CASE("W1A1 linear on the GPU equals the CPU") {
 }
 
 TEST_CASE("W1A1 epilogues on the GPU: affine, ReLU, sign + re-pack") {
-  for (const Case& c : {Case{2, 33, 9, 9, 37, 3, 1, 1}, Case{2, 128, 9, 9, 130, 3, 2, 1}, Case{1, 64, 8, 8, 64, 3, 1, 1}}) {
+  const std::string kernel = use_each_w1a1_kernel();
+  INFO(kernel);
+  for (const Case& c : {Case{2, 33, 9, 9, 37, 3, 1, 1}, Case{2, 128, 9, 9, 130, 3, 2, 1}, Case{1, 64, 8, 8, 64, 3, 1, 1},
+                        kW1A1ManyTiles[0]}) {
     INFO(describe(c));
     Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 60 + c.C));
     PackedWeights w = pack_binary_weights(random_signs({c.O, c.C, c.K, c.K}, 70 + c.C));
@@ -137,6 +160,8 @@ TEST_CASE("W1A1 epilogues on the GPU: affine, ReLU, sign + re-pack") {
 }
 
 TEST_CASE("W1A1 sign + re-pack with negative, zero and precomputed thresholds") {
+  const std::string kernel = use_each_w1a1_kernel();
+  INFO(kernel);
   for (const Case& c : {Case{2, 64, 9, 9, 96, 3, 1, 1}, Case{1, 1000, 5, 5, 70, 3, 1, 1}}) {
     INFO(describe(c));
     Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 90 + c.C));
@@ -180,6 +205,8 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
 }
 
 TEST_CASE("W1A1 block end on the GPU: affine + residual in f32 and its signs packed") {
+  const std::string kernel = use_each_w1a1_kernel();
+  INFO(kernel);
   for (const Case& c : {Case{2, 64, 9, 9, 64, 3, 1, 1}, Case{2, 128, 9, 9, 130, 3, 2, 1}, Case{1, 33, 7, 7, 37, 3, 1, 1}}) {
     INFO(describe(c));
     Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 100 + c.C));

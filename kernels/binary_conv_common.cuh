@@ -1,0 +1,227 @@
+// What the two W1A1 convolution kernels share (kernels/binary_conv.cu on mma.sync for sm_80+,
+// kernels/binary_conv_wgmma.cu on wgmma for sm_90a): the row geometry, E12's mask terms and the
+// epilogue of one accumulator row. Both kernels give a CTA one slice of 64 output channels and
+// hold, per row and per n8 tile j, the accumulator fragment of mma.m16n8 / wgmma.m64nN:
+//   acc[j][2 h + e] = popc(A & W) of row (8 h + g) of the lane's m16 block, column 8 j + 2 t + e
+// (lane = 4 g + t), so one epilogue serves both. Column p of the GEMM is channel
+// n0 + slice_channel(p) (the weights are staged in that order): a lane's 16 columns are then 16
+// consecutive channels, whose signs fill half of one packed 32-bit word at bit positions known at
+// compile time (one shuffle per row instead of four, no shifts by lane-dependent amounts).
+//
+// E12 with the mask, for output pixel p and channel o, V(p) the taps inside the image:
+//   a·w = 4 popc(A&W&M) - 2 popc(A&M) - 2 popc(W&M) + popc(M)
+//   popc(A&W&M) = popc(A&W)       the gathered A is 0 outside the image and in padded channels;
+//   popc(A&M)   = Σ_{t∈V(p)} pixel_popc[input pixel of tap t];
+//   popc(W&M)   = wtot[o] - Σ_{t∉V(p)} tap_popc[o][t]   (the second sum is empty inside the image);
+//   popc(M)     = |V(p)| · C.
+// Per row r(p) = 2 popc(A&M) - popc(M), so d = 4 acc - r(p) - 2 popc(W&M).
+#pragma once
+#include <cstdint>
+
+#include "kernels/binary_conv.h"
+
+namespace mdq::kernels::binary {
+
+constexpr int kCols = 64;  // output channels of a CTA's slice: 8 n8 tiles
+
+// The channel (within the slice) of GEMM column p = 8 j + 2 t + e: 16 t + 2 j + e.
+__host__ __device__ constexpr int slice_channel(int p) { return 16 * ((p >> 1) & 3) + 2 * (p >> 3) + (p & 1); }
+
+// n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund-Montgomery, as CUTLASS's
+// FastDivmod): integer division is ~20 instructions, this is 3, and every row needs two.
+struct FastDiv {
+  int d = 1;
+  unsigned magic = 0, shift = 0;
+  FastDiv() = default;
+  explicit FastDiv(int divisor) : d(divisor) {
+    while ((1u << shift) < static_cast<unsigned>(d)) ++shift;
+    magic = static_cast<unsigned>(((1ull << 32) * ((1ull << shift) - d)) / d + 1);
+  }
+  __device__ __forceinline__ int div(int n) const {
+    return static_cast<int>((__umulhi(static_cast<unsigned>(n), magic) + static_cast<unsigned>(n)) >> shift);
+  }
+};
+
+struct Geometry : ConvShape {
+  int M;            // output pixels N*OH*OW (the caller keeps it below 2^31)
+  FastDiv ohw, ow;  // OH*OW and OW
+};
+
+inline Geometry make_geometry(const BinaryConvArgs& a) {
+  Geometry g{};
+  static_cast<ConvShape&>(g) = conv_shape(a);
+  g.M = static_cast<int>(static_cast<long long>(a.N) * g.OH * g.OW);
+  g.ohw = FastDiv(g.OH * g.OW);
+  g.ow = FastDiv(g.OW);
+  return g;
+}
+
+// Output pixel m's word offset of its first tap in x, its tap mask (bit t: tap t inside the
+// image) and r = 2 popc(A&M) - popc(M). Rows past M get mask 0 (nothing is read for them).
+struct Row {
+  int base = 0, r = 0;
+  uint32_t mask = 0;
+};
+template <int KS>  // KS = 3: 3x3 taps unrolled; 0: any size
+__device__ __forceinline__ Row row_geometry(const BinaryConvArgs& args, const Geometry& g, int m) {
+  Row row;
+  if (m >= g.M) return row;
+  const int KH = KS ? KS : g.KH, KW = KS ? KS : g.KW;
+  const int n = g.ohw.div(m), rem = m - n * g.OH * g.OW, oh = g.ow.div(rem), ow = rem - oh * g.OW;
+  const int ih0 = oh * g.stride - g.pad, iw0 = ow * g.stride - g.pad;
+  row.base = ((n * g.H + ih0) * g.W + iw0) * g.Cw;
+  int sum_a = 0, nvalid = 0;
+#pragma unroll
+  for (int kh = 0; kh < KH; ++kh) {
+    const int ih = ih0 + kh;
+    const bool row_in = ih >= 0 && ih < g.H;
+#pragma unroll
+    for (int kw = 0; kw < KW; ++kw) {
+      const int iw = iw0 + kw;
+      const bool in = row_in && iw >= 0 && iw < g.W;
+      row.mask |= (in ? 1u : 0u) << (kh * KW + kw);
+      sum_a += in ? __ldg(args.pixel_popc + (n * g.H + ih) * g.W + iw) : 0;
+      nvalid += in;
+    }
+  }
+  row.r = 2 * sum_a - nvalid * g.C;
+  return row;
+}
+
+// Word k of the K dimension (tap k / Cw, channel word k % Cw) as (word offset from the row's
+// base, tap); kNoTap past K, whose mask bit is never set.
+constexpr int kNoTap = 31;
+__device__ __forceinline__ int2 k_word_source(const Geometry& g, int k) {
+  if (k >= g.Ktot) return make_int2(0, kNoTap);
+  const int tap = k / g.Cw, cw = k - tap * g.Cw, kh = tap / g.KW, kw = tap - kh * g.KW;
+  return make_int2((kh * g.W + kw) * g.Cw + cw, tap);
+}
+
+// Per-slice constants of the epilogue, in shared memory (registers are full), by GEMM column.
+struct EpilogueTables {
+  int2 thr[kCols / 2];       // SignPack: dmin + 2 wtot per column pair (8 j + 2 t, + 1), never
+                             // reached past O; other modes: 2 wtot (0 past O)
+  uint32_t flip[2];          // SignPack: the flip bits of the slice's 64 channels (by channel)
+  int2 tap[32][kCols / 2];   // 2 popc(W) of tap t per column pair; 0 past O
+  float2 aff[kCols];         // (scale, shift), other modes
+};
+
+// Fills the tables of the slice starting at channel n0; the caller __syncthreads() after.
+__device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvArgs& args, const Geometry& g, int n0) {
+  const int tid = threadIdx.x, nthreads = blockDim.x, T1 = g.T + 1;
+  const bool pack = args.mode == BinaryEpilogue::SignPack;
+  if (tid < 2) s.flip[tid] = 0u;
+  __syncthreads();
+  if (tid < kCols) {
+    const int c = slice_channel(tid), o = n0 + c;
+    const bool in = o < g.O;
+    const int wtot2 = in ? 2 * __ldg(args.tap_popc + o * T1 + g.T) : 0;
+    int t = wtot2;
+    if (pack) {
+      t = 0x3fffffff;
+      if (in) {
+        t = __ldg(args.thresholds + o) + wtot2;
+        if (__ldg(args.thresholds + g.O + o)) atomicOr(&s.flip[c / 32], 1u << (c % 32));
+      }
+    }
+    reinterpret_cast<int*>(s.thr)[tid] = t;
+    s.aff[tid] = make_float2(in && args.scale ? args.scale[o] : 1.f, in && args.shift ? args.shift[o] : 0.f);
+  }
+  for (int idx = tid; idx < g.T * kCols; idx += nthreads) {
+    const int t = idx / kCols, p = idx - t * kCols, o = n0 + slice_channel(p);
+    reinterpret_cast<int*>(s.tap[t])[p] = o < g.O ? 2 * __ldg(args.tap_popc + o * T1 + t) : 0;
+  }
+}
+
+// The epilogue of one row (8 h + g of the lane's m16 block) of the 64-column slice: output
+// pixel m (>= M: nothing is written, but every lane must call: it shuffles), r and tap mask of
+// that row. acc is overwritten.
+__device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m, int r, uint32_t mask,
+                                             const EpilogueTables& s, const BinaryConvArgs& args, const Geometry& g,
+                                             int n0) {
+  const int tq = threadIdx.x & 3;
+  const uint32_t all_taps = (1u << g.T) - 1u;  // T <= 31
+  // acc <- 4 acc - r + 2 popc(W & taps outside the image) = d + 2 wtot, in place (no extra
+  // registers); the tap loop runs for border pixels only.
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = 4 * acc[j][2 * h + e] - r;
+  for (uint32_t miss = ~mask & all_taps; m < g.M && miss; miss &= miss - 1) {
+    const int t = __ffs(miss) - 1;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int2 p = s.tap[t][4 * j + tq];
+      acc[j][2 * h] += p.x;
+      acc[j][2 * h + 1] += p.y;
+    }
+  }
+  // This lane's 16 channels are 16 tq + 2 j + e: bits 2 j + e of the half word 16 (tq & 1) of
+  // word tq / 2; the neighbour lane (tq ^ 1) holds the other half.
+  const int Ow = (g.O + 31) / 32, word = n0 / 32 + (tq >> 1);
+  const bool writer = (tq & 1) == 0 && m < g.M && word < Ow;
+  if (args.mode == BinaryEpilogue::SignPack) {
+    uint32_t bits = 0u;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int2 t = s.thr[4 * j + tq];
+      if (acc[j][2 * h] >= t.x) bits |= 1u << (2 * j);
+      if (acc[j][2 * h + 1] >= t.y) bits |= 2u << (2 * j);
+    }
+    bits <<= 16 * (tq & 1);
+    bits |= __shfl_xor_sync(0xffffffffu, bits, 1);  // every lane shuffles: the mode is warp-uniform
+    if (writer) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits ^ s.flip[tq >> 1];
+    return;
+  }
+  // Channels 2 j and 2 j + 1 of the lane side by side: one 8-byte access when O is even.
+  const bool pair = (g.O & 1) == 0, residual = args.mode == BinaryEpilogue::ResidualSignPack;
+  uint32_t bits = 0u;  // ResidualSignPack's signs
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int c = 8 * j + 2 * tq, o = n0 + 16 * tq + 2 * j;  // column, channel
+    if (m >= g.M || o >= g.O) continue;
+    const int2 w2 = s.thr[4 * j + tq];
+    const int d0 = acc[j][2 * h] - w2.x, d1 = acc[j][2 * h + 1] - w2.y;
+    const long long idx = (long long)m * g.O + o;
+    const bool two = o + 1 < g.O;
+    if (args.mode == BinaryEpilogue::Int32) {
+      int32_t* out = static_cast<int32_t*>(args.out) + idx;
+      if (pair) {
+        *reinterpret_cast<int2*>(out) = make_int2(d0, d1);
+      } else {
+        out[0] = d0;
+        if (two) out[1] = d1;
+      }
+      continue;
+    }
+    const float2 a0 = s.aff[c], a1 = s.aff[c + 1];
+    float y0 = a0.x * (float)d0 + a0.y, y1 = a1.x * (float)d1 + a1.y;
+    if (args.mode == BinaryEpilogue::AffineRelu) y0 = fmaxf(y0, 0.f), y1 = fmaxf(y1, 0.f);
+    if (residual) {
+      const float2 r2 = pair ? __ldg(reinterpret_cast<const float2*>(args.residual + idx))
+                             : make_float2(args.residual[idx], two ? args.residual[idx + 1] : 0.f);
+      y0 += r2.x, y1 += r2.y;
+      if (y0 >= 0.f) bits |= 1u << (2 * j);
+      if (two && y1 >= 0.f) bits |= 2u << (2 * j);
+    }
+    float* out = static_cast<float*>(args.out) + idx;
+    if (pair) {
+      *reinterpret_cast<float2*>(out) = make_float2(y0, y1);
+    } else {
+      out[0] = y0;
+      if (two) out[1] = y1;
+    }
+  }
+  if (residual) {  // warp-uniform: every lane shuffles
+    bits <<= 16 * (tq & 1);
+    bits |= __shfl_xor_sync(0xffffffffu, bits, 1);
+    if (writer) args.out_bits[(long long)m * Ow + word] = bits;
+  }
+}
+
+// The sm_90a kernel (binary_conv_wgmma.cu): false when it does not apply (not built for
+// sm_90a, not a compute capability 9.0 device, K too long for its shared memory, or
+// MDQ_W1A1_KERNEL=mma in the environment), and the caller runs the mma.sync kernel.
+bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g);
+
+}  // namespace mdq::kernels::binary
