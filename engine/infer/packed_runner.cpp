@@ -95,7 +95,8 @@ bool build_residual(const Item& it, Device device, bool split, Step& s, std::str
   return build_steps(body, device, split, s.body, why) && build_steps(shortcut, device, split, s.shortcut, why);
 }
 
-bool build_steps(const std::vector<Item>& items, Device device, bool split, std::vector<Step>& steps, std::string& why) {
+bool build_steps(const std::vector<Item>& items, Device device, bool split, std::vector<Step>& steps,
+                 std::string& why) {
   for (size_t i = 0; i < items.size(); ++i) {
     const Item& it = items[i];
     Step s;
