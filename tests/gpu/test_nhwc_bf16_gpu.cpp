@@ -48,12 +48,15 @@ TEST_CASE("affine_act_nhwc<float> matches the CPU exactly") {
       what << "f32 P " << k.P << " C " << k.C << " scale/shift " << affine << " residual " << res << " relu " << relu;
       INFO(what.str());
       const uint64_t seed = 900 + k.P * 7 + k.C + variant;
-      Tensor x = testing::random_tensor({k.P, k.C}, seed, -2.f, 2.f), r = testing::random_tensor({k.P, k.C}, seed + 1);
-      Tensor scale = testing::random_tensor({k.C}, seed + 2, 0.1f, 2.f), shift = testing::random_tensor({k.C}, seed + 3);
+      Tensor x = testing::random_tensor({k.P, k.C}, seed, -2.f, 2.f);
+      Tensor r = testing::random_tensor({k.P, k.C}, seed + 1);
+      Tensor scale = testing::random_tensor({k.C}, seed + 2, 0.1f, 2.f);
+      Tensor shift = testing::random_tensor({k.C}, seed + 3);
       Tensor expected = Tensor::empty({k.P, k.C});
       kernels::reference::affine_act_nhwc<float>(x.data<float>(), affine ? scale.data<float>() : nullptr,
-                                                 affine ? shift.data<float>() : nullptr, res ? r.data<float>() : nullptr,
-                                                 relu, expected.data<float>(), k.P, k.C);
+                                                 affine ? shift.data<float>() : nullptr,
+                                                 res ? r.data<float>() : nullptr, relu, expected.data<float>(), k.P,
+                                                 k.C);
       Tensor xg = x.cuda(), rg = r.cuda(), sg = scale.cuda(), hg = shift.cuda();
       Tensor y = poisoned({k.P, k.C}, DType::F32);
       kernels::affine_act_nhwc<float>(xg.data<float>(), affine ? sg.data<float>() : nullptr,
