@@ -1,8 +1,10 @@
 // NHWC inference helpers (kernels/nhwc_bf16.h): grid-stride loops that handle V consecutive
-// channels per thread with one 16-byte (bf16 x 8) or f32 x 4 access when the channel count and
+// channels per thread with one 16-byte access (bf16 x 8 or f32 x 4) when the channel count and
 // the pointers allow it, else one element per thread. These passes are pure memory traffic, so
-// wide accesses are what makes them cheap beside the convolutions. Arithmetic is spelled out
-// (__fmaf_rn, IEEE division) so the results equal the CPU references exactly.
+// wide accesses are what makes them cheap beside the convolutions. Each pass is one template
+// over the element type (uint16_t = bf16 bits, float), explicitly instantiated for both at the
+// end. Arithmetic is spelled out (__fmaf_rn, IEEE division) so the results equal the CPU
+// references exactly.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -17,9 +19,20 @@ template <class T, int V>
 struct alignas(sizeof(T) * V) Vec {
   T v[V];
 };
+// Elements per 16-byte access.
+template <class T>
+constexpr int kWide = 16 / static_cast<int>(sizeof(T));
 
 __device__ __forceinline__ float bf_to_f(uint16_t u) { return __bfloat162float(__ushort_as_bfloat16(u)); }
 __device__ __forceinline__ uint16_t f_to_bf(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
+__device__ __forceinline__ float to_f(uint16_t v) { return bf_to_f(v); }
+__device__ __forceinline__ float to_f(float v) { return v; }
+template <class T>
+__device__ __forceinline__ T from_f(float v);
+template <>
+__device__ __forceinline__ uint16_t from_f<uint16_t>(float v) { return f_to_bf(v); }
+template <>
+__device__ __forceinline__ float from_f<float>(float v) { return v; }
 
 template <class T, int V>
 __device__ __forceinline__ Vec<T, V> load(const T* p) {
@@ -34,24 +47,24 @@ __device__ __forceinline__ void store(T* p, const Vec<T, V>& v) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 // groups = P*C / V; requires C % V == 0 so a group's V channels sit in one pixel.
-template <int V>
-__global__ void affine_act_kernel(const uint16_t* x, const float* scale, const float* shift, const uint16_t* r,
-                                  bool relu, uint16_t* y, int64_t groups, int C) {
+template <class T, int V>
+__global__ void affine_act_kernel(const T* x, const float* scale, const float* shift, const T* r, bool relu, T* y,
+                                  int64_t groups, int C) {
   MDQ_GRID_STRIDE(g, groups) {
     const int64_t i0 = g * V;
     const int c0 = static_cast<int>(i0 % C);
-    const Vec<uint16_t, V> xv = load<uint16_t, V>(x + i0);
-    Vec<uint16_t, V> rv{};
-    if (r) rv = load<uint16_t, V>(r + i0);
-    Vec<uint16_t, V> out;
+    const Vec<T, V> xv = load<T, V>(x + i0);
+    Vec<T, V> rv{};
+    if (r) rv = load<T, V>(r + i0);
+    Vec<T, V> out;
 #pragma unroll
     for (int j = 0; j < V; ++j) {
-      float v = __fmaf_rn(bf_to_f(xv.v[j]), scale ? __ldg(scale + c0 + j) : 1.f, shift ? __ldg(shift + c0 + j) : 0.f);
-      if (r) v = __fadd_rn(v, bf_to_f(rv.v[j]));
+      float v = __fmaf_rn(to_f(xv.v[j]), scale ? __ldg(scale + c0 + j) : 1.f, shift ? __ldg(shift + c0 + j) : 0.f);
+      if (r) v = __fadd_rn(v, to_f(rv.v[j]));
       if (relu) v = fmaxf(v, 0.f);
-      out.v[j] = f_to_bf(v);
+      out.v[j] = from_f<T>(v);
     }
-    store<uint16_t, V>(y + i0, out);
+    store<T, V>(y + i0, out);
   }
 }
 
@@ -75,9 +88,8 @@ __global__ void residual_add_kernel(const float* x, const float* r32, const uint
 }
 
 // Max pooling, V consecutive channels per thread.
-template <int V>
-__global__ void maxpool_kernel(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p, int OH,
-                               int OW) {
+template <class T, int V>
+__global__ void maxpool_kernel(const T* x, T* y, int N, int H, int W, int C, int k, int s, int p, int OH, int OW) {
   const int CG = C / V;
   MDQ_GRID_STRIDE(g, int64_t(N) * OH * OW * CG) {
     const int cg = static_cast<int>(g % CG);
@@ -93,46 +105,66 @@ __global__ void maxpool_kernel(const uint16_t* x, uint16_t* y, int N, int H, int
       for (int kw = 0; kw < k; ++kw) {
         const int iw = ow * s - p + kw;
         if (iw < 0 || iw >= W) continue;
-        const Vec<uint16_t, V> v = load<uint16_t, V>(x + ((n * H + ih) * W + iw) * C + int64_t(cg) * V);
+        const Vec<T, V> v = load<T, V>(x + ((n * H + ih) * W + iw) * C + int64_t(cg) * V);
 #pragma unroll
-        for (int j = 0; j < V; ++j) m[j] = fmaxf(m[j], bf_to_f(v.v[j]));
+        for (int j = 0; j < V; ++j) m[j] = fmaxf(m[j], to_f(v.v[j]));
       }
     }
-    Vec<uint16_t, V> out;
+    Vec<T, V> out;
 #pragma unroll
-    for (int j = 0; j < V; ++j) out.v[j] = f_to_bf(m[j]);
-    store<uint16_t, V>(y + pix * C + int64_t(cg) * V, out);
+    for (int j = 0; j < V; ++j) out.v[j] = from_f<T>(m[j]);
+    store<T, V>(y + pix * C + int64_t(cg) * V, out);
   }
 }
 
 // Layout changes, indexed by the output so the stores are coalesced.
-__global__ void nchw_to_nhwc_kernel(const float* x, uint16_t* y, int64_t N, int C, int64_t HW) {
+template <class Out>
+__global__ void nchw_to_nhwc_kernel(const float* x, Out* y, int64_t N, int C, int64_t HW) {
   MDQ_GRID_STRIDE(i, N * HW * C) {
     const int c = static_cast<int>(i % C);
     const int64_t q = (i / C) % HW, n = i / (C * HW);
-    y[i] = f_to_bf(x[(n * C + c) * HW + q]);
+    y[i] = from_f<Out>(x[(n * C + c) * HW + q]);
   }
 }
 
-__global__ void nhwc_to_nchw_kernel(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C) {
+template <class T>
+__global__ void nhwc_to_nchw_kernel(const T* x, T* y, int64_t N, int64_t HW, int C) {
   MDQ_GRID_STRIDE(i, N * HW * C) {
     const int64_t q = i % HW, c = (i / HW) % C, n = i / (HW * C);
     y[i] = x[(n * HW + q) * C + c];
   }
 }
 
-__device__ __forceinline__ float to_f(uint16_t v) { return bf_to_f(v); }
-__device__ __forceinline__ float to_f(float v) { return v; }
-
 // One thread per (n, c): neighbouring threads read neighbouring channels (coalesced), and each
 // sums its HW pixels in order, as the reference does.
-template <class In>
-__global__ void avgpool_kernel(const In* x, uint16_t* y, int N, int HW, int C) {
+template <class In, class Out>
+__global__ void avgpool_kernel(const In* x, Out* y, int N, int HW, int C) {
   MDQ_GRID_STRIDE(i, int64_t(N) * C) {
     const int64_t n = i / C, c = i % C;
     float s = 0.f;
     for (int p = 0; p < HW; ++p) s = __fadd_rn(s, to_f(x[(n * HW + p) * C + c]));
-    y[i] = f_to_bf(__fdiv_rn(s, static_cast<float>(HW)));
+    y[i] = from_f<Out>(__fdiv_rn(s, static_cast<float>(HW)));
+  }
+}
+
+// Split-bf16, V consecutive channels of one pixel per thread (C % V == 0): one f32 x V load,
+// two bf16 x V stores (hi at channel c, lo at C + c). groups = P*C / V.
+template <int V>
+__global__ void split_bf16_kernel(const float* x, uint16_t* y, int64_t groups, int C) {
+  MDQ_GRID_STRIDE(g, groups) {
+    const int64_t i0 = g * V, p = i0 / C;
+    const int c0 = static_cast<int>(i0 - p * C);
+    const Vec<float, V> a = load<float, V>(x + i0);
+    Vec<uint16_t, V> hi, lo;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      hi.v[j] = f_to_bf(a.v[j]);
+      const float h = bf_to_f(hi.v[j]);
+      lo.v[j] = isfinite(h) ? f_to_bf(__fsub_rn(a.v[j], h)) : uint16_t{0};
+    }
+    uint16_t* row = y + p * 2 * C + c0;
+    store<uint16_t, V>(row, hi);
+    store<uint16_t, V>(row + C, lo);
   }
 }
 
@@ -140,14 +172,17 @@ bool aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) %
 
 }  // namespace
 
-void affine_act_nhwc_bf16(const uint16_t* x, const float* scale, const float* shift, const uint16_t* residual,
-                          bool relu, uint16_t* y, int64_t P, int C) {
+template <class T>
+void affine_act_nhwc(const T* x, const float* scale, const float* shift, const T* residual, bool relu, T* y, int64_t P,
+                     int C) {
+  constexpr int V = kWide<T>;
   const int64_t n = P * C;
   if (n == 0) return;
-  if (C % 8 == 0 && aligned(x, 16) && aligned(y, 16) && (!residual || aligned(residual, 16))) {
-    affine_act_kernel<8><<<cuda::grid_for(n / 8), 256, 0, cuda::stream()>>>(x, scale, shift, residual, relu, y, n / 8, C);
+  if (C % V == 0 && aligned(x, 16) && aligned(y, 16) && (!residual || aligned(residual, 16))) {
+    affine_act_kernel<T, V><<<cuda::grid_for(n / V), 256, 0, cuda::stream()>>>(x, scale, shift, residual, relu, y,
+                                                                               n / V, C);
   } else {
-    affine_act_kernel<1><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, scale, shift, residual, relu, y, n, C);
+    affine_act_kernel<T, 1><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, scale, shift, residual, relu, y, n, C);
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -162,42 +197,68 @@ void residual_add_f32(const float* x, const float* r_f32, const uint16_t* r_bf16
   CUDA_CHECK_LAUNCH();
 }
 
-void maxpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p) {
+template <class T>
+void maxpool_nhwc(const T* x, T* y, int N, int H, int W, int C, int k, int s, int p) {
+  constexpr int V = kWide<T>;
   const int OH = maxpool_out_size(H, k, s, p), OW = maxpool_out_size(W, k, s, p);
   const int64_t out = int64_t(N) * OH * OW * C;
   if (out <= 0) return;
-  if (C % 8 == 0 && aligned(x, 16) && aligned(y, 16)) {
-    maxpool_kernel<8><<<cuda::grid_for(out / 8), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, k, s, p, OH, OW);
+  if (C % V == 0 && aligned(x, 16) && aligned(y, 16)) {
+    maxpool_kernel<T, V><<<cuda::grid_for(out / V), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, k, s, p, OH, OW);
   } else {
-    maxpool_kernel<1><<<cuda::grid_for(out), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, k, s, p, OH, OW);
+    maxpool_kernel<T, 1><<<cuda::grid_for(out), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, k, s, p, OH, OW);
   }
   CUDA_CHECK_LAUNCH();
 }
 
-void avgpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int HW, int C) {
+template <class In, class Out>
+void avgpool_nhwc(const In* x, Out* y, int N, int HW, int C) {
   if (int64_t(N) * C == 0) return;
-  avgpool_kernel<uint16_t><<<cuda::grid_for(int64_t(N) * C), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
+  avgpool_kernel<In, Out><<<cuda::grid_for(int64_t(N) * C), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
   CUDA_CHECK_LAUNCH();
 }
 
-void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW, int C) {
-  if (int64_t(N) * C == 0) return;
-  avgpool_kernel<float><<<cuda::grid_for(int64_t(N) * C), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
-  CUDA_CHECK_LAUNCH();
-}
-
-void nchw_f32_to_nhwc_bf16(const float* x, uint16_t* y, int64_t N, int C, int64_t HW) {
+template <class Out>
+void nchw_f32_to_nhwc(const float* x, Out* y, int64_t N, int C, int64_t HW) {
   const int64_t n = N * C * HW;
   if (n == 0) return;
-  nchw_to_nhwc_kernel<<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, C, HW);
+  nchw_to_nhwc_kernel<Out><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, C, HW);
   CUDA_CHECK_LAUNCH();
 }
 
-void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C) {
+template <class T>
+void nhwc_to_nchw(const T* x, T* y, int64_t N, int64_t HW, int C) {
   const int64_t n = N * C * HW;
   if (n == 0) return;
-  nhwc_to_nchw_kernel<<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
+  nhwc_to_nchw_kernel<T><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
   CUDA_CHECK_LAUNCH();
 }
+
+void split_bf16_nhwc(const float* x, uint16_t* y, int64_t P, int C) {
+  const int64_t n = P * C;
+  if (n == 0) return;
+  // f32 x 4 in (16 bytes), bf16 x 4 out twice (8 bytes each, at channel c and C + c).
+  if (C % 4 == 0 && aligned(x, 16) && aligned(y, 8)) {
+    split_bf16_kernel<4><<<cuda::grid_for(n / 4), 256, 0, cuda::stream()>>>(x, y, n / 4, C);
+  } else {
+    split_bf16_kernel<1><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, n, C);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+// The two element types each pass exists for (kernels/nhwc_bf16.h).
+template void affine_act_nhwc<uint16_t>(const uint16_t*, const float*, const float*, const uint16_t*, bool, uint16_t*,
+                                        int64_t, int);
+template void affine_act_nhwc<float>(const float*, const float*, const float*, const float*, bool, float*, int64_t,
+                                     int);
+template void maxpool_nhwc<uint16_t>(const uint16_t*, uint16_t*, int, int, int, int, int, int, int);
+template void maxpool_nhwc<float>(const float*, float*, int, int, int, int, int, int, int);
+template void avgpool_nhwc<uint16_t, uint16_t>(const uint16_t*, uint16_t*, int, int, int);
+template void avgpool_nhwc<float, uint16_t>(const float*, uint16_t*, int, int, int);
+template void avgpool_nhwc<float, float>(const float*, float*, int, int, int);
+template void nchw_f32_to_nhwc<uint16_t>(const float*, uint16_t*, int64_t, int, int64_t);
+template void nchw_f32_to_nhwc<float>(const float*, float*, int64_t, int, int64_t);
+template void nhwc_to_nchw<uint16_t>(const uint16_t*, uint16_t*, int64_t, int64_t, int);
+template void nhwc_to_nchw<float>(const float*, float*, int64_t, int64_t, int);
 
 }  // namespace mdq::kernels

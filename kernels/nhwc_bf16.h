@@ -1,10 +1,14 @@
 // Small NHWC kernels that an inference forward pass needs around its convolutions (the packed
 // runner, engine/infer, and benchmarks/bench_packed_resnet18.cu): folded-BatchNorm affine +
-// residual + ReLU on bf16, a float residual add for the binary (W1A1) network's real-valued
-// shortcut stream, max pooling with any window, global average pooling, and the layout changes
-// between the engine's NCHW f32 and NHWC bf16 (a Flatten must see the float engine's order). Launchers take device pointers and queue on
-// mdq::cuda::stream(); the CPU references below are plain loops on host pointers, with the same
-// f32 arithmetic and one bf16 rounding at the end, so the GPU should match them bit for bit.
+// residual + ReLU, a float residual add for the binary (W1A1) network's real-valued shortcut
+// stream, max pooling with any window, global average pooling, the layout changes between the
+// engine's NCHW f32 and NHWC (a Flatten must see the float engine's order), and the split of
+// f32 activations into bf16 hi + lo halves (the runner's split-bf16 precision, see below).
+// Element types: T = uint16_t means bf16 bits, T = float means f32; the templates below are
+// instantiated for exactly those two (kernels/nhwc_bf16.cu), so the bf16 and f32 versions of a
+// pass are one implementation. Launchers take device pointers and queue on mdq::cuda::stream();
+// the CPU references below are plain loops on host pointers, with the same f32 arithmetic and
+// at most one bf16 rounding at the end, so the GPU should match them bit for bit.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -15,58 +19,112 @@
 
 namespace mdq::kernels {
 
-// y[p][c] = act(fma(x[p][c], scale[c], shift[c]) + r[p][c]), in f32, rounded once to bf16.
-// scale, shift, residual may be null (1, 0, 0); act is max(0, .) when relu. x, r, y: [P][C].
-void affine_act_nhwc_bf16(const uint16_t* x, const float* scale, const float* shift, const uint16_t* residual,
-                          bool relu, uint16_t* y, int64_t P, int C);
+// y[p][c] = act(fma(x[p][c], scale[c], shift[c]) + r[p][c]) in f32, then stored as T (one bf16
+// rounding for T = uint16_t). scale, shift, residual may be null (1, 0, 0); act is max(0, .)
+// when relu. x, r, y: [P][C].
+template <class T>
+void affine_act_nhwc(const T* x, const float* scale, const float* shift, const T* residual, bool relu, T* y, int64_t P,
+                     int C);
+inline void affine_act_nhwc_bf16(const uint16_t* x, const float* scale, const float* shift, const uint16_t* residual,
+                                 bool relu, uint16_t* y, int64_t P, int C) {
+  affine_act_nhwc<uint16_t>(x, scale, shift, residual, relu, y, P, C);
+}
 // y[i] = x[i] + r[i] in f32; r is f32 (r_f32) or bf16 (r_bf16): exactly one is non-null.
 void residual_add_f32(const float* x, const float* r_f32, const uint16_t* r_bf16, float* y, int64_t n);
 // Max over k x k windows moved by s over x [N][H][W][C] padded by p (padding never wins) ->
 // y [N][OH][OW][C], OH = maxpool_out_size(H, k, s, p) (floor, as engine/ops/pooling.h).
-void maxpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p);
+template <class T>
+void maxpool_nhwc(const T* x, T* y, int N, int H, int W, int C, int k, int s, int p);
+inline void maxpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p) {
+  maxpool_nhwc<uint16_t>(x, y, N, H, W, C, k, s, p);
+}
 inline int maxpool_out_size(int in, int k, int s, int p) { return (in + 2 * p - k) / s + 1; }
-// y[n][c] = (sum over the HW pixels of x[n][.][c], in pixel order, in f32) / HW, as bf16.
-void avgpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int HW, int C);
-void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW, int C);
-// x f32 [N][C][HW] -> y bf16 [N][HW][C], round to nearest even.
-void nchw_f32_to_nhwc_bf16(const float* x, uint16_t* y, int64_t N, int C, int64_t HW);
-// x bf16 [N][HW][C] -> y bf16 [N][C][HW] (a copy, no rounding).
-void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C);
+// y[n][c] = (sum over the HW pixels of x[n][.][c], in pixel order, in f32) / HW, stored as Out.
+template <class In, class Out>
+void avgpool_nhwc(const In* x, Out* y, int N, int HW, int C);
+inline void avgpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int HW, int C) {
+  avgpool_nhwc<uint16_t, uint16_t>(x, y, N, HW, C);
+}
+inline void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW, int C) {
+  avgpool_nhwc<float, uint16_t>(x, y, N, HW, C);
+}
+// x f32 [N][C][HW] -> y [N][HW][C] as Out (bf16: round to nearest even; f32: a copy).
+template <class Out>
+void nchw_f32_to_nhwc(const float* x, Out* y, int64_t N, int C, int64_t HW);
+inline void nchw_f32_to_nhwc_bf16(const float* x, uint16_t* y, int64_t N, int C, int64_t HW) {
+  nchw_f32_to_nhwc<uint16_t>(x, y, N, C, HW);
+}
+// x [N][HW][C] -> y [N][C][HW] (a copy, no rounding).
+template <class T>
+void nhwc_to_nchw(const T* x, T* y, int64_t N, int64_t HW, int C);
+inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C) {
+  nhwc_to_nchw<uint16_t>(x, y, N, HW, C);
+}
+// Split-bf16: x f32 [P][C] -> y bf16 [P][2C], y[p][c] = hi = bf16(a), y[p][C + c] = lo =
+// bf16(a - hi) for a = x[p][c], both rounded to nearest even. a - hi is exact in f32 and
+// |a - hi| <= 2^-8 |a|, so hi + lo carries 16 significant bits (|a - hi - lo| <= 2^-16 |a|,
+// vs 2^-8 for bf16 alone and 2^-11 for tf32), and a convolution with weights
+// doubled along the input channels ([O][2C], each weight for hi and for lo) computes
+// sum w (hi + lo) on the unchanged bf16 kernels. When hi is not finite (a NaN, an infinity, or
+// a near FLT_MAX that rounds up to one) lo = 0, so hi + lo is hi rather than NaN.
+void split_bf16_nhwc(const float* x, uint16_t* y, int64_t P, int C);
 
 // ---- CPU references (host pointers).
 namespace reference {
 
 inline float bf(uint16_t b) { return packed::bf16_to_float(b); }
+inline float to_f(uint16_t b) { return bf(b); }
+inline float to_f(float v) { return v; }
+template <class T>
+T from_f(float v);
+template <>
+inline uint16_t from_f<uint16_t>(float v) { return packed::float_to_bf16(v); }
+template <>
+inline float from_f<float>(float v) { return v; }
 
-inline void affine_act_nhwc_bf16(const uint16_t* x, const float* scale, const float* shift, const uint16_t* residual,
-                                 bool relu, uint16_t* y, int64_t P, int C) {
+template <class T>
+void affine_act_nhwc(const T* x, const float* scale, const float* shift, const T* residual, bool relu, T* y, int64_t P,
+                     int C) {
   for (int64_t p = 0; p < P; ++p)
     for (int c = 0; c < C; ++c) {
       const int64_t i = p * C + c;
-      float v = std::fma(bf(x[i]), scale ? scale[c] : 1.f, shift ? shift[c] : 0.f);
-      if (residual) v += bf(residual[i]);
+      float v = std::fma(to_f(x[i]), scale ? scale[c] : 1.f, shift ? shift[c] : 0.f);
+      if (residual) v += to_f(residual[i]);
       if (relu) v = std::max(v, 0.f);
-      y[i] = packed::float_to_bf16(v);
+      y[i] = from_f<T>(v);
     }
+}
+inline void affine_act_nhwc_bf16(const uint16_t* x, const float* scale, const float* shift, const uint16_t* residual,
+                                 bool relu, uint16_t* y, int64_t P, int C) {
+  affine_act_nhwc<uint16_t>(x, scale, shift, residual, relu, y, P, C);
 }
 
 inline void residual_add_f32(const float* x, const float* r_f32, const uint16_t* r_bf16, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] + (r_f32 ? r_f32[i] : bf(r_bf16[i]));
 }
 
-inline void nchw_f32_to_nhwc_bf16(const float* x, uint16_t* y, int64_t N, int C, int64_t HW) {
+template <class Out>
+void nchw_f32_to_nhwc(const float* x, Out* y, int64_t N, int C, int64_t HW) {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t q = 0; q < HW; ++q)
-      for (int c = 0; c < C; ++c) y[(n * HW + q) * C + c] = packed::float_to_bf16(x[(n * C + c) * HW + q]);
+      for (int c = 0; c < C; ++c) y[(n * HW + q) * C + c] = from_f<Out>(x[(n * C + c) * HW + q]);
+}
+inline void nchw_f32_to_nhwc_bf16(const float* x, uint16_t* y, int64_t N, int C, int64_t HW) {
+  nchw_f32_to_nhwc<uint16_t>(x, y, N, C, HW);
 }
 
-inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C) {
+template <class T>
+void nhwc_to_nchw(const T* x, T* y, int64_t N, int64_t HW, int C) {
   for (int64_t n = 0; n < N; ++n)
     for (int c = 0; c < C; ++c)
       for (int64_t q = 0; q < HW; ++q) y[(n * C + c) * HW + q] = x[(n * HW + q) * C + c];
 }
+inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C) {
+  nhwc_to_nchw<uint16_t>(x, y, N, HW, C);
+}
 
-inline void maxpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p) {
+template <class T>
+void maxpool_nhwc(const T* x, T* y, int N, int H, int W, int C, int k, int s, int p) {
   const int OH = maxpool_out_size(H, k, s, p), OW = maxpool_out_size(W, k, s, p);
   for (int n = 0; n < N; ++n)
     for (int oh = 0; oh < OH; ++oh)
@@ -77,27 +135,40 @@ inline void maxpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int 
             for (int kw = 0; kw < k; ++kw) {
               const int ih = oh * s - p + kh, iw = ow * s - p + kw;
               if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-              m = std::max(m, bf(x[((int64_t(n) * H + ih) * W + iw) * C + c]));
+              m = std::max(m, to_f(x[((int64_t(n) * H + ih) * W + iw) * C + c]));
             }
-          y[((int64_t(n) * OH + oh) * OW + ow) * C + c] = packed::float_to_bf16(m);
+          y[((int64_t(n) * OH + oh) * OW + ow) * C + c] = from_f<T>(m);
         }
 }
+inline void maxpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p) {
+  maxpool_nhwc<uint16_t>(x, y, N, H, W, C, k, s, p);
+}
 
-
-template <class In, class Load>
-void avgpool_nhwc(const In* x, uint16_t* y, int N, int HW, int C, Load load) {
+template <class In, class Out>
+void avgpool_nhwc(const In* x, Out* y, int N, int HW, int C) {
   for (int n = 0; n < N; ++n)
     for (int c = 0; c < C; ++c) {
       float s = 0.f;
-      for (int p = 0; p < HW; ++p) s += load(x[(int64_t(n) * HW + p) * C + c]);
-      y[int64_t(n) * C + c] = packed::float_to_bf16(s / static_cast<float>(HW));
+      for (int p = 0; p < HW; ++p) s += to_f(x[(int64_t(n) * HW + p) * C + c]);
+      y[int64_t(n) * C + c] = from_f<Out>(s / static_cast<float>(HW));
     }
 }
 inline void avgpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int HW, int C) {
-  avgpool_nhwc(x, y, N, HW, C, [](uint16_t v) { return bf(v); });
+  avgpool_nhwc<uint16_t, uint16_t>(x, y, N, HW, C);
 }
 inline void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW, int C) {
-  avgpool_nhwc(x, y, N, HW, C, [](float v) { return v; });
+  avgpool_nhwc<float, uint16_t>(x, y, N, HW, C);
+}
+
+inline void split_bf16_nhwc(const float* x, uint16_t* y, int64_t P, int C) {
+  for (int64_t p = 0; p < P; ++p)
+    for (int c = 0; c < C; ++c) {
+      const float a = x[p * C + c];
+      const uint16_t hi = packed::float_to_bf16(a);
+      const float h = bf(hi);
+      y[p * 2 * C + c] = hi;
+      y[p * 2 * C + C + c] = std::isfinite(h) ? packed::float_to_bf16(a - h) : uint16_t{0};
+    }
 }
 
 }  // namespace reference

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Exported models on the packed kernels vs the float engine, on a GPU host: trains two short
 # runs (Fashion-MNIST small CNN, CIFAR-10 ResNet-18 3 epochs), exports them, and runs mdq-infer
-# with --engine float and --engine packed (accuracies must agree; images/s side by side).
+# with --engine float and --engine packed in both precisions (accuracies must agree; images/s
+# side by side). --agree counts the images whose top-1 class matches the float engine's: issue
+# #6 asks >= 99.9%, which the default --packed-precision split should meet and bf16 does not.
 # Needs build-gpu (scripts/gpu-session.sh build) and the data staged in .deps (CIFAR-10 in /tmp/data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +12,13 @@ fm=.deps/data/fashion-mnist; c10=/tmp/data/cifar10
 $B/mdq-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --out runs/fm-small --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/fm-small/best.ckpt --out runs/fm-small.mdqpack
 $B/mdq-infer --model runs/fm-small.mdqpack --data-dir $fm --engine float
-$B/mdq-infer --model runs/fm-small.mdqpack --data-dir $fm --engine packed --agree
+for p in split bf16; do $B/mdq-infer --model runs/fm-small.mdqpack --data-dir $fm --engine packed --packed-precision $p --agree; done
 # 3 epochs with beta annealed fast enough (x1.2 every 20 iterations) that the rounded network learns too
 $B/mdq-train --config configs/cifar10-resnet18-md-tanh-s-30ep.cfg --data-dir $c10 --epochs 3 --beta-rho 1.2 --beta-interval 20 \
   --precision tf32 --out runs/c10-3ep --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/c10-3ep/best.ckpt --out runs/c10-3ep.mdqpack
 for bs in 256 1000; do $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine float --batch-size $bs; done
-$B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --batch-size 256
-$B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --batch-size 1000 --agree
+for p in split bf16; do
+  $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --packed-precision $p --batch-size 256
+  $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --packed-precision $p --batch-size 1000 --agree
+done
