@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Exported models on the packed kernels vs the float engine, on a GPU host: trains two short
 # runs (Fashion-MNIST small CNN, CIFAR-10 ResNet-18 3 epochs), exports them, and runs mdq-infer
-# with --engine float and --engine packed (accuracies must agree; images/s side by side).
+# with --engine float and --engine packed (accuracies must agree; images/s side by side); then the
+# same two nets fully binary (--act-bits 1: sign activations), whose --engine packed is the W1A1
+# runner (engine/infer/binary_runner.h; --agree should say >= 99.9%).
 # Needs build-gpu (scripts/gpu-session.sh build) and the data staged in .deps (CIFAR-10 in /tmp/data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,3 +20,13 @@ $B/mdq-export --checkpoint runs/c10-3ep/best.ckpt --out runs/c10-3ep.mdqpack
 for bs in 256 1000; do $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine float --batch-size $bs; done
 $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --batch-size 256
 $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --batch-size 1000 --agree
+# Fully binary (act_bits = 1) on the W1A1 kernels
+$B/mdq-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --act-bits 1 --out runs/fm-small-a1 --quiet 2>&1 | tail -3
+$B/mdq-export --checkpoint runs/fm-small-a1/best.ckpt --out runs/fm-small-a1.mdqpack
+$B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine float
+$B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine packed --agree
+$B/mdq-train --config configs/cifar10-resnet18-md-tanh-s-30ep.cfg --data-dir $c10 --epochs 3 --beta-rho 1.2 --beta-interval 20 \
+  --act-bits 1 --precision tf32 --out runs/c10-3ep-a1 --quiet 2>&1 | tail -3
+$B/mdq-export --checkpoint runs/c10-3ep-a1/best.ckpt --out runs/c10-3ep-a1.mdqpack
+$B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine float --batch-size 1000
+$B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --batch-size 1000 --agree
