@@ -204,6 +204,7 @@ struct Builder {
           }
           st.flat = false;
         } else {
+          st.flat = st.bits;  // the unpacked NCHW map is flattened for the float matmul
           to_float(it.name, st, out);
           s.kind = Kind::FloatLinear;
           s.weight = w.to(device);

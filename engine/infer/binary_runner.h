@@ -54,7 +54,7 @@ class BinaryRunner {
 
   // images f32 NCHW [N][C][H][W] on the runner's device -> logits f32 [N][classes] there.
   Tensor logits(const Tensor& images);
-  // e.g. "15 W1A1 convs (8 in residual blocks), 1 W1A1 linear; float: 1 conv, 0 linear".
+  // e.g. "19 W1A1 convs (8 residual blocks); float: 1 conv, 1 linear" (for mdq-infer's report line).
   std::string summary() const;
 
   struct Step;  // one fused layer (binary_runner.cpp)

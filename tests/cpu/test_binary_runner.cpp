@@ -134,6 +134,26 @@ TEST_CASE("BinaryRunner on the CPU equals the float engine: VGG-16 (conv bias, B
   check_runner("vgg16", o, 2, 31, "12 W1A1 convs, 3 W1A1 linears; float: 1 conv, 0 linears");
 }
 
+TEST_CASE("BinaryRunner falls back to the float engine's ops for layers W1A1 cannot take, and still equals it") {
+  // smallcnn: 0 conv, 1 BN, 2 sign, 3 pool, 4 conv, ... 12 flatten, 13 linear. The second conv
+  // (on ±1 input) and the classifier get float weights: both run on unpacked ±1 values.
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 1, o.image_size = 28, o.act_bits = 1;
+  auto model = testing::rounded_model("smallcnn", o, 2, 51);
+  uint64_t seed = 52;
+  for (const nn::ParamRef& p : model->parameters())
+    if (p.name == "4.weight" || p.name == "13.weight") {
+      Var v = p.var;
+      v.value().copy_from(testing::random_tensor(v.value().shape(), seed++));
+    }
+  std::string why;
+  auto runner = infer::BinaryRunner::build(*model, Device::CPU, &why);
+  INFO("refused: " << why);
+  REQUIRE(runner);
+  CHECK(runner->summary() == "1 W1A1 conv; float: 2 convs, 1 linear");
+  check_equal_logits(*runner, *model, testing::random_tensor({16, 1, 28, 28}, 53));
+}
+
 TEST_CASE("mdq-infer's chain on a fully binary net: export, load_packed_model, BinaryRunner equals the float engine") {
   app::TrainOptions o;
   o.model = "smallcnn";

@@ -12,6 +12,7 @@
 //      convolutions inexact (W1A1 is exact), so a sign at a near-tie may differ: we ask the same
 //      top-1 on >= 99% of rows and print how many rows have equal logits.
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 #include <tuple>
 
