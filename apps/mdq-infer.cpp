@@ -10,7 +10,11 @@
 //          --packed-precision bf16: bf16 activations, 7-9x faster than float on an H200, but
 //          the rounding flips the top-1 class of 0.25-0.9% of the images on the nets we
 //          measured.
+//          A fully binary net (act_bits = 1: sign activations) runs on the W1A1 kernels instead
+//          (engine/infer/binary_runner.h), equal to the float engine but for rare sign flips in
+//          residual sums; --packed-precision does not apply to it.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <cstdio>
 #include <string>
@@ -22,6 +26,7 @@
 #include "apps/common/packed_model.h"
 #include "data/loader.h"
 #include "engine/device.h"
+#include "engine/infer/binary_runner.h"
 #include "engine/infer/packed_runner.h"
 
 namespace {
@@ -76,22 +81,32 @@ int run(int argc, char** argv) {
 
   // --engine packed runs on CUDA, or on the CPU through the packed ops' reference loops (slow,
   // for checking); a network the runner does not cover is refused with the reason.
-  std::unique_ptr<infer::PackedRunner> runner;
+  // Sign activations (act_bits = 1) go to the W1A1 runner, float ones to the W1A16 runner.
+  std::unique_ptr<infer::PackedRunner> w1a16;
+  std::unique_ptr<infer::BinaryRunner> w1a1;
+  std::function<Tensor(const Tensor&)> runner;
   if (engine == "packed") {
     std::string why;
-    runner = infer::PackedRunner::build(*model, device, &why, precision);
+    if (infer::has_sign_activations(*model)) {
+      w1a1 = infer::BinaryRunner::build(*model, device, &why);
+      if (w1a1) runner = [&](const Tensor& x) { return w1a1->logits(x); };
+    } else {
+      w1a16 = infer::PackedRunner::build(*model, device, &why, precision);
+      if (w1a16) runner = [&](const Tensor& x) { return w1a16->logits(x); };
+    }
     MDQ_CHECK(runner, "--engine packed: " << o.model << " cannot run packed: " << why);
   }
-  if (runner)
+  if (w1a1) std::printf("engine: packed (W1A1, binary activations: %s)\n", w1a1->summary().c_str());
+  else if (w1a16)
     std::printf("engine: packed (W1A16, %s activations: %s)\n",
                 precision == infer::PackedPrecision::BF16 ? "bf16" : "split-bf16 (f32 as bf16 hi + lo)",
-                runner->summary().c_str());
+                w1a16->summary().c_str());
   else std::printf("engine: float (weights expanded to f32)\n");
 
   data::DataLoader loader(ds, app::parse_count("--batch-size", batch), false, false,
                           data::eval_augment_for(o.dataset), o.seed, device);
   auto t0 = std::chrono::steady_clock::now();
-  app::EvalResult r = runner ? app::evaluate_logits([&](const Tensor& x) { return runner->logits(x); }, loader,
+  app::EvalResult r = runner ? app::evaluate_logits(runner, loader,
                                                     ds->info().num_classes)
                              : app::evaluate(*model, loader, ds->info().num_classes);
   cuda_synchronize();
@@ -106,7 +121,7 @@ int run(int argc, char** argv) {
     loader.start_epoch(0);
     data::Batch b;
     while (loader.next(b)) {
-      const std::vector<int64_t> p = top1(runner->logits(b.images));
+      const std::vector<int64_t> p = top1(runner(b.images));
       const std::vector<int64_t> f = top1(model->forward(Var(b.images)).value());
       for (size_t i = 0; i < p.size(); ++i) same += p[i] == f[i];
       total += static_cast<int64_t>(p.size());

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "engine/infer/module_walk.h"
 #include "engine/nn/activation.h"
 #include "engine/nn/conv2d.h"
 #include "engine/nn/linear.h"
@@ -30,26 +31,9 @@ namespace {
 
 using Step = PackedRunner::Step;
 
-// A module of the walked tree, with its dotted name for messages.
-struct Item {
-  std::string name;
-  nn::Module* m;
-};
-
-bool is_residual_block(const nn::Module& m) {
-  const auto& ch = m.children();
-  if (ch.size() != 2 && ch.size() != 3) return false;
-  return ch.front().first == "body" && ch.back().first == "act" && (ch.size() == 2 || ch[1].first == "shortcut");
-}
-
-// The leaves of nested Sequentials in forward order; residual blocks stay whole.
-void collect(const std::string& prefix, nn::Module& m, std::vector<Item>& out) {
-  if (dynamic_cast<nn::Sequential*>(&m)) {
-    for (const auto& [name, child] : m.children()) collect(prefix + name + ".", *child, out);
-  } else {
-    out.push_back({prefix.empty() ? prefix : prefix.substr(0, prefix.size() - 1), &m});
-  }
-}
+using walk::collect;
+using walk::is_residual_block;
+using walk::Item;
 
 // w [O][C] or [O][C][KH][KW] -> [O][2C](...): the weights concatenated with themselves along the
 // input channels, so that a layer fed split-bf16 input [hi | lo] (kernels::split_bf16_nhwc)

@@ -1,0 +1,61 @@
+// Max pooling and NCHW unpacking of packed ±1 activations (launchers: kernels/binary_act.h).
+// Both are memory-bound one-thread-per-output loops: the pool reads k*k words per output word
+// (32 channels at once), the unpack writes coalesced f32 along the spatial dimension.
+#include "engine/cuda_context.h"
+#include "kernels/binary_act.h"
+
+namespace mdq::kernels {
+namespace {
+
+__global__ void maxpool_bits_kernel(const uint32_t* x, uint32_t* y, int N, int H, int W, int Cw, int k, int s, int p,
+                                    int OH, int OW) {
+  const int64_t total = (int64_t)N * OH * OW * Cw;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int w = (int)(i % Cw);
+    int64_t r = i / Cw;
+    const int ow = (int)(r % OW);
+    r /= OW;
+    const int oh = (int)(r % OH);
+    const int64_t n = r / OH;
+    uint32_t acc = 0u;
+    for (int kh = 0; kh < k; ++kh) {
+      const int ih = oh * s - p + kh;
+      if (ih < 0 || ih >= H) continue;
+      for (int kw = 0; kw < k; ++kw) {
+        const int iw = ow * s - p + kw;
+        if (iw < 0 || iw >= W) continue;
+        acc |= __ldg(x + ((n * H + ih) * W + iw) * Cw + w);
+      }
+    }
+    y[i] = acc;
+  }
+}
+
+__global__ void unpack_ncs_kernel(const uint32_t* bits, float* x, int64_t N, int C, int64_t S, int Cw) {
+  const int64_t total = N * C * S;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t s = i % S, nc = i / S;
+    const int c = (int)(nc % C);
+    const int64_t n = nc / C;
+    x[i] = (__ldg(bits + (n * S + s) * Cw + c / 32) >> (c % 32)) & 1u ? 1.f : -1.f;
+  }
+}
+
+}  // namespace
+
+void maxpool_bits_nhwc(const uint32_t* x, uint32_t* y, int N, int H, int W, int Cw, int k, int s, int p, int OH,
+                       int OW) {
+  const int64_t total = (int64_t)N * OH * OW * Cw;
+  if (total == 0) return;
+  maxpool_bits_kernel<<<cuda::grid_for(total), 256, 0, cuda::stream()>>>(x, y, N, H, W, Cw, k, s, p, OH, OW);
+  CUDA_CHECK_LAUNCH();
+}
+
+void unpack_signs_ncs_f32(const uint32_t* bits, float* x, int64_t N, int C, int64_t S) {
+  const int64_t total = N * C * S;
+  if (total == 0) return;
+  unpack_ncs_kernel<<<cuda::grid_for(total), 256, 0, cuda::stream()>>>(bits, x, N, C, S, (C + 31) / 32);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mdq::kernels
