@@ -49,28 +49,29 @@ __global__ void b1_peak_kernel(int iters, int* sink) {
   if (s == 0x7fffffff) sink[0] = s;  // keeps the chains alive
 }
 
-// ---- wgmma b1 peak (sm_90a builds): each warpgroup issues groups of 8 m64n64k256 AND+popc on
+// ---- wgmma b1 peak (sm_90a builds): each warpgroup issues groups of 8 m64n80k256 AND+popc (the
+// W1A1 kernel's instruction) on
 // the same shared-memory operands (contents do not change the rate), 2 accumulator sets in turn.
 __global__ void wgmma_b1_peak_kernel(int iters, int* sink) {
-  __shared__ __align__(128) uint8_t ops[2 * 2048];
-  for (int i = threadIdx.x; i < 2 * 2048; i += blockDim.x) ops[i] = static_cast<uint8_t>(i * 37 + 11);
+  __shared__ __align__(128) uint8_t ops[2048 + 2560];
+  for (int i = threadIdx.x; i < 2048 + 2560; i += blockDim.x) ops[i] = static_cast<uint8_t>(i * 37 + 11);
   kernels::ptx::fence_proxy_async_shared();
   __syncthreads();
   const uint32_t base = kernels::ptx::smem_u32(ops);
-  const uint64_t da = kernels::ptx::wgmma_desc(base, 1024, 128), db = kernels::ptx::wgmma_desc(base + 2048, 1024, 128);
-  int32_t d0[8][4] = {}, d1[8][4] = {};
+  const uint64_t da = kernels::ptx::wgmma_desc(base, 1024, 128), db = kernels::ptx::wgmma_desc(base + 2048, 1280, 128);
+  int32_t d0[10][4] = {}, d1[10][4] = {};
   for (int i = 0; i < iters; ++i) {
     kernels::ptx::wgmma_fence();
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      kernels::ptx::wgmma_b1_m64n64k256(d0, da, db, true);
-      kernels::ptx::wgmma_b1_m64n64k256(d1, da, db, true);
+      kernels::ptx::wgmma_b1_m64n80k256(d0, da, db, true);
+      kernels::ptx::wgmma_b1_m64n80k256(d1, da, db, true);
     }
     kernels::ptx::wgmma_commit();
     kernels::ptx::wgmma_wait<0>();
   }
   int s = 0;
-  for (int j = 0; j < 8; ++j)
+  for (int j = 0; j < 10; ++j)
     for (int e = 0; e < 4; ++e) s += d0[j][e] + d1[j][e];
   if (s == 0x7fffffff) sink[0] = s;
 }
@@ -113,7 +114,7 @@ double wgmma_b1_peak_tops() {
     wgmma_b1_peak_kernel<<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>());
     CUDA_CHECK_LAUNCH();
   });
-  const double ops = 2.0 * 64 * 64 * 256 * 8.0 * iters * blocks;
+  const double ops = 2.0 * 64 * 80 * 256 * 8.0 * iters * blocks;
   return ops / (ms * 1e-3) / 1e12;
 #endif
 }
@@ -129,7 +130,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string>& only = args.names;
 
   const double mma_peak = b1_peak_tops(), wgmma_peak = wgmma_b1_peak_tops();
-  std::printf("GPU: %s\nb1 AND+popc peaks: mma.sync m16n8k256 %.1f TOPS, wgmma m64n64k256 %.1f TOPS\n",
+  std::printf("GPU: %s\nb1 AND+popc peaks: mma.sync m16n8k256 %.1f TOPS, wgmma m64n80k256 %.1f TOPS\n",
               cuda_device_name().c_str(), mma_peak, wgmma_peak);
   const double peak = std::max(mma_peak, wgmma_peak);
   std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"

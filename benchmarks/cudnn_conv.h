@@ -1,7 +1,9 @@
 // One cuDNN convolution in NHWC for the packed-kernel benchmarks (the baselines they are measured
-// against): fp32 (FMA math, no TF32), tf32 or bf16 tensors; its fastest algorithm is found once
-// per shape and precision and cached for the process. A shape cuDNN has no algorithm for leaves
-// found false and why set, and run() refuses it.
+// against): fp32 (FMA math, no TF32), tf32 or bf16 tensors; its algorithms are ranked once per
+// shape and precision (cudnnFind) and cached for the process. run() uses the fastest, and moves to
+// the next when cuDNN refuses it at run time (seen on an H200: an algorithm that Find timed then
+// returned CUDNN_STATUS_BAD_PARAM). A shape cuDNN has no algorithm for leaves found false and why
+// set, and run() refuses it.
 #pragma once
 #include <cudnn.h>
 
@@ -9,6 +11,7 @@
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "engine/cuda_context.h"
 #include "engine/error.h"
@@ -32,11 +35,10 @@ class CudnnConv {
                                                 CUDNN_DATA_FLOAT));
     // FMA_MATH keeps fp32 off the TF32 tensor cores.
     CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, mode == CudnnMode::FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
-    static std::map<std::tuple<int, int, int, int, int, int, int, int, int>, std::pair<cudnnConvolutionFwdAlgo_t, size_t>>
-        found_algos;
+    static std::map<std::tuple<int, int, int, int, int, int, int, int, int>, std::vector<Algo>> found_algos;
     const auto key = std::make_tuple(N, C, H, W, O, K, stride, pad, static_cast<int>(mode));
     if (auto it = found_algos.find(key); it != found_algos.end()) {
-      std::tie(algo_, ws_) = it->second;
+      algos_ = it->second;
       found = true;
       return;
     }
@@ -48,14 +50,11 @@ class CudnnConv {
       why = cudnnGetErrorString(st);
       return;
     }
-    for (int i = 0; i < count && !found; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) {
-        algo_ = perf[i].algo;
-        ws_ = perf[i].memory;
-        found = true;
-      }
+    for (int i = 0; i < count; ++i)
+      if (perf[i].status == CUDNN_STATUS_SUCCESS) algos_.push_back({perf[i].algo, perf[i].memory});
+    found = !algos_.empty();
     if (found)
-      found_algos[key] = {algo_, ws_};
+      found_algos[key] = algos_;
     else
       why = "no algorithm succeeded";
   }
@@ -71,9 +70,15 @@ class CudnnConv {
   void run(const mdq::Tensor& x, const mdq::Tensor& w, mdq::Tensor& y) const {
     MDQ_CHECK(found, "CudnnConv: no NHWC algorithm (" << why << ") for " << x.describe() << " * " << w.describe());
     const float one = 1.f, zero = 0.f;
-    void* work = ws_ ? mdq::cuda::workspace(ws_) : nullptr;
-    CUDNN_CHECK(cudnnConvolutionForward(mdq::cuda::cudnn(), &one, xd_, x.raw(), wd_, w.raw(), cd_, algo_, work, ws_,
-                                        &zero, yd_, y.raw()));
+    for (;; ++next_) {
+      MDQ_CHECK(next_ < algos_.size(), "CudnnConv: cuDNN refused every algorithm Find ranked for " << x.describe());
+      const Algo& a = algos_[next_];
+      void* work = a.ws ? mdq::cuda::workspace(a.ws) : nullptr;
+      const cudnnStatus_t st = cudnnConvolutionForward(mdq::cuda::cudnn(), &one, xd_, x.raw(), wd_, w.raw(), cd_,
+                                                       a.algo, work, a.ws, &zero, yd_, y.raw());
+      if (st == CUDNN_STATUS_SUCCESS) return;
+      if (st != CUDNN_STATUS_BAD_PARAM && st != CUDNN_STATUS_NOT_SUPPORTED) CUDNN_CHECK(st);
+    }
   }
   const int OH, OW;
   bool found = false;
@@ -83,6 +88,10 @@ class CudnnConv {
   cudnnTensorDescriptor_t xd_, yd_;
   cudnnFilterDescriptor_t wd_;
   cudnnConvolutionDescriptor_t cd_;
-  cudnnConvolutionFwdAlgo_t algo_ = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-  size_t ws_ = 0;
+  struct Algo {
+    cudnnConvolutionFwdAlgo_t algo;
+    size_t ws;
+  };
+  std::vector<Algo> algos_;  // fastest first
+  mutable size_t next_ = 0;  // the one run() uses
 };

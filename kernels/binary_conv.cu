@@ -97,7 +97,7 @@ __device__ void stage_weights(const BinaryConvArgs& args, const Geometry& g, uin
                               int n0, int kc0, int kc) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int c = warp; c < kCols; c += kWarps) {
-    const int o = n0 + slice_channel(c);  // column c of the GEMM (binary_conv_common.cuh)
+    const int o = n0 + slice_channel(c, args.mode);  // column c of the GEMM (binary_conv_common.cuh)
     for (int k = lane; k < kc; k += 32)
       Bs[c * ldb + k] = o < g.O && kc0 + k < g.Ktot ? __ldg(args.w + (long long)o * g.Ktot + kc0 + k) : 0u;
   }
@@ -195,8 +195,10 @@ void binary_conv2d(const BinaryConvArgs& a) {
   const size_t smem = binary_conv_smem_bytes(g.Ktot);
   const bool k3 = g.KH == 3 && g.KW == 3;
   auto kernel = k3 ? binary_conv_kernel<3> : binary_conv_kernel<0>;
-  static size_t smem_set[2] = {0, 0};  // raise each kernel's dynamic shared memory limit once, as needed
-  if (smem > 48 * 1024 && smem > smem_set[k3]) {
+  // Raise each kernel's dynamic shared memory limit as needed (static + dynamic above 48 KB needs
+  // the opt-in, and the static part is ~14 KB).
+  static size_t smem_set[2] = {0, 0};
+  if (smem > smem_set[k3]) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     smem_set[k3] = smem;
   }

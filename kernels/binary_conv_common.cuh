@@ -3,10 +3,12 @@
 // epilogue of one accumulator row. Both kernels give a CTA one slice of 64 output channels and
 // hold, per row and per n8 tile j, the accumulator fragment of mma.m16n8 / wgmma.m64nN:
 //   acc[j][2 h + e] = popc(A & W) of row (8 h + g) of the lane's m16 block, column 8 j + 2 t + e
-// (lane = 4 g + t), so one epilogue serves both. Column p of the GEMM is channel
+// (lane = 4 g + t), so one epilogue serves both. With SignPack, column p of the GEMM is channel
 // n0 + slice_channel(p) (the weights are staged in that order): a lane's 16 columns are then 16
 // consecutive channels, whose signs fill half of one packed 32-bit word at bit positions known at
-// compile time (one shuffle per row instead of four, no shifts by lane-dependent amounts).
+// compile time (one shuffle per row instead of four, no shifts by lane-dependent amounts). The
+// modes that write 4 bytes an output keep column p = channel n0 + p, so that the four lanes of a
+// row write 32 contiguous bytes (permuted, each would touch its own 32-byte sector).
 //
 // E12 with the mask, for output pixel p and channel o, V(p) the taps inside the image:
 //   a·w = 4 popc(A&W&M) - 2 popc(A&M) - 2 popc(W&M) + popc(M)
@@ -24,8 +26,11 @@ namespace mdq::kernels::binary {
 
 constexpr int kCols = 64;  // output channels of a CTA's slice: 8 n8 tiles
 
-// The channel (within the slice) of GEMM column p = 8 j + 2 t + e: 16 t + 2 j + e.
-__host__ __device__ constexpr int slice_channel(int p) { return 16 * ((p >> 1) & 3) + 2 * (p >> 3) + (p & 1); }
+// The channel (within the slice) of GEMM column p = 8 j + 2 t + e: 16 t + 2 j + e with SignPack,
+// else p.
+__host__ __device__ constexpr int slice_channel(int p, BinaryEpilogue mode) {
+  return mode == BinaryEpilogue::SignPack ? 16 * ((p >> 1) & 3) + 2 * (p >> 3) + (p & 1) : p;
+}
 
 // n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund-Montgomery, as CUTLASS's
 // FastDivmod): integer division is ~20 instructions, this is 3, and every row needs two.
@@ -58,11 +63,13 @@ inline Geometry make_geometry(const BinaryConvArgs& a) {
 
 // Output pixel m's word offset of its first tap in x, its tap mask (bit t: tap t inside the
 // image) and r = 2 popc(A&M) - popc(M). Rows past M get mask 0 (nothing is read for them).
+// kPopc = false leaves r = 0 and reads no pixel_popc (the wgmma kernel gets popc(A&M) from the
+// tensor core instead).
 struct Row {
   int base = 0, r = 0;
   uint32_t mask = 0;
 };
-template <int KS>  // KS = 3: 3x3 taps unrolled; 0: any size
+template <int KS, bool kPopc = true>  // KS = 3: 3x3 taps unrolled; 0: any size
 __device__ __forceinline__ Row row_geometry(const BinaryConvArgs& args, const Geometry& g, int m) {
   Row row;
   if (m >= g.M) return row;
@@ -80,11 +87,11 @@ __device__ __forceinline__ Row row_geometry(const BinaryConvArgs& args, const Ge
       const int iw = iw0 + kw;
       const bool in = row_in && iw >= 0 && iw < g.W;
       row.mask |= (in ? 1u : 0u) << (kh * KW + kw);
-      sum_a += in ? __ldg(args.pixel_popc + (n * g.H + ih) * g.W + iw) : 0;
+      if (kPopc) sum_a += in ? __ldg(args.pixel_popc + (n * g.H + ih) * g.W + iw) : 0;
       nvalid += in;
     }
   }
-  row.r = 2 * sum_a - nvalid * g.C;
+  if (kPopc) row.r = 2 * sum_a - nvalid * g.C;
   return row;
 }
 
@@ -103,8 +110,24 @@ struct EpilogueTables {
                              // reached past O; other modes: 2 wtot (0 past O)
   uint32_t flip[2];          // SignPack: the flip bits of the slice's 64 channels (by channel)
   int2 tap[32][kCols / 2];   // 2 popc(W) of tap t per column pair; 0 past O
+  int2 border[16][kCols / 2];  // 3x3 only: Σ tap[t] over the taps of border class c (below)
   float2 aff[kCols];         // (scale, shift), other modes
 };
+
+// A 3x3 pixel on the border of the image misses whole rows and columns of taps: its border
+// class (bits: row 0, row 2, column 0, column 2 of the taps missing) names that set, and the
+// border table holds its 2 popc(W) sum, so the epilogue adds one precomputed vector instead of
+// one per missing tap. -1 for a miss mask that is not such a union (images narrower than 2
+// pixels), which takes the per-tap loop.
+constexpr uint32_t kRow0 = 0007u, kRow2 = 0700u, kCol0 = 0111u, kCol2 = 0444u;
+__host__ __device__ constexpr uint32_t border_mask(int c) {
+  return (c & 1 ? kRow0 : 0u) | (c & 2 ? kRow2 : 0u) | (c & 4 ? kCol0 : 0u) | (c & 8 ? kCol2 : 0u);
+}
+__device__ __forceinline__ int border_class(uint32_t miss) {
+  const int c = ((miss & kRow0) == kRow0) | ((miss & kRow2) == kRow2) << 1 | ((miss & kCol0) == kCol0) << 2 |
+                ((miss & kCol2) == kCol2) << 3;
+  return border_mask(c) == miss ? c : -1;
+}
 
 // Fills the tables of the slice starting at channel n0; the caller __syncthreads() after.
 __device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvArgs& args, const Geometry& g, int n0) {
@@ -113,7 +136,7 @@ __device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvA
   if (tid < 2) s.flip[tid] = 0u;
   __syncthreads();
   if (tid < kCols) {
-    const int c = slice_channel(tid), o = n0 + c;
+    const int c = slice_channel(tid, args.mode), o = n0 + c;
     const bool in = o < g.O;
     const int wtot2 = in ? 2 * __ldg(args.tap_popc + o * T1 + g.T) : 0;
     int t = wtot2;
@@ -128,8 +151,18 @@ __device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvA
     s.aff[tid] = make_float2(in && args.scale ? args.scale[o] : 1.f, in && args.shift ? args.shift[o] : 0.f);
   }
   for (int idx = tid; idx < g.T * kCols; idx += nthreads) {
-    const int t = idx / kCols, p = idx - t * kCols, o = n0 + slice_channel(p);
+    const int t = idx / kCols, p = idx - t * kCols, o = n0 + slice_channel(p, args.mode);
     reinterpret_cast<int*>(s.tap[t])[p] = o < g.O ? 2 * __ldg(args.tap_popc + o * T1 + t) : 0;
+  }
+  if (g.KH == 3 && g.KW == 3) {
+    __syncthreads();  // tap is in
+    for (int idx = tid; idx < 16 * kCols; idx += nthreads) {
+      const int c = idx / kCols, p = idx - c * kCols;
+      int sum = 0;
+      for (int t = 0; t < 9; ++t)
+        if (border_mask(c) >> t & 1u) sum += reinterpret_cast<const int*>(s.tap[t])[p];
+      reinterpret_cast<int*>(s.border[c])[p] = sum;
+    }
   }
 }
 
@@ -147,7 +180,20 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
   for (int j = 0; j < 8; ++j)
 #pragma unroll
     for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = 4 * acc[j][2 * h + e] - r;
-  for (uint32_t miss = ~mask & all_taps; m < g.M && miss; miss &= miss - 1) {
+  uint32_t miss = m < g.M ? ~mask & all_taps : 0u;
+  if (miss) {
+    const int c = g.T == 9 && g.KW == 3 ? border_class(miss) : -1;
+    if (c >= 0) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int2 p = s.border[c][4 * j + tq];
+        acc[j][2 * h] += p.x;
+        acc[j][2 * h + 1] += p.y;
+      }
+      miss = 0u;
+    }
+  }
+  for (; miss; miss &= miss - 1) {
     const int t = __ffs(miss) - 1;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -156,11 +202,10 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
       acc[j][2 * h + 1] += p.y;
     }
   }
-  // This lane's 16 channels are 16 tq + 2 j + e: bits 2 j + e of the half word 16 (tq & 1) of
-  // word tq / 2; the neighbour lane (tq ^ 1) holds the other half.
-  const int Ow = (g.O + 31) / 32, word = n0 / 32 + (tq >> 1);
-  const bool writer = (tq & 1) == 0 && m < g.M && word < Ow;
+  const int Ow = (g.O + 31) / 32;
   if (args.mode == BinaryEpilogue::SignPack) {
+    // This lane's 16 channels are 16 tq + 2 j + e: bits 2 j + e of the half word 16 (tq & 1)
+    // of word tq / 2; the neighbour lane (tq ^ 1) holds the other half.
     uint32_t bits = 0u;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -170,15 +215,17 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
     }
     bits <<= 16 * (tq & 1);
     bits |= __shfl_xor_sync(0xffffffffu, bits, 1);  // every lane shuffles: the mode is warp-uniform
-    if (writer) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits ^ s.flip[tq >> 1];
+    const int word = n0 / 32 + (tq >> 1);
+    if ((tq & 1) == 0 && m < g.M && word < Ow)
+      static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits ^ s.flip[tq >> 1];
     return;
   }
-  // Channels 2 j and 2 j + 1 of the lane side by side: one 8-byte access when O is even.
+  // Columns (= channels) 2 tq and 2 tq + 1 side by side: one 8-byte access when O is even.
   const bool pair = (g.O & 1) == 0, residual = args.mode == BinaryEpilogue::ResidualSignPack;
-  uint32_t bits = 0u;  // ResidualSignPack's signs
+  uint32_t bits[2] = {0u, 0u};  // ResidualSignPack's signs
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
-    const int c = 8 * j + 2 * tq, o = n0 + 16 * tq + 2 * j;  // column, channel
+    const int c = 8 * j + 2 * tq, o = n0 + c;
     if (m >= g.M || o >= g.O) continue;
     const int2 w2 = s.thr[4 * j + tq];
     const int d0 = acc[j][2 * h] - w2.x, d1 = acc[j][2 * h + 1] - w2.y;
@@ -201,8 +248,8 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
       const float2 r2 = pair ? __ldg(reinterpret_cast<const float2*>(args.residual + idx))
                              : make_float2(args.residual[idx], two ? args.residual[idx + 1] : 0.f);
       y0 += r2.x, y1 += r2.y;
-      if (y0 >= 0.f) bits |= 1u << (2 * j);
-      if (two && y1 >= 0.f) bits |= 2u << (2 * j);
+      if (y0 >= 0.f) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq);
+      if (two && y1 >= 0.f) bits[j >> 2] |= 2u << (8 * (j & 3) + 2 * tq);
     }
     float* out = static_cast<float*>(args.out) + idx;
     if (pair) {
@@ -213,9 +260,13 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
     }
   }
   if (residual) {  // warp-uniform: every lane shuffles
-    bits <<= 16 * (tq & 1);
-    bits |= __shfl_xor_sync(0xffffffffu, bits, 1);
-    if (writer) args.out_bits[(long long)m * Ow + word] = bits;
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {
+      bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 1);
+      bits[w] |= __shfl_xor_sync(0xffffffffu, bits[w], 2);
+    }
+    const int word = n0 / 32 + tq;
+    if (tq < 2 && m < g.M && word < Ow) args.out_bits[(long long)m * Ow + word] = tq == 0 ? bits[0] : bits[1];
   }
 }
 

@@ -1,7 +1,9 @@
 // W1A1 convolution on Hopper's warpgroup MMA (sm_90a): the same implicit GEMM, mask terms and
 // epilogue as the mma.sync kernel (kernels/binary_conv.cu, kernels/binary_conv_common.cuh), with
-// `wgmma.mma_async m64n64k256 .b1 .and.popc` (DESIGN.md E12: 15.5 POPS on an H200 against
-// mma.sync's ~10; AND+popc, since XOR is emulated on sm_90).
+// `wgmma.mma_async m64n80k256 .b1 .and.popc` (DESIGN.md E12: 15.5 POPS on an H200 against
+// mma.sync's ~10; AND+popc, since XOR is emulated on sm_90). The GEMM has 80 columns: the
+// slice's 64 channels and a column of ones (over K; then zeros), whose dot product with a row is
+// popc(A&M), E12's activation term, so no row reads pixel popcounts.
 //
 // Why it is shaped this way: mma.sync left the W1A1 kernel issue-bound (ncu: ~25 instructions
 // per m16n8k256 MMA, where the tensor core allows ~6.7). One wgmma does the work of 32 such
@@ -15,10 +17,11 @@
 //     keep the tensor core busy while one of them is in its epilogue.
 // K past Ktot is zero in the weights, so whatever sits in the activation tile there adds nothing.
 //
-// Shared-memory operand layout (no swizzle, K-major): per k256 step, 2 x 8 core matrices of
-// 8 rows x 16 bytes (128 bits of K); word kk (0..7) of row c of step s is at byte
-//   s * 2048 + (kk / 4) * 1024 + (c / 8) * 128 + (c % 8) * 16 + (kk % 4) * 4,
-// so core matrices adjacent in K are 1024 B apart (LBO) and adjacent in M/N 128 B apart (SBO).
+// Shared-memory operand layout (no swizzle, K-major): per k256 step, 2 x R/8 core matrices of
+// 8 rows x 16 bytes (128 bits of K), R = 64 rows (A) or 80 columns (B); word kk (0..7) of row c
+// of step s is at byte
+//   s * 32 R + (kk / 4) * 16 R + (c / 8) * 128 + (c % 8) * 16 + (kk % 4) * 4,
+// so core matrices adjacent in K are 16 R bytes apart (LBO) and adjacent in M/N 128 B (SBO).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -32,17 +35,18 @@ namespace {
 
 using ptx::smem_u32;
 
-constexpr int kThreads = 128, kRows = 64;   // one warpgroup; m64 tiles
-constexpr int kStepBytes = 2048;            // one k256 step of a 64-row (or 64-column) operand
-constexpr uint32_t kLbo = 1024, kSbo = 128;  // see the layout above
+constexpr int kThreads = 128, kRows = 64;  // one warpgroup; m64 tiles
+constexpr int kN = kCols + 16;             // GEMM columns: 64 channels, the ones column, 15 zeros
+constexpr int kAStep = 32 * kRows, kBStep = 32 * kN;  // bytes of one k256 step of A and of B
 
+template <int R>  // rows of the operand: kRows (A) or kN (B)
 __device__ __forceinline__ int operand_offset(int s, int c, int kk) {
-  return s * kStepBytes + (kk >> 2) * 1024 + (c >> 3) * 128 + (c & 7) * 16 + (kk & 3) * 4;
+  return s * 32 * R + (kk >> 2) * 16 * R + (c >> 3) * 128 + (c & 7) * 16 + (kk & 3) * 4;
 }
 
 // One copy of the gather, the same for every row: word offset from the row's base, the tap's
 // mask bit, and the destination's byte offset in the tile (operand_offset without the row part).
-struct Copy {
+struct alignas(16) Copy {
   int src, tap_bit, dst, pad;
 };
 
@@ -54,40 +58,51 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
                                                                      int nbuf) {
 #ifdef MDQ_WGMMA_AVAILABLE
   extern __shared__ __align__(128) uint8_t smem[];
-  uint8_t* Bs = smem;                                                  // [steps] weights of the slice
-  uint8_t* As = smem + steps * kStepBytes;                             // [nbuf][steps] activation tiles
-  Copy* copies = reinterpret_cast<Copy*>(As + nbuf * steps * kStepBytes);  // [Ktot / UW]
+  uint8_t* Bs = smem;                                             // [steps] weights of the slice
+  uint8_t* As = smem + steps * kBStep;                            // [nbuf][steps] activation tiles
+  Copy* copies = reinterpret_cast<Copy*>(As + nbuf * steps * kAStep);  // [Ktot / UW]
   __shared__ EpilogueTables tables;
   __shared__ Row rows[2][kRows];
 
-  const int tid = threadIdx.x, warp = tid >> 5, gq = (tid & 31) >> 2;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2;
   const int n0 = blockIdx.y * kCols;
   load_epilogue_tables(tables, args, g, n0);
   // The slice's weights by cp.async (a plain load-then-store loop would wait out one global
-  // latency per word), column p = channel n0 + slice_channel(p), zero past O and past K.
+  // latency per word): column p < 64 = channel n0 + slice_channel(p, mode), zero past O and K;
+  // column 64 = ones up to K; the rest zero.
   const int kwords = steps * 8;
-  for (int idx = tid; idx < kCols * kwords; idx += kThreads) {
-    const int p = idx / kwords, k = idx - p * kwords, o = n0 + slice_channel(p);
-    const bool in = o < g.O && k < g.Ktot;
-    ptx::cp_async4_zfill(Bs + operand_offset(k >> 3, p, k & 7), in ? args.w + (long long)o * g.Ktot + k : args.w, in);
+  const uint32_t b_base = smem_u32(Bs);
+  for (int p = warp; p < kN; p += kThreads / 32) {
+    const int o = n0 + slice_channel(p, args.mode);
+    const bool channel = p < kCols && o < g.O;
+    const uint32_t* w_row = args.w + (channel ? (long long)o * g.Ktot : 0);
+    for (int k = lane * UW; k < kwords; k += 32 * UW) {
+      const uint32_t dst = b_base + operand_offset<kN>(k >> 3, p, k & 7);
+      if (p == kCols) {
+        const uint32_t ones = k < g.Ktot ? ~0u : 0u;
+        for (int u = 0; u < UW; ++u) *reinterpret_cast<uint32_t*>(Bs + (dst - b_base) + 4 * u) = ones;
+      } else {
+        ptx::cp_async_gather<4 * UW>(dst, w_row, k, channel && k < g.Ktot);
+      }
+    }
   }
   const int ncopies = g.Ktot / UW;
   for (int i = tid; i < ncopies; i += kThreads) {
     const int k = i * UW;
     const int2 ot = k_word_source(g, k);
-    copies[i] = Copy{ot.x, static_cast<int>(1u << ot.y), operand_offset(k >> 3, 0, k & 7), 0};
+    copies[i] = Copy{ot.x, static_cast<int>(1u << ot.y), operand_offset<kRows>(k >> 3, 0, k & 7), 0};
   }
 
   // The gather of one tile into buffer b: two threads a row, alternate copies.
-  const int my_row = tid & (kRows - 1), row_off = operand_offset(0, my_row, 0);
-  auto stage_a = [&](int b, const Row& row) {
-    uint8_t* A = As + b * steps * kStepBytes + row_off;
-    const uint32_t* src = args.x + row.base;  // dereferenced only at taps inside the image
+  const int my_row = tid & (kRows - 1);
+  const uint32_t a_row0 = smem_u32(As) + operand_offset<kRows>(0, my_row, 0);
+  auto stage_a = [&](int b, Row row) {  // (by value: one read of the row, not one a copy)
+    const uint32_t a_row = a_row0 + b * steps * kAStep;
+    // x + the row's base: only read at taps inside the image (the base may point before x)
+    const uint32_t* src = args.x + row.base;
     for (int i = tid >> 6; i < ncopies; i += 2) {
       const Copy c = copies[i];
-      const bool in = (row.mask & static_cast<uint32_t>(c.tap_bit)) != 0u;
-      if (UW == 2) ptx::cp_async8_zfill(A + c.dst, in ? src + c.src : args.x, in);
-      else ptx::cp_async4_zfill(A + c.dst, in ? src + c.src : args.x, in);
+      ptx::cp_async_gather<4 * UW>(a_row + c.dst, src, c.src, (row.mask & static_cast<uint32_t>(c.tap_bit)) != 0u);
     }
   };
 
@@ -97,13 +112,13 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
   // what the last one read.
   const int tiles = (g.M + kRows - 1) / kRows;
   int tile = blockIdx.x, b = 0;
-  if (tile < tiles && tid < kRows) rows[0][tid] = row_geometry<KS>(args, g, tile * kRows + tid);
+  if (tile < tiles && tid < kRows) rows[0][tid] = row_geometry<KS, false>(args, g, tile * kRows + tid);
   __syncthreads();  // tables, copy list and the first tile's rows are in
   if (tile < tiles) stage_a(0, rows[0][my_row]);
   ptx::cp_async_commit();
-  const uint64_t a_desc0 = ptx::wgmma_desc(smem_u32(As), kLbo, kSbo), b_desc0 = ptx::wgmma_desc(smem_u32(Bs), kLbo, kSbo);
-  constexpr uint64_t kStepDesc = kStepBytes >> 4;  // one k256 step in the descriptor's address field
-  int32_t acc[8][4] = {};
+  const uint64_t a_desc0 = ptx::wgmma_desc(smem_u32(As), 16 * kRows, 128);
+  const uint64_t b_desc0 = ptx::wgmma_desc(smem_u32(Bs), 16 * kN, 128);
+  int32_t acc[10][4] = {};
   for (; tile < tiles; tile += gridDim.x, b ^= 1) {  // uniform across the CTA
     const int abuf = nbuf == 2 ? b : 0;
     ptx::cp_async_wait<0>();          // this thread's copies of `tile` (and the weights) have landed,
@@ -111,14 +126,15 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
     __syncthreads();                  // and so are everyone else's; the last epilogue is done
 
     ptx::wgmma_fence();  // acc was last written by the epilogue
-    const uint64_t a_desc = a_desc0 + static_cast<uint64_t>(abuf * steps) * kStepDesc;
+    // (descriptor address fields count 16-byte units)
+    const uint64_t a_desc = a_desc0 + static_cast<uint64_t>(abuf * steps) * (kAStep >> 4);
     for (int s = 0; s < steps; ++s)
-      ptx::wgmma_b1_m64n64k256(acc, a_desc + s * kStepDesc, b_desc0 + s * kStepDesc, s > 0);
+      ptx::wgmma_b1_m64n80k256(acc, a_desc + s * (kAStep >> 4), b_desc0 + s * (kBStep >> 4), s > 0);
     ptx::wgmma_commit();
 
     const int next = tile + gridDim.x;
     if (next < tiles) {
-      if (tid < kRows) rows[b ^ 1][tid] = row_geometry<KS>(args, g, next * kRows + tid);
+      if (tid < kRows) rows[b ^ 1][tid] = row_geometry<KS, false>(args, g, next * kRows + tid);
       if (nbuf == 1) ptx::wgmma_wait<0>();
       __syncthreads();  // the next tile's rows are in (and, with one buffer, all MMAs are done)
       stage_a(nbuf == 2 ? b ^ 1 : 0, rows[b ^ 1][my_row]);
@@ -126,29 +142,35 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
     }
     ptx::wgmma_wait<0>();
 
+    // popc(A&M) of row 8 h + g is column 64, held by lane 4 g (acc[8][2 h]).
+    auto& channels = reinterpret_cast<int32_t(&)[8][4]>(acc);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int local = 16 * warp + 8 * h + gq;
       const Row row = rows[b][local];
-      epilogue_row(acc, h, tile * kRows + local, row.r, row.mask, tables, args, g, n0);
+      const int popc_a = __shfl_sync(0xffffffffu, acc[8][2 * h], lane & ~3);
+      const int r = 2 * popc_a - __popc(row.mask) * g.C;
+      epilogue_row(channels, h, tile * kRows + local, r, row.mask, tables, args, g, n0);
     }
   }
 #endif
 }
 
 size_t smem_bytes(int steps, int ktot, int nbuf) {
-  return (1ull + nbuf) * steps * kStepBytes + sizeof(Copy) * ktot;
+  return static_cast<size_t>(steps) * (kBStep + nbuf * kAStep) + sizeof(Copy) * ktot;
 }
-// Two activation buffers while a CTA (dynamic + static shared memory) still fits 3 an SM.
-int buffers(int steps, int ktot) { return smem_bytes(steps, ktot, 2) + 12 * 1024 <= 75 * 1024 ? 2 : 1; }
+// Two activation buffers while a CTA (dynamic + ~16 KB static shared memory) still fits 3 an SM.
+int buffers(int steps, int ktot) { return smem_bytes(steps, ktot, 2) + 16 * 1024 <= 75 * 1024 ? 2 : 1; }
 
 template <int KS, int UW>
 void launch(const BinaryConvArgs& a, const Geometry& g, int steps) {
   auto kernel = binary_conv_wgmma_kernel<KS, UW>;
   const int nbuf = buffers(steps, g.Ktot);
   const size_t smem = smem_bytes(steps, g.Ktot, nbuf);
-  static size_t smem_set = 0;  // raise this kernel's dynamic shared memory limit once, as needed
-  if (smem > 48 * 1024 && smem > smem_set) {
+  // Raise this kernel's dynamic shared memory limit as needed (static + dynamic above 48 KB needs
+  // the opt-in, and the static part is ~11 KB).
+  static size_t smem_set = 0;
+  if (smem > smem_set) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     smem_set = smem;
   }

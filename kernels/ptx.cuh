@@ -53,6 +53,17 @@ __device__ __forceinline__ void cp_async8_zfill(void* smem, const void* gmem, bo
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
                "r"(valid ? 8 : 0) : "memory");
 }
+// The im2col gather's copy: BYTES (4 or 8) from row + word (the address is one mad.wide.u32,
+// not a sign-extended 64-bit index), or zeros when !valid (ignore-src: nothing is read). No
+// memory clobber: the copies are ordered by the commit / wait / fence asm around them, and a
+// clobber would make the compiler reload every shared value after each copy.
+template <int BYTES>
+__device__ __forceinline__ void cp_async_gather(uint32_t smem_addr, const uint32_t* row, uint32_t word, bool valid) {
+  asm volatile(
+      "{\n .reg .pred p;\n .reg .u64 a;\n setp.eq.b32 p, %3, 0;\n mad.wide.u32 a, %2, 4, %1;\n"
+      " cp.async.ca.shared.global [%0], [a], %4, p;\n}\n" ::"r"(smem_addr),
+      "l"(row), "r"(word), "r"(valid ? 1 : 0), "n"(BYTES));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
@@ -95,22 +106,29 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 #endif
 }
 
-// D (+)= popc(A AND B), A 64 x 256 bits and B 256 x 64 bits from shared memory (K-major
+// D (+)= popc(A AND B), A 64 x 256 bits and B 256 x 80 bits from shared memory (K-major
 // descriptors), s32 accumulators of the warpgroup (DESIGN.md E12). accumulate = false
 // overwrites D. Lane 4g+t of warp w holds d[j][2h+e] = D[16w + 8h + g][8j + 2t + e].
-__device__ __forceinline__ void wgmma_b1_m64n64k256(int32_t (&d)[8][4], uint64_t a_desc, uint64_t b_desc,
+// (N = 80, the smallest b1 shape above 64: a W1A1 slice's 64 channels plus a column of ones,
+// which counts popc(A) per row, and 15 zero columns.)
+__device__ __forceinline__ void wgmma_b1_m64n80k256(int32_t (&d)[10][4], uint64_t a_desc, uint64_t b_desc,
                                                     bool accumulate) {
 #ifdef MDQ_WGMMA_AVAILABLE
   asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
-      " wgmma.mma_async.sync.aligned.m64n64k256.s32.b1.b1.and.popc "
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p;\n}\n"
-      : "+r"(d[0][0]), "+r"(d[0][1]), "+r"(d[0][2]), "+r"(d[0][3]), "+r"(d[1][0]), "+r"(d[1][1]), "+r"(d[1][2]),
-        "+r"(d[1][3]), "+r"(d[2][0]), "+r"(d[2][1]), "+r"(d[2][2]), "+r"(d[2][3]), "+r"(d[3][0]), "+r"(d[3][1]),
-        "+r"(d[3][2]), "+r"(d[3][3]), "+r"(d[4][0]), "+r"(d[4][1]), "+r"(d[4][2]), "+r"(d[4][3]), "+r"(d[5][0]),
-        "+r"(d[5][1]), "+r"(d[5][2]), "+r"(d[5][3]), "+r"(d[6][0]), "+r"(d[6][1]), "+r"(d[6][2]), "+r"(d[6][3]),
-        "+r"(d[7][0]), "+r"(d[7][1]), "+r"(d[7][2]), "+r"(d[7][3])
+      "{\n .reg .pred p;\n setp.ne.b32 p, %42, 0;\n"
+      " wgmma.mma_async.sync.aligned.m64n80k256.s32.b1.b1.and.popc "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,"
+      "%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, %40, %41, p;\n}\n"
+      : "+r"(d[0][0]), "+r"(d[0][1]), "+r"(d[0][2]), "+r"(d[0][3]),
+        "+r"(d[1][0]), "+r"(d[1][1]), "+r"(d[1][2]), "+r"(d[1][3]),
+        "+r"(d[2][0]), "+r"(d[2][1]), "+r"(d[2][2]), "+r"(d[2][3]),
+        "+r"(d[3][0]), "+r"(d[3][1]), "+r"(d[3][2]), "+r"(d[3][3]),
+        "+r"(d[4][0]), "+r"(d[4][1]), "+r"(d[4][2]), "+r"(d[4][3]),
+        "+r"(d[5][0]), "+r"(d[5][1]), "+r"(d[5][2]), "+r"(d[5][3]),
+        "+r"(d[6][0]), "+r"(d[6][1]), "+r"(d[6][2]), "+r"(d[6][3]),
+        "+r"(d[7][0]), "+r"(d[7][1]), "+r"(d[7][2]), "+r"(d[7][3]),
+        "+r"(d[8][0]), "+r"(d[8][1]), "+r"(d[8][2]), "+r"(d[8][3]),
+        "+r"(d[9][0]), "+r"(d[9][1]), "+r"(d[9][2]), "+r"(d[9][3])
       : "l"(a_desc), "l"(b_desc), "r"(accumulate ? 1 : 0));
 #endif
 }

@@ -110,7 +110,13 @@ TEST_CASE("max_pool2d_bits and unpack_signs_nchw on CUDA equal their CPU referen
       const Tensor got = packed::max_pool2d_bits(bits.cuda(), k, s, p);
       REQUIRE(got.is_cuda());
       REQUIRE(got.shape() == want.shape());
-      const std::vector<int32_t> gv = got.cpu().to_vector_i32(), wv = want.to_vector_i32();
+      // u32 words compared as raw bits (to_vector_i32 wants an i32 tensor).
+      auto words = [](const Tensor& t) {
+        const Tensor c = t.cpu();
+        const uint32_t* w = static_cast<const uint32_t*>(c.raw());
+        return std::vector<uint32_t>(w, w + c.numel());
+      };
+      const std::vector<uint32_t> gv = words(got), wv = words(want);
       int64_t bad = 0, first = -1;
       for (size_t i = 0; i < gv.size(); ++i)
         if (gv[i] != wv[i] && bad++ == 0) first = static_cast<int64_t>(i);
