@@ -76,6 +76,29 @@ __global__ void wgmma_b1_peak_kernel(int iters, int* sink) {
   if (s == 0x7fffffff) sink[0] = s;
 }
 
+// ---- wgmma bf16 rate with the W1A16 kernel's operand layout (no swizzle, K-major, A 64 x 16 and
+// B 16 x 128 per instruction, LBO = 16 rows, SBO = 128 B): groups of 4 m64n128k16.
+__global__ void wgmma_bf16_peak_kernel(int iters, int* sink) {
+  __shared__ __align__(128) uint8_t ops[2048 + 4096];
+  for (int i = threadIdx.x; i < 2048 + 4096; i += blockDim.x) ops[i] = static_cast<uint8_t>((i * 37 + 11) & 0x3f);
+  kernels::ptx::fence_proxy_async_shared();
+  __syncthreads();
+  const uint32_t base = kernels::ptx::smem_u32(ops);
+  const uint64_t da = kernels::ptx::wgmma_desc(base, 1024, 128), db = kernels::ptx::wgmma_desc(base + 2048, 2048, 128);
+  float d[16][4];
+  for (int i = 0; i < iters; ++i) {
+    kernels::ptx::wgmma_fence();
+#pragma unroll
+    for (int j = 0; j < 4; ++j) kernels::ptx::wgmma_bf16_m64n128k16(d, da, db, i > 0 || j > 0);
+    kernels::ptx::wgmma_commit();
+    kernels::ptx::wgmma_wait<0>();
+  }
+  float s = 0;
+  for (int j = 0; j < 16; ++j)
+    for (int e = 0; e < 4; ++e) s += d[j][e];
+  if (s == 12345.f) sink[0] = 1;
+}
+
 // Best of 4 rounds, each round's call count grown until it lasts ~20 ms.
 float time_ms(const std::function<void()>& fn) {
   for (int i = 0; i < 3; ++i) fn();  // warm-up (and cuDNN's lazy init)
@@ -119,6 +142,21 @@ double wgmma_b1_peak_tops() {
 #endif
 }
 
+double wgmma_bf16_peak_tflops() {
+#ifndef MDQ_HAS_SM90A
+  return 0;
+#else
+  if (cuda::compute_capability() != 90) return 0;
+  Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
+  const int blocks = cuda::sm_count() * 4, threads = 128, iters = 4096;
+  float ms = time_ms([&] {
+    wgmma_bf16_peak_kernel<<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>());
+    CUDA_CHECK_LAUNCH();
+  });
+  return 2.0 * 64 * 128 * 16 * 4.0 * iters * blocks / (ms * 1e-3) / 1e12;
+#endif
+}
+
 struct Layer { const char* net; int C, HW; };
 
 }  // namespace
@@ -133,12 +171,15 @@ int main(int argc, char** argv) {
   std::printf("GPU: %s\nb1 AND+popc peaks: mma.sync m16n8k256 %.1f TOPS, wgmma m64n80k256 %.1f TOPS\n",
               cuda_device_name().c_str(), mma_peak, wgmma_peak);
   const double peak = std::max(mma_peak, wgmma_peak);
+  std::printf("bf16 wgmma m64n128k16, the W1A16 kernel's shared-memory layout: %.1f TFLOPS\n", wgmma_bf16_peak_tflops());
   std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"
               "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n"
               "W1A1 = the kernel binary_conv2d picks (wgmma on sm_90a), %%peak of the higher peak above;\n"
-              "W1A1 mma = the portable mma.sync kernel (MDQ_W1A1_KERNEL=mma).\n\n");
-  std::printf("%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %8s %7s\n", "net", "C", "HW", "batch", "fp32",
-              "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 mma", "x bf16", "W1A16", "x bf16");
+              "W1A1 mma = the portable mma.sync kernel (MDQ_W1A1_KERNEL=mma); W1A16 = its mma.sync kernel (the\n"
+              "default), W1A16 wgmma = the opt-in sm_90a kernel (MDQ_W1A16_KERNEL=wgmma).\n\n");
+  std::printf("%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %8s %7s | %11s %7s\n", "net", "C", "HW", "batch",
+              "fp32", "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 mma", "x bf16", "W1A16", "x bf16", "W1A16 wgmma",
+              "x bf16");
   const Layer layers[] = {{"cifar", 64, 32},    {"cifar", 128, 16},   {"cifar", 256, 8},    {"cifar", 512, 4},
                           {"imagenet", 64, 56}, {"imagenet", 128, 28}, {"imagenet", 256, 14}, {"imagenet", 512, 7}};
   for (const Layer& L : layers) {
@@ -171,10 +212,13 @@ int main(int argc, char** argv) {
       Tensor xh = packed::to_bf16(Tensor::uniform({N, H, W, C}, -1, 1, 3, Device::CUDA));
       packed::FloatOutput fo{scale, {}, false, DType::BF16};
       const float w1a16_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
-      std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.2fx\n", L.net,
-                  C, L.HW, N, tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms),
+      ::setenv("MDQ_W1A16_KERNEL", "wgmma", 1);
+      const float w1a16_wgmma_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
+      ::unsetenv("MDQ_W1A16_KERNEL");
+      std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.2fx | %11.1f %6.2fx\n",
+                  L.net, C, L.HW, N, tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms),
                   cudnn_ms[2] / w1a1_ms, 100.0 * tops(w1a1_ms) / peak, tops(mma_ms), cudnn_ms[2] / mma_ms,
-                  tops(w1a16_ms), cudnn_ms[2] / w1a16_ms);
+                  tops(w1a16_ms), cudnn_ms[2] / w1a16_ms, tops(w1a16_wgmma_ms), cudnn_ms[2] / w1a16_wgmma_ms);
     }
   }
   return 0;

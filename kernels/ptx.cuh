@@ -45,6 +45,10 @@ __device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, b
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
                "r"(valid ? 16 : 0) : "memory");
 }
+__device__ __forceinline__ void cp_async16_zfill_u32(uint32_t smem_addr, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(valid ? 16 : 0)
+               : "memory");
+}
 __device__ __forceinline__ void cp_async4_zfill(void* smem, const void* gmem, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
                "r"(valid ? 4 : 0) : "memory");
@@ -63,6 +67,20 @@ __device__ __forceinline__ void cp_async_gather(uint32_t smem_addr, const uint32
       "{\n .reg .pred p;\n .reg .u64 a;\n setp.eq.b32 p, %3, 0;\n mad.wide.u32 a, %2, 4, %1;\n"
       " cp.async.ca.shared.global [%0], [a], %4, p;\n}\n" ::"r"(smem_addr),
       "l"(row), "r"(word), "r"(valid ? 1 : 0), "n"(BYTES));
+}
+// 16 bytes of row + word (one mad.wide.u32 address) into registers, or zeros when !valid (nothing
+// is read). For gathers whose shared-memory writes should be plain 16-byte stores: measured on an
+// H200, a warp's scattered 16-byte cp.async cost 32 shared-memory wavefronts, a st.shared.v4 of
+// 512 contiguous bytes 4.
+__device__ __forceinline__ uint4 ldg_gather16(const uint32_t* row, uint32_t word, bool valid) {
+  uint4 v;
+  asm volatile(
+      "{\n .reg .pred p;\n .reg .u64 a;\n setp.ne.b32 p, %5, 0;\n mad.wide.u32 a, %4, 4, %6;\n"
+      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
+      " @p ld.global.nc.v4.u32 {%0, %1, %2, %3}, [a];\n}\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "r"(word), "r"(valid ? 1 : 0), "l"(row));
+  return v;
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
@@ -129,6 +147,58 @@ __device__ __forceinline__ void wgmma_b1_m64n80k256(int32_t (&d)[10][4], uint64_
         "+r"(d[7][0]), "+r"(d[7][1]), "+r"(d[7][2]), "+r"(d[7][3]),
         "+r"(d[8][0]), "+r"(d[8][1]), "+r"(d[8][2]), "+r"(d[8][3]),
         "+r"(d[9][0]), "+r"(d[9][1]), "+r"(d[9][2]), "+r"(d[9][3])
+      : "l"(a_desc), "l"(b_desc), "r"(accumulate ? 1 : 0));
+#endif
+}
+
+// D (+)= A·B, bf16 A (64 x 16) and B (16 x N) from shared memory (K-major descriptors, no
+// transpose), f32 accumulators of the warpgroup; same fragment layout as above
+// (d[j][2h+e] = D[16w + 8h + g][8j + 2t + e]). For the W1A16 kernel (kernels/w1a16_wgmma.cu).
+__device__ __forceinline__ void wgmma_bf16_m64n64k16(float (&d)[8][4], uint64_t a_desc, uint64_t b_desc,
+                                                   bool accumulate) {
+#ifdef MDQ_WGMMA_AVAILABLE
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
+      " wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+        "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+        "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+      : "l"(a_desc), "l"(b_desc), "r"(accumulate ? 1 : 0));
+#endif
+}
+__device__ __forceinline__ void wgmma_bf16_m64n128k16(float (&d)[16][4], uint64_t a_desc, uint64_t b_desc,
+                                                   bool accumulate) {
+#ifdef MDQ_WGMMA_AVAILABLE
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
+      " wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+      "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+      "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+        "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+        "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
+        "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+        "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
+        "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),
+        "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+        "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
+        "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
+        "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+        "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
       : "l"(a_desc), "l"(b_desc), "r"(accumulate ? 1 : 0));
 #endif
 }

@@ -83,6 +83,14 @@ std::string use_each_w1a1_kernel() {
   return "W1A1 kernel " + kernel + ": ";
 }
 
+// The same for W1A16 / W2A16: "mma" (mma.sync, the default) and "wgmma" (the opt-in sm_90a
+// kernel, used for C % 8 == 0 where the build and the GPU have it; elsewhere mma.sync again).
+std::string use_each_w1a16_kernel() {
+  const std::string kernel = GENERATE(as<std::string>{}, "mma", "wgmma");
+  ::setenv("MDQ_W1A16_KERNEL", kernel.c_str(), 1);
+  return "W1A16 kernel " + kernel + ": ";
+}
+
 }  // namespace
 
 TEST_CASE("packing kernels match the CPU exactly") {
@@ -179,6 +187,8 @@ TEST_CASE("W1A1 sign + re-pack with negative, zero and precomputed thresholds") 
 }
 
 TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") {
+  const std::string kernel = use_each_w1a16_kernel();
+  INFO(kernel);
   // Tolerance: inputs are bf16 on both sides and products with ±1/0 are exact, so the only
   // difference is fp32 accumulation order on the GPU vs double on the CPU: well under 1e-4
   // relative to the sum of |terms| (<= K); we allow atol 1e-3 sqrt(K) and rtol 1e-2 (bf16 out:
