@@ -9,9 +9,10 @@
 // kernel (0.25-0.35x) except where M is small and K long (1.6x vs 1.2x on the 512-channel 4x4
 // layer), so it is opt-in: MDQ_W1A16_KERNEL=wgmma. The tensor core is not the limit (this
 // layout's m64n128k16 runs at 978 TFLOPS in bench_packed_conv's probe), nor were, in turn,
-// wgmma serialization (C7515), a conflicting byte table, the fence, the pipeline depth, or
-// cp.async's shared-memory wavefronts, each fixed or ruled out below without moving the total;
-// ncu still shows under one eligible warp per scheduler. What limits it is open.
+// wgmma serialization (C7515, C7518), a conflicting byte table, the fence, the pipeline depth,
+// cp.async's shared-memory wavefronts, or the per-CTA pipeline fill (CTAs are now persistent),
+// each fixed or ruled out below without moving the total; ncu still shows under one eligible
+// warp per scheduler. What limits it is open.
 //
 // The design, from the mma.sync kernel's limits (9.2 instructions per MMA building B fragments
 // per warp in registers, 12.5% occupancy; mma.sync bf16 issues at about half of wgmma's rate):
@@ -31,6 +32,7 @@
 // R = 64 rows (A, per warpgroup) or BN columns (B): LBO = 16 R, SBO = 128.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -72,8 +74,12 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   using S = Smem<BN, TERNARY>;
   extern __shared__ __align__(128) uint8_t smem[];
   const int tid = threadIdx.x, wg = tid >> 7, tw = tid & 127, warp = tw >> 5, lane = tid & 31;
-  const long long m0 = (long long)blockIdx.x * kBM;
   const int n0 = blockIdx.y * BN;
+  // Persistent: this CTA takes 128-row tiles blockIdx.x, + gridDim.x, ... of its channel slice,
+  // and its chunks run as one stream across them (the next tile's first chunks load while this
+  // tile's last ones multiply, and the fill of the pipeline is paid once per CTA).
+  const long long tiles = (g.M + kBM - 1) / kBM;
+  const long long my_tiles = blockIdx.x < tiles ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;
 
   // Nibble -> 4 bf16 table, 16 entries of 8 bytes that cover the 32 banks once (so a warp's
   // lookups never conflict; a byte -> 8 bf16 table conflicted 13-way, measured): bit i set -> +1
@@ -96,10 +102,13 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   // instruction, measured, and the kernel was bound by it). The row's pointer at tap (0, 0)
   // (before x at the top/left border: only read at taps inside the image) and its tap mask.
   const int row = tw & 63, piece0 = tw >> 6;
-  const long long m = m0 + 64 * wg + row;
   const uint32_t* row_ptr = reinterpret_cast<const uint32_t*>(args.x);
   uint32_t tap_mask = 0;
-  if (m < g.M) {
+  auto setup_row = [&](long long tile) {
+    const long long m = tile * kBM + 64 * wg + row;
+    row_ptr = reinterpret_cast<const uint32_t*>(args.x);
+    tap_mask = 0;
+    if (m >= g.M) return;
     const int ohw = g.OH * g.OW;
     const int n = static_cast<int>(m / ohw), rem = static_cast<int>(m - (long long)n * ohw), oh = rem / g.OW;
     const int ih0 = oh * g.stride - g.pad, iw0 = (rem - oh * g.OW) * g.stride - g.pad;
@@ -109,7 +118,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
         const bool in = ih0 + kh >= 0 && ih0 + kh < g.H && iw0 + kw >= 0 && iw0 + kw < g.W;
         tap_mask |= (in ? 1u : 0u) << (kh * g.KW + kw);
       }
-  }
+  };
   // This thread's share of the weight words: channel n0 + tid / 2, word tid % 2 of a chunk, in
   // each plane (threads past 2 BN copy nothing).
   const int wc = (tid >> 1) % BN, wi = tid & 1;
@@ -118,6 +127,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   uint8_t* const a_row = smem + S::kA + wg * kAStage + operand_offset<64>(row, 0);
   const uint32_t raw_smem = smem_u32(smem + S::kRaw) + 4 * tid;
   const int chunks = g.T * g.CB;
+  const long long total = my_tiles * chunks;  // steps of this CTA's stream
 
   // Chunks go in order (tap t, 64-channel block cb); two cursors carry their offsets from chunk to
   // chunk (no divisions): the weight words' cp.async runs kStages - 1 chunks ahead, the
@@ -125,13 +135,18 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   struct Cursor {
     int t = 0, cb = 0, kh = 0, kw = 0;
   };
-  auto advance = [&](Cursor& c) {
+  auto advance = [&](Cursor& c) {  // true when it wraps to the next tile's chunk 0
     if (++c.cb == g.CB) {
       c.cb = 0;
       ++c.t;
       if (++c.kw == g.KW) c.kw = 0, ++c.kh;
     }
+    if (c.t < g.T) return false;
+    c = Cursor{};
+    return true;
   };
+  long long a_tile = blockIdx.x;  // the tile fetch_a gathers for
+  setup_row(a_tile);
   Cursor raw_cur, a_cur;
   int raw_stage = 0;
   auto load_raw = [&]() {
@@ -154,9 +169,9 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
       const int p = 2 * k + piece0;
       a_regs[k] = ptx::ldg_gather16(row_ptr, tap_words + 4 * p, tap_in && a_cur.cb * 64 + 8 * p < g.C);
     }
-    advance(a_cur);
+    if (advance(a_cur)) setup_row(a_tile += gridDim.x);
   };
-  auto store_a = [&](int q) {  // into activation buffer q % 2
+  auto store_a = [&](long long q) {  // into activation buffer q % 2
 #pragma unroll
     for (int k = 0; k < 4; ++k)
       *reinterpret_cast<uint4*>(a_row + (q & 1) * 2 * kAStage + operand_offset<64>(0, 2 * k + piece0)) = a_regs[k];
@@ -165,12 +180,13 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   // Defined by the first MMA (scale-d 0): zeroing it with ordinary instructions would make
   // ptxas serialize the wgmmas (C7515).
   float acc[BN / 8][4];
+  if (total == 0) return;
   fetch_a();
   store_a(0);
-  if (chunks > 1) fetch_a();
+  if (total > 1) fetch_a();
 #pragma unroll
   for (int q = 0; q < kStages - 1; ++q) {
-    if (q < chunks) load_raw();
+    if (q < total) load_raw();
     ptx::cp_async_commit();
   }
   const uint32_t b_smem = smem_u32(smem + S::kB);
@@ -179,7 +195,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   // pieces of 8 channels' worth of K (one byte of a packed word each), consecutive threads on
   // consecutive channels (conflict-free 16-byte stores). Then fence it (and the chunk's copies)
   // to wgmma's proxy; the caller's barrier publishes it.
-  auto expand = [&](int q) {
+  auto expand = [&](long long q) {  // step q of the stream
     constexpr int P = 8 * BN / kThreads;
     const uint32_t* raw = reinterpret_cast<const uint32_t*>(smem + S::kRaw + (q % kStages) * S::kRawStage);
     const int c = tid % BN, p0 = (tid / BN) * P;
@@ -205,66 +221,76 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   __syncthreads();  // chunk 0's weight words (everyone's) and the tables
   expand(0);
   __syncthreads();
-  for (int q = 0; q < chunks; ++q) {
-    ptx::wgmma_fence();
-    const uint32_t a = smem_u32(smem + S::kA) + wg * kAStage + (q & 1) * 2 * kAStage;
-    const uint32_t b = b_smem + (q & 1) * S::kBBuffer;
+  // Epilogue of a tile: row 16 warp + 8 h + (lane / 4) of this warpgroup's 64, columns
+  // 8 j + 2 (lane % 4) + e.
+  auto epilogue = [&](long long tile) {
+    // acc is read outside any branch: a read on a divergent path makes ptxas serialize every
+    // wgmma (C7518).
+    const int gq = lane >> 2, tq = lane & 3;
 #pragma unroll
-    for (int s = 0; s < 4; ++s)
-      mma_k16<BN>(acc, ptx::wgmma_desc(a + s * 32 * 64, 16 * 64, 128), ptx::wgmma_desc(b + s * 32 * BN, 16 * BN, 128),
-                  q > 0 || s > 0);
-    ptx::wgmma_commit();
-    ptx::wgmma_wait<1>();  // chunk q - 1's MMAs are done: its buffers may be refilled
-    if (q + kStages - 1 < chunks) load_raw();
-    ptx::cp_async_commit();
-    if (q + 1 < chunks) {
-      store_a(q + 1);
-      if (q + 2 < chunks) fetch_a();
-      ptx::cp_async_wait<kStages - 2>();  // chunk q + 1's weight words (this thread's) have landed
-      __syncthreads();                     // everyone's; both warpgroups are past chunk q - 1
-      expand(q + 1);                       // (its fence also covers the activations just stored)
-      __syncthreads();
+    for (int h = 0; h < 2; ++h) {
+      const long long mr = tile * kBM + 64 * wg + 16 * warp + 8 * h + gq;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int o = n0 + 8 * j + 2 * tq;
+        float y[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int oe = min(o + e, g.O - 1);
+          y[e] = acc[j][2 * h + e] * (args.scale ? __ldg(args.scale + oe) : 1.f) +
+                 (args.shift ? __ldg(args.shift + oe) : 0.f);
+          if (args.relu) y[e] = fmaxf(y[e], 0.f);
+        }
+        if (mr >= g.M || o >= g.O) continue;
+        const long long idx = mr * g.O + o;
+        const bool two = o + 1 < g.O, pair = two && (g.O & 1) == 0;
+        if (args.out_bf16) {
+          uint16_t* out = static_cast<uint16_t*>(args.out) + idx;
+          const __nv_bfloat162 v = __floats2bfloat162_rn(y[0], y[1]);
+          if (pair) {
+            *reinterpret_cast<__nv_bfloat162*>(out) = v;
+          } else {
+            out[0] = __bfloat16_as_ushort(v.x);
+            if (two) out[1] = __bfloat16_as_ushort(v.y);
+          }
+        } else {
+          float* out = static_cast<float*>(args.out) + idx;
+          if (pair) {
+            *reinterpret_cast<float2*>(out) = make_float2(y[0], y[1]);
+          } else {
+            out[0] = y[0];
+            if (two) out[1] = y[1];
+          }
+        }
+      }
     }
-  }
-  ptx::wgmma_wait<0>();
+  };
 
-  // Epilogue: row 16 warp + 8 h + (lane / 4) of this warpgroup's 64, columns 8 j + 2 (lane % 4) + e.
-  const int gq = lane >> 2, tq = lane & 3;
+  long long i = 0;  // step of the stream
+  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    for (int q = 0; q < chunks; ++q, ++i) {
+      ptx::wgmma_fence();
+      const uint32_t a = smem_u32(smem + S::kA) + wg * kAStage + (i & 1) * 2 * kAStage;
+      const uint32_t b = b_smem + (i & 1) * S::kBBuffer;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const long long mr = m0 + 64 * wg + 16 * warp + 8 * h + gq;
-    if (mr >= g.M) continue;
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      const int o = n0 + 8 * j + 2 * tq;
-      if (o >= g.O) continue;
-      float y[2];
-      for (int e = 0; e < 2; ++e) {
-        const int oe = o + e < g.O ? o + e : o;
-        y[e] = acc[j][2 * h + e] * (args.scale ? args.scale[oe] : 1.f) + (args.shift ? args.shift[oe] : 0.f);
-        if (args.relu) y[e] = fmaxf(y[e], 0.f);
-      }
-      const long long idx = mr * g.O + o;
-      const bool two = o + 1 < g.O, pair = two && (g.O & 1) == 0;
-      if (args.out_bf16) {
-        uint16_t* out = static_cast<uint16_t*>(args.out) + idx;
-        const __nv_bfloat162 v = __floats2bfloat162_rn(y[0], y[1]);
-        if (pair) {
-          *reinterpret_cast<__nv_bfloat162*>(out) = v;
-        } else {
-          out[0] = __bfloat16_as_ushort(v.x);
-          if (two) out[1] = __bfloat16_as_ushort(v.y);
-        }
-      } else {
-        float* out = static_cast<float*>(args.out) + idx;
-        if (pair) {
-          *reinterpret_cast<float2*>(out) = make_float2(y[0], y[1]);
-        } else {
-          out[0] = y[0];
-          if (two) out[1] = y[1];
-        }
+      for (int s = 0; s < 4; ++s)
+        mma_k16<BN>(acc, ptx::wgmma_desc(a + s * 32 * 64, 16 * 64, 128),
+                    ptx::wgmma_desc(b + s * 32 * BN, 16 * BN, 128), q > 0 || s > 0);
+      ptx::wgmma_commit();
+      ptx::wgmma_wait<1>();  // step i - 1's MMAs are done: its buffers may be refilled
+      if (i + kStages - 1 < total) load_raw();
+      ptx::cp_async_commit();
+      if (i + 1 < total) {
+        store_a(i + 1);
+        if (i + 2 < total) fetch_a();
+        ptx::cp_async_wait<kStages - 2>();  // step i + 1's weight words (this thread's) have landed
+        __syncthreads();                     // everyone's; both warpgroups are past step i - 1
+        expand(i + 1);                       // (its fence also covers the activations just stored)
+        __syncthreads();
       }
     }
+    ptx::wgmma_wait<0>();
+    epilogue(tile);  // (acc is then overwritten by the next tile's first MMA)
   }
 #endif
 }
@@ -278,7 +304,11 @@ void launch(const W1A16ConvArgs& a, const Geometry& g) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     set = true;
   }
-  const dim3 grid(static_cast<unsigned>((g.M + kBM - 1) / kBM), static_cast<unsigned>((g.O + BN - 1) / BN));
+  int per_sm = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
+  const long long tiles = (g.M + kBM - 1) / kBM, slices = (g.O + BN - 1) / BN;
+  const long long ctas = std::max<long long>(1, (std::max(per_sm, 1) * (long long)cuda::sm_count() + slices - 1) / slices);
+  const dim3 grid(static_cast<unsigned>(std::min(tiles, ctas)), static_cast<unsigned>(slices));
   kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g);
   CUDA_CHECK_LAUNCH();
 }
