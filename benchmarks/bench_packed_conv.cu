@@ -125,36 +125,35 @@ double b1_peak_tops() {
   return ops / (ms * 1e-3) / 1e12;
 }
 
-// 0 when this build has no sm_90a code or the GPU is not compute capability 9.0.
-double wgmma_b1_peak_tops() {
+// The rate (1e12 ops/s) of `launch`, which does `ops` operations a call: 0 when this build has no
+// sm_90a code or the GPU is not compute capability 9.0 (the wgmma probes).
+template <class Launch>
+double sm90a_rate(Launch launch, double ops) {
 #ifndef MDQ_HAS_SM90A
+  (void)launch, (void)ops;
   return 0;
 #else
   if (cuda::compute_capability() != 90) return 0;
-  Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
-  const int blocks = cuda::sm_count() * 4, threads = 128, iters = 2048;
-  float ms = time_ms([&] {
-    wgmma_b1_peak_kernel<<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>());
+  const float ms = time_ms([&] {
+    launch();
     CUDA_CHECK_LAUNCH();
   });
-  const double ops = 2.0 * 64 * 80 * 256 * 8.0 * iters * blocks;
   return ops / (ms * 1e-3) / 1e12;
 #endif
 }
 
-double wgmma_bf16_peak_tflops() {
-#ifndef MDQ_HAS_SM90A
-  return 0;
-#else
-  if (cuda::compute_capability() != 90) return 0;
+double wgmma_b1_peak_tops() {
   Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
-  const int blocks = cuda::sm_count() * 4, threads = 128, iters = 4096;
-  float ms = time_ms([&] {
-    wgmma_bf16_peak_kernel<<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>());
-    CUDA_CHECK_LAUNCH();
-  });
-  return 2.0 * 64 * 128 * 16 * 4.0 * iters * blocks / (ms * 1e-3) / 1e12;
-#endif
+  const int blocks = cuda::sm_count() * 4, iters = 2048;
+  return sm90a_rate([&] { wgmma_b1_peak_kernel<<<blocks, 128, 0, cuda::stream()>>>(iters, sink.data<int32_t>()); },
+                    2.0 * 64 * 80 * 256 * 8.0 * iters * blocks);
+}
+
+double wgmma_bf16_peak_tflops() {
+  Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
+  const int blocks = cuda::sm_count() * 4, iters = 4096;
+  return sm90a_rate([&] { wgmma_bf16_peak_kernel<<<blocks, 128, 0, cuda::stream()>>>(iters, sink.data<int32_t>()); },
+                    2.0 * 64 * 128 * 16 * 4.0 * iters * blocks);
 }
 
 struct Layer { const char* net; int C, HW; };

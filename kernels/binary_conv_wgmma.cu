@@ -22,12 +22,12 @@
 // of step s is at byte
 //   s * 32 R + (kk / 4) * 16 R + (c / 8) * 128 + (c % 8) * 16 + (kk % 4) * 4,
 // so core matrices adjacent in K are 16 R bytes apart (LBO) and adjacent in M/N 128 B (SBO).
-#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #include "engine/cuda_context.h"
 #include "kernels/binary_conv_common.cuh"
+#include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
 
 namespace mdq::kernels::binary {
@@ -167,19 +167,8 @@ void launch(const BinaryConvArgs& a, const Geometry& g, int steps) {
   auto kernel = binary_conv_wgmma_kernel<KS, UW>;
   const int nbuf = buffers(steps, g.Ktot);
   const size_t smem = smem_bytes(steps, g.Ktot, nbuf);
-  // Raise this kernel's dynamic shared memory limit as needed (static + dynamic above 48 KB needs
-  // the opt-in, and the static part is ~11 KB).
-  static size_t smem_set = 0;
-  if (smem > smem_set) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    smem_set = smem;
-  }
-  int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
-  const int sms = cuda::sm_count();
-  const int slices = (g.O + kCols - 1) / kCols, tiles = (g.M + kRows - 1) / kRows;
-  const int per_slice = std::max(1, std::min(tiles, (std::max(per_sm, 1) * sms + slices - 1) / slices));
-  kernel<<<dim3((unsigned)per_slice, (unsigned)slices), kThreads, smem, cuda::stream()>>>(a, g, steps, nbuf);
+  const dim3 grid = persistent_grid(kernel, kThreads, smem, (g.M + kRows - 1) / kRows, (g.O + kCols - 1) / kCols);
+  kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g, steps, nbuf);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -32,11 +32,11 @@
 // R = 64 rows (A, per warpgroup) or BN columns (B): LBO = 16 R, SBO = 128.
 #include <cuda_bf16.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #include "engine/cuda_context.h"
+#include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"
 
@@ -299,16 +299,7 @@ template <int BN, bool TERNARY>
 void launch(const W1A16ConvArgs& a, const Geometry& g) {
   auto kernel = w1a16_wgmma_kernel<BN, TERNARY>;
   const int smem = Smem<BN, TERNARY>::kBytes;
-  static bool set = false;
-  if (!set) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    set = true;
-  }
-  int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
-  const long long tiles = (g.M + kBM - 1) / kBM, slices = (g.O + BN - 1) / BN;
-  const long long ctas = std::max<long long>(1, (std::max(per_sm, 1) * (long long)cuda::sm_count() + slices - 1) / slices);
-  const dim3 grid(static_cast<unsigned>(std::min(tiles, ctas)), static_cast<unsigned>(slices));
+  const dim3 grid = persistent_grid(kernel, kThreads, smem, (g.M + kBM - 1) / kBM, (g.O + BN - 1) / BN);
   kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g);
   CUDA_CHECK_LAUNCH();
 }

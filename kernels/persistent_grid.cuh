@@ -1,0 +1,30 @@
+// The launch shape the persistent tensor-core kernels share (binary_conv_wgmma.cu,
+// w1a16_wgmma.cu): opt the kernel in to its dynamic shared memory, then as many CTAs as fit on
+// the GPU at once, spread over the channel slices (blockIdx.y); each walks row tiles blockIdx.x,
+// + gridDim.x, ...
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <map>
+
+#include "engine/cuda_context.h"
+
+namespace mdq::kernels {
+
+template <class Kernel>
+dim3 persistent_grid(Kernel kernel, int threads, size_t smem, long long tiles, long long slices) {
+  // Static + dynamic shared memory above 48 KB needs the opt-in; raised once per kernel and size.
+  static std::map<const void*, size_t> opted;
+  size_t& set = opted[reinterpret_cast<const void*>(kernel)];
+  if (smem > set) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    set = smem;
+  }
+  int per_sm = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+  const long long fit = std::max(per_sm, 1) * static_cast<long long>(cuda::sm_count());
+  const long long per_slice = std::max(1LL, std::min(tiles, (fit + slices - 1) / slices));
+  return dim3(static_cast<unsigned>(per_slice), static_cast<unsigned>(slices));
+}
+
+}  // namespace mdq::kernels
