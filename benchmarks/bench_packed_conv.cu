@@ -49,6 +49,21 @@ __global__ void b1_peak_kernel(int iters, int* sink) {
   if (s == 0x7fffffff) sink[0] = s;  // keeps the chains alive
 }
 
+// ---- mma.sync bf16 peak (the W1A16 default kernel's instruction): each warp keeps kChains
+// independent accumulator chains of m16n8k16 bf16 with f32 accumulation.
+__global__ void bf16_mma_peak_kernel(int iters, int* sink) {
+  uint32_t a[4] = {0x3f803f80u ^ threadIdx.x, 0x3f80bf80u, 0xbf803f80u, 0x3f803f80u};
+  uint32_t b[2] = {0x3f80bf80u, 0xbf803f80u ^ threadIdx.x};
+  float d[kChains][4] = {};
+  for (int i = 0; i < iters; ++i) {
+#pragma unroll
+    for (int j = 0; j < kChains; ++j) kernels::ptx::mma_bf16(d[j], a, b);
+  }
+  float s = 0;
+  for (int j = 0; j < kChains; ++j) s += d[j][0] + d[j][1] + d[j][2] + d[j][3];
+  if (s == 12345.f) sink[0] = 1;  // keeps the chains alive
+}
+
 // ---- wgmma b1 peak (sm_90a builds): each warpgroup issues groups of 8 m64n80k256 AND+popc (the
 // W1A1 kernel's instruction) on
 // the same shared-memory operands (contents do not change the rate), 2 accumulator sets in turn.
@@ -125,6 +140,16 @@ double b1_peak_tops() {
   return ops / (ms * 1e-3) / 1e12;
 }
 
+double bf16_mma_peak_tflops() {
+  Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
+  const int blocks = cuda::sm_count() * 4, threads = 256, iters = 4096;
+  const float ms = time_ms([&] {
+    bf16_mma_peak_kernel<<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>());
+    CUDA_CHECK_LAUNCH();
+  });
+  return 2.0 * 16 * 8 * 16 * double(iters) * kChains * blocks * (threads / 32) / (ms * 1e-3) / 1e12;
+}
+
 // The rate (1e12 ops/s) of `launch`, which does `ops` operations a call: 0 when this build has no
 // sm_90a code or the GPU is not compute capability 9.0 (the wgmma probes).
 template <class Launch>
@@ -170,7 +195,9 @@ int main(int argc, char** argv) {
   std::printf("GPU: %s\nb1 AND+popc peaks: mma.sync m16n8k256 %.1f TOPS, wgmma m64n80k256 %.1f TOPS\n",
               cuda_device_name().c_str(), mma_peak, wgmma_peak);
   const double peak = std::max(mma_peak, wgmma_peak);
-  std::printf("bf16 wgmma m64n128k16, the W1A16 kernel's shared-memory layout: %.1f TFLOPS\n", wgmma_bf16_peak_tflops());
+  std::printf("bf16 peaks: mma.sync m16n8k16 %.1f TFLOPS (the W1A16 default kernel's instruction), wgmma m64n128k16 "
+              "in the opt-in kernel's shared-memory layout %.1f TFLOPS\n",
+              bf16_mma_peak_tflops(), wgmma_bf16_peak_tflops());
   std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"
               "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n"
               "W1A1 = the kernel binary_conv2d picks (wgmma on sm_90a), %%peak of the higher peak above;\n"
