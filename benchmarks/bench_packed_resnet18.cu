@@ -159,7 +159,7 @@ class Net {
     const int S = stem_conv_->OH;
     stem_raw_ = Tensor::empty({N, S, S, kStemOut}, DType::BF16, Device::CUDA);
     stem_act_ = Tensor::empty({N, S, S, kStemOut}, DType::BF16, Device::CUDA);
-    const int P = kernels::maxpool_out_size(S, 3, 2, 1);
+    const int P = ops::window_output_size(S, 3, 2, 1);
     pool_ = Tensor::empty({N, P, P, kStemOut}, DType::BF16, Device::CUDA);
     for (const Block& b : m.blocks) {
       Run r;

@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/conv_shape.h"  // conv_out_size
+#include "kernels/conv_shape.h"
 
 namespace mdq::kernels {
 

@@ -2,10 +2,9 @@
 // w1a16_conv.cu): input N x H x W x C (C in Cw 32-bit words when packed), O filters of KH x KW
 // taps, stride and zero padding, the output size, and K = T taps x Cw words per filter.
 #pragma once
+#include "engine/ops/window.h"
 
 namespace mdq::kernels {
-
-inline int conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
 struct ConvShape {
   int N, H, W, C, Cw, O, KH, KW, stride, pad, OH, OW, T, Ktot;
@@ -17,8 +16,8 @@ ConvShape conv_shape(const Args& a) {
   ConvShape s{};
   s.N = a.N; s.H = a.H; s.W = a.W; s.C = a.C; s.Cw = (a.C + 31) / 32; s.O = a.O;
   s.KH = a.KH; s.KW = a.KW; s.stride = a.stride; s.pad = a.pad;
-  s.OH = conv_out_size(a.H, a.KH, a.stride, a.pad);
-  s.OW = conv_out_size(a.W, a.KW, a.stride, a.pad);
+  s.OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
+  s.OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);
   s.T = a.KH * a.KW;
   s.Ktot = s.T * s.Cw;
   return s;

@@ -200,7 +200,7 @@ void residual_add_f32(const float* x, const float* r_f32, const uint16_t* r_bf16
 template <class T>
 void maxpool_nhwc(const T* x, T* y, int N, int H, int W, int C, int k, int s, int p) {
   constexpr int V = kWide<T>;
-  const int OH = maxpool_out_size(H, k, s, p), OW = maxpool_out_size(W, k, s, p);
+  const int OH = ops::window_output_size(H, k, s, p), OW = ops::window_output_size(W, k, s, p);
   const int64_t out = int64_t(N) * OH * OW * C;
   if (out <= 0) return;
   if (C % V == 0 && aligned(x, 16) && aligned(y, 16)) {

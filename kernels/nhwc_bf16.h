@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "engine/ops/window.h"
 #include "engine/packed/bitpack.h"
 
 namespace mdq::kernels {
@@ -32,13 +33,12 @@ inline void affine_act_nhwc_bf16(const uint16_t* x, const float* scale, const fl
 // y[i] = x[i] + r[i] in f32; r is f32 (r_f32) or bf16 (r_bf16): exactly one is non-null.
 void residual_add_f32(const float* x, const float* r_f32, const uint16_t* r_bf16, float* y, int64_t n);
 // Max over k x k windows moved by s over x [N][H][W][C] padded by p (padding never wins) ->
-// y [N][OH][OW][C], OH = maxpool_out_size(H, k, s, p) (floor, as engine/ops/pooling.h).
+// y [N][OH][OW][C], OH = ops::window_output_size(H, k, s, p) (engine/ops/window.h).
 template <class T>
 void maxpool_nhwc(const T* x, T* y, int N, int H, int W, int C, int k, int s, int p);
 inline void maxpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p) {
   maxpool_nhwc<uint16_t>(x, y, N, H, W, C, k, s, p);
 }
-inline int maxpool_out_size(int in, int k, int s, int p) { return (in + 2 * p - k) / s + 1; }
 // y[n][c] = (sum over the HW pixels of x[n][.][c], in pixel order, in f32) / HW, stored as Out.
 template <class In, class Out>
 void avgpool_nhwc(const In* x, Out* y, int N, int HW, int C);
@@ -125,7 +125,7 @@ inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t
 
 template <class T>
 void maxpool_nhwc(const T* x, T* y, int N, int H, int W, int C, int k, int s, int p) {
-  const int OH = maxpool_out_size(H, k, s, p), OW = maxpool_out_size(W, k, s, p);
+  const int OH = ops::window_output_size(H, k, s, p), OW = ops::window_output_size(W, k, s, p);
   for (int n = 0; n < N; ++n)
     for (int oh = 0; oh < OH; ++oh)
       for (int ow = 0; ow < OW; ++ow)

@@ -156,8 +156,8 @@ Tensor maxpool(const Tensor& x, const Step& s) {
   MDQ_CHECK(x.ndim() == 4, "PackedRunner: max pool needs NHWC activations, got " << x.describe());
   const int N = static_cast<int>(x.dim(0)), H = static_cast<int>(x.dim(1)), W = static_cast<int>(x.dim(2)),
             C = static_cast<int>(x.dim(3));
-  const int OH = kernels::maxpool_out_size(H, s.pool_k, s.pool_s, s.pool_p);
-  const int OW = kernels::maxpool_out_size(W, s.pool_k, s.pool_s, s.pool_p);
+  const int OH = ops::window_output_size(H, s.pool_k, s.pool_s, s.pool_p);
+  const int OW = ops::window_output_size(W, s.pool_k, s.pool_s, s.pool_p);
   Tensor y = Tensor::empty({N, OH, OW, C}, x.dtype(), x.device());
   by_dtype(x, [&](auto zero) {
     using T = decltype(zero);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/ops/window.h"
 #include "engine/parallel.h"
 
 namespace mdq::ops {
@@ -49,8 +50,8 @@ Geometry geometry(const char* op, const Shape& xs, const std::string& x_name, co
   MDQ_CHECK(g.H + 2 * g.pad >= g.KH && g.W + 2 * g.pad >= g.KW,
             op << ": kernel of weight " << w_name << " is larger than the padded input " << x_name
                << " (padding " << g.pad << ")");
-  g.OH = (g.H + 2 * g.pad - g.KH) / g.stride + 1;
-  g.OW = (g.W + 2 * g.pad - g.KW) / g.stride + 1;
+  g.OH = window_output_size(g.H, g.KH, g.stride, g.pad);
+  g.OW = window_output_size(g.W, g.KW, g.stride, g.pad);
   g.Og = g.O / g.groups;
   return g;
 }

@@ -2,6 +2,7 @@
 // engine/ops/pooling.h). The backward passes gather over the outputs covering each input, the
 // same formulation as the CUDA kernels (kernels/pooling.cu).
 #include "engine/ops/pooling.h"
+#include "engine/ops/window.h"
 
 #include <algorithm>
 #include <cmath>
@@ -61,7 +62,7 @@ void check_grad_out(const char* op, const Tensor& grad_out, const Shape& expecte
 }  // namespace
 
 int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding) {
-  return (in + 2 * padding - kernel) / stride + 1;
+  return window_output_size(in, kernel, stride, padding);
 }
 
 MaxPool2dResult max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {

@@ -4,13 +4,17 @@
 #include <bitset>
 #include <cstdint>
 
+#include "engine/ops/window.h"
 #include "engine/packed/packed_conv.h"
 
 namespace mdq::packed::detail {
 
 inline int popc(uint32_t v) { return static_cast<int>(std::bitset<32>(v).count()); }
 
-inline int64_t out_size(int64_t in, int64_t k, const ConvGeometry& g) { return (in + 2 * g.padding - k) / g.stride + 1; }
+// Output size along one dimension (engine/ops/window.h).
+inline int64_t out_size(int64_t in, int64_t k, const ConvGeometry& g) {
+  return ops::window_output_size(in, k, g.stride, g.padding);
+}
 
 inline void check_geometry(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g) {
   MDQ_CHECK(w.sign.defined() && w.sign.ndim() == 4, op << ": weights are not packed: " << w.sign.describe());

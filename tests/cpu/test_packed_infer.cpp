@@ -96,7 +96,7 @@ TEST_CASE("packed_infer references: layout round trip and max pool equal the NCH
     kernels::reference::nhwc_to_nchw_bf16(nhwc.data<uint16_t>(), back.data<uint16_t>(), N, H * W, C);
     testing::require_close(packed::to_f32(back), x, 0.f, 0.f, "NCHW -> NHWC -> NCHW");
 
-    const int OH = kernels::maxpool_out_size(H, k, s, p), OW = kernels::maxpool_out_size(W, k, s, p);
+    const int OH = ops::window_output_size(H, k, s, p), OW = ops::window_output_size(W, k, s, p);
     Tensor y = Tensor::empty({N, OH, OW, C}, DType::BF16);
     kernels::reference::maxpool_nhwc_bf16(nhwc.data<uint16_t>(), y.data<uint16_t>(), N, H, W, C, k, s, p);
     Tensor want = ops::max_pool2d_forward(x, k, s, p).out;

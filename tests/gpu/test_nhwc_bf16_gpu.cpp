@@ -118,7 +118,7 @@ TEST_CASE("maxpool_nhwc_bf16 3x3/2 (the ResNet stem) matches the CPU exactly, 8-
     std::ostringstream what;
     what << "N " << k.N << " H " << k.H << " W " << k.W << " C " << k.C;
     INFO(what.str());
-    const int OH = kernels::maxpool_out_size(k.H, 3, 2, 1), OW = kernels::maxpool_out_size(k.W, 3, 2, 1);
+    const int OH = ops::window_output_size(k.H, 3, 2, 1), OW = ops::window_output_size(k.W, 3, 2, 1);
     Tensor x = random_bf16({k.N, k.H, k.W, k.C}, 500 + k.H * 31 + k.C);
     Tensor expected = Tensor::empty({k.N, OH, OW, k.C}, DType::BF16);
     kernels::reference::maxpool_nhwc_bf16(host16(x), expected.data<uint16_t>(), k.N, k.H, k.W, k.C, 3, 2, 1);

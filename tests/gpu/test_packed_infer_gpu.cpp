@@ -140,7 +140,7 @@ TEST_CASE("maxpool_nhwc_bf16 matches the CPU exactly") {
     what << "N " << c.N << " H " << c.H << " W " << c.W << " C " << c.C << " k " << c.k << " s " << c.s << " p " << c.p;
     INFO(what.str());
     Tensor x = packed::to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 60 + c.H + c.C));
-    const int OH = kernels::maxpool_out_size(c.H, c.k, c.s, c.p), OW = kernels::maxpool_out_size(c.W, c.k, c.s, c.p);
+    const int OH = ops::window_output_size(c.H, c.k, c.s, c.p), OW = ops::window_output_size(c.W, c.k, c.s, c.p);
     Tensor want = Tensor::empty({c.N, OH, OW, c.C}, DType::BF16);
     kernels::reference::maxpool_nhwc_bf16(x.data<uint16_t>(), want.data<uint16_t>(), c.N, c.H, c.W, c.C, c.k, c.s, c.p);
     Tensor xg = x.cuda(), y = poisoned({c.N, OH, OW, c.C}, DType::BF16);
