@@ -3,14 +3,14 @@
 // (32 channels at once), the unpack writes coalesced f32 along the spatial dimension.
 #include "engine/cuda_context.h"
 #include "kernels/binary_act.h"
+#include "kernels/grid_stride.cuh"
 
 namespace mdq::kernels {
 namespace {
 
 __global__ void maxpool_bits_kernel(const uint32_t* x, uint32_t* y, int N, int H, int W, int Cw, int k, int s, int p,
                                     int OH, int OW) {
-  const int64_t total = (int64_t)N * OH * OW * Cw;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+  MDQ_GRID_STRIDE(i, (int64_t)N * OH * OW * Cw) {
     const int w = (int)(i % Cw);
     int64_t r = i / Cw;
     const int ow = (int)(r % OW);
@@ -32,8 +32,7 @@ __global__ void maxpool_bits_kernel(const uint32_t* x, uint32_t* y, int N, int H
 }
 
 __global__ void unpack_ncs_kernel(const uint32_t* bits, float* x, int64_t N, int C, int64_t S, int Cw) {
-  const int64_t total = N * C * S;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+  MDQ_GRID_STRIDE(i, N * C * S) {
     const int64_t s = i % S, nc = i / S;
     const int c = (int)(nc % C);
     const int64_t n = nc / C;

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "engine/cuda_context.h"
+#include "kernels/grid_stride.cuh"
 #include "kernels/nhwc_bf16.h"
 
 namespace mdq::kernels {
@@ -42,9 +43,6 @@ template <class T, int V>
 __device__ __forceinline__ void store(T* p, const Vec<T, V>& v) {
   *reinterpret_cast<Vec<T, V>*>(p) = v;
 }
-
-#define MDQ_GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 // groups = P*C / V; requires C % V == 0 so a group's V channels sit in one pixel.
 template <class T, int V>

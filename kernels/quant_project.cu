@@ -3,6 +3,7 @@
 // at construction, on resume and for evaluation, not every step (the fused step projects).
 #include "engine/cuda_context.h"
 #include "engine/error.h"
+#include "kernels/grid_stride.cuh"
 #include "kernels/quant_project.h"
 
 namespace mdq::kernels {
@@ -10,9 +11,6 @@ namespace {
 
 using quant::Dir;
 using quant::Rule;
-
-#define MDQ_GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 template <Rule R, int K>
 __global__ void primal_kernel(const float* s, float beta, float* x, int64_t n) {
