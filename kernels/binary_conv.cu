@@ -188,6 +188,8 @@ size_t binary_conv_smem_bytes(int k_words) {
   return sizeof(uint32_t) * kCols * (chunk + 4) + sizeof(int2) * chunk;
 }
 
+bool binary_conv_reads_pixel_popc(const BinaryConvArgs& a) { return !wgmma_applies(conv_shape(a)); }
+
 void binary_conv2d(const BinaryConvArgs& a) {
   const Geometry g = make_geometry(a);
   if (g.M <= 0 || g.O <= 0) return;

@@ -26,7 +26,7 @@ enum class BinaryEpilogue { Int32, Affine, AffineRelu, SignPack, ResidualSignPac
 struct BinaryConvArgs {
   const uint32_t* x = nullptr;          // packed NHWC activations [N][H][W][Cw], Cw = ceil(C/32)
   const uint32_t* w = nullptr;          // packed weights [O][KH][KW][Cw]
-  const int32_t* pixel_popc = nullptr;  // [N][H][W]: popc of each input pixel's Cw words
+  const int32_t* pixel_popc = nullptr;  // [N][H][W]: popc of each input pixel's Cw words (see below)
   const int32_t* tap_popc = nullptr;    // [O][KH*KW + 1]: popc of each tap's weight words, then the total
   int N = 0, H = 0, W = 0, C = 0, O = 0, KH = 1, KW = 1, stride = 1, pad = 0;
   BinaryEpilogue mode = BinaryEpilogue::Int32;
@@ -40,6 +40,9 @@ struct BinaryConvArgs {
 // Limits the caller checks: KH*KW <= 31 taps; N*OH*OW and N*H*W*ceil(C/32) below 2^31.
 
 void binary_conv2d(const BinaryConvArgs& a);
+// Whether binary_conv2d(a) reads a.pixel_popc: the sm_90a kernel counts popc(A&M) on the tensor
+// core and does not, so the caller computes the popcounts (a pass over the input) only when needed.
+bool binary_conv_reads_pixel_popc(const BinaryConvArgs& a);
 // Dynamic shared memory the kernel takes for a K of k_words 32-bit words per output channel.
 size_t binary_conv_smem_bytes(int k_words);
 

@@ -270,9 +270,11 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
   }
 }
 
-// The sm_90a kernel (binary_conv_wgmma.cu): false when it does not apply (not built for
-// sm_90a, not a compute capability 9.0 device, K too long for its shared memory, or
-// MDQ_W1A1_KERNEL=mma in the environment), and the caller runs the mma.sync kernel.
+// The sm_90a kernel (binary_conv_wgmma.cu) applies: built for sm_90a, a compute capability 9.0
+// device, K short enough for its shared memory, and not MDQ_W1A1_KERNEL=mma in the environment.
+// Otherwise the mma.sync kernel runs.
+bool wgmma_applies(const ConvShape& g);
+// Runs it when it applies (true), else returns false.
 bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g);
 
 }  // namespace mdq::kernels::binary

@@ -178,16 +178,25 @@ void launch(const BinaryConvArgs& a, const Geometry& g, int steps) {
 
 }  // namespace
 
-bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g) {
+bool wgmma_applies(const ConvShape& g) {
 #ifndef MDQ_HAS_SM90A
-  (void)a, (void)g;
+  (void)g;
   return false;
 #else
   static const bool hopper = cuda::compute_capability() == 90;
   if (!hopper) return false;
   if (const char* e = std::getenv("MDQ_W1A1_KERNEL"); e && std::strcmp(e, "mma") == 0) return false;
+  return smem_bytes((g.Ktot + 7) / 8, g.Ktot, 1) <= 200 * 1024;  // K up to ~8,000 channels x 3x3
+#endif
+}
+
+bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g) {
+#ifndef MDQ_HAS_SM90A
+  (void)a, (void)g;
+  return false;
+#else
+  if (!wgmma_applies(g)) return false;
   const int steps = (g.Ktot + 7) / 8;
-  if (smem_bytes(steps, g.Ktot, 1) > 200 * 1024) return false;  // K above ~8,000 channels x 3x3
   const bool k3 = g.KH == 3 && g.KW == 3, even = g.Cw % 2 == 0;
   if (k3 && even) launch<3, 2>(a, g, steps);
   else if (k3) launch<3, 1>(a, g, steps);

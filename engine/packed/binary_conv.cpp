@@ -16,18 +16,16 @@ namespace {
 
 #ifdef MDQ_HAS_CUDA
 // The kernel's arguments for x_bits (CUDA) and w (output shape from check_w1a1), with the
-// input's pixel popcounts computed into pixel_popc (the caller keeps it until the kernel is queued).
+// input's pixel popcounts computed into pixel_popc when the kernel that will run reads them (the
+// caller keeps it until the kernel is queued).
 kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g,
                                   const Shape& out_shape, const Tensor& scale, const Tensor& shift, Tensor& pixel_popc) {
   const int64_t N = x.dim(0);
   MDQ_CHECK(N * out_shape[1] * out_shape[2] < (int64_t{1} << 31) && x.numel() < (int64_t{1} << 31),
             op << ": input " << x.describe() << " too large for 32-bit row indexing");
-  pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
-  kernels::row_popc(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(), static_cast<int>(x.dim(3)));
   kernels::BinaryConvArgs a;
   a.x = x.data<uint32_t>();
   a.w = w.sign.data<uint32_t>();
-  a.pixel_popc = pixel_popc.data<int32_t>();
   a.tap_popc = w.tap_popc.data<int32_t>();
   a.N = static_cast<int>(N); a.H = static_cast<int>(x.dim(1)); a.W = static_cast<int>(x.dim(2));
   a.C = static_cast<int>(w.channels); a.O = static_cast<int>(w.out_channels());
@@ -35,6 +33,11 @@ kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedW
   a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
   a.scale = scale.defined() ? scale.data<float>() : nullptr;
   a.shift = shift.defined() ? shift.data<float>() : nullptr;
+  if (kernels::binary_conv_reads_pixel_popc(a)) {
+    pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
+    kernels::row_popc(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(), static_cast<int>(x.dim(3)));
+    a.pixel_popc = pixel_popc.data<int32_t>();
+  }
   return a;
 }
 #endif
