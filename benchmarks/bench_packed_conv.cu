@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "benchmarks/bench_common.h"
@@ -26,47 +27,31 @@ using namespace mdq;
 
 namespace {
 
-// ---- b1 peak: each warp keeps 8 independent accumulator chains of mma m16n8k256 AND+popc.
+// ---- mma.sync peaks: each warp keeps kChains independent accumulator chains of one MMA, the
+// W1A1 kernel's m16n8k256 b1 AND+popc (kB1) or the W1A16 kernel's m16n8k16 bf16 (operand
+// contents do not change the rate; these are ±1 patterns in bf16).
 constexpr int kChains = 8;
-__global__ void b1_peak_kernel(int iters, int* sink) {
-  uint32_t a[4] = {0xaaaaaaaau ^ threadIdx.x, 0x55555555u, 0xccccccccu, 0x33333333u};
-  uint32_t b[2] = {0xf0f0f0f0u, 0x0f0f0f0fu ^ threadIdx.x};
-  int d[kChains][4] = {};
+template <bool kB1>
+__global__ void mma_sync_peak_kernel(int iters, int* sink) {
+  using Acc = std::conditional_t<kB1, int32_t, float>;
+  const uint32_t a[4] = {0x3f803f80u ^ threadIdx.x, 0x3f80bf80u, 0xbf803f80u, 0x3f803f80u};
+  const uint32_t b[2] = {0x3f80bf80u, 0xbf803f80u ^ threadIdx.x};
+  Acc d[kChains][4] = {};
   for (int i = 0; i < iters; ++i) {
 #pragma unroll
     for (int j = 0; j < kChains; ++j) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-      asm volatile(
-          "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-          "{%0,%1,%2,%3};\n"
-          : "+r"(d[j][0]), "+r"(d[j][1]), "+r"(d[j][2]), "+r"(d[j][3])
-          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
+      if constexpr (kB1) kernels::ptx::mma_b1_and_popc(d[j], a, b[0], b[1]);
+      else kernels::ptx::mma_bf16(d[j], a, b);
     }
   }
-  int s = 0;
+  Acc s = 0;
   for (int j = 0; j < kChains; ++j) s += d[j][0] + d[j][1] + d[j][2] + d[j][3];
-  if (s == 0x7fffffff) sink[0] = s;  // keeps the chains alive
-}
-
-// ---- mma.sync bf16 peak (the W1A16 default kernel's instruction): each warp keeps kChains
-// independent accumulator chains of m16n8k16 bf16 with f32 accumulation.
-__global__ void bf16_mma_peak_kernel(int iters, int* sink) {
-  uint32_t a[4] = {0x3f803f80u ^ threadIdx.x, 0x3f80bf80u, 0xbf803f80u, 0x3f803f80u};
-  uint32_t b[2] = {0x3f80bf80u, 0xbf803f80u ^ threadIdx.x};
-  float d[kChains][4] = {};
-  for (int i = 0; i < iters; ++i) {
-#pragma unroll
-    for (int j = 0; j < kChains; ++j) kernels::ptx::mma_bf16(d[j], a, b);
-  }
-  float s = 0;
-  for (int j = 0; j < kChains; ++j) s += d[j][0] + d[j][1] + d[j][2] + d[j][3];
-  if (s == 12345.f) sink[0] = 1;  // keeps the chains alive
+  if (s == Acc(12345)) sink[0] = 1;  // keeps the chains alive
 }
 
 // ---- wgmma b1 peak (sm_90a builds): each warpgroup issues groups of 8 m64n80k256 AND+popc (the
-// W1A1 kernel's instruction) on
-// the same shared-memory operands (contents do not change the rate), 2 accumulator sets in turn.
+// W1A1 kernel's instruction) on the same shared-memory operands (contents do not change the
+// rate), 2 accumulator sets in turn.
 __global__ void wgmma_b1_peak_kernel(int iters, int* sink) {
   __shared__ __align__(128) uint8_t ops[2048 + 2560];
   for (int i = threadIdx.x; i < 2048 + 2560; i += blockDim.x) ops[i] = static_cast<uint8_t>(i * 37 + 11);
@@ -127,44 +112,36 @@ float time_ms(const std::function<void()>& fn) {
   return best;
 }
 
-double b1_peak_tops() {
-  int sms = 0;
-  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
-  const int blocks = sms * 4, threads = 256, iters = 4096;
-  float ms = time_ms([&] {
-    b1_peak_kernel<<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>());
+// The rate (1e12 ops/s) of `launch`, which does `ops` operations a call.
+template <class Launch>
+double rate(Launch launch, double ops) {
+  const float ms = time_ms([&] {
+    launch();
     CUDA_CHECK_LAUNCH();
   });
-  const double ops = 2.0 * 16 * 8 * 256 * double(iters) * kChains * blocks * (threads / 32);
   return ops / (ms * 1e-3) / 1e12;
 }
 
-double bf16_mma_peak_tflops() {
-  Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
-  const int blocks = cuda::sm_count() * 4, threads = 256, iters = 4096;
-  const float ms = time_ms([&] {
-    bf16_mma_peak_kernel<<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>());
-    CUDA_CHECK_LAUNCH();
-  });
-  return 2.0 * 16 * 8 * 16 * double(iters) * kChains * blocks * (threads / 32) / (ms * 1e-3) / 1e12;
-}
-
-// The rate (1e12 ops/s) of `launch`, which does `ops` operations a call: 0 when this build has no
-// sm_90a code or the GPU is not compute capability 9.0 (the wgmma probes).
+// The same for the wgmma probes: 0 when this build has no sm_90a code or the GPU is not compute
+// capability 9.0.
 template <class Launch>
 double sm90a_rate(Launch launch, double ops) {
 #ifndef MDQ_HAS_SM90A
   (void)launch, (void)ops;
   return 0;
 #else
-  if (cuda::compute_capability() != 90) return 0;
-  const float ms = time_ms([&] {
-    launch();
-    CUDA_CHECK_LAUNCH();
-  });
-  return ops / (ms * 1e-3) / 1e12;
+  return cuda::compute_capability() == 90 ? rate(launch, ops) : 0;
 #endif
+}
+
+// mma.sync peak of the b1 (kB1) or bf16 MMA, in 1e12 ops/s.
+template <bool kB1>
+double mma_sync_peak() {
+  Tensor sink = Tensor::zeros({1}, DType::I32, Device::CUDA);
+  const int blocks = cuda::sm_count() * 4, threads = 256, iters = 4096;
+  const double ops_per_mma = 2.0 * 16 * 8 * (kB1 ? 256 : 16);
+  return rate([&] { mma_sync_peak_kernel<kB1><<<blocks, threads, 0, cuda::stream()>>>(iters, sink.data<int32_t>()); },
+              ops_per_mma * iters * kChains * blocks * (threads / 32));
 }
 
 double wgmma_b1_peak_tops() {
@@ -191,13 +168,13 @@ int main(int argc, char** argv) {
   const std::vector<int>& batches = args.batches;
   const std::vector<std::string>& only = args.names;
 
-  const double mma_peak = b1_peak_tops(), wgmma_peak = wgmma_b1_peak_tops();
+  const double mma_peak = mma_sync_peak<true>(), wgmma_peak = wgmma_b1_peak_tops();
   std::printf("GPU: %s\nb1 AND+popc peaks: mma.sync m16n8k256 %.1f TOPS, wgmma m64n80k256 %.1f TOPS\n",
               cuda_device_name().c_str(), mma_peak, wgmma_peak);
   const double peak = std::max(mma_peak, wgmma_peak);
   std::printf("bf16 peaks: mma.sync m16n8k16 %.1f TFLOPS (the W1A16 default kernel's instruction), wgmma m64n128k16 "
               "in the opt-in kernel's shared-memory layout %.1f TFLOPS\n",
-              bf16_mma_peak_tflops(), wgmma_bf16_peak_tflops());
+              mma_sync_peak<false>(), wgmma_bf16_peak_tflops());
   std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"
               "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n"
               "W1A1 = the kernel binary_conv2d picks (wgmma on sm_90a), %%peak of the higher peak above;\n"
