@@ -36,6 +36,7 @@ int run(int argc, char** argv) {
   auto report = [&](const char* what, const app::EvalResult& r) {
     std::printf("%s network on %s (%lld images): top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n", what, split.c_str(),
                 static_cast<long long>(r.count), r.top1_pct(), r.top5_pct(), r.mean_loss());
+    std::fputs(r.nonfinite_warning().c_str(), stderr);
   };
   app::EvalResult rounded;
   if (app::has_quantizer_state(ckpt)) {

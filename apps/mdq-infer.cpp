@@ -28,6 +28,7 @@
 #include "engine/device.h"
 #include "engine/infer/binary_runner.h"
 #include "engine/infer/packed_runner.h"
+#include "kernels/label_rank.h"
 
 namespace {
 
@@ -45,14 +46,13 @@ const char* kUsage =
     "--agree: after the timed pass, count the images whose top-1 class is the same on the packed\n"
     "         kernels and on the float engine (the rounded network as mdq-train evaluates it).\n";
 
-// Index of the largest logit of each row of z [N][K].
+// The predicted class of each row of z [N][K] (kernels/label_rank.h: first maximum; -1 when a
+// logit is not finite, which then agrees with nothing).
 std::vector<int64_t> top1(const mdq::Tensor& z) {
   const std::vector<float> v = z.to_vector();
   const int64_t N = z.dim(0), K = z.dim(1);
-  std::vector<int64_t> best(static_cast<size_t>(N), 0);
-  for (int64_t i = 0; i < N; ++i)
-    for (int64_t k = 1; k < K; ++k)
-      if (v[static_cast<size_t>(i * K + k)] > v[static_cast<size_t>(i * K + best[i])]) best[i] = k;
+  std::vector<int64_t> best(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) best[static_cast<size_t>(i)] = mdq::rank::argmax(&v[static_cast<size_t>(i * K)], K);
   return best;
 }
 
@@ -115,6 +115,7 @@ int run(int argc, char** argv) {
               o.model.c_str(), o.dataset.c_str(), split.c_str(), static_cast<long long>(r.count),
               mdq::device_name(device), runner ? "packed" : "float", r.top1_pct(), r.top5_pct(),
               s > 0 ? r.count / s : 0.0);
+  std::fputs(r.nonfinite_warning().c_str(), stderr);
   if (agree) {
     MDQ_CHECK(runner, "--agree compares the packed kernels with the float engine, but this run has no packed engine");
     int64_t same = 0, total = 0;
@@ -123,7 +124,7 @@ int run(int argc, char** argv) {
     while (loader.next(b)) {
       const std::vector<int64_t> p = top1(runner(b.images));
       const std::vector<int64_t> f = top1(model->forward(Var(b.images)).value());
-      for (size_t i = 0; i < p.size(); ++i) same += p[i] == f[i];
+      for (size_t i = 0; i < p.size(); ++i) same += p[i] >= 0 && p[i] == f[i];
       total += static_cast<int64_t>(p.size());
     }
     std::printf("packed vs float engine: the same top-1 class on %lld of %lld images (%.2f%%)\n",

@@ -4,6 +4,7 @@
 #include <cfloat>
 
 #include "engine/cuda_context.h"
+#include "kernels/label_rank.h"
 #include "kernels/loss.h"
 
 namespace mdq::kernels {
@@ -82,7 +83,8 @@ __global__ void cross_entropy_backward_kernel(const float* probs, const int32_t*
   }
 }
 
-// Row i counts when #{j != label : !(x_label > x_j)} <= k-1 (ties and NaNs count against it).
+// Row i counts when the label's rank (kernels/label_rank.h: larger logit first, ties to the lower
+// index, any non-finite logit ranks nowhere) is below k.
 __global__ void topk_kernel(const float* logits, const int32_t* labels, int64_t rows, int64_t cols, int k,
                             uint32_t* count, uint32_t* bad) {
   const int64_t row = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / kWarp;
@@ -95,10 +97,14 @@ __global__ void topk_kernel(const float* logits, const int32_t* labels, int64_t 
     return;
   }
   const float v = x[label];
-  int ahead = 0;
-  for (int64_t j = lane; j < cols; j += kWarp) ahead += (j != label && !(v > x[j])) ? 1 : 0;
+  int ahead = 0, nonfinite = 0;
+  for (int64_t j = lane; j < cols; j += kWarp) {
+    ahead += rank::outranks(x[j], j, v, label) ? 1 : 0;
+    nonfinite += rank::finite(x[j]) ? 0 : 1;
+  }
   ahead = warp_sum_int(ahead);
-  if (lane == 0 && ahead <= k - 1) atomicAdd(count, 1u);  // integer atomics: order-independent
+  nonfinite = warp_sum_int(nonfinite);
+  if (lane == 0 && nonfinite == 0 && ahead < k) atomicAdd(count, 1u);  // integer atomics: order-independent
 }
 
 unsigned row_blocks(int64_t rows) {

@@ -19,7 +19,7 @@ void cross_entropy_forward_f32(const float* logits, const int32_t* labels, int64
 void cross_entropy_backward_f32(const float* probs, const int32_t* labels, int64_t rows, int64_t cols, float scale,
                                 const float* scale_device, float* grad);
 
-// count[0] = number of rows whose label is in the top k (tie rule: engine/ops/loss.h).
+// count[0] = number of rows whose label ranks below k (rule: kernels/label_rank.h).
 void count_topk_correct_f32(const float* logits, const int32_t* labels, int64_t rows, int64_t cols, int k,
                             uint32_t* count, uint32_t* bad);
 

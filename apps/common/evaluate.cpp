@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "engine/autograd.h"
+#include "kernels/label_rank.h"
 
 namespace mdq::app {
 
@@ -33,27 +34,31 @@ EvalResult evaluate_logits(const std::function<Tensor(const Tensor&)>& logits_of
     const size_t k = static_cast<size_t>(num_classes);
     for (size_t i = 0; i < y.size(); ++i) {
       const float* row = &z[i * k];
+      const int64_t rank = rank::label_rank(row, num_classes, y[i]);  // -1: a non-finite logit
       const float mine = row[y[i]];
-      size_t above = 0;  // classes scored strictly higher than the true one
       float mx = row[0];
-      for (size_t c = 0; c < k; ++c) {
-        above += row[c] > mine;
-        mx = std::max(mx, row[c]);
-      }
+      for (size_t c = 0; c < k; ++c) mx = std::max(mx, row[c]);
       double lse = 0;
       for (size_t c = 0; c < k; ++c) lse += std::exp(static_cast<double>(row[c] - mx));
       r.loss_sum += std::log(lse) + mx - mine;
       ++r.count;
       ++r.class_count[static_cast<size_t>(y[i])];
-      if (above == 0) {
+      if (rank < 0) ++r.nonfinite;
+      if (rank == 0) {
         ++r.top1;
         ++r.class_correct[static_cast<size_t>(y[i])];
       }
-      if (above < 5) ++r.top5;
+      if (rank >= 0 && rank < 5) ++r.top5;
     }
     if (max_batches > 0 && ++batches >= max_batches) break;
   }
   return r;
+}
+
+std::string EvalResult::nonfinite_warning() const {
+  if (nonfinite == 0) return "";
+  return "warning: " + std::to_string(nonfinite) + " of " + std::to_string(count) +
+         " images have NaN/Inf logits and count as wrong: the network diverged\n";
 }
 
 std::string EvalResult::per_class_report(const std::vector<std::string>& names) const {

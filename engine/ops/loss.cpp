@@ -2,6 +2,7 @@
 #include "engine/ops/loss.h"
 
 #include "engine/device.h"
+#include "kernels/label_rank.h"
 
 #include <algorithm>
 #include <cmath>
@@ -206,11 +207,8 @@ int64_t count_topk_correct(const Tensor& logits, const Tensor& labels, int k) {
   const int32_t* lab = labels.data<int32_t>();
   int64_t correct = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const float* xi = x + i * cols;
-    const float v = xi[lab[i]];
-    int64_t ahead = 0;  // other classes not strictly below the label's logit
-    for (int64_t j = 0; j < cols; ++j) ahead += (j != lab[i] && !(v > xi[j])) ? 1 : 0;
-    if (ahead <= k - 1) ++correct;
+    const int64_t r = rank::label_rank(x + i * cols, cols, lab[i]);
+    if (r >= 0 && r < k) ++correct;
   }
   return correct;
 }

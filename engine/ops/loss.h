@@ -32,11 +32,10 @@ Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, float g
 // gradient of the loss), so the backward pass never reads it back to the host.
 Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& grad_scale);
 
-// How many rows have their label among the k largest logits. Rule for ties: a row counts when
-// the label's logit is strictly greater than all but at most k-1 of the other logits, i.e.
-// #{j != label : logits[j] >= logits[label]} <= k-1. Ties therefore count against the label
-// (constant logits score 0 for k < K), and a NaN logit anywhere in the row counts against it
-// too. k >= K counts every row. Labels are range-checked as in cross_entropy_forward.
+// How many rows have their label among the k highest logits, ranked by kernels/label_rank.h:
+// larger logit first, a tie goes to the lower class index (as argmax keeps the first maximum),
+// and a row with any NaN or ±Inf logit never counts, whatever k. Labels are range-checked as in
+// cross_entropy_forward.
 int64_t count_topk_correct(const Tensor& logits, const Tensor& labels, int k);
 
 }  // namespace mdq::ops

@@ -140,17 +140,18 @@ TEST_CASE("an out-of-range label throws, naming the op, the label, its index and
                       Catch::Contains("f32[3, 4]@cpu") && Catch::Contains("i32[2]@cpu"));
 }
 
-TEST_CASE("top-k counts on a hand case, with ties counting against the label") {
+TEST_CASE("top-k counts on a hand case, ties going to the lower class index") {
   Tensor logits = Tensor::from_vector({0.1f, 0.9f, 0.3f, 0.2f, 0.5f, 0.4f,   // label 1: rank 1
                                        0.1f, 0.9f, 0.3f, 0.2f, 0.5f, 0.4f,   // label 4: rank 2
                                        0.1f, 0.9f, 0.3f, 0.2f, 0.5f, 0.4f,   // label 0: rank 6
-                                       1, 1, 1, 1, 1, 1,                     // label 2: tied with all
-                                       2, 2, 1, 0, 0, 0},                    // label 0: tied with one
+                                       1, 1, 1, 1, 1, 1,                     // label 2: tied with all, rank 3
+                                       2, 2, 1, 0, 0, 0},                    // label 0: tied with class 1, rank 1
                                       {5, 6});
   Tensor labels = Tensor::from_vector_i32({1, 4, 0, 2, 0}, {5});
-  REQUIRE(ops::count_topk_correct(logits, labels, 1) == 1);
+  REQUIRE(ops::count_topk_correct(logits, labels, 1) == 2);
   REQUIRE(ops::count_topk_correct(logits, labels, 2) == 3);
-  REQUIRE(ops::count_topk_correct(logits, labels, 5) == 3);
+  REQUIRE(ops::count_topk_correct(logits, labels, 3) == 4);
+  REQUIRE(ops::count_topk_correct(logits, labels, 5) == 4);
   REQUIRE(ops::count_topk_correct(logits, labels, 6) == 5);
   REQUIRE(ops::count_topk_correct(logits, labels, 100) == 5);
   REQUIRE_THROWS_WITH(ops::count_topk_correct(logits, labels, 0), Catch::Contains("k must be at least 1"));
