@@ -48,7 +48,11 @@ int main(int argc, char** argv) {
     else if (a == "--seed") seed = std::strtoull(value().c_str(), nullptr, 10);
     else if (a == "--val") val = std::atof(value().c_str());
     else if (a == "--no-loader") loader = false;
-    else {
+    else if (a == "--help" || a == "-h") {
+      std::printf("usage: mdq-datainfo --dataset NAME --data-dir DIR [--seed S] [--val F] [--no-loader]\n"
+                  "Prints class counts, the validation split's balance, channel mean/std and loader speed.\n");
+      return 0;
+    } else {
       std::fprintf(stderr, "usage: mdq-datainfo --dataset NAME --data-dir DIR [--seed S] [--val F] [--no-loader]\n");
       return 2;
     }

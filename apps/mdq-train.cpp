@@ -1,16 +1,21 @@
 // mdq-train: trains a quantized network by mirror descent. See --help, or the README.
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "apps/common/options.h"
 #include "apps/common/trainer.h"
 #include "engine/error.h"
 
 int main(int argc, char** argv) {
+  // Line-buffered even into a pipe or a file, so the log of a killed run is not lost.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   try {
     mdq::app::TrainOptions options;
-    if (!mdq::app::parse_train_args(argc - 1, argv + 1, options)) return 0;
-    mdq::app::train(options);
-    return 0;
+    std::vector<std::string> given;
+    if (!mdq::app::parse_train_args(argc - 1, argv + 1, options, &given)) return 0;
+    if (options.resume) options = mdq::app::resume_options(options, given);
+    return mdq::app::exit_code(mdq::app::train(options));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mdq-train: error: %s\n", e.what());
     return 2;

@@ -57,6 +57,7 @@ std::shared_ptr<data::Dataset> pick_split(const data::Splits& splits, const std:
 }
 
 int run_main(const char* app, int (*body)(int, char**), int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a killed app's log keeps every finished line
   try {
     return body(argc, argv);
   } catch (const std::exception& e) {

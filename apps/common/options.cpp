@@ -1,11 +1,16 @@
 #include "apps/common/options.h"
 
+#include <sys/stat.h>
+
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <sstream>
 
 #include "engine/error.h"
+#include "engine/quant/method.h"
+#include "models/model_zoo.h"
 
 namespace mdq::app {
 namespace {
@@ -92,12 +97,19 @@ const std::vector<Key>& keys() {
       {"precision", "fp32 | tf32 | bf16 (GPU compute; master weights stay fp32)",
        [](TrainOptions& o, const std::string& v) { o.precision = one_of("precision", v, {"fp32", "tf32", "bf16"}); },
        [](const TrainOptions& o) { return o.precision; }},
-      {"seed", "seed for initialisation, data order and augmentation", INT(seed)},
+      {"seed", "seed for initialisation, data order and augmentation (0 .. 2^63-1)",
+       [](TrainOptions& o, const std::string& v) {
+         const int64_t x = to_int("seed", v);
+         MDQ_CHECK(x >= 0, "--seed: " << x << " is negative; give a whole number from 0 to 2^63-1");
+         o.seed = static_cast<uint64_t>(x);
+       },
+       [](const TrainOptions& o) { return std::to_string(o.seed); }},
       {"device", "auto | cpu | cuda",
        [](TrainOptions& o, const std::string& v) { o.device = one_of("device", v, {"auto", "cpu", "cuda"}); },
        [](const TrainOptions& o) { return o.device; }},
       {"out", "run folder: checkpoints, metrics.jsonl, config.txt", STR(out)},
-      {"resume", "continue the run in --out from its last checkpoint", BOOL(resume)},
+      {"resume", "continue the run in --out from its last checkpoint, with its config.txt", BOOL(resume)},
+      {"overwrite", "start afresh in an --out that already holds a run (its files are replaced)", BOOL(overwrite)},
       {"keep-first-last-float", "keep the first conv and the last linear layer in float", BOOL(keep_first_last_float)},
       {"bn-affine", "BatchNorm with affine parameters", BOOL(bn_affine)},
       {"act-bits", "32 (float activations) or 1 (sign activations, fully binary nets)", INT(act_bits)},
@@ -131,14 +143,20 @@ std::string train_usage() {
   std::ostringstream s;
   s << "usage: mdq-train [--config FILE] [--key value ...]\n"
        "Trains a quantized network by mirror descent and reports the rounded network's test accuracy.\n\n";
+  const TrainOptions defaults;
   for (const Key& k : keys()) {
     std::string flag = std::string("--") + k.name + (k.is_flag ? "" : " V");
-    char line[256];
-    std::snprintf(line, sizeof line, "  %-28s %s", flag.c_str(), k.help);
+    const std::string value = k.get(defaults);
+    char line[320];
+    std::snprintf(line, sizeof line, "  %-28s %s%s", flag.c_str(), k.help,
+                  k.is_flag || value.empty() ? "" : (" [default: " + value + "]").c_str());
     s << line << "\n";
   }
   s << "  --config FILE                key = value lines with the keys above; flags override it\n"
-       "  --help                       this text\n";
+       "  --help                       this text\n\n"
+       "Exit status: 0 done; 2 bad input or error; 3 training diverged (a NaN/Inf loss or logit: the last\n"
+       "good checkpoints are kept); 75 stopped by SIGINT/SIGTERM after saving last.ckpt (continue with\n"
+       "mdq-train --resume --out DIR).\n";
   return s.str();
 }
 
@@ -159,6 +177,9 @@ void load_config_text(const std::string& text, const std::string& origin, TrainO
 }
 
 void load_config_file(const std::string& path, TrainOptions& o) {
+  struct stat st{};
+  MDQ_CHECK(stat(path.c_str(), &st) == 0, "--config: cannot open '" << path << "': no such file");
+  MDQ_CHECK(S_ISREG(st.st_mode), "--config: '" << path << "' is not a file (a config is key = value lines)");
   std::ifstream f(path);
   MDQ_CHECK(f.good(), "--config: cannot open '" << path << "'");
   std::stringstream buf;
@@ -167,12 +188,16 @@ void load_config_file(const std::string& path, TrainOptions& o) {
 }
 
 std::string to_config_text(const TrainOptions& o) {
+  // resume and overwrite say what to do with --out, not how the run trains: a run's config.txt
+  // given back to --config starts the same run, and two runs that train alike save alike.
   std::string s;
-  for (const Key& k : keys()) s += std::string(k.name) + " = " + k.get(o) + "\n";
+  for (const Key& k : keys())
+    if (std::string(k.name) != "resume" && std::string(k.name) != "overwrite")
+      s += std::string(k.name) + " = " + k.get(o) + "\n";
   return s;
 }
 
-bool parse_train_args(int argc, char** argv, TrainOptions& o) {
+bool parse_train_args(int argc, char** argv, TrainOptions& o, std::vector<std::string>* given) {
   std::vector<std::string> args(argv, argv + argc);
   // The config file goes first so that flags override it, wherever --config stands.
   for (size_t i = 0; i < args.size(); ++i) {
@@ -183,6 +208,15 @@ bool parse_train_args(int argc, char** argv, TrainOptions& o) {
     if (args[i] == "--config") {
       MDQ_CHECK(i + 1 < args.size(), "--config needs a file name");
       load_config_file(args[i + 1], o);
+      if (given) {  // every key the file sets counts as given on the command line
+        std::ifstream f(args[i + 1]);
+        std::string line;
+        while (std::getline(f, line)) {
+          line = trim(line.substr(0, line.find('#')));
+          const size_t eq = line.find('=');
+          if (eq != std::string::npos) given->push_back(trim(line.substr(0, eq)));
+        }
+      }
     }
   }
   bool flag_iters = false, flag_epochs = false;
@@ -210,6 +244,7 @@ bool parse_train_args(int argc, char** argv, TrainOptions& o) {
       }
     }
     k.set(o, value);
+    if (given) given->push_back(name);
     flag_iters |= name == "iters";
     flag_epochs |= name == "epochs";
   }
@@ -222,6 +257,67 @@ bool parse_train_args(int argc, char** argv, TrainOptions& o) {
   MDQ_CHECK(o.act_bits == 1 || o.act_bits == 32, "--act-bits must be 1 or 32, got " << o.act_bits);
   MDQ_CHECK(o.beta_interval > 0, "--beta-interval must be positive");
   return true;
+}
+
+void validate_train_options(const TrainOptions& o) {
+  auto finite_positive = [](const char* key, double v) {
+    MDQ_CHECK(std::isfinite(v) && v > 0, "--" << key << " must be a finite positive number, got " << v);
+  };
+  finite_positive("lr", o.lr);
+  finite_positive("lr-gamma", o.lr_gamma);
+  finite_positive("beta-rho", o.beta_rho);
+  MDQ_CHECK(std::isfinite(o.momentum) && o.momentum >= 0 && o.momentum < 1, "--momentum must be in [0, 1), got " << o.momentum);
+  MDQ_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "--weight-decay must be finite and >= 0, got " << o.weight_decay);
+  auto not_negative = [](const char* key, int64_t v) { MDQ_CHECK(v >= 0, "--" << key << " must not be negative, got " << v); };
+  not_negative("eval-every", o.eval_every);
+  not_negative("ckpt-every", o.ckpt_every);
+  not_negative("max-eval-batches", o.max_eval_batches);
+  not_negative("workers", o.workers);
+  MDQ_CHECK(o.log_every > 0, "--log-every must be positive, got " << o.log_every);
+  MDQ_CHECK(o.batch_size > 0, "--batch-size must be positive, got " << o.batch_size);
+  MDQ_CHECK(o.beta_interval > 0, "--beta-interval must be positive, got " << o.beta_interval);
+  MDQ_CHECK(!o.out.empty(), "--out must name a folder");
+  // Names are checked here, before any data is read or folder made.
+  const std::string models = models::supported_models();
+  std::string list = ", " + models + ",";
+  MDQ_CHECK(list.find(", " + o.model + ",") != std::string::npos,
+            "--model: unknown model '" << o.model << "': supported models are " << models);
+  quant::parse_method(o.method, o.levels);  // throws naming the method and the levels it supports
+}
+
+TrainOptions resume_options(const TrainOptions& cmdline, const std::vector<std::string>& given) {
+  const std::string config = cmdline.out + "/config.txt";
+  std::ifstream f(config);
+  MDQ_CHECK(f.good(), "--resume: no run in '" << cmdline.out << "' (" << config
+                                             << " is missing); start one without --resume");
+  std::stringstream text;
+  text << f.rdbuf();
+  TrainOptions o;
+  load_config_text(text.str(), config, o);
+  // What fixes the data, the split, the shapes or the method cannot change inside a run.
+  static const char* fixed[] = {"model", "dataset", "data-dir", "method", "levels", "batch-size", "seed",
+                                "val-fraction", "optimizer", "bn-affine", "act-bits", "keep-first-last-float"};
+  bool length_given = false;
+  for (const std::string& name : given) {
+    if (name == "resume" || name == "out" || name == "overwrite") continue;
+    const Key& k = find_key(name, "");
+    const std::string was = k.get(o), now = k.get(cmdline);
+    for (const char* f : fixed)
+      MDQ_CHECK(name != f || was == now, "--resume: the run in " << cmdline.out << " has " << name << " = " << was
+                                             << "; this command asks for " << now << ". A run cannot change its "
+                                             << name << " (use a fresh --out)");
+    if (was != now) std::printf("resume: %s changes from %s to %s\n", name.c_str(), was.c_str(), now.c_str());
+    k.set(o, now);
+    length_given |= name == "iters" || name == "epochs";
+  }
+  if (length_given) {  // the command's length replaces the run's, whichever unit it used
+    o.iters = cmdline.iters;
+    o.epochs = cmdline.epochs;
+  }
+  o.resume = true;
+  o.overwrite = false;
+  o.out = cmdline.out;
+  return o;
 }
 
 }  // namespace mdq::app

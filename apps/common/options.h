@@ -30,6 +30,7 @@ struct TrainOptions {
   std::string device = "auto";  // auto | cpu | cuda
   std::string out = "runs/latest";
   bool resume = false;
+  bool overwrite = false;  // start afresh in an --out that already holds a run
   bool keep_first_last_float = false;
   bool bn_affine = false;
   int act_bits = 32;
@@ -43,8 +44,16 @@ struct TrainOptions {
 };
 
 // Parses argv (after the program name). Throws mdq::Error naming the bad flag or value and the
-// allowed keys. Returns false when --help was asked for (help text already printed).
-bool parse_train_args(int argc, char** argv, TrainOptions& o);
+// allowed keys. Returns false when --help was asked for (help text already printed). `given`, when
+// not null, receives the keys the command line set (through flags or its --config file).
+bool parse_train_args(int argc, char** argv, TrainOptions& o, std::vector<std::string>* given = nullptr);
+// Range checks every run needs before anything is loaded or written (lr finite and positive,
+// counts not negative, seed in range, known model and method); throws naming the option.
+void validate_train_options(const TrainOptions& o);
+// --resume: the options of the run in `cmdline.out` (its config.txt), with the keys in `given`
+// taken from the command line. Keys that would change the data, the split or the shapes are
+// refused when they differ; any other difference is printed (it applies from now on).
+TrainOptions resume_options(const TrainOptions& cmdline, const std::vector<std::string>& given);
 // key=value lines, '#' comments. Unknown keys are errors naming the file and line.
 void load_config_file(const std::string& path, TrainOptions& o);
 std::string train_usage();

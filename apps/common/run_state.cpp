@@ -92,6 +92,18 @@ void check_compatible(const TrainOptions& saved, const TrainOptions& now, const 
   same("batch-size", std::to_string(saved.batch_size), std::to_string(now.batch_size));
 }
 
+// A file of mdq-train (run or rounded network): refuses, with the way forward, a packed model
+// of mdq-export or any other mdq file, before anything reads its options.
+Checkpoint load_training_file(const std::string& path) {
+  Checkpoint ck = load_checkpoint(path);
+  MDQ_CHECK(ck.metadata.rfind("### packed-model", 0) != 0,
+            path << " is a packed model (written by mdq-export), not a training checkpoint: run it with "
+                    "mdq-infer --model " << path << ", or give last.ckpt/best.ckpt of the run");
+  MDQ_CHECK(ck.metadata.rfind(kConfigHeader, 0) == 0,
+            path << " is not a checkpoint of mdq-train (no options in it): give last.ckpt or best.ckpt of a run");
+  return ck;
+}
+
 }  // namespace
 
 void save_run(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q,
@@ -104,7 +116,7 @@ void save_run(const std::string& path, const TrainOptions& o, nn::Module& model,
 }
 
 LoopState load_run(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q) {
-  Checkpoint ck = load_checkpoint(path);
+  Checkpoint ck = load_training_file(path);
   TrainOptions saved;
   load_config_text(section(ck.metadata, kConfigHeader), path, saved);
   check_compatible(saved, o, path);
@@ -129,16 +141,20 @@ void save_rounded(const std::string& path, const TrainOptions& o, nn::Module& mo
 }
 
 bool has_quantizer_state(const std::string& path) {
-  return load_checkpoint(path).metadata.find(kQuantHeader) != std::string::npos;
+  return load_training_file(path).metadata.find(kQuantHeader) != std::string::npos;
+}
+
+int64_t read_iteration(const std::string& path) {
+  return parse_loop(section(load_training_file(path).metadata, kLoopHeader)).iteration;
 }
 
 TrainOptions read_options(const std::string& path) {
-  Checkpoint ck = load_checkpoint(path);
+  Checkpoint ck = load_training_file(path);
   TrainOptions o;
   load_config_text(section(ck.metadata, kConfigHeader), path, o);
   return o;
 }
 
-void load_weights(const std::string& path, nn::Module& model) { restore_model(load_checkpoint(path), model); }
+void load_weights(const std::string& path, nn::Module& model) { restore_model(load_training_file(path), model); }
 
 }  // namespace mdq::app

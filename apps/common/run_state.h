@@ -38,6 +38,8 @@ TrainOptions read_options(const std::string& path);
 // True for a full run checkpoint (last.ckpt: primal weights + quantizer state), false for a
 // rounded one (best.ckpt).
 bool has_quantizer_state(const std::string& path);
+// The iteration a checkpoint of save_run or save_rounded was written at.
+int64_t read_iteration(const std::string& path);
 void load_weights(const std::string& path, nn::Module& model);
 
 }  // namespace mdq::app

@@ -12,11 +12,14 @@
 #include "apps/common/cli.h"
 #include "apps/common/evaluate.h"
 #include "apps/common/progress.h"
+#include "apps/common/run_folder.h"
 #include "apps/common/run_state.h"
+#include "apps/common/stop_signal.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "engine/device.h"
 #include "engine/nn/loss.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
 #include "engine/optim/schedule.h"
 #include "engine/precision.h"
@@ -30,24 +33,29 @@ bool file_exists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
-void make_dirs(const std::string& path) {
-  std::string cur;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      if (!cur.empty()) mkdir(cur.c_str(), 0755);
-    }
-    if (i < path.size()) cur += path[i];
-  }
-  struct stat st{};
-  MDQ_CHECK(stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "--out: cannot create folder '" << path << "'");
+// Every parameter and buffer finite? One device sum per tensor, read once: run before each save.
+bool model_is_finite(nn::Module& model) {
+  std::vector<Tensor> sums;
+  for (const nn::ParamRef& p : model.parameters()) sums.push_back(ops::sum_all(p.var.value()));
+  for (auto& [name, t] : model.buffers())
+    if (t->dtype() == DType::F32) sums.push_back(ops::sum_all(*t));
+  if (sums.empty()) return true;
+  Tensor total = sums.front();
+  for (size_t i = 1; i < sums.size(); ++i) total = ops::add(total, sums[i]);
+  return std::isfinite(total.item());
 }
 
 }  // namespace
 
+int exit_code(const TrainResult& r) {
+  return r.end == TrainResult::End::Diverged ? kExitDiverged : r.end == TrainResult::End::Interrupted ? kExitInterrupted : 0;
+}
+
 TrainResult train(const TrainOptions& o) {
+  validate_train_options(o);
   const Device device = pick_device(o.device);
   set_precision(parse_precision(o.precision));
-  make_dirs(o.out);
+  check_run_folder(o);
   ops::set_deferred_label_checks(true);  // no stall per step; checked at every log line
   std::printf("mdq-train: %s on %s, method %s (%d levels), device %s%s\n", o.model.c_str(), o.dataset.c_str(),
               o.method.c_str(), o.levels, device_name(device),
@@ -56,6 +64,7 @@ TrainResult train(const TrainOptions& o) {
   // ---- data
   data::Splits splits = data::load_dataset(o.dataset, o.data_dir, o.seed, o.val_fraction);
   const data::DatasetInfo info = splits.train->info();
+  prepare_run_folder(o);
   if (!splits.balance_report.empty()) std::printf("%s", splits.balance_report.c_str());
   data::DataLoader train_loader(splits.train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true,
                                 data::train_augment_for(o.dataset), o.seed, device, o.workers);
@@ -87,8 +96,8 @@ TrainResult train(const TrainOptions& o) {
   const std::string last_ckpt = o.out + "/last.ckpt", best_ckpt = o.out + "/best.ckpt";
   LoopState state;
   if (o.resume) {
-    MDQ_CHECK(file_exists(last_ckpt), "--resume: no checkpoint at " << last_ckpt);
     state = load_run(last_ckpt, o, *model, quantizer);
+    trim_metrics(o.out + "/metrics.jsonl", state.iteration);
     std::printf("resumed from %s at iteration %lld\n", last_ckpt.c_str(), static_cast<long long>(state.iteration));
   }
   {
@@ -96,7 +105,6 @@ TrainResult train(const TrainOptions& o) {
     cfg << to_config_text(o);
   }
   std::ofstream metrics(o.out + "/metrics.jsonl", o.resume ? std::ios::app : std::ios::trunc);
-
   // ---- loop
   int64_t epoch = state.iteration / per_epoch;
   train_loader.start_epoch(epoch);
@@ -105,6 +113,25 @@ TrainResult train(const TrainOptions& o) {
     train_loader.next(b);
   }
   Progress progress(total, state.iteration, o.quiet);
+  TrainResult result;
+  StopSignal stop_signal;
+  // A run that diverges stops at once and writes nothing more: last.ckpt and best.ckpt stay the
+  // last good ones. It says where it was seen (the loss is read every 10th step).
+  auto diverged = [&](int64_t iteration, const std::string& what) {
+    progress.finish();
+    std::fprintf(stderr,
+                 "mdq-train: training diverged: %s at iteration %lld. Nothing was saved after it: %s/last.ckpt "
+                 "(iteration %lld) and best.ckpt (iteration %lld) are the last good ones. Try a lower --lr.\n",
+                 what.c_str(), static_cast<long long>(iteration), o.out.c_str(),
+                 static_cast<long long>(file_exists(last_ckpt) ? read_iteration(last_ckpt) : 0),
+                 static_cast<long long>(state.best_iter));
+    metrics << "{\"diverged_at\": " << iteration << "}\n";
+    result.end = TrainResult::End::Diverged;
+    result.stopped_at = iteration;
+    result.best_val_top1 = state.best_val;
+    return result;
+  };
+
   double loss_sum = 0;
   int64_t correct = 0, seen = 0, images_total = 0;
   auto t_start = std::chrono::steady_clock::now();
@@ -130,7 +157,9 @@ TrainResult train(const TrainOptions& o) {
     // Reading the loss waits for the GPU: sample every 10th step, and every step that is logged.
     if (log_now || it % 10 == 0) {
       ops::check_pending_label_errors();
-      loss_sum += static_cast<double>(loss.value().item()) * n;
+      const float sampled = loss.value().item();
+      if (!std::isfinite(sampled)) return diverged(it + 1, "the training loss is " + std::to_string(sampled));
+      loss_sum += static_cast<double>(sampled) * n;
       correct += ops::count_topk_correct(logits.value(), batch.labels, 1);
       seen += n;
     }
@@ -160,6 +189,10 @@ TrainResult train(const TrainOptions& o) {
       EvalResult rounded = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
       quantizer.restore_primal();
       EvalResult projected = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
+      if (rounded.nonfinite > 0 || projected.nonfinite > 0)
+        return diverged(it + 1, std::to_string(std::max(rounded.nonfinite, projected.nonfinite)) + " of " +
+                                    std::to_string(rounded.count) + " validation images have NaN/Inf logits");
+      if (!model_is_finite(*model)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
       if (rounded.top1_pct() > state.best_val) {
         state.best_val = rounded.top1_pct();
@@ -175,9 +208,23 @@ TrainResult train(const TrainOptions& o) {
                      static_cast<long long>(it + 1), val_name, rounded.top1_pct(), projected.top1_pct(),
                      state.best_val, static_cast<long long>(state.best_iter));
     }
-    if ((it + 1) % ckpt_every == 0 || last) {
+    const int sig = StopSignal::requested();
+    if ((it + 1) % ckpt_every == 0 || last || sig) {
+      if (!model_is_finite(*model)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
       save_run(last_ckpt, o, *model, quantizer, state);
+    }
+    if (sig) {
+      progress.finish();
+      std::fprintf(stderr,
+                   "mdq-train: stopped by %s at iteration %lld of %lld; saved %s. Continue with:\n"
+                   "  mdq-train --resume --out %s\n",
+                   StopSignal::name(sig), static_cast<long long>(it + 1), static_cast<long long>(total),
+                   last_ckpt.c_str(), o.out.c_str());
+      result.end = TrainResult::End::Interrupted;
+      result.stopped_at = it + 1;
+      result.best_val_top1 = state.best_val;
+      return result;
     }
   }
   progress.finish();
@@ -185,7 +232,6 @@ TrainResult train(const TrainOptions& o) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
 
   // ---- final test of the best rounded network
-  TrainResult result;
   result.best_val_top1 = state.best_val;
   result.train_images_per_s = seconds > 0 ? images_total / seconds : 0;
   load_weights(best_ckpt, *model);
