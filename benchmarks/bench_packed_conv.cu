@@ -8,6 +8,7 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -17,6 +18,7 @@
 
 #include "benchmarks/bench_common.h"
 #include "benchmarks/cudnn_conv.h"
+#include "dev/kernels/w1a16_wgmma.h"
 #include "engine/cuda_context.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
@@ -76,8 +78,8 @@ __global__ void wgmma_b1_peak_kernel(int iters, int* sink) {
   if (s == 0x7fffffff) sink[0] = s;
 }
 
-// ---- wgmma bf16 rate with the W1A16 kernel's operand layout (no swizzle, K-major, A 64 x 16 and
-// B 16 x 128 per instruction, LBO = 16 rows, SBO = 128 B): groups of 4 m64n128k16.
+// ---- wgmma bf16 rate with the dev W1A16 kernel's operand layout (no swizzle, K-major, A 64 x 16
+// and B 16 x 128 per instruction, LBO = 16 rows, SBO = 128 B): groups of 4 m64n128k16.
 __global__ void wgmma_bf16_peak_kernel(int iters, int* sink) {
   __shared__ __align__(128) uint8_t ops[2048 + 4096];
   for (int i = threadIdx.x; i < 2048 + 4096; i += blockDim.x) ops[i] = static_cast<uint8_t>((i * 37 + 11) & 0x3f);
@@ -173,13 +175,13 @@ int main(int argc, char** argv) {
               cuda_device_name().c_str(), mma_peak, wgmma_peak);
   const double peak = std::max(mma_peak, wgmma_peak);
   std::printf("bf16 peaks: mma.sync m16n8k16 %.1f TFLOPS (the W1A16 default kernel's instruction), wgmma m64n128k16 "
-              "in the opt-in kernel's shared-memory layout %.1f TFLOPS\n",
+              "in the dev W1A16 kernel's shared-memory layout %.1f TFLOPS\n",
               mma_sync_peak<false>(), wgmma_bf16_peak_tflops());
   std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"
               "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n"
               "W1A1 = the kernel binary_conv2d picks (wgmma on sm_90a), %%peak of the higher peak above;\n"
               "W1A1 mma = the portable mma.sync kernel (MDQ_W1A1_KERNEL=mma); W1A16 = its mma.sync kernel (the\n"
-              "default), W1A16 wgmma = the opt-in sm_90a kernel (MDQ_W1A16_KERNEL=wgmma).\n\n");
+              "default), W1A16 wgmma = the workshop's sm_90a kernel (dev/kernels/w1a16_wgmma.cu).\n\n");
   std::printf("%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %8s %7s | %11s %7s\n", "net", "C", "HW", "batch",
               "fp32", "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 mma", "x bf16", "W1A16", "x bf16", "W1A16 wgmma",
               "x bf16");
@@ -215,9 +217,9 @@ int main(int argc, char** argv) {
       Tensor xh = packed::to_bf16(Tensor::uniform({N, H, W, C}, -1, 1, 3, Device::CUDA));
       packed::FloatOutput fo{scale, {}, false, DType::BF16};
       const float w1a16_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
-      ::setenv("MDQ_W1A16_KERNEL", "wgmma", 1);
-      const float w1a16_wgmma_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
-      ::unsetenv("MDQ_W1A16_KERNEL");
+      // The workshop's wgmma kernel, where it applies (sm_90a build, compute capability 9.0): else nan.
+      const bool wgmma = dev::w1a16_wgmma_conv2d(xh, w, {1, 1}, fo).defined();
+      const float w1a16_wgmma_ms = wgmma ? time_ms([&] { dev::w1a16_wgmma_conv2d(xh, w, {1, 1}, fo); }) : NAN;
       std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.2fx | %11.1f %6.2fx\n",
                   L.net, C, L.HW, N, tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms),
                   cudnn_ms[2] / w1a1_ms, 100.0 * tops(w1a1_ms) / peak, tops(mma_ms), cudnn_ms[2] / mma_ms,

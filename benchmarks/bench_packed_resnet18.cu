@@ -1,4 +1,4 @@
-// End-to-end ImageNet ResNet-18 inference (issue #6, DESIGN.md E12) in three versions side by
+// End-to-end ImageNet ResNet-18 inference (DESIGN.md E12, packed vs cuDNN) in three versions side by
 // side, as images/s at batch 1, 32 and 256, with random weights (throughput only):
 //   cuDNN bf16  every conv through cuDNN (NHWC, fastest algorithm found once per shape), folded
 //               BatchNorm + ReLU and the residual add as bf16 elementwise passes, fc by cuBLAS;

@@ -13,13 +13,13 @@ endif()
 find_path(STB_INCLUDE_DIR stb/stb_image.h HINTS ${_mdq_dep_hints})
 if(NOT STB_INCLUDE_DIR)
   message(FATAL_ERROR "mdq: stb headers not found (stb/stb_image.h). Install them (apt-get install libstb-dev) "
-                      "or stage them with shared/tools/offline-deps.sh and pass -DMDQ_DEPS_DIR=$PWD/.deps")
+                      "or stage them with scripts/stage-offline-deps.sh and pass -DMDQ_DEPS_DIR=$PWD/.deps")
 endif()
 if(BUILD_TESTING OR NOT DEFINED BUILD_TESTING)
   find_path(CATCH2_INCLUDE_DIR catch2/catch.hpp HINTS ${_mdq_dep_hints})
   if(NOT CATCH2_INCLUDE_DIR)
     message(FATAL_ERROR "mdq: Catch2 v2 single header not found (catch2/catch.hpp). Install it (apt-get install catch2) "
-                        "or stage it with shared/tools/offline-deps.sh and pass -DMDQ_DEPS_DIR=$PWD/.deps")
+                        "or stage it with scripts/stage-offline-deps.sh and pass -DMDQ_DEPS_DIR=$PWD/.deps")
   endif()
 endif()
 

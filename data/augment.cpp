@@ -6,35 +6,21 @@
 #include <algorithm>
 #include <cmath>
 
+#include "data/dataset_table.h"
 #include "engine/error.h"
 
 namespace mdq::data {
 
+// The recipes are columns of the dataset table (data/dataset_table.cpp).
 AugmentConfig train_augment_for(const std::string& dataset) {
-  AugmentConfig a;
-  if (dataset == "cifar10" || dataset == "cifar100" || dataset == "tinyimagenet") {
-    a.random_crop = true;
-    a.crop_padding = 4;
-    a.hflip = true;
-  } else if (dataset == "imagenet") {
-    a.random_resized_crop = true;
-    a.out_height = a.out_width = 224;
-    a.hflip = true;
-  } else if (dataset == "folder") {
-    a.hflip = true;
-  } else {
-    MDQ_CHECK(dataset == "mnist" || dataset == "fashion-mnist", "data: no augmentation recipe for dataset '" << dataset << "'");
-  }
-  return a;
+  const DatasetEntry* e = find_dataset(dataset);
+  MDQ_CHECK(e, "data: no augmentation recipe for dataset '" << dataset << "'");
+  return e->train;
 }
 
 AugmentConfig eval_augment_for(const std::string& dataset) {
-  AugmentConfig a;
-  if (dataset == "imagenet") {
-    a.resize = 256;
-    a.center_crop = 224;
-  }
-  return a;
+  const DatasetEntry* e = find_dataset(dataset);
+  return e ? e->eval : AugmentConfig{};  // an unnamed dataset: no resizing or cropping, normalise only
 }
 
 // ---------------------------------------------------------------- primitives

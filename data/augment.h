@@ -28,7 +28,7 @@ struct AugmentConfig {
   bool normalize = true;
 };
 
-// The standard recipes.
+// The standard recipes (a column of data/dataset_table.cpp's table).
 //   cifar10, cifar100, tinyimagenet  train: random crop (pad 4) + flip;   eval: none
 //   mnist, fashion-mnist             train: none (the MD paper's setting); eval: none
 //   imagenet                         train: random-resized crop 224 + flip; eval: resize 256, centre crop 224

@@ -1,19 +1,15 @@
-// Datasets by name, their standard statistics, the seeded stratified validation split and the
-// per-class/per-channel summaries (see dataset.h for the layouts each name accepts).
+// The dataset classes, the seeded stratified validation split and the per-class/per-channel
+// summaries. Datasets by name (their statistics, loaders and augmentation): data/dataset_table.cpp.
 #include "data/dataset.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <filesystem>
 #include <iomanip>
 #include <sstream>
 
 #include "data/image_folder.h"
 #include "engine/error.h"
 #include "engine/random.h"
-
-namespace fs = std::filesystem;
 
 namespace mdq::data {
 
@@ -56,31 +52,6 @@ SubsetDataset::SubsetDataset(std::shared_ptr<const Dataset> parent, std::vector<
     : parent_(std::move(parent)), indices_(std::move(indices)) {
   for (int64_t i : indices_)
     MDQ_CHECK(i >= 0 && i < parent_->size(), "data: subset index " << i << " outside [0, " << parent_->size() << ")");
-}
-
-// ---------------------------------------------------------------- standard statistics
-DatasetInfo standard_info(const std::string& name) {
-  DatasetInfo d;
-  d.name = name;
-  if (name == "cifar10") {
-    d = {name, 3, 32, 32, 10, {0.4914f, 0.4822f, 0.4465f}, {0.2470f, 0.2435f, 0.2616f}, {}};
-  } else if (name == "cifar100") {
-    d = {name, 3, 32, 32, 100, {0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}, {}};
-  } else if (name == "mnist") {
-    d = {name, 1, 28, 28, 10, {0.1307f}, {0.3081f}, {}};
-  } else if (name == "fashion-mnist") {
-    d = {name, 1, 28, 28, 10, {0.2860f}, {0.3530f}, {}};
-  } else if (name == "tinyimagenet") {
-    d = {name, 3, 64, 64, 200, {0.4802f, 0.4481f, 0.3975f}, {0.2770f, 0.2691f, 0.2821f}, {}};
-  } else if (name == "imagenet") {
-    d = {name, 3, 0, 0, 1000, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, {}};
-  } else if (name == "folder") {
-    d = {name, 3, 0, 0, 0, {}, {}, {}};  // size, classes and statistics come from the data
-  } else {
-    MDQ_FAIL("data: unknown dataset '" << name
-                                       << "'; known: cifar10, cifar100, mnist, fashion-mnist, tinyimagenet, imagenet, folder");
-  }
-  return d;
 }
 
 // ---------------------------------------------------------------- summaries and the split
@@ -174,179 +145,6 @@ void split_train_val(const std::shared_ptr<Dataset>& full, uint64_t seed, double
     << train->size() << ", val " << (val ? val->size() : 0) << "\n";
   o << balance_table(info, {train.get(), val.get()}, {"train", "val"});
   report = o.str();
-}
-
-// ---------------------------------------------------------------- loading by name
-namespace {
-
-bool path_exists(const fs::path& p) {
-  std::error_code ec;
-  return fs::exists(p, ec);
-}
-
-// The folder that holds the dataset: data_dir itself, or a known sub-folder of it.
-std::string resolve_dir(const std::string& data_dir, const std::vector<std::string>& markers,
-                        const std::vector<std::string>& subfolders) {
-  std::error_code ec;
-  MDQ_CHECK(fs::is_directory(data_dir, ec), "data: data dir '" << data_dir << "' is missing (not a directory)");
-  std::vector<fs::path> candidates{fs::path(data_dir)};
-  for (const auto& s : subfolders) candidates.push_back(fs::path(data_dir) / s);
-  for (const auto& c : candidates)
-    for (const auto& m : markers)
-      if (path_exists(c / m)) return c.string();
-  std::ostringstream o;
-  for (const auto& m : markers) o << " " << m;
-  for (const auto& s : subfolders)  // the shared copies come as tarballs: say how to unpack them
-    MDQ_CHECK(!path_exists(fs::path(data_dir) / (s + "-jpeg.tar.gz")),
-              "data: '" << data_dir << "' holds " << s << "-jpeg.tar.gz but no extracted copy; run: tar xzf '"
-                        << (fs::path(data_dir) / (s + "-jpeg.tar.gz")).string() << "' -C <dir> and pass --data-dir <dir>");
-  o << " (looked also in its sub-folders";
-  for (const auto& f : subfolders) o << " " << f << "/";
-  MDQ_FAIL("data: '" << data_dir << "' holds none of" << o.str() << ")");
-}
-
-std::shared_ptr<Dataset> concat_cifar(const std::vector<std::string>& files, CifarKind kind, const DatasetInfo& info) {
-  RawImages all;
-  for (const auto& f : files) {
-    std::vector<uint8_t> bytes = read_file(f);
-    RawImages part = parse_cifar(bytes.data(), bytes.size(), kind, f);
-    if (all.count == 0) {
-      all = std::move(part);
-      continue;
-    }
-    all.count += part.count;
-    all.pixels.insert(all.pixels.end(), part.pixels.begin(), part.pixels.end());
-    all.labels.insert(all.labels.end(), part.labels.begin(), part.labels.end());
-    all.coarse_labels.insert(all.coarse_labels.end(), part.coarse_labels.begin(), part.coarse_labels.end());
-  }
-  return std::make_shared<InMemoryDataset>(info, std::move(all));
-}
-
-std::string idx_path(const std::string& dir, const std::string& stem) {
-  fs::path plain = fs::path(dir) / stem, gz = fs::path(dir) / (stem + ".gz");
-  if (path_exists(plain)) return plain.string();
-  MDQ_CHECK(path_exists(gz), "data: neither '" << plain.string() << "' nor '" << gz.string() << "' exists");
-  return gz.string();
-}
-
-std::shared_ptr<Dataset> load_idx_pair(const std::string& dir, const std::string& prefix, const DatasetInfo& info) {
-  std::string ip = idx_path(dir, prefix + "-images-idx3-ubyte"), lp = idx_path(dir, prefix + "-labels-idx1-ubyte");
-  std::vector<uint8_t> ib = gunzip_if_needed(read_file(ip), ip), lb = gunzip_if_needed(read_file(lp), lp);
-  IdxArray images = parse_idx(ib.data(), ib.size(), ip), labels = parse_idx(lb.data(), lb.size(), lp);
-  RawImages raw = idx_to_images(images, labels, info.num_classes, ip, lp);
-  MDQ_CHECK(raw.height == info.height && raw.width == info.width,
-            "data: '" << ip << "' holds " << raw.height << "x" << raw.width << " images; " << info.name << " is "
-                      << info.height << "x" << info.width);
-  return std::make_shared<InMemoryDataset>(info, std::move(raw));
-}
-
-std::vector<std::string> checked_names(const std::string& path, int expected) {
-  std::vector<std::string> names = read_lines(path);
-  MDQ_CHECK(static_cast<int>(names.size()) == expected,
-            "data: '" << path << "' lists " << names.size() << " classes, expected " << expected);
-  return names;
-}
-
-std::vector<std::string> numbered(int n) {
-  std::vector<std::string> v;
-  for (int i = 0; i < n; ++i) v.push_back(std::to_string(i));
-  return v;
-}
-
-}  // namespace
-
-Splits load_dataset(const std::string& name, const std::string& data_dir, uint64_t seed, double val_fraction) {
-  DatasetInfo info = standard_info(name);
-  std::shared_ptr<Dataset> full_train, test;
-  if (name == "cifar10" || name == "cifar100") {
-    bool c10 = name == "cifar10";
-    std::string names_file = c10 ? "label_names.txt" : "fine_label_names.txt";
-    std::string bin_marker = c10 ? "data_batch_1.bin" : "train.bin";
-    std::string dir = resolve_dir(data_dir, {bin_marker, names_file},
-                                  {name, c10 ? "cifar-10-batches-bin" : "cifar-100-binary"});
-    if (path_exists(fs::path(dir) / bin_marker)) {
-      if (path_exists(fs::path(dir) / names_file)) info.class_names = checked_names((fs::path(dir) / names_file).string(), info.num_classes);
-      else if (c10 && path_exists(fs::path(dir) / "batches.meta.txt"))
-        info.class_names = checked_names((fs::path(dir) / "batches.meta.txt").string(), 10);
-      else info.class_names = numbered(info.num_classes);
-      CifarKind kind = c10 ? CifarKind::Cifar10 : CifarKind::Cifar100;
-      std::vector<std::string> train_files;
-      if (c10) for (int b = 1; b <= 5; ++b) train_files.push_back((fs::path(dir) / ("data_batch_" + std::to_string(b) + ".bin")).string());
-      else train_files.push_back((fs::path(dir) / "train.bin").string());
-      full_train = concat_cifar(train_files, kind, info);
-      test = concat_cifar({(fs::path(dir) / (c10 ? "test_batch.bin" : "test.bin")).string()}, kind, info);
-    } else {  // the JPEG folder copy
-      info.class_names = checked_names((fs::path(dir) / names_file).string(), info.num_classes);
-      full_train = std::make_shared<InMemoryDataset>(
-          info, decode_all(scan_class_folders((fs::path(dir) / "train").string(), info.class_names), 3, 32, 32));
-      test = std::make_shared<InMemoryDataset>(
-          info, decode_all(scan_class_folders((fs::path(dir) / "test").string(), info.class_names), 3, 32, 32));
-    }
-  } else if (name == "mnist" || name == "fashion-mnist") {
-    std::string dir = resolve_dir(data_dir, {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"}, {name});
-    info.class_names = name == "mnist" ? numbered(10)
-                                       : std::vector<std::string>{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                                                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
-    full_train = load_idx_pair(dir, "train", info);
-    test = load_idx_pair(dir, "t10k", info);
-  } else if (name == "tinyimagenet") {
-    std::string dir = resolve_dir(data_dir, {"wnids.txt"}, {name, "tiny-imagenet-200"});
-    info.class_names = checked_names((fs::path(dir) / "wnids.txt").string(), 200);
-    full_train = std::make_shared<InMemoryDataset>(
-        info, decode_all(scan_class_folders((fs::path(dir) / "train").string(), info.class_names, "images"), 3, 64, 64));
-    test = std::make_shared<InMemoryDataset>(
-        info, decode_all(scan_tinyimagenet_val((fs::path(dir) / "val").string(), info.class_names), 3, 64, 64));
-  } else if (name == "imagenet") {
-    std::string dir = resolve_dir(data_dir, {"train"}, {name});
-    FileList tr = scan_class_folders((fs::path(dir) / "train").string(), {});
-    MDQ_CHECK(static_cast<int>(tr.class_names.size()) == info.num_classes,
-              "data: '" << dir << "/train' has " << tr.class_names.size() << " class folders; ImageNet has 1000");
-    info.class_names = tr.class_names;
-    FileList va = scan_class_folders((fs::path(dir) / "val").string(), info.class_names);
-    full_train = std::make_shared<FileDataset>(info, std::move(tr.paths), std::move(tr.labels));
-    test = std::make_shared<FileDataset>(info, std::move(va.paths), std::move(va.labels));
-  } else if (name == "folder") {
-    std::string dir = resolve_dir(data_dir, {"train"}, {});
-    std::vector<std::string> classes;
-    if (path_exists(fs::path(dir) / "classes.txt")) classes = read_lines((fs::path(dir) / "classes.txt").string());
-    FileList tr = scan_class_folders((fs::path(dir) / "train").string(), classes);
-    info.class_names = tr.class_names;
-    info.num_classes = static_cast<int>(tr.class_names.size());
-    RawImages raw = decode_all(tr, 3, 0, 0);
-    info.height = raw.height;
-    info.width = raw.width;
-    std::string test_dir = (fs::path(dir) / (path_exists(fs::path(dir) / "test") ? "test" : "val")).string();
-    RawImages raw_test = decode_all(scan_class_folders(test_dir, info.class_names), 3, info.height, info.width);
-    // A generic folder has no published statistics: use its training set's own.
-    info.mean.assign(3, 0.f);
-    info.std.assign(3, 1.f);
-    std::vector<double> m, sd;
-    auto probe = std::make_shared<InMemoryDataset>(info, std::move(raw));
-    channel_stats(*probe, m, sd);
-    for (int c = 0; c < 3; ++c) {
-      info.mean[c] = static_cast<float>(m[c]);
-      info.std[c] = static_cast<float>(std::max(sd[c], 1e-3));
-    }
-    probe->set_statistics(info.mean, info.std);
-    full_train = probe;
-    test = std::make_shared<InMemoryDataset>(info, std::move(raw_test));
-  }
-  Splits s;
-  if (val_fraction > 0) {
-    split_train_val(full_train, seed, val_fraction, s.train, s.val, s.balance_report);
-  } else {
-    s.train = full_train;
-  }
-  s.test = test;
-  std::ostringstream o;
-  o << (val_fraction > 0 ? s.balance_report : info.name + ": no validation split (val fraction 0)\n");
-  o << "  train " << s.train->size() << (s.val ? ", val " + std::to_string(s.val->size()) : std::string()) << ", test "
-    << s.test->size() << " (test per class: ";
-  std::vector<int64_t> tc = class_counts(*s.test);
-  auto [lo, hi] = std::minmax_element(tc.begin(), tc.end());
-  o << "min " << *lo << ", max " << *hi << ")\n";
-  s.balance_report = o.str();
-  return s;
 }
 
 }  // namespace mdq::data

@@ -100,7 +100,8 @@ struct Splits {
   std::string balance_report;                 // per-class counts of the splits, for printing
 };
 
-// Datasets by name: cifar10, cifar100, mnist, fashion-mnist, tinyimagenet, imagenet, folder.
+// Datasets by name (one row each in data/dataset_table.cpp): cifar10, cifar100, mnist,
+// fashion-mnist, tinyimagenet, imagenet, folder.
 // data_dir layouts (also accepted: data_dir is the parent of a folder named after the dataset):
 //   cifar10   data_batch_1..5.bin + test_batch.bin, or label_names.txt + {train,test}/<class>/*.jpg
 //   cifar100  train.bin + test.bin, or fine_label_names.txt + {train,test}/<class>/*.jpg

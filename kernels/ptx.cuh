@@ -153,7 +153,7 @@ __device__ __forceinline__ void wgmma_b1_m64n80k256(int32_t (&d)[10][4], uint64_
 
 // D (+)= A·B, bf16 A (64 x 16) and B (16 x N) from shared memory (K-major descriptors, no
 // transpose), f32 accumulators of the warpgroup; same fragment layout as above
-// (d[j][2h+e] = D[16w + 8h + g][8j + 2t + e]). For the W1A16 kernel (kernels/w1a16_wgmma.cu).
+// (d[j][2h+e] = D[16w + 8h + g][8j + 2t + e]). For the W1A16 kernel (dev/kernels/w1a16_wgmma.cu).
 __device__ __forceinline__ void wgmma_bf16_m64n64k16(float (&d)[8][4], uint64_t a_desc, uint64_t b_desc,
                                                    bool accumulate) {
 #ifdef MDQ_WGMMA_AVAILABLE

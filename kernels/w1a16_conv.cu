@@ -275,7 +275,6 @@ void w1a16_conv2d(const W1A16ConvArgs& a) {
   g.CB = (a.C + 63) / 64;
   g.M = (long long)a.N * g.OH * g.OW;
   if (g.M <= 0 || g.O <= 0) return;
-  if (w1a16::launch_wgmma_path(a, g)) return;
   if (a.nonzero)
     w1a16::dispatch<true>(a, g);
   else

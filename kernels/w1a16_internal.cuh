@@ -17,10 +17,6 @@ struct Geometry : ConvShape {  // Ktot = T*Cw words per output channel
   long long M;
 };
 
-// sm_90a, C % 8 == 0 (kernels/w1a16_wgmma.cu), opt-in: false unless MDQ_W1A16_KERNEL=wgmma is
-// set, the build has sm_90a code and the device is compute capability 9.0.
-bool launch_wgmma_path(const W1A16ConvArgs& a, const Geometry& g);
-
 // Any C (e.g. 3 or 130): k-tile = one packed word, weights expanded in shared memory.
 template <bool TERNARY>
 void launch_general_path(const W1A16ConvArgs& a, const Geometry& g);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One GPU session in one go, for a GPU host without network (see ../shared/tools/README.md):
-# build with the staged .deps, run the whole test suite, the benchmarks, and training runs.
+# One GPU session in one go, for a GPU host without network: build with the .deps/ that
+# scripts/stage-offline-deps.sh staged (docs/DESIGN.md §3), run the whole test suite, the
+# benchmarks, and training runs. A staged CIFAR-10/100 tarball is unpacked into /tmp/data once.
 # Logs go to $OUT (default ./gpu-out). Steps: any of build test gputest bench smoke train:<args>.
 #   scripts/gpu-session.sh build test bench smoke
 set -uo pipefail
@@ -10,9 +11,11 @@ mkdir -p "$OUT"
 build=build-gpu
 data=/tmp/data
 stamp() { echo "=== $(date -u +%FT%TZ) $*"; }
-if [ -f .deps/data/cifar10-jpeg.tar.gz ] && [ ! -d $data/cifar10 ]; then
-  mkdir -p $data && tar xzf .deps/data/cifar10-jpeg.tar.gz -C $data
-fi
+for ds in cifar10 cifar100; do
+  if [ -f .deps/data/$ds-jpeg.tar.gz ] && [ ! -d $data/$ds ]; then
+    mkdir -p $data && tar xzf .deps/data/$ds-jpeg.tar.gz -C $data
+  fi
+done
 fmnist=.deps/data/fashion-mnist
 [ -d $fmnist ] || fmnist=/usr/share/datasets/fashion-mnist
 for step in "$@"; do

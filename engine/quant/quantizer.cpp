@@ -65,7 +65,20 @@ Quantizer::Quantizer(std::vector<nn::ParamRef> params, QuantConfig cfg,
             "Quantizer: need beta0 > 0, rho > 0, interval > 0 and a finite beta_cap >= beta0 (got beta0 "
                 << cfg_.beta0 << ", rho " << cfg_.rho << ", interval " << cfg_.interval << ", beta_cap "
                 << cfg_.beta_cap << ")");
+  // E8's hyper-parameters (PyTorch's ranges): outside them Adam's moments or the momentum buffer diverge.
+  MDQ_CHECK(cfg_.adam_beta1 >= 0 && cfg_.adam_beta1 < 1 && cfg_.adam_beta2 >= 0 && cfg_.adam_beta2 < 1,
+            "Quantizer: Adam betas must lie in [0, 1), got beta1 " << cfg_.adam_beta1 << ", beta2 " << cfg_.adam_beta2);
+  MDQ_CHECK(cfg_.adam_eps >= 0 && cfg_.momentum >= 0 && cfg_.weight_decay >= 0,
+            "Quantizer: adam_eps (" << cfg_.adam_eps << "), momentum (" << cfg_.momentum << ") and weight_decay ("
+                                    << cfg_.weight_decay << ") must be >= 0");
   beta_ = beta_at(cfg_, 0);
+  for (size_t i = 0; i < params.size(); ++i) {
+    MDQ_CHECK(params[i].var.defined(), "Quantizer: parameter " << i << " ('" << params[i].name << "') is undefined");
+    for (size_t j = 0; j < i; ++j)
+      MDQ_CHECK(!params[i].var.same_as(params[j].var),
+                "Quantizer: parameter '" << params[i].name << "' is listed twice (also as '" << params[j].name
+                                         << "'); it would be stepped twice");
+  }
   for (nn::ParamRef& ref : params) {
     QuantParam p;
     p.ref = ref;

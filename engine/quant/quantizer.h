@@ -1,7 +1,9 @@
-// The mirror-descent quantizer (DESIGN.md §1, E6–E11): one QuantParam per model parameter
-// holds the stored variable and the optimizer moments; step() updates them from the gradient
-// at the primal weights and writes the new primal x into the parameter's Var in place, then
-// anneals β (E10). Any method runs on any layer of any model: the method is a run-time name.
+// The mirror-descent quantizer (DESIGN.md §1, E6–E11), and mdq's one optimizer: the E8
+// direction (Adam, or SGD with momentum) of every method, `float` included, is taken here.
+// One QuantParam per model parameter holds the stored variable and the optimizer moments;
+// step() updates them from the gradient at the primal weights and writes the new primal x into
+// the parameter's Var in place, then anneals β (E10). Any method runs on any layer of any
+// model: the method is a run-time name.
 //
 //   Quantizer q(model.parameters(), cfg);            // after model.to(device)
 //   loop: forward, backward(loss); q.step(lr); q.zero_grad();
@@ -50,7 +52,8 @@ class Quantizer {
   // ũ_λ = −(w − q_λ)² / (2 β σ²), σ² = mean_λ q_λ², so u is a discrete Gaussian around w whose
   // mean is w to first order (binary: x = tanh(w)); E7 softmax stores u = softmax(β ũ).
   // Afterwards each Var's value holds the primal x. Throws on an unknown method, levels or
-  // direction, listing what is supported.
+  // direction, listing what is supported; on Adam betas outside [0, 1) or a negative eps,
+  // momentum or weight decay; and on a parameter listed twice, naming it.
   Quantizer(std::vector<nn::ParamRef> params, QuantConfig cfg,
             std::function<bool(const nn::ParamRef&)> keep_float = nullptr);
 

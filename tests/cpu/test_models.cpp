@@ -3,7 +3,7 @@
 #include "engine/nn/loss.h"
 #include "engine/ops/loss.h"
 #include "engine/random.h"
-#include "engine/optim/adam.h"
+#include "engine/quant/quantizer.h"
 #include "models/model_zoo.h"
 #include "tests/support/testing.h"
 
@@ -17,6 +17,13 @@ Shape output_shape(const std::string& name, models::ModelOptions o, int64_t batc
   NoGradScope no_grad;
   Tensor x = testing::random_tensor({batch, o.in_channels, o.image_size, o.image_size}, 3);
   return m->forward(Var(x)).shape();
+}
+
+// Plain Adam: the float method of the Quantizer, the way mdq-train --method float trains.
+quant::QuantConfig float_adam() {
+  quant::QuantConfig cfg;
+  cfg.method = "float";
+  return cfg;
 }
 
 }  // namespace
@@ -60,7 +67,7 @@ TEST_CASE("a few Adam steps of each model on a tiny batch reduce the loss") {
     o.num_classes = 4;
     o.image_size = 32;
     auto m = models::make_model(name, o);
-    optim::Adam adam(m->parameters(), {});
+    quant::Quantizer adam(m->parameters(), float_adam());
     Tensor x = testing::random_tensor({4, 3, 32, 32}, 11);
     Tensor y = Tensor::from_vector_i32({0, 1, 2, 3}, {4});
     float first = 0, last = 0;
@@ -98,7 +105,7 @@ TEST_CASE("a small CNN learns a separable synthetic problem to 100% train accura
   o.in_channels = 1;
   o.image_size = 8;
   auto m = models::make_model("smallcnn", o);
-  optim::Adam adam(m->parameters(), {});
+  quant::Quantizer adam(m->parameters(), float_adam());
   for (int step = 0; step < 60; ++step) {
     backward(nn::cross_entropy(m->forward(Var(x)), y));
     adam.step(1e-2f);

@@ -3,11 +3,11 @@
 // mismatching (n, oh, ow, o) and the shape, which points straight at a fragment-layout error.
 #include <cstdlib>
 #include <iterator>
-#include <sstream>
 #include <vector>
 
 #include "engine/packed/bitpack.h"
 #include "engine/packed/packed_conv.h"
+#include "tests/support/conv_case.h"
 #include "tests/support/testing.h"
 
 using namespace mdq;
@@ -43,13 +43,8 @@ void require_equal_nhwc(const Tensor& got, const Tensor& expected, const std::st
   }
 }
 
-struct Case { int64_t N, C, H, W, O, K, stride, pad; };
-std::string describe(const Case& c) {
-  std::ostringstream s;
-  s << "N " << c.N << " C " << c.C << " H " << c.H << " W " << c.W << " O " << c.O << " K " << c.K << " stride "
-    << c.stride << " pad " << c.pad;
-  return s.str();
-}
+using Case = testing::ConvCase;
+using testing::describe;
 
 // Channels 3/33/130/257 (not multiples of 32/128/256), 64/256 (vector loads), odd sizes, stride
 // 1 and 2, padding 0 and 1, O across both tile shapes (<= 64 and > 64, partial tiles).
@@ -81,14 +76,6 @@ std::string use_each_w1a1_kernel() {
   const std::string kernel = GENERATE(as<std::string>{}, "auto", "mma");
   ::setenv("MDQ_W1A1_KERNEL", kernel.c_str(), 1);
   return "W1A1 kernel " + kernel + ": ";
-}
-
-// The same for W1A16 / W2A16: "mma" (mma.sync, the default) and "wgmma" (the opt-in sm_90a
-// kernel, used for C % 8 == 0 where the build and the GPU have it; elsewhere mma.sync again).
-std::string use_each_w1a16_kernel() {
-  const std::string kernel = GENERATE(as<std::string>{}, "mma", "wgmma");
-  ::setenv("MDQ_W1A16_KERNEL", kernel.c_str(), 1);
-  return "W1A16 kernel " + kernel + ": ";
 }
 
 }  // namespace
@@ -187,8 +174,6 @@ TEST_CASE("W1A1 sign + re-pack with negative, zero and precomputed thresholds") 
 }
 
 TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") {
-  const std::string kernel = use_each_w1a16_kernel();
-  INFO(kernel);
   // Tolerance: inputs are bf16 on both sides and products with ±1/0 are exact, so the only
   // difference is fp32 accumulation order on the GPU vs double on the CPU: well under 1e-4
   // relative to the sum of |terms| (<= K); we allow atol 1e-3 sqrt(K) and rtol 1e-2 (bf16 out:

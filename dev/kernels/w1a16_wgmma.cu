@@ -4,15 +4,16 @@
 // expanded from their packed bits into ±1 (or {-1, 0, 1}) bf16 in shared memory once per CTA and
 // k-chunk, as DESIGN.md E12's last bullet has it.
 //
-// Status (measured on an H200, benchmarks/results): correct (the W1A16/W2A16 GPU tests run it),
-// but at 0.23-0.30x cuDNN bf16 on ResNet-18's ImageNet layers it is slower than the mma.sync
+// Status (measured on an H200, benchmarks/results): correct (dev/tests/test_w1a16_wgmma_gpu.cpp),
+// but at 0.21-0.27x cuDNN bf16 on ResNet-18's ImageNet layers it is slower than the mma.sync
 // kernel (0.25-0.35x) except where M is small and K long (1.6x vs 1.2x on the 512-channel 4x4
-// layer), so it is opt-in: MDQ_W1A16_KERNEL=wgmma. The tensor core is not the limit (this
+// layer), so it lives in the workshop, off the main path. The tensor core is not the limit (this
 // layout's m64n128k16 runs at 978 TFLOPS in bench_packed_conv's probe), nor were, in turn,
 // wgmma serialization (C7515, C7518), a conflicting byte table, the fence, the pipeline depth,
 // cp.async's shared-memory wavefronts, or the per-CTA pipeline fill (CTAs are now persistent),
 // each fixed or ruled out below without moving the total; ncu still shows under one eligible
-// warp per scheduler. What limits it is open.
+// warp per scheduler. What limits it is open; the next thing to try is producer/consumer warp
+// specialisation with mbarriers and TMA im2col loads.
 //
 // The design, from the mma.sync kernel's limits (9.2 instructions per MMA building B fragments
 // per warp in registers, 12.5% occupancy; mma.sync bf16 issues at about half of wgmma's rate):
@@ -32,9 +33,7 @@
 // R = 64 rows (A, per warpgroup) or BN columns (B): LBO = 16 R, SBO = 128.
 #include <cuda_bf16.h>
 
-#include <cstdlib>
-#include <cstring>
-
+#include "dev/kernels/w1a16_wgmma.h"
 #include "engine/cuda_context.h"
 #include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
@@ -306,17 +305,24 @@ void launch(const W1A16ConvArgs& a, const Geometry& g) {
 
 }  // namespace
 
-bool launch_wgmma_path(const W1A16ConvArgs& a, const Geometry& g) {
+}  // namespace mdq::kernels::w1a16
+
+namespace mdq::dev {
+
+bool w1a16_wgmma_conv2d(const kernels::W1A16ConvArgs& a) {
 #ifndef MDQ_HAS_SM90A
-  (void)a, (void)g;
+  (void)a;
   return false;
 #else
-  // Opt-in (MDQ_W1A16_KERNEL=wgmma) until it beats the mma.sync kernel: see the header comment.
-  const char* e = std::getenv("MDQ_W1A16_KERNEL");
-  if (!e || std::strcmp(e, "wgmma") != 0) return false;
+  using namespace kernels::w1a16;
   static const bool hopper = cuda::compute_capability() == 90;
   if (!hopper || a.C % 8 != 0) return false;
+  Geometry g{};
+  static_cast<kernels::ConvShape&>(g) = kernels::conv_shape(a);
+  g.CB = (a.C + 63) / 64;
+  g.M = (long long)a.N * g.OH * g.OW;
   if (g.M / kBM > 0x7fffffff) return false;
+  if (g.M <= 0 || g.O <= 0) return true;  // an empty output: nothing to launch
   const bool ternary = a.nonzero != nullptr;
   if (g.O <= 64) ternary ? launch<64, true>(a, g) : launch<64, false>(a, g);
   else ternary ? launch<128, true>(a, g) : launch<128, false>(a, g);
@@ -324,4 +330,4 @@ bool launch_wgmma_path(const W1A16ConvArgs& a, const Geometry& g) {
 #endif
 }
 
-}  // namespace mdq::kernels::w1a16
+}  // namespace mdq::dev
