@@ -109,10 +109,12 @@ TEST_CASE("lower: smallcnn with float activations runs W1A16 and agrees with the
   check_w1a16("smallcnn", o, 3, 16, 12, "W1A16: 3 ternary convs, 1 ternary linear");  // ternary, odd size
 }
 
-TEST_CASE("lower: ResNet-18 (CIFAR variant) with float activations: W1A16, residual sums in NHWC") {
+TEST_CASE("lower: ResNet-18 with float activations: W1A16, residual sums in NHWC") {
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 8;  // CIFAR structure, small maps for the CPU
   check_w1a16("resnet18", o, 2, 8, 21, "W1A16: 20 binary convs, 1 binary linear");
+  o.image_size = 128;  // ImageNet structure: the 7x7/2 stem on 3 channels and the padded 3x3/2 max pool
+  check_w1a16("resnet18", o, 2, 2, 23, "W1A16: 20 binary convs, 1 binary linear");
 }
 
 TEST_CASE("lower: VGG-16 with float activations (conv bias, BN on the classifier): W1A16") {
