@@ -2,17 +2,17 @@
 // and images/s. Two engines:
 //   float  (the default) the weights expanded to ±1 (or {-1, 0, 1}) f32 on the float engine: the
 //          rounded network exactly as mdq-train evaluates it;
-//   packed binary/ternary weights stay packed (engine/infer/packed_runner.h, W1A16 kernels).
-//          --packed-precision split (the default): f32 activations, each conv/linear fed them as
-//          bf16 hi + lo (~16 significant bits) against its weights packed twice, so the logits
-//          match the float engine's to ~1e-5 and a top-1 class differs only on near-ties
-//          (--agree counts them); twice the bf16 mode's conv work.
-//          --packed-precision bf16: bf16 activations, 7-9x faster than float on an H200, but
-//          the rounding flips the top-1 class of 0.25-0.9% of the images on the nets we
-//          measured.
-//          A fully binary net (act_bits = 1: sign activations) runs on the W1A1 kernels instead
-//          (engine/infer/binary_runner.h), equal to the float engine but for rare sign flips in
-//          residual sums; --packed-precision does not apply to it.
+//   packed the network lowered onto the packed kernels (engine/infer/lower.h), each layer where
+//          its input and weights let it run: W1A1 (±1 input after a sign activation, act_bits =
+//          1: equal to the float engine but for rare sign flips in residual sums), W1A16 (real
+//          input, weights kept packed), or the float engine's op. The summary line says which.
+//          --packed-precision sets the W1A16 layers' activations:
+//            split (the default): f32, each layer fed them as bf16 hi + lo (~16 significant
+//            bits) against its weights packed twice, so the logits match the float engine's to
+//            ~1e-5 and a top-1 class differs only on near-ties (--agree counts them); twice the
+//            bf16 mode's conv work;
+//            bf16: bf16 activations, 7-9x faster than float on an H200, but the rounding flips
+//            the top-1 class of 0.25-0.9% of the images on the nets we measured.
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -26,8 +26,7 @@
 #include "apps/common/packed_model.h"
 #include "data/loader.h"
 #include "engine/device.h"
-#include "engine/infer/binary_runner.h"
-#include "engine/infer/packed_runner.h"
+#include "engine/infer/lower.h"
 #include "kernels/label_rank.h"
 
 namespace {
@@ -37,7 +36,8 @@ const char* kUsage =
     "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16] [--agree]\n"
     "Runs a packed model written by mdq-export and prints its accuracy and throughput.\n"
     "--engine float (default): the rounded network exactly as mdq-train evaluates it.\n"
-    "--engine packed: weights stay packed (W1A16 kernels); activations per --packed-precision:\n"
+    "--engine packed: weights stay packed: each layer runs W1A1 (±1 input), W1A16 (real input) or, where\n"
+    "         the packed kernels do not take it, on the float engine. W1A16 activations per --packed-precision:\n"
     "         split (default): f32, fed to each layer as bf16 hi + lo (~16 significant bits): logits\n"
     "                within ~1e-5 of the largest of the float engine's, so the top-1 class differs\n"
     "                only on near-ties; twice the convolution work of bf16.\n"
@@ -80,28 +80,23 @@ int run(int argc, char** argv) {
   model->eval();
 
   // --engine packed runs on CUDA, or on the CPU through the packed ops' reference loops (slow,
-  // for checking); a network the runner does not cover is refused with the reason.
-  // Sign activations (act_bits = 1) go to the W1A1 runner, float ones to the W1A16 runner.
-  std::unique_ptr<infer::PackedRunner> w1a16;
-  std::unique_ptr<infer::BinaryRunner> w1a1;
+  // for checking); a network the lowering does not cover is refused with the reason.
+  std::unique_ptr<infer::Plan> plan;
   std::function<Tensor(const Tensor&)> runner;
   if (engine == "packed") {
     std::string why;
-    if (infer::has_sign_activations(*model)) {
-      w1a1 = infer::BinaryRunner::build(*model, device, &why);
-      if (w1a1) runner = [&](const Tensor& x) { return w1a1->logits(x); };
-    } else {
-      w1a16 = infer::PackedRunner::build(*model, device, &why, precision);
-      if (w1a16) runner = [&](const Tensor& x) { return w1a16->logits(x); };
-    }
-    MDQ_CHECK(runner, "--engine packed: " << o.model << " cannot run packed: " << why);
+    plan = infer::lower(*model, {device, precision}, &why);
+    MDQ_CHECK(plan, "--engine packed: " << o.model << " cannot run packed: " << why);
+    runner = [&](const Tensor& x) { return plan->logits(x); };
+    const infer::Census c = plan->census();
+    const char* acts = c.w1a16_layers() == 0 ? ""
+                       : precision == infer::PackedPrecision::BF16
+                           ? "; W1A16 activations: bf16"
+                           : "; W1A16 activations: split-bf16 (f32 as bf16 hi + lo)";
+    std::printf("engine: packed (%s%s)\n", c.text().c_str(), acts);
+  } else {
+    std::printf("engine: float (weights expanded to f32)\n");
   }
-  if (w1a1) std::printf("engine: packed (W1A1, binary activations: %s)\n", w1a1->summary().c_str());
-  else if (w1a16)
-    std::printf("engine: packed (W1A16, %s activations: %s)\n",
-                precision == infer::PackedPrecision::BF16 ? "bf16" : "split-bf16 (f32 as bf16 hi + lo)",
-                w1a16->summary().c_str());
-  else std::printf("engine: float (weights expanded to f32)\n");
 
   data::DataLoader loader(ds, app::parse_count("--batch-size", batch), false, false,
                           data::eval_augment_for(o.dataset), o.seed, device);

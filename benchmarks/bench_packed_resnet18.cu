@@ -1,17 +1,27 @@
-// End-to-end ImageNet ResNet-18 inference (DESIGN.md E12, packed vs cuDNN) in three versions side by
-// side, as images/s at batch 1, 32 and 256, with random weights (throughput only):
-//   cuDNN bf16  every conv through cuDNN (NHWC, fastest algorithm found once per shape), folded
-//               BatchNorm + ReLU and the residual add as bf16 elementwise passes, fc by cuBLAS;
-//   W1A16       stem conv and fc as above, every other conv (3x3 and the 1x1 downsamples) on
-//               packed binary weights with bf16 activations, BN + ReLU fused into the conv
-//               epilogue; the residual add in bf16;
-//   W1A1        stem conv and fc as above; both convs of a block and the downsample on the b1
-//               tensor cores, the first conv writing packed signs for the second (SignPack),
-//               the downsample f32 (Affine), the second adding the shortcut in f32 (Bi-Real-Net
-//               style; no ReLU: sign is the activation) and packing the signs of the sum for
-//               the next block in the same epilogue (binary_conv2d_residual).
-// Also: a per-part time breakdown at the largest batch, and a check at batch 1 that the W1A16
-// logits agree with cuDNN bf16 run on the same ±1 weights. Usage: bench_packed_resnet18 [batch ...].
+// End-to-end ImageNet ResNet-18 inference (docs/DESIGN.md E12) as images/s at batch 1, 32 and
+// 256: what `mdq-infer --engine packed` runs, against a hand-built cuDNN bf16 baseline on the
+// same weights. The network is models::make_resnet18 (ImageNet variant, 1000 classes) with
+// random parameters rounded to ±1 (random signs, so every conv and linear layer can run
+// packed) and BatchNorm running statistics that keep the activations O(1); only throughput
+// and agreement are measured.
+//   cuDNN bf16   every conv through cuDNN (NHWC, fastest algorithm found once per shape), folded
+//                BatchNorm + ReLU and the residual add as bf16 elementwise passes, the fc by
+//                cuBLAS (+ bias): the baseline, hand-built from the model's weights;
+//   W1A16        infer::lower on the float-activation model with --packed-precision bf16: every
+//                conv (the 7x7 stem too) and the fc on packed weights with bf16 activations, BN
+//                + ReLU fused into the conv epilogue, the residual sums in NHWC bf16;
+//   W1A16 split  the same with mdq-infer's default precision (f32 activations fed as bf16 hi +
+//                lo against weights packed twice: twice the K work, logits within ~1e-5);
+//   W1A1         infer::lower on the sign-activation model (act_bits = 1): the stem conv + BN
+//                on the float engine (f32: its sign must be the float engine's), the signs
+//                packed and max-pooled as bits, both convs of every block and the downsamples
+//                on the b1 tensor cores with the sum and its signs in the second conv's epilogue
+//                (binary_conv2d_residual), then the float engine's average pool and the fc on
+//                W1A16.
+// Each run starts from f32 NCHW images on the GPU (the plans' layout change included) and ends
+// in f32 logits. Also: a check at batch 8 that W1A16 agrees with cuDNN bf16 on the same ±1
+// weights and that both plans agree with the float engine (what mdq-infer --agree counts), and
+// a per-part time breakdown at the largest batch. Usage: bench_packed_resnet18 [batch ...].
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -19,7 +29,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,11 +36,19 @@
 
 #include "benchmarks/bench_common.h"
 #include "benchmarks/cudnn_conv.h"
+#include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/device.h"
+#include "engine/infer/fold.h"
+#include "engine/infer/lower.h"
+#include "engine/infer/steps.h"
+#include "engine/nn/conv2d.h"
+#include "engine/nn/linear.h"
+#include "engine/nn/residual.h"
 #include "engine/packed/bitpack.h"
-#include "engine/packed/packed_conv.h"
+#include "engine/packed/nhwc.h"
 #include "kernels/nhwc_bf16.h"
+#include "models/model_zoo.h"
 
 using namespace mdq;
 
@@ -50,85 +67,121 @@ float median_ms(const std::function<void()>& fn) {
   return ms[ms.size() / 2];
 }
 
-// ---- the model: weights shared by the three versions, independent of the batch.
+// ---- the network
+
+// models::make_resnet18, ImageNet variant, on the GPU in eval mode: every parameter a random
+// sign; each BatchNorm's statistics give it scale U(0.5, 1.5) / sqrt(fan-in) and shift
+// U(-0.1, 0.1) (folded), so the activations stay O(1). The same seeds for both activation kinds:
+// the float and the sign model hold the same values.
+std::shared_ptr<nn::Module> make_net(int act_bits) {
+  models::ModelOptions o;
+  o.num_classes = kClasses, o.in_channels = 3, o.image_size = kImage, o.act_bits = act_bits, o.seed = 1;
+  auto net = models::make_model("resnet18", o);
+  uint64_t seed = 100;
+  int64_t fan_in = 1;
+  std::function<void(nn::Module&)> init = [&](nn::Module& m) {
+    if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) fan_in = c->weight().value().numel() / c->weight().value().dim(0);
+    if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) {
+      const int64_t C = bn->channels();
+      std::vector<float> scale = Tensor::uniform({C}, 0.5f, 1.5f, seed++).to_vector();
+      std::vector<float> shift = Tensor::uniform({C}, -0.1f, 0.1f, seed++).to_vector();
+      std::vector<float> var(static_cast<size_t>(C)), mean(static_cast<size_t>(C));
+      for (int64_t c = 0; c < C; ++c) {  // scale = 1 / sqrt(var + eps), shift = -mean scale
+        scale[c] /= std::sqrt(static_cast<float>(fan_in));
+        var[c] = 1.f / (scale[c] * scale[c]) - bn->eps();
+        mean[c] = -shift[c] / scale[c];
+      }
+      bn->running_var().copy_from(Tensor::from_vector(var, {C}));
+      bn->running_mean().copy_from(Tensor::from_vector(mean, {C}));
+    }
+    for (const auto& [name, child] : m.children()) init(*child);
+  };
+  for (const nn::ParamRef& p : net->parameters()) {
+    Var v = p.var;
+    Tensor s = Tensor::uniform(v.value().shape(), -1.f, 1.f, seed++);
+    for (int64_t i = 0; i < s.numel(); ++i) s.data<float>()[i] = s.data<float>()[i] >= 0.f ? 1.f : -1.f;
+    v.value().copy_from(s);
+  }
+  init(*net);
+  net->eval();
+  net->to(Device::CUDA);
+  return net;
+}
+
+nn::Module& child(nn::Module& m, const std::string& name) {
+  for (const auto& [n, c] : m.children())
+    if (n == name) return *c;
+  MDQ_FAIL("bench_packed_resnet18: no child '" << name << "'");
+}
+template <class T>
+T& child(nn::Module& m, const std::string& name) {
+  return dynamic_cast<T&>(child(m, name));
+}
+
+// ---- the cuDNN bf16 baseline, hand-built from the float model's weights
+
 struct Conv {
   int C = 0, O = 0, K = 1, stride = 1, pad = 0;
-  Tensor w_bf16;               // bf16 [O][K][K][C'] on the GPU: cuDNN's NHWC filter (C' >= C, zero padded)
-  Tensor w_pm1_bf16;           // middle convs: the packed weights unpacked to ±1, same layout (the check)
-  packed::PackedWeights bits;  // middle convs: sign(w) packed, on the GPU
-  Tensor scale, shift;         // f32 [O] on the GPU: BatchNorm folded
-  Tensor thresholds;           // middle convs: the sign of scale·d + shift as integer thresholds (W1A1)
+  Tensor w_bf16;        // bf16 [O][K][K][C'] on the GPU: cuDNN's NHWC filter (C' >= C, zero padded)
+  Tensor scale, shift;  // f32 [O] on the GPU: the BatchNorm after it, folded
 };
 struct Block {
   int H = 0;  // input height = width
   Conv conv1, conv2, down;
   bool has_down = false;
 };
-struct Model {
+struct Baseline {
   int stem_channels = 3;  // 8 when cuDNN has no bf16 NHWC algorithm for 3 input channels
   Conv stem;
   std::vector<Block> blocks;
-  Tensor fc_w;  // bf16 [1000][512] on the GPU, no bias
-  size_t bytes_bf16 = 0, bytes_packed = 0;
+  Tensor fc_w, fc_b;  // bf16 [1000][512], f32 [1000] on the GPU
+  size_t bytes = 0;   // weights (bf16) + folded BN and the fc bias (f32)
 };
 
-// Latent weights ~ N(0, 1) have the same variance as their signs, so one BN scale ~ 1/sqrt(fan-in)
-// keeps the activations O(1) in all versions (and in the ±1 check network).
-Conv make_conv(int C, int O, int K, int stride, int pad, uint64_t seed, bool middle, int C_store) {
+Conv make_conv(nn::Conv2d& layer, nn::BatchNorm2d& bn, int C_store, size_t& bytes) {
+  const Tensor w = layer.weight().value().cpu();
   Conv c;
-  c.C = C, c.O = O, c.K = K, c.stride = stride, c.pad = pad;
-  Tensor w = Tensor::normal({O, C, K, K}, 0.f, 1.f, seed);
+  c.O = static_cast<int>(w.dim(0)), c.C = static_cast<int>(w.dim(1)), c.K = static_cast<int>(w.dim(2));
+  c.stride = static_cast<int>(layer.params().stride), c.pad = static_cast<int>(layer.params().padding);
   Tensor nhwc = packed::nchw_to_nhwc(w);  // [O][K][K][C]
-  if (C_store > C) {
-    Tensor padded = Tensor::zeros({O, K, K, C_store});
-    for (int64_t p = 0; p < int64_t(O) * K * K; ++p)
-      for (int ch = 0; ch < C; ++ch) padded.data<float>()[p * C_store + ch] = nhwc.data<float>()[p * C + ch];
+  if (C_store > c.C) {
+    Tensor padded = Tensor::zeros({c.O, c.K, c.K, C_store});
+    for (int64_t p = 0; p < int64_t(c.O) * c.K * c.K; ++p)
+      for (int ch = 0; ch < c.C; ++ch) padded.data<float>()[p * C_store + ch] = nhwc.data<float>()[p * c.C + ch];
     nhwc = padded;
   }
   c.w_bf16 = packed::to_bf16(nhwc).cuda();
-  if (middle) {
-    c.bits = packed::pack_binary_weights(w).to(Device::CUDA);
-    c.w_pm1_bf16 = packed::to_bf16(packed::unpack_weights(c.bits)).cuda();
-  }
-  std::vector<float> scale = Tensor::uniform({O}, 0.5f, 1.5f, seed + 1).to_vector();
-  for (float& s : scale) s /= std::sqrt(static_cast<float>(C * K * K));
-  c.scale = Tensor::from_vector(scale, {O}, Device::CUDA);
-  c.shift = Tensor::uniform({O}, -0.1f, 0.1f, seed + 2, Device::CUDA);
-  if (middle) c.thresholds = packed::sign_thresholds(c.bits, c.scale, c.shift, Device::CUDA);  // once, at load
+  const infer::FoldedAffine f = infer::fold_batchnorm(Tensor(), &bn, c.O);
+  c.scale = f.scale.cuda();
+  c.shift = f.shift.cuda();
+  bytes += w.numel() * 2 + c.O * 2 * sizeof(float);
   return c;
 }
 
-Model build_model() {
-  Model m;
+Baseline make_baseline(nn::Module& net) {
+  Baseline m;
   m.stem_channels = CudnnConv(32, 3, kImage, kImage, kStemOut, 7, 2, 3).found ? 3 : 8;
-  m.stem = make_conv(3, kStemOut, 7, 2, 3, 1000, false, m.stem_channels);
-  const size_t bn = 2 * sizeof(float);
-  m.bytes_bf16 = m.bytes_packed = size_t(kStemOut) * 3 * 49 * 2 + kStemOut * bn;
-  int C = kStemOut, H = kImage / 4;
-  uint64_t seed = 2000;
-  for (int stage = 0; stage < 4; ++stage) {
-    const int O = kStemOut << stage;
+  nn::Module& stem = child(net, "0");
+  m.stem = make_conv(child<nn::Conv2d>(stem, "0"), child<nn::BatchNorm2d>(stem, "1"), m.stem_channels, m.bytes);
+  int H = kImage / 4;
+  for (int stage = 1; stage <= 4; ++stage)
     for (int i = 0; i < 2; ++i) {
+      auto& r = child<nn::Residual>(child(net, std::to_string(stage)), std::to_string(i));
       Block b;
-      const int stride = stage > 0 && i == 0 ? 2 : 1;
       b.H = H;
-      b.conv1 = make_conv(C, O, 3, stride, 1, seed += 10, true, C);
-      b.conv2 = make_conv(O, O, 3, 1, 1, seed += 10, true, O);
-      b.has_down = stride != 1 || C != O;
-      if (b.has_down) b.down = make_conv(C, O, 1, stride, 0, seed += 10, true, C);
-      for (const Conv* c : {&b.conv1, &b.conv2, &b.down}) {
-        if (!c->bits.sign.defined()) continue;
-        m.bytes_bf16 += size_t(c->O) * c->C * c->K * c->K * 2 + c->O * bn;
-        m.bytes_packed += c->bits.sign.nbytes() + c->O * bn;
-      }
+      b.conv1 = make_conv(child<nn::Conv2d>(r.body(), "0"), child<nn::BatchNorm2d>(r.body(), "1"), 0, m.bytes);
+      b.conv2 = make_conv(child<nn::Conv2d>(r.body(), "3"), child<nn::BatchNorm2d>(r.body(), "4"), 0, m.bytes);
+      b.has_down = r.shortcut() != nullptr;
+      if (b.has_down)
+        b.down = make_conv(child<nn::Conv2d>(*r.shortcut(), "0"), child<nn::BatchNorm2d>(*r.shortcut(), "1"), 0,
+                           m.bytes);
+      H = (H - 1) / b.conv1.stride + 1;
       m.blocks.push_back(std::move(b));
-      H = (H - 1) / stride + 1;
-      C = O;
     }
-  }
-  m.fc_w = packed::to_bf16(Tensor::normal({kClasses, kFeatures}, 0.f, 1.f / std::sqrt(float(kFeatures)), 3000)).cuda();
-  m.bytes_bf16 += size_t(kClasses) * kFeatures * 2;
-  m.bytes_packed += size_t(kClasses) * kFeatures * 2;
+  auto& fc = child<nn::Linear>(net, "6");
+  m.fc_w = packed::to_bf16(fc.weight().value().cpu()).cuda();
+  m.fc_b = fc.bias().value().cuda();
+  m.bytes += size_t(kClasses) * kFeatures * 2 + kClasses * sizeof(float);
   return m;
 }
 
@@ -142,21 +195,18 @@ void affine_act(const Tensor& x, const Tensor* scale, const Tensor* shift, const
                                 y.data<uint16_t>(), x.numel() / x.dim(-1), static_cast<int>(x.dim(-1)));
 }
 
-enum class Version { CudnnBF16, W1A16, W1A1 };
-const char* name(Version v) { return v == Version::CudnnBF16 ? "cuDNN bf16" : v == Version::W1A16 ? "W1A16" : "W1A1"; }
-
 // Parts of a forward pass, so each can be timed alone (a skipped part leaves its outputs from an
-// earlier full pass in place).
-enum Part : unsigned { kStem = 1, kMiddle = 2, kElementwise = 4, kFc = 8, kAll = 15 };
+// earlier full pass in place): stem conv; blocks (their convs and BN/ReLU/add passes); the rest
+// (stem BN + ReLU, max and average pool); fc.
+enum Part : unsigned { kStem = 1, kBlocks = 2, kRest = 4, kFc = 8, kAll = 15 };
 
-// One version of the network at one batch size, every activation buffer allocated up front (the
-// packed:: calls allocate their outputs through the caching allocator, which reuses blocks).
-class Net {
+// The baseline at one batch size, every activation buffer allocated up front.
+class CudnnNet {
  public:
-  Net(const Model& m, Version v, int N, bool pm1_weights = false) : m_(m), v_(v), N_(N), pm1_(pm1_weights) {
-    input = packed::to_bf16(Tensor::uniform({N, kImage, kImage, m.stem_channels}, -1.f, 1.f, 42, Device::CUDA));
+  CudnnNet(const Baseline& m, int N) : m_(m), N_(N) {
     stem_conv_ = std::make_unique<CudnnConv>(N, m.stem_channels, kImage, kImage, kStemOut, 7, 2, 3);
     const int S = stem_conv_->OH;
+    input = Tensor::empty({N, kImage, kImage, m.stem_channels}, DType::BF16, Device::CUDA);
     stem_raw_ = Tensor::empty({N, S, S, kStemOut}, DType::BF16, Device::CUDA);
     stem_act_ = Tensor::empty({N, S, S, kStemOut}, DType::BF16, Device::CUDA);
     const int P = ops::window_output_size(S, 3, 2, 1);
@@ -165,44 +215,46 @@ class Net {
       Run r;
       r.b = &b;
       const int C = b.conv1.C, O = b.conv1.O, s = b.conv1.stride, OH = (b.H - 1) / s + 1;
-      const Shape out{N, OH, OH, O};
-      if (v == Version::CudnnBF16) {
-        r.c1 = std::make_unique<CudnnConv>(N, C, b.H, b.H, O, 3, s, 1);
-        r.c2 = std::make_unique<CudnnConv>(N, O, OH, OH, O, 3, 1, 1);
-        if (b.has_down) r.cd = std::make_unique<CudnnConv>(N, C, b.H, b.H, O, 1, s, 0);
-        for (Tensor* t : {&r.t1, &r.h, &r.t2, &r.td, &r.sc}) *t = Tensor::empty(out, DType::BF16, Device::CUDA);
-      }
-      r.out = Tensor::empty(out, v == Version::W1A1 ? DType::F32 : DType::BF16, Device::CUDA);
+      r.c1 = std::make_unique<CudnnConv>(N, C, b.H, b.H, O, 3, s, 1);
+      r.c2 = std::make_unique<CudnnConv>(N, O, OH, OH, O, 3, 1, 1);
+      if (b.has_down) r.cd = std::make_unique<CudnnConv>(N, C, b.H, b.H, O, 1, s, 0);
+      for (Tensor* t : {&r.t1, &r.h, &r.t2, &r.td, &r.sc, &r.out})
+        *t = Tensor::empty({N, OH, OH, O}, DType::BF16, Device::CUDA);
       runs_.push_back(std::move(r));
     }
     pooled_ = Tensor::empty({N, kFeatures}, DType::BF16, Device::CUDA);
     logits = Tensor::empty({N, kClasses}, DType::F32, Device::CUDA);
   }
 
+  // images f32 NCHW [N][3][224][224] -> input (bf16 NHWC, channels zero-padded to stem_channels).
+  void set_input(const Tensor& images) {
+    Tensor x = packed::to_nhwc(images, DType::BF16);
+    if (m_.stem_channels != 3) {
+      Tensor p = Tensor::zeros({N_, kImage, kImage, m_.stem_channels}, DType::BF16);
+      const Tensor h = x.cpu();
+      for (int64_t i = 0; i < int64_t(N_) * kImage * kImage; ++i)
+        for (int c = 0; c < 3; ++c) p.data<uint16_t>()[i * m_.stem_channels + c] = h.data<uint16_t>()[i * 3 + c];
+      x = p.cuda();
+    }
+    input.copy_from(x);
+  }
+
   void forward(unsigned parts = kAll) {
     const Conv& stem = m_.stem;
     if (parts & kStem) stem_conv_->run(input, stem.w_bf16, stem_raw_);
-    if (parts & kElementwise) {
+    if (parts & kRest) {
       affine_act(stem_raw_, &stem.scale, &stem.shift, nullptr, true, stem_act_);
-      kernels::maxpool_nhwc_bf16(stem_act_.data<uint16_t>(), pool_.data<uint16_t>(), N_,
-                                 static_cast<int>(stem_act_.dim(1)), static_cast<int>(stem_act_.dim(2)), kStemOut, 3, 2, 1);
+      const int S = static_cast<int>(stem_act_.dim(1));
+      kernels::maxpool_nhwc_bf16(stem_act_.data<uint16_t>(), pool_.data<uint16_t>(), N_, S, S, kStemOut, 3, 2, 1);
     }
     const Tensor* x = &pool_;
-    const Tensor* x_bits = nullptr;  // W1A1: the previous block's output signs
     for (Run& r : runs_) {
-      if (v_ == Version::CudnnBF16) block_cudnn(r, *x, parts);
-      if (v_ == Version::W1A16) block_w1a16(r, *x, parts);
-      if (v_ == Version::W1A1) block_w1a1(r, *x, x_bits, parts);
+      if (parts & kBlocks) block(r, *x);
       x = &r.out;
-      x_bits = &r.out_bits;
     }
-    if (parts & kElementwise) {
-      const int HW = static_cast<int>(x->dim(1) * x->dim(2));
-      if (x->dtype() == DType::F32)
-        kernels::avgpool_nhwc_f32_to_bf16(x->data<float>(), pooled_.data<uint16_t>(), N_, HW, kFeatures);
-      else
-        kernels::avgpool_nhwc_bf16(x->data<uint16_t>(), pooled_.data<uint16_t>(), N_, HW, kFeatures);
-    }
+    if (parts & kRest)
+      kernels::avgpool_nhwc_bf16(x->data<uint16_t>(), pooled_.data<uint16_t>(), N_,
+                                 static_cast<int>(x->dim(1) * x->dim(2)), kFeatures);
     if (parts & kFc) {
       // Row-major logits[N][1000] = pooled[N][512] fc_w[1000][512]^T, i.e. column-major
       // logits^T (1000 x N) = fc_w^T-view (op T) x pooled^T-view; bf16 in, f32 accumulate and out.
@@ -210,6 +262,8 @@ class Net {
       CUBLAS_CHECK(cublasGemmEx(cuda::cublas(), CUBLAS_OP_T, CUBLAS_OP_N, kClasses, N_, kFeatures, &one,
                                 m_.fc_w.raw(), CUDA_R_16BF, kFeatures, pooled_.raw(), CUDA_R_16BF, kFeatures, &zero,
                                 logits.raw(), CUDA_R_32F, kClasses, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      kernels::affine_act_nhwc<float>(logits.data<float>(), nullptr, m_.fc_b.data<float>(), nullptr, false,
+                                      logits.data<float>(), N_, kClasses);
     }
   }
 
@@ -220,98 +274,124 @@ class Net {
   struct Run {
     const Block* b = nullptr;
     std::unique_ptr<CudnnConv> c1, c2, cd;
-    Tensor t1, h, t2, td, sc;  // cuDNN: raw conv outputs and their BN'd versions; packed: conv outputs
-    Tensor xb, hb, x32;        // W1A1: packed block input, packed conv1 output, f32 copy of a bf16 input
-    Tensor out, out_bits;      // the block's output (bf16; f32 for W1A1) and, for W1A1, its signs packed
+    Tensor t1, h, t2, td, sc, out;  // raw conv outputs, their BN'd versions, the block's output
   };
-  const Tensor& w(const Conv& c) const { return pm1_ ? c.w_pm1_bf16 : c.w_bf16; }
 
   // relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut), BN and the add as elementwise passes.
-  void block_cudnn(Run& r, const Tensor& x, unsigned parts) {
+  void block(Run& r, const Tensor& x) {
     const Block& b = *r.b;
-    const bool mid = parts & kMiddle, elem = parts & kElementwise;
-    if (mid) r.c1->run(x, w(b.conv1), r.t1);
-    if (elem) affine_act(r.t1, &b.conv1.scale, &b.conv1.shift, nullptr, true, r.h);
-    if (mid) r.c2->run(r.h, w(b.conv2), r.t2);
+    r.c1->run(x, b.conv1.w_bf16, r.t1);
+    affine_act(r.t1, &b.conv1.scale, &b.conv1.shift, nullptr, true, r.h);
+    r.c2->run(r.h, b.conv2.w_bf16, r.t2);
     if (b.has_down) {
-      if (mid) r.cd->run(x, w(b.down), r.td);
-      if (elem) affine_act(r.td, &b.down.scale, &b.down.shift, nullptr, false, r.sc);
+      r.cd->run(x, b.down.w_bf16, r.td);
+      affine_act(r.td, &b.down.scale, &b.down.shift, nullptr, false, r.sc);
     }
-    if (elem) affine_act(r.t2, &b.conv2.scale, &b.conv2.shift, b.has_down ? &r.sc : &x, true, r.out);
+    affine_act(r.t2, &b.conv2.scale, &b.conv2.shift, b.has_down ? &r.sc : &x, true, r.out);
   }
 
-  // The same block with packed binary weights, BN (+ ReLU) in the conv epilogue; bf16 add + ReLU.
-  void block_w1a16(Run& r, const Tensor& x, unsigned parts) {
-    const Block& b = *r.b;
-    if (parts & kMiddle) {
-      const auto bf = [](const Conv& c, bool relu) { return packed::FloatOutput{c.scale, c.shift, relu, DType::BF16}; };
-      r.h = packed::w1a16_conv2d(x, b.conv1.bits, {b.conv1.stride, 1}, bf(b.conv1, true));
-      r.t2 = packed::w1a16_conv2d(r.h, b.conv2.bits, {1, 1}, bf(b.conv2, false));
-      if (b.has_down) r.sc = packed::w1a16_conv2d(x, b.down.bits, {b.down.stride, 0}, bf(b.down, false));
-    }
-    if (parts & kElementwise) affine_act(r.t2, nullptr, nullptr, b.has_down ? &r.sc : &x, true, r.out);
-  }
-
-  // Binary block: out = bn2(conv2(sign(bn1(conv1(sign x))))) + shortcut, shortcut = x or
-  // bn_d(conv_d(sign x)), added in f32 by conv2's epilogue, which also packs the signs of out
-  // for the next block (binary_conv2d_residual); no ReLU (the next block takes the sign of out).
-  // Only the first block packs its (bf16, max-pooled) input and widens it to f32.
-  void block_w1a1(Run& r, const Tensor& x, const Tensor* x_bits, unsigned parts) {
-    const Block& b = *r.b;
-    using packed::BinaryOutputMode;
-    if (!x_bits && (parts & kElementwise)) {
-      r.xb = packed::pack_signs(x);
-      if (!b.has_down) r.x32 = packed::to_f32(x);
-    }
-    const Tensor& xb = x_bits ? *x_bits : r.xb;
-    if (parts & kMiddle) {
-      r.hb = packed::binary_conv2d(xb, b.conv1.bits, {b.conv1.stride, 1},
-                                   {BinaryOutputMode::SignPack, b.conv1.scale, b.conv1.shift, b.conv1.thresholds});
-      if (b.has_down)
-        r.sc = packed::binary_conv2d(xb, b.down.bits, {b.down.stride, 0},
-                                     {BinaryOutputMode::Affine, b.down.scale, b.down.shift});
-      const Tensor& shortcut = b.has_down ? r.sc : x_bits ? x : r.x32;
-      packed::ResidualOutput o = packed::binary_conv2d_residual(r.hb, b.conv2.bits, {1, 1}, b.conv2.scale,
-                                                                b.conv2.shift, shortcut);
-      r.out = o.y;
-      r.out_bits = o.bits;
-    }
-  }
-
-  const Model& m_;
-  Version v_;
+  const Baseline& m_;
   int N_;
-  bool pm1_;
   std::unique_ptr<CudnnConv> stem_conv_;
   Tensor stem_raw_, stem_act_, pool_, pooled_;
   std::vector<Run> runs_;
 };
 
+// ---- the lowered versions
+
+enum class Version { CudnnBF16, W1A16, W1A16Split, W1A1 };
+const char* name(Version v) {
+  switch (v) {
+    case Version::CudnnBF16: return "cuDNN bf16";
+    case Version::W1A16: return "W1A16";
+    case Version::W1A16Split: return "W1A16 split";
+    case Version::W1A1: return "W1A1";
+  }
+  return "";
+}
+
+std::unique_ptr<infer::Plan> lower(nn::Module& net, infer::PackedPrecision precision) {
+  std::string why;
+  auto plan = infer::lower(net, {Device::CUDA, precision}, &why);
+  MDQ_CHECK(plan, "bench_packed_resnet18: the lowering refused ResNet-18: " << why);
+  return plan;
+}
+
+// The breakdown's parts for a plan: each top-level step timed alone on the input it had in a
+// full pass. The first conv is the stem, residual blocks are blocks, the last linear the fc,
+// everything else (layout changes, BN, sign packing, pools) the rest.
+void time_steps(const infer::Plan& plan, const Tensor& images, float (&part)[4]) {
+  std::fill(part, part + 4, 0.f);
+  infer::Activation a{images};
+  bool stem_seen = false;
+  for (const auto& step : plan.steps()) {
+    const infer::Activation in = a;
+    step->run(a);
+    const float ms = median_ms([&] {
+      infer::Activation t = in;
+      step->run(t);
+    });
+    const auto* w1a16 = dynamic_cast<const infer::W1A16Layer*>(step.get());
+    const bool conv = dynamic_cast<const infer::FloatConv*>(step.get()) || (w1a16 && !w1a16->linear);
+    const bool block = dynamic_cast<const infer::ResidualSum*>(step.get()) ||
+                       dynamic_cast<const infer::BinaryBlock*>(step.get());
+    const bool fc = dynamic_cast<const infer::FloatLinear*>(step.get()) || (w1a16 && w1a16->linear);
+    const int p = conv && !stem_seen ? 0 : block ? 1 : fc ? 3 : 2;
+    stem_seen |= conv;
+    part[p] += ms;
+  }
+}
+
 bool all_finite(const std::vector<float>& v) {
   return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
 }
 
-// W1A16 logits vs cuDNN bf16 on the unpacked ±1 weights (same stem, fc, BN, input), batch 1.
-void check(const Model& m) {
-  Net ref(m, Version::CudnnBF16, 1, /*pm1_weights=*/true), w1a16(m, Version::W1A16, 1), w1a1(m, Version::W1A1, 1);
-  w1a16.input.copy_from(ref.input);
-  ref.forward();
-  w1a16.forward();
-  w1a1.forward();
-  const std::vector<float> a = w1a16.logits.to_vector(), b = ref.logits.to_vector(), c = w1a1.logits.to_vector();
-  double max_diff = 0, max_ref = 0, max_rel = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = std::fabs(double(a[i]) - b[i]);
-    max_diff = std::max(max_diff, d);
-    max_ref = std::max(max_ref, std::fabs(double(b[i])));
-    max_rel = std::max(max_rel, d / std::max(std::fabs(double(b[i])), 1e-3));
+// max|a - b| / max|b| and the rows whose top-1 class is the same.
+struct Agreement {
+  double rel = 0;
+  int same_top1 = 0, rows = 0;
+  bool finite = true;
+};
+Agreement agreement(const Tensor& a, const Tensor& b) {
+  const std::vector<float> x = a.cpu().to_vector(), y = b.cpu().to_vector();
+  Agreement r;
+  r.rows = static_cast<int>(b.dim(0));
+  double max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(double(x[i]) - y[i]));
+    max_ref = std::max(max_ref, std::fabs(double(y[i])));
   }
-  const double rel = max_diff / std::max(max_ref, 1e-30);
-  std::printf("check, batch 1: W1A16 logits vs cuDNN bf16 on the same +-1 weights: max |diff| %.4g, max |logit| %.4g,\n"
-              "  max |diff| / max |logit| = %.3g (%s; loose bf16 tolerance 5e-2), max elementwise rel diff %.3g%s\n"
-              "  W1A1 logits all finite: %s\n\n",
-              max_diff, max_ref, rel, rel <= 5e-2 && all_finite(a) ? "OK" : "LARGE", max_rel,
-              all_finite(a) && all_finite(b) ? "" : " (NON-FINITE values)", all_finite(c) ? "yes" : "NO");
+  r.rel = max_diff / std::max(max_ref, 1e-30);
+  for (int n = 0; n < r.rows; ++n) {
+    const float* p = x.data() + size_t(n) * kClasses;
+    const float* q = y.data() + size_t(n) * kClasses;
+    r.same_top1 += std::max_element(p, p + kClasses) - p == std::max_element(q, q + kClasses) - q;
+  }
+  r.finite = all_finite(x) && all_finite(y);
+  return r;
+}
+
+void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const infer::Plan& w1a16,
+           const infer::Plan& split, const infer::Plan& w1a1) {
+  const int N = 8;
+  const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
+  CudnnNet ref(m, N);
+  ref.set_input(images);
+  ref.forward();
+  NoGradScope no_grad;
+  const Tensor float_logits = float_net.forward(Var(images)).value();
+  const Tensor sign_logits = sign_net.forward(Var(images)).value();
+  const Agreement a = agreement(w1a16.logits(images), ref.logits);
+  const Agreement s = agreement(split.logits(images), float_logits);
+  const Agreement b = agreement(w1a1.logits(images), sign_logits);
+  std::printf("check, batch %d, max |diff| / max |logit| and top-1 agreement:\n"
+              "  W1A16 vs cuDNN bf16 on the same +-1 weights: %.3g, %d/%d (%s; loose bf16 tolerance 5e-2)\n"
+              "  W1A16 split vs the float engine (fp32): %.3g, %d/%d (%s; tolerance 1e-4)\n"
+              "  W1A1 vs the float engine (act_bits 1; cuDNN's inexact +-1 convs may flip a near-tie sign): %.3g, "
+              "%d/%d%s\n\n",
+              N, a.rel, a.same_top1, a.rows, a.rel <= 5e-2 && a.finite ? "OK" : "LARGE", s.rel, s.same_top1, s.rows,
+              s.rel <= 1e-4 && s.finite ? "OK" : "LARGE", b.rel, b.same_top1, b.rows,
+              b.finite ? "" : " (NON-FINITE values)");
 }
 
 }  // namespace
@@ -321,47 +401,68 @@ int main(int argc, char** argv) {
   const std::vector<int> batches = parse_bench_args(argc, argv, {1, 32, 256}).batches;
   const int breakdown_batch = *std::max_element(batches.begin(), batches.end());
 
-  const Model m = build_model();
+  auto float_net = make_net(32), sign_net = make_net(1);
+  const Baseline m = make_baseline(*float_net);
+  const auto w1a16 = lower(*float_net, infer::PackedPrecision::BF16);
+  const auto split = lower(*float_net, infer::PackedPrecision::SplitBF16);
+  const auto w1a1 = lower(*sign_net, infer::PackedPrecision::SplitBF16);
   std::printf("GPU: %s\n", cuda_device_name().c_str());
-  std::printf("ResNet-18, ImageNet 224x224x3 (stem conv7x7/2 + maxpool3/2, 4 stages x 2 BasicBlocks, 1x1/2\n"
-              "downsamples, avgpool, fc 512->1000), random weights, BN folded into per-channel scale/shift.\n"
-              "Stem conv and fc are cuDNN/cuBLAS bf16 in all versions%s. Weights = conv/fc weights (bf16, or\n"
-              "packed sign bits for the middle convs) + folded BN scale/shift f32; tap popcounts not counted.\n"
-              "ms = median of 5 rounds of the mean over many forward passes (CUDA events, one stream).\n\n",
-              m.stem_channels == 3 ? "" : " (stem input padded to 8 channels: cuDNN had no bf16 NHWC algorithm for 3)");
-  check(m);
+  std::printf("ResNet-18, ImageNet 224x224x3 (models::make_resnet18: stem conv7x7/2 + maxpool3/2, 4 stages x 2\n"
+              "BasicBlocks, 1x1/2 downsamples, avgpool, fc 512->1000), random +-1 parameters, BN folded.\n"
+              "cuDNN bf16: hand-built%s. The others: infer::lower, what mdq-infer --engine packed runs:\n"
+              "  W1A16       %s\n  W1A16 split %s\n  W1A1        %s\n"
+              "Weights MB = every tensor the version holds: conv/fc weights (bf16, f32, or packed bits with\n"
+              "their tap popcounts), folded BN, sign thresholds. ms = median of 5 rounds of the mean over many\n"
+              "forward passes (CUDA events, one stream), from f32 NCHW images to f32 logits.\n\n",
+              m.stem_channels == 3 ? "" : " (stem input padded to 8 channels: cuDNN had no bf16 NHWC algorithm for 3)",
+              w1a16->summary().c_str(), split->summary().c_str(), w1a1->summary().c_str());
+  check(m, *float_net, *sign_net, *w1a16, *split, *w1a1);
 
-  std::printf("%5s  %-10s | %9s | %10s | %8s | %10s\n", "batch", "version", "ms/batch", "images/s", "x cuDNN",
+  std::printf("%5s  %-11s | %9s | %10s | %8s | %10s\n", "batch", "version", "ms/batch", "images/s", "x cuDNN",
               "weights MB");
   std::vector<std::string> breakdown;
   for (int N : batches) {
+    const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
     float base_ms = 0;
-    for (Version v : {Version::CudnnBF16, Version::W1A16, Version::W1A1}) {
-      Net net(m, v, N);
-      const float ms = median_ms([&] { net.forward(); });
-      if (v == Version::CudnnBF16) base_ms = ms;
-      const size_t bytes = v == Version::CudnnBF16 ? m.bytes_bf16 : m.bytes_packed;
-      std::printf("%5d  %-10s | %9.3f | %10.1f | %7.2fx | %10.2f\n", N, name(v), ms, N * 1e3 / ms, base_ms / ms,
+    for (Version v : {Version::CudnnBF16, Version::W1A16, Version::W1A16Split, Version::W1A1}) {
+      const infer::Plan* plan = v == Version::W1A16 ? w1a16.get() : v == Version::W1A16Split ? split.get()
+                                : v == Version::W1A1 ? w1a1.get() : nullptr;
+      std::unique_ptr<CudnnNet> net;
+      if (!plan) {
+        net = std::make_unique<CudnnNet>(m, N);
+        net->set_input(images);
+      }
+      const float ms = median_ms([&] {
+        if (plan) plan->logits(images);
+        else net->forward();
+      });
+      if (!plan) base_ms = ms;
+      const double bytes = plan ? static_cast<double>(plan->census().bytes) : static_cast<double>(m.bytes);
+      std::printf("%5d  %-11s | %9.3f | %10.1f | %7.2fx | %10.2f\n", N, name(v), ms, N * 1e3 / ms, base_ms / ms,
                   bytes / 1e6);
       std::fflush(stdout);
       if (N != breakdown_batch) continue;
       float part[4];
-      const unsigned parts[4] = {kStem, kMiddle, kElementwise, kFc};
-      for (int p = 0; p < 4; ++p) part[p] = median_ms([&] { net.forward(parts[p]); });
+      if (plan) {
+        time_steps(*plan, images, part);
+      } else {
+        const unsigned parts[4] = {kStem, kBlocks, kRest, kFc};
+        for (int p = 0; p < 4; ++p) part[p] = median_ms([&] { net->forward(parts[p]); });
+      }
       char line[256];
-      std::snprintf(line, sizeof line, "%-10s | %8.3f | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f",
-                    name(v), ms, part[0], 100 * part[0] / ms, part[1], 100 * part[1] / ms, part[2],
-                    100 * part[2] / ms, part[3], 100 * part[3] / ms, part[0] + part[1] + part[2] + part[3]);
+      std::snprintf(line, sizeof line,
+                    "%-11s | %8.3f | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f", name(v),
+                    ms, part[0], 100 * part[0] / ms, part[1], 100 * part[1] / ms, part[2], 100 * part[2] / ms, part[3],
+                    100 * part[3] / ms, part[0] + part[1] + part[2] + part[3]);
       breakdown.push_back(line);
     }
   }
   std::printf("\nBreakdown at batch %d, ms per batch, each part timed alone (%% of the full pass):\n"
-              "  stem = cuDNN conv7x7; middle convs = all 3x3 and 1x1 convs (W1A16/W1A1: BN, ReLU, sign\n"
-              "  packing of conv1's output fused in); elementwise = BN/ReLU/residual passes, max and avg pool,\n"
-              "  for W1A1 the first block's input packing (the residual adds are in the conv epilogue);\n"
-              "  fc = cuBLAS.\n", breakdown_batch);
-  std::printf("%-10s | %8s | %14s | %14s | %14s | %14s | %8s\n", "version", "full", "stem", "middle convs",
-              "elementwise", "fc", "sum");
+              "  stem = the first conv (W1A16: BN + ReLU fused in); blocks = the 8 residual blocks (convs, BN,\n"
+              "  ReLU or sign packing, residual sums); rest = stem BN/ReLU or sign packing, max and average\n"
+              "  pool, layout changes; fc = the classifier (cuBLAS + bias, or W1A16).\n", breakdown_batch);
+  std::printf("%-11s | %8s | %14s | %14s | %14s | %14s | %8s\n", "version", "full", "stem", "blocks", "rest", "fc",
+              "sum");
   for (const std::string& l : breakdown) std::printf("%s\n", l.c_str());
   return 0;
 }

@@ -10,6 +10,7 @@
 #include "engine/nn/module.h"
 #include "engine/nn/pooling.h"
 #include "engine/nn/reshape.h"
+#include "engine/nn/residual.h"
 #include "models/model_zoo.h"
 
 namespace mdq::models {

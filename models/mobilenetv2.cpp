@@ -6,26 +6,22 @@
 namespace mdq::models {
 namespace {
 
-class InvertedResidual : public nn::Module {
- public:
-  InvertedResidual(const ModelOptions& o, SeedSequence& seeds, int64_t in, int64_t out, int64_t stride,
-                   int64_t expand)
-      : residual_(stride == 1 && in == out) {
-    body_ = register_module("body", std::make_shared<nn::Sequential>());
-    const int64_t hidden = in * expand;
-    if (expand != 1) add_conv_bn_act(*body_, o, seeds, in, hidden, 1, 1, 1, true);
-    add_conv_bn_act(*body_, o, seeds, hidden, hidden, 3, stride, hidden, true);
-    add_conv_bn_act(*body_, o, seeds, hidden, out, 1, 1, 1, true, /*act=*/false);
-  }
-  Var forward(const Var& x) override {
-    Var y = body_->forward(x);
-    return residual_ ? nn::add(y, x) : y;
-  }
-
- private:
-  bool residual_;
-  std::shared_ptr<nn::Sequential> body_;
-};
+// 1×1 expand, 3×3 depthwise, 1×1 linear projection; the input is added back (no activation
+// after the sum) only where the shapes allow it. Without the skip the block is a one-layer
+// Sequential whose layer keeps the name "body", so both kinds of block name their parameters
+// "<block>.body.<layer>.weight".
+std::shared_ptr<nn::Module> inverted_residual(const ModelOptions& o, SeedSequence& seeds, int64_t in, int64_t out,
+                                              int64_t stride, int64_t expand) {
+  auto body = std::make_shared<nn::Sequential>();
+  const int64_t hidden = in * expand;
+  if (expand != 1) add_conv_bn_act(*body, o, seeds, in, hidden, 1, 1, 1, true);
+  add_conv_bn_act(*body, o, seeds, hidden, hidden, 3, stride, hidden, true);
+  add_conv_bn_act(*body, o, seeds, hidden, out, 1, 1, 1, true, /*act=*/false);
+  if (stride == 1 && in == out) return std::make_shared<nn::Residual>(body, nullptr, nullptr);
+  auto plain = std::make_shared<nn::Sequential>();
+  plain->add("body", body);
+  return plain;
+}
 
 }  // namespace
 
@@ -41,7 +37,7 @@ std::shared_ptr<nn::Module> make_mobilenetv2(const ModelOptions& o) {
   int64_t in = 32;
   for (const Stage& st : stages)
     for (int64_t i = 0; i < st.n; ++i) {
-      features->add(std::make_shared<InvertedResidual>(o, seeds, in, st.c, i == 0 ? st.s : 1, st.t));
+      features->add(inverted_residual(o, seeds, in, st.c, i == 0 ? st.s : 1, st.t));
       in = st.c;
     }
   add_conv_bn_act(*features, o, seeds, in, 1280, 1, 1, 1, true);

@@ -7,28 +7,19 @@ namespace mdq::models {
 namespace {
 
 // Two 3×3 conv+BN with an identity (or 1×1 conv+BN) shortcut, activation after the sum.
-class BasicBlock : public nn::Module {
- public:
-  BasicBlock(const ModelOptions& o, SeedSequence& seeds, int64_t in, int64_t out, int64_t stride) {
-    body_ = register_module("body", std::make_shared<nn::Sequential>());
-    add_conv_bn_act(*body_, o, seeds, in, out, 3, stride);
-    add_conv_bn_act(*body_, o, seeds, out, out, 3, 1, 1, false, /*act=*/false);
-    if (stride != 1 || in != out) {
-      shortcut_ = register_module("shortcut", std::make_shared<nn::Sequential>());
-      shortcut_->add(std::make_shared<nn::Conv2d>(in, out, 1, stride, 0, 1, false, seeds()));
-      shortcut_->add(std::make_shared<nn::BatchNorm2d>(out, o.bn_affine));
-    }
-    act_ = register_module("act", activation(o));
+std::shared_ptr<nn::Residual> basic_block(const ModelOptions& o, SeedSequence& seeds, int64_t in, int64_t out,
+                                          int64_t stride) {
+  auto body = std::make_shared<nn::Sequential>();
+  add_conv_bn_act(*body, o, seeds, in, out, 3, stride);
+  add_conv_bn_act(*body, o, seeds, out, out, 3, 1, 1, false, /*act=*/false);
+  std::shared_ptr<nn::Sequential> shortcut;
+  if (stride != 1 || in != out) {
+    shortcut = std::make_shared<nn::Sequential>();
+    shortcut->add(std::make_shared<nn::Conv2d>(in, out, 1, stride, 0, 1, false, seeds()));
+    shortcut->add(std::make_shared<nn::BatchNorm2d>(out, o.bn_affine));
   }
-  Var forward(const Var& x) override {
-    Var skip = shortcut_ ? shortcut_->forward(x) : x;
-    return act_->forward(nn::add(body_->forward(x), skip));
-  }
-
- private:
-  std::shared_ptr<nn::Sequential> body_, shortcut_;
-  std::shared_ptr<nn::Module> act_;
-};
+  return std::make_shared<nn::Residual>(body, shortcut, activation(o));
+}
 
 }  // namespace
 
@@ -48,7 +39,7 @@ std::shared_ptr<nn::Module> make_resnet18(const ModelOptions& o) {
     auto layer = net->add(std::make_shared<nn::Sequential>());
     for (int b = 0; b < 2; ++b) {
       int64_t stride = (stage > 0 && b == 0) ? 2 : 1;
-      layer->add(std::make_shared<BasicBlock>(o, seeds, in, widths[stage], stride));
+      layer->add(basic_block(o, seeds, in, widths[stage], stride));
       in = widths[stage];
     }
   }

@@ -3,10 +3,9 @@
 # runs (Fashion-MNIST small CNN, CIFAR-10 ResNet-18 3 epochs), exports them, and runs mdq-infer
 # with --engine float and --engine packed in both precisions (accuracies must agree; images/s
 # side by side). --agree counts the images whose top-1 class matches the float engine's: an
-# exported model should agree with the network mdq-train evaluated on >= 99.9% of the images,
-# which the default --packed-precision split meets and bf16 does not.
-# Then the same two nets fully binary (--act-bits 1: sign activations), whose --engine packed is
-# the W1A1 runner (engine/infer/binary_runner.h).
+# exported model should agree with the network mdq-train evaluated on >= 99.9% of the images, which the default --packed-precision split should meet and bf16 does not.
+# Then the same two nets fully binary (--act-bits 1: sign activations), whose --engine packed runs
+# their layers on ±1 input on the W1A1 kernels (engine/infer/lower.h picks the path per layer).
 # Needs build-gpu (scripts/gpu-session.sh build) and the data staged in .deps (CIFAR-10 in /tmp/data).
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -26,7 +26,7 @@ struct EvalResult {
 
 // Runs the model in eval mode (BN running statistics) with no grad, restoring training mode after.
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, int num_classes, int64_t max_batches = 0);
-// The same scoring for any images -> logits function (e.g. infer::PackedRunner::logits).
+// The same scoring for any images -> logits function (e.g. infer::Plan::logits).
 EvalResult evaluate_logits(const std::function<Tensor(const Tensor&)>& logits_of, data::DataLoader& loader,
                            int num_classes, int64_t max_batches = 0);
 

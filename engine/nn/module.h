@@ -40,7 +40,7 @@ class Module {
   bool is_training() const { return training_; }
   void to(Device device);  // moves parameters and buffers, in place (Var handles stay valid)
   // Direct children in registration order (for a Sequential: its layers in order), so code
-  // outside the model (the packed inference runner) can walk a network's structure.
+  // outside the model (the inference lowering, engine/infer/lower.h) can walk a network's structure.
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
  protected:
@@ -67,8 +67,14 @@ class Sequential : public Module {
   Sequential() = default;
   template <class M>
   std::shared_ptr<M> add(std::shared_ptr<M> m) {
+    return add(std::to_string(layers_.size()), std::move(m));
+  }
+  // A layer under a name of its own instead of its index (its parameters' names, the
+  // checkpoint keys, then read "<name>.weight").
+  template <class M>
+  std::shared_ptr<M> add(const std::string& name, std::shared_ptr<M> m) {
     layers_.push_back(m);
-    return register_module(std::to_string(layers_.size() - 1), m);
+    return register_module(name, m);
   }
   Var forward(const Var& x) override;
   size_t size() const { return layers_.size(); }

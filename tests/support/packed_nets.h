@@ -1,6 +1,7 @@
-// Test helpers for the packed inference runner (engine/infer/packed_runner.h): tiny model-zoo
-// networks with every parameter rounded to ±1 (or {-1, 0, 1}) and BatchNorm running statistics
-// set to non-trivial values of the right size, and a comparison of two logit matrices.
+// Test helpers for the inference lowering (engine/infer/lower.h): tiny model-zoo networks with
+// every parameter rounded to ±1 (or {-1, 0, 1}) and BatchNorm running statistics set to
+// non-trivial values of the right size, a small network that takes every path of the lowering,
+// and a comparison of two logit matrices.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -11,7 +12,10 @@
 #include "engine/autograd.h"
 #include "engine/nn/batchnorm.h"
 #include "engine/nn/conv2d.h"
+#include "engine/nn/activation.h"
 #include "engine/nn/linear.h"
+#include "engine/nn/pooling.h"
+#include "engine/nn/residual.h"
 #include "models/model_zoo.h"
 #include "tests/support/testing.h"
 
@@ -57,6 +61,65 @@ inline std::shared_ptr<nn::Module> rounded_model(const std::string& name, models
   round_randomly(*model, levels, seed);
   return model;
 }
+
+// A network for 3-channel 16x16 images and 10 classes that takes every path of the lowering,
+// the binary part first (so that no sign reads a W1A16 value): a stem conv on the image with a
+// sign after it (float), a W1A1 conv-BN-sign, a max pool of bits (OR), a W1A1 residual block
+// (identity skip, sign after the sum), a conv with float weights on the ±1 map (float: set after
+// round_randomly by float_weights_in_mixed_net), then ReLU layers on W1A16: a strided conv, a
+// residual block summed in NHWC, one with a 1x1 strided shortcut (ternary after
+// ternary_shortcut_in_mixed_net), global average pooling and the classifier.
+inline std::shared_ptr<nn::Module> mixed_net(uint64_t seed) {
+  using std::make_shared;
+  auto conv = [&](int64_t in, int64_t out, int64_t k, int64_t stride) {
+    return make_shared<nn::Conv2d>(in, out, k, stride, k / 2, 1, false, seed++);
+  };
+  auto conv_bn = [&](nn::Sequential& s, int64_t in, int64_t out, int64_t stride, std::shared_ptr<nn::Module> act) {
+    s.add(conv(in, out, 3, stride));
+    s.add(make_shared<nn::BatchNorm2d>(out));
+    if (act) s.add(act);
+  };
+  auto net = make_shared<nn::Sequential>();
+  conv_bn(*net, 3, 8, 1, make_shared<nn::SignSTE>());   // 0-2
+  conv_bn(*net, 8, 16, 1, make_shared<nn::SignSTE>());  // 3-5
+  net->add(make_shared<nn::MaxPool2d>(2, 2));           // 6
+  auto b1 = make_shared<nn::Sequential>();
+  conv_bn(*b1, 16, 16, 1, make_shared<nn::SignSTE>());
+  conv_bn(*b1, 16, 16, 1, nullptr);
+  net->add(make_shared<nn::Residual>(b1, nullptr, make_shared<nn::SignSTE>()));  // 7
+  conv_bn(*net, 16, 16, 1, make_shared<nn::ReLU>());   // 8-10
+  conv_bn(*net, 16, 32, 2, make_shared<nn::ReLU>());   // 11-13
+  auto b2 = make_shared<nn::Sequential>();
+  conv_bn(*b2, 32, 32, 1, make_shared<nn::ReLU>());
+  conv_bn(*b2, 32, 32, 1, nullptr);
+  net->add(make_shared<nn::Residual>(b2, nullptr, make_shared<nn::ReLU>()));  // 14
+  auto b3 = make_shared<nn::Sequential>(), sc = make_shared<nn::Sequential>();
+  conv_bn(*b3, 32, 64, 2, make_shared<nn::ReLU>());
+  conv_bn(*b3, 64, 64, 1, nullptr);
+  sc->add(conv(32, 64, 1, 2));
+  sc->add(make_shared<nn::BatchNorm2d>(64));
+  net->add(make_shared<nn::Residual>(b3, sc, make_shared<nn::ReLU>()));  // 15
+  net->add(make_shared<nn::GlobalAvgPool>());                           // 16
+  net->add(make_shared<nn::Linear>(64, 10, true, seed++));              // 17
+  return net;
+}
+inline void float_weights_in_mixed_net(nn::Module& net, uint64_t seed) {
+  for (const nn::ParamRef& p : net.parameters())
+    if (p.name == "8.weight") {
+      Var v = p.var;
+      v.value().copy_from(random_tensor(v.value().shape(), seed).to(v.value().device()));
+    }
+}
+inline void ternary_shortcut_in_mixed_net(nn::Module& net, uint64_t seed) {
+  for (const nn::ParamRef& p : net.parameters())
+    if (p.name == "15.shortcut.0.weight") {
+      Var v = p.var;
+      v.value().copy_from(random_ternary(v.value().shape(), seed).to(v.value().device()));
+    }
+}
+// What lower() makes of mixed_net after both changes.
+inline constexpr char kMixedNetSummary[] =
+    "W1A1: 3 convs (1 residual block); W1A16: 5 binary convs, 1 ternary conv, 1 binary linear; float: 2 convs";
 
 inline Tensor float_logits(nn::Module& model, const Tensor& images) {
   NoGradScope no_grad;

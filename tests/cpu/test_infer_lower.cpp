@@ -1,0 +1,260 @@
+// The inference lowering (engine/infer/lower.h) on the CPU, where the packed ops run their
+// reference loops: tiny rounded networks (random ±1 / {-1, 0, 1} parameters, BN running
+// statistics far from 0 and 1) lowered and run against the float engine in eval mode, with the
+// summary of what ran where: model-zoo nets with float activations (W1A16) and with sign
+// activations (W1A1), float fallbacks inside both, one network that takes every path, the
+// mdq-infer chain (export, load, lower), the refusals, and the checkpoint names of nn::Residual.
+// Tolerances, per row relative to its max|logit|:
+//   exact (W1A1 nets): the float layers are the float engine's own ops on the same values, W1A1
+//     layers are integer-exact with thresholds taken from the float engine's own BN, and the
+//     W1A16 classifier after them reads averages of ±1 over a power-of-two number of pixels,
+//     which bf16 holds exactly: the logits are equal, not close. The one place the arithmetic
+//     differs is the W1A1 residual sum (folded BN: scale d + shift + skip vs (d - mean) invstd
+//     + skip), which can only matter by flipping a sign where |y| < ~1e-6. We ask <= 1e-6 and
+//     the same top-1 on every row.
+//   SplitBF16: each W1A16 layer's input is hi + lo, within 2^-16 of the f32 value, and all else
+//     is f32: within kSplit.logit = 5e-5 (measured worst: 1.0e-5 on ResNet-18, 5-7e-6 on the
+//     others), top-1 agreement >= 99%, no flip on a row whose float margin exceeds 0.1%;
+//   BF16: activations are rounded to bf16 (relative error <= 2^-8) after every W1A16 layer:
+//     3% (measured worst 0.2-1.2%), >= 99% top-1, no flip above a 5% margin.
+#include "apps/common/builders.h"
+#include "apps/common/packed_model.h"
+#include "data/dataset.h"
+#include "engine/infer/lower.h"
+#include "engine/packed/bitpack.h"
+#include "tests/support/packed_nets.h"
+#include "tests/support/testing.h"
+
+using namespace mdq;
+using infer::PackedPrecision;
+
+namespace {
+
+struct Tolerance {
+  double logit, margin, agree;
+};
+constexpr Tolerance kExact{1e-6, 0.0, 1.0}, kSplit{5e-5, 1e-3, 0.99}, kBf16{0.03, 0.05, 0.99};
+
+// Lowers model onto the CPU and checks its logits on x against the float engine's and its
+// summary; returns the worst |plan - float| / max|logit|.
+double check_plan(nn::Module& model, const Tensor& x, PackedPrecision prec, const Tolerance& tol,
+                  const std::string& summary) {
+  INFO("precision " << infer::packed_precision_name(prec));
+  std::string why;
+  auto plan = infer::lower(model, {Device::CPU, prec}, &why);
+  INFO("refused: " << why);
+  REQUIRE(plan);
+  CHECK(plan->summary() == summary);
+  CHECK(plan->options().precision == prec);
+  const Tensor want = testing::float_logits(model, x);
+  const Tensor got = plan->logits(x);
+  REQUIRE(got.shape() == want.shape());
+  REQUIRE(got.dtype() == DType::F32);
+  const testing::LogitAgreement a = testing::compare_logits(got, want, tol.margin);
+  INFO("worst |diff| / max|logit| " << a.worst_rel_diff << " (row " << a.worst_row << "), top-1 agree "
+                                     << a.top1_agree << "/" << a.rows << ", clear flips " << a.clear_disagree
+                                     << "; " << plan->summary());
+  CHECK(a.worst_rel_diff <= tol.logit);
+  CHECK(a.agree_frac() >= tol.agree);
+  CHECK(a.clear_disagree == 0);
+  return a.worst_rel_diff;
+}
+
+Tensor images(const models::ModelOptions& o, int64_t N, uint64_t seed) {
+  return testing::random_tensor({N, o.in_channels, o.image_size, o.image_size}, seed);
+}
+
+// Both precisions on one net with float activations; split must be the tighter one (reported,
+// not bounded).
+void check_both(nn::Module& model, const Tensor& x, const std::string& summary, const std::string& what) {
+  const double split = check_plan(model, x, PackedPrecision::SplitBF16, kSplit, summary);
+  const double bf16 = check_plan(model, x, PackedPrecision::BF16, kBf16, summary);
+  WARN(what << ": worst |plan - float| / max|logit|: split-bf16 " << split << ", bf16 " << bf16);
+  CHECK(split < bf16);
+}
+
+void check_w1a16(const std::string& name, models::ModelOptions o, int levels, int64_t N, uint64_t seed,
+                 const std::string& summary) {
+  INFO(name << " " << o.image_size << "x" << o.image_size << "x" << o.in_channels << " levels " << levels
+            << " N " << N);
+  auto model = testing::rounded_model(name, o, levels, seed);
+  check_both(*model, images(o, N, seed + 999), summary, name + " levels " + std::to_string(levels));
+}
+
+// A net with sign activations (act_bits = 1), in both precisions: equal logits.
+void check_w1a1(const std::string& name, models::ModelOptions o, int64_t N, uint64_t seed, const std::string& summary) {
+  o.act_bits = 1;
+  INFO(name << " act_bits 1, " << o.image_size << "x" << o.image_size << "x" << o.in_channels << " N " << N);
+  auto model = testing::rounded_model(name, o, 2, seed);
+  for (PackedPrecision p : {PackedPrecision::SplitBF16, PackedPrecision::BF16})
+    check_plan(*model, images(o, N, seed + 999), p, kExact, summary);
+}
+
+void set_float_weights(nn::Module& model, const std::vector<std::string>& names, uint64_t seed) {
+  for (const nn::ParamRef& p : model.parameters())
+    for (const std::string& n : names)
+      if (p.name == n) {
+        Var v = p.var;
+        v.value().copy_from(testing::random_tensor(v.value().shape(), seed++));
+      }
+}
+
+}  // namespace
+
+TEST_CASE("lower: smallcnn with float activations runs W1A16 and agrees with the float engine") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 1, o.image_size = 28;  // Fashion-MNIST shape: 28 -> 14 -> 7 -> 3
+  check_w1a16("smallcnn", o, 2, 64, 11, "W1A16: 3 binary convs, 1 binary linear");
+  o.in_channels = 3, o.image_size = 17;
+  check_w1a16("smallcnn", o, 3, 16, 12, "W1A16: 3 ternary convs, 1 ternary linear");  // ternary, odd size
+}
+
+TEST_CASE("lower: ResNet-18 with float activations: W1A16, residual sums in NHWC") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 8;  // CIFAR structure, small maps for the CPU
+  check_w1a16("resnet18", o, 2, 8, 21, "W1A16: 20 binary convs, 1 binary linear");
+  o.image_size = 128;  // ImageNet structure: the 7x7/2 stem on 3 channels and the padded 3x3/2 max pool
+  check_w1a16("resnet18", o, 2, 2, 23, "W1A16: 20 binary convs, 1 binary linear");
+}
+
+TEST_CASE("lower: VGG-16 with float activations (conv bias, BN on the classifier): W1A16") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 32;  // the smallest size five max-pools allow
+  check_w1a16("vgg16", o, 2, 2, 31, "W1A16: 13 binary convs, 3 binary linears");
+}
+
+TEST_CASE("lower: smallcnn with sign activations runs W1A1 and equals the float engine") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 1, o.image_size = 28;
+  check_w1a1("smallcnn", o, 64, 11, "W1A1: 2 convs, 1 linear; float: 1 conv");
+  o.in_channels = 3, o.image_size = 17;  // odd sizes: 17 -> 8 -> 4 -> 2
+  check_w1a1("smallcnn", o, 16, 12, "W1A1: 2 convs, 1 linear; float: 1 conv");
+}
+
+TEST_CASE("lower: ResNet-18 (CIFAR variant) with sign activations: W1A1 blocks, W1A16 classifier, float stem") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 8;
+  check_w1a1("resnet18", o, 8, 21, "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv");
+}
+
+TEST_CASE("lower: VGG-16 with sign activations (conv bias, BN + sign on the classifier): W1A1") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 32;
+  check_w1a1("vgg16", o, 2, 31, "W1A1: 12 convs, 3 linears; float: 1 conv");
+}
+
+TEST_CASE("lower: layers of ±1 input that W1A1 cannot take run on the float engine, still equal to it") {
+  // smallcnn: 0 conv, 1 BN, 2 sign, 3 pool, 4 conv, ... 12 flatten, 13 linear. The second conv
+  // (on ±1 input) and the classifier get float weights: both run on unpacked ±1 values.
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 1, o.image_size = 28, o.act_bits = 1;
+  auto model = testing::rounded_model("smallcnn", o, 2, 51);
+  set_float_weights(*model, {"4.weight", "13.weight"}, 52);
+  check_plan(*model, images(o, 16, 53), PackedPrecision::SplitBF16, kExact, "W1A1: 1 conv; float: 2 convs, 1 linear");
+}
+
+TEST_CASE("lower: a float-weight layer between W1A16 layers runs on the float engine") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 1, o.image_size = 28;
+  auto model = testing::rounded_model("smallcnn", o, 2, 61);
+  set_float_weights(*model, {"4.weight"}, 62);
+  check_both(*model, images(o, 32, 63), "W1A16: 2 binary convs, 1 binary linear; float: 1 conv",
+             "smallcnn, float conv 4");
+}
+
+TEST_CASE("lower: float, W1A16 and W1A1 layers in one network agree with the float engine") {
+  auto net = testing::mixed_net(71);
+  testing::round_randomly(*net, 2, 72);
+  testing::float_weights_in_mixed_net(*net, 73);
+  testing::ternary_shortcut_in_mixed_net(*net, 74);
+  check_both(*net, testing::random_tensor({16, 3, 16, 16}, 75), testing::kMixedNetSummary, "mixed net");
+}
+
+TEST_CASE("lower: MobileNetV2 runs its depthwise convs and ReLU6 on the float engine") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 8;  // CIFAR variant: 8 -> 1 at the end
+  auto relu6 = testing::rounded_model("mobilenetv2", o, 2, 81);
+  const std::string summary = "W1A16: 35 binary convs, 1 binary linear; float: 17 convs";
+  const Tensor x = images(o, 4, 82);
+  check_plan(*relu6, x, PackedPrecision::SplitBF16, kSplit, summary);
+  // 35 W1A16 layers in a chain, each rounding its output to bf16: measured 2.5%, bound 6%.
+  check_plan(*relu6, x, PackedPrecision::BF16, {0.06, 0.1, 0.99}, summary);
+  // With sign activations no conv takes W1A1: the linear bottlenecks have no sign after them and
+  // the depthwise convs are grouped; only the classifier, on averages of ±1, runs packed.
+  o.act_bits = 1;
+  auto sign = testing::rounded_model("mobilenetv2", o, 2, 83);
+  check_plan(*sign, images(o, 4, 84), PackedPrecision::SplitBF16, kExact, "W1A16: 1 binary linear; float: 52 convs");
+}
+
+TEST_CASE("mdq-infer's chain: export, load_packed_model, lower equals the float engine (float and sign activations)") {
+  const data::DatasetInfo info = data::standard_info("fashion-mnist");
+  for (int act_bits : {32, 1}) {
+    INFO("act_bits " << act_bits);
+    app::TrainOptions o;
+    o.model = "smallcnn";
+    o.dataset = "fashion-mnist";
+    o.act_bits = act_bits;
+    auto rounded = app::build_model(o, info);
+    testing::round_randomly(*rounded, 2, 41);
+    const std::string path = "/tmp/mdq-test-infer-lower-" + std::to_string(act_bits) + ".mdqpack";
+    app::save_packed_model(path, o, *rounded);
+    auto model = app::build_model(app::read_packed_options(path), info);
+    app::load_packed_model(path, *model);
+    model->eval();
+    std::string why;
+    auto plan = infer::lower(*model, {}, &why);  // the defaults: CPU, split-bf16
+    INFO("refused: " << why);
+    REQUIRE(plan);
+    CHECK(plan->options().precision == PackedPrecision::SplitBF16);
+    CHECK(plan->summary() == (act_bits == 1 ? "W1A1: 2 convs, 1 linear; float: 1 conv"
+                                            : "W1A16: 3 binary convs, 1 binary linear"));
+    CHECK(plan->census().bytes * 8 < model->parameter_count() * 4);  // packed: under 1/8 of the f32 weights
+    const Tensor x = testing::random_tensor({32, 1, 28, 28}, 42);
+    const Tolerance& tol = act_bits == 1 ? kExact : kSplit;
+    const testing::LogitAgreement a =
+        testing::compare_logits(plan->logits(x), testing::float_logits(*rounded, x), tol.margin);
+    INFO("worst " << a.worst_rel_diff << " agree " << a.top1_agree << "/" << a.rows);
+    CHECK(a.worst_rel_diff <= tol.logit);
+    CHECK(a.agree_frac() >= tol.agree);
+    CHECK(a.clear_disagree == 0);
+  }
+}
+
+TEST_CASE("lower refuses what it cannot run packed, saying why") {
+  models::ModelOptions o;
+  std::string why;
+  auto fl = models::make_model("smallcnn", o);  // Xavier init: float weights, nothing to pack
+  CHECK(!infer::lower(*fl, {}, &why));
+  CHECK(why.find("not all") != std::string::npos);
+  nn::Sequential unknown;  // a layer it has no step for
+  unknown.add(std::make_shared<nn::Conv2d>(3, 8, 3, 1, 1, 1, false, 1));
+  unknown.add(std::make_shared<nn::AvgPool2d>(2, 2));
+  testing::round_randomly(unknown, 2, 2);
+  CHECK(!infer::lower(unknown, {}, &why));
+  CHECK(why == "1 is a layer the inference lowering does not know");
+  auto plan = infer::lower(*testing::rounded_model("smallcnn", o, 2, 3), {}, &why);
+  REQUIRE(plan);
+  CHECK_THROWS_WITH(plan->logits(Tensor::zeros({2, 3 * 32 * 32})), Catch::Contains("expects f32 NCHW images"));
+}
+
+TEST_CASE("nn::Residual keeps the blocks' parameter names (checkpoint keys) and order") {
+  models::ModelOptions o;
+  std::vector<std::string> names;
+  for (const nn::ParamRef& p : models::make_model("resnet18", o)->parameters()) names.push_back(p.name);
+  REQUIRE(names.size() == 22);  // 20 convs, the linear's weight and bias (BN without affine parameters)
+  CHECK(names[0] == "0.0.weight");
+  CHECK(names[1] == "1.0.body.0.weight");
+  CHECK(names[2] == "1.0.body.3.weight");
+  CHECK(names[7] == "2.0.shortcut.0.weight");
+  CHECK(names[20] == "6.weight");
+  CHECK(names[21] == "6.bias");
+  o.bn_affine = true;
+  names.clear();
+  for (const nn::ParamRef& p : models::make_model("mobilenetv2", o)->parameters()) names.push_back(p.name);
+  // features: 0 conv, 1 BN, 2 act, then the blocks: 3 (32 -> 16, no skip), 4 (16 -> 24, no skip),
+  // 5 (24 -> 24, with the skip); each conv is followed by its BN's weight and bias.
+  CHECK(names[3] == "0.3.body.0.weight");
+  CHECK(names[4] == "0.3.body.1.weight");
+  CHECK(names[9] == "0.4.body.0.weight");
+  CHECK(names[18] == "0.5.body.0.weight");
+}

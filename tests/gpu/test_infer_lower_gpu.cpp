@@ -1,0 +1,262 @@
+// The inference lowering (engine/infer/lower.h) on CUDA: tiny rounded networks (random ±1 /
+// {-1, 0, 1} parameters, BN running statistics far from 0 and 1) lowered onto the GPU, with the
+// summary of what ran where, against the float engine on CUDA (fp32, cuDNN without tensor
+// cores) and against the same plan on the CPU (the packed ops' reference loops).
+//  - Float activations (W1A16), both precisions, per row relative to its max|logit|:
+//    SplitBF16: every W1A16 layer's input is hi + lo (within 2^-16 of the f32 value), all else
+//      f32: |plan - float| <= 1e-4 (the CPU test measures ~1e-5; the rest is headroom for f32
+//      accumulation order and cuDNN's algorithms), >= 99% top-1, no flip on a float margin
+//      above 0.1%; CUDA plan vs CPU plan 5e-5.
+//    BF16: activations rounded to bf16 (relative error <= 2^-8) after every W1A16 layer: 3%, no
+//      flip on a float margin above 5%; CUDA plan vs CPU plan (same roundings, f32 vs double
+//      accumulation) 1%.
+//  - Sign activations (W1A1):
+//    (1) CUDA plan vs CPU plan on ±1 images with BN running means on half-integers: every layer
+//        input is then an integer, so no sign sits within 0.5 of its BN threshold and the stem's
+//        cuDNN rounding cannot move one: the logits must be equal (<= 1e-6 of the row's
+//        max|logit|, the classifier's order of sums) with the same top-1 on every row;
+//    (2) CUDA plan vs the float engine on CUDA on real-valued images (the mdq-infer --agree
+//        check). The float engine's cuDNN may pick Winograd/FFT algorithms, whose rounding makes
+//        its ±1 convolutions inexact (W1A1 is exact), so a sign at a near-tie may differ: we ask
+//        the same top-1 on >= 99% of rows and print how many rows have equal logits.
+//  - The network with every path (tests/support/packed_nets.h's mixed_net): (1) with the W1A16
+//    CUDA-vs-CPU tolerance of each precision, (2) as for sign activations.
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+#include <vector>
+
+#include "engine/infer/lower.h"
+#include "tests/support/packed_nets.h"
+#include "tests/support/testing.h"
+
+using namespace mdq;
+using infer::PackedPrecision;
+
+#ifdef MDQ_HAS_CUDA
+namespace {
+
+struct Tolerance {
+  double logit, margin, cpu_gpu;
+};
+constexpr Tolerance kSplit{1e-4, 1e-3, 5e-5}, kBf16{0.03, 0.05, 0.01};
+constexpr double kExactTol = 1e-6;
+const Tolerance& tolerance(PackedPrecision p) { return p == PackedPrecision::BF16 ? kBf16 : kSplit; }
+
+std::unique_ptr<infer::Plan> lowered(nn::Module& model, Device device, PackedPrecision prec,
+                                     const std::string& summary) {
+  std::string why;
+  auto plan = infer::lower(model, {device, prec}, &why);
+  INFO("refused on " << device_name(device) << ": " << why);
+  REQUIRE(plan);
+  CHECK(plan->summary() == summary);
+  return plan;
+}
+
+Tensor first_rows(const Tensor& t, int64_t rows) {
+  std::vector<float> v = t.cpu().to_vector();
+  v.resize(static_cast<size_t>(rows * (t.numel() / t.dim(0))));
+  Shape s = t.shape();
+  s[0] = rows;
+  return Tensor::from_vector(v, s);
+}
+
+// BN running means moved to the nearest half-integer (integer inputs then never hit 0 exactly
+// or within 0.5 of it after the subtraction).
+void half_integer_means(nn::Module& m) {
+  if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) {
+    Tensor mean = bn->running_mean().cpu();
+    for (int64_t c = 0; c < mean.numel(); ++c) mean.data<float>()[c] = std::floor(mean.data<float>()[c]) + 0.5f;
+    bn->running_mean().copy_from(mean.to(bn->running_mean().device()));
+  }
+  for (const auto& [name, child] : m.children()) half_integer_means(*child);
+}
+
+// The first cpu_rows images through the plan lowered from the CPU model (before it moves) vs
+// the same rows of the CUDA plan's logits `got`; returns the agreement.
+testing::LogitAgreement cuda_vs_cpu(const infer::Plan& cpu_plan, const Tensor& x_cpu, const Tensor& got,
+                                    int64_t cpu_rows, double margin) {
+  const Tensor want = cpu_plan.logits(first_rows(x_cpu, cpu_rows));
+  const testing::LogitAgreement c = testing::compare_logits(first_rows(got, cpu_rows), want, margin);
+  INFO("CUDA plan vs CPU plan: worst |diff| / max|logit| " << c.worst_rel_diff << " (row " << c.worst_row
+                                                          << "), top-1 agree " << c.top1_agree << "/" << c.rows);
+  return c;
+}
+
+// (2) of the sign-activation checks: the CUDA plan vs the float engine on CUDA, top-1 >= 99%.
+void check_vs_float_engine(const std::string& what, nn::Module& model, const infer::Plan& plan, const Tensor& x) {
+  const Tensor want = testing::float_logits(model, x);
+  const Tensor got = plan.logits(x);
+  REQUIRE(got.shape() == want.shape());
+  const testing::LogitAgreement a = testing::compare_logits(got, want, 0.0);
+  const std::vector<float> g = got.cpu().to_vector(), w = want.to_vector();
+  const int64_t N = want.dim(0), K = want.dim(1);
+  int64_t equal_rows = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    bool eq = true;
+    for (int64_t k = 0; k < K; ++k) eq &= g[n * K + k] == w[n * K + k];
+    equal_rows += eq;
+  }
+  std::printf("%s: CUDA plan vs float engine: top-1 agree %lld/%lld, equal logits on %lld rows, worst %.3g\n",
+              what.c_str(), static_cast<long long>(a.top1_agree), static_cast<long long>(a.rows),
+              static_cast<long long>(equal_rows), a.worst_rel_diff);
+  INFO("CUDA plan vs float engine: top-1 agree " << a.top1_agree << "/" << a.rows << ", equal rows " << equal_rows
+                                                << ", worst " << a.worst_rel_diff << " (row " << a.worst_row << ")");
+  CHECK(a.agree_frac() >= 0.99);
+}
+
+// Float activations: returns the worst |plan - float| / max|logit| on CUDA.
+double check_w1a16(const std::string& name, models::ModelOptions o, int levels, int64_t N, uint64_t seed,
+                   int64_t cpu_rows, PackedPrecision prec, const std::string& summary) {
+  const Tolerance& tol = tolerance(prec);
+  std::ostringstream what;
+  what << name << " " << o.image_size << "x" << o.image_size << "x" << o.in_channels << " levels " << levels << " N "
+       << N << " precision " << infer::packed_precision_name(prec);
+  INFO(what.str());
+  auto model = testing::rounded_model(name, o, levels, seed);
+  const Tensor x = testing::random_tensor({N, o.in_channels, o.image_size, o.image_size}, seed + 999);
+  auto cpu_plan = lowered(*model, Device::CPU, prec, summary);  // from the CPU model, before it moves
+  model->to(Device::CUDA);
+  auto plan = lowered(*model, Device::CUDA, prec, summary);
+  const Tensor xg = x.cuda();
+  const Tensor want = testing::float_logits(*model, xg);
+  const Tensor got = plan->logits(xg);
+  REQUIRE(got.is_cuda());
+  REQUIRE(got.dtype() == DType::F32);
+  REQUIRE(got.shape() == Shape({N, static_cast<int64_t>(o.num_classes)}));
+  const testing::LogitAgreement a = testing::compare_logits(got, want, tol.margin);
+  INFO("plan vs float: worst |diff| / max|logit| " << a.worst_rel_diff << " (row " << a.worst_row << "), top-1 agree "
+                                                   << a.top1_agree << "/" << a.rows << ", clear flips "
+                                                   << a.clear_disagree << "; " << plan->summary());
+  CHECK(a.worst_rel_diff <= tol.logit);
+  CHECK(a.agree_frac() >= 0.99);
+  CHECK(a.clear_disagree == 0);
+  CHECK(cuda_vs_cpu(*cpu_plan, x, got, cpu_rows, tol.margin).worst_rel_diff <= tol.cpu_gpu);
+  return a.worst_rel_diff;
+}
+
+// Both precisions on one net; reports both (split must be the tighter one, by how much is not
+// bounded here).
+void check_w1a16_both(const std::string& name, const models::ModelOptions& o, int levels, int64_t N, uint64_t seed,
+                      int64_t cpu_rows, const std::string& summary) {
+  const double split = check_w1a16(name, o, levels, N, seed, cpu_rows, PackedPrecision::SplitBF16, summary);
+  const double bf16 = check_w1a16(name, o, levels, N, seed, cpu_rows, PackedPrecision::BF16, summary);
+  WARN(name << " " << o.image_size << "x" << o.image_size << " levels " << levels
+            << " on CUDA: worst |plan - float| / max|logit|: split-bf16 " << split << ", bf16 " << bf16);
+  CHECK(split < bf16);
+}
+
+// Sign activations (act_bits = 1), default precision.
+void check_w1a1(const std::string& name, models::ModelOptions o, int64_t N, uint64_t seed, const std::string& summary) {
+  o.act_bits = 1;
+  std::ostringstream what;
+  what << name << " act_bits 1, " << o.image_size << "x" << o.image_size << "x" << o.in_channels << " N " << N;
+  INFO(what.str());
+  const Shape xs = {N, o.in_channels, o.image_size, o.image_size};
+  const PackedPrecision prec = PackedPrecision::SplitBF16;
+  {  // (1) CUDA plan == CPU plan on a model whose every sign is far from its threshold.
+    auto robust = testing::rounded_model(name, o, 2, seed);
+    half_integer_means(*robust);
+    const Tensor x = testing::random_signs(xs, seed + 7);
+    auto cpu_plan = lowered(*robust, Device::CPU, prec, summary);
+    robust->to(Device::CUDA);
+    auto plan = lowered(*robust, Device::CUDA, prec, summary);
+    const Tensor got = plan->logits(x.cuda());
+    REQUIRE(got.is_cuda());
+    REQUIRE(got.shape() == Shape({N, static_cast<int64_t>(o.num_classes)}));
+    const testing::LogitAgreement a = cuda_vs_cpu(*cpu_plan, x, got, N, 0.0);
+    CHECK(a.worst_rel_diff <= kExactTol);
+    CHECK(a.top1_agree == a.rows);
+  }
+  // (2) CUDA plan vs the float engine on CUDA, real-valued images.
+  auto model = testing::rounded_model(name, o, 2, seed);
+  model->to(Device::CUDA);
+  auto plan = lowered(*model, Device::CUDA, prec, summary);
+  check_vs_float_engine(what.str(), *model, *plan, testing::random_tensor(xs, seed + 999).cuda());
+}
+
+std::shared_ptr<nn::Module> mixed_net(uint64_t seed) {
+  auto net = testing::mixed_net(seed);
+  testing::round_randomly(*net, 2, seed + 1);
+  testing::float_weights_in_mixed_net(*net, seed + 2);
+  testing::ternary_shortcut_in_mixed_net(*net, seed + 3);
+  return net;
+}
+
+}  // namespace
+
+TEST_CASE("lower on CUDA, float activations (W1A16): smallcnn") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 1, o.image_size = 28;  // Fashion-MNIST
+  check_w1a16_both("smallcnn", o, 2, 256, 11, 16, "W1A16: 3 binary convs, 1 binary linear");
+  o.in_channels = 3, o.image_size = 17;
+  check_w1a16_both("smallcnn", o, 3, 100, 12, 8, "W1A16: 3 ternary convs, 1 ternary linear");  // ternary, odd size
+}
+
+TEST_CASE("lower on CUDA, float activations (W1A16): ResNet-18 (CIFAR and ImageNet variants)") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 32;  // CIFAR-10
+  check_w1a16_both("resnet18", o, 2, 200, 21, 2, "W1A16: 20 binary convs, 1 binary linear");
+  o.num_classes = 100, o.image_size = 16;
+  check_w1a16_both("resnet18", o, 3, 100, 22, 2, "W1A16: 20 ternary convs, 1 ternary linear");  // ternary, 100 classes
+  o.num_classes = 10, o.image_size = 128;  // the 7x7/2 stem on 3 channels (the general path) and a padded max pool
+  check_w1a16_both("resnet18", o, 2, 16, 23, 1, "W1A16: 20 binary convs, 1 binary linear");
+}
+
+TEST_CASE("lower on CUDA, float activations (W1A16): VGG-16 (CIFAR variant)") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 32;
+  check_w1a16_both("vgg16", o, 2, 100, 31, 2, "W1A16: 13 binary convs, 3 binary linears");
+}
+
+TEST_CASE("lower on CUDA, sign activations (W1A1): smallcnn") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 1, o.image_size = 28;
+  check_w1a1("smallcnn", o, 256, 11, "W1A1: 2 convs, 1 linear; float: 1 conv");
+  o.in_channels = 3, o.image_size = 17;
+  check_w1a1("smallcnn", o, 64, 12, "W1A1: 2 convs, 1 linear; float: 1 conv");
+}
+
+TEST_CASE("lower on CUDA, sign activations (W1A1): ResNet-18 (CIFAR and ImageNet variants)") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 32;
+  const char* summary = "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv";
+  check_w1a1("resnet18", o, 16, 21, summary);
+  o.image_size = 128;  // 7x7/2 stem and a 3x3/2 padded max pool of the stem's bits
+  check_w1a1("resnet18", o, 2, 22, summary);
+}
+
+TEST_CASE("lower on CUDA, sign activations (W1A1): VGG-16") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 32;
+  check_w1a1("vgg16", o, 8, 31, "W1A1: 12 convs, 3 linears; float: 1 conv");
+}
+
+TEST_CASE("lower on CUDA: float, W1A16 and W1A1 layers in one network") {
+  const int64_t N = 64;
+  for (PackedPrecision prec : {PackedPrecision::SplitBF16, PackedPrecision::BF16}) {
+    INFO("precision " << infer::packed_precision_name(prec));
+    {  // (1) CUDA plan vs CPU plan, every sign far from its threshold
+      auto robust = mixed_net(71);
+      half_integer_means(*robust);
+      const Tensor x = testing::random_signs({N, 3, 16, 16}, 75);
+      auto cpu_plan = lowered(*robust, Device::CPU, prec, testing::kMixedNetSummary);
+      robust->to(Device::CUDA);
+      auto plan = lowered(*robust, Device::CUDA, prec, testing::kMixedNetSummary);
+      const testing::LogitAgreement c =
+          cuda_vs_cpu(*cpu_plan, x, plan->logits(x.cuda()), N, tolerance(prec).margin);
+      CHECK(c.worst_rel_diff <= tolerance(prec).cpu_gpu);
+      CHECK(c.agree_frac() >= 0.99);
+    }
+    // (2) CUDA plan vs the float engine on CUDA, real-valued images.
+    auto net = mixed_net(71);
+    net->to(Device::CUDA);
+    auto plan = lowered(*net, Device::CUDA, prec, testing::kMixedNetSummary);
+    check_vs_float_engine(std::string("mixed net, ") + infer::packed_precision_name(prec), *net, *plan,
+                          testing::random_tensor({N, 3, 16, 16}, 76).cuda());
+  }
+}
+
+#else
+TEST_CASE("inference lowering GPU tests need a CUDA build") { SUCCEED("not a CUDA build"); }
+#endif
