@@ -3,10 +3,11 @@
 // milliseconds per call. Nothing is checked here and nothing fails on time:
 // tests/cpu/test_ops.cpp and tests/gpu/test_ops_gpu.cpp check the same entries.
 //   bench_ops [--cpu | --gpu] [--precision fp32|tf32|bf16] [filter ...]
-// A filter keeps the entries whose name contains it ("conv2d", "batch_norm x[32, 512]"). The
-// backward column is the entry's backward as the table defines it: entries whose backward needs
-// saved state (batch_norm, max_pool2d, cross_entropy) and those built on autograd (elementwise,
-// linear) run their forward inside it too.
+// A filter keeps the entries whose name contains it ("conv2d", "batch_norm x[32, 512]"). Both
+// columns time the entry as the table defines it: its forward is every output it checks
+// (cross_entropy's includes the float-overload backward), and entries whose backward needs saved
+// state (batch_norm, max_pool2d, cross_entropy) or lives in autograd (elementwise, linear) run
+// their forward inside the backward too.
 #include <chrono>
 #include <cstdio>
 #include <cstring>

@@ -69,6 +69,21 @@ TEST_CASE("conv2d forward: hand-computed cases") {
   }
 }
 
+TEST_CASE("conv2d_output_shape is floor((H + 2 padding - K) / stride) + 1, what the forward returns") {
+  struct Case {
+    Shape x, w;
+    ops::Conv2dParams p;
+    Shape y;
+  };
+  for (const Case& c : {Case{{2, 2, 8, 5}, {3, 2, 3, 2}, {3, 2, 1}, {2, 3, 4, 3}},
+                        Case{{1, 4, 9, 8}, {6, 2, 3, 3}, {2, 1, 2}, {1, 6, 5, 4}},
+                        Case{{1, 2, 7, 5}, {3, 2, 2, 2}, {2, 0, 1}, {1, 3, 3, 2}}}) {  // stride 2 drops a row
+    REQUIRE(ops::conv2d_output_shape(c.x, c.w, c.p) == c.y);
+    REQUIRE(ops::conv2d_forward(testing::random_tensor(c.x, 1), testing::random_tensor(c.w, 2), Tensor(), c.p).shape() ==
+            c.y);
+  }
+}
+
 TEST_CASE("conv2d without bias records grads for x and w only") {
   Var x(testing::random_tensor({1, 2, 4, 4}, 7), true), w(testing::random_tensor({3, 2, 3, 3}, 8), true);
   backward(nn::sum(nn::conv2d(x, w, Var(), {1, 1, 1})));
