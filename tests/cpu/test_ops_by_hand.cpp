@@ -1,11 +1,13 @@
-// matmul, linear, cross-entropy, top-k and flatten on the CPU: hand-computed values, error
-// messages, and backward against finite differences.
+// conv2d, matmul, the row-wise ops, linear, cross-entropy, top-k and elementwise ops on the
+// CPU: hand-computed values, edge cases and error messages. Random shapes, finite differences
+// and the other backends are the op table's (tests/ops/op_table.h, tests/cpu/test_ops.cpp).
 #include <cmath>
 
+#include "engine/nn/conv2d.h"
 #include "engine/nn/functional.h"
 #include "engine/nn/linear.h"
-#include "engine/nn/loss.h"
-#include "engine/nn/reshape.h"
+#include "engine/ops/conv2d.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
 #include "engine/ops/matmul.h"
 #include "tests/support/testing.h"
@@ -13,13 +15,100 @@
 using namespace mdq;
 
 namespace {
+
+Tensor iota(const Shape& shape) {  // 1, 2, 3, ...
+  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i + 1);
+  return Tensor::from_vector(v, shape);
+}
+
 // a [2,3] and b [3,2] with a b = [[58, 64], [139, 154]], and their transposes as stored tensors.
 const Tensor kA = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
 const Tensor kAt = Tensor::from_vector({1, 4, 2, 5, 3, 6}, {3, 2});
 const Tensor kB = Tensor::from_vector({7, 8, 9, 10, 11, 12}, {3, 2});
 const Tensor kBt = Tensor::from_vector({7, 9, 11, 8, 10, 12}, {2, 3});
 const std::vector<float> kAB = {58, 64, 139, 154};
+
 }  // namespace
+
+TEST_CASE("conv2d forward: hand-computed cases") {
+  SECTION("2x2 kernel, no padding: y = x[i,j] - x[i+1,j+1], plus bias") {
+    Tensor w = Tensor::from_vector({1, 0, 0, -1}, {1, 1, 2, 2});
+    Tensor y = ops::conv2d_forward(iota({1, 1, 3, 3}), w, Tensor(), {});
+    REQUIRE(y.shape() == Shape{1, 1, 2, 2});
+    REQUIRE(y.to_vector() == std::vector<float>{-4, -4, -4, -4});
+    Tensor yb = ops::conv2d_forward(iota({1, 1, 3, 3}), w, Tensor::from_vector({0.5f}, {1}), {});
+    REQUIRE(yb.to_vector() == std::vector<float>{-3.5f, -3.5f, -3.5f, -3.5f});
+  }
+  SECTION("3x3 box filter, padding 1: neighbourhood sums") {
+    Tensor y = ops::conv2d_forward(iota({1, 1, 3, 3}), Tensor::full({1, 1, 3, 3}, 1.f), Tensor(), {1, 1, 1});
+    REQUIRE(y.to_vector() == std::vector<float>{12, 21, 16, 27, 45, 33, 24, 39, 28});
+  }
+  SECTION("3x3 box filter, padding 1, stride 2: the corners") {
+    Tensor y = ops::conv2d_forward(iota({1, 1, 3, 3}), Tensor::full({1, 1, 3, 3}, 1.f), Tensor(), {2, 1, 1});
+    REQUIRE(y.shape() == Shape{1, 1, 2, 2});
+    REQUIRE(y.to_vector() == std::vector<float>{12, 16, 24, 28});
+  }
+  SECTION("1x1 kernel, stride 2 on 4x4: every other pixel, doubled") {
+    Tensor y = ops::conv2d_forward(iota({1, 1, 4, 4}), Tensor::full({1, 1, 1, 1}, 2.f), Tensor(), {2, 0, 1});
+    REQUIRE(y.to_vector() == std::vector<float>{2, 6, 18, 22});
+  }
+  SECTION("groups 2: each output sees only its half of the channels") {
+    Tensor w = Tensor::from_vector({1, 10, 100, 1000}, {2, 2, 1, 1});
+    Tensor y = ops::conv2d_forward(iota({1, 4, 1, 1}), w, Tensor(), {1, 0, 2});
+    REQUIRE(y.to_vector() == std::vector<float>{21, 4300});
+  }
+  SECTION("depthwise: one filter per channel") {
+    Tensor w = Tensor::from_vector({1, 1, 1, 1, 1, 0, 0, 1}, {2, 1, 2, 2});
+    Tensor y = ops::conv2d_forward(iota({1, 2, 2, 2}), w, Tensor(), {1, 0, 2});
+    REQUIRE(y.to_vector() == std::vector<float>{10, 13});
+  }
+  SECTION("bias grad sums over batch and space") {
+    Tensor db = ops::conv2d_backward_bias(iota({2, 2, 1, 2}));  // n0: [1 2][3 4], n1: [5 6][7 8]
+    REQUIRE(db.to_vector() == std::vector<float>{1 + 2 + 5 + 6, 3 + 4 + 7 + 8});
+  }
+}
+
+TEST_CASE("conv2d_output_shape is floor((H + 2 padding - K) / stride) + 1, what the forward returns") {
+  struct Case {
+    Shape x, w;
+    ops::Conv2dParams p;
+    Shape y;
+  };
+  for (const Case& c : {Case{{2, 2, 8, 5}, {3, 2, 3, 2}, {3, 2, 1}, {2, 3, 4, 3}},
+                        Case{{1, 4, 9, 8}, {6, 2, 3, 3}, {2, 1, 2}, {1, 6, 5, 4}},
+                        Case{{1, 2, 7, 5}, {3, 2, 2, 2}, {2, 0, 1}, {1, 3, 3, 2}}}) {  // stride 2 drops a row
+    REQUIRE(ops::conv2d_output_shape(c.x, c.w, c.p) == c.y);
+    REQUIRE(ops::conv2d_forward(testing::random_tensor(c.x, 1), testing::random_tensor(c.w, 2), Tensor(), c.p).shape() ==
+            c.y);
+  }
+}
+
+TEST_CASE("conv2d without bias records grads for x and w only") {
+  Var x(testing::random_tensor({1, 2, 4, 4}, 7), true), w(testing::random_tensor({3, 2, 3, 3}, 8), true);
+  backward(nn::sum(nn::conv2d(x, w, Var(), {1, 1, 1})));
+  REQUIRE(x.has_grad());
+  REQUIRE(w.has_grad());
+  REQUIRE(x.grad().shape() == x.shape());
+}
+
+TEST_CASE("conv2d operand errors name the op and the operands") {
+  Tensor x = Tensor::zeros({1, 4, 5, 5});
+  REQUIRE_THROWS_WITH(ops::conv2d_forward(x, Tensor::zeros({2, 3, 3, 3}), Tensor(), {}),
+                      Catch::Contains("conv2d_forward") && Catch::Contains("channel mismatch") &&
+                          Catch::Contains("f32[1, 4, 5, 5]@cpu") && Catch::Contains("f32[2, 3, 3, 3]@cpu"));
+  REQUIRE_THROWS_WITH(ops::conv2d_forward(x, Tensor::zeros({3, 1, 3, 3}), Tensor(), {1, 0, 3}),
+                      Catch::Contains("groups 3 does not divide the 4 input channels"));
+  REQUIRE_THROWS_WITH(ops::conv2d_forward(x, Tensor::zeros({2, 4, 3, 3}), Tensor::zeros({3}), {}),
+                      Catch::Contains("bias f32[3]@cpu must be [2]"));
+  REQUIRE_THROWS_WITH(ops::conv2d_forward(Tensor::zeros({4, 5, 5}), Tensor::zeros({2, 4, 3, 3}), Tensor(), {}),
+                      Catch::Contains("must be 4-D"));
+  REQUIRE_THROWS_WITH(ops::conv2d_forward(x, Tensor::zeros({2, 4, 7, 7}), Tensor(), {}),
+                      Catch::Contains("larger than the padded input"));
+  REQUIRE_THROWS_WITH(ops::conv2d_backward_input(Tensor::zeros({1, 2, 4, 4}), Tensor::zeros({2, 4, 3, 3}), x.shape(), {}),
+                      Catch::Contains("conv2d_backward_input") && Catch::Contains("grad_out f32[1, 2, 4, 4]@cpu") &&
+                          Catch::Contains("[1, 2, 3, 3]"));
+}
 
 TEST_CASE("matmul gives the hand-computed product for every transpose combination") {
   REQUIRE(ops::matmul(kA, kB).to_vector() == kAB);
@@ -58,43 +147,13 @@ TEST_CASE("add_row_vector and sum_rows") {
                       Catch::Contains("add_row_vector") && Catch::Contains("f32[2]@cpu"));
 }
 
-TEST_CASE("linear forward and backward (x, weight, bias) match finite differences") {
-  Tensor r = testing::random_tensor({5, 3}, 99);  // a fixed weighting so every output matters
-  auto weighted = [r](const Var& y) { return nn::sum(nn::mul(y, Var(r))); };
-  testing::check_gradients([&](std::vector<Var>& v) { return weighted(nn::linear(v[0], v[1], v[2])); },
-                           {testing::random_tensor({5, 4}, 1), testing::random_tensor({3, 4}, 2),
-                            testing::random_tensor({3}, 3)});
-  testing::check_gradients([&](std::vector<Var>& v) { return weighted(nn::linear(v[0], v[1], Var())); },
-                           {testing::random_tensor({5, 4}, 4), testing::random_tensor({3, 4}, 5)});
-  // Forward by hand: x [1,2] = [1, 2], w = [[1, 0], [1, 1], [0, -1]], b = [0.5, 0, 1].
+TEST_CASE("linear forward by hand, and a shape error that names both operands") {
+  // x [1,2] = [1, 2], w = [[1, 0], [1, 1], [0, -1]], b = [0.5, 0, 1].
   Var y = nn::linear(Var(Tensor::from_vector({1, 2}, {1, 2})), Var(Tensor::from_vector({1, 0, 1, 1, 0, -1}, {3, 2})),
                      Var(Tensor::from_vector({0.5f, 0, 1}, {3})));
   REQUIRE(y.value().to_vector() == std::vector<float>{1.5f, 3, -1});
   REQUIRE_THROWS_WITH(nn::linear(Var(Tensor::zeros({2, 4})), Var(Tensor::zeros({3, 5})), Var()),
                       Catch::Contains("linear") && Catch::Contains("f32[2, 4]@cpu") && Catch::Contains("f32[3, 5]@cpu"));
-}
-
-TEST_CASE("Linear registers Xavier-initialised weight and zero bias") {
-  nn::Linear fc(8, 4, true, 7);
-  auto params = fc.parameters();
-  REQUIRE(params.size() == 2);
-  REQUIRE(params[0].name == "weight");
-  REQUIRE(params[0].kind == nn::ParamKind::Weight);
-  REQUIRE(params[0].fan_in == 8);
-  REQUIRE(params[0].fan_out == 4);
-  REQUIRE(params[1].name == "bias");
-  REQUIRE(params[1].kind == nn::ParamKind::Bias);
-  REQUIRE(fc.weight().shape() == Shape{4, 8});
-  REQUIRE(fc.bias().value().to_vector() == std::vector<float>(4, 0.f));
-  const float bound = std::sqrt(6.f / 12.f);
-  float biggest = 0;
-  for (float w : fc.weight().value().to_vector()) biggest = std::max(biggest, std::fabs(w));
-  REQUIRE(biggest <= bound);
-  REQUIRE(biggest > 0.5f * bound);
-  REQUIRE(fc(Var(testing::random_tensor({3, 8}, 1))).shape() == Shape{3, 4});
-  nn::Linear no_bias(8, 4, false);
-  REQUIRE(no_bias.parameters().size() == 1);
-  REQUIRE_FALSE(no_bias.bias().defined());
 }
 
 TEST_CASE("cross-entropy on a hand case, with probabilities, and stable for large logits") {
@@ -114,15 +173,6 @@ TEST_CASE("cross-entropy on a hand case, with probabilities, and stable for larg
   Tensor big = Tensor::from_vector({1000, 0, -1000}, {1, 3});
   REQUIRE(ops::cross_entropy_forward(big, Tensor::from_vector_i32({1}, {1}), nullptr).item() == Approx(1000));
   REQUIRE(ops::cross_entropy_forward(big, Tensor::from_vector_i32({0}, {1}), nullptr).item() == Approx(0).margin(1e-6));
-}
-
-TEST_CASE("cross-entropy backward matches finite differences, alone and after a linear layer") {
-  Tensor labels = Tensor::from_vector_i32({2, 0, 4, 4}, {4});
-  testing::check_gradients([&](std::vector<Var>& v) { return nn::cross_entropy(v[0], labels); },
-                           {testing::random_tensor({4, 5}, 11, -3.f, 3.f)});
-  testing::check_gradients(
-      [&](std::vector<Var>& v) { return nn::cross_entropy(nn::linear(v[0], v[1], v[2]), labels); },
-      {testing::random_tensor({4, 6}, 12), testing::random_tensor({5, 6}, 13), testing::random_tensor({5}, 14)});
 }
 
 TEST_CASE("an out-of-range label throws, naming the op, the label, its index and K") {
@@ -157,16 +207,8 @@ TEST_CASE("top-k counts on a hand case, ties going to the lower class index") {
   REQUIRE_THROWS_WITH(ops::count_topk_correct(logits, labels, 0), Catch::Contains("k must be at least 1"));
 }
 
-TEST_CASE("flatten shares storage and its backward restores the shape") {
-  Var x(testing::random_tensor({2, 3, 4}, 5), true);
-  Var f = nn::flatten(x);
-  REQUIRE(f.shape() == Shape{2, 12});
-  REQUIRE(f.value().raw() == x.value().raw());
-  Tensor r = testing::random_tensor({2, 12}, 6);
-  backward(nn::sum(nn::mul(f, Var(r))));
-  REQUIRE(x.grad().shape() == Shape{2, 3, 4});
-  REQUIRE(x.grad().to_vector() == r.to_vector());
-  nn::Flatten layer;
-  REQUIRE(layer(Var(Tensor::zeros({5, 2, 2, 2}))).shape() == Shape{5, 8});
-  REQUIRE(nn::flatten(Var(Tensor::zeros({5}))).shape() == Shape{5, 1});
+TEST_CASE("elementwise ops name the op and both operands on a shape mismatch") {
+  Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({3, 2});
+  REQUIRE_THROWS_WITH(ops::add(a, b), Catch::Contains("add") && Catch::Contains("f32[2, 3]@cpu") &&
+                                          Catch::Contains("f32[3, 2]@cpu"));
 }
