@@ -1,11 +1,11 @@
 // Op table entries for the loss: softmax cross-entropy (forward with its probabilities, both
 // backward overloads), top-k counts with ties, and the classifier head linear -> cross-entropy;
 // with naive double references.
-#include <vector>
-#include <numeric>
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <sstream>
+#include <vector>
 
 #include "engine/nn/linear.h"
 #include "engine/nn/loss.h"
