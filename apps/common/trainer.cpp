@@ -10,6 +10,7 @@
 
 #include "apps/common/builders.h"
 #include "apps/common/cli.h"
+#include "apps/common/data_parallel.h"
 #include "apps/common/evaluate.h"
 #include "apps/common/progress.h"
 #include "apps/common/run_state.h"
@@ -46,6 +47,7 @@ void make_dirs(const std::string& path) {
 
 TrainResult train(const TrainOptions& o) {
   const Device device = pick_device(o.device);
+  DataParallel dp(o, device);  // data-parallel: joins the ranks, binds this rank's GPU (no-op alone)
   set_precision(parse_precision(o.precision));
   make_dirs(o.out);
   ops::set_deferred_label_checks(true);  // no stall per step; checked at every log line
@@ -59,9 +61,12 @@ TrainResult train(const TrainOptions& o) {
   if (!splits.balance_report.empty()) std::printf("%s", splits.balance_report.c_str());
   data::DataLoader train_loader(splits.train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true,
                                 data::train_augment_for(o.dataset), o.seed, device, o.workers);
+  dp.shard(train_loader);  // data-parallel: this rank's slice of each global batch
   auto eval_loader_for = [&](std::shared_ptr<data::Dataset> ds) {
-    return std::make_unique<data::DataLoader>(ds, std::max<int64_t>(o.batch_size, 256), false, false,
-                                              data::eval_augment_for(o.dataset), o.seed, device, o.workers);
+    auto loader = std::make_unique<data::DataLoader>(ds, std::max<int64_t>(o.batch_size, 256), false, false,
+                                                     data::eval_augment_for(o.dataset), o.seed, device, o.workers);
+    dp.shard(*loader);
+    return loader;
   };
   auto val_loader = eval_loader_for(splits.val ? splits.val : splits.test);
   auto test_loader = eval_loader_for(splits.test);
@@ -86,16 +91,18 @@ TrainResult train(const TrainOptions& o) {
 
   const std::string last_ckpt = o.out + "/last.ckpt", best_ckpt = o.out + "/best.ckpt";
   LoopState state;
-  if (o.resume) {
+  if (o.resume && dp.is_root()) {  // data-parallel: rank 0 reads, attach() below hands its state to all
     MDQ_CHECK(file_exists(last_ckpt), "--resume: no checkpoint at " << last_ckpt);
     state = load_run(last_ckpt, o, *model, quantizer);
     std::printf("resumed from %s at iteration %lld\n", last_ckpt.c_str(), static_cast<long long>(state.iteration));
   }
-  {
+  dp.attach(*model, quantizer, state);  // data-parallel: rank 0's state everywhere, gradient buckets, sync BN
+  std::ofstream metrics;  // data-parallel: rank 0 alone writes the run folder (unopened elsewhere)
+  if (dp.is_root()) {
     std::ofstream cfg(o.out + "/config.txt");
     cfg << to_config_text(o);
+    metrics.open(o.out + "/metrics.jsonl", o.resume ? std::ios::app : std::ios::trunc);
   }
-  std::ofstream metrics(o.out + "/metrics.jsonl", o.resume ? std::ios::app : std::ios::trunc);
 
   // ---- loop
   int64_t epoch = state.iteration / per_epoch;
@@ -104,7 +111,7 @@ TrainResult train(const TrainOptions& o) {
     data::Batch b;
     train_loader.next(b);
   }
-  Progress progress(total, state.iteration, o.quiet);
+  Progress progress(total, state.iteration, o.quiet || !dp.is_root());
   double loss_sum = 0;
   int64_t correct = 0, seen = 0, images_total = 0;
   auto t_start = std::chrono::steady_clock::now();
@@ -120,12 +127,13 @@ TrainResult train(const TrainOptions& o) {
     Var logits = model->forward(Var(batch.images));
     Var loss = nn::cross_entropy(logits, batch.labels);
     backward(loss);
+    dp.reduce_gradients();  // data-parallel: mean over ranks (buckets started during backward)
     quantizer.step(lr);
     quantizer.zero_grad();
 
     const int64_t n = batch.labels.numel();
-    images_total += n;
-    window_images += static_cast<double>(n);
+    images_total += n * dp.size();  // data-parallel: every rank took n
+    window_images += static_cast<double>(n * dp.size());
     const bool log_now = (it + 1) % o.log_every == 0 || it + 1 == total;
     // Reading the loss waits for the GPU: sample every 10th step, and every step that is logged.
     if (log_now || it % 10 == 0) {
@@ -146,6 +154,7 @@ TrainResult train(const TrainOptions& o) {
                   quantizer.beta());
     progress.update(it + 1, status, rate);
     if (log_now) {
+      dp.reduce_train_stats(loss_sum, correct, seen);  // data-parallel: over all ranks' images
       metrics << "{\"iter\": " << it + 1 << ", \"loss\": " << loss_sum / std::max<int64_t>(seen, 1)
               << ", \"train_acc\": " << 100.0 * correct / std::max<int64_t>(seen, 1) << ", \"lr\": " << lr
               << ", \"beta\": " << quantizer.beta() << ", \"img_per_s\": " << rate << "}\n";
@@ -155,29 +164,32 @@ TrainResult train(const TrainOptions& o) {
     }
 
     const bool last = it + 1 == total;
+    if ((it + 1) % eval_every == 0 || (it + 1) % ckpt_every == 0 || last) dp.sync_buffers(*model);  // data-parallel
     if ((it + 1) % eval_every == 0 || last) {
       quantizer.apply_rounded();
       EvalResult rounded = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
       quantizer.restore_primal();
       EvalResult projected = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
+      dp.reduce(rounded);  // data-parallel: each rank evaluated its slice
+      dp.reduce(projected);
       state.iteration = it + 1;
       if (rounded.top1_pct() > state.best_val) {
         state.best_val = rounded.top1_pct();
         state.best_iter = it + 1;
-        save_rounded(best_ckpt, o, *model, quantizer, state);
+        if (dp.is_root()) save_rounded(best_ckpt, o, *model, quantizer, state);
       }
       metrics << "{\"iter\": " << it + 1 << ", \"" << val_name << "_acc_rounded\": " << rounded.top1_pct() << ", \""
               << val_name << "_acc_projected\": " << projected.top1_pct() << ", \"" << val_name
               << "_loss_rounded\": " << rounded.mean_loss() << ", \"beta\": " << quantizer.beta() << "}\n";
       metrics.flush();
-      if (!o.quiet)
+      if (!o.quiet && dp.is_root())
         std::fprintf(stderr, "\niter %lld: %s top-1 rounded %.2f%%, projected %.2f%% (best %.2f%% at %lld)\n",
                      static_cast<long long>(it + 1), val_name, rounded.top1_pct(), projected.top1_pct(),
                      state.best_val, static_cast<long long>(state.best_iter));
     }
     if ((it + 1) % ckpt_every == 0 || last) {
       state.iteration = it + 1;
-      save_run(last_ckpt, o, *model, quantizer, state);
+      if (dp.is_root()) save_run(last_ckpt, o, *model, quantizer, state);
     }
   }
   progress.finish();
@@ -188,8 +200,10 @@ TrainResult train(const TrainOptions& o) {
   TrainResult result;
   result.best_val_top1 = state.best_val;
   result.train_images_per_s = seconds > 0 ? images_total / seconds : 0;
-  load_weights(best_ckpt, *model);
+  if (dp.is_root()) load_weights(best_ckpt, *model);
+  dp.broadcast_weights(*model);  // data-parallel: the best network everywhere, then a sharded test
   EvalResult test = evaluate(*model, *test_loader, info.num_classes);
+  dp.reduce(test);
   result.test_top1 = test.top1_pct();
   result.test_top5 = test.top5_pct();
   std::printf("best rounded network (iteration %lld, %s top-1 %.2f%%)\n", static_cast<long long>(state.best_iter),
