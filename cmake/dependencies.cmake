@@ -66,7 +66,7 @@ set(MPI_CXX_SKIP_MPICXX ON)
 find_package(MPI COMPONENTS CXX QUIET)
 if(MPI_CXX_FOUND)
   set(MDQ_HAS_MPI ON)
-  message(STATUS "mdq: MPI found (${MPI_CXX_LIBRARY_VERSION_STRING}) -- mpirun -np N mdq-train works; mpiexec: ${MPIEXEC_EXECUTABLE}")
+  message(STATUS "mdq: MPI ${MPI_CXX_VERSION} found (${MPI_CXX_LIBRARIES}) -- mpirun -np N mdq-train works; mpiexec: ${MPIEXEC_EXECUTABLE}")
 else()
   message(STATUS "mdq: MPI not found -- building without it (mpirun runs and the MPI tests are unavailable; "
                  "apt-get install libopenmpi-dev openmpi-bin to add them)")

@@ -46,7 +46,7 @@ void Watchdog::run() {
     if (start != 0 && static_cast<double>(now_ns() - start) * 1e-9 > timeout_s_) {
       char buf[256];
       std::snprintf(buf, sizeof buf,
-                    "%s has not finished after %.0f s: another rank died, hangs or stopped calling collectives",
+                    "%s has not finished after %g s: another rank died, hangs or stopped calling collectives",
                     section_what_.load(), timeout_s_);
       failure = buf;
     }

@@ -18,27 +18,23 @@
 #include <vector>
 
 #include "apps/common/data_parallel.h"
-#include "engine/checkpoint.h"
 #include "engine/dist/mpi.h"
 #include "engine/dist/sync_batchnorm.h"
 #include "engine/nn/batchnorm.h"
 #include "engine/nn/functional.h"
 #include "engine/ops/batchnorm.h"
 #include "tests/support/testing.h"
+#include "tests/support/run_compare.h"
 #include "tests/support/toy_training.h"
 
 using namespace mdq;
 using mdq::testing::binary;
-using mdq::testing::make_dataset;
+using mdq::testing::mpirun_command;
+using mdq::testing::require_same_run;
 using mdq::testing::run_command;
+using mdq::testing::toy_train_flags;
 
 namespace {
-
-std::string mpirun(int ranks) {
-  std::string cmd = std::string(std::getenv("MDQ_MPIEXEC")) + " -np " + std::to_string(ranks) + " --oversubscribe";
-  if (geteuid() == 0) cmd += " --allow-run-as-root";
-  return cmd;
-}
 
 std::string self_path() {
   char buf[4096];
@@ -46,43 +42,8 @@ std::string self_path() {
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "test_data_parallel_mpi";
 }
 
-// mdq-train flags of the comparison runs: the toy dataset, 20 steps of a global batch of 64.
-std::string train_flags(const std::string& method, const std::string& out, int iters) {
-  return " --model smallcnn --dataset fashion-mnist --data-dir " + make_dataset() + " --device cpu --method " + method +
-         " --batch-size 64 --iters " + std::to_string(iters) + " --lr 3e-3 --beta-interval 3 --beta-rho 1.1" +
-         " --log-every 1 --eval-every 10 --max-eval-batches 1 --workers 1 --quiet --out " + out;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-std::vector<double> losses(const std::string& run) {
-  std::ifstream f(run + "/metrics.jsonl");
-  std::vector<double> out;
-  std::string line;
-  while (std::getline(f, line)) {
-    const size_t k = line.find("\"loss\": ");
-    if (k != std::string::npos) out.push_back(std::stod(line.substr(k + 8)));
-  }
-  return out;
-}
-
-// Every tensor of two run checkpoints (parameters, BN buffers, quantizer state) within tolerance.
-void require_same_run(const std::string& a, const std::string& b, float atol, float rtol) {
-  Checkpoint ca = load_checkpoint(a + "/last.ckpt"), cb = load_checkpoint(b + "/last.ckpt");
-  REQUIRE(ca.tensors.size() == cb.tensors.size());
-  for (size_t i = 0; i < ca.tensors.size(); ++i) {
-    REQUIRE(ca.tensors[i].first == cb.tensors[i].first);
-    if (ca.tensors[i].second.dtype() == DType::F32)
-      mdq::testing::require_close(cb.tensors[i].second, ca.tensors[i].second, atol, rtol, ca.tensors[i].first);
-  }
-  const std::vector<double> la = losses(a), lb = losses(b);
-  REQUIRE(la.size() == lb.size());
-  for (size_t i = 0; i < la.size(); ++i) {
-    INFO("loss of step " << i + 1 << ": " << la[i] << " vs " << lb[i]);
-    REQUIRE(std::fabs(la[i] - lb[i]) <= 1e-5 + 1e-4 * std::fabs(la[i]));
-  }
 }
 
 // ---- code that runs inside the ranks (this binary under mpirun, with --rank-*)
@@ -151,9 +112,9 @@ TEST_CASE("2 MPI ranks x batch 32 train like 1 rank x batch 64 (--sync-bn; md-ta
     INFO(method);
     const std::string one = std::string("/tmp/mdq-dp-one-") + method, two = std::string("/tmp/mdq-dp-two-") + method;
     std::string out;
-    REQUIRE(run_command(binary("mdq-train") + train_flags(method, one, 20), out) == 0);
+    REQUIRE(run_command(binary("mdq-train") + toy_train_flags(method, one, 20, "cpu"), out) == 0);
     INFO(out);
-    REQUIRE(run_command(mpirun(2) + " " + binary("mdq-train") + train_flags(method, two, 20) + " --sync-bn", out) == 0);
+    REQUIRE(run_command(mpirun_command(2) + " " + binary("mdq-train") + toy_train_flags(method, two, 20, "cpu") + " --sync-bn", out) == 0);
     REQUIRE(out.find("data-parallel: 2 ranks") != std::string::npos);
     REQUIRE(out.find("TEST top-1") != std::string::npos);
     // Tolerance: the ranks' gradients are means of two half-batch means (another float rounding
@@ -165,18 +126,18 @@ TEST_CASE("2 MPI ranks x batch 32 train like 1 rank x batch 64 (--sync-bn; md-ta
 TEST_CASE("--resume works with any number of ranks: 2 ranks for 10 steps, then 1 rank to 20") {
   const std::string one = "/tmp/mdq-dp-one-md-tanh-s", mixed = "/tmp/mdq-dp-resume";
   std::string out;
-  if (!std::ifstream(one + "/last.ckpt")) REQUIRE(run_command(binary("mdq-train") + train_flags("md-tanh-s", one, 20), out) == 0);
+  if (!std::ifstream(one + "/last.ckpt")) REQUIRE(run_command(binary("mdq-train") + toy_train_flags("md-tanh-s", one, 20, "cpu"), out) == 0);
   std::remove((mixed + "/metrics.jsonl").c_str());
-  REQUIRE(run_command(mpirun(2) + " " + binary("mdq-train") + train_flags("md-tanh-s", mixed, 10) + " --sync-bn", out) == 0);
+  REQUIRE(run_command(mpirun_command(2) + " " + binary("mdq-train") + toy_train_flags("md-tanh-s", mixed, 10, "cpu") + " --sync-bn", out) == 0);
   INFO(out);
-  REQUIRE(run_command(binary("mdq-train") + train_flags("md-tanh-s", mixed, 20) + " --resume", out) == 0);
+  REQUIRE(run_command(binary("mdq-train") + toy_train_flags("md-tanh-s", mixed, 20, "cpu") + " --resume", out) == 0);
   require_same_run(one, mixed, 2e-5f, 1e-4f);
 }
 
 TEST_CASE("per-rank BatchNorm (the default) trains on 2 ranks and leaves equal running statistics") {
   const std::string run = "/tmp/mdq-dp-per-rank-bn";
   std::string out;
-  REQUIRE(run_command(mpirun(2) + " " + binary("mdq-train") + train_flags("md-tanh-s", run, 4), out) == 0);
+  REQUIRE(run_command(mpirun_command(2) + " " + binary("mdq-train") + toy_train_flags("md-tanh-s", run, 4, "cpu"), out) == 0);
   INFO(out);
   REQUIRE(out.find("BatchNorm statistics per rank") != std::string::npos);
   Checkpoint ck = load_checkpoint(run + "/last.ckpt");
@@ -187,7 +148,7 @@ TEST_CASE("per-rank BatchNorm (the default) trains on 2 ranks and leaves equal r
 
 TEST_CASE("sync BN on 2 ranks equals one process's BatchNorm exactly in the statistics") {
   std::string out;
-  const int rc = run_command(mpirun(2) + " " + self_path() + " --rank-sync-bn", out);
+  const int rc = run_command(mpirun_command(2) + " " + self_path() + " --rank-sync-bn", out);
   INFO(out);
   REQUIRE(rc == 0);
   REQUIRE(out.find("rank 0: sync BN matches") != std::string::npos);
@@ -197,18 +158,18 @@ TEST_CASE("sync BN on 2 ranks equals one process's BatchNorm exactly in the stat
 TEST_CASE("a rank that hangs, dies or fails stops the other ranks with a message, never a silent hang") {
   std::string out;
   auto t0 = std::chrono::steady_clock::now();
-  REQUIRE(run_command(mpirun(2) + " " + self_path() + " --rank-fault hang", out) != 0);
+  REQUIRE(run_command(mpirun_command(2) + " " + self_path() + " --rank-fault hang", out) != 0);
   INFO(out);
   CHECK(out.find("mdq rank 0: MPI_Allreduce has not finished after 2 s") != std::string::npos);
   CHECK(seconds_since(t0) < 30);  // 2 s timeout, then mpirun ends rank 1
 
   t0 = std::chrono::steady_clock::now();
-  REQUIRE(run_command(mpirun(2) + " " + self_path() + " --rank-fault die", out) != 0);
+  REQUIRE(run_command(mpirun_command(2) + " " + self_path() + " --rank-fault die", out) != 0);
   INFO(out);
   CHECK(seconds_since(t0) < 30);
 
   t0 = std::chrono::steady_clock::now();
-  REQUIRE(run_command(mpirun(2) + " " + self_path() + " --rank-fault throw", out) != 0);
+  REQUIRE(run_command(mpirun_command(2) + " " + self_path() + " --rank-fault throw", out) != 0);
   INFO(out);
   CHECK(out.find("error: a data error on rank 1") != std::string::npos);
   CHECK(seconds_since(t0) < 30);

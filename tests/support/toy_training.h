@@ -71,10 +71,30 @@ inline app::TrainOptions tiny_run(const std::string& out) {
   return o;
 }
 
+// mdq-train flags of the runs the data-parallel tests compare: the toy dataset, a global batch
+// of 64, an MD schedule that changes β every 3 steps, a metrics line per step.
+inline std::string toy_train_flags(const std::string& method, const std::string& out, int iters,
+                                   const std::string& device) {
+  return " --model smallcnn --dataset fashion-mnist --data-dir " + make_dataset() + " --device " + device +
+         " --method " + method + " --batch-size 64 --iters " + std::to_string(iters) +
+         " --lr 3e-3 --beta-interval 3 --beta-rho 1.1 --log-every 1 --eval-every 10 --max-eval-batches 1" +
+         " --workers 1 --quiet --out " + out;
+}
+
 // A built binary of this build (ctest sets MDQ_BINARY_DIR).
 inline std::string binary(const char* name) {
   const char* dir = std::getenv("MDQ_BINARY_DIR");
   return std::string(dir ? dir : ".") + "/" + name;
+}
+
+// "mpirun -np N --oversubscribe [--allow-run-as-root]" from MDQ_MPIEXEC (set by ctest when CMake
+// found MPI), or "" when there is none.
+inline std::string mpirun_command(int ranks) {
+  const char* exe = std::getenv("MDQ_MPIEXEC");
+  if (!exe || !*exe || access(exe, X_OK) != 0) return "";
+  std::string cmd = std::string(exe) + " -np " + std::to_string(ranks) + " --oversubscribe";
+  if (geteuid() == 0) cmd += " --allow-run-as-root";
+  return cmd;
 }
 
 // Runs a shell command; its stdout and stderr come back in `output`. Returns the exit code
