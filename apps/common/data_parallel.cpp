@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/device.h"
+#include "engine/dist/join.h"
 #include "engine/dist/local_launcher.h"
 #include "engine/dist/mpi.h"
 #include "engine/dist/nccl.h"
@@ -15,32 +16,6 @@
 namespace mdq::app {
 namespace {
 
-std::unique_ptr<dist::Communicator> join_ranks(const TrainOptions& o, Device device) {
-  const dist::LocalRank& local = dist::local_rank();
-  if (local.rank >= 0) {  // forked by mdq-train --gpus N
-    MDQ_CHECK(device == Device::CUDA, "--gpus trains on GPUs, but this rank's device is "
-                                          << device_name(device) << " (" << cuda_unavailable_reason()
-                                          << "); for CPU ranks use mpirun -np N with --device cpu");
-    dist::NcclSetup s;
-    s.rank = local.rank;
-    s.size = local.size;
-    s.local_rank = local.rank;
-    s.timeout_s = o.dist_timeout;
-    s.share_from_rank0 = [t = o.dist_timeout](void* bytes, size_t n) { dist::local_share_from_rank0(bytes, n, t); };
-    return dist::make_nccl_communicator(s);
-  }
-  if (!dist::started_by_mpi_launcher()) return nullptr;
-  const dist::MpiWorld w = dist::mpi_world();  // throws "built without MPI" in such a build
-  if (device == Device::CPU) return dist::make_mpi_communicator(o.dist_timeout);
-  dist::NcclSetup s;
-  s.rank = w.rank;
-  s.size = w.size;
-  s.local_rank = w.local_rank;
-  s.timeout_s = o.dist_timeout;
-  s.share_from_rank0 = [t = o.dist_timeout](void* bytes, size_t n) { dist::mpi_broadcast_bytes(bytes, n, 0, t); };
-  return dist::make_nccl_communicator(s);
-}
-
 void broadcast_tensor(dist::Communicator& c, Tensor& t) {
   if (t.defined() && t.numel() > 0) c.broadcast(t.raw(), static_cast<int64_t>(t.nbytes()), 0);
 }
@@ -48,7 +23,7 @@ void broadcast_tensor(dist::Communicator& c, Tensor& t) {
 }  // namespace
 
 DataParallel::DataParallel(const TrainOptions& o, Device device) : o_(o) {
-  comm_ = join_ranks(o, device);
+  comm_ = dist::join_ranks(device, o.dist_timeout);
   if (!comm_) return;
   MDQ_CHECK(o.batch_size % comm_->size() == 0, "--batch-size " << o.batch_size << " is the global batch and must be "
                                                                << "divisible by the number of ranks (" << comm_->size()
