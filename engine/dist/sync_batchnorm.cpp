@@ -3,7 +3,6 @@
 // double partial sums are grouped), the autograd wrapper and the nn::BatchNorm2d switch.
 #include "engine/dist/sync_batchnorm.h"
 
-#include <cmath>
 #include <vector>
 
 #include "engine/dist/sync_batchnorm_cuda.h"
@@ -50,17 +49,8 @@ Tensor forward_cpu(Communicator& comm, const Tensor& x, const Tensor& weight, co
   saved.invstd = Tensor::empty({d.c});
   float* mean = saved.mean.data<float>();
   float* invstd = saved.invstd.data<float>();
-  for (int64_t c = 0; c < d.c; ++c) {
-    const double mu = sum[c] / m, var = sq[c] / m;
-    mean[c] = static_cast<float>(mu);
-    invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
-    if (running_mean.defined()) {
-      float& rm = running_mean.data<float>()[c];
-      float& rv = running_var.data<float>()[c];
-      rm = static_cast<float>((1.0 - momentum) * rm + momentum * mu);
-      rv = static_cast<float>((1.0 - momentum) * rv + momentum * var * m / (m - 1.0));
-    }
-  }
+  for (int64_t c = 0; c < d.c; ++c)
+    ops::batch_norm_finish_channel(c, sum[c] / m, sq[c] / m, m, momentum, eps, mean, invstd, running_mean, running_var);
   const float* w = weight.defined() ? weight.data<float>() : nullptr;
   const float* b = bias.defined() ? bias.data<float>() : nullptr;
   Tensor out = Tensor::empty(x.shape());
