@@ -81,24 +81,7 @@ TEST_CASE("--gpus 2 and mpirun -np 2 with --sync-bn train like one GPU at the sa
     WARN("skipped: mdq was built without NCCL");
     return;
   }
-  std::string out;
-  const std::string train = testing::binary("mdq-train");
-  REQUIRE(testing::run_command(train + testing::toy_train_flags("md-tanh-s", "/tmp/mdq-gpu2-one", 20, "cuda"), out) == 0);
-  REQUIRE(testing::run_command(train + testing::toy_train_flags("md-tanh-s", "/tmp/mdq-gpu2-two", 20, "cuda") +
-                                   " --gpus 2 --sync-bn",
-                               out) == 0);
-  INFO(out);
-  REQUIRE(out.find("data-parallel: 2 ranks (NCCL") != std::string::npos);
-  testing::require_same_run("/tmp/mdq-gpu2-one", "/tmp/mdq-gpu2-two", kAtol, kRtol);
-  const std::string mpirun = testing::mpirun_command(2);
-  if (mpirun.empty()) {
-    WARN("mpirun -np 2 part skipped: no mpirun (MDQ_MPIEXEC)");
-    return;
-  }
-  REQUIRE(testing::run_command(mpirun + " " + train +
-                                   testing::toy_train_flags("md-tanh-s", "/tmp/mdq-gpu2-mpi", 20, "cuda") + " --sync-bn",
-                               out) == 0);
-  testing::require_same_run("/tmp/mdq-gpu2-one", "/tmp/mdq-gpu2-mpi", kAtol, kRtol);
+  testing::require_gpu_ranks_train_like_one_gpu(2, " --gpus 2 --sync-bn", " --sync-bn", kAtol, kRtol);
 }
 
 TEST_CASE("a killed rank stops the other ranks at once, with a message") {

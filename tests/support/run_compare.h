@@ -8,6 +8,7 @@
 
 #include "engine/checkpoint.h"
 #include "tests/support/testing.h"
+#include "tests/support/toy_training.h"
 
 namespace mdq::testing {
 
@@ -36,6 +37,31 @@ inline void require_same_run(const std::string& a, const std::string& b, float a
   for (size_t i = 0; i < la.size(); ++i) {
     INFO("loss of step " << i + 1 << ": " << la[i] << " vs " << lb[i]);
     REQUIRE(std::fabs(la[i] - lb[i]) <= atol + rtol * std::fabs(la[i]));
+  }
+}
+
+// GPU data-parallel acceptance on the toy problem: plain mdq-train on one GPU, then with `flags`
+// (" --gpus N ...") and, when there is mpirun, under `mpirun -np ranks` with `mpi_flags`; each
+// must report `ranks` NCCL ranks and follow the plain run within tolerance.
+inline void require_gpu_ranks_train_like_one_gpu(int ranks, const std::string& flags, const std::string& mpi_flags,
+                                                 float atol, float rtol) {
+  const std::string tag = "/tmp/mdq-gpu" + std::to_string(ranks), train = binary("mdq-train");
+  const std::string banner = "data-parallel: " + std::to_string(ranks) + " ranks (NCCL";
+  std::string out;
+  REQUIRE(run_command(train + toy_train_flags("md-tanh-s", tag + "-plain", 20, "cuda"), out) == 0);
+  const std::string mpirun = mpirun_command(ranks);
+  for (const std::string& launch : {train + toy_train_flags("md-tanh-s", tag + "-gpus", 20, "cuda") + flags,
+                                    mpirun + " " + train + toy_train_flags("md-tanh-s", tag + "-mpi", 20, "cuda") + mpi_flags}) {
+    if (launch.rfind(" ", 0) == 0) {
+      WARN("the mpirun part is skipped: no mpirun (MDQ_MPIEXEC)");
+      continue;
+    }
+    INFO(launch);
+    REQUIRE(run_command(launch, out) == 0);
+    INFO(out);
+    REQUIRE(out.find(banner) != std::string::npos);
+    const bool mpi = launch.find(tag + "-mpi") != std::string::npos;
+    require_same_run(tag + "-plain", tag + (mpi ? "-mpi" : "-gpus"), atol, rtol);
   }
 }
 
