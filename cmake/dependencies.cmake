@@ -56,6 +56,41 @@ if(NOT MDQ_CUDA STREQUAL "OFF")
   endif()
 endif()
 
+# ---- MPI and NCCL (data-parallel training, engine/dist/): both optional. Without them mdq still
+# builds; `mpirun ... mdq-train` and `mdq-train --gpus N` then fail with a message saying what
+# is missing (engine/dist/without_*/). MPI starts and joins the ranks and carries CPU gradients;
+# NCCL carries GPU gradients (its unique id travels over MPI, or over a pipe under --gpus N).
+set(MDQ_HAS_MPI OFF)
+# mdq calls MPI's C API from C++ (the project enables no C compiler); no C++ bindings needed.
+set(MPI_CXX_SKIP_MPICXX ON)
+find_package(MPI COMPONENTS CXX QUIET)
+if(MPI_CXX_FOUND)
+  set(MDQ_HAS_MPI ON)
+  message(STATUS "mdq: MPI ${MPI_CXX_VERSION} found (${MPI_CXX_LIBRARIES}) -- mpirun -np N mdq-train works; mpiexec: ${MPIEXEC_EXECUTABLE}")
+else()
+  message(STATUS "mdq: MPI not found -- building without it (mpirun runs and the MPI tests are unavailable; "
+                 "apt-get install libopenmpi-dev openmpi-bin to add them)")
+endif()
+set(MDQ_HAS_NCCL OFF)
+if(MDQ_HAS_CUDA)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include /usr/local/include)
+  find_library(NCCL_LIBRARY nccl
+               HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib ${CUDAToolkit_LIBRARY_ROOT}/lib64
+                     /usr/lib/x86_64-linux-gnu /usr/lib /usr/local/lib)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    file(STRINGS ${NCCL_INCLUDE_DIR}/nccl.h _mdq_nccl_ver REGEX "^#define NCCL_(MAJOR|MINOR|PATCH) ")
+    string(REGEX REPLACE "[^0-9;]" "" _mdq_nccl_ver "${_mdq_nccl_ver}")
+    string(REPLACE ";" "." _mdq_nccl_ver "${_mdq_nccl_ver}")
+    set(MDQ_HAS_NCCL ON)
+    message(STATUS "mdq: NCCL ${_mdq_nccl_ver} found (${NCCL_LIBRARY}) -- multi-GPU training (--gpus N, mpirun) works")
+  else()
+    message(STATUS "mdq: NCCL not found (nccl.h: '${NCCL_INCLUDE_DIR}', libnccl: '${NCCL_LIBRARY}') -- building "
+                   "without multi-GPU training (apt-get install libnccl-dev to add it)")
+  endif()
+else()
+  message(STATUS "mdq: NCCL not looked for (no CUDA backend) -- multi-GPU training unavailable")
+endif()
+
 # Warnings on for project code (not for third-party headers, which come in as SYSTEM includes).
 function(mdq_warnings target)
   target_compile_options(${target} PRIVATE

@@ -81,10 +81,30 @@ DataLoader::~DataLoader() {
 
 int64_t DataLoader::batches_per_epoch() const {
   int64_t n = ds_->size();
-  return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
+  int64_t batches = drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
+  if (batches > 0 && batch_count(batches - 1) == 0) --batches;  // this shard's slice of the last one is empty
+  return batches;
 }
 
-int64_t DataLoader::batch_count(int64_t b) const { return std::min(batch_size_, ds_->size() - batch_begin(b)); }
+void DataLoader::set_shard(int rank, int count) {
+  MDQ_CHECK(count >= 1 && rank >= 0 && rank < count, "DataLoader::set_shard: rank " << rank << " of " << count);
+  MDQ_CHECK(count <= batch_size_, "DataLoader: " << count << " ranks cannot share batches of " << batch_size_);
+  stop_workers();
+  shard_rank_ = rank;
+  shard_count_ = count;
+  epoch_ = -1;
+}
+
+int64_t DataLoader::global_batch_count(int64_t b) const {
+  return std::min(batch_size_, ds_->size() - b * batch_size_);
+}
+int64_t DataLoader::batch_begin(int64_t b) const {
+  return b * batch_size_ + global_batch_count(b) * shard_rank_ / shard_count_;
+}
+int64_t DataLoader::batch_count(int64_t b) const {
+  const int64_t n = global_batch_count(b);
+  return n * (shard_rank_ + 1) / shard_count_ - n * shard_rank_ / shard_count_;
+}
 
 void DataLoader::stop_workers() {
   {

@@ -35,6 +35,11 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
+  // Data-parallel runs: this rank takes rank-th of `count` contiguous, near-equal slices of each
+  // batch of batch_size (the global batch), so N ranks together see exactly the batches one
+  // process would; a rank whose slice of the last, short batch is empty has one batch fewer.
+  // Call before start_epoch.
+  void set_shard(int rank, int count);
   // Starts (or restarts) epoch `epoch`; a running epoch is abandoned.
   void start_epoch(int64_t epoch);
   // The next batch of the epoch, or false when the epoch is done. A worker's error (an
@@ -61,11 +66,13 @@ class DataLoader {
   void stop_workers();
   void worker_loop();
   void fill(Slot& slot, int64_t batch);
-  int64_t batch_begin(int64_t b) const { return b * batch_size_; }
+  int64_t batch_begin(int64_t b) const;  // this shard's part of global batch b
   int64_t batch_count(int64_t b) const;
+  int64_t global_batch_count(int64_t b) const;
 
   std::shared_ptr<Dataset> ds_;
   int64_t batch_size_;
+  int shard_rank_ = 0, shard_count_ = 1;
   bool shuffle_, drop_last_;
   Augmenter augment_;
   uint64_t seed_;

@@ -41,6 +41,11 @@ void Var::accumulate_grad(const Tensor& g) const {
   } else {
     ops::axpy_(impl_->grad, 1.0f, g);
   }
+  if (impl_->grad_hook) impl_->grad_hook();
+}
+void Var::set_grad_hook(std::function<void()> hook) const {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  impl_->grad_hook = std::move(hook);
 }
 void Var::zero_grad() const {
   if (impl_) impl_->grad = Tensor();

@@ -28,6 +28,10 @@ class Var {
   // A Var is a handle: these change the shared state, so they are const like shared_ptr's get().
   void accumulate_grad(const Tensor& g) const;  // grad += g (first call copies)
   void zero_grad() const;                      // drops the grad
+  // Called after every accumulate_grad into this Var; an empty function removes it. Data-parallel
+  // training starts reducing a gradient bucket as soon as its parameters' grads are complete
+  // (engine/dist/grad_reducer.h), while backward goes on.
+  void set_grad_hook(std::function<void()> hook) const;
 
   bool same_as(const Var& other) const { return impl_ == other.impl_; }
 
@@ -36,6 +40,7 @@ class Var {
     Tensor value;
     Tensor grad;
     bool requires_grad = false;
+    std::function<void()> grad_hook;
   };
   std::shared_ptr<Impl> impl_;
 };

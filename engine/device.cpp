@@ -11,6 +11,7 @@ struct CudaProbe {
   bool available = false;
   std::string reason;
   std::string name;
+  int count = 0;
 };
 
 const CudaProbe& probe() {
@@ -28,6 +29,7 @@ const CudaProbe& probe() {
       cudaDeviceProp prop{};
       if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) {
         r.available = true;
+        r.count = count;
         r.name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
       } else {
         r.reason = "no usable CUDA device: cudaGetDeviceProperties failed";
@@ -46,6 +48,7 @@ const CudaProbe& probe() {
 bool cuda_available() { return probe().available; }
 const std::string& cuda_unavailable_reason() { return probe().reason; }
 std::string cuda_device_name() { return probe().name; }
+int cuda_device_count() { return probe().count; }
 
 void cuda_synchronize() {
 #ifdef MDQ_HAS_CUDA

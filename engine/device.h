@@ -10,6 +10,7 @@ namespace mdq {
 bool cuda_available();
 const std::string& cuda_unavailable_reason();
 std::string cuda_device_name();  // "NVIDIA H100 80GB HBM3 (sm_90)", or "" without a GPU
+int cuda_device_count();         // visible CUDA devices; 0 without a usable one
 
 // Blocks until all queued GPU work is done (no-op without CUDA).
 void cuda_synchronize();

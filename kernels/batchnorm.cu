@@ -124,7 +124,61 @@ __global__ void backward_input_kernel(BatchNormShape s, bool training, const flo
   }
 }
 
+__global__ void __launch_bounds__(kReduceThreads)
+    sync_partial_sums_kernel(BatchNormShape s, const float* x, const float* center, float* partial) {
+  __shared__ float shared[kReduceThreads / 32];
+  const int64_t c = blockIdx.x;
+  const float mu = center ? center[c] / center[s.c] : 0.f;
+  float acc = 0.f;
+  for (ChannelWalk w(s, threadIdx.x, kReduceThreads); w.valid(s); w.next(s)) {
+    const float d = x[w.offset(s, c)] - mu;
+    acc += center ? d * d : d;
+  }
+  const float total = block_sum(acc, shared);
+  if (threadIdx.x == 0) {
+    partial[c] = total;
+    if (c == 0) partial[s.c] = (float)(s.n * s.hw);
+  }
+}
+
+__global__ void sync_finalize_kernel(int64_t c, const float* sum, const float* sumsq, float eps, float momentum,
+                                     float* mean, float* invstd, float* running_mean, float* running_var) {
+  const float m = sum[c];
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < c; i += (int64_t)gridDim.x * blockDim.x) {
+    const float mu = sum[i] / m, var = sumsq[i] / m;
+    mean[i] = mu;
+    invstd[i] = 1.f / sqrtf(var + eps);
+    if (running_mean) running_mean[i] = (1.f - momentum) * running_mean[i] + momentum * mu;
+    if (running_var) running_var[i] = (1.f - momentum) * running_var[i] + momentum * var * (m / (m - 1.f));
+  }
+}
+
+__global__ void sync_rescale_kernel(int64_t n, float* v, float m_local, const float* count) {
+  const float f = m_local / count[0];
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) v[i] *= f;
+}
+
 }  // namespace
+
+void sync_bn_partial_sums_f32(const BatchNormShape& s, const float* x, const float* center, float* partial) {
+  if (s.c == 0) return;
+  sync_partial_sums_kernel<<<(unsigned)s.c, kReduceThreads, 0, cuda::stream()>>>(s, x, center, partial);
+  CUDA_CHECK_LAUNCH();
+}
+
+void sync_bn_finalize_f32(int64_t c, const float* sum, const float* sumsq, float eps, float momentum, float* mean,
+                          float* invstd, float* running_mean, float* running_var) {
+  if (c == 0) return;
+  sync_finalize_kernel<<<cuda::grid_for(c), 256, 0, cuda::stream()>>>(c, sum, sumsq, eps, momentum, mean, invstd,
+                                                                      running_mean, running_var);
+  CUDA_CHECK_LAUNCH();
+}
+
+void sync_bn_rescale_f32(int64_t n, float* v, float m_local, const float* count) {
+  if (n == 0) return;
+  sync_rescale_kernel<<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(n, v, m_local, count);
+  CUDA_CHECK_LAUNCH();
+}
 
 void batch_norm_stats_f32(const BatchNormShape& s, const float* x, float eps, float momentum, float* mean,
                           float* invstd, float* running_mean, float* running_var) {

@@ -33,4 +33,18 @@ void batch_norm_backward_input_f32(const BatchNormShape& s, bool training, const
                                    const float* mean, const float* invstd, const float* weight, const float* sum_g,
                                    const float* sum_gxhat, float* grad_in);
 
+// ---- sync BN (engine/dist/sync_batchnorm.h): statistics over several ranks' batches, from
+// per-rank partial sums that the ranks all-reduce between these calls. The last entry of a
+// [C + 1] partial vector is the element count M = N*HW, so summing the vectors sums the counts.
+// partial[c] = sum x (center null), or sum (x - center[c] / center[C])^2 (center: the reduced
+// first pass); partial[C] = M. One block per channel, the same fixed-order sums as above.
+void sync_bn_partial_sums_f32(const BatchNormShape& s, const float* x, const float* center, float* partial);
+// From reduced sums (count = sum[C]): mean = sum/count, invstd = 1/sqrt(sumsq/count + eps) and the
+// running statistics with the unbiased count/(count - 1) variance; running pointers may be null.
+void sync_bn_finalize_f32(int64_t c, const float* sum, const float* sumsq, float eps, float momentum, float* mean,
+                          float* invstd, float* running_mean, float* running_var);
+// v[i] *= m_local / count[0]: reduced backward sums over the global count, for
+// batch_norm_backward_input_f32, which divides by the local M.
+void sync_bn_rescale_f32(int64_t n, float* v, float m_local, const float* count);
+
 }  // namespace mdq::kernels

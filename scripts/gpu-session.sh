@@ -2,7 +2,7 @@
 # One GPU session in one go, for a GPU host without network: build with the .deps/ that
 # scripts/stage-offline-deps.sh staged (docs/DESIGN.md §3), run the whole test suite, the
 # benchmarks, and training runs. A staged CIFAR-10/100 tarball is unpacked into /tmp/data once.
-# Logs go to $OUT (default ./gpu-out). Steps: any of build test gputest bench smoke train:<args>.
+# Logs go to $OUT (default ./gpu-out). Steps: any of build test gputest sanitize bench smoke train:<args>.
 #   scripts/gpu-session.sh build test bench smoke
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,27 @@ for step in "$@"; do
     gputest)
       { stamp "ctest (GPU tests)"; ctest --test-dir $build --output-on-failure -R '^gpu\.' -j 4 --timeout 300; echo "ctest exit $?"; } > "$OUT/ctest-gpu.log" 2>&1
       grep -E "tests passed|FAILED|Failed|exit" "$OUT/ctest-gpu.log" | tail -15 ;;
+    sanitize)
+      # compute-sanitizer over every GPU test (memcheck; racecheck too on the packed kernels and
+      # the op table, which holds the BN kernels) and a 50-iteration training run of each model,
+      # all at once; one log each under $OUT/sanitize, then the error summaries.
+      mkdir -p "$OUT/sanitize"
+      san() { local tool=$1 name=$2; shift 2
+        timeout 420 compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 20 "$@" > "$OUT/sanitize/$tool-$name.log" 2>&1
+        echo "exit $?" >> "$OUT/sanitize/$tool-$name.log"; }
+      for t in $build/test_*_gpu; do san memcheck "$(basename "$t")" "$t" & done
+      san racecheck test_packed_gpu $build/test_packed_gpu &
+      san racecheck test_ops_gpu $build/test_ops_gpu &
+      for m in resnet18 vgg16 mobilenetv2; do
+        san memcheck "train-$m" $build/mdq-train --model $m --dataset cifar10 --data-dir $data/cifar10 --batch-size 32 \
+          --iters 50 --eval-every 50 --max-eval-batches 2 --out /tmp/san-$m --overwrite --quiet &
+      done
+      san memcheck train-smallcnn $build/mdq-train --model smallcnn --dataset fashion-mnist --data-dir $fmnist \
+        --batch-size 32 --iters 50 --eval-every 50 --max-eval-batches 2 --out /tmp/san-smallcnn --overwrite --quiet &
+      wait
+      for f in "$OUT"/sanitize/*.log; do
+        echo "$(basename "$f" .log): $(grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$f" | tail -1) $(tail -1 "$f")"
+      done | tee "$OUT/sanitize-summary.txt" ;;
     bench)
       for b in bench_md_update bench_conv2d bench_matmul bench_packed_conv bench_packed_resnet18 bench_loader; do
         { stamp "$b"; timeout 120 $build/$b; echo "$b exit $?"; } >> "$OUT/bench.txt" 2>&1
@@ -40,7 +61,7 @@ for step in "$@"; do
       { stamp "mdq-train throughput, resnet18 cifar10 md-tanh-s, 300 iterations";
         for p in fp32 tf32; do
           timeout 200 $build/mdq-train --model resnet18 --dataset cifar10 --data-dir $data/cifar10 --iters 300 \
-            --eval-every 300 --max-eval-batches 4 --precision $p --out /tmp/smoke-$p --quiet
+            --eval-every 300 --max-eval-batches 4 --precision $p --out /tmp/smoke-$p --overwrite --quiet
         done
         stamp "pytorch side by side"; timeout 120 python3 benchmarks/pytorch_train_throughput.py --precision fp32;
         timeout 120 python3 benchmarks/pytorch_train_throughput.py --precision tf32; } >> "$OUT/train.txt" 2>&1

@@ -120,6 +120,10 @@ const std::vector<Key>& keys() {
       {"max-eval-batches", "cap on batches per evaluation (0: all)", INT(max_eval_batches)},
       {"workers", "data loader threads (0: auto)", INT(workers)},
       {"quiet", "no progress bar", BOOL(quiet)},
+      {"gpus", "train on N GPUs of this machine, one process each (data-parallel; or run under mpirun -np N)",
+       INT(gpus)},
+      {"sync-bn", "data-parallel: BatchNorm statistics over all ranks' images (default: per rank)", BOOL(sync_bn)},
+      {"dist-timeout", "data-parallel: seconds a rank waits in a collective before stopping the run", REAL(dist_timeout)},
   };
   return k;
 }
@@ -256,6 +260,8 @@ bool parse_train_args(int argc, char** argv, TrainOptions& o, std::vector<std::s
   MDQ_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val-fraction must be in [0, 1), got " << o.val_fraction);
   MDQ_CHECK(o.act_bits == 1 || o.act_bits == 32, "--act-bits must be 1 or 32, got " << o.act_bits);
   MDQ_CHECK(o.beta_interval > 0, "--beta-interval must be positive");
+  MDQ_CHECK(o.gpus >= 0, "--gpus must not be negative, got " << o.gpus);
+  MDQ_CHECK(o.dist_timeout > 0, "--dist-timeout must be positive, got " << o.dist_timeout);
   return true;
 }
 

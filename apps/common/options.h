@@ -41,6 +41,11 @@ struct TrainOptions {
   int64_t max_eval_batches = 0;  // 0: the whole split
   int workers = 0;
   bool quiet = false;
+  // Data-parallel training (apps/common/data_parallel.h): --gpus N forks N ranks on this machine;
+  // under mpirun the ranks come from MPI and --gpus stays 0.
+  int gpus = 0;
+  bool sync_bn = false;
+  double dist_timeout = 300;  // seconds a collective may wait before the rank stops
 };
 
 // Parses argv (after the program name). Throws mdq::Error naming the bad flag or value and the

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -10,6 +11,7 @@
 
 #include "apps/common/builders.h"
 #include "apps/common/cli.h"
+#include "apps/common/data_parallel.h"
 #include "apps/common/evaluate.h"
 #include "apps/common/progress.h"
 #include "apps/common/run_folder.h"
@@ -54,6 +56,7 @@ int exit_code(const TrainResult& r) {
 TrainResult train(const TrainOptions& o) {
   validate_train_options(o);
   const Device device = pick_device(o.device);
+  DataParallel dp(o, device);  // data-parallel: joins the ranks, binds this rank's GPU (no-op alone)
   set_precision(parse_precision(o.precision));
   check_run_folder(o);
   ops::set_deferred_label_checks(true);  // no stall per step; checked at every log line
@@ -64,13 +67,16 @@ TrainResult train(const TrainOptions& o) {
   // ---- data
   data::Splits splits = data::load_dataset(o.dataset, o.data_dir, o.seed, o.val_fraction);
   const data::DatasetInfo info = splits.train->info();
-  prepare_run_folder(o);
+  if (dp.is_root()) prepare_run_folder(o);  // data-parallel: rank 0 alone writes the run folder
   if (!splits.balance_report.empty()) std::printf("%s", splits.balance_report.c_str());
   data::DataLoader train_loader(splits.train, o.batch_size, /*shuffle=*/true, /*drop_last=*/true,
                                 data::train_augment_for(o.dataset), o.seed, device, o.workers);
+  dp.shard(train_loader);  // data-parallel: this rank's slice of each global batch
   auto eval_loader_for = [&](std::shared_ptr<data::Dataset> ds) {
-    return std::make_unique<data::DataLoader>(ds, std::max<int64_t>(o.batch_size, 256), false, false,
-                                              data::eval_augment_for(o.dataset), o.seed, device, o.workers);
+    auto loader = std::make_unique<data::DataLoader>(ds, std::max<int64_t>(o.batch_size, 256), false, false,
+                                                     data::eval_augment_for(o.dataset), o.seed, device, o.workers);
+    dp.shard(*loader);
+    return loader;
   };
   auto val_loader = eval_loader_for(splits.val ? splits.val : splits.test);
   auto test_loader = eval_loader_for(splits.test);
@@ -95,16 +101,19 @@ TrainResult train(const TrainOptions& o) {
 
   const std::string last_ckpt = o.out + "/last.ckpt", best_ckpt = o.out + "/best.ckpt";
   LoopState state;
-  if (o.resume) {
+  if (o.resume && dp.is_root()) {  // data-parallel: rank 0 reads, attach() below hands its state to all
     state = load_run(last_ckpt, o, *model, quantizer);
     trim_metrics(o.out + "/metrics.jsonl", state.iteration);
     std::printf("resumed from %s at iteration %lld\n", last_ckpt.c_str(), static_cast<long long>(state.iteration));
   }
-  {
+  dp.attach(*model, quantizer, state);  // data-parallel: rank 0's state everywhere, gradient buckets, sync BN
+  std::ofstream metrics;  // data-parallel: rank 0 alone writes the run folder (unopened elsewhere)
+  if (dp.is_root()) {
     std::ofstream cfg(o.out + "/config.txt");
     cfg << to_config_text(o);
+    metrics.open(o.out + "/metrics.jsonl", o.resume ? std::ios::app : std::ios::trunc);
   }
-  std::ofstream metrics(o.out + "/metrics.jsonl", o.resume ? std::ios::app : std::ios::trunc);
+
   // ---- loop
   int64_t epoch = state.iteration / per_epoch;
   train_loader.start_epoch(epoch);
@@ -112,20 +121,21 @@ TrainResult train(const TrainOptions& o) {
     data::Batch b;
     train_loader.next(b);
   }
-  Progress progress(total, state.iteration, o.quiet);
+  Progress progress(total, state.iteration, o.quiet || !dp.is_root());
   TrainResult result;
   StopSignal stop_signal;
   // A run that diverges stops at once and writes nothing more: last.ckpt and best.ckpt stay the
   // last good ones. It says where it was seen (the loss is read every 10th step).
   auto diverged = [&](int64_t iteration, const std::string& what) {
     progress.finish();
-    std::fprintf(stderr,
+    if (dp.is_root())
+      std::fprintf(stderr,
                  "mdq-train: training diverged: %s at iteration %lld. Nothing was saved after it: %s/last.ckpt "
                  "(iteration %lld) and best.ckpt (iteration %lld) are the last good ones. Try a lower --lr.\n",
                  what.c_str(), static_cast<long long>(iteration), o.out.c_str(),
                  static_cast<long long>(file_exists(last_ckpt) ? read_iteration(last_ckpt) : 0),
                  static_cast<long long>(state.best_iter));
-    metrics << "{\"diverged_at\": " << iteration << "}\n";
+    metrics << "{\"diverged_at\": " << iteration << "}\n";  // unopened but on rank 0
     result.end = TrainResult::End::Diverged;
     result.stopped_at = iteration;
     result.best_val_top1 = state.best_val;
@@ -147,18 +157,19 @@ TrainResult train(const TrainOptions& o) {
     Var logits = model->forward(Var(batch.images));
     Var loss = nn::cross_entropy(logits, batch.labels);
     backward(loss);
+    dp.reduce_gradients();  // data-parallel: mean over ranks (buckets started during backward)
     quantizer.step(lr);
     quantizer.zero_grad();
 
     const int64_t n = batch.labels.numel();
-    images_total += n;
-    window_images += static_cast<double>(n);
+    images_total += n * dp.size();  // data-parallel: every rank took n
+    window_images += static_cast<double>(n * dp.size());
     const bool log_now = (it + 1) % o.log_every == 0 || it + 1 == total;
     // Reading the loss waits for the GPU: sample every 10th step, and every step that is logged.
     if (log_now || it % 10 == 0) {
       ops::check_pending_label_errors();
       const float sampled = loss.value().item();
-      if (!std::isfinite(sampled)) return diverged(it + 1, "the training loss is " + std::to_string(sampled));
+      if (dp.any_rank(!std::isfinite(sampled))) return diverged(it + 1, "the training loss is " + std::to_string(sampled));
       loss_sum += static_cast<double>(sampled) * n;
       correct += ops::count_topk_correct(logits.value(), batch.labels, 1);
       seen += n;
@@ -175,6 +186,7 @@ TrainResult train(const TrainOptions& o) {
                   quantizer.beta());
     progress.update(it + 1, status, rate);
     if (log_now) {
+      dp.reduce_train_stats(loss_sum, correct, seen);  // data-parallel: over all ranks' images
       metrics << "{\"iter\": " << it + 1 << ", \"loss\": " << loss_sum / std::max<int64_t>(seen, 1)
               << ", \"train_acc\": " << 100.0 * correct / std::max<int64_t>(seen, 1) << ", \"lr\": " << lr
               << ", \"beta\": " << quantizer.beta() << ", \"img_per_s\": " << rate << "}\n";
@@ -184,39 +196,46 @@ TrainResult train(const TrainOptions& o) {
     }
 
     const bool last = it + 1 == total;
+    if ((it + 1) % eval_every == 0 || (it + 1) % ckpt_every == 0 || last) dp.sync_buffers(*model);  // data-parallel
     if ((it + 1) % eval_every == 0 || last) {
       quantizer.apply_rounded();
       EvalResult rounded = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
       quantizer.restore_primal();
       EvalResult projected = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
-      if (rounded.nonfinite > 0 || projected.nonfinite > 0)
+      dp.reduce(rounded);  // data-parallel: each rank evaluated its slice
+      dp.reduce(projected);
+      if (dp.any_rank(rounded.nonfinite > 0 || projected.nonfinite > 0))
         return diverged(it + 1, std::to_string(std::max(rounded.nonfinite, projected.nonfinite)) + " of " +
                                     std::to_string(rounded.count) + " validation images have NaN/Inf logits");
-      if (!model_is_finite(*model)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
+      if (dp.any_rank(!model_is_finite(*model))) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
       if (rounded.top1_pct() > state.best_val) {
         state.best_val = rounded.top1_pct();
         state.best_iter = it + 1;
-        save_rounded(best_ckpt, o, *model, quantizer, state);
+        if (dp.is_root()) save_rounded(best_ckpt, o, *model, quantizer, state);
       }
       metrics << "{\"iter\": " << it + 1 << ", \"" << val_name << "_acc_rounded\": " << rounded.top1_pct() << ", \""
               << val_name << "_acc_projected\": " << projected.top1_pct() << ", \"" << val_name
               << "_loss_rounded\": " << rounded.mean_loss() << ", \"beta\": " << quantizer.beta() << "}\n";
       metrics.flush();
-      if (!o.quiet)
+      if (!o.quiet && dp.is_root())
         std::fprintf(stderr, "\niter %lld: %s top-1 rounded %.2f%%, projected %.2f%% (best %.2f%% at %lld)\n",
                      static_cast<long long>(it + 1), val_name, rounded.top1_pct(), projected.top1_pct(),
                      state.best_val, static_cast<long long>(state.best_iter));
     }
-    const int sig = StopSignal::requested();
+    // A stop request must stop every rank at the same step: with several, it is agreed on at the
+    // steps that read the loss anyway (at most 10 steps later).
+    int sig = StopSignal::requested();
+    if (dp.size() > 1) sig = (log_now || it % 10 == 0) && dp.any_rank(sig != 0) ? (sig ? sig : SIGTERM) : 0;
     if ((it + 1) % ckpt_every == 0 || last || sig) {
-      if (!model_is_finite(*model)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
+      if (dp.any_rank(!model_is_finite(*model))) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
-      save_run(last_ckpt, o, *model, quantizer, state);
+      if (dp.is_root()) save_run(last_ckpt, o, *model, quantizer, state);
     }
     if (sig) {
       progress.finish();
-      std::fprintf(stderr,
+      if (dp.is_root())
+        std::fprintf(stderr,
                    "mdq-train: stopped by %s at iteration %lld of %lld; saved %s. Continue with:\n"
                    "  mdq-train --resume --out %s\n",
                    StopSignal::name(sig), static_cast<long long>(it + 1), static_cast<long long>(total),
@@ -234,8 +253,10 @@ TrainResult train(const TrainOptions& o) {
   // ---- final test of the best rounded network
   result.best_val_top1 = state.best_val;
   result.train_images_per_s = seconds > 0 ? images_total / seconds : 0;
-  load_weights(best_ckpt, *model);
+  if (dp.is_root()) load_weights(best_ckpt, *model);
+  dp.broadcast_weights(*model);  // data-parallel: the best network everywhere, then a sharded test
   EvalResult test = evaluate(*model, *test_loader, info.num_classes);
+  dp.reduce(test);
   result.test_top1 = test.top1_pct();
   result.test_top5 = test.top5_pct();
   std::printf("best rounded network (iteration %lld, %s top-1 %.2f%%)\n", static_cast<long long>(state.best_iter),

@@ -5,6 +5,14 @@
 #include "engine/ops/batchnorm.h"
 
 namespace mdq::nn {
+namespace {
+TrainingBatchNorm& training_batch_norm() {
+  static TrainingBatchNorm f;
+  return f;
+}
+}  // namespace
+
+void set_training_batch_norm(TrainingBatchNorm f) { training_batch_norm() = std::move(f); }
 
 Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
                bool training, float momentum, float eps) {
@@ -42,6 +50,8 @@ Var BatchNorm2d::forward(const Var& x) {
   MDQ_CHECK((x.value().ndim() == 4 || x.value().ndim() == 2) && x.value().dim(1) == channels_,
             "BatchNorm2d(" << channels_ << "): expected [N, " << channels_ << ", H, W] or [N, " << channels_
                            << "], got " << x.value().describe());
+  if (is_training() && training_batch_norm())
+    return training_batch_norm()(x, weight_, bias_, *running_mean_, *running_var_, momentum_, eps_);
   return batch_norm(x, weight_, bias_, *running_mean_, *running_var_, is_training(), momentum_, eps_);
 }
 

@@ -2,6 +2,8 @@
 // The paper's recipe uses BN without affine parameters (DESIGN.md §1), hence affine = false by
 // default; running statistics follow PyTorch (unbiased running_var, momentum 0.1).
 #pragma once
+#include <functional>
+
 #include "engine/nn/module.h"
 
 namespace mdq::nn {
@@ -11,6 +13,12 @@ namespace mdq::nn {
 // the batch mean and variance. eval: running statistics; backward is a per-channel scale.
 Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
                bool training, float momentum, float eps);
+
+// Replaces batch_norm for every BatchNorm2d in training mode while set; an empty function restores
+// it. Data-parallel runs with --sync-bn set the cross-rank version (engine/dist/sync_batchnorm.h).
+using TrainingBatchNorm = std::function<Var(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean,
+                                            Tensor& running_var, float momentum, float eps)>;
+void set_training_batch_norm(TrainingBatchNorm f);
 
 // Buffers "running_mean" (zeros) and "running_var" (ones); when affine, parameters "weight"
 // (ones, ParamKind::Weight) and "bias" (zeros, ParamKind::Bias). Mode from is_training().

@@ -40,6 +40,18 @@ float* mutable_ptr_or_null(Tensor& t) { return t.defined() ? t.data<float>() : n
 
 }  // namespace
 
+void batch_norm_finish_channel(int64_t c, double mu, double var, double m, float momentum, float eps, float* mean,
+                               float* invstd, Tensor& running_mean, Tensor& running_var) {
+  mean[c] = static_cast<float>(mu);
+  invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
+  if (running_mean.defined()) {
+    float& rm = running_mean.data<float>()[c];
+    float& rv = running_var.data<float>()[c];
+    rm = static_cast<float>((1.0 - momentum) * rm + momentum * mu);
+    rv = static_cast<float>((1.0 - momentum) * rv + momentum * var * m / (m - 1.0));
+  }
+}
+
 BatchNormResult batch_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
                                    Tensor& running_var, bool training, float momentum, float eps) {
   const char* op = "batch_norm";
@@ -86,15 +98,8 @@ BatchNormResult batch_norm_forward(const Tensor& x, const Tensor& weight, const 
           const double dev = px[(n * d.c + c) * d.hw + i] - mu;
           sq += dev * dev;
         }
-      const double var = sq / static_cast<double>(m);
-      mean[c] = static_cast<float>(mu);
-      invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
-      if (running_mean.defined()) {
-        float& rm = running_mean.data<float>()[c];
-        float& rv = running_var.data<float>()[c];
-        rm = static_cast<float>((1.0 - momentum) * rm + momentum * mu);
-        rv = static_cast<float>((1.0 - momentum) * rv + momentum * var * m / (m - 1.0));
-      }
+      batch_norm_finish_channel(c, mu, sq / static_cast<double>(m), static_cast<double>(m), momentum, eps, mean, invstd,
+                                running_mean, running_var);
     } else {
       mean[c] = running_mean.data<float>()[c];
       invstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var.data<float>()[c]) + eps));

@@ -12,22 +12,6 @@ using namespace mdq::data;
 
 namespace {
 
-// n images of 6x5x3 whose pixels encode their index; labels index % 4 (so label(i) is checkable).
-std::shared_ptr<Dataset> synthetic(int64_t n, int classes = 4) {
-  RawImages raw;
-  raw.count = n;
-  raw.height = 6;
-  raw.width = 5;
-  raw.channels = 3;
-  for (int64_t i = 0; i < n; ++i) {
-    Image img = testing::pattern_image(6, 5, 3, static_cast<int>(i));
-    raw.pixels.insert(raw.pixels.end(), img.pixels.begin(), img.pixels.end());
-    raw.labels.push_back(static_cast<int32_t>(i % classes));
-  }
-  DatasetInfo info{"synthetic", 3, 6, 5, classes, {0.5f, 0.4f, 0.3f}, {0.2f, 0.25f, 0.3f}, {}};
-  return std::make_shared<InMemoryDataset>(info, std::move(raw));
-}
-
 AugmentConfig crop_flip() {
   AugmentConfig a;
   a.random_crop = true;
@@ -48,7 +32,7 @@ std::vector<Batch> epoch(DataLoader& dl, int64_t e) {
 
 TEST_CASE("every index exactly once per epoch, with and without shuffling, for any batch size") {
   for (int64_t n : {1, 10, 37}) {
-    auto ds = synthetic(n);
+    auto ds = testing::synthetic_dataset(n);
     for (int64_t bs : {1, 4, 5, 10, 64})
       for (bool shuffle : {false, true})
         for (bool drop_last : {false, true})
@@ -82,7 +66,7 @@ TEST_CASE("every index exactly once per epoch, with and without shuffling, for a
 }
 
 TEST_CASE("batches depend on (seed, epoch, index) only: any worker count gives the same data") {
-  auto ds = synthetic(53);
+  auto ds = testing::synthetic_dataset(53);
   DataLoader one(ds, 8, true, false, crop_flip(), 5, Device::CPU, 1, 1);
   DataLoader many(ds, 8, true, false, crop_flip(), 5, Device::CPU, 4, 2);
   Augmenter aug(crop_flip(), ds->info());
@@ -108,7 +92,7 @@ TEST_CASE("batches depend on (seed, epoch, index) only: any worker count gives t
 }
 
 TEST_CASE("restarting an epoch part-way and destroying a busy loader are safe") {
-  auto ds = synthetic(200);
+  auto ds = testing::synthetic_dataset(200);
   DataLoader dl(ds, 7, true, false, crop_flip(), 1, Device::CPU, 3, 2);
   dl.start_epoch(0);
   Batch b;

@@ -85,4 +85,20 @@ inline data::Image pattern_image(int h, int w, int c, int seed) {
   return img;
 }
 
+// n images of 6x5x3 whose pixels encode their index; labels index % 4 (so label(i) is checkable).
+inline std::shared_ptr<data::Dataset> synthetic_dataset(int64_t n, int classes = 4) {
+  data::RawImages raw;
+  raw.count = n;
+  raw.height = 6;
+  raw.width = 5;
+  raw.channels = 3;
+  for (int64_t i = 0; i < n; ++i) {
+    data::Image img = pattern_image(6, 5, 3, static_cast<int>(i));
+    raw.pixels.insert(raw.pixels.end(), img.pixels.begin(), img.pixels.end());
+    raw.labels.push_back(static_cast<int32_t>(i % classes));
+  }
+  data::DatasetInfo info{"synthetic", 3, 6, 5, classes, {0.5f, 0.4f, 0.3f}, {0.2f, 0.25f, 0.3f}, {}};
+  return std::make_shared<data::InMemoryDataset>(info, std::move(raw));
+}
+
 }  // namespace mdq::testing

@@ -20,40 +20,15 @@
 #include "engine/checkpoint.h"
 #include "engine/random.h"
 #include "tests/support/testing.h"
+#include "tests/support/toy_training.h"
 
 using namespace mdq;
+using mdq::testing::binary;
+using mdq::testing::make_dataset;
+using mdq::testing::run_command;
+using mdq::testing::tiny_run;
 
 namespace {
-
-void put_be32(std::ofstream& f, uint32_t v) {
-  unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
-                        static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
-  f.write(reinterpret_cast<const char*>(b), 4);
-}
-
-// A learnable toy problem in idx format: class c has a bright 7×7 square at position c.
-void write_idx_pair(const std::string& dir, const std::string& prefix, int count, uint64_t seed) {
-  std::ofstream img(dir + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
-  std::ofstream lab(dir + "/" + prefix + "-labels-idx1-ubyte", std::ios::binary);
-  put_be32(img, 0x00000803);
-  put_be32(img, static_cast<uint32_t>(count));
-  put_be32(img, 28);
-  put_be32(img, 28);
-  put_be32(lab, 0x00000801);
-  put_be32(lab, static_cast<uint32_t>(count));
-  Rng rng(seed);
-  for (int i = 0; i < count; ++i) {
-    int c = static_cast<int>(rng.below(4));
-    unsigned char pix[28 * 28];
-    for (auto& p : pix) p = static_cast<unsigned char>(rng.below(60));
-    int r0 = (c / 2) * 14 + 3, c0 = (c % 2) * 14 + 3;
-    for (int r = 0; r < 7; ++r)
-      for (int k = 0; k < 7; ++k) pix[(r0 + r) * 28 + c0 + k] = 250;
-    img.write(reinterpret_cast<const char*>(pix), sizeof pix);
-    unsigned char l = static_cast<unsigned char>(c);
-    lab.write(reinterpret_cast<const char*>(&l), 1);
-  }
-}
 
 // A fresh folder per test process for every file the tests write, so that two copies of this
 // suite (ctest -j, or two build folders on one machine) never share a run folder.
@@ -67,34 +42,6 @@ const std::string& root() {
 }
 
 std::string P(const std::string& name) { return root() + "/" + name; }
-
-std::string make_dataset() {
-  static std::string dir;
-  if (!dir.empty()) return dir;
-  dir = P("data");
-  mkdir(dir.c_str(), 0755);
-  write_idx_pair(dir, "train", 320, 1);
-  write_idx_pair(dir, "t10k", 96, 2);
-  return dir;
-}
-
-app::TrainOptions tiny_run(const std::string& out) {
-  app::TrainOptions o;
-  o.model = "smallcnn";
-  o.dataset = "fashion-mnist";
-  o.data_dir = make_dataset();
-  o.batch_size = 32;
-  o.lr = 3e-3f;
-  o.beta_interval = 3;
-  o.beta_rho = 1.1f;
-  o.device = "cpu";
-  o.out = out;
-  o.eval_every = 3;
-  o.quiet = true;
-  o.workers = 2;
-  o.overwrite = true;  // the same /tmp folders serve every run of the suite
-  return o;
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -124,24 +71,10 @@ bool exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
-
-std::string binary(const char* name) {
-  const char* dir = std::getenv("MDQ_BINARY_DIR");
-  return std::string(dir ? dir : ".") + "/" + name;
-}
-
 std::string cli_run(const std::string& out, const std::string& extra) {
   return binary("mdq-train") + " --model smallcnn --dataset fashion-mnist --data-dir " + make_dataset() +
          " --batch-size 32 --lr 0.003 --beta-interval 3 --beta-rho 1.1 --device cpu --eval-every 3 --workers 2"
          " --quiet --out " + out + " " + extra;
-}
-
-int run_command(const std::string& cmd, std::string& output) {
-  std::string full = cmd + " > " + P("mdq-cli-out.txt 2>&1");
-  int rc = std::system(full.c_str());
-  std::ifstream f(P("mdq-cli-out.txt"));
-  output.assign(std::istreambuf_iterator<char>(f), {});
-  return WEXITSTATUS(rc);
 }
 
 }  // namespace

@@ -1,0 +1,154 @@
+// Data-parallel scaling: training steps of a model on synthetic CIFAR-sized batches (no data
+// loading, so the GPUs and the communication are what is measured) on N ranks.
+//   bench_data_parallel --gpus N [--model resnet18] [--method md-tanh-s] [--batches 128,512]
+//                       [--steps 30] [--precision fp32|tf32|bf16]
+//   mpirun -np N bench_data_parallel [the same flags; --device cpu for CPU ranks]
+// For each batch per rank B, rank 0 prints:
+//   - training images/s over all ranks (forward, backward, gradient means, MD update) and per rank;
+//   - the same step without any communication on the same ranks, and the difference: the
+//     all-reduce time that backward did not hide (with the bucket packing copies);
+//   - the all-reduce of the model's gradient size G alone: time, algorithm bandwidth 4G/t and bus
+//     bandwidth algbw * 2(N-1)/N (the nccl-tests convention, comparable to the link's peak).
+// benchmarks/run_data_parallel_scaling.sh runs it on 1..N GPUs.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/device.h"
+#include "engine/dist/grad_reducer.h"
+#include "engine/dist/join.h"
+#include "engine/dist/local_launcher.h"
+#include "engine/nn/loss.h"
+#include "engine/precision.h"
+#include "engine/quant/quantizer.h"
+#include "models/model_zoo.h"
+
+using namespace mdq;
+
+namespace {
+
+struct Options {
+  int gpus = 0;
+  std::string model = "resnet18", method = "md-tanh-s", device = "auto", precision = "fp32";
+  std::vector<int64_t> batches = {128, 512};
+  int steps = 30;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--gpus") o.gpus = std::atoi(v.c_str());
+    else if (k == "--model") o.model = v;
+    else if (k == "--method") o.method = v;
+    else if (k == "--device") o.device = v;
+    else if (k == "--precision") o.precision = v;
+    else if (k == "--steps") o.steps = std::atoi(v.c_str());
+    else if (k == "--batches") {
+      o.batches.clear();
+      std::stringstream s(v);
+      for (std::string b; std::getline(s, b, ',');) o.batches.push_back(std::atoll(b.c_str()));
+    } else {
+      std::fprintf(stderr, "bench_data_parallel: unknown flag %s (see the comment at the top of the source)\n", k.c_str());
+      std::exit(2);
+    }
+  }
+  return o;
+}
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+int run_rank(const Options& o) {
+  const Device device = o.device == "cpu" || (o.device == "auto" && !cuda_available()) ? Device::CPU : Device::CUDA;
+  set_precision(parse_precision(o.precision));
+  std::unique_ptr<dist::Communicator> comm = dist::join_ranks(device, 300);
+  if (!comm) {
+    std::fprintf(stderr, "bench_data_parallel: run with --gpus N, or under mpirun -np N\n");
+    return 2;
+  }
+  const bool root = comm->rank() == 0;
+  const int n = comm->size();
+  if (root)
+    std::printf("bench_data_parallel: %s %s, %s, %s, %d steps\n", o.model.c_str(), o.method.c_str(),
+                comm->describe().c_str(), o.precision.c_str(), o.steps);
+  auto sync = [&] {
+    cuda_synchronize();
+    comm->barrier();  // every rank's window ends together: rank 0 measures the slowest
+  };
+  for (int64_t batch : o.batches) {
+    models::ModelOptions mo;
+    mo.seed = 1;
+    auto model = models::make_model(o.model, mo);
+    model->to(device);
+    model->train();
+    quant::QuantConfig qc;
+    qc.method = o.method;
+    quant::Quantizer q(model->parameters(), qc);
+    const Tensor images = Tensor::uniform({batch, 3, 32, 32}, -1.f, 1.f, 100 + static_cast<uint64_t>(comm->rank()), device);
+    std::vector<int32_t> y(static_cast<size_t>(batch));
+    for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<int32_t>(i % 10);
+    const Tensor labels = Tensor::from_vector_i32(y, {batch}, device);
+    auto seconds_per_step = [&](dist::GradReducer* reducer) {
+      auto step = [&] {
+        backward(nn::cross_entropy(model->forward(Var(images)), labels));
+        if (reducer) reducer->finish();
+        q.step(1e-3f);
+        q.zero_grad();
+      };
+      for (int i = 0; i < 5; ++i) step();  // warm-up (and the reducer's first, calibrating step)
+      sync();
+      const double t0 = now_s();
+      for (int i = 0; i < o.steps; ++i) step();
+      sync();
+      return (now_s() - t0) / o.steps;
+    };
+    const double alone = seconds_per_step(nullptr);
+    double together = 0;
+    size_t buckets = 0;
+    {
+      dist::GradReducer reducer(model->parameters(), *comm);
+      buckets = reducer.layout().buckets.size();
+      together = seconds_per_step(&reducer);
+    }
+    const int64_t g = model->parameter_count();
+    Tensor grads = Tensor::zeros({g}, DType::F32, device);
+    for (int i = 0; i < 3; ++i) comm->all_reduce_sum(grads.data<float>(), g);
+    sync();
+    const int reps = 20;
+    const double t0 = now_s();
+    for (int i = 0; i < reps; ++i) comm->all_reduce_sum(grads.data<float>(), g);
+    sync();
+    const double ar = (now_s() - t0) / reps;
+    const double algbw = 4.0 * static_cast<double>(g) / ar / 1e9;
+    if (root) {
+      std::printf("  batch/rank %lld: %.0f img/s (%.0f per rank), step %.2f ms, without communication %.2f ms -> "
+                  "all-reduce not hidden by backward %.2f ms (%.1f%%), %zu buckets\n",
+                  static_cast<long long>(batch), n * batch / together, batch / together, together * 1e3, alone * 1e3,
+                  (together - alone) * 1e3, 100.0 * (together - alone) / together, buckets);
+      std::printf("  all-reduce of the gradients alone (%.2fM floats, %.1f MB): %.3f ms, algbw %.1f GB/s, busbw %.1f GB/s\n",
+                  g / 1e6, 4e-6 * g, ar * 1e3, algbw, algbw * 2.0 * (n - 1) / n);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  auto guarded = [&](int) {
+    try {
+      return run_rank(o);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_data_parallel: error: %s\n", e.what());
+      return 2;
+    }
+  };
+  if (o.gpus > 0) return dist::run_local_ranks(o.gpus, guarded);
+  return guarded(0);
+}

@@ -1,0 +1,113 @@
+// Data parallelism on one GPU: the NCCL path with a one-rank communicator (gradient buckets that
+// start during backward, sync BN's kernels against the CPU sync BN), and mdq-train --gpus 1 /
+// mpirun -np 1 against the plain run. Tests that need two GPUs: test_data_parallel_2gpu.cpp.
+#include <string>
+#include <vector>
+
+#include "engine/dist/grad_reducer.h"
+#include "engine/dist/nccl.h"
+#include "engine/dist/sync_batchnorm.h"
+#include "engine/nn/functional.h"
+#include "engine/nn/loss.h"
+#include "models/model_zoo.h"
+#include "tests/support/run_compare.h"
+#include "tests/support/testing.h"
+#include "tests/support/toy_training.h"
+
+using namespace mdq;
+using mdq::testing::random_tensor;
+using mdq::testing::require_close;
+
+namespace {
+
+dist::Communicator& one_rank_nccl() {
+  static std::unique_ptr<dist::Communicator> c = dist::make_nccl_communicator(dist::NcclSetup{});
+  return *c;
+}
+
+std::vector<Tensor> grads_of(const std::vector<nn::ParamRef>& params) {
+  std::vector<Tensor> g;
+  for (const nn::ParamRef& p : params) g.push_back(p.var.grad().clone());
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("gradient buckets over a one-rank NCCL communicator start during backward and keep the grads") {
+  if (!dist::nccl_built()) {
+    WARN("skipped: mdq was built without NCCL");
+    return;
+  }
+  models::ModelOptions mo;
+  mo.num_classes = 10;
+  mo.in_channels = 1;
+  mo.image_size = 28;
+  auto model = models::make_model("smallcnn", mo);
+  model->to(Device::CUDA);
+  const Tensor images = random_tensor({16, 1, 28, 28}, 5, -1.f, 1.f, Device::CUDA);
+  std::vector<int32_t> y(16);
+  for (int i = 0; i < 16; ++i) y[static_cast<size_t>(i)] = i % 10;
+  const Tensor labels = Tensor::from_vector_i32(y, {16}, Device::CUDA);
+  auto step = [&] { backward(nn::cross_entropy(model->forward(Var(images)), labels)); };
+  const std::vector<nn::ParamRef> params = model->parameters();
+
+  step();
+  const std::vector<Tensor> expected = grads_of(params);
+  for (const nn::ParamRef& p : params) p.var.zero_grad();
+
+  dist::BucketCaps caps;
+  caps.cap_bytes = 16 << 10;  // small buckets, so that several exist in this small network
+  caps.first_cap_bytes = 4 << 10;
+  dist::GradReducer reducer(params, one_rank_nccl(), caps);
+  REQUIRE(reducer.layout().buckets.size() > 2);
+  for (int s = 0; s < 2; ++s) {
+    step();
+    reducer.finish();
+    const std::vector<Tensor> got = grads_of(params);
+    for (size_t k = 0; k < params.size(); ++k) require_close(got[k], expected[k], 1e-6f, 1e-5f, params[k].name);
+    for (const nn::ParamRef& p : params) p.var.zero_grad();
+  }
+  // The first step learns the hook counts and starts every bucket at finish(); later ones start
+  // them while backward runs.
+  REQUIRE(reducer.started_during_backward() == static_cast<int64_t>(reducer.layout().buckets.size()));
+}
+
+TEST_CASE("sync BN kernels on the GPU (one NCCL rank) match the CPU sync BN, forward and backward") {
+  if (!dist::nccl_built()) {
+    WARN("skipped: mdq was built without NCCL");
+    return;
+  }
+  auto cpu = dist::make_single_process_communicator();
+  const Tensor x = random_tensor({6, 7, 5, 5}, 21, -2.f, 3.f), g = random_tensor({6, 7, 5, 5}, 22);
+  const Tensor w = random_tensor({7}, 23, 0.5f, 1.5f), b = random_tensor({7}, 24);
+  struct Run {
+    Tensor out, rm, rv, dx, dw, db;
+  };
+  auto run = [&](dist::Communicator& c, Device d) {
+    Run r{Tensor(), Tensor::full({7}, 0.5f, d), Tensor::full({7}, 2.f, d), Tensor(), Tensor(), Tensor()};
+    Var xv(x.to(d), true), wv(w.to(d), true), bv(b.to(d), true);
+    Var out = dist::sync_batch_norm(c, xv, wv, bv, r.rm, r.rv, 0.1f, 1e-5f);
+    backward(nn::sum(nn::mul(out, Var(g.to(d)))));
+    r.out = out.value().cpu();
+    r.dx = xv.grad().cpu();
+    r.dw = wv.grad().cpu();
+    r.db = bv.grad().cpu();
+    return r;
+  };
+  const Run want = run(*cpu, Device::CPU), got = run(one_rank_nccl(), Device::CUDA);
+  require_close(got.out, want.out, 1e-5f, 1e-5f, "output");
+  require_close(got.rm.cpu(), want.rm, 1e-6f, 1e-5f, "running_mean");
+  require_close(got.rv.cpu(), want.rv, 1e-6f, 1e-5f, "running_var");
+  require_close(got.dx, want.dx, 1e-5f, 1e-4f, "grad_input");
+  require_close(got.dw, want.dw, 1e-4f, 1e-4f, "grad_weight");
+  require_close(got.db, want.db, 1e-4f, 1e-4f, "grad_bias");
+}
+
+TEST_CASE("mdq-train --gpus 1 and mpirun -np 1 run the NCCL path and train like the plain run") {
+  if (!dist::nccl_built()) {
+    WARN("skipped: mdq was built without NCCL");
+    return;
+  }
+  // One rank: the mean over ranks is the gradient itself, so the runs agree to kernel rounding.
+  testing::require_gpu_ranks_train_like_one_gpu(1, " --gpus 1", "", 1e-5f, 1e-4f);
+}
