@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "engine/ops/elementwise.h"
 #include "engine/quant/projection.h"
 #include "engine/quant/update.h"
 
@@ -40,6 +41,21 @@ Tensor softmax_init(const Tensor& w, int levels, float beta, bool probabilities)
   else if (levels == 3) run(Const<int, 3>{});
   else run(Const<int, 4>{});
   return out.to(w.device());
+}
+
+// Where a ternary parameter starts (levels 3, E2/E3): w scaled by 0.5/Δ with Δ = 0.7·mean|w|,
+// the threshold of a ternary weight network, so that |w| < Δ starts nearest 0 and the rest
+// nearest ±1 (about 40% zeros for a Gaussian layer). Unscaled Xavier weights (|w| ≪ 0.5) all
+// start nearest 0: the rounded network is constant, and as β grows the projected network
+// follows it (every u concentrates on the 0 level), a fixed point that E6's directions (q·g: none
+// for the 0 level, a random sign for ±1) do not leave. A parameter of zeros stays zeros.
+Tensor ternary_start(const Tensor& w) {
+  const std::vector<float> v = w.to_vector();
+  double sum = 0;
+  for (float x : v) sum += std::fabs(x);
+  const double mean_abs = v.empty() ? 0 : sum / static_cast<double>(v.size());
+  if (mean_abs == 0) return w;
+  return ops::scale(w, static_cast<float>(0.5 / (0.7 * mean_abs)));
 }
 
 std::string hex(float f) {
@@ -85,12 +101,13 @@ Quantizer::Quantizer(std::vector<nn::ParamRef> params, QuantConfig cfg,
     p.method = keep_float && keep_float(ref) ? parse_method("float", 2) : method;
     Tensor& w = p.ref.var.value();
     check_dtype("Quantizer", w, DType::F32);
+    const Tensor w0 = p.method.levels == 3 && p.method.rule != Rule::Float ? ternary_start(w) : w;
     switch (p.method.rule) {
-      case Rule::MdTanh: p.stored = tanh_project(w, beta_, p.method.levels); break;
+      case Rule::MdTanh: p.stored = tanh_project(w0, beta_, p.method.levels); break;
       case Rule::Pmf:
-      case Rule::MdSoftmaxS: p.stored = softmax_init(w, p.method.levels, beta_, false); break;
-      case Rule::MdSoftmax: p.stored = softmax_init(w, p.method.levels, beta_, /*probabilities=*/true); break;
-      default: p.stored = w.clone(); break;
+      case Rule::MdSoftmaxS: p.stored = softmax_init(w0, p.method.levels, beta_, false); break;
+      case Rule::MdSoftmax: p.stored = softmax_init(w0, p.method.levels, beta_, /*probabilities=*/true); break;
+      default: p.stored = w0.clone(); break;
     }
     if (uses_m(dir_)) p.m = Tensor::zeros(p.stored.shape(), DType::F32, p.stored.device());
     if (uses_v(dir_)) p.v = Tensor::zeros(p.stored.shape(), DType::F32, p.stored.device());

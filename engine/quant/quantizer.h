@@ -50,7 +50,9 @@ class Quantizer {
   // gives p the method "float" with the same direction. The stored variable starts from the
   // parameter's current value w: x̃ = w (E6, E9), x = P_β(w) (E7 tanh), and for softmax
   // ũ_λ = −(w − q_λ)² / (2 β σ²), σ² = mean_λ q_λ², so u is a discrete Gaussian around w whose
-  // mean is w to first order (binary: x = tanh(w)); E7 softmax stores u = softmax(β ũ).
+  // mean is w to first order (binary: x = tanh(w)); E7 softmax stores u = softmax(β ũ). Ternary
+  // parameters start from w scaled by 0.5/(0.7·mean|w|) (a ternary weight network's threshold
+  // lands on the rounding boundary 0.5), so their first rounded network is not all zeros.
   // Afterwards each Var's value holds the primal x. Throws on an unknown method, levels or
   // direction, listing what is supported; on Adam betas outside [0, 1) or a negative eps,
   // momentum or weight decay; and on a parameter listed twice, naming it.

@@ -2,6 +2,7 @@
 // annealing finds a brute-forced binary least-squares optimum, β follows E10, rounded weights
 // swap in and out, state resumes bit for bit, and bad methods are clear errors.
 #include <cmath>
+#include <string>
 
 #include "engine/quant/quantizer.h"
 #include "tests/support/testing.h"
@@ -247,4 +248,40 @@ TEST_CASE("state and metadata resume training bit for bit") {
   Quantizer q({param("x", Tensor::zeros({2}))}, cfg);
   REQUIRE_THROWS_WITH(q.load_state_metadata("mdq-quantizer 1\niteration 3\nbeta 0x1p+0\ndirection adam\nparam y md-tanh-s 2 3\n"),
                       Catch::Contains("does not match"));
+}
+
+TEST_CASE("ternary parameters start as a ternary weight network: zeros and both signs, not all zeros") {
+  // A Xavier-sized layer (|w| ≪ 0.5): unscaled, every weight would round to 0.
+  const Tensor w = testing::random_tensor({64, 64, 3, 3}, 31, -0.05f, 0.05f);
+  for (const char* method : {"md-softmax-s", "md-softmax", "pmf", "md-tanh-s", "gd-tanh", "bc"}) {
+    INFO(method);
+    QuantConfig cfg;
+    cfg.method = method;
+    cfg.levels = 3;
+    std::vector<nn::ParamRef> params = {param("w", w.clone())};
+    Quantizer q(params, cfg);
+    q.apply_rounded();
+    const std::vector<float> r = params[0].var.value().to_vector();
+    q.restore_primal();
+    int64_t zeros = 0, plus = 0, minus = 0;
+    for (float x : r) {
+      zeros += x == 0.f;
+      plus += x == 1.f;
+      minus += x == -1.f;
+    }
+    REQUIRE(zeros + plus + minus == static_cast<int64_t>(r.size()));
+    // Uniform w: |w| < 0.7·mean|w| = 0.35·max|w| is 35% of the weights, the softmax rounding's
+    // share (argmax ũ changes level at exactly 0.5). The tanh family rounds the primal x, which
+    // at the first β (1.02) reaches 0.5 only at x̃ ≈ 0.64: more zeros, still far from all.
+    const double share = double(zeros) / double(r.size());
+    const bool tanh_family = std::string(method).find("tanh") != std::string::npos;
+    REQUIRE(share > 0.30);
+    REQUIRE(share < (tanh_family ? 0.55 : 0.40));
+    REQUIRE(std::abs(plus - minus) < static_cast<int64_t>(r.size()) / 20);
+  }
+  // Binary parameters keep starting from w itself (x̃ = w for MD-tanh-S).
+  QuantConfig binary;
+  std::vector<nn::ParamRef> params = {param("w", w.clone())};
+  Quantizer q(params, binary);
+  REQUIRE(q.params()[0].stored.to_vector() == w.to_vector());
 }

@@ -73,13 +73,14 @@ inline app::TrainOptions tiny_run(const std::string& out) {
 }
 
 // mdq-train flags of the runs the data-parallel tests compare: the toy dataset, a global batch
-// of 64, an MD schedule that changes β every 3 steps, a metrics line per step.
+// of 64, an MD schedule that changes β every 3 steps, a metrics line per step; a run already in
+// `out` is replaced (--overwrite; with --resume it is continued).
 inline std::string toy_train_flags(const std::string& method, const std::string& out, int iters,
                                    const std::string& device) {
   return " --model smallcnn --dataset fashion-mnist --data-dir " + make_dataset() + " --device " + device +
          " --method " + method + " --batch-size 64 --iters " + std::to_string(iters) +
          " --lr 3e-3 --beta-interval 3 --beta-rho 1.1 --log-every 1 --eval-every 10 --max-eval-batches 1" +
-         " --workers 1 --quiet --out " + out;
+         " --workers 1 --quiet --overwrite --out " + out;
 }
 
 // A built binary of this build (ctest sets MDQ_BINARY_DIR).
