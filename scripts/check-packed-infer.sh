@@ -11,13 +11,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 B=build-gpu
 fm=.deps/data/fashion-mnist; c10=/tmp/data/cifar10
-$B/mdq-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --out runs/fm-small --quiet 2>&1 | tail -3
+$B/mdq-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --out runs/fm-small --overwrite --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/fm-small/best.ckpt --out runs/fm-small.mdqpack
 $B/mdq-infer --model runs/fm-small.mdqpack --data-dir $fm --engine float
 for p in split bf16; do $B/mdq-infer --model runs/fm-small.mdqpack --data-dir $fm --engine packed --packed-precision $p --agree; done
 # 3 epochs with beta annealed fast enough (x1.2 every 20 iterations) that the rounded network learns too
 $B/mdq-train --config configs/cifar10-resnet18-md-tanh-s-30ep.cfg --data-dir $c10 --epochs 3 --beta-rho 1.2 --beta-interval 20 \
-  --precision tf32 --out runs/c10-3ep --quiet 2>&1 | tail -3
+  --precision tf32 --out runs/c10-3ep --overwrite --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/c10-3ep/best.ckpt --out runs/c10-3ep.mdqpack
 for bs in 256 1000; do $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine float --batch-size $bs; done
 for p in split bf16; do
@@ -25,12 +25,12 @@ for p in split bf16; do
   $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --packed-precision $p --batch-size 1000 --agree
 done
 # Fully binary (act_bits = 1) on the W1A1 kernels
-$B/mdq-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --act-bits 1 --out runs/fm-small-a1 --quiet 2>&1 | tail -3
+$B/mdq-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --act-bits 1 --out runs/fm-small-a1 --overwrite --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/fm-small-a1/best.ckpt --out runs/fm-small-a1.mdqpack
 $B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine float
 $B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine packed --agree
 $B/mdq-train --config configs/cifar10-resnet18-md-tanh-s-30ep.cfg --data-dir $c10 --epochs 3 --beta-rho 1.2 --beta-interval 20 \
-  --act-bits 1 --precision tf32 --out runs/c10-3ep-a1 --quiet 2>&1 | tail -3
+  --act-bits 1 --precision tf32 --out runs/c10-3ep-a1 --overwrite --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/c10-3ep-a1/best.ckpt --out runs/c10-3ep-a1.mdqpack
 $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine float --batch-size 1000
 $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --batch-size 1000 --agree

@@ -2,7 +2,7 @@
 # One GPU session in one go, for a GPU host without network: build with the .deps/ that
 # scripts/stage-offline-deps.sh staged (docs/DESIGN.md §3), run the whole test suite, the
 # benchmarks, and training runs. A staged CIFAR-10/100 tarball is unpacked into /tmp/data once.
-# Logs go to $OUT (default ./gpu-out). Steps: any of build test gputest sanitize bench smoke train:<args>.
+# Logs go to $OUT (default ./gpu-out). Steps: any of build test gputest sanitize bench dp1 smoke train:<args>.
 #   scripts/gpu-session.sh build test bench smoke
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +52,22 @@ for step in "$@"; do
       for f in "$OUT"/sanitize/*.log; do
         echo "$(basename "$f" .log): $(grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$f" | tail -1) $(tail -1 "$f")"
       done | tee "$OUT/sanitize-summary.txt" ;;
+    dp1)
+      # The data-parallel path on one GPU (a one-rank NCCL communicator, through --gpus 1 and
+      # through mpirun -np 1) against the plain run: the same training, throughput side by side.
+      base="--config configs/cifar10-resnet18-md-tanh-s.cfg --data-dir $data/cifar10 --iters 1500 --eval-every 100000 --max-eval-batches 1 --quiet --overwrite"
+      { stamp "data-parallel on one GPU vs the plain run (ResNet-18 CIFAR-10 MD-tanh-S, batch 128, 1500 iterations)"
+        for how in plain gpus1 mpi1; do
+          case $how in
+            plain) cmd="$build/mdq-train $base --out /tmp/dp-$how" ;;
+            gpus1) cmd="$build/mdq-train $base --gpus 1 --out /tmp/dp-$how" ;;
+            mpi1) cmd="mpirun -np 1 --allow-run-as-root $build/mdq-train $base --out /tmp/dp-$how" ;;
+          esac
+          echo "\$ $cmd"; $cmd 2>&1 | grep -E "data-parallel|throughput|TEST|error"
+        done
+        MAX_GPUS=1 BUILD=$build OUT=$OUT/dp-scaling.txt benchmarks/run_data_parallel_scaling.sh > /dev/null 2>&1; cat $OUT/dp-scaling.txt
+      } > "$OUT/dp1.txt" 2>&1
+      grep -E "throughput|data-parallel" "$OUT/dp1.txt" ;;
     bench)
       for b in bench_md_update bench_conv2d bench_matmul bench_packed_conv bench_packed_resnet18 bench_loader; do
         { stamp "$b"; timeout 120 $build/$b; echo "$b exit $?"; } >> "$OUT/bench.txt" 2>&1
