@@ -61,7 +61,7 @@ for step in "$@"; do
           case $how in
             plain) cmd="$build/mdq-train $base --out /tmp/dp-$how" ;;
             gpus1) cmd="$build/mdq-train $base --gpus 1 --out /tmp/dp-$how" ;;
-            mpi1) cmd="mpirun -np 1 --allow-run-as-root $build/mdq-train $base --out /tmp/dp-$how" ;;
+            mpi1) cmd="mpirun -np 1 --bind-to none --allow-run-as-root $build/mdq-train $base --out /tmp/dp-$how" ;;
           esac
           echo "\$ $cmd"; $cmd 2>&1 | grep -E "data-parallel|throughput|TEST|error"
         done
