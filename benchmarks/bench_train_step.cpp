@@ -8,7 +8,7 @@
 //
 // One line per configuration, key=value so that scripts can read it:
 //   train-step impl=mdq model=resnet18 batch=128 precision=bf16 img_per_s=... ms_per_step=...
-//     peak_reserved_mib=... peak_in_use_mib=... allocs_per_step=...
+//     peak_reserved_mib=... peak_in_use_mib=... allocs_per_step=... params=...
 // Memory comes from the engine's caching allocator, which only grows between cache releases:
 //   peak_reserved_mib  every block it got from cudaMalloc for this configuration (the cache is
 //                      released before each one): an upper bound of the bytes in use at any time,
@@ -135,11 +135,12 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
   std::printf("train-step impl=mdq model=%s batch=%lld precision=%s img_per_s=%.0f ms_per_step=%.3f", model_name.c_str(),
               static_cast<long long>(batch), precision.c_str(), batch / seconds, seconds * 1e3);
   if (gpu)
-    std::printf(" peak_reserved_mib=%.1f peak_in_use_mib=%.1f allocs_per_step=%.0f\n",
+    std::printf(" peak_reserved_mib=%.1f peak_in_use_mib=%.1f allocs_per_step=%.0f",
                 mib(grown_by(allocator_held(after), allocator_held(before))), mib(peak_in_use),
                 static_cast<double>(after.allocations - allocs0) / o.steps);
   else
-    std::printf(" peak_reserved_mib=n/a peak_in_use_mib=n/a allocs_per_step=n/a\n");
+    std::printf(" peak_reserved_mib=n/a peak_in_use_mib=n/a allocs_per_step=n/a");
+  std::printf(" params=%lld\n", static_cast<long long>(model->parameter_count()));
   std::fflush(stdout);
 }
 
