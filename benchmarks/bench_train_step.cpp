@@ -18,7 +18,8 @@
 //                      torch.cuda.max_memory_allocated.
 // Neither counts the cuDNN/cuBLAS workspace (the engine allocates it outside the cache).
 // allocs_per_step counts tensors allocated per timed step (from the cache, not cudaMalloc).
-// Without a GPU it says so and exits 0; --device cpu runs the same loop on the CPU (to check the
+// The timed steps are the profiler's capture range (cudaProfilerStart/Stop), so that
+// scripts/profile-train-step.sh sees them alone. Without a GPU it says so and exits 0; --device cpu runs the same loop on the CPU (to check the
 // benchmark itself; memory is then n/a).
 #include <algorithm>
 #include <chrono>
@@ -37,6 +38,9 @@
 #include "engine/quant/quantizer.h"
 #include "engine/storage.h"
 #include "models/model_zoo.h"
+#ifdef MDQ_HAS_CUDA
+#include <cuda_profiler_api.h>
+#endif
 
 using namespace mdq;
 
@@ -90,6 +94,17 @@ double mib(size_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0)
 size_t allocator_held(const CudaAllocatorStats& s) { return s.bytes_in_use + s.bytes_cached; }
 size_t grown_by(size_t now, size_t start) { return now > start ? now - start : 0; }
 
+// Marks the timed steps for nsys --capture-range=cudaProfilerApi and ncu --profile-from-start off
+// (no-ops without a profiler).
+void profiler_range(bool start) {
+#ifdef MDQ_HAS_CUDA
+  if (start) cudaProfilerStart();
+  else cudaProfilerStop();
+#else
+  (void)start;
+#endif
+}
+
 // One configuration: a fresh model, quantizer and batch; warm-up steps (cuDNN's algorithm search,
 // the allocator's cache filling), then timed steps between two synchronisations.
 void run(const Options& o, const std::string& model_name, int64_t batch, const std::string& precision) {
@@ -125,9 +140,11 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
   for (int i = 0; i < o.warmup; ++i) step(true);
   cuda_synchronize();
   const uint64_t allocs0 = cuda_allocator_stats().allocations;
+  if (gpu) profiler_range(true);
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < o.steps; ++i) step(false);
   cuda_synchronize();
+  if (gpu) profiler_range(false);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / o.steps;
   ops::check_pending_label_errors();
   const CudaAllocatorStats after = cuda_allocator_stats();

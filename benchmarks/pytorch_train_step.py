@@ -16,7 +16,8 @@ default Adam (foreach on CUDA) in both modes. One line per configuration:
   train-step impl=torch-eager model=resnet18 batch=128 precision=bf16 img_per_s=... ms_per_step=...
     peak_alloc_mib=... peak_reserved_mib=... params=... [compile_s=...]
 peak_alloc_mib is torch.cuda.max_memory_allocated, peak_reserved_mib max_memory_reserved, both
-over the configuration (model, duals, Adam state, data and the steps).
+over the configuration (model, duals, Adam state, data and the steps). The timed steps are the
+profiler's capture range (cudaProfilerStart/Stop), for scripts/profile-train-step.sh.
 """
 import argparse
 import gc
@@ -136,11 +137,13 @@ def bench(a, name, precision, mode):
         for _ in range(a.warmup - 1):
             step()
         torch.cuda.synchronize()
+        torch.cuda.profiler.start()  # the timed steps alone are the profiler's capture range
         t = time.perf_counter()
         for _ in range(a.steps):
             step()
         torch.cuda.synchronize()
         dt = (time.perf_counter() - t) / a.steps
+        torch.cuda.profiler.stop()
         extra = f" compile_s={first_s:.1f}" if mode == "compile" else ""
         print(f"train-step impl=torch-{mode} model={name} batch={batch} precision={precision} img_per_s={batch / dt:.0f} "
               f"ms_per_step={dt * 1e3:.3f} peak_alloc_mib={mib(torch.cuda.max_memory_allocated()):.1f} "
