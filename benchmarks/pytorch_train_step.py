@@ -5,14 +5,15 @@ DESIGN.md E1/E6/E8), on random CIFAR-shaped data already on the GPU (no loader).
 
 usage: python3 benchmarks/pytorch_train_step.py [--models resnet18,vgg16,mobilenetv2]
        [--batches 128,512] [--precisions fp32,tf32,bf16] [--modes eager,compile]
-       [--compile-precisions fp32,tf32,bf16] [--static-compile] [--steps 30] [--warmup 5]
+       [--compile-precisions fp32,tf32,bf16] [--static-compile] [--channels-last] [--steps 30] [--warmup 5]
 
 bf16 runs under torch.autocast (the master weights, duals and Adam moments stay f32), tf32 and
 fp32 set cuDNN's and cuBLAS's allow_tf32; cudnn.benchmark is on. 'compile' compiles the model
 (forward and backward) with torch.compile once per model and precision, with the batch dimension
 marked dynamic so that both batch sizes share it; --static-compile compiles once per batch size
 instead (PyTorch's best case, and one more slow compile per batch). The optimizer is PyTorch's
-default Adam (foreach on CUDA) in both modes. One line per configuration:
+default Adam (foreach on CUDA) in both modes. Activations are NCHW, as a plain PyTorch script
+has them; --channels-last makes the model and data NHWC. One line per configuration:
   train-step impl=torch-eager model=resnet18 batch=128 precision=bf16 img_per_s=... ms_per_step=...
     peak_alloc_mib=... peak_reserved_mib=... params=... [compile_s=...]
 peak_alloc_mib is torch.cuda.max_memory_allocated, peak_reserved_mib max_memory_reserved, both
@@ -102,7 +103,8 @@ def bench(a, name, precision, mode):
     gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    model = make_model(name).cuda().train()
+    layout = torch.channels_last if a.channels_last else torch.contiguous_format
+    model = make_model(name).cuda().train().to(memory_format=layout)
     params = list(model.parameters())
     # MD-tanh-S: the optimizer owns the duals x~ (x~ = w at the start); the network reads x = tanh(beta x~).
     duals = [q.detach().clone().requires_grad_(True) for q in params]
@@ -113,7 +115,7 @@ def bench(a, name, precision, mode):
         net = torch.compile(model, dynamic=False if a.static_compile else None)
 
     for batch in a.batches:
-        x = torch.rand(batch, 3, 32, 32, device="cuda") * 2 - 1
+        x = (torch.rand(batch, 3, 32, 32, device="cuda") * 2 - 1).contiguous(memory_format=layout)
         y = torch.arange(batch, device="cuda") % 10
         if mode == "compile" and not a.static_compile:
             torch._dynamo.mark_dynamic(x, 0)  # one compiled graph for every batch size
@@ -127,6 +129,7 @@ def bench(a, name, precision, mode):
             for q, d in zip(params, duals):
                 d.grad = q.grad  # E6: the direction comes from g at x unchanged (no Jacobian of tanh)
             opt.step()
+            opt.zero_grad(set_to_none=True)  # the duals' grads alias the parameters' ones: drop both
             model.zero_grad(set_to_none=True)
 
         torch.cuda.synchronize()
@@ -168,6 +171,7 @@ def parse_args(argv=None):
     p.add_argument("--compile-precisions", type=comma_list(), default=None,
                    help="the precisions that are also compiled (default: all of --precisions)")
     p.add_argument("--static-compile", action="store_true", help="compile once per batch size (slower warm-up)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC model and data (NCHW by default)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     a = p.parse_args(argv)

@@ -7,7 +7,7 @@
 # Everything goes to stdout and to <folder>/<date>-<card>-train-step.txt.
 #   scripts/train-step-vs-pytorch.sh benchmarks/results [--build build] [--steps 20]
 #       [--models resnet18,vgg16,mobilenetv2] [--batches 128,512] [--precisions fp32,tf32,bf16]
-#       [--compile-precisions bf16 | --no-compile] [--static-compile]
+#       [--compile-precisions bf16 | --no-compile] [--static-compile] [--channels-last]
 # torch.compile takes tens of seconds per model and precision, so by default it runs at bf16 only
 # (the batch dimension is dynamic: one compile serves both batches). With the defaults this should
 # take about 4 minutes on an H200; --compile-precisions fp32,tf32,bf16 compiles all three.
@@ -21,7 +21,7 @@ command_line="scripts/train-step-vs-pytorch.sh $*"
 folder=$1
 shift
 build=build steps=20 models=resnet18,vgg16,mobilenetv2 batches=128,512 precisions=fp32,tf32,bf16
-compile_args=(--compile-precisions bf16)
+compile_args=(--compile-precisions bf16) torch_layout=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -32,6 +32,7 @@ while [ $# -gt 0 ]; do
     --compile-precisions) compile_args=(--compile-precisions "$2"); shift 2 ;;
     --no-compile) compile_args=(--modes eager); shift ;;
     --static-compile) compile_args+=(--static-compile); shift ;;
+    --channels-last) torch_layout=(--channels-last); shift ;;
     *) echo "train-step-vs-pytorch: unknown option $1" >&2; usage ;;
   esac
 done
@@ -47,7 +48,7 @@ mkdir -p "$folder"
 out="$folder/$(date -u +%F)-$slug-train-step.txt"
 mdq_cmd=("$build/bench_train_step" --models "$models" --batches "$batches" --precisions "$precisions" --steps "$steps")
 torch_cmd=("${PYTHON:-python3}" benchmarks/pytorch_train_step.py --models "$models" --batches "$batches"
-           --precisions "$precisions" --steps "$steps" "${compile_args[@]}")
+           --precisions "$precisions" --steps "$steps" "${compile_args[@]}" "${torch_layout[@]}")
 
 # The table and the ratio lines, from the 'train-step key=value ...' lines of both benchmarks.
 summarize() {
