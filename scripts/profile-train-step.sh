@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
+source scripts/train-step-common.sh
 [ $# -ge 1 ] && [ "${1#-}" = "$1" ] || usage
 folder=$1
 shift
@@ -31,11 +31,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if ! nvidia-smi -L > /dev/null 2>&1; then
-  echo "profile-train-step: no GPU (nvidia-smi finds none); nothing to profile."
-  exit 0
-fi
-[ -x "$build/bench_train_step" ] || { echo "profile-train-step: no $build/bench_train_step: build it first (or give --build)" >&2; exit 2; }
+require_gpu_and_bench profile-train-step "$build"
 if [ -z "$tool" ]; then
   if command -v nsys > /dev/null; then tool=nsys
   elif command -v ncu > /dev/null; then tool=ncu

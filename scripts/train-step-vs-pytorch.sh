@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
+source scripts/train-step-common.sh
 [ $# -ge 1 ] && [ "${1#-}" = "$1" ] || usage
 command_line="scripts/train-step-vs-pytorch.sh $*"
 folder=$1
@@ -37,11 +37,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if ! nvidia-smi -L > /dev/null 2>&1; then
-  echo "train-step-vs-pytorch: no GPU (nvidia-smi finds none); nothing to measure."
-  exit 0
-fi
-[ -x "$build/bench_train_step" ] || { echo "train-step-vs-pytorch: no $build/bench_train_step: build it first (or give --build)" >&2; exit 2; }
+require_gpu_and_bench train-step-vs-pytorch "$build"
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 slug=$(echo "$card" | tr 'A-Z ' 'a-z-' | tr -cd 'a-z0-9-' | sed 's/^nvidia-//')
 mkdir -p "$folder"
