@@ -98,8 +98,8 @@ size_t grown_by(size_t now, size_t start) { return now > start ? now - start : 0
 // (no-ops without a profiler).
 void profiler_range(bool start) {
 #ifdef MDQ_HAS_CUDA
-  if (start) cudaProfilerStart();
-  else cudaProfilerStop();
+  if (start) (void)cudaProfilerStart();
+  else (void)cudaProfilerStop();
 #else
   (void)start;
 #endif
