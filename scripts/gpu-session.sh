@@ -79,8 +79,8 @@ for step in "$@"; do
           timeout 200 $build/mdq-train --model resnet18 --dataset cifar10 --data-dir $data/cifar10 --iters 300 \
             --eval-every 300 --max-eval-batches 4 --precision $p --out /tmp/smoke-$p --overwrite --quiet
         done
-        stamp "pytorch side by side"; timeout 120 python3 benchmarks/pytorch_train_throughput.py --precision fp32;
-        timeout 120 python3 benchmarks/pytorch_train_throughput.py --precision tf32; } >> "$OUT/train.txt" 2>&1
+        stamp "pytorch side by side"; timeout 120 python3 benchmarks/pytorch_train_step.py --models resnet18 \
+          --batches 128 --precisions fp32,tf32 --modes eager; } >> "$OUT/train.txt" 2>&1
       tail -8 "$OUT/train.txt" ;;
     train:*)
       args=${step#train:}
