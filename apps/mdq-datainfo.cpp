@@ -10,7 +10,7 @@
 
 #include "data/dataset.h"
 #include "data/loader.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 using namespace mdq;
 using namespace mdq::data;

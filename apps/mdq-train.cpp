@@ -6,7 +6,7 @@
 #include "apps/common/data_parallel.h"
 #include "apps/common/options.h"
 #include "apps/common/trainer.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 int main(int argc, char** argv) {
   // Line-buffered even into a pipe or a file, so the log of a killed run is not lost.

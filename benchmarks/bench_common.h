@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "engine/device.h"
 
 struct BenchArgs {

@@ -15,7 +15,7 @@
 #include <functional>
 #include <vector>
 
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "engine/ops/conv2d.h"
 #include "engine/precision.h"
 

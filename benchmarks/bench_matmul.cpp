@@ -10,7 +10,7 @@
 #include "engine/ops/matmul.h"
 #include "engine/precision.h"
 #ifdef MDQ_HAS_CUDA
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "kernels/matmul.h"
 #endif
 

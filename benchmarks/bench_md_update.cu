@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "engine/device.h"
 #include "engine/tensor.h"
 #include "kernels/quant_update.h"

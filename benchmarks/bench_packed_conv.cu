@@ -19,7 +19,7 @@
 #include "benchmarks/bench_common.h"
 #include "benchmarks/cudnn_conv.h"
 #include "dev/kernels/w1a16_wgmma.h"
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/packed_conv.h"

@@ -37,7 +37,7 @@
 #include "benchmarks/bench_common.h"
 #include "benchmarks/cudnn_conv.h"
 #include "engine/autograd.h"
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "engine/device.h"
 #include "engine/infer/fold.h"
 #include "engine/infer/lower.h"

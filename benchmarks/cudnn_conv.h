@@ -13,8 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/cuda_context.h"
-#include "engine/error.h"
+#include "kernels/cuda_common.h"
+#include "common/error.h"
 #include "engine/tensor.h"
 
 enum class CudnnMode { FP32, TF32, BF16 };

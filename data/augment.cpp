@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "data/dataset_table.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::data {
 

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "data/image_folder.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/random.h"
 
 namespace mdq::data {

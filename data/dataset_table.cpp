@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "data/image_folder.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace fs = std::filesystem;
 

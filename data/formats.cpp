@@ -7,7 +7,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::data {
 

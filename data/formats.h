@@ -1,5 +1,5 @@
 // Parsers for the raw dataset file formats (CIFAR binary records, idx arrays, gzip). They work
-// on bytes already in memory and depend only on zlib and engine/error.h, so the libFuzzer
+// on bytes already in memory and depend only on zlib and common/error.h, so the libFuzzer
 // targets in tests/fuzz/ build them alone. Every malformed input is an mdq::Error naming the
 // file and what is wrong; nothing here trusts a size it read from the file.
 #pragma once

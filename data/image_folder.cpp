@@ -16,7 +16,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace fs = std::filesystem;
 

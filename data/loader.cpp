@@ -6,10 +6,10 @@
 #include <algorithm>
 
 #include "engine/device.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/random.h"
 #ifdef MDQ_HAS_CUDA
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #endif
 
 namespace mdq::data {

@@ -1,6 +1,6 @@
 #include "engine/precision.h"
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq {
 namespace {

@@ -1,11 +1,11 @@
-// Compute precision for the float GEMMs and convolutions (DESIGN.md §2: fp32 master state
-// always; compute in fp32, tf32 or bf16 by flag). Ops read it when they call cuBLAS/cuDNN.
+// The current compute precision for the float GEMMs and convolutions (the values:
+// common/precision.h). Ops read it when they hand work to cuBLAS/cuDNN.
 #pragma once
 #include <string>
 
-namespace mdq {
+#include "common/precision.h"
 
-enum class Precision { FP32, TF32, BF16 };
+namespace mdq {
 
 void set_precision(Precision p);
 Precision precision();

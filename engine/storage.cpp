@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "engine/device.h"
-#include "engine/error.h"
+#include "common/error.h"
 #ifdef MDQ_HAS_CUDA
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #endif
 
 namespace mdq {

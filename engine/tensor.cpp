@@ -6,7 +6,7 @@
 
 #include "engine/random.h"
 #ifdef MDQ_HAS_CUDA
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "kernels/elementwise.h"
 #endif
 

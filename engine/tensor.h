@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "engine/dtype.h"
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/storage.h"
 
 namespace mdq {

@@ -1,8 +1,9 @@
 // Activation kernels: grid-stride loops, one element per thread per step. The formulas must
 // stay identical to the CPU reference's in engine/ops/activation.cpp (the GPU tests compare
 // the two bit for bit at 1e-6).
-#include "engine/cuda_context.h"
 #include "kernels/activation.h"
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 
 namespace mdq::kernels {
 namespace {
@@ -50,6 +51,11 @@ void activation_backward_f32(Activation act, const float* grad_out, const float*
   if (n == 0) return;
   activation_backward_kernel<<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(act, grad_out, x, grad_in, n);
   CUDA_CHECK_LAUNCH();
+}
+
+void register_activation(CudaBackend& b) {
+  b.activation_forward_f32 = activation_forward_f32;
+  b.activation_backward_f32 = activation_backward_f32;
 }
 
 }  // namespace mdq::kernels

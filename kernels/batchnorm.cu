@@ -8,8 +8,10 @@
 // is as large as allowed (1024 threads) to keep enough loads in flight. The variance is two-pass
 // (mean first, then sum (x - mean)^2): no cancellation of E[x^2] - E[x]^2 when |mean| >> std.
 // Measured against the double CPU reference by tests/gpu/test_norm_act_pool_gpu.cpp.
-#include "engine/cuda_context.h"
 #include "kernels/batchnorm.h"
+
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 
 namespace mdq::kernels {
 namespace {
@@ -221,6 +223,25 @@ void batch_norm_backward_input_f32(const BatchNormShape& s, bool training, const
   backward_input_kernel<<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(s, training, grad_out, x, mean, invstd, weight,
                                                                        sum_g, sum_gxhat, grad_in);
   CUDA_CHECK_LAUNCH();
+}
+
+void batch_norm_forward_f32(const BatchNormForwardArgs& a) {
+  if (a.training)
+    batch_norm_stats_f32(a.s, a.x, a.eps, a.momentum, a.mean, a.invstd, a.running_mean, a.running_var);
+  else
+    batch_norm_eval_stats_f32(a.s.c, a.running_mean, a.running_var, a.eps, a.mean, a.invstd);
+  batch_norm_apply_f32(a.s, a.x, a.mean, a.invstd, a.weight, a.bias, a.out);
+}
+
+void batch_norm_backward_f32(const BatchNormBackwardArgs& a) {
+  if (a.sum_g) batch_norm_backward_reduce_f32(a.s, a.grad_out, a.x, a.mean, a.invstd, a.sum_g, a.sum_gxhat);
+  batch_norm_backward_input_f32(a.s, a.training, a.grad_out, a.x, a.mean, a.invstd, a.weight, a.sum_g, a.sum_gxhat,
+                                a.grad_in);
+}
+
+void register_batchnorm(CudaBackend& b) {
+  b.batch_norm_forward_f32 = batch_norm_forward_f32;
+  b.batch_norm_backward_f32 = batch_norm_backward_f32;
 }
 
 }  // namespace mdq::kernels

@@ -12,6 +12,39 @@ struct BatchNormShape {
   int64_t n, c, hw;
 };
 
+// ---- the op's forward and backward passes (engine/ops/batchnorm.cpp dispatches to these; its
+// CPU reference takes the same arguments), made of the pieces below.
+struct BatchNormForwardArgs {
+  BatchNormShape s;
+  bool training;
+  float momentum, eps;
+  const float* x;
+  const float* weight;
+  const float* bias;
+  float* running_mean;  // training: updated (batch_norm_stats_f32); eval: read
+  float* running_var;
+  float* out;     // (x - mean[c]) * invstd[c] * weight[c] + bias[c]
+  float* mean;    // [C]: the batch mean (training) or running_mean (eval)
+  float* invstd;  // [C]: 1 / sqrt(var + eps) for that var
+};
+void batch_norm_forward_f32(const BatchNormForwardArgs& a);
+
+// sum_g and sum_gxhat ([C], dbias and dweight) are written when non-null; training needs them.
+struct BatchNormBackwardArgs {
+  BatchNormShape s;
+  bool training;
+  const float* grad_out;
+  const float* x;
+  const float* mean;
+  const float* invstd;
+  const float* weight;
+  float* sum_g;
+  float* sum_gxhat;
+  float* grad_in;
+};
+void batch_norm_backward_f32(const BatchNormBackwardArgs& a);
+
+// ---- the pieces (also sync BN's, engine/dist/)
 // Training statistics, one block per channel (two passes: mean, then the centred sum of
 // squares): mean[c], invstd[c] = 1/sqrt(var_biased + eps), and, when given,
 // running = (1 - momentum) * running + momentum * batch with var_unbiased for running_var.

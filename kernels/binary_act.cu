@@ -1,8 +1,9 @@
 // Max pooling and NCHW unpacking of packed ±1 activations (launchers: kernels/binary_act.h).
 // Both are memory-bound one-thread-per-output loops: the pool reads k*k words per output word
 // (32 channels at once), the unpack writes coalesced f32 along the spatial dimension.
-#include "engine/cuda_context.h"
+#include "kernels/backend.h"
 #include "kernels/binary_act.h"
+#include "kernels/cuda_common.h"
 #include "kernels/grid_stride.cuh"
 
 namespace mdq::kernels {
@@ -55,6 +56,11 @@ void unpack_signs_ncs_f32(const uint32_t* bits, float* x, int64_t N, int C, int6
   if (total == 0) return;
   unpack_ncs_kernel<<<cuda::grid_for(total), 256, 0, cuda::stream()>>>(bits, x, N, C, S, (C + 31) / 32);
   CUDA_CHECK_LAUNCH();
+}
+
+void register_binary_act(CudaBackend& b) {
+  b.maxpool_bits_nhwc = maxpool_bits_nhwc;
+  b.unpack_signs_ncs_f32 = unpack_signs_ncs_f32;
 }
 
 }  // namespace mdq::kernels

@@ -33,9 +33,10 @@
 // which is exactly b0 (bytes 0..15 of a 32-byte k-step row) and b1 (bytes 16..31).
 #include <algorithm>
 
-#include "engine/cuda_context.h"
+#include "kernels/backend.h"
 #include "kernels/binary_conv.h"
 #include "kernels/binary_conv_common.cuh"
+#include "kernels/cuda_common.h"
 #include "kernels/ptx.cuh"
 
 namespace mdq::kernels {
@@ -211,6 +212,11 @@ void binary_conv2d(const BinaryConvArgs& a) {
   const dim3 grid((unsigned)per_slice, (unsigned)slices);
   kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g);
   CUDA_CHECK_LAUNCH();
+}
+
+void register_binary_conv(CudaBackend& b) {
+  b.binary_conv2d = binary_conv2d;
+  b.binary_conv_reads_pixel_popc = binary_conv_reads_pixel_popc;
 }
 
 }  // namespace mdq::kernels

@@ -29,8 +29,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/cuda_context.h"
 #include "kernels/binary_conv_common.cuh"
+#include "kernels/cuda_common.h"
 #include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
 

@@ -2,8 +2,9 @@
 // word (bit = lane = channel % 32), so packing costs one coalesced read of the input.
 #include <cuda_bf16.h>
 
-#include "engine/cuda_context.h"
+#include "kernels/backend.h"
 #include "kernels/bitpack.h"
+#include "kernels/cuda_common.h"
 
 namespace mdq::kernels {
 namespace {
@@ -119,6 +120,17 @@ void bf16_to_f32(const uint16_t* x, float* y, int64_t n) {
   if (n == 0) return;
   bf16_to_f32_kernel<<<cuda::grid_for(n), kBlock, 0, cuda::stream()>>>(x, y, n);
   CUDA_CHECK_LAUNCH();
+}
+
+void register_bitpack(CudaBackend& b) {
+  b.pack_signs_pc_f32 = pack_signs_pc_f32;
+  b.pack_signs_pc_bf16 = pack_signs_pc_bf16;
+  b.pack_signs_ncs_f32 = pack_signs_ncs_f32;
+  b.pack_ternary_pc_f32 = pack_ternary_pc_f32;
+  b.unpack_signs_pc_f32 = unpack_signs_pc_f32;
+  b.row_popc = row_popc;
+  b.f32_to_bf16 = f32_to_bf16;
+  b.bf16_to_f32 = bf16_to_f32;
 }
 
 }  // namespace mdq::kernels

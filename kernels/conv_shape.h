@@ -2,7 +2,7 @@
 // w1a16_conv.cu): input N x H x W x C (C in Cw 32-bit words when packed), O filters of KH x KW
 // taps, stride and zero padding, the output size, and K = T taps x Cw words per filter.
 #pragma once
-#include "engine/ops/window.h"
+#include "common/window.h"
 
 namespace mdq::kernels {
 

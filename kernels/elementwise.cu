@@ -1,5 +1,6 @@
 // Elementwise kernels: grid-stride loops, one element per thread per step.
-#include "engine/cuda_context.h"
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 #include "kernels/elementwise.h"
 
 namespace mdq::kernels {
@@ -66,6 +67,14 @@ void axpy_f32(float* y, float alpha, const float* x, int64_t n) {
 void sum_f32(const float* x, int64_t n, float* out) {
   sum_kernel<<<1, 1024, 0, cuda::stream()>>>(x, n, out);
   CUDA_CHECK_LAUNCH();
+}
+
+void register_elementwise(CudaBackend& b) {
+  b.fill_f32 = fill_f32;
+  b.binary_f32 = binary_f32;
+  b.scale_f32 = scale_f32;
+  b.axpy_f32 = axpy_f32;
+  b.sum_f32 = sum_f32;
 }
 
 }  // namespace mdq::kernels

@@ -6,23 +6,19 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define MDQ_RANK_HD __host__ __device__ inline
-#else
-#define MDQ_RANK_HD inline
-#endif
+#include "kernels/host_device.h"
 
 namespace mdq::rank {
 
 // Does class j (logit xj) sit ahead of the label (class `label`, logit xl)?
-MDQ_RANK_HD bool outranks(float xj, int64_t j, float xl, int64_t label) {
+MDQ_HD bool outranks(float xj, int64_t j, float xl, int64_t label) {
   return xj > xl || (xj == xl && j < label);
 }
 
-MDQ_RANK_HD bool finite(float x) { return x - x == 0.f; }  // false for NaN and ±Inf
+MDQ_HD bool finite(float x) { return x - x == 0.f; }  // false for NaN and ±Inf
 
 // The label's 0-based position in the row under the rule above, or -1 when a logit is not finite.
-MDQ_RANK_HD int64_t label_rank(const float* row, int64_t cols, int64_t label) {
+MDQ_HD int64_t label_rank(const float* row, int64_t cols, int64_t label) {
   const float xl = row[label];
   int64_t ahead = 0;
   for (int64_t j = 0; j < cols; ++j) {
@@ -33,7 +29,7 @@ MDQ_RANK_HD int64_t label_rank(const float* row, int64_t cols, int64_t label) {
 }
 
 // The predicted class (rank 0), or -1 when a logit is not finite.
-MDQ_RANK_HD int64_t argmax(const float* row, int64_t cols) {
+MDQ_HD int64_t argmax(const float* row, int64_t cols) {
   int64_t best = 0;
   for (int64_t j = 0; j < cols; ++j) {
     if (!finite(row[j])) return -1;

@@ -3,7 +3,8 @@
 // reduces it with shuffles, with no shared memory and no block-level synchronisation.
 #include <cfloat>
 
-#include "engine/cuda_context.h"
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 #include "kernels/label_rank.h"
 #include "kernels/loss.h"
 
@@ -143,6 +144,12 @@ void count_topk_correct_f32(const float* logits, const int32_t* labels, int64_t 
   topk_kernel<<<row_blocks(rows), kWarp * kWarpsPerBlock, 0, cuda::stream()>>>(logits, labels, rows, cols, k, count,
                                                                               bad);
   CUDA_CHECK_LAUNCH();
+}
+
+void register_loss(CudaBackend& b) {
+  b.cross_entropy_forward_f32 = cross_entropy_forward_f32;
+  b.cross_entropy_backward_f32 = cross_entropy_backward_f32;
+  b.count_topk_correct_f32 = count_topk_correct_f32;
 }
 
 }  // namespace mdq::kernels

@@ -9,7 +9,8 @@
 
 #include <cstdint>
 
-#include "engine/cuda_context.h"
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 #include "kernels/grid_stride.cuh"
 #include "kernels/nhwc_bf16.h"
 
@@ -258,5 +259,19 @@ template void nchw_f32_to_nhwc<uint16_t>(const float*, uint16_t*, int64_t, int, 
 template void nchw_f32_to_nhwc<float>(const float*, float*, int64_t, int, int64_t);
 template void nhwc_to_nchw<uint16_t>(const uint16_t*, uint16_t*, int64_t, int64_t, int);
 template void nhwc_to_nchw<float>(const float*, float*, int64_t, int64_t, int);
+
+void register_nhwc_bf16(CudaBackend& b) {
+  b.affine_act_nhwc_f32 = affine_act_nhwc<float>;
+  b.affine_act_nhwc_bf16 = affine_act_nhwc<uint16_t>;
+  b.maxpool_nhwc_f32 = maxpool_nhwc<float>;
+  b.maxpool_nhwc_bf16 = maxpool_nhwc<uint16_t>;
+  b.avgpool_nhwc_f32 = avgpool_nhwc<float, float>;
+  b.avgpool_nhwc_bf16 = avgpool_nhwc<uint16_t, uint16_t>;
+  b.nchw_f32_to_nhwc_f32 = nchw_f32_to_nhwc<float>;
+  b.nchw_f32_to_nhwc_bf16 = nchw_f32_to_nhwc<uint16_t>;
+  b.nhwc_to_nchw_f32 = nhwc_to_nchw<float>;
+  b.nhwc_to_nchw_bf16 = nhwc_to_nchw<uint16_t>;
+  b.split_bf16_nhwc = split_bf16_nhwc;
+}
 
 }  // namespace mdq::kernels

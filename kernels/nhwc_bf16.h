@@ -15,8 +15,8 @@
 #include <cstdint>
 #include <limits>
 
-#include "engine/ops/window.h"
-#include "engine/packed/bitpack.h"
+#include "common/window.h"
+#include "common/bf16.h"
 
 namespace mdq::kernels {
 
@@ -33,7 +33,7 @@ inline void affine_act_nhwc_bf16(const uint16_t* x, const float* scale, const fl
 // y[i] = x[i] + r[i] in f32; r is f32 (r_f32) or bf16 (r_bf16): exactly one is non-null.
 void residual_add_f32(const float* x, const float* r_f32, const uint16_t* r_bf16, float* y, int64_t n);
 // Max over k x k windows moved by s over x [N][H][W][C] padded by p (padding never wins) ->
-// y [N][OH][OW][C], OH = ops::window_output_size(H, k, s, p) (engine/ops/window.h).
+// y [N][OH][OW][C], OH = ops::window_output_size(H, k, s, p) (common/window.h).
 template <class T>
 void maxpool_nhwc(const T* x, T* y, int N, int H, int W, int C, int k, int s, int p);
 inline void maxpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int H, int W, int C, int k, int s, int p) {
@@ -72,13 +72,13 @@ void split_bf16_nhwc(const float* x, uint16_t* y, int64_t P, int C);
 // ---- CPU references (host pointers).
 namespace reference {
 
-inline float bf(uint16_t b) { return packed::bf16_to_float(b); }
+inline float bf(uint16_t b) { return bf16_to_float(b); }
 inline float to_f(uint16_t b) { return bf(b); }
 inline float to_f(float v) { return v; }
 template <class T>
 T from_f(float v);
 template <>
-inline uint16_t from_f<uint16_t>(float v) { return packed::float_to_bf16(v); }
+inline uint16_t from_f<uint16_t>(float v) { return float_to_bf16(v); }
 template <>
 inline float from_f<float>(float v) { return v; }
 
@@ -164,10 +164,10 @@ inline void split_bf16_nhwc(const float* x, uint16_t* y, int64_t P, int C) {
   for (int64_t p = 0; p < P; ++p)
     for (int c = 0; c < C; ++c) {
       const float a = x[p * C + c];
-      const uint16_t hi = packed::float_to_bf16(a);
+      const uint16_t hi = float_to_bf16(a);
       const float h = bf(hi);
       y[p * 2 * C + c] = hi;
-      y[p * 2 * C + C + c] = std::isfinite(h) ? packed::float_to_bf16(a - h) : uint16_t{0};
+      y[p * 2 * C + C + c] = std::isfinite(h) ? float_to_bf16(a - h) : uint16_t{0};
     }
 }
 

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <map>
 
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 
 namespace mdq::kernels {
 

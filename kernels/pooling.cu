@@ -3,7 +3,8 @@
 // and the same grads every run. Global average pooling: one warp per (n, c) plane.
 #include <cmath>
 
-#include "engine/cuda_context.h"
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 #include "kernels/pooling.h"
 
 namespace mdq::kernels {
@@ -170,6 +171,15 @@ void global_avg_pool_backward_f32(const float* grad_out, float* grad_in, int64_t
   if (n == 0) return;
   global_avg_pool_backward_kernel<<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(grad_out, grad_in, planes, hw);
   CUDA_CHECK_LAUNCH();
+}
+
+void register_pooling(CudaBackend& b) {
+  b.max_pool2d_forward_f32 = max_pool2d_forward_f32;
+  b.max_pool2d_backward_f32 = max_pool2d_backward_f32;
+  b.avg_pool2d_forward_f32 = avg_pool2d_forward_f32;
+  b.avg_pool2d_backward_f32 = avg_pool2d_backward_f32;
+  b.global_avg_pool_forward_f32 = global_avg_pool_forward_f32;
+  b.global_avg_pool_backward_f32 = global_avg_pool_backward_f32;
 }
 
 }  // namespace mdq::kernels

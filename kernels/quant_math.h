@@ -10,17 +10,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#if defined(__CUDACC__)
-#define MDQ_HD __host__ __device__ __forceinline__
-#else
-#define MDQ_HD inline
-#endif
-// Unrolled in device code; the host compiler (g++ -Wall) would warn about an unknown pragma.
-#if defined(__CUDA_ARCH__)
-#define MDQ_UNROLL _Pragma("unroll")
-#else
-#define MDQ_UNROLL
-#endif
+#include "kernels/host_device.h"
 
 namespace mdq::quant {
 

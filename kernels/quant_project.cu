@@ -1,8 +1,9 @@
 // Projection kernels of the quantizer: E1–E3 forward (primal from stored), the tanh and softmax
 // projection Jacobians (GD-tanh, PMF; E9) and E11 rounding. Plain grid-stride loops: these run
 // at construction, on resume and for evaluation, not every step (the fused step projects).
-#include "engine/cuda_context.h"
-#include "engine/error.h"
+#include "common/error.h"
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 #include "kernels/grid_stride.cuh"
 #include "kernels/quant_project.h"
 
@@ -100,6 +101,13 @@ void quant_round(Rule rule, int levels, const float* stored, const float* primal
     CUDA_CHECK_LAUNCH();
   });
   MDQ_CHECK(ok, "quant_round: unsupported rule " << static_cast<int>(rule) << " with " << levels << " levels");
+}
+
+void register_quant_project(CudaBackend& b) {
+  b.quant_primal = quant_primal;
+  b.tanh_project_backward = tanh_project_backward;
+  b.softmax_project_backward = softmax_project_backward;
+  b.quant_round = quant_round;
 }
 
 }  // namespace mdq::kernels

@@ -3,8 +3,9 @@
 // primal x. Memory-bound by design (benchmarks/bench_md_update.cu measures it against a
 // device-to-device copy): float4 loads/stores when aligned, a grid of SMs × 8 blocks striding
 // over the arrays, no shared memory. The per-element math is kernels/quant_math.h.
-#include "engine/cuda_context.h"
-#include "engine/error.h"
+#include "common/error.h"
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 #include "kernels/quant_update.h"
 
 namespace mdq::kernels {
@@ -135,6 +136,10 @@ void quant_step(Rule rule, Dir dir, int levels, const StepArgs& args, float* sto
     CUDA_CHECK_LAUNCH();
   });
   MDQ_CHECK(ok, "quant_step: unsupported rule " << static_cast<int>(rule) << " with " << levels << " levels");
+}
+
+void register_quant_update(CudaBackend& b) {
+  b.quant_step = quant_step;
 }
 
 }  // namespace mdq::kernels

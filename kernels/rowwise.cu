@@ -1,6 +1,7 @@
 // Row-wise kernels for fully connected layers: broadcast a bias row over a batch, and the
 // column sum that is its gradient.
-#include "engine/cuda_context.h"
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 #include "kernels/rowwise.h"
 
 namespace mdq::kernels {
@@ -50,6 +51,11 @@ void sum_rows_f32(const float* g, float* out, int64_t rows, int64_t cols) {
   const unsigned blocks = static_cast<unsigned>((cols + kSumCols - 1) / kSumCols);
   sum_rows_kernel<<<blocks, dim3(kSumCols, kSumRows), 0, cuda::stream()>>>(g, out, rows, cols);
   CUDA_CHECK_LAUNCH();
+}
+
+void register_rowwise(CudaBackend& b) {
+  b.add_row_vector_f32 = add_row_vector_f32;
+  b.sum_rows_f32 = sum_rows_f32;
 }
 
 }  // namespace mdq::kernels

@@ -21,7 +21,8 @@
 //   C (16 x 8 f32):   c0, c1 = row g, columns 2t, 2t+1; c2, c3 = row g+8.
 #include <cuda_bf16.h>
 
-#include "engine/cuda_context.h"
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"
 
@@ -279,6 +280,10 @@ void w1a16_conv2d(const W1A16ConvArgs& a) {
     w1a16::dispatch<true>(a, g);
   else
     w1a16::dispatch<false>(a, g);
+}
+
+void register_w1a16_conv(CudaBackend& b) {
+  b.w1a16_conv2d = w1a16_conv2d;
 }
 
 }  // namespace mdq::kernels

@@ -5,7 +5,7 @@
 // Fragment layouts: see w1a16_conv.cu.
 #include <cuda_bf16.h>
 
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"
 

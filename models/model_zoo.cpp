@@ -1,6 +1,6 @@
 #include "models/model_zoo.h"
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "models/layers_util.h"
 
 namespace mdq::models {

@@ -4,7 +4,7 @@
 #include <exception>
 
 #include "engine/device.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::app {
 

@@ -8,7 +8,7 @@
 #include <functional>
 #include <sstream>
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/quant/method.h"
 #include "models/model_zoo.h"
 

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <vector>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::app {
 namespace {

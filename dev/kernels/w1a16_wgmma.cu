@@ -34,7 +34,7 @@
 #include <cuda_bf16.h>
 
 #include "dev/kernels/w1a16_wgmma.h"
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"

@@ -1,7 +1,7 @@
 // dev::w1a16_wgmma_conv2d on tensors: packed::w1a16_conv2d's argument checks, then the launcher.
 #include "dev/kernels/w1a16_wgmma.h"
 
-#include "engine/ops/window.h"
+#include "common/window.h"
 
 namespace mdq::dev {
 

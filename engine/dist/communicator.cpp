@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::dist {
 namespace {

@@ -1,6 +1,6 @@
 #include "engine/dist/grad_buckets.h"
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::dist {
 

@@ -4,7 +4,7 @@
 #include "engine/dist/local_launcher.h"
 #include "engine/dist/mpi.h"
 #include "engine/dist/nccl.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::dist {
 

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::dist {
 namespace {

@@ -49,8 +49,10 @@ Tensor forward_cpu(Communicator& comm, const Tensor& x, const Tensor& weight, co
   saved.invstd = Tensor::empty({d.c});
   float* mean = saved.mean.data<float>();
   float* invstd = saved.invstd.data<float>();
+  float* rm = running_mean.defined() ? running_mean.data<float>() : nullptr;
+  float* rv = running_var.defined() ? running_var.data<float>() : nullptr;
   for (int64_t c = 0; c < d.c; ++c)
-    ops::batch_norm_finish_channel(c, sum[c] / m, sq[c] / m, m, momentum, eps, mean, invstd, running_mean, running_var);
+    ops::batch_norm_finish_channel(c, sum[c] / m, sq[c] / m, m, momentum, eps, mean, invstd, rm, rv);
   const float* w = weight.defined() ? weight.data<float>() : nullptr;
   const float* b = bias.defined() ? bias.data<float>() : nullptr;
   Tensor out = Tensor::empty(x.shape());

@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "engine/dist/communicator.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::dist {
 namespace {

@@ -1,6 +1,6 @@
 #include "engine/nn/residual.h"
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "engine/nn/functional.h"
 
 namespace mdq::nn {

@@ -28,10 +28,10 @@ BatchNormResult batch_norm_forward(const Tensor& x, const Tensor& weight, const 
                                    Tensor& running_var, bool training, float momentum, float eps);
 
 // The CPU reference's end of a training channel, from its double batch mean and biased variance
-// over m values: mean[c], invstd[c] and (when defined) the running statistics. Shared with sync BN
-// (engine/dist/sync_batchnorm.cpp), whose statistics must be these bit for bit.
+// over m values: mean[c], invstd[c] and (when running_mean is non-null) the running statistics.
+// Shared with sync BN (engine/dist/sync_batchnorm.cpp), whose statistics must be these bit for bit.
 void batch_norm_finish_channel(int64_t c, double mu, double var, double m, float momentum, float eps, float* mean,
-                               float* invstd, Tensor& running_mean, Tensor& running_var);
+                               float* invstd, float* running_mean, float* running_var);
 
 struct BatchNormGrads {
   Tensor grad_input;   // shape of x

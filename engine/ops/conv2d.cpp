@@ -1,5 +1,5 @@
-// 2-D convolution: operand checks, the CPU reference, and dispatch to cuDNN for CUDA tensors
-// (engine/ops/conv2d_cudnn.cpp).
+// 2-D convolution: operand checks, the CPU reference, and one dispatch per direction (CUDA
+// tensors go to cuDNN, kernels/conv2d.cu).
 //
 // The CPU reference is direct loops, ordered so the innermost loop runs along an output row
 // (contiguous in y, stride `stride` in x) over exactly the columns whose input tap is inside
@@ -10,22 +10,20 @@
 #include <string>
 #include <vector>
 
-#include "engine/ops/window.h"
+#include "common/window.h"
+#include "engine/backend/registry.h"
 #include "engine/parallel.h"
+#include "engine/precision.h"
 
 namespace mdq::ops {
 namespace {
 
+using backend::CudaBackend;
+using backend::dispatch;
+using Geometry = kernels::Conv2dGeometry;
+
 // Batch chunks for the CPU passes: fixed, so results do not depend on the machine's core count.
 constexpr int64_t kBatchChunks = 8;
-
-struct Geometry {
-  int64_t N, C, H, W;     // input
-  int64_t O, Cg, KH, KW;  // weight; Cg = C / groups input channels per group
-  int64_t OH, OW;         // output
-  int64_t groups, Og;     // Og = O / groups output channels per group
-  int64_t stride, pad;
-};
 
 // Checks that x, w and p fit together; x_name and w_name say which operands these are.
 Geometry geometry(const char* op, const Shape& xs, const std::string& x_name, const Shape& ws,
@@ -92,7 +90,8 @@ void for_each_tap(const Geometry& g, int64_t n_begin, int64_t n_end, Body body) 
     }
 }
 
-void cpu_forward(const Geometry& g, const float* x, const float* w, const float* bias, float* y) {
+// The CPU passes compute in fp32 at every precision (the Precision argument is the cuDNN path's).
+void cpu_forward(const Geometry& g, Precision, const float* x, const float* w, const float* bias, float* y) {
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t o = 0; o < g.O; ++o) std::fill_n(y + (n * g.O + o) * g.OH * g.OW, g.OH * g.OW, bias ? bias[o] : 0.f);
   const int64_t s = g.stride;
@@ -114,7 +113,7 @@ void cpu_forward(const Geometry& g, const float* x, const float* w, const float*
   });
 }
 
-void cpu_backward_input(const Geometry& g, const float* dy, const float* w, float* dx) {
+void cpu_backward_input(const Geometry& g, Precision, const float* dy, const float* w, float* dx) {
   std::fill_n(dx, g.N * g.C * g.H * g.W, 0.f);
   const int64_t s = g.stride;
   parallel_chunks(g.N, kBatchChunks, [&](int64_t, int64_t n0, int64_t n1) {
@@ -135,7 +134,7 @@ void cpu_backward_input(const Geometry& g, const float* dy, const float* w, floa
   });
 }
 
-void cpu_backward_weight(const Geometry& g, const float* dy, const float* x, float* dw) {
+void cpu_backward_weight(const Geometry& g, Precision, const float* dy, const float* x, float* dw) {
   // Each batch chunk sums into its own partial; the partials are added in chunk order, so the
   // result does not depend on how many threads ran them.
   const int64_t wn = g.O * g.Cg * g.KH * g.KW;
@@ -161,6 +160,16 @@ void cpu_backward_weight(const Geometry& g, const float* dy, const float* x, flo
     for (int64_t i = 0; i < wn; ++i) dw[i] += partial[static_cast<size_t>(c * wn + i)];
 }
 
+void cpu_backward_bias(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db) {
+  const int64_t HW = OH * OW;
+  for (int64_t o = 0; o < O; ++o) {
+    double acc = 0.0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) acc += dy[(n * O + o) * HW + i];
+    db[o] = static_cast<float>(acc);
+  }
+}
+
 }  // namespace
 
 Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p) {
@@ -181,13 +190,8 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, cons
               op << ": bias " << bias.describe() << " must be [" << g.O << "], one per output channel of " << w.describe());
   }
   Tensor y = Tensor::empty({g.N, g.O, g.OH, g.OW}, DType::F32, x.device());
-  if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    cudnn_conv::forward(x, w, bias, p, y);
-#endif
-    return y;
-  }
-  cpu_forward(g, x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>());
+  dispatch(op, x.device(), cpu_forward, &CudaBackend::conv2d_forward_f32)(
+      g, precision(), x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>());
   return y;
 }
 
@@ -199,13 +203,8 @@ Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shap
   Geometry g = geometry(op, x_shape, "of shape " + shape_str(x_shape), w.shape(), w.describe(), p);
   check_grad_out(op, grad_out, g);
   Tensor dx = Tensor::empty(x_shape, DType::F32, grad_out.device());
-  if (grad_out.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    cudnn_conv::backward_input(grad_out, w, p, dx);
-#endif
-    return dx;
-  }
-  cpu_backward_input(g, grad_out.data<float>(), w.data<float>(), dx.data<float>());
+  dispatch(op, grad_out.device(), cpu_backward_input, &CudaBackend::conv2d_backward_input_f32)(
+      g, precision(), grad_out.data<float>(), w.data<float>(), dx.data<float>());
   return dx;
 }
 
@@ -217,13 +216,8 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
   Geometry g = geometry(op, x.shape(), x.describe(), w_shape, "of shape " + shape_str(w_shape), p);
   check_grad_out(op, grad_out, g);
   Tensor dw = Tensor::empty(w_shape, DType::F32, x.device());
-  if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    cudnn_conv::backward_weight(grad_out, x, p, dw);
-#endif
-    return dw;
-  }
-  cpu_backward_weight(g, grad_out.data<float>(), x.data<float>(), dw.data<float>());
+  dispatch(op, x.device(), cpu_backward_weight, &CudaBackend::conv2d_backward_weight_f32)(
+      g, precision(), grad_out.data<float>(), x.data<float>(), dw.data<float>());
   return dw;
 }
 
@@ -231,23 +225,17 @@ Tensor conv2d_backward_bias(const Tensor& grad_out) {
   const char* op = "conv2d_backward_bias";
   check_dtype(op, grad_out, DType::F32);
   check_ndim(op, grad_out, 4);
-  const int64_t N = grad_out.dim(0), O = grad_out.dim(1), HW = grad_out.dim(2) * grad_out.dim(3);
-  Tensor db = Tensor::empty({O}, DType::F32, grad_out.device());
-  if (grad_out.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    cudnn_conv::backward_bias(grad_out, db);
-#endif
-    return db;
-  }
-  const float* dy = grad_out.data<float>();
-  float* out = db.data<float>();
-  for (int64_t o = 0; o < O; ++o) {
-    double acc = 0.0;
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t i = 0; i < HW; ++i) acc += dy[(n * O + o) * HW + i];
-    out[o] = static_cast<float>(acc);
-  }
+  Tensor db = Tensor::empty({grad_out.dim(1)}, DType::F32, grad_out.device());
+  dispatch(op, grad_out.device(), cpu_backward_bias, &CudaBackend::conv2d_backward_bias_f32)(
+      grad_out.dim(0), grad_out.dim(1), grad_out.dim(2), grad_out.dim(3), grad_out.data<float>(), db.data<float>());
   return db;
 }
+
+namespace cudnn_conv {
+Choices choices(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p) {
+  const Geometry g = geometry("conv2d", x_shape, shape_str(x_shape), w_shape, shape_str(w_shape), p);
+  return backend::cuda_impl("conv2d (cuDNN choices)", &CudaBackend::cudnn_conv2d_choices)(g, precision());
+}
+}  // namespace cudnn_conv
 
 }  // namespace mdq::ops

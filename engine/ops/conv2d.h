@@ -1,6 +1,6 @@
 // 2-D convolution (cross-correlation, like PyTorch) on NCHW f32 tensors: forward and the three
 // backward pieces, on the CPU (a plain reference, engine/ops/conv2d.cpp) or the GPU (cuDNN,
-// engine/ops/conv2d_cudnn.cpp). No autograd here: see engine/nn/conv2d.h.
+// kernels/conv2d.cu). No autograd here: see engine/nn/conv2d.h.
 //
 //   x [N, C, H, W], w [O, C/groups, KH, KW], bias [O] (optional), y [N, O, OH, OW]
 //   OH = (H + 2 padding - KH) / stride + 1, OW likewise.
@@ -9,6 +9,7 @@
 // Depthwise is groups == C == O.
 #pragma once
 #include "engine/tensor.h"
+#include "kernels/conv2d.h"
 
 namespace mdq::ops {
 
@@ -28,28 +29,13 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
 // dL/dbias [O]: grad_out summed over N, OH, OW.
 Tensor conv2d_backward_bias(const Tensor& grad_out);
 
-#ifdef MDQ_HAS_CUDA
-// ---- the cuDNN path (engine/ops/conv2d_cudnn.cpp), CUDA builds only. The dispatchers above
-// check the operands and allocate the outputs, then call these.
+// What the CUDA backend's cuDNN plan cache holds for these shapes under the current precision
+// (kernels/conv2d.h: each direction's algorithm, math type and workspace; algo -1 until that
+// direction has run). Throws without a CUDA backend.
 namespace cudnn_conv {
-void forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor& y);
-void backward_input(const Tensor& dy, const Tensor& w, const Conv2dParams& p, Tensor& dx);
-void backward_weight(const Tensor& dy, const Tensor& x, const Conv2dParams& p, Tensor& dw);
-void backward_bias(const Tensor& dy, Tensor& db);
-
-// What the cache holds for one shape under the current precision: the cudnnConvolution*Algo_t
-// and cudnnMathType_t of each direction (as ints, so this header needs no cuDNN include) and its
-// workspace bytes; algo -1 where that direction has not run yet. The benchmark reuses these to
-// call cuDNN directly with the same choices.
-struct Choice {
-  int algo = -1, math_type = -1;
-  size_t workspace_bytes = 0;
-};
-struct Choices {
-  Choice forward, backward_data, backward_filter;
-};
+using Choice = kernels::CudnnConvChoice;
+using Choices = kernels::CudnnConvChoices;
 Choices choices(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p);
 }  // namespace cudnn_conv
-#endif  // MDQ_HAS_CUDA
 
 }  // namespace mdq::ops

@@ -10,7 +10,7 @@
 #include <vector>
 
 #ifdef MDQ_HAS_CUDA
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "kernels/loss.h"
 #endif
 

@@ -2,7 +2,7 @@
 // engine/ops/pooling.h). The backward passes gather over the outputs covering each input, the
 // same formulation as the CUDA kernels (kernels/pooling.cu).
 #include "engine/ops/pooling.h"
-#include "engine/ops/window.h"
+#include "common/window.h"
 
 #include <algorithm>
 #include <cmath>

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <utility>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::optim {
 

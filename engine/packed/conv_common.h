@@ -4,14 +4,14 @@
 #include <bitset>
 #include <cstdint>
 
-#include "engine/ops/window.h"
+#include "common/window.h"
 #include "engine/packed/packed_conv.h"
 
 namespace mdq::packed::detail {
 
 inline int popc(uint32_t v) { return static_cast<int>(std::bitset<32>(v).count()); }
 
-// Output size along one dimension (engine/ops/window.h).
+// Output size along one dimension (common/window.h).
 inline int64_t out_size(int64_t in, int64_t k, const ConvGeometry& g) {
   return ops::window_output_size(in, k, g.stride, g.padding);
 }

@@ -4,7 +4,7 @@
 #include <sstream>
 #include <vector>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::quant {
 namespace {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "data/formats.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace mdq::data;

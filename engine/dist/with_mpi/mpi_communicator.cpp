@@ -9,7 +9,7 @@
 
 #include "engine/dist/mpi.h"
 #include "engine/dist/watchdog.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::dist {
 namespace {

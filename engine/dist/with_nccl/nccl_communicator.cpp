@@ -20,10 +20,10 @@
 #include <mutex>
 #include <vector>
 
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "engine/dist/nccl.h"
 #include "engine/dist/watchdog.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 #define NCCL_CHECK(call)                                                                              \
   do {                                                                                                \

@@ -2,7 +2,7 @@
 // wait. The reduced counts stay on the device (sums[C]), so ranks may hold batches of any size.
 #include <cuda_runtime.h>
 
-#include "engine/cuda_context.h"
+#include "kernels/cuda_common.h"
 #include "engine/dist/sync_batchnorm_cuda.h"
 #include "kernels/batchnorm.h"
 

@@ -1,6 +1,6 @@
 // Stands in for with_mpi/ when CMake found no MPI: every entry point says so and what to install.
 #include "engine/dist/mpi.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::dist {
 namespace {

@@ -1,6 +1,6 @@
 // Stands in for with_nccl/ when CMake found no NCCL (or no CUDA): says so and what to install.
 #include "engine/dist/nccl.h"
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace mdq::dist {
 

@@ -1,10 +1,10 @@
-#ifdef MDQ_HAS_CUDA
-#include "engine/cuda_context.h"
-
+// The CUDA context behind kernels/cuda_common.h: created on first use, never destroyed (its
+// handles must outlive static teardown), and the error messages of the CUDA_CHECK family.
 #include <sstream>
 
-#include "engine/device.h"
-#include "engine/error.h"
+#include "common/error.h"
+#include "kernels/cuda_common.h"
+#include "kernels/device_memory.h"
 
 namespace mdq::cuda {
 namespace {
@@ -16,7 +16,8 @@ struct Context {
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   Context() {
-    MDQ_CHECK(cuda_available(), "CUDA requested but " << cuda_unavailable_reason());
+    const kernels::DeviceProbe probe = kernels::probe_device();
+    MDQ_CHECK(probe.available, "CUDA requested but " << probe.reason);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&cublas));
     CUBLAS_CHECK(cublasSetStream(cublas, stream));
@@ -87,4 +88,3 @@ void throw_cudnn_error(cudnnStatus_t s, const char* call, const char* file, int 
 }
 
 }  // namespace mdq::cuda
-#endif  // MDQ_HAS_CUDA

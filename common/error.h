@@ -1,4 +1,6 @@
-// Errors: one exception type whose message says what went wrong and what to do next.
+// Errors: one exception type whose message says what went wrong and what to do next. In common/
+// because the engine and the CUDA backend (kernels/) both throw it, and kernels/ include nothing
+// from engine/.
 #pragma once
 #include <sstream>
 #include <stdexcept>

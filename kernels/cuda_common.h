@@ -1,11 +1,16 @@
-// The CUDA side of the engine: one stream that all work is queued on, the cuBLAS and cuDNN
-// handles bound to it, and the checks that turn a failed call into an mdq::Error naming the
-// call, the file, the line and the library's own message. Include only under MDQ_HAS_CUDA.
+// What every CUDA file of the backend shares (kernels/ include nothing from engine/): the one
+// stream all work is queued on, the cuBLAS and cuDNN handles bound to it, a scratch workspace,
+// device queries, the grid size of a grid-stride loop, and the checks that turn a failed call
+// into an mdq::Error naming the call, the file, the line and the library's own message.
+// CUDA builds only: included by kernels/*.cu and by CUDA-only benchmarks and tests.
 #pragma once
-#ifdef MDQ_HAS_CUDA
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
+
+#include <cstddef>
+
+#include "kernels/host_device.h"
 
 namespace mdq::cuda {
 
@@ -52,4 +57,3 @@ inline unsigned grid_for(long long n, int block = 256) {
 // After a kernel launch: catches bad launch configurations at the launch site.
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 
-#endif  // MDQ_HAS_CUDA

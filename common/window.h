@@ -1,6 +1,6 @@
 // The output size of a k-tap window sliding with stride `stride` over `in` positions, zero-padded
 // by `pad` on each side (floor division, no partial windows): convolutions and pools alike, on
-// the engine's tensors and in the kernels' launchers.
+// the engine's tensors and in the kernels' launchers (so in common/, which both include).
 #pragma once
 
 namespace mdq::ops {

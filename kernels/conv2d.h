@@ -1,0 +1,45 @@
+// 2-D convolution on NCHW f32 (the math: engine/ops/conv2d.h) on the GPU through cuDNN
+// (kernels/conv2d.cu), and the geometry that both it and the CPU reference
+// (engine/ops/conv2d.cpp) work from, so the two take the same arguments. Device pointers; work
+// is queued on mdq::cuda::stream(); the precision comes with each call.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common/precision.h"
+
+namespace mdq::kernels {
+
+// Checked by the engine before any call (engine/ops/conv2d.cpp's geometry()).
+struct Conv2dGeometry {
+  int64_t N, C, H, W;     // input
+  int64_t O, Cg, KH, KW;  // weight; Cg = C / groups input channels per group
+  int64_t OH, OW;         // output
+  int64_t groups, Og;     // Og = O / groups output channels per group
+  int64_t stride, pad;
+};
+
+// y = x * w (+ bias[o] when bias is non-null).
+void conv2d_forward_f32(const Conv2dGeometry& g, Precision p, const float* x, const float* w, const float* bias,
+                        float* y);
+// dx from dy (the forward output's gradient) and w.
+void conv2d_backward_input_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* w, float* dx);
+// dw from dy and the forward input x.
+void conv2d_backward_weight_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* x, float* dw);
+// db [O] = dy [N, O, OH, OW] summed over N, OH, OW.
+void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db);
+
+// What the cuDNN plan cache holds for one shape under one precision: the
+// cudnnConvolution*Algo_t and cudnnMathType_t of each direction (as ints, so this header needs
+// no cuDNN include) and its workspace bytes; algo -1 where that direction has not run yet. The
+// benchmark reuses these to call cuDNN directly with the same choices.
+struct CudnnConvChoice {
+  int algo = -1, math_type = -1;
+  size_t workspace_bytes = 0;
+};
+struct CudnnConvChoices {
+  CudnnConvChoice forward, backward_data, backward_filter;
+};
+CudnnConvChoices cudnn_conv2d_choices(const Conv2dGeometry& g, Precision p);
+
+}  // namespace mdq::kernels

@@ -1,0 +1,185 @@
+// The CUDA backend's memory and runtime services (kernels/device_memory.h).
+#include "kernels/device_memory.h"
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
+
+namespace mdq::kernels {
+namespace {
+
+// All GPU work runs on one stream, so a block freed on the host may be reused by the next kernel
+// without a synchronisation: the stream orders the old reads before the new writes.
+class CudaCache {
+ public:
+  static size_t round(size_t bytes) {
+    if (bytes < (1u << 20)) return (bytes + 511) / 512 * 512;  // small: 512-byte steps
+    return (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);  // large: 2 MiB steps
+  }
+  void* allocate(size_t capacity) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++stats_.allocations;
+    stats_.bytes_in_use += capacity;
+    auto it = free_.find(capacity);
+    if (it != free_.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      stats_.bytes_cached -= capacity;
+      return p;
+    }
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, capacity);
+    if (e == cudaErrorMemoryAllocation) {  // give the cache back and try once more
+      cudaGetLastError();
+      release_locked();
+      e = cudaMalloc(&p, capacity);
+    }
+    if (e != cudaSuccess) {
+      stats_.bytes_in_use -= capacity;
+      cuda::throw_cuda_error(e, "cudaMalloc", __FILE__, __LINE__);
+    }
+    ++stats_.cuda_malloc_calls;
+    return p;
+  }
+  void release(void* p, size_t capacity) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_[capacity].push_back(p);
+    stats_.bytes_in_use -= capacity;
+    stats_.bytes_cached += capacity;
+  }
+  void release_all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    release_locked();
+  }
+  AllocatorStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+
+ private:
+  void release_locked() {
+    cudaStreamSynchronize(cuda::stream());
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) cudaFree(p);
+    free_.clear();
+    stats_.bytes_cached = 0;
+  }
+  std::mutex mutex_;
+  std::map<size_t, std::vector<void*>> free_;
+  AllocatorStats stats_;
+};
+
+CudaCache& cache() {
+  static CudaCache* c = new CudaCache();  // never destroyed: blocks may outlive static teardown
+  return *c;
+}
+
+cudaMemcpyKind memcpy_kind(CopyKind kind) {
+  return kind == CopyKind::HostToDevice   ? cudaMemcpyHostToDevice
+         : kind == CopyKind::DeviceToHost ? cudaMemcpyDeviceToHost
+                                          : cudaMemcpyDeviceToDevice;
+}
+
+}  // namespace
+
+DeviceProbe probe_device() {
+  DeviceProbe r;
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    r.reason = std::string("no usable CUDA device: cudaGetDeviceCount failed: ") + cudaGetErrorString(e);
+    cudaGetLastError();  // clear the sticky error so later calls are not confused by it
+  } else if (count == 0) {
+    r.reason = "no usable CUDA device: cudaGetDeviceCount found 0 devices";
+  } else {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) {
+      r.available = true;
+      r.count = count;
+      r.name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+    } else {
+      r.reason = "no usable CUDA device: cudaGetDeviceProperties failed";
+    }
+  }
+  return r;
+}
+
+void device_synchronize() { cudaDeviceSynchronize(); }
+
+int current_device() {
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
+bool set_current_device(int device) { return cudaSetDevice(device) == cudaSuccess; }
+
+void* device_allocate(size_t bytes, size_t* capacity) {
+  *capacity = CudaCache::round(bytes ? bytes : 1);
+  return cache().allocate(*capacity);
+}
+
+void device_release(void* p, size_t capacity) { cache().release(p, capacity); }
+AllocatorStats allocator_stats() { return cache().stats(); }
+void allocator_release_cache() { cache().release_all(); }
+
+void copy(void* dst, const void* src, size_t bytes, CopyKind kind) {
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, memcpy_kind(kind), cuda::stream()));
+  if (kind != CopyKind::DeviceToDevice) CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
+}
+
+void copy_async(void* dst, const void* src, size_t bytes, CopyKind kind) {
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, memcpy_kind(kind), cuda::stream()));
+}
+
+void zero(void* p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda::stream())); }
+
+void* pinned_allocate(size_t bytes) {
+  void* p = nullptr;
+  CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocDefault));
+  return p;
+}
+
+void pinned_release(void* p) {
+  if (p) cudaFreeHost(p);
+}
+
+void* event_create() {
+  cudaEvent_t e;
+  CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return e;
+}
+
+void event_record(void* event) { CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), cuda::stream())); }
+void event_wait(void* event) { CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event))); }
+
+void event_destroy(void* event) {
+  if (!event) return;
+  cudaEventSynchronize(static_cast<cudaEvent_t>(event));
+  cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
+void register_device_memory(CudaBackend& b) {
+  b.probe_device = probe_device;
+  b.device_synchronize = device_synchronize;
+  b.current_device = current_device;
+  b.set_current_device = set_current_device;
+  b.device_allocate = device_allocate;
+  b.device_release = device_release;
+  b.allocator_stats = allocator_stats;
+  b.allocator_release_cache = allocator_release_cache;
+  b.copy = copy;
+  b.copy_async = copy_async;
+  b.zero = zero;
+  b.pinned_allocate = pinned_allocate;
+  b.pinned_release = pinned_release;
+  b.event_create = event_create;
+  b.event_record = event_record;
+  b.event_wait = event_wait;
+  b.event_destroy = event_destroy;
+}
+
+}  // namespace mdq::kernels
