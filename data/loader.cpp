@@ -5,12 +5,10 @@
 
 #include <algorithm>
 
-#include "engine/device.h"
 #include "common/error.h"
+#include "engine/backend/registry.h"
+#include "engine/device.h"
 #include "engine/random.h"
-#ifdef MDQ_HAS_CUDA
-#include "kernels/cuda_common.h"
-#endif
 
 namespace mdq::data {
 namespace {
@@ -19,6 +17,9 @@ const DatasetInfo& checked_info(const std::shared_ptr<Dataset>& ds) {
   MDQ_CHECK(ds != nullptr, "DataLoader: dataset is null");
   return ds->info();
 }
+
+// The CUDA backend's memory services (kernels/device_memory.h); only reached for a CUDA loader.
+const backend::CudaBackend& gpu() { return backend::cuda(); }
 
 }  // namespace
 
@@ -47,36 +48,25 @@ DataLoader::DataLoader(std::shared_ptr<Dataset> ds, int64_t batch_size, bool shu
   workers_ = workers > 0 ? workers : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
   slots_.resize(static_cast<size_t>(prefetch));
   if (device_ == Device::CUDA) {
-#ifdef MDQ_HAS_CUDA
     MDQ_CHECK(cuda_available(), "DataLoader: device cuda requested but " << cuda_unavailable_reason());
-    CUDA_CHECK(cudaGetDevice(&cuda_device_));
+    cuda_device_ = gpu().current_device();
     for (Slot& s : slots_) {
-      CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host_images),
-                               static_cast<size_t>(batch_size_) * augment_.out_floats() * sizeof(float), cudaHostAllocDefault));
-      CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.host_labels), static_cast<size_t>(batch_size_) * sizeof(int32_t),
-                               cudaHostAllocDefault));
-      cudaEvent_t e;
-      CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-      s.copy_done = e;
+      s.host_images = static_cast<float*>(
+          gpu().pinned_allocate(static_cast<size_t>(batch_size_) * augment_.out_floats() * sizeof(float)));
+      s.host_labels = static_cast<int32_t*>(gpu().pinned_allocate(static_cast<size_t>(batch_size_) * sizeof(int32_t)));
+      s.copy_done = gpu().event_create();
     }
-#else
-    MDQ_FAIL("DataLoader: device cuda requested, but this build has no CUDA backend");
-#endif
   }
 }
 
 DataLoader::~DataLoader() {
   stop_workers();
-#ifdef MDQ_HAS_CUDA
-  for (Slot& s : slots_) {  // no throwing in a destructor: errors here are ignored
-    if (s.copy_done) {
-      cudaEventSynchronize(static_cast<cudaEvent_t>(s.copy_done));
-      cudaEventDestroy(static_cast<cudaEvent_t>(s.copy_done));
-    }
-    if (s.host_images) cudaFreeHost(s.host_images);
-    if (s.host_labels) cudaFreeHost(s.host_labels);
+  if (device_ != Device::CUDA) return;
+  for (Slot& s : slots_) {  // these never throw: errors in a destructor are ignored
+    gpu().event_destroy(s.copy_done);
+    gpu().pinned_release(s.host_images);
+    gpu().pinned_release(s.host_labels);
   }
-#endif
 }
 
 int64_t DataLoader::batches_per_epoch() const {
@@ -132,16 +122,14 @@ void DataLoader::start_epoch(int64_t epoch) {
 }
 
 void DataLoader::worker_loop() {
-#ifdef MDQ_HAS_CUDA
   // A new thread starts on device 0; one process per GPU (DESIGN.md scale-out) may use another.
-  if (device_ == Device::CUDA && cudaSetDevice(cuda_device_) != cudaSuccess) {
+  if (device_ == Device::CUDA && !gpu().set_current_device(cuda_device_)) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!error_) error_ = std::make_exception_ptr(Error("DataLoader: worker cannot select CUDA device " + std::to_string(cuda_device_)));
     stop_ = true;
     cv_.notify_all();
     return;
   }
-#endif
   const int64_t nb = batches_per_epoch();
   const size_t P = slots_.size();
   while (true) {
@@ -180,10 +168,8 @@ void DataLoader::fill(Slot& slot, int64_t b) {
   float* images;
   int32_t* labels;
   if (device_ == Device::CUDA) {
-#ifdef MDQ_HAS_CUDA
-    if (slot.copy_pending) CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(slot.copy_done)));
+    if (slot.copy_pending) gpu().event_wait(slot.copy_done);
     slot.copy_pending = false;
-#endif
     images = slot.host_images;
     labels = slot.host_labels;
   } else {
@@ -226,14 +212,13 @@ bool DataLoader::next(Batch& out) {
   const int64_t n = batch_count(next_out_), begin = batch_begin(next_out_);
   out.indices.assign(order_.begin() + begin, order_.begin() + begin + n);
   if (device_ == Device::CUDA) {
-#ifdef MDQ_HAS_CUDA
+    using kernels::CopyKind;
     out.images = Tensor::empty({n, augment_.channels(), augment_.out_height(), augment_.out_width()}, DType::F32, Device::CUDA);
     out.labels = Tensor::empty({n}, DType::I32, Device::CUDA);
-    CUDA_CHECK(cudaMemcpyAsync(out.images.raw(), slot.host_images, out.images.nbytes(), cudaMemcpyHostToDevice, cuda::stream()));
-    CUDA_CHECK(cudaMemcpyAsync(out.labels.raw(), slot.host_labels, out.labels.nbytes(), cudaMemcpyHostToDevice, cuda::stream()));
-    CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(slot.copy_done), cuda::stream()));
+    gpu().copy_async(out.images.raw(), slot.host_images, out.images.nbytes(), CopyKind::HostToDevice);
+    gpu().copy_async(out.labels.raw(), slot.host_labels, out.labels.nbytes(), CopyKind::HostToDevice);
+    gpu().event_record(slot.copy_done);
     slot.copy_pending = true;
-#endif
   } else {
     out.images = std::move(slot.images);
     out.labels = std::move(slot.labels);

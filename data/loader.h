@@ -1,8 +1,8 @@
 // DataLoader: batches of augmented f32 NCHW images and i32 labels, made by worker threads into a
 // bounded ring of `prefetch` slots while the consumer trains on earlier batches. On the GPU the
-// slots are pinned host buffers copied with cudaMemcpyAsync on mdq::cuda::stream() (the engine's
-// one stream, so the caching allocator's stream-ordered reuse stays safe); an event per slot
-// keeps a worker from refilling a slot before its copy has finished.
+// slots are pinned host buffers copied asynchronously on the CUDA backend's one stream
+// (kernels/device_memory.h; so the caching allocator's stream-ordered reuse stays safe); an
+// event per slot keeps a worker from refilling a slot before its copy has finished.
 // Determinism: the epoch's order depends on (seed, epoch), each sample's augmentation on
 // (seed, epoch, dataset index); never on thread timing, so a resumed run sees the same data.
 #pragma once
@@ -60,7 +60,7 @@ class DataLoader {
     Tensor images, labels;            // CPU device: the batch's own tensors, handed out by next()
     float* host_images = nullptr;     // CUDA device: pinned staging buffers
     int32_t* host_labels = nullptr;
-    void* copy_done = nullptr;        // cudaEvent_t recorded after the slot's copies
+    void* copy_done = nullptr;        // an event of the CUDA backend, recorded after the slot's copies
     bool copy_pending = false;
   };
   void stop_workers();

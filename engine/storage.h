@@ -1,11 +1,13 @@
 // Reference-counted memory blocks. CPU blocks come from the heap; CUDA blocks from a caching
-// allocator, so a training step in steady state never calls cudaMalloc (DESIGN.md §2).
+// allocator in the CUDA backend (kernels/device_memory.h), so a training step in steady state
+// never calls cudaMalloc (DESIGN.md §2).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 
 #include "engine/dtype.h"
+#include "kernels/device_memory.h"
 
 namespace mdq {
 
@@ -27,13 +29,9 @@ class Storage {
   Device device_;
 };
 
-// Counters of the CUDA caching allocator, for tests and benchmarks.
-struct CudaAllocatorStats {
-  uint64_t cuda_malloc_calls = 0;  // real cudaMalloc calls so far
-  uint64_t allocations = 0;        // Storage objects created on the GPU so far
-  size_t bytes_in_use = 0;
-  size_t bytes_cached = 0;         // freed blocks kept for reuse
-};
+// Counters of the CUDA caching allocator (kernels/device_memory.h), for tests and benchmarks;
+// all zero without a GPU.
+using CudaAllocatorStats = kernels::AllocatorStats;
 CudaAllocatorStats cuda_allocator_stats();
 // Returns every cached (unused) block to the driver.
 void cuda_allocator_release_cache();

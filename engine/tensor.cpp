@@ -4,11 +4,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "engine/backend/registry.h"
 #include "engine/random.h"
-#ifdef MDQ_HAS_CUDA
-#include "kernels/cuda_common.h"
-#include "kernels/elementwise.h"
-#endif
 
 namespace mdq {
 
@@ -136,39 +133,28 @@ void Tensor::copy_from(const Tensor& src) {
     std::memcpy(raw(), src.raw(), nbytes());
     return;
   }
-#ifdef MDQ_HAS_CUDA
-  cudaMemcpyKind kind = src.device_ == Device::CPU  ? cudaMemcpyHostToDevice
-                        : device_ == Device::CPU     ? cudaMemcpyDeviceToHost
-                                                    : cudaMemcpyDeviceToDevice;
-  CUDA_CHECK(cudaMemcpyAsync(raw(), src.raw(), nbytes(), kind, cuda::stream()));
-  // Host memory may be pageable and freed right after: wait for transfers that touch it.
-  if (kind != cudaMemcpyDeviceToDevice) CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
-#else
-  MDQ_FAIL("copy_from: CUDA tensor in a build without CUDA");
-#endif
+  using kernels::CopyKind;
+  const CopyKind kind = src.device_ == Device::CPU ? CopyKind::HostToDevice
+                        : device_ == Device::CPU   ? CopyKind::DeviceToHost
+                                                   : CopyKind::DeviceToDevice;
+  backend::cuda_impl("copy_from", &backend::CudaBackend::copy)(raw(), src.raw(), nbytes(), kind);
 }
+
+namespace {
+void fill_cpu(float* out, int64_t n, float value) {
+  for (int64_t i = 0; i < n; ++i) out[i] = value;
+}
+void zero_cpu(void* p, size_t bytes) { std::memset(p, 0, bytes); }
+}  // namespace
 
 void Tensor::fill_(float value) {
   check_dtype("fill_", *this, DType::F32);
-  if (device_ == Device::CPU) {
-    float* p = data<float>();
-    for (int64_t i = 0; i < numel(); ++i) p[i] = value;
-    return;
-  }
-#ifdef MDQ_HAS_CUDA
-  kernels::fill_f32(data<float>(), numel(), value);
-#endif
+  backend::dispatch("fill_", device_, fill_cpu, &backend::CudaBackend::fill_f32)(data<float>(), numel(), value);
 }
 
 void Tensor::zero_() {
   if (nbytes() == 0) return;
-  if (device_ == Device::CPU) {
-    std::memset(raw(), 0, nbytes());
-    return;
-  }
-#ifdef MDQ_HAS_CUDA
-  CUDA_CHECK(cudaMemsetAsync(raw(), 0, nbytes(), cuda::stream()));
-#endif
+  backend::dispatch("zero_", device_, zero_cpu, &backend::CudaBackend::zero)(raw(), nbytes());
 }
 
 std::vector<float> Tensor::to_vector() const {
