@@ -1,21 +1,24 @@
-// Softmax cross-entropy and top-k counts: CPU reference loops and dispatch to kernels/loss.cu.
+// Softmax cross-entropy and top-k counts: checks, the CPU reference loops, and one dispatch each
+// (the CUDA kernels: kernels/loss.cu). Both backends flag an out-of-range label the same way
+// (kernels/loss.h: bad = rows - first bad row); the flag is read back here, at once, or on the
+// GPU one step late when label checks are deferred.
 #include "engine/ops/loss.h"
-
-#include "engine/device.h"
-#include "kernels/label_rank.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
-#ifdef MDQ_HAS_CUDA
-#include "kernels/cuda_common.h"
-#include "kernels/loss.h"
-#endif
+#include "engine/backend/registry.h"
+#include "engine/device.h"
+#include "kernels/label_rank.h"
 
 namespace mdq::ops {
 namespace {
+
+using backend::CudaBackend;
+using backend::cuda_impl;
+using backend::dispatch;
 
 void check_logits_labels(const char* op, const Tensor& logits, const Tensor& labels) {
   check_dtype(op, logits, DType::F32);
@@ -38,23 +41,70 @@ void check_labels_cpu(const char* op, const Tensor& logits, const Tensor& labels
     if (lab[i] < 0 || lab[i] >= logits.dim(1)) throw_bad_label(op, logits, i, lab[i]);
 }
 
-#ifdef MDQ_HAS_CUDA
-// The one small sync of a GPU op: copies n counters the kernels wrote back to the host.
-void read_back(const uint32_t* device, uint32_t* host, size_t n) {
-  CUDA_CHECK(cudaMemcpyAsync(host, device, n * sizeof(uint32_t), cudaMemcpyDeviceToHost, cuda::stream()));
-  CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
+// Marks row i's label as bad in the flag (the first bad row leaves the largest value).
+void flag_bad_row(uint32_t* bad, int64_t rows, int64_t i) {
+  *bad = std::max(*bad, static_cast<uint32_t>(rows - i));
 }
 
-// bad_slot as the kernels left it (kernels/loss.h): 0, or rows - (first bad row). Only on the
-// error path is the offending label itself read back, for the message.
+// bad_slot as the backend left it: 0, or rows - (first bad row). Only on the error path is the
+// offending label itself read back, for the message.
 void check_bad_slot(const char* op, const Tensor& logits, const Tensor& labels, uint32_t bad_slot) {
   if (bad_slot == 0) return;
   const int64_t index = logits.dim(0) - static_cast<int64_t>(bad_slot);
-  int32_t value = 0;
-  CUDA_CHECK(cudaMemcpyAsync(&value, labels.data<int32_t>() + index, sizeof(value), cudaMemcpyDeviceToHost,
-                             cuda::stream()));
-  CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
-  throw_bad_label(op, logits, index, value);
+  throw_bad_label(op, logits, index, labels.to_vector_i32()[static_cast<size_t>(index)]);
+}
+
+// The counters an op left in `slots`, on the host (on the GPU, its one small sync).
+std::vector<uint32_t> read_back(const Tensor& slots) {
+  const Tensor host = slots.cpu();
+  const uint32_t* p = host.data<uint32_t>();
+  return std::vector<uint32_t>(p, p + host.numel());
+}
+
+// ---- CPU references, with the CUDA launchers' arguments (kernels/loss.h).
+
+void forward_cpu(const float* x, const int32_t* lab, int64_t n, int64_t k, float* probs, float* row_loss, float* loss,
+                 uint32_t* bad) {
+  *bad = 0;
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (lab[i] < 0 || lab[i] >= k) {
+      flag_bad_row(bad, n, i);
+      row_loss[i] = 0.f;
+      continue;
+    }
+    const float* xi = x + i * k;
+    double m = xi[0];
+    for (int64_t j = 1; j < k; ++j) m = std::max(m, static_cast<double>(xi[j]));
+    double s = 0.0;
+    for (int64_t j = 0; j < k; ++j) s += std::exp(xi[j] - m);
+    const double li = std::log(s) + m - xi[lab[i]];
+    row_loss[i] = static_cast<float>(li);
+    total += li;
+    if (probs)
+      for (int64_t j = 0; j < k; ++j) probs[i * k + j] = static_cast<float>(std::exp(xi[j] - m) / s);
+  }
+  loss[0] = static_cast<float>(total / static_cast<double>(n));
+}
+
+void backward_cpu(const float* p, const int32_t* lab, int64_t n, int64_t k, float grad_scale, const float* scale,
+                  float* g) {
+  const float s = (scale ? grad_scale * scale[0] : grad_scale) / static_cast<float>(n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < k; ++j) g[i * k + j] = (p[i * k + j] - (lab[i] == j ? 1.f : 0.f)) * s;
+}
+
+void topk_cpu(const float* x, const int32_t* lab, int64_t n, int64_t cols, int k, uint32_t* count, uint32_t* bad) {
+  *count = 0;
+  *bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (lab[i] < 0 || lab[i] >= cols) {
+      flag_bad_row(bad, n, i);
+      continue;
+    }
+    const int64_t r = rank::label_rank(x + i * cols, cols, lab[i]);
+    if (r >= 0 && r < k) ++*count;
+  }
 }
 
 // The last deferred check: the kernel's flag lands in pinned memory, ordered by an event.
@@ -63,17 +113,29 @@ struct PendingCheck {
   Tensor logits, labels;  // kept for the error message
   Tensor bad;             // the device flag, alive until its copy is done
   uint32_t* host = nullptr;
-  cudaEvent_t done = nullptr;
+  void* done = nullptr;  // an event of the CUDA backend
 };
 PendingCheck& pending() {
   static PendingCheck p;
   if (!p.host) {
-    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&p.host), sizeof(uint32_t), cudaHostAllocDefault));
-    CUDA_CHECK(cudaEventCreateWithFlags(&p.done, cudaEventDisableTiming));
+    p.host = static_cast<uint32_t*>(cuda_impl("cross_entropy", &CudaBackend::pinned_allocate)(sizeof(uint32_t)));
+    p.done = cuda_impl("cross_entropy", &CudaBackend::event_create)();
   }
   return p;
 }
-#endif
+
+// Queues the copy of this step's flag and checks it at the next call (check_pending_label_errors).
+void defer_label_check(const Tensor& logits, const Tensor& labels, const Tensor& bad) {
+  check_pending_label_errors();  // the previous step's flag, long since copied
+  PendingCheck& p = pending();
+  const CudaBackend& gpu = backend::cuda();
+  gpu.copy_async(p.host, bad.data<uint32_t>(), sizeof(uint32_t), kernels::CopyKind::DeviceToHost);
+  gpu.event_record(p.done);
+  p.logits = logits;
+  p.labels = labels;
+  p.bad = bad;
+  p.active = true;
+}
 
 bool g_deferred_label_checks = false;
 
@@ -83,21 +145,10 @@ void check_backward_args(const Tensor& probs, const Tensor& labels) {
 }
 
 Tensor backward_impl(const Tensor& probs, const Tensor& labels, float grad_scale, const Tensor* scale_tensor) {
-  const int64_t n = probs.dim(0), k = probs.dim(1);
   Tensor grad = Tensor::empty(probs.shape(), DType::F32, probs.device());
-  if (probs.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    kernels::cross_entropy_backward_f32(probs.data<float>(), labels.data<int32_t>(), n, k, grad_scale,
-                                        scale_tensor ? scale_tensor->data<float>() : nullptr, grad.data<float>());
-#endif
-    return grad;
-  }
-  const float s = (scale_tensor ? grad_scale * scale_tensor->data<float>()[0] : grad_scale) / static_cast<float>(n);
-  const float* p = probs.data<float>();
-  const int32_t* lab = labels.data<int32_t>();
-  float* g = grad.data<float>();
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < k; ++j) g[i * k + j] = (p[i * k + j] - (lab[i] == j ? 1.f : 0.f)) * s;
+  dispatch("cross_entropy_backward", probs.device(), backward_cpu, &CudaBackend::cross_entropy_backward_f32)(
+      probs.data<float>(), labels.data<int32_t>(), probs.dim(0), probs.dim(1), grad_scale,
+      scale_tensor ? scale_tensor->data<float>() : nullptr, grad.data<float>());
   return grad;
 }
 
@@ -115,62 +166,30 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor*
     probs = p.data<float>();
   }
   Tensor loss = Tensor::empty({1}, DType::F32, logits.device());
-  if (logits.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    Tensor row_loss = Tensor::empty({n}, DType::F32, Device::CUDA);
-    Tensor bad = Tensor::empty({1}, DType::U32, Device::CUDA);
-    kernels::cross_entropy_forward_f32(logits.data<float>(), labels.data<int32_t>(), n, k, probs,
-                                       row_loss.data<float>(), loss.data<float>(), bad.data<uint32_t>());
-    if (g_deferred_label_checks) {
-      check_pending_label_errors();  // the previous step's flag, long since copied
-      PendingCheck& p = pending();
-      CUDA_CHECK(cudaMemcpyAsync(p.host, bad.data<uint32_t>(), sizeof(uint32_t), cudaMemcpyDeviceToHost,
-                                 cuda::stream()));
-      CUDA_CHECK(cudaEventRecord(p.done, cuda::stream()));
-      p.logits = logits;
-      p.labels = labels;
-      p.bad = bad;
-      p.active = true;
-    } else {
-      uint32_t bad_slot = 0;
-      read_back(bad.data<uint32_t>(), &bad_slot, 1);
-      check_bad_slot("cross_entropy", logits, labels, bad_slot);
-    }
-#endif
-    return loss;
-  }
-  check_labels_cpu("cross_entropy", logits, labels);
-  const float* x = logits.data<float>();
-  const int32_t* lab = labels.data<int32_t>();
-  double total = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float* xi = x + i * k;
-    double m = xi[0];
-    for (int64_t j = 1; j < k; ++j) m = std::max(m, static_cast<double>(xi[j]));
-    double s = 0.0;
-    for (int64_t j = 0; j < k; ++j) s += std::exp(xi[j] - m);
-    total += std::log(s) + m - xi[lab[i]];
-    if (probs)
-      for (int64_t j = 0; j < k; ++j) probs[i * k + j] = static_cast<float>(std::exp(xi[j] - m) / s);
-  }
-  loss.data<float>()[0] = static_cast<float>(total / static_cast<double>(n));
+  Tensor row_loss = Tensor::empty({n}, DType::F32, logits.device());
+  Tensor bad = Tensor::empty({1}, DType::U32, logits.device());
+  dispatch("cross_entropy", logits.device(), forward_cpu, &CudaBackend::cross_entropy_forward_f32)(
+      logits.data<float>(), labels.data<int32_t>(), n, k, probs, row_loss.data<float>(), loss.data<float>(),
+      bad.data<uint32_t>());
+  if (logits.is_cuda() && g_deferred_label_checks)
+    defer_label_check(logits, labels, bad);
+  else
+    check_bad_slot("cross_entropy", logits, labels, read_back(bad)[0]);
   return loss;
 }
 
 void set_deferred_label_checks(bool on) { g_deferred_label_checks = on; }
 
 void check_pending_label_errors() {
-#ifdef MDQ_HAS_CUDA
   if (!g_deferred_label_checks || !cuda_available()) return;  // nothing can be pending without a GPU
   PendingCheck& p = pending();
   if (!p.active) return;
-  CUDA_CHECK(cudaEventSynchronize(p.done));
+  backend::cuda().event_wait(p.done);
   p.active = false;
   const uint32_t bad_slot = *p.host;
   Tensor logits = std::move(p.logits), labels = std::move(p.labels);
   p.bad = Tensor();
   check_bad_slot("cross_entropy", logits, labels, bad_slot);
-#endif
 }
 
 Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, float grad_scale) {
@@ -190,27 +209,13 @@ Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, const T
 int64_t count_topk_correct(const Tensor& logits, const Tensor& labels, int k) {
   check_logits_labels("count_topk_correct", logits, labels);
   MDQ_CHECK(k >= 1, "count_topk_correct: k must be at least 1, got " << k << " (logits " << logits.describe() << ")");
-  const int64_t n = logits.dim(0), cols = logits.dim(1);
-  if (logits.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    Tensor slots = Tensor::empty({2}, DType::U32, Device::CUDA);  // [0] count, [1] bad label
-    uint32_t* s = slots.data<uint32_t>();
-    kernels::count_topk_correct_f32(logits.data<float>(), labels.data<int32_t>(), n, cols, k, s, s + 1);
-    uint32_t host[2] = {0, 0};
-    read_back(s, host, 2);
-    check_bad_slot("count_topk_correct", logits, labels, host[1]);
-    return host[0];
-#endif
-  }
-  check_labels_cpu("count_topk_correct", logits, labels);
-  const float* x = logits.data<float>();
-  const int32_t* lab = labels.data<int32_t>();
-  int64_t correct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t r = rank::label_rank(x + i * cols, cols, lab[i]);
-    if (r >= 0 && r < k) ++correct;
-  }
-  return correct;
+  Tensor slots = Tensor::empty({2}, DType::U32, logits.device());  // [0] count, [1] bad label
+  uint32_t* s = slots.data<uint32_t>();
+  dispatch("count_topk_correct", logits.device(), topk_cpu, &CudaBackend::count_topk_correct_f32)(
+      logits.data<float>(), labels.data<int32_t>(), logits.dim(0), logits.dim(1), k, s, s + 1);
+  const std::vector<uint32_t> host = read_back(slots);
+  check_bad_slot("count_topk_correct", logits, labels, host[1]);
+  return host[0];
 }
 
 }  // namespace mdq::ops
