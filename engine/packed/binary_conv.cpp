@@ -1,20 +1,19 @@
 // W1A1 convolutions and linear layers (DESIGN.md E12): argument checks, the CPU reference (E12's
 // popc formula per tap, straight from the packed words), the SignPack thresholds, and the
-// dispatch to kernels/binary_conv.cu.
+// CUDA path through the registry (kernels/binary_conv.cu).
 #include <algorithm>
 
+#include "engine/backend/registry.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/conv_common.h"
 #include "engine/packed/packed_conv.h"
-#ifdef MDQ_HAS_CUDA
-#include "kernels/binary_conv.h"
-#include "kernels/bitpack.h"
-#endif
 
 namespace mdq::packed {
 namespace {
 
-#ifdef MDQ_HAS_CUDA
+using backend::CudaBackend;
+using backend::cuda_impl;
+
 // The kernel's arguments for x_bits (CUDA) and w (output shape from check_w1a1), with the
 // input's pixel popcounts computed into pixel_popc when the kernel that will run reads them (the
 // caller keeps it until the kernel is queued).
@@ -33,14 +32,14 @@ kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedW
   a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
   a.scale = scale.defined() ? scale.data<float>() : nullptr;
   a.shift = shift.defined() ? shift.data<float>() : nullptr;
-  if (kernels::binary_conv_reads_pixel_popc(a)) {
+  if (cuda_impl(op, &CudaBackend::binary_conv_reads_pixel_popc)(a)) {
     pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
-    kernels::row_popc(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(), static_cast<int>(x.dim(3)));
+    cuda_impl(op, &CudaBackend::row_popc)(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(),
+                                          static_cast<int>(x.dim(3)));
     a.pixel_popc = pixel_popc.data<int32_t>();
   }
   return a;
 }
-#endif
 
 // The CPU W1A1 reference: E12 with the mask, tap by tap, straight from the packed words.
 std::vector<int32_t> binary_conv_cpu(const Tensor& x, const PackedWeights& w, const ConvGeometry& g, int64_t OH,
@@ -152,14 +151,12 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
                                                                : sign_thresholds(w, out.scale, out.shift, x.device());
 
   if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
     Tensor pixel_popc;
     kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, out.scale, out.shift, pixel_popc);
     a.mode = static_cast<kernels::BinaryEpilogue>(static_cast<int>(out.mode));
     a.thresholds = pack ? thresholds.data<int32_t>() : nullptr;
     a.out = y.raw();
-    kernels::binary_conv2d(a);
-#endif
+    cuda_impl(op, &CudaBackend::binary_conv2d)(a);
     return y;
   }
 
@@ -215,15 +212,13 @@ ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, C
   }
   ResidualOutput r{Tensor::empty(shape, DType::F32, x.device()),
                    Tensor::empty({shape[0], shape[1], shape[2], packed_words(shape[3])}, DType::U32, x.device())};
-#ifdef MDQ_HAS_CUDA
   Tensor pixel_popc;
   kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, scale, shift, pixel_popc);
   a.mode = kernels::BinaryEpilogue::ResidualSignPack;
   a.residual = residual.data<float>();
   a.out = r.y.raw();
   a.out_bits = r.bits.data<uint32_t>();
-  kernels::binary_conv2d(a);
-#endif
+  cuda_impl(op, &CudaBackend::binary_conv2d)(a);
   return r;
 }
 

@@ -8,15 +8,14 @@
 #pragma once
 #include <cstdint>
 
+#include "common/bf16.h"
 #include "engine/tensor.h"
 
 namespace mdq::packed {
 
 inline int64_t packed_words(int64_t channels) { return (channels + 31) / 32; }
 
-// bf16 on the CPU, round to nearest even (NaN stays NaN); matches __float2bfloat16_rn.
-uint16_t float_to_bf16(float x);
-float bf16_to_float(uint16_t b);
+// Elementwise bf16 <-> f32 on a tensor (the per-value rounding: common/bf16.h).
 Tensor to_bf16(const Tensor& x);  // f32 -> bf16, same shape and device
 Tensor to_f32(const Tensor& x);   // bf16 -> f32
 

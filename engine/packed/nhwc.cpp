@@ -1,11 +1,26 @@
-// NHWC passes (engine/packed/nhwc.h): argument checks, then kernels/nhwc_bf16.h's CUDA launcher
-// or its CPU reference (the same arithmetic, so the two agree bit for bit).
+// NHWC passes (engine/packed/nhwc.h): argument checks, then one dispatch each to the CPU
+// reference of kernels/nhwc_bf16.h or its CUDA launcher (the same arithmetic, so the two agree
+// bit for bit), for the values' element type.
 #include "engine/packed/nhwc.h"
 
-#include "kernels/nhwc_bf16.h"
+#include <type_traits>
+
+#include "common/window.h"
+#include "engine/backend/registry.h"
 
 namespace mdq::packed {
 namespace {
+
+using backend::CudaBackend;
+using backend::dispatch;
+namespace reference = kernels::reference;
+
+// A pass's CUDA slot for element type T: its f32 or its bf16 (uint16_t) instantiation.
+template <class T, class F32Slot, class BF16Slot>
+constexpr auto slot_for(F32Slot f32, BF16Slot bf16) {
+  if constexpr (std::is_same_v<T, float>) return f32;
+  else return bf16;
+}
 
 // Calls f(T{}) with T the element type of x's values: uint16_t (bf16 bits) or float.
 template <class F>
@@ -27,13 +42,9 @@ Tensor to_nhwc(const Tensor& x, DType dtype) {
   Tensor y = Tensor::empty({N, x.dim(2), x.dim(3), C}, dtype, x.device());
   by_dtype("to_nhwc", y, [&](auto zero) {
     using T = decltype(zero);
-    if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-      kernels::nchw_f32_to_nhwc<T>(x.data<float>(), y.data<T>(), N, narrow(C), HW);
-#endif
-    } else {
-      kernels::reference::nchw_f32_to_nhwc<T>(x.data<float>(), y.data<T>(), N, narrow(C), HW);
-    }
+    const auto cuda = slot_for<T>(&CudaBackend::nchw_f32_to_nhwc_f32, &CudaBackend::nchw_f32_to_nhwc_bf16);
+    dispatch("to_nhwc", x.device(), reference::nchw_f32_to_nhwc<T>, cuda)(x.data<float>(), y.data<T>(), N, narrow(C),
+                                                                          HW);
   });
   return y;
 }
@@ -44,13 +55,8 @@ Tensor to_nchw(const Tensor& x) {
   Tensor y = Tensor::empty({N, C, x.dim(1), x.dim(2)}, x.dtype(), x.device());
   by_dtype("to_nchw", x, [&](auto zero) {
     using T = decltype(zero);
-    if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-      kernels::nhwc_to_nchw<T>(x.data<T>(), y.data<T>(), N, HW, narrow(C));
-#endif
-    } else {
-      kernels::reference::nhwc_to_nchw<T>(x.data<T>(), y.data<T>(), N, HW, narrow(C));
-    }
+    const auto cuda = slot_for<T>(&CudaBackend::nhwc_to_nchw_f32, &CudaBackend::nhwc_to_nchw_bf16);
+    dispatch("to_nchw", x.device(), reference::nhwc_to_nchw<T>, cuda)(x.data<T>(), y.data<T>(), N, HW, narrow(C));
   });
   return y;
 }
@@ -65,13 +71,9 @@ Tensor add_nhwc(const Tensor& a, const Tensor& b, bool relu) {
   by_dtype("add_nhwc", a, [&](auto zero) {
     using T = decltype(zero);
     const T* r = b.defined() ? b.data<T>() : nullptr;
-    if (a.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-      kernels::affine_act_nhwc<T>(a.data<T>(), nullptr, nullptr, r, relu, y.data<T>(), P, narrow(C));
-#endif
-    } else {
-      kernels::reference::affine_act_nhwc<T>(a.data<T>(), nullptr, nullptr, r, relu, y.data<T>(), P, narrow(C));
-    }
+    const auto cuda = slot_for<T>(&CudaBackend::affine_act_nhwc_f32, &CudaBackend::affine_act_nhwc_bf16);
+    dispatch("add_nhwc", a.device(), reference::affine_act_nhwc<T>, cuda)(a.data<T>(), nullptr, nullptr, r, relu,
+                                                                          y.data<T>(), P, narrow(C));
   });
   return y;
 }
@@ -87,13 +89,9 @@ Tensor max_pool_nhwc(const Tensor& x, int64_t kernel, int64_t stride, int64_t pa
   Tensor y = Tensor::empty({N, OH, OW, C}, x.dtype(), x.device());
   by_dtype("max_pool_nhwc", x, [&](auto zero) {
     using T = decltype(zero);
-    if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-      kernels::maxpool_nhwc<T>(x.data<T>(), y.data<T>(), N, H, W, C, k, s, p);
-#endif
-    } else {
-      kernels::reference::maxpool_nhwc<T>(x.data<T>(), y.data<T>(), N, H, W, C, k, s, p);
-    }
+    const auto cuda = slot_for<T>(&CudaBackend::maxpool_nhwc_f32, &CudaBackend::maxpool_nhwc_bf16);
+    dispatch("max_pool_nhwc", x.device(), reference::maxpool_nhwc<T>, cuda)(x.data<T>(), y.data<T>(), N, H, W, C, k,
+                                                                            s, p);
   });
   return y;
 }
@@ -104,13 +102,9 @@ Tensor global_avg_pool_nhwc(const Tensor& x) {
   Tensor y = Tensor::empty({N, C}, x.dtype(), x.device());
   by_dtype("global_avg_pool_nhwc", x, [&](auto zero) {
     using T = decltype(zero);
-    if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-      kernels::avgpool_nhwc<T, T>(x.data<T>(), y.data<T>(), N, HW, C);
-#endif
-    } else {
-      kernels::reference::avgpool_nhwc<T, T>(x.data<T>(), y.data<T>(), N, HW, C);
-    }
+    const auto cuda = slot_for<T>(&CudaBackend::avgpool_nhwc_f32, &CudaBackend::avgpool_nhwc_bf16);
+    dispatch("global_avg_pool_nhwc", x.device(), reference::avgpool_nhwc<T, T>, cuda)(x.data<T>(), y.data<T>(), N, HW,
+                                                                                      C);
   });
   return y;
 }
@@ -121,13 +115,8 @@ Tensor split_bf16(const Tensor& x) {
   Shape s = x.shape();
   s.back() = 2 * C;
   Tensor y = Tensor::empty(s, DType::BF16, x.device());
-  if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    kernels::split_bf16_nhwc(x.data<float>(), y.data<uint16_t>(), P, narrow(C));
-#endif
-  } else {
-    kernels::reference::split_bf16_nhwc(x.data<float>(), y.data<uint16_t>(), P, narrow(C));
-  }
+  dispatch("split_bf16", x.device(), reference::split_bf16_nhwc, &CudaBackend::split_bf16_nhwc)(
+      x.data<float>(), y.data<uint16_t>(), P, narrow(C));
   return y;
 }
 

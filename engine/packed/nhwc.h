@@ -2,7 +2,7 @@
 // changes to and from the float engine's NCHW f32, pooling, the residual sum with ReLU, and the
 // split of f32 activations into bf16 hi + lo channels (E12's W1A16 layers at ~16 significant
 // bits). Values are bf16 or f32, channels innermost ([N][H][W][C] or [N][C]); each call checks
-// its input and runs kernels/nhwc_bf16.h's CUDA pass or its CPU reference on the tensor's device.
+// its input and dispatches to kernels/nhwc_bf16.h's CUDA pass or its CPU reference, by device.
 #pragma once
 #include <cstdint>
 

@@ -1,16 +1,14 @@
 // Packed weights (binary as sign bits, ternary as two planes, E11's rounding already applied),
 // the plain-loop NHWC float convolution every packed op is checked against, and the W1A16 /
-// W2A16 convolutions: CPU reference and the dispatch to kernels/w1a16_conv.cu. The W1A1 ones
-// are in binary_conv.cpp.
+// W2A16 convolutions: CPU reference and the CUDA path through the registry
+// (kernels/w1a16_conv.cu). The W1A1 ones are in binary_conv.cpp.
 #include "engine/packed/packed_conv.h"
 
 #include <algorithm>
 
+#include "engine/backend/registry.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/conv_common.h"
-#ifdef MDQ_HAS_CUDA
-#include "kernels/w1a16_conv.h"
-#endif
 
 namespace mdq::packed {
 namespace {
@@ -120,7 +118,6 @@ Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, con
   if (w.ternary()) check_same_device(op, x, w.nonzero);
 
   if (x.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
     Tensor y = Tensor::empty({N, OH, OW, O}, out.dtype, Device::CUDA);
     kernels::W1A16ConvArgs a;
     a.x = x.data<uint16_t>();
@@ -135,9 +132,8 @@ Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, con
     a.relu = out.relu;
     a.out_bf16 = out.dtype == DType::BF16;
     a.out = y.raw();
-    kernels::w1a16_conv2d(a);
+    backend::cuda_impl(op, &backend::CudaBackend::w1a16_conv2d)(a);
     return y;
-#endif
   }
   // CPU: bf16 inputs widened exactly to f32, unpacked weights, double accumulation.
   Tensor y = conv2d_nhwc_reference(to_f32(x), unpack_weights(w), g);

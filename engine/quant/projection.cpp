@@ -1,15 +1,16 @@
-// Tensor-level projections: shape/device checks, then the CPU reference loop or the CUDA
-// launcher. Both evaluate the per-element math of kernels/quant_math.h.
+// Tensor-level projections: shape/device checks, then one dispatch to the CPU reference loop or
+// the CUDA launcher (kernels/quant_project.cu). Both evaluate the per-element math of
+// kernels/quant_math.h.
 #include "engine/quant/projection.h"
 
+#include "engine/backend/registry.h"
 #include "engine/nn/functional.h"
-
-#ifdef MDQ_HAS_CUDA
-#include "kernels/quant_project.h"
-#endif
 
 namespace mdq::quant {
 namespace {
+
+using backend::CudaBackend;
+using backend::dispatch;
 
 // Softmax-family stored tensors are [K, *shape]; the primal is [*shape].
 Shape primal_shape(const Method& m, const Tensor& stored) {
@@ -39,25 +40,10 @@ Method softmax_method(const char* op, int levels) {
   return {Rule::MdSoftmaxS, levels};
 }
 
-}  // namespace
+// ---- CPU references, with the CUDA launchers' arguments (kernels/quant_project.h).
 
-void primal_from_stored(const Method& method, const Tensor& stored, float beta, Tensor& primal) {
-  check_stored("primal_from_stored", method, stored);
-  check_dtype("primal_from_stored", primal, DType::F32);
-  check_same_device("primal_from_stored", stored, primal);
-  MDQ_CHECK(primal.shape() == primal_shape(method, stored),
-            "primal_from_stored: primal " << primal.describe() << " does not fit stored " << stored.describe()
-                                          << " of method " << method.name());
-  const int64_t n = primal.numel();
-  if (stored.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    kernels::quant_primal(method.rule, method.levels, stored.data<float>(), beta, primal.data<float>(), n);
-#endif
-    return;
-  }
-  const float* s = stored.data<float>();
-  float* x = primal.data<float>();
-  dispatch_step(method.rule, Dir::Sgd, method.levels, [&](auto R, auto, auto K) {
+void primal_cpu(Rule rule, int levels, const float* s, float beta, float* x, int64_t n) {
+  dispatch_step(rule, Dir::Sgd, levels, [&](auto R, auto, auto K) {
     constexpr Rule r = decltype(R)::value;
     constexpr int k = decltype(K)::value;
     for (int64_t i = 0; i < n; ++i) {
@@ -72,23 +58,8 @@ void primal_from_stored(const Method& method, const Tensor& stored, float beta, 
   });
 }
 
-Tensor rounded_from(const Method& method, const Tensor& stored, const Tensor& primal) {
-  check_stored("rounded_from", method, stored);
-  check_same_device("rounded_from", stored, primal);
-  MDQ_CHECK(primal.shape() == primal_shape(method, stored),
-            "rounded_from: primal " << primal.describe() << " does not fit stored " << stored.describe());
-  Tensor out = Tensor::empty(primal.shape(), DType::F32, primal.device());
-  const int64_t n = primal.numel();
-  if (primal.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    kernels::quant_round(method.rule, method.levels, stored.data<float>(), primal.data<float>(), out.data<float>(), n);
-#endif
-    return out;
-  }
-  const float* s = stored.data<float>();
-  const float* x = primal.data<float>();
-  float* o = out.data<float>();
-  dispatch_step(method.rule, Dir::Sgd, method.levels, [&](auto R, auto, auto K) {
+void round_cpu(Rule rule, int levels, const float* s, const float* x, float* o, int64_t n) {
+  dispatch_step(rule, Dir::Sgd, levels, [&](auto R, auto, auto K) {
     constexpr Rule r = decltype(R)::value;
     constexpr int k = decltype(K)::value;
     for (int64_t i = 0; i < n; ++i) {
@@ -103,6 +74,49 @@ Tensor rounded_from(const Method& method, const Tensor& stored, const Tensor& pr
       }
     }
   });
+}
+
+void tanh_backward_cpu(int levels, const float* s, const float* g, float beta, float* o, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    o[i] = (levels == 2 ? tanh_project_grad<2>(s[i], beta) : tanh_project_grad<3>(s[i], beta)) * g[i];
+}
+
+void softmax_backward_cpu(int levels, const float* s, const float* g, float beta, float* o, int64_t n) {
+  auto run = [&](auto K) {
+    constexpr int k = decltype(K)::value;
+    for (int64_t i = 0; i < n; ++i) {
+      float sv[k], gs[k];
+      gather<k>(s, n, i, sv);
+      softmax_project_backward<k>(sv, g[i], beta, gs);
+      for (int l = 0; l < k; ++l) o[l * n + i] = gs[l];
+    }
+  };
+  if (levels == 2) run(Const<int, 2>{});
+  else if (levels == 3) run(Const<int, 3>{});
+  else run(Const<int, 4>{});
+}
+
+}  // namespace
+
+void primal_from_stored(const Method& method, const Tensor& stored, float beta, Tensor& primal) {
+  check_stored("primal_from_stored", method, stored);
+  check_dtype("primal_from_stored", primal, DType::F32);
+  check_same_device("primal_from_stored", stored, primal);
+  MDQ_CHECK(primal.shape() == primal_shape(method, stored),
+            "primal_from_stored: primal " << primal.describe() << " does not fit stored " << stored.describe()
+                                          << " of method " << method.name());
+  dispatch("primal_from_stored", stored.device(), primal_cpu, &CudaBackend::quant_primal)(
+      method.rule, method.levels, stored.data<float>(), beta, primal.data<float>(), primal.numel());
+}
+
+Tensor rounded_from(const Method& method, const Tensor& stored, const Tensor& primal) {
+  check_stored("rounded_from", method, stored);
+  check_same_device("rounded_from", stored, primal);
+  MDQ_CHECK(primal.shape() == primal_shape(method, stored),
+            "rounded_from: primal " << primal.describe() << " does not fit stored " << stored.describe());
+  Tensor out = Tensor::empty(primal.shape(), DType::F32, primal.device());
+  dispatch("rounded_from", primal.device(), round_cpu, &CudaBackend::quant_round)(
+      method.rule, method.levels, stored.data<float>(), primal.data<float>(), out.data<float>(), primal.numel());
   return out;
 }
 
@@ -139,18 +153,8 @@ Tensor tanh_project_backward(const Tensor& dual, const Tensor& grad, float beta,
   check_same_device("tanh_project_backward", dual, grad);
   check_same_shape("tanh_project_backward", dual, grad);
   Tensor out = Tensor::empty(dual.shape(), DType::F32, dual.device());
-  const int64_t n = dual.numel();
-  if (dual.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    kernels::tanh_project_backward(levels, dual.data<float>(), grad.data<float>(), beta, out.data<float>(), n);
-#endif
-    return out;
-  }
-  const float* s = dual.data<float>();
-  const float* g = grad.data<float>();
-  float* o = out.data<float>();
-  for (int64_t i = 0; i < n; ++i)
-    o[i] = (levels == 2 ? tanh_project_grad<2>(s[i], beta) : tanh_project_grad<3>(s[i], beta)) * g[i];
+  dispatch("tanh_project_backward", dual.device(), tanh_backward_cpu, &CudaBackend::tanh_project_backward)(
+      levels, dual.data<float>(), grad.data<float>(), beta, out.data<float>(), dual.numel());
   return out;
 }
 
@@ -162,28 +166,8 @@ Tensor softmax_project_backward(const Tensor& logits, const Tensor& grad, float 
   MDQ_CHECK(grad.shape() == primal_shape(m, logits), "softmax_project_backward: grad " << grad.describe()
                                                         << " does not fit logits " << logits.describe());
   Tensor out = Tensor::empty(logits.shape(), DType::F32, logits.device());
-  const int64_t n = grad.numel();
-  if (logits.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    kernels::softmax_project_backward(levels, logits.data<float>(), grad.data<float>(), beta, out.data<float>(), n);
-#endif
-    return out;
-  }
-  const float* s = logits.data<float>();
-  const float* g = grad.data<float>();
-  float* o = out.data<float>();
-  auto run = [&](auto K) {
-    constexpr int k = decltype(K)::value;
-    for (int64_t i = 0; i < n; ++i) {
-      float sv[k], gs[k];
-      gather<k>(s, n, i, sv);
-      softmax_project_backward<k>(sv, g[i], beta, gs);
-      for (int l = 0; l < k; ++l) o[l * n + i] = gs[l];
-    }
-  };
-  if (levels == 2) run(Const<int, 2>{});
-  else if (levels == 3) run(Const<int, 3>{});
-  else run(Const<int, 4>{});
+  dispatch("softmax_project_backward", logits.device(), softmax_backward_cpu, &CudaBackend::softmax_project_backward)(
+      levels, logits.data<float>(), grad.data<float>(), beta, out.data<float>(), grad.numel());
   return out;
 }
 

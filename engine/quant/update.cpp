@@ -1,46 +1,16 @@
-// Tensor-level quantizer step: checks, then the CPU reference (a plain loop over weights calling
-// tanh_step / softmax_step of kernels/quant_math.h) or the fused CUDA kernel.
+// Tensor-level quantizer step: checks, then one dispatch to the CPU reference (a plain loop over
+// weights calling tanh_step / softmax_step of kernels/quant_math.h) or the fused CUDA kernel
+// (kernels/quant_update.cu).
 #include "engine/quant/update.h"
 
-#ifdef MDQ_HAS_CUDA
-#include "kernels/quant_update.h"
-#endif
+#include "engine/backend/registry.h"
 
 namespace mdq::quant {
+namespace {
 
-void step_tensors(const Method& method, Dir dir, const StepArgs& args, Tensor& stored, const Tensor& grad, Tensor& m,
-                  Tensor& v, Tensor& primal) {
-  const char* op = "quant step";
-  check_dtype(op, stored, DType::F32);
-  check_dtype(op, grad, DType::F32);
-  check_dtype(op, primal, DType::F32);
-  check_same_device(op, stored, grad);
-  check_same_device(op, stored, primal);
-  check_same_shape(op, grad, primal);
-  const int64_t n = primal.numel();
-  const int K = method.planes();
-  MDQ_CHECK(stored.numel() == n * K, op << " (" << method.name() << "): stored " << stored.describe()
-                                        << " does not hold " << K << " floats per weight of " << primal.describe());
-  MDQ_CHECK(m.defined() == uses_m(dir) && v.defined() == uses_v(dir),
-            op << ": moments do not match direction " << direction_name(dir));
-  for (Tensor* t : {&m, &v})
-    if (t->defined()) {
-      check_same_device(op, stored, *t);
-      check_same_shape(op, stored, *t);
-    }
-  float* pm = m.defined() ? m.data<float>() : nullptr;
-  float* pv = v.defined() ? v.data<float>() : nullptr;
-  if (stored.is_cuda()) {
-#ifdef MDQ_HAS_CUDA
-    kernels::quant_step(method.rule, dir, method.levels, args, stored.data<float>(), grad.data<float>(), pm, pv,
-                        primal.data<float>(), n);
-#endif
-    return;
-  }
-  float* s = stored.data<float>();
-  const float* g = grad.data<float>();
-  float* x = primal.data<float>();
-  bool ok = dispatch_step(method.rule, dir, method.levels, [&](auto R, auto D, auto Kc) {
+void step_cpu(Rule rule, Dir dir, int levels, const StepArgs& args, float* s, const float* g, float* pm, float* pv,
+              float* x, int64_t n) {
+  dispatch_step(rule, dir, levels, [&](auto R, auto D, auto Kc) {
     constexpr Rule r = decltype(R)::value;
     constexpr Dir d = decltype(D)::value;
     constexpr int k = decltype(Kc)::value;
@@ -66,8 +36,36 @@ void step_tensors(const Method& method, Dir dir, const StepArgs& args, Tensor& s
       }
     }
   });
-  MDQ_CHECK(ok, op << ": unsupported method " << method.name() << " with " << method.levels
-                   << " levels. Supported: " << supported_methods());
+}
+
+}  // namespace
+
+void step_tensors(const Method& method, Dir dir, const StepArgs& args, Tensor& stored, const Tensor& grad, Tensor& m,
+                  Tensor& v, Tensor& primal) {
+  const char* op = "quant step";
+  check_dtype(op, stored, DType::F32);
+  check_dtype(op, grad, DType::F32);
+  check_dtype(op, primal, DType::F32);
+  check_same_device(op, stored, grad);
+  check_same_device(op, stored, primal);
+  check_same_shape(op, grad, primal);
+  const int64_t n = primal.numel();
+  const int K = method.planes();
+  MDQ_CHECK(stored.numel() == n * K, op << " (" << method.name() << "): stored " << stored.describe()
+                                        << " does not hold " << K << " floats per weight of " << primal.describe());
+  MDQ_CHECK(m.defined() == uses_m(dir) && v.defined() == uses_v(dir),
+            op << ": moments do not match direction " << direction_name(dir));
+  for (Tensor* t : {&m, &v})
+    if (t->defined()) {
+      check_same_device(op, stored, *t);
+      check_same_shape(op, stored, *t);
+    }
+  const bool supported = dispatch_step(method.rule, dir, method.levels, [](auto, auto, auto) {});
+  MDQ_CHECK(supported, op << ": unsupported method " << method.name() << " with " << method.levels
+                          << " levels. Supported: " << supported_methods());
+  backend::dispatch(op, stored.device(), step_cpu, &backend::CudaBackend::quant_step)(
+      method.rule, dir, method.levels, args, stored.data<float>(), grad.data<float>(),
+      m.defined() ? m.data<float>() : nullptr, v.defined() ? v.data<float>() : nullptr, primal.data<float>(), n);
 }
 
 }  // namespace mdq::quant

@@ -113,7 +113,7 @@ TEST_CASE("split_bf16_nhwc reference: hi is bf16(a), lo is bf16(a - hi), hi + lo
   Tensor y = Tensor::empty({P, 2 * C}, DType::BF16);
   kernels::reference::split_bf16_nhwc(x.data<float>(), y.data<uint16_t>(), P, C);
   const uint16_t* q = y.data<uint16_t>();
-  auto f = [](uint16_t b) { return packed::bf16_to_float(b); };
+  auto f = [](uint16_t b) { return bf16_to_float(b); };
   CHECK(f(q[0]) == 1.f);
   CHECK(f(q[C]) == std::ldexp(1.f, -9) + std::ldexp(1.f, -13));
   CHECK(f(q[1]) == 1.f);
@@ -128,8 +128,8 @@ TEST_CASE("split_bf16_nhwc reference: hi is bf16(a), lo is bf16(a - hi), hi + lo
       if (!std::isfinite(a)) continue;
       const uint16_t hi = q[p * 2 * C + c], lo = q[p * 2 * C + C + c];
       INFO("p " << p << " c " << c << " a " << a);
-      CHECK(hi == packed::float_to_bf16(a));
-      CHECK(lo == packed::float_to_bf16(a - f(hi)));
+      CHECK(hi == float_to_bf16(a));
+      CHECK(lo == float_to_bf16(a - f(hi)));
       CHECK(std::fabs(static_cast<double>(f(hi)) + f(lo) - a) <= std::ldexp(std::fabs(a), -16));
     }
   // The tensor call a W1A16 layer makes is this reference on the CPU.

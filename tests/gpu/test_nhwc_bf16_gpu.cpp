@@ -159,7 +159,7 @@ static Tensor spread_values(int64_t P, int C, uint64_t seed) {
   const float* pe = e.data<float>();
   for (int64_t i = 0; i < u.numel(); ++i) {
     pu[i] = std::ldexp(pu[i], static_cast<int>(pe[i]));
-    if (i % 7 == 3) pu[i] = packed::bf16_to_float(packed::float_to_bf16(pu[i]));  // lo = 0
+    if (i % 7 == 3) pu[i] = bf16_to_float(float_to_bf16(pu[i]));  // lo = 0
   }
   return u;
 }
