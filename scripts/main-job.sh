@@ -12,8 +12,10 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF "
 cmake --build "$build" --target mdq-train mdq-device
 data=${MDQ_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 [ -d .deps/data/fashion-mnist ] && data=.deps/data/fashion-mnist
+# The main job may be run again: it starts afresh in runs/main-job (your own --out or --resume win).
+again="--out runs/main-job --overwrite"
 if "$build/mdq-device"; then
-  exec "$build/mdq-train" --config configs/fashion-mnist-resnet18-md-tanh-s.cfg --data-dir "$data" "$@"
+  exec "$build/mdq-train" --config configs/fashion-mnist-resnet18-md-tanh-s.cfg --data-dir "$data" $again "$@"
 else
-  exec "$build/mdq-train" --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir "$data" "$@"
+  exec "$build/mdq-train" --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir "$data" $again "$@"
 fi
