@@ -164,7 +164,8 @@ std::string train_usage() {
   return s.str();
 }
 
-void load_config_text(const std::string& text, const std::string& origin, TrainOptions& o) {
+void load_config_text(const std::string& text, const std::string& origin, TrainOptions& o,
+                      std::vector<std::string>* keys_set) {
   std::istringstream in(text);
   std::string line;
   int lineno = 0;
@@ -177,10 +178,11 @@ void load_config_text(const std::string& text, const std::string& origin, TrainO
     MDQ_CHECK(eq != std::string::npos, where << "expected 'key = value', got '" << line << "'");
     const Key& k = find_key(trim(line.substr(0, eq)), where);
     k.set(o, trim(line.substr(eq + 1)));
+    if (keys_set) keys_set->push_back(k.name);
   }
 }
 
-void load_config_file(const std::string& path, TrainOptions& o) {
+void load_config_file(const std::string& path, TrainOptions& o, std::vector<std::string>* keys_set) {
   struct stat st{};
   MDQ_CHECK(stat(path.c_str(), &st) == 0, "--config: cannot open '" << path << "': no such file");
   MDQ_CHECK(S_ISREG(st.st_mode), "--config: '" << path << "' is not a file (a config is key = value lines)");
@@ -188,7 +190,7 @@ void load_config_file(const std::string& path, TrainOptions& o) {
   MDQ_CHECK(f.good(), "--config: cannot open '" << path << "'");
   std::stringstream buf;
   buf << f.rdbuf();
-  load_config_text(buf.str(), path, o);
+  load_config_text(buf.str(), path, o, keys_set);
 }
 
 std::string to_config_text(const TrainOptions& o) {
@@ -211,16 +213,7 @@ bool parse_train_args(int argc, char** argv, TrainOptions& o, std::vector<std::s
     }
     if (args[i] == "--config") {
       MDQ_CHECK(i + 1 < args.size(), "--config needs a file name");
-      load_config_file(args[i + 1], o);
-      if (given) {  // every key the file sets counts as given on the command line
-        std::ifstream f(args[i + 1]);
-        std::string line;
-        while (std::getline(f, line)) {
-          line = trim(line.substr(0, line.find('#')));
-          const size_t eq = line.find('=');
-          if (eq != std::string::npos) given->push_back(trim(line.substr(0, eq)));
-        }
-      }
+      load_config_file(args[i + 1], o, given);  // every key the file sets counts as given
     }
   }
   bool flag_iters = false, flag_epochs = false;

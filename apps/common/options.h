@@ -59,12 +59,14 @@ void validate_train_options(const TrainOptions& o);
 // taken from the command line. Keys that would change the data, the split or the shapes are
 // refused when they differ; any other difference is printed (it applies from now on).
 TrainOptions resume_options(const TrainOptions& cmdline, const std::vector<std::string>& given);
-// key=value lines, '#' comments. Unknown keys are errors naming the file and line.
-void load_config_file(const std::string& path, TrainOptions& o);
+// key=value lines, '#' comments. Unknown keys are errors naming the file and line. keys_set, when
+// not null, receives the name of every key the file sets.
+void load_config_file(const std::string& path, TrainOptions& o, std::vector<std::string>* keys_set = nullptr);
 std::string train_usage();
 // Every option as "key = value" lines: written into checkpoints and runs' folders, and read back
 // by mdq-eval and --resume with load_config_text.
 std::string to_config_text(const TrainOptions& o);
-void load_config_text(const std::string& text, const std::string& origin, TrainOptions& o);
+void load_config_text(const std::string& text, const std::string& origin, TrainOptions& o,
+                      std::vector<std::string>* keys_set = nullptr);
 
 }  // namespace mdq::app

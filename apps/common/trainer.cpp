@@ -1,7 +1,5 @@
 #include "apps/common/trainer.h"
 
-#include <sys/stat.h>
-
 #include <chrono>
 #include <csignal>
 #include <cmath>
@@ -29,11 +27,6 @@
 
 namespace mdq::app {
 namespace {
-
-bool file_exists(const std::string& p) {
-  struct stat st{};
-  return stat(p.c_str(), &st) == 0;
-}
 
 // Every parameter and buffer finite? One device sum per tensor, read once: run before each save.
 bool model_is_finite(nn::Module& model) {
@@ -124,6 +117,17 @@ TrainResult train(const TrainOptions& o) {
   Progress progress(total, state.iteration, o.quiet || !dp.is_root());
   TrainResult result;
   StopSignal stop_signal;
+  int64_t saved_at = o.resume ? state.iteration : 0;  // the iteration last.ckpt holds (0: none yet)
+  // Weights and BN statistics finite? Asked before each save; a checkpoint and an evaluation at
+  // the same iteration share one answer (it costs a device sum and, with ranks, an all-reduce).
+  int64_t finite_at = -1;
+  auto weights_finite = [&](int64_t iteration) {
+    if (finite_at != iteration) {
+      if (dp.any_rank(!model_is_finite(*model))) return false;
+      finite_at = iteration;
+    }
+    return true;
+  };
   // A run that diverges stops at once and writes nothing more: last.ckpt and best.ckpt stay the
   // last good ones. It says where it was seen (the loss is read every 10th step).
   auto diverged = [&](int64_t iteration, const std::string& what) {
@@ -133,9 +137,9 @@ TrainResult train(const TrainOptions& o) {
                  "mdq-train: training diverged: %s at iteration %lld. Nothing was saved after it: %s/last.ckpt "
                  "(iteration %lld) and best.ckpt (iteration %lld) are the last good ones. Try a lower --lr.\n",
                  what.c_str(), static_cast<long long>(iteration), o.out.c_str(),
-                 static_cast<long long>(file_exists(last_ckpt) ? read_iteration(last_ckpt) : 0),
+                 static_cast<long long>(saved_at),
                  static_cast<long long>(state.best_iter));
-    metrics << "{\"diverged_at\": " << iteration << "}\n";  // unopened but on rank 0
+    metrics << "{\"diverged_at\": " << iteration << "}\n";  // a no-op on ranks other than 0 (unopened)
     result.end = TrainResult::End::Diverged;
     result.stopped_at = iteration;
     result.best_val_top1 = state.best_val;
@@ -207,7 +211,7 @@ TrainResult train(const TrainOptions& o) {
       if (dp.any_rank(rounded.nonfinite > 0 || projected.nonfinite > 0))
         return diverged(it + 1, std::to_string(std::max(rounded.nonfinite, projected.nonfinite)) + " of " +
                                     std::to_string(rounded.count) + " validation images have NaN/Inf logits");
-      if (dp.any_rank(!model_is_finite(*model))) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
+      if (!weights_finite(it + 1)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
       if (rounded.top1_pct() > state.best_val) {
         state.best_val = rounded.top1_pct();
@@ -228,9 +232,10 @@ TrainResult train(const TrainOptions& o) {
     int sig = StopSignal::requested();
     if (dp.size() > 1) sig = (log_now || it % 10 == 0) && dp.any_rank(sig != 0) ? (sig ? sig : SIGTERM) : 0;
     if ((it + 1) % ckpt_every == 0 || last || sig) {
-      if (dp.any_rank(!model_is_finite(*model))) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
+      if (!weights_finite(it + 1)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
       if (dp.is_root()) save_run(last_ckpt, o, *model, quantizer, state);
+      saved_at = it + 1;
     }
     if (sig) {
       progress.finish();
