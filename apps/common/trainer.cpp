@@ -200,7 +200,12 @@ TrainResult train(const TrainOptions& o) {
     }
 
     const bool last = it + 1 == total;
-    if ((it + 1) % eval_every == 0 || (it + 1) % ckpt_every == 0 || last) dp.sync_buffers(*model);  // data-parallel
+    // A stop request must stop every rank at the same step: with several, it is agreed on at the
+    // steps that read the loss anyway (at most 10 steps later).
+    int sig = StopSignal::requested();
+    if (dp.size() > 1) sig = (log_now || it % 10 == 0) && dp.any_rank(sig != 0) ? (sig ? sig : SIGTERM) : 0;
+    // data-parallel: per-rank BN statistics averaged before anything reads or saves them
+    if ((it + 1) % eval_every == 0 || (it + 1) % ckpt_every == 0 || last || sig) dp.sync_buffers(*model);
     if ((it + 1) % eval_every == 0 || last) {
       quantizer.apply_rounded();
       EvalResult rounded = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
@@ -227,10 +232,6 @@ TrainResult train(const TrainOptions& o) {
                      static_cast<long long>(it + 1), val_name, rounded.top1_pct(), projected.top1_pct(),
                      state.best_val, static_cast<long long>(state.best_iter));
     }
-    // A stop request must stop every rank at the same step: with several, it is agreed on at the
-    // steps that read the loss anyway (at most 10 steps later).
-    int sig = StopSignal::requested();
-    if (dp.size() > 1) sig = (log_now || it % 10 == 0) && dp.any_rank(sig != 0) ? (sig ? sig : SIGTERM) : 0;
     if ((it + 1) % ckpt_every == 0 || last || sig) {
       if (!weights_finite(it + 1)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
