@@ -80,8 +80,7 @@ struct CudaBackend {
 
   // ---- conv2d.cu (cuDNN): engine/ops/conv2d.cpp
   decltype(&kernels::conv2d_forward_f32) conv2d_forward_f32 = nullptr;
-  decltype(&kernels::conv2d_backward_input_f32) conv2d_backward_input_f32 = nullptr;
-  decltype(&kernels::conv2d_backward_weight_f32) conv2d_backward_weight_f32 = nullptr;
+  decltype(&kernels::conv2d_backward_f32) conv2d_backward_f32 = nullptr;
   decltype(&kernels::conv2d_backward_bias_f32) conv2d_backward_bias_f32 = nullptr;
   decltype(&kernels::cudnn_conv2d_choices) cudnn_conv2d_choices = nullptr;
 
@@ -120,6 +119,7 @@ struct CudaBackend {
   decltype(&kernels::nchw_f32_to_nhwc<uint16_t>) nchw_f32_to_nhwc_bf16 = nullptr;
   decltype(&kernels::nhwc_to_nchw<float>) nhwc_to_nchw_f32 = nullptr;
   decltype(&kernels::nhwc_to_nchw<uint16_t>) nhwc_to_nchw_bf16 = nullptr;
+  decltype(&kernels::nhwc_bf16_to_nchw_f32) nhwc_bf16_to_nchw_f32 = nullptr;
   decltype(&kernels::split_bf16_nhwc) split_bf16_nhwc = nullptr;
 };
 

@@ -1,20 +1,27 @@
-// The cuDNN path of 2-D convolution (kernels/conv2d.h): NCHW f32, descriptors and algorithm
-// choices cached per shape and precision, all work on mdq::cuda::stream().
+// The cuDNN path of 2-D convolution (kernels/conv2d.h): the engine's tensors are NCHW f32;
+// descriptors and algorithm choices are cached per shape and precision, all work is queued on
+// mdq::cuda::stream().
 //
-// Why a cache: building four descriptors and searching algorithms costs far more than a small
+// Why a cache: building descriptors and searching algorithms costs far more than a small
 // convolution, and a training run sees the same few shapes every step. A plan (descriptors) is
-// built on a shape's first call; each direction's algorithm is found with
+// built on a shape's first call; each direction's algorithms are ranked with
 // cudnnFind*AlgorithmEx on that direction's first call, using the call's own buffers (the
-// search writes the output, which the real call then overwrites). Among the algorithms that
-// ran, the fastest deterministic one wins, so a run repeats bit for bit; a nondeterministic
-// one only when nothing else works.
+// search writes the output, which the real call then overwrites). The fastest deterministic
+// algorithm runs, so a run repeats bit for bit; a nondeterministic one only when no
+// deterministic one works. An algorithm that Find timed but that refuses to run (seen on an
+// H200: CUDNN_STATUS_BAD_PARAM at run time) is dropped and the next one runs.
 //
 // Precision (the engine's mdq::precision(), passed with each call and part of the cache key):
-//   FP32 -> CUDNN_FMA_MATH: true fp32, no tensor cores.
-//   TF32 -> CUDNN_DEFAULT_MATH: cuDNN may use TF32 tensor cores on Ampere/Hopper.
-//   BF16 -> treated as TF32 here. A real bf16 path needs bf16 copies of x, w and dy (a small
-//           conversion kernel) and fp32 grads converted back; not done yet, so bf16 runs
-//           convolutions at TF32 accuracy and speed.
+//   FP32 -> NCHW f32 operands, CUDNN_FMA_MATH: true fp32, no tensor cores.
+//   TF32 -> NCHW f32 operands, CUDNN_DEFAULT_MATH: cuDNN may use TF32 tensor cores.
+//   BF16 -> each operand is rounded to bf16 and laid out NHWC by one tiled transpose
+//           (kernels/nhwc_bf16.cu), cuDNN runs its bf16 tensor-core kernels with f32
+//           accumulation, and the bf16 result goes back to NCHW f32. NHWC because that is the
+//           layout cuDNN's Hopper kernels read: handed NCHW, cuDNN transposes internally anyway.
+//           The rounding is autocast's (bf16 operands and results, f32 sums); master weights,
+//           dual variables and BN stay f32 in the engine (DESIGN.md §2). A direction cuDNN has
+//           no bf16 algorithm for runs at TF32 instead.
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <map>
@@ -27,6 +34,8 @@
 #include "kernels/backend.h"
 #include "kernels/conv2d.h"
 #include "kernels/cuda_common.h"
+#include "kernels/device_memory.h"
+#include "kernels/nhwc_bf16.h"
 
 namespace mdq::kernels {
 namespace {
@@ -43,11 +52,16 @@ struct Key {
 };
 
 struct Plan {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
+  // x, w, y describe the tensors cuDNN is handed: NCHW f32, or NHWC bf16 under BF16.
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
+  // The bias is always added to the f32 NCHW output.
+  cudnnTensorDescriptor_t y_f32 = nullptr, bias = nullptr;
   // One convolution descriptor per direction, so each can carry the math type its algorithm wants.
   cudnnConvolutionDescriptor_t conv[3] = {nullptr, nullptr, nullptr};
-  CudnnConvChoice choice[3];
+  // Per direction: the algorithms that may run, best first (empty until the first call ranks them).
+  std::vector<CudnnConvChoice> ranked[3];
+  bool searched[3] = {false, false, false};
 };
 
 std::mutex g_mutex;
@@ -59,17 +73,22 @@ int to_int(int64_t v, const char* what) {
 }
 
 cudnnMathType_t math_type_for(Precision p) {
-  // BF16 is treated as TF32: see the file comment.
-  return p == Precision::FP32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  switch (p) {
+    case Precision::FP32: return CUDNN_FMA_MATH;
+    case Precision::TF32: return CUDNN_DEFAULT_MATH;
+    case Precision::BF16: return CUDNN_TENSOR_OP_MATH;
+  }
+  return CUDNN_FMA_MATH;
 }
 
-cudnnTensorDescriptor_t tensor_desc(int64_t n, int64_t c, int64_t h, int64_t w) {
+cudnnTensorDescriptor_t tensor_desc(int64_t n, int64_t c, int64_t h, int64_t w, bool bf16_nhwc) {
   MDQ_CHECK(n * c * h * w <= INT_MAX, "conv2d (cuDNN): tensor [" << n << ", " << c << ", " << h << ", " << w
                                                                   << "] has more than 2^31 elements; split the batch");
   cudnnTensorDescriptor_t d;
   CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
-  CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, to_int(n, "N"), to_int(c, "C"),
-                                         to_int(h, "H"), to_int(w, "W")));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, bf16_nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                         bf16_nhwc ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT, to_int(n, "N"),
+                                         to_int(c, "C"), to_int(h, "H"), to_int(w, "W")));
   return d;
 }
 
@@ -80,19 +99,20 @@ Plan& plan_for(const Conv2dGeometry& g, Precision prec) {
   auto it = g_plans.find(key);
   if (it != g_plans.end()) return it->second;
 
+  const bool bf16 = prec == Precision::BF16;
   Plan pl;
-  pl.x = tensor_desc(g.N, g.C, g.H, g.W);
+  pl.x = tensor_desc(g.N, g.C, g.H, g.W, bf16);
   CUDNN_CHECK(cudnnCreateFilterDescriptor(&pl.w));
-  CUDNN_CHECK(cudnnSetFilter4dDescriptor(pl.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, to_int(g.O, "O"),
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(pl.w, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT,
+                                         bf16 ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, to_int(g.O, "O"),
                                          to_int(g.Cg, "C/groups"), to_int(g.KH, "KH"), to_int(g.KW, "KW")));
   for (int d = 0; d < 3; ++d) {
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&pl.conv[d]));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(pl.conv[d], to_int(g.pad, "padding"), to_int(g.pad, "padding"),
                                                 to_int(g.stride, "stride"), to_int(g.stride, "stride"), 1, 1,
-                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));  // f32 accumulation
     CUDNN_CHECK(cudnnSetConvolutionGroupCount(pl.conv[d], to_int(g.groups, "groups")));
     CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv[d], math_type_for(prec)));
-    pl.choice[d].math_type = static_cast<int>(math_type_for(prec));
   }
   int n, c, h, w;
   CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(pl.conv[kForward], pl.x, pl.w, &n, &c, &h, &w));
@@ -100,60 +120,151 @@ Plan& plan_for(const Conv2dGeometry& g, Precision prec) {
             "conv2d (cuDNN): cuDNN's output shape [" << n << ", " << c << ", " << h << ", " << w
                                                      << "] differs from mdq's [" << g.N << ", " << g.O << ", " << g.OH
                                                      << ", " << g.OW << "]");
-  pl.y = tensor_desc(g.N, g.O, g.OH, g.OW);
-  pl.bias = tensor_desc(1, g.O, 1, 1);
+  pl.y = tensor_desc(g.N, g.O, g.OH, g.OW, bf16);
+  pl.y_f32 = bf16 ? tensor_desc(g.N, g.O, g.OH, g.OW, false) : pl.y;
+  pl.bias = tensor_desc(1, g.O, 1, 1, false);
   return g_plans.emplace(key, pl).first->second;
 }
 
-// Index of the fastest deterministic successful result (perf is sorted by time), else of the
-// fastest successful one; -1 when none ran. Results timed with a math type this precision does
-// not allow are skipped: tensor ops under FP32, fp16 down-conversion ever.
+// The successful results a precision allows, deterministic ones first, each group in cuDNN's
+// time order (perf is sorted by time). Skipped: tensor-op math under FP32, and fp16
+// down-conversion (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) ever.
 template <class Perf>
-int pick(const std::vector<Perf>& perf, int returned, Precision prec) {
-  const bool fp32 = prec == Precision::FP32;
-  int best = -1;
+std::vector<CudnnConvChoice> rank(const std::vector<Perf>& perf, int returned, Precision prec) {
+  std::vector<CudnnConvChoice> det, nondet;
   for (int i = 0; i < returned; ++i) {
     if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
     if (perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-    if (fp32 && perf[i].mathType == CUDNN_TENSOR_OP_MATH) continue;
-    if (perf[i].determinism == CUDNN_DETERMINISTIC) return i;
-    if (best < 0) best = i;
+    if (prec == Precision::FP32 && perf[i].mathType == CUDNN_TENSOR_OP_MATH) continue;
+    CudnnConvChoice c;
+    c.algo = static_cast<int>(perf[i].algo);
+    c.math_type = static_cast<int>(perf[i].mathType);
+    c.workspace_bytes = perf[i].memory;
+    (perf[i].determinism == CUDNN_DETERMINISTIC ? det : nondet).push_back(c);
   }
-  return best;
+  det.insert(det.end(), nondet.begin(), nondet.end());
+  return det;
 }
 
-template <class Perf>
-void record_choice(Plan& pl, Direction d, const std::vector<Perf>& perf, int returned, Precision prec,
-                   const char* what) {
-  const int i = pick(perf, returned, prec);
-  MDQ_CHECK(i >= 0, "conv2d (cuDNN): no " << what << " algorithm runs for this shape within "
-                                          << (kFindWorkspaceLimit >> 20) << " MiB of workspace");
-  pl.choice[d].algo = static_cast<int>(perf[i].algo);
-  pl.choice[d].workspace_bytes = perf[i].memory;
-  // Under FP32 the descriptor stays FMA-only; otherwise follow what the winner was timed with.
-  if (prec != Precision::FP32) {
-    CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv[d], perf[i].mathType));
-    pl.choice[d].math_type = static_cast<int>(perf[i].mathType);
+// Runs direction d of plan pl: ranks the algorithms on the direction's first call
+// (find(count, &returned, perf, workspace, bytes) runs cudnnFind*Ex), then calls
+// run(algo, workspace, bytes) with the best one, dropping any that cuDNN refuses at run time.
+// Returns false when no algorithm runs: the caller decides whether that is an error.
+template <class Perf, class Find, class Run>
+bool run_direction(cudnnHandle_t h, Plan& pl, Direction d, Precision prec,
+                   cudnnStatus_t (*max_count_of)(cudnnHandle_t, int*), Find find, Run run) {
+  std::vector<CudnnConvChoice>& ranked = pl.ranked[d];
+  if (!pl.searched[d]) {
+    int max_count = 0, returned = 0;
+    CUDNN_CHECK(max_count_of(h, &max_count));
+    std::vector<Perf> perf(max_count);
+    find(max_count, &returned, perf.data(), cuda::workspace(kFindWorkspaceLimit), kFindWorkspaceLimit);
+    ranked = rank(perf, returned, prec);
+    pl.searched[d] = true;
   }
+  while (!ranked.empty()) {
+    const CudnnConvChoice& c = ranked.front();
+    // Under FP32 the descriptor stays FMA-only; otherwise it carries what the algorithm was timed with.
+    if (prec != Precision::FP32)
+      CUDNN_CHECK(cudnnSetConvolutionMathType(pl.conv[d], static_cast<cudnnMathType_t>(c.math_type)));
+    if (run(c.algo, cuda::workspace(c.workspace_bytes), c.workspace_bytes) == CUDNN_STATUS_SUCCESS) return true;
+    ranked.erase(ranked.begin());
+  }
+  return false;
 }
 
-// The algorithm of direction d for this plan: found on the direction's first call with that
-// call's own buffers (find(count, &returned, perf, workspace, bytes) runs the cuDNN search, which
-// writes the output that the real call then overwrites), cached in the plan afterwards.
-template <class Perf, class Find>
-const CudnnConvChoice& choose(cudnnHandle_t h, Plan& pl, Direction d, Precision prec, const char* what,
-                              cudnnStatus_t (*max_count_of)(cudnnHandle_t, int*), Find find) {
-  CudnnConvChoice& ch = pl.choice[d];
-  if (ch.algo >= 0) return ch;
-  int max_count = 0, returned = 0;
-  CUDNN_CHECK(max_count_of(h, &max_count));
-  std::vector<Perf> perf(max_count);
-  find(max_count, &returned, perf.data(), cuda::workspace(kFindWorkspaceLimit), kFindWorkspaceLimit);
-  record_choice(pl, d, perf, returned, prec, what);
-  return ch;
+void require_ran(bool ran, const char* what) {
+  MDQ_CHECK(ran, "conv2d (cuDNN): no " << what << " algorithm runs for this shape within "
+                                       << (kFindWorkspaceLimit >> 20) << " MiB of workspace");
 }
 
 const float kOne = 1.f, kZero = 0.f;
+
+// cudnnConvolutionForward into y with plan pl (x, w, y in the plan's layout and type).
+bool forward(cudnnHandle_t h, Plan& pl, Precision prec, const void* x, const void* w, void* y) {
+  return run_direction<cudnnConvolutionFwdAlgoPerf_t>(
+      h, pl, kForward, prec, cudnnGetConvolutionForwardAlgorithmMaxCount,
+      [&](int count, int* returned, cudnnConvolutionFwdAlgoPerf_t* perf, void* ws, size_t bytes) {
+        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, pl.x, x, pl.w, w, pl.conv[kForward], pl.y, y, count,
+                                                           returned, perf, ws, bytes));
+      },
+      [&](int algo, void* ws, size_t bytes) {
+        return cudnnConvolutionForward(h, &kOne, pl.x, x, pl.w, w, pl.conv[kForward],
+                                       static_cast<cudnnConvolutionFwdAlgo_t>(algo), ws, bytes, &kZero, pl.y, y);
+      });
+}
+
+bool backward_data(cudnnHandle_t h, Plan& pl, Precision prec, const void* dy, const void* w, void* dx) {
+  return run_direction<cudnnConvolutionBwdDataAlgoPerf_t>(
+      h, pl, kBackwardData, prec, cudnnGetConvolutionBackwardDataAlgorithmMaxCount,
+      [&](int count, int* returned, cudnnConvolutionBwdDataAlgoPerf_t* perf, void* ws, size_t bytes) {
+        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, pl.w, w, pl.y, dy, pl.conv[kBackwardData], pl.x, dx,
+                                                                count, returned, perf, ws, bytes));
+      },
+      [&](int algo, void* ws, size_t bytes) {
+        return cudnnConvolutionBackwardData(h, &kOne, pl.w, w, pl.y, dy, pl.conv[kBackwardData],
+                                            static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), ws, bytes, &kZero, pl.x,
+                                            dx);
+      });
+}
+
+bool backward_filter(cudnnHandle_t h, Plan& pl, Precision prec, const void* dy, const void* x, void* dw) {
+  return run_direction<cudnnConvolutionBwdFilterAlgoPerf_t>(
+      h, pl, kBackwardFilter, prec, cudnnGetConvolutionBackwardFilterAlgorithmMaxCount,
+      [&](int count, int* returned, cudnnConvolutionBwdFilterAlgoPerf_t* perf, void* ws, size_t bytes) {
+        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, pl.x, x, pl.y, dy, pl.conv[kBackwardFilter], pl.w,
+                                                                  dw, count, returned, perf, ws, bytes));
+      },
+      [&](int algo, void* ws, size_t bytes) {
+        return cudnnConvolutionBackwardFilter(h, &kOne, pl.x, x, pl.y, dy, pl.conv[kBackwardFilter],
+                                              static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo), ws, bytes, &kZero,
+                                              pl.w, dw);
+      });
+}
+
+// A bf16 copy of an operand for the duration of one call, from the caching allocator (no
+// cudaMalloc in steady state). Released on the host while kernels may still read it: the one
+// stream orders those reads before the next user's writes (kernels/device_memory.cu).
+class Bf16Scratch {
+ public:
+  explicit Bf16Scratch(int64_t elements) : p_(device_allocate(static_cast<size_t>(elements) * 2, &capacity_)) {}
+  ~Bf16Scratch() { device_release(p_, capacity_); }
+  Bf16Scratch(const Bf16Scratch&) = delete;
+  Bf16Scratch& operator=(const Bf16Scratch&) = delete;
+  uint16_t* get() const { return static_cast<uint16_t*>(p_); }
+
+ private:
+  size_t capacity_ = 0;
+  void* p_;
+};
+
+// NCHW f32 -> NHWC bf16 of the three operand shapes (a weight [O][Cg][KH][KW] is a batch of O
+// images of Cg channels).
+struct Bf16Operands {
+  const Conv2dGeometry& g;
+  int64_t x_elems() const { return g.N * g.C * g.H * g.W; }
+  int64_t w_elems() const { return g.O * g.Cg * g.KH * g.KW; }
+  int64_t y_elems() const { return g.N * g.O * g.OH * g.OW; }
+  void x_in(const float* x, uint16_t* xb) const { nchw_f32_to_nhwc<uint16_t>(x, xb, g.N, int(g.C), g.H * g.W); }
+  void w_in(const float* w, uint16_t* wb) const { nchw_f32_to_nhwc<uint16_t>(w, wb, g.O, int(g.Cg), g.KH * g.KW); }
+  void y_in(const float* y, uint16_t* yb) const { nchw_f32_to_nhwc<uint16_t>(y, yb, g.N, int(g.O), g.OH * g.OW); }
+  void x_out(const uint16_t* xb, float* x) const { nhwc_bf16_to_nchw_f32(xb, x, g.N, g.H * g.W, int(g.C)); }
+  void w_out(const uint16_t* wb, float* w) const { nhwc_bf16_to_nchw_f32(wb, w, g.O, g.KH * g.KW, int(g.Cg)); }
+  void y_out(const uint16_t* yb, float* y) const { nhwc_bf16_to_nchw_f32(yb, y, g.N, g.OH * g.OW, int(g.O)); }
+};
+
+// The BF16 forward; false when cuDNN has no bf16 algorithm for the shape. Caller holds g_mutex.
+bool forward_bf16(cudnnHandle_t h, const Conv2dGeometry& g, const float* x, const float* w, float* y) {
+  Plan& pl = plan_for(g, Precision::BF16);
+  if (pl.searched[kForward] && pl.ranked[kForward].empty()) return false;
+  const Bf16Operands op{g};
+  Bf16Scratch xb(op.x_elems()), wb(op.w_elems()), yb(op.y_elems());
+  op.x_in(x, xb.get());
+  op.w_in(w, wb.get());
+  if (!forward(h, pl, Precision::BF16, xb.get(), wb.get(), yb.get())) return false;
+  op.y_out(yb.get(), y);
+  return true;
+}
 
 }  // namespace
 
@@ -161,48 +272,49 @@ void conv2d_forward_f32(const Conv2dGeometry& g, Precision prec, const float* x,
                         float* y) {
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
-  Plan& pl = plan_for(g, prec);
-  const CudnnConvChoice& ch = choose<cudnnConvolutionFwdAlgoPerf_t>(
-      h, pl, kForward, prec, "forward", cudnnGetConvolutionForwardAlgorithmMaxCount,
-      [&](int count, int* returned, cudnnConvolutionFwdAlgoPerf_t* perf, void* ws, size_t bytes) {
-        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, pl.x, x, pl.w, w, pl.conv[kForward], pl.y, y, count,
-                                                           returned, perf, ws, bytes));
-      });
-  CUDNN_CHECK(cudnnConvolutionForward(h, &kOne, pl.x, x, pl.w, w, pl.conv[kForward],
-                                      static_cast<cudnnConvolutionFwdAlgo_t>(ch.algo),
-                                      cuda::workspace(ch.workspace_bytes), ch.workspace_bytes, &kZero, pl.y, y));
-  if (bias) CUDNN_CHECK(cudnnAddTensor(h, &kOne, pl.bias, bias, &kOne, pl.y, y));
+  if (prec == Precision::BF16 && forward_bf16(h, g, x, w, y)) {
+    // y is written; the bias below is added in f32
+  } else {
+    if (prec == Precision::BF16) prec = Precision::TF32;
+    require_ran(forward(h, plan_for(g, prec), prec, x, w, y), "forward");
+  }
+  if (bias) {
+    const Plan& pl = plan_for(g, prec);
+    CUDNN_CHECK(cudnnAddTensor(h, &kOne, pl.bias, bias, &kOne, pl.y_f32, y));
+  }
 }
 
-void conv2d_backward_input_f32(const Conv2dGeometry& g, Precision prec, const float* dy, const float* w, float* dx) {
+void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* dy, const float* x, const float* w,
+                         float* dx, float* dw) {
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
-  Plan& pl = plan_for(g, prec);
-  const CudnnConvChoice& ch = choose<cudnnConvolutionBwdDataAlgoPerf_t>(
-      h, pl, kBackwardData, prec, "backward-data", cudnnGetConvolutionBackwardDataAlgorithmMaxCount,
-      [&](int count, int* returned, cudnnConvolutionBwdDataAlgoPerf_t* perf, void* ws, size_t bytes) {
-        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, pl.w, w, pl.y, dy, pl.conv[kBackwardData], pl.x, dx,
-                                                                count, returned, perf, ws, bytes));
-      });
-  CUDNN_CHECK(cudnnConvolutionBackwardData(h, &kOne, pl.w, w, pl.y, dy, pl.conv[kBackwardData],
-                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(ch.algo),
-                                           cuda::workspace(ch.workspace_bytes), ch.workspace_bytes, &kZero, pl.x, dx));
-}
-
-void conv2d_backward_weight_f32(const Conv2dGeometry& g, Precision prec, const float* dy, const float* x, float* dw) {
-  cudnnHandle_t h = cuda::cudnn();
-  std::lock_guard<std::mutex> lock(g_mutex);
-  Plan& pl = plan_for(g, prec);
-  const CudnnConvChoice& ch = choose<cudnnConvolutionBwdFilterAlgoPerf_t>(
-      h, pl, kBackwardFilter, prec, "backward-filter", cudnnGetConvolutionBackwardFilterAlgorithmMaxCount,
-      [&](int count, int* returned, cudnnConvolutionBwdFilterAlgoPerf_t* perf, void* ws, size_t bytes) {
-        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, pl.x, x, pl.y, dy, pl.conv[kBackwardFilter], pl.w,
-                                                                  dw, count, returned, perf, ws, bytes));
-      });
-  CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &kOne, pl.x, x, pl.y, dy, pl.conv[kBackwardFilter],
-                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(ch.algo),
-                                             cuda::workspace(ch.workspace_bytes), ch.workspace_bytes, &kZero, pl.w,
-                                             dw));
+  bool dx_done = !dx, dw_done = !dw;
+  if (prec == Precision::BF16) {
+    // dy is rounded once and feeds both directions.
+    Plan& pl = plan_for(g, Precision::BF16);
+    const Bf16Operands op{g};
+    Bf16Scratch dyb(op.y_elems());
+    op.y_in(dy, dyb.get());
+    if (!dx_done && !(pl.searched[kBackwardData] && pl.ranked[kBackwardData].empty())) {
+      Bf16Scratch wb(op.w_elems()), dxb(op.x_elems());
+      op.w_in(w, wb.get());
+      if (backward_data(h, pl, Precision::BF16, dyb.get(), wb.get(), dxb.get())) {
+        op.x_out(dxb.get(), dx);
+        dx_done = true;
+      }
+    }
+    if (!dw_done && !(pl.searched[kBackwardFilter] && pl.ranked[kBackwardFilter].empty())) {
+      Bf16Scratch xb(op.x_elems()), dwb(op.w_elems());
+      op.x_in(x, xb.get());
+      if (backward_filter(h, pl, Precision::BF16, dyb.get(), xb.get(), dwb.get())) {
+        op.w_out(dwb.get(), dw);
+        dw_done = true;
+      }
+    }
+    prec = Precision::TF32;  // for whatever bf16 could not do
+  }
+  if (!dx_done) require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, dx), "backward-data");
+  if (!dw_done) require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");
 }
 
 void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db) {
@@ -213,20 +325,20 @@ void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, cons
   const std::array<int64_t, 4> s{N, O, OH, OW};
   auto it = descs.find(s);
   if (it == descs.end())
-    it = descs.emplace(s, std::make_pair(tensor_desc(N, O, OH, OW), tensor_desc(1, O, 1, 1))).first;
+    it = descs.emplace(s, std::make_pair(tensor_desc(N, O, OH, OW, false), tensor_desc(1, O, 1, 1, false))).first;
   CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &kOne, it->second.first, dy, &kZero, it->second.second, db));
 }
 
 CudnnConvChoices cudnn_conv2d_choices(const Conv2dGeometry& g, Precision prec) {
   std::lock_guard<std::mutex> lock(g_mutex);
   const Plan& pl = plan_for(g, prec);
-  return {pl.choice[kForward], pl.choice[kBackwardData], pl.choice[kBackwardFilter]};
+  auto first = [&](Direction d) { return pl.ranked[d].empty() ? CudnnConvChoice{} : pl.ranked[d].front(); };
+  return {first(kForward), first(kBackwardData), first(kBackwardFilter)};
 }
 
 void register_conv2d(CudaBackend& b) {
   b.conv2d_forward_f32 = conv2d_forward_f32;
-  b.conv2d_backward_input_f32 = conv2d_backward_input_f32;
-  b.conv2d_backward_weight_f32 = conv2d_backward_weight_f32;
+  b.conv2d_backward_f32 = conv2d_backward_f32;
   b.conv2d_backward_bias_f32 = conv2d_backward_bias_f32;
   b.cudnn_conv2d_choices = cudnn_conv2d_choices;
 }

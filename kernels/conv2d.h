@@ -1,6 +1,6 @@
 // 2-D convolution on NCHW f32 (the math: engine/ops/conv2d.h) on the GPU through cuDNN
-// (kernels/conv2d.cu), and the geometry that both it and the CPU reference
-// (engine/ops/conv2d.cpp) work from, so the two take the same arguments. Device pointers; work
+// (kernels/conv2d.cu; under BF16 cuDNN works on NHWC bf16 copies), and the geometry that both
+// it and the CPU reference (engine/ops/conv2d.cpp) work from, so the two take the same arguments. Device pointers; work
 // is queued on mdq::cuda::stream(); the precision comes with each call.
 #pragma once
 #include <cstddef>
@@ -22,10 +22,11 @@ struct Conv2dGeometry {
 // y = x * w (+ bias[o] when bias is non-null).
 void conv2d_forward_f32(const Conv2dGeometry& g, Precision p, const float* x, const float* w, const float* bias,
                         float* y);
-// dx from dy (the forward output's gradient) and w.
-void conv2d_backward_input_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* w, float* dx);
-// dw from dy and the forward input x.
-void conv2d_backward_weight_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* x, float* dw);
+// The gradients from dy (the forward output's gradient): dx from dy and w, dw from dy and the
+// forward input x. Either output may be null (then its operand may be too); one call does both
+// so that under BF16 dy is converted once.
+void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* x, const float* w,
+                         float* dx, float* dw);
 // db [O] = dy [N, O, OH, OW] summed over N, OH, OW.
 void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db);
 

@@ -116,22 +116,34 @@ __global__ void maxpool_kernel(const T* x, T* y, int N, int H, int W, int C, int
   }
 }
 
-// Layout changes, indexed by the output so the stores are coalesced.
-template <class Out>
-__global__ void nchw_to_nhwc_kernel(const float* x, Out* y, int64_t N, int C, int64_t HW) {
-  MDQ_GRID_STRIDE(i, N * HW * C) {
-    const int c = static_cast<int>(i % C);
-    const int64_t q = (i / C) % HW, n = i / (C * HW);
-    y[i] = from_f<Out>(x[(n * C + c) * HW + q]);
-  }
-}
+// Layout changes: x viewed as B matrices [R][S] -> y as B matrices [S][R], each element
+// converted In -> float -> Out (one bf16 rounding at most). A 32x32 tile goes through shared
+// memory so that both the reads (along S) and the writes (along R) are coalesced; the naive
+// form strides one side by R or S elements, and these passes surround every bf16 convolution
+// of a training step (kernels/conv2d.cu).
+constexpr int kTile = 32, kTileRows = 8;
 
-template <class T>
-__global__ void nhwc_to_nchw_kernel(const T* x, T* y, int64_t N, int64_t HW, int C) {
-  MDQ_GRID_STRIDE(i, N * HW * C) {
-    const int64_t q = i % HW, c = (i / HW) % C, n = i / (HW * C);
-    y[i] = x[(n * HW + q) * C + c];
-  }
+template <class In, class Out>
+__global__ void __launch_bounds__(kTile * kTileRows)
+    transpose_kernel(const In* x, Out* y, int64_t B, int64_t R, int64_t S) {
+  __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the column reads
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  for (int64_t b = blockIdx.z; b < B; b += gridDim.z)
+    for (int64_t r0 = int64_t(blockIdx.y) * kTile; r0 < R; r0 += int64_t(gridDim.y) * kTile)
+      for (int64_t s0 = int64_t(blockIdx.x) * kTile; s0 < S; s0 += int64_t(gridDim.x) * kTile) {
+        const In* xb = x + b * R * S;
+        Out* yb = y + b * R * S;
+        for (int j = ty; j < kTile; j += kTileRows) {
+          const int64_t r = r0 + j, s = s0 + tx;
+          if (r < R && s < S) tile[j][tx] = to_f(xb[r * S + s]);
+        }
+        __syncthreads();
+        for (int j = ty; j < kTile; j += kTileRows) {
+          const int64_t s = s0 + j, r = r0 + tx;
+          if (s < S && r < R) yb[s * R + r] = from_f<Out>(tile[tx][j]);
+        }
+        __syncthreads();  // the next iteration rewrites the tile
+      }
 }
 
 // One thread per (n, c): neighbouring threads read neighbouring channels (coalesced), and each
@@ -217,20 +229,29 @@ void avgpool_nhwc(const In* x, Out* y, int N, int HW, int C) {
   CUDA_CHECK_LAUNCH();
 }
 
+template <class In, class Out>
+static void batched_transpose(const In* x, Out* y, int64_t B, int64_t R, int64_t S) {
+  if (B * R * S == 0) return;
+  auto tiles = [](int64_t n, int64_t cap) {
+    return static_cast<unsigned>(std::min<int64_t>((n + kTile - 1) / kTile, cap));
+  };
+  const dim3 grid(tiles(S, int64_t(1) << 20), tiles(R, 65535), static_cast<unsigned>(std::min<int64_t>(B, 65535)));
+  transpose_kernel<In, Out><<<grid, dim3(kTile, kTileRows), 0, cuda::stream()>>>(x, y, B, R, S);
+  CUDA_CHECK_LAUNCH();
+}
+
 template <class Out>
 void nchw_f32_to_nhwc(const float* x, Out* y, int64_t N, int C, int64_t HW) {
-  const int64_t n = N * C * HW;
-  if (n == 0) return;
-  nchw_to_nhwc_kernel<Out><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, C, HW);
-  CUDA_CHECK_LAUNCH();
+  batched_transpose<float, Out>(x, y, N, C, HW);
 }
 
 template <class T>
 void nhwc_to_nchw(const T* x, T* y, int64_t N, int64_t HW, int C) {
-  const int64_t n = N * C * HW;
-  if (n == 0) return;
-  nhwc_to_nchw_kernel<T><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, HW, C);
-  CUDA_CHECK_LAUNCH();
+  batched_transpose<T, T>(x, y, N, HW, C);
+}
+
+void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C) {
+  batched_transpose<uint16_t, float>(x, y, N, HW, C);
 }
 
 void split_bf16_nhwc(const float* x, uint16_t* y, int64_t P, int C) {
@@ -271,6 +292,7 @@ void register_nhwc_bf16(CudaBackend& b) {
   b.nchw_f32_to_nhwc_bf16 = nchw_f32_to_nhwc<uint16_t>;
   b.nhwc_to_nchw_f32 = nhwc_to_nchw<float>;
   b.nhwc_to_nchw_bf16 = nhwc_to_nchw<uint16_t>;
+  b.nhwc_bf16_to_nchw_f32 = nhwc_bf16_to_nchw_f32;
   b.split_bf16_nhwc = split_bf16_nhwc;
 }
 

@@ -1,5 +1,6 @@
 // Small NHWC kernels that an inference forward pass needs around its convolutions (the packed
-// runner, engine/infer, and benchmarks/bench_packed_resnet18.cu): folded-BatchNorm affine +
+// runner, engine/infer, and benchmarks/bench_packed_resnet18.cu; the layout changes also wrap
+// the bf16 training convolutions, kernels/conv2d.cu): folded-BatchNorm affine +
 // residual + ReLU, a float residual add for the binary (W1A1) network's real-valued shortcut
 // stream, max pooling with any window, global average pooling, the layout changes between the
 // engine's NCHW f32 and NHWC (a Flatten must see the float engine's order), and the split of
@@ -60,6 +61,8 @@ void nhwc_to_nchw(const T* x, T* y, int64_t N, int64_t HW, int C);
 inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C) {
   nhwc_to_nchw<uint16_t>(x, y, N, HW, C);
 }
+// x bf16 [N][HW][C] -> y f32 [N][C][HW] (exact: every bf16 is an f32).
+void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C);
 // Split-bf16: x f32 [P][C] -> y bf16 [P][2C], y[p][c] = hi = bf16(a), y[p][C + c] = lo =
 // bf16(a - hi) for a = x[p][c], both rounded to nearest even. a - hi is exact in f32 and
 // |a - hi| <= 2^-8 |a|, so hi + lo carries 16 significant bits (|a - hi - lo| <= 2^-16 |a|,
@@ -121,6 +124,11 @@ void nhwc_to_nchw(const T* x, T* y, int64_t N, int64_t HW, int C) {
 }
 inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t HW, int C) {
   nhwc_to_nchw<uint16_t>(x, y, N, HW, C);
+}
+inline void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c)
+      for (int64_t q = 0; q < HW; ++q) y[(n * C + c) * HW + q] = bf(x[(n * HW + q) * C + c]);
 }
 
 template <class T>

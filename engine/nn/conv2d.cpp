@@ -15,8 +15,9 @@ Var conv2d(const Var& x, const Var& w, const Var& bias, const ops::Conv2dParams&
     record_backward([x, w, bias, out, p]() {
       if (!out.has_grad()) return;
       const Tensor& dy = out.grad();
-      if (x.requires_grad()) x.accumulate_grad(ops::conv2d_backward_input(dy, w.value(), x.shape(), p));
-      if (w.requires_grad()) w.accumulate_grad(ops::conv2d_backward_weight(dy, x.value(), w.shape(), p));
+      ops::Conv2dGrads g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad());
+      if (x.requires_grad()) x.accumulate_grad(g.input);
+      if (w.requires_grad()) w.accumulate_grad(g.weight);
       if (bias.requires_grad()) bias.accumulate_grad(ops::conv2d_backward_bias(dy));
     });
   return out;

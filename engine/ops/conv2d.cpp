@@ -1,5 +1,5 @@
-// 2-D convolution: operand checks, the CPU reference, and one dispatch per direction (CUDA
-// tensors go to cuDNN, kernels/conv2d.cu).
+// 2-D convolution: operand checks, the CPU reference, and one dispatch for the forward and one
+// for the backward (CUDA tensors go to cuDNN, kernels/conv2d.cu).
 //
 // The CPU reference is direct loops, ordered so the innermost loop runs along an output row
 // (contiguous in y, stride `stride` in x) over exactly the columns whose input tap is inside
@@ -160,6 +160,13 @@ void cpu_backward_weight(const Geometry& g, Precision, const float* dy, const fl
     for (int64_t i = 0; i < wn; ++i) dw[i] += partial[static_cast<size_t>(c * wn + i)];
 }
 
+// Either output may be null, as on the GPU (kernels/conv2d.h).
+void cpu_backward(const Geometry& g, Precision prec, const float* dy, const float* x, const float* w, float* dx,
+                  float* dw) {
+  if (dx) cpu_backward_input(g, prec, dy, w, dx);
+  if (dw) cpu_backward_weight(g, prec, dy, x, dw);
+}
+
 void cpu_backward_bias(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db) {
   const int64_t HW = OH * OW;
   for (int64_t o = 0; o < O; ++o) {
@@ -195,6 +202,26 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, cons
   return y;
 }
 
+Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
+                            bool want_input, bool want_weight) {
+  const char* op = "conv2d_backward";
+  check_dtype(op, grad_out, DType::F32);
+  check_dtype(op, x, DType::F32);
+  check_dtype(op, w, DType::F32);
+  check_same_device(op, grad_out, x);
+  check_same_device(op, grad_out, w);
+  Geometry g = geometry(op, x.shape(), x.describe(), w.shape(), w.describe(), p);
+  check_grad_out(op, grad_out, g);
+  Conv2dGrads out;
+  if (want_input) out.input = Tensor::empty(x.shape(), DType::F32, x.device());
+  if (want_weight) out.weight = Tensor::empty(w.shape(), DType::F32, x.device());
+  if (!want_input && !want_weight) return out;
+  dispatch(op, x.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
+      g, precision(), grad_out.data<float>(), x.data<float>(), w.data<float>(),
+      want_input ? out.input.data<float>() : nullptr, want_weight ? out.weight.data<float>() : nullptr);
+  return out;
+}
+
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& x_shape, const Conv2dParams& p) {
   const char* op = "conv2d_backward_input";
   check_dtype(op, grad_out, DType::F32);
@@ -203,8 +230,8 @@ Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shap
   Geometry g = geometry(op, x_shape, "of shape " + shape_str(x_shape), w.shape(), w.describe(), p);
   check_grad_out(op, grad_out, g);
   Tensor dx = Tensor::empty(x_shape, DType::F32, grad_out.device());
-  dispatch(op, grad_out.device(), cpu_backward_input, &CudaBackend::conv2d_backward_input_f32)(
-      g, precision(), grad_out.data<float>(), w.data<float>(), dx.data<float>());
+  dispatch(op, grad_out.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
+      g, precision(), grad_out.data<float>(), nullptr, w.data<float>(), dx.data<float>(), nullptr);
   return dx;
 }
 
@@ -216,8 +243,8 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
   Geometry g = geometry(op, x.shape(), x.describe(), w_shape, "of shape " + shape_str(w_shape), p);
   check_grad_out(op, grad_out, g);
   Tensor dw = Tensor::empty(w_shape, DType::F32, x.device());
-  dispatch(op, x.device(), cpu_backward_weight, &CudaBackend::conv2d_backward_weight_f32)(
-      g, precision(), grad_out.data<float>(), x.data<float>(), dw.data<float>());
+  dispatch(op, x.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
+      g, precision(), grad_out.data<float>(), x.data<float>(), nullptr, nullptr, dw.data<float>());
   return dw;
 }
 

@@ -26,6 +26,13 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, cons
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& x_shape, const Conv2dParams& p);
 // dL/dw from dL/dy and the forward input x.
 Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Shape& w_shape, const Conv2dParams& p);
+// Both at once (what autograd calls): under BF16 the GPU converts grad_out once for both. An
+// output not asked for is left undefined.
+struct Conv2dGrads {
+  Tensor input, weight;
+};
+Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
+                            bool want_input, bool want_weight);
 // dL/dbias [O]: grad_out summed over N, OH, OW.
 Tensor conv2d_backward_bias(const Tensor& grad_out);
 

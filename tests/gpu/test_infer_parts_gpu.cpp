@@ -31,8 +31,10 @@ Tensor as_f32(const Tensor& t) { return t.dtype() == DType::BF16 ? packed::to_f3
 
 }  // namespace
 
-TEST_CASE("nchw_f32_to_nhwc_bf16 and nhwc_to_nchw_bf16 match the CPU exactly") {
-  for (auto [N, C, HW] : {std::tuple<int64_t, int, int64_t>{1, 1, 1}, {2, 3, 35}, {3, 64, 49}, {5, 7, 1025}}) {
+TEST_CASE("the layout changes (nchw_f32_to_nhwc, nhwc_to_nchw, nhwc_bf16_to_nchw_f32) match the CPU exactly") {
+  // Odd sizes put partial 32x32 tiles on both edges of the tiled transpose.
+  for (auto [N, C, HW] : {std::tuple<int64_t, int, int64_t>{1, 1, 1}, {2, 3, 35}, {3, 64, 49}, {5, 7, 1025},
+                          {2, 65, 33}, {1, 130, 4097}}) {
     std::ostringstream what;
     what << "N " << N << " C " << C << " HW " << HW;
     INFO(what.str());
@@ -48,6 +50,13 @@ TEST_CASE("nchw_f32_to_nhwc_bf16 and nhwc_to_nchw_bf16 match the CPU exactly") {
     Tensor back = poisoned({N, C, HW}, DType::BF16);
     kernels::nhwc_to_nchw_bf16(y.data<uint16_t>(), back.data<uint16_t>(), N, HW, C);
     testing::require_close(as_f32(back), as_f32(back_want), 0.f, 0.f, "to NCHW " + what.str());
+
+    // bf16 NHWC back to f32 NCHW (the bf16 convolutions' output pass): every bf16 is an f32.
+    Tensor widened_want = Tensor::empty({N, C, HW});
+    kernels::reference::nhwc_bf16_to_nchw_f32(want.data<uint16_t>(), widened_want.data<float>(), N, HW, C);
+    Tensor widened = poisoned({N, C, HW}, DType::F32);
+    kernels::nhwc_bf16_to_nchw_f32(y.data<uint16_t>(), widened.data<float>(), N, HW, C);
+    testing::require_close(widened.cpu(), widened_want, 0.f, 0.f, "bf16 NHWC to f32 NCHW " + what.str());
 
     // The f32 instantiations (split-bf16 runner): plain copies.
     Tensor want32 = Tensor::empty({N, HW, C});

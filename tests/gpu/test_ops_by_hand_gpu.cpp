@@ -52,6 +52,24 @@ TEST_CASE("cuDNN conv2d under FP32 records one algorithm per direction, with FMA
 #endif
 }
 
+TEST_CASE("cuDNN conv2d under BF16 runs tensor-op algorithms in all three directions") {
+  testing::PrecisionScope bf16(Precision::BF16);
+  const ops::Conv2dParams p{1, 1, 1};  // a ResNet-18 3x3 layer, smaller batch
+  Tensor x = testing::random_tensor({8, 64, 16, 16}, 4, -1.f, 1.f, Device::CUDA);
+  Tensor w = testing::random_tensor({64, 64, 3, 3}, 5, -1.f, 1.f, Device::CUDA);
+  Tensor dy = testing::random_tensor(ops::conv2d_output_shape(x.shape(), w.shape(), p), 6, -1.f, 1.f, Device::CUDA);
+  ops::conv2d_forward(x, w, Tensor(), p);
+  ops::Conv2dGrads g = ops::conv2d_backward(dy, x, w, p, true, true);
+  REQUIRE(g.input.shape() == x.shape());
+  REQUIRE(g.weight.shape() == w.shape());
+#ifdef MDQ_HAS_CUDA
+  auto ch = ops::cudnn_conv::choices(x.shape(), w.shape(), p);
+  CHECK(ch.forward.math_type == 1);  // CUDNN_TENSOR_OP_MATH on the bf16 operands
+  CHECK(ch.backward_data.math_type == 1);
+  CHECK(ch.backward_filter.math_type == 1);
+#endif
+}
+
 TEST_CASE("cross-entropy on the GPU writes its probabilities in place and keeps the loss on the device") {
   Tensor logits = testing::random_tensor({37, 7}, 7, -8.f, 8.f, Device::CUDA);
   Tensor probs = Tensor::empty({37, 7}, DType::F32, Device::CUDA);

@@ -50,6 +50,9 @@ Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const 
 //   fp32: 1e-4 of rms. Summation order and Winograd/FFT transforms stay near 1e-6, while a TF32
 //         result (10-bit mantissa, ~5e-4) would fail: this also checks that FP32 is FMA math.
 //   tf32: 1e-2 of rms.
+//   bf16: operands and results rounded to bf16 (2^-9 relative, ~2e-3): 1e-2 of the value for the
+//         result's rounding plus 3e-2 of rms for the operands' (each product off by up to 4e-3
+//         relative, the sum's error growing like sqrt(K) while the rms does too).
 //   reference (CPU float vs double): 1e-5.
 OpCase conv2d_case(const ConvShape& s, bool with_bias, uint64_t seed) {
   const Conv2dParams p = s.p;
@@ -68,17 +71,18 @@ OpCase conv2d_case(const ConvShape& s, bool with_bias, uint64_t seed) {
   c.forward = [p, bias_of](const Tensors& in) { return Tensors{ops::conv2d_forward(in[0], in[1], bias_of(in), p)}; };
   c.wrt = with_bias ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1};
   c.backward = [p](const Tensors& in, const Tensors& g) {
-    Tensors grads{ops::conv2d_backward_input(g[0], in[1], in[0].shape(), p),
-                  ops::conv2d_backward_weight(g[0], in[0], in[1].shape(), p)};
+    ops::Conv2dGrads both = ops::conv2d_backward(g[0], in[0], in[1], p, true, true);
+    Tensors grads{both.input, both.weight};
     if (in.size() > 2) grads.push_back(ops::conv2d_backward_bias(g[0]));
     return grads;
   };
   c.reference = [p, bias_of](const Tensors& in) { return Tensors{naive_conv2d(in[0], in[1], bias_of(in), p)}; };
   c.reference_bound = {1e-5f, 1e-5f, 1e-5f};
   c.layer = [p](std::vector<Var>& v) { return nn::conv2d(v[0], v[1], v.size() > 2 ? v[2] : Var(), p); };
-  const Bound fp32{0, 1e-4f, 1e-4f}, tf32{0, 1e-2f, 1e-2f};
+  const Bound fp32{0, 1e-4f, 1e-4f}, tf32{0, 1e-2f, 1e-2f}, bf16{0, 1e-2f, 3e-2f};
   c.tolerances[Precision::FP32] = {{fp32}, {fp32}};
   c.tolerances[Precision::TF32] = {{tf32}, {tf32}};
+  c.tolerances[Precision::BF16] = {{bf16}, {bf16}};
   return c;
 }
 
