@@ -45,8 +45,8 @@ struct BatchNormBackwardArgs {
 void batch_norm_backward_f32(const BatchNormBackwardArgs& a);
 
 // ---- the pieces (also sync BN's, engine/dist/)
-// Training statistics, one block per channel (two passes: mean, then the centred sum of
-// squares): mean[c], invstd[c] = 1/sqrt(var_biased + eps), and, when given,
+// Training statistics, deterministic, on a (channel x chunk) grid (two passes: mean, then the
+// centred sum of squares): mean[c], invstd[c] = 1/sqrt(var_biased + eps), and, when given,
 // running = (1 - momentum) * running + momentum * batch with var_unbiased for running_var.
 void batch_norm_stats_f32(const BatchNormShape& s, const float* x, float eps, float momentum, float* mean,
                           float* invstd, float* running_mean, float* running_var);
@@ -56,7 +56,7 @@ void batch_norm_eval_stats_f32(int64_t c, const float* running_mean, const float
 // out = (x - mean[c]) * invstd[c] * weight[c] + bias[c]
 void batch_norm_apply_f32(const BatchNormShape& s, const float* x, const float* mean, const float* invstd,
                           const float* weight, const float* bias, float* out);
-// Per-channel sums for the backward pass, one block per channel:
+// Per-channel sums for the backward pass, deterministic, on a (channel x chunk) grid:
 // sum_g[c] = sum g, sum_gxhat[c] = sum g * (x - mean[c]) * invstd[c].
 void batch_norm_backward_reduce_f32(const BatchNormShape& s, const float* grad_out, const float* x, const float* mean,
                                     const float* invstd, float* sum_g, float* sum_gxhat);
@@ -70,7 +70,7 @@ void batch_norm_backward_input_f32(const BatchNormShape& s, bool training, const
 // per-rank partial sums that the ranks all-reduce between these calls. The last entry of a
 // [C + 1] partial vector is the element count M = N*HW, so summing the vectors sums the counts.
 // partial[c] = sum x (center null), or sum (x - center[c] / center[C])^2 (center: the reduced
-// first pass); partial[C] = M. One block per channel, the same fixed-order sums as above.
+// first pass); partial[C] = M. The same fixed-order (channel x chunk) sums as above.
 void sync_bn_partial_sums_f32(const BatchNormShape& s, const float* x, const float* center, float* partial);
 // From reduced sums (count = sum[C]): mean = sum/count, invstd = 1/sqrt(sumsq/count + eps) and the
 // running statistics with the unbiased count/(count - 1) variance; running pointers may be null.

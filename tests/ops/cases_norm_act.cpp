@@ -175,6 +175,11 @@ void add_norm_act_cases(std::vector<OpCase>& table, bool perf) {
   std::vector<Shape> bn_shapes = kShapes, act_shapes = kShapes;
   for (const Shape& s : std::vector<Shape>{{5, 3}, {5, 64}, {2, 1}, {128, 512}, {4, 1, 1, 1}, {3, 4, 3, 2}, {6, 4}})
     bn_shapes.push_back(s);
+  // kernels/batchnorm.cu splits a channel into chunks of >= 4096 elements: several chunks with
+  // float4 loads, with scalar loads and chunk ends mid-plane (odd HW), with HW = 1; and HW = 16,
+  // where one warp covers 8 planes.
+  for (const Shape& s : std::vector<Shape>{{16, 4, 32, 32}, {7, 3, 37, 41}, {9000, 2}, {8, 5, 4, 4}})
+    bn_shapes.push_back(s);
   act_shapes.push_back({7});
   act_shapes.push_back({2, 3, 4, 5});
   if (perf) bn_shapes = act_shapes = {{32, 64, 32, 32}, {32, 512}};
