@@ -6,7 +6,7 @@
 # scripts/kernel_breakdown.py writes the top kernels by time, each as ms per step and % of the
 # step's wall time (measured by a run without the profiler).
 #   scripts/profile-train-step.sh <folder> [--build build] [--models resnet18] [--batches 128,512]
-#       [--precision bf16] [--steps 10] [--with-compile] [--tool nsys|ncu]
+#       [--precision bf16] [--steps 10] [--with-compile | --mdq-only] [--tool nsys|ncu]
 # Writes <folder>/<impl>-<model>-bs<batch>-<precision>-kernels.txt, summary.txt (the first line of
 # each), and the raw profiles and logs beside them. About a minute per model on an H200 with
 # nsys; ncu replays every kernel, so it profiles 2 steps. PYTHON picks the interpreter with torch.
@@ -26,6 +26,7 @@ while [ $# -gt 0 ]; do
     --precision) precision=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --with-compile) impls="$impls torch-compile"; shift ;;
+    --mdq-only) impls=mdq; shift ;;
     --tool) tool=$2; shift 2 ;;
     *) echo "profile-train-step: unknown option $1" >&2; usage ;;
   esac
