@@ -10,6 +10,10 @@
 // algorithm runs, so a run repeats bit for bit; a nondeterministic one only when no
 // deterministic one works. An algorithm that Find timed but that refuses to run (seen on an
 // H200: CUDNN_STATUS_BAD_PARAM at run time) is dropped and the next one runs.
+// Timing makes the choice a property of the process: two processes (a resumed run, the ranks of
+// a data-parallel job) can pick different algorithms for one shape and round differently. With
+// MDQ_CUDNN_ALGOS=heuristic the ranking comes from cuDNN's heuristics instead
+// (cudnnGet*Algorithm_v7, no timing), the same in every process on one card and cuDNN version.
 //
 // Precision (the engine's mdq::precision(), passed with each call and part of the cache key):
 //   FP32 -> NCHW f32 operands, CUDNN_FMA_MATH: true fp32, no tensor cores.
@@ -20,10 +24,13 @@
 //           layout cuDNN's Hopper kernels read: handed NCHW, cuDNN transposes internally anyway.
 //           The rounding is autocast's (bf16 operands and results, f32 sums); master weights,
 //           dual variables and BN stay f32 in the engine (DESIGN.md §2). A direction cuDNN has
-//           no bf16 algorithm for runs at TF32 instead.
+//           no bf16 algorithm for runs at TF32 instead, and so do grouped convolutions and
+//           channel counts that are not multiples of 8 (see bf16_fits).
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -150,15 +157,32 @@ std::vector<CudnnConvChoice> rank(const std::vector<Perf>& perf, int returned, P
 // (find(count, &returned, perf, workspace, bytes) runs cudnnFind*Ex), then calls
 // run(algo, workspace, bytes) with the best one, dropping any that cuDNN refuses at run time.
 // Returns false when no algorithm runs: the caller decides whether that is an error.
-template <class Perf, class Find, class Run>
+bool heuristic_algos() {
+  static const bool on = [] {
+    const char* e = std::getenv("MDQ_CUDNN_ALGOS");
+    return e && std::strcmp(e, "heuristic") == 0;
+  }();
+  return on;
+}
+
+template <class Perf, class Find, class Guess, class Run>
 bool run_direction(cudnnHandle_t h, Plan& pl, Direction d, Precision prec,
-                   cudnnStatus_t (*max_count_of)(cudnnHandle_t, int*), Find find, Run run) {
+                   cudnnStatus_t (*max_count_of)(cudnnHandle_t, int*), Find find, Guess guess, Run run) {
   std::vector<CudnnConvChoice>& ranked = pl.ranked[d];
   if (!pl.searched[d]) {
     int max_count = 0, returned = 0;
     CUDNN_CHECK(max_count_of(h, &max_count));
     std::vector<Perf> perf(max_count);
-    find(max_count, &returned, perf.data(), cuda::workspace(kFindWorkspaceLimit), kFindWorkspaceLimit);
+    if (heuristic_algos()) {
+      guess(max_count, &returned, perf.data());
+      // The heuristics list algorithms whatever their workspace; keep the search's limit.
+      perf.resize(returned);
+      perf.erase(std::remove_if(perf.begin(), perf.end(), [](const Perf& p) { return p.memory > kFindWorkspaceLimit; }),
+                 perf.end());
+      returned = static_cast<int>(perf.size());
+    } else {
+      find(max_count, &returned, perf.data(), cuda::workspace(kFindWorkspaceLimit), kFindWorkspaceLimit);
+    }
     ranked = rank(perf, returned, prec);
     pl.searched[d] = true;
   }
@@ -188,6 +212,10 @@ bool forward(cudnnHandle_t h, Plan& pl, Precision prec, const void* x, const voi
         CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, pl.x, x, pl.w, w, pl.conv[kForward], pl.y, y, count,
                                                            returned, perf, ws, bytes));
       },
+      [&](int count, int* returned, cudnnConvolutionFwdAlgoPerf_t* perf) {
+        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, pl.x, pl.w, pl.conv[kForward], pl.y, count, returned,
+                                                           perf));
+      },
       [&](int algo, void* ws, size_t bytes) {
         return cudnnConvolutionForward(h, &kOne, pl.x, x, pl.w, w, pl.conv[kForward],
                                        static_cast<cudnnConvolutionFwdAlgo_t>(algo), ws, bytes, &kZero, pl.y, y);
@@ -200,6 +228,10 @@ bool backward_data(cudnnHandle_t h, Plan& pl, Precision prec, const void* dy, co
       [&](int count, int* returned, cudnnConvolutionBwdDataAlgoPerf_t* perf, void* ws, size_t bytes) {
         CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, pl.w, w, pl.y, dy, pl.conv[kBackwardData], pl.x, dx,
                                                                 count, returned, perf, ws, bytes));
+      },
+      [&](int count, int* returned, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, pl.w, pl.y, pl.conv[kBackwardData], pl.x, count,
+                                                                returned, perf));
       },
       [&](int algo, void* ws, size_t bytes) {
         return cudnnConvolutionBackwardData(h, &kOne, pl.w, w, pl.y, dy, pl.conv[kBackwardData],
@@ -214,6 +246,10 @@ bool backward_filter(cudnnHandle_t h, Plan& pl, Precision prec, const void* dy, 
       [&](int count, int* returned, cudnnConvolutionBwdFilterAlgoPerf_t* perf, void* ws, size_t bytes) {
         CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, pl.x, x, pl.y, dy, pl.conv[kBackwardFilter], pl.w,
                                                                   dw, count, returned, perf, ws, bytes));
+      },
+      [&](int count, int* returned, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
+        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, pl.x, pl.y, pl.conv[kBackwardFilter], pl.w, count,
+                                                                  returned, perf));
       },
       [&](int algo, void* ws, size_t bytes) {
         return cudnnConvolutionBackwardFilter(h, &kOne, pl.x, x, pl.y, dy, pl.conv[kBackwardFilter],
@@ -253,6 +289,12 @@ struct Bf16Operands {
   void y_out(const uint16_t* yb, float* y) const { nhwc_bf16_to_nchw_f32(yb, y, g.N, g.OH * g.OW, int(g.O)); }
 };
 
+// Whether a BF16 call runs on bf16 copies. cuDNN's bf16 tensor-core kernels want channel counts
+// in multiples of 8, and on an H200 its bf16 NHWC kernels for the rest were slower than TF32 on
+// the f32 tensors: MobileNetV2's depthwise layers took the step from 7.7k to 4.7k img/s at batch
+// 128, and ResNet-18's 3-channel stem's weight gradient ran a generic 0.8 ms kernel.
+bool bf16_fits(const Conv2dGeometry& g) { return g.groups == 1 && g.C % 8 == 0 && g.O % 8 == 0; }
+
 // The BF16 forward; false when cuDNN has no bf16 algorithm for the shape. Caller holds g_mutex.
 bool forward_bf16(cudnnHandle_t h, const Conv2dGeometry& g, const float* x, const float* w, float* y) {
   Plan& pl = plan_for(g, Precision::BF16);
@@ -272,7 +314,7 @@ void conv2d_forward_f32(const Conv2dGeometry& g, Precision prec, const float* x,
                         float* y) {
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (prec == Precision::BF16 && forward_bf16(h, g, x, w, y)) {
+  if (prec == Precision::BF16 && bf16_fits(g) && forward_bf16(h, g, x, w, y)) {
     // y is written; the bias below is added in f32
   } else {
     if (prec == Precision::BF16) prec = Precision::TF32;
@@ -289,7 +331,7 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
   bool dx_done = !dx, dw_done = !dw;
-  if (prec == Precision::BF16) {
+  if (prec == Precision::BF16 && bf16_fits(g)) {
     // dy is rounded once and feeds both directions.
     Plan& pl = plan_for(g, Precision::BF16);
     const Bf16Operands op{g};
@@ -331,9 +373,11 @@ void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, cons
 
 CudnnConvChoices cudnn_conv2d_choices(const Conv2dGeometry& g, Precision prec) {
   std::lock_guard<std::mutex> lock(g_mutex);
+  const bool bf16 = prec == Precision::BF16 && bf16_fits(g);
+  if (prec == Precision::BF16 && !bf16) prec = Precision::TF32;
   const Plan& pl = plan_for(g, prec);
   auto first = [&](Direction d) { return pl.ranked[d].empty() ? CudnnConvChoice{} : pl.ranked[d].front(); };
-  return {first(kForward), first(kBackwardData), first(kBackwardFilter)};
+  return {first(kForward), first(kBackwardData), first(kBackwardFilter), bf16};
 }
 
 void register_conv2d(CudaBackend& b) {

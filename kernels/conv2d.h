@@ -40,6 +40,7 @@ struct CudnnConvChoice {
 };
 struct CudnnConvChoices {
   CudnnConvChoice forward, backward_data, backward_filter;
+  bool bf16 = false;  // the plan runs on NHWC bf16 copies (BF16 and a shape that suits it)
 };
 CudnnConvChoices cudnn_conv2d_choices(const Conv2dGeometry& g, Precision p);
 

@@ -117,30 +117,48 @@ __global__ void maxpool_kernel(const T* x, T* y, int N, int H, int W, int C, int
 }
 
 // Layout changes: x viewed as B matrices [R][S] -> y as B matrices [S][R], each element
-// converted In -> float -> Out (one bf16 rounding at most). A 32x32 tile goes through shared
-// memory so that both the reads (along S) and the writes (along R) are coalesced; the naive
-// form strides one side by R or S elements, and these passes surround every bf16 convolution
-// of a training step (kernels/conv2d.cu).
-constexpr int kTile = 32, kTileRows = 8;
+// converted In -> float -> Out (one bf16 rounding at most). A 64x64 tile goes through shared
+// memory so that both the reads (along S) and the writes (along R) are coalesced, and each
+// thread moves two neighbours at once (one 4- or 8-byte access) when the row length and the
+// pointer allow, so a warp's access is a whole 128-byte line even for bf16. These passes
+// surround every bf16 convolution of a training step (kernels/conv2d.cu).
+constexpr int kTile = 64, kTileRows = 8;  // blocks of 32 x kTileRows threads
 
 template <class In, class Out>
-__global__ void __launch_bounds__(kTile * kTileRows)
-    transpose_kernel(const In* x, Out* y, int64_t B, int64_t R, int64_t S) {
-  __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the column reads
-  const int tx = threadIdx.x, ty = threadIdx.y;
+__global__ void __launch_bounds__(32 * kTileRows)
+    transpose_kernel(const In* x, Out* y, int64_t B, int64_t R, int64_t S, bool pairs_in, bool pairs_out) {
+  __shared__ float tile[kTile][kTile + 1];  // +1: the column reads spread over the banks
+  const int t2 = 2 * threadIdx.x, ty = threadIdx.y;
   for (int64_t b = blockIdx.z; b < B; b += gridDim.z)
     for (int64_t r0 = int64_t(blockIdx.y) * kTile; r0 < R; r0 += int64_t(gridDim.y) * kTile)
       for (int64_t s0 = int64_t(blockIdx.x) * kTile; s0 < S; s0 += int64_t(gridDim.x) * kTile) {
         const In* xb = x + b * R * S;
         Out* yb = y + b * R * S;
-        for (int j = ty; j < kTile; j += kTileRows) {
-          const int64_t r = r0 + j, s = s0 + tx;
-          if (r < R && s < S) tile[j][tx] = to_f(xb[r * S + s]);
+        for (int j = ty; j < kTile; j += kTileRows) {  // row r0 + j, columns s0 + t2, s0 + t2 + 1
+          const int64_t r = r0 + j, s = s0 + t2;
+          if (r >= R || s >= S) continue;
+          if (pairs_in) {  // S even: s + 1 < S too
+            const Vec<In, 2> v = load<In, 2>(xb + r * S + s);
+            tile[j][t2] = to_f(v.v[0]);
+            tile[j][t2 + 1] = to_f(v.v[1]);
+          } else {
+            tile[j][t2] = to_f(xb[r * S + s]);
+            if (s + 1 < S) tile[j][t2 + 1] = to_f(xb[r * S + s + 1]);
+          }
         }
         __syncthreads();
-        for (int j = ty; j < kTile; j += kTileRows) {
-          const int64_t s = s0 + j, r = r0 + tx;
-          if (s < S && r < R) yb[s * R + r] = from_f<Out>(tile[tx][j]);
+        for (int j = ty; j < kTile; j += kTileRows) {  // output row s0 + j, columns r0 + t2, r0 + t2 + 1
+          const int64_t s = s0 + j, r = r0 + t2;
+          if (s >= S || r >= R) continue;
+          if (pairs_out) {  // R even: r + 1 < R too
+            Vec<Out, 2> v;
+            v.v[0] = from_f<Out>(tile[t2][j]);
+            v.v[1] = from_f<Out>(tile[t2 + 1][j]);
+            store<Out, 2>(yb + s * R + r, v);
+          } else {
+            yb[s * R + r] = from_f<Out>(tile[t2][j]);
+            if (r + 1 < R) yb[s * R + r + 1] = from_f<Out>(tile[t2 + 1][j]);
+          }
         }
         __syncthreads();  // the next iteration rewrites the tile
       }
@@ -236,7 +254,10 @@ static void batched_transpose(const In* x, Out* y, int64_t B, int64_t R, int64_t
     return static_cast<unsigned>(std::min<int64_t>((n + kTile - 1) / kTile, cap));
   };
   const dim3 grid(tiles(S, int64_t(1) << 20), tiles(R, 65535), static_cast<unsigned>(std::min<int64_t>(B, 65535)));
-  transpose_kernel<In, Out><<<grid, dim3(kTile, kTileRows), 0, cuda::stream()>>>(x, y, B, R, S);
+  // Matrix b starts at b*R*S elements: with R*S even every matrix keeps the base's alignment.
+  const bool pairs_in = S % 2 == 0 && aligned(x, 2 * sizeof(In));
+  const bool pairs_out = R % 2 == 0 && aligned(y, 2 * sizeof(Out));
+  transpose_kernel<In, Out><<<grid, dim3(32, kTileRows), 0, cuda::stream()>>>(x, y, B, R, S, pairs_in, pairs_out);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -108,9 +108,9 @@ TEST_CASE("mdq-train --gpus 1 and mpirun -np 1 run the NCCL path and train like 
     WARN("skipped: mdq was built without NCCL");
     return;
   }
-  // One rank: the mean over ranks is the gradient itself, so the runs agree to kernel rounding.
-  // Each process picks its cuDNN algorithms by timing, so two processes may round differently,
-  // and 20 Adam steps carry that: on the H200 the two runs differed by 1.01 of (1e-5, 1e-4) once.
-  // The bound is the 2-GPU test's.
-  testing::require_gpu_ranks_train_like_one_gpu(1, " --gpus 1", "", 1e-4f, 1e-3f);
+  // One rank: the mean over ranks is the gradient itself, and every process takes cuDNN's
+  // heuristic algorithms (require_gpu_ranks_train_like_one_gpu), so the runs agree to kernel
+  // rounding. (With timed algorithm choices, mpirun -np 1 once ended 6.2x (1e-4, 1e-3) away on
+  // an H200: Adam turns a last-bit difference in a near-zero gradient into a step of lr.)
+  testing::require_gpu_ranks_train_like_one_gpu(1, " --gpus 1", "", 1e-5f, 1e-4f);
 }

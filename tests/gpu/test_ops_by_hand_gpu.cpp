@@ -52,7 +52,7 @@ TEST_CASE("cuDNN conv2d under FP32 records one algorithm per direction, with FMA
 #endif
 }
 
-TEST_CASE("cuDNN conv2d under BF16 runs tensor-op algorithms in all three directions") {
+TEST_CASE("cuDNN conv2d under BF16 runs on bf16 copies with tensor-core math in all three directions") {
   testing::PrecisionScope bf16(Precision::BF16);
   const ops::Conv2dParams p{1, 1, 1};  // a ResNet-18 3x3 layer, smaller batch
   Tensor x = testing::random_tensor({8, 64, 16, 16}, 4, -1.f, 1.f, Device::CUDA);
@@ -64,9 +64,14 @@ TEST_CASE("cuDNN conv2d under BF16 runs tensor-op algorithms in all three direct
   REQUIRE(g.weight.shape() == w.shape());
 #ifdef MDQ_HAS_CUDA
   auto ch = ops::cudnn_conv::choices(x.shape(), w.shape(), p);
-  CHECK(ch.forward.math_type == 1);  // CUDNN_TENSOR_OP_MATH on the bf16 operands
-  CHECK(ch.backward_data.math_type == 1);
-  CHECK(ch.backward_filter.math_type == 1);
+  CHECK(ch.bf16);
+  // Not CUDNN_FMA_MATH (3): on bf16 operands DEFAULT (0) and TENSOR_OP (1) both run tensor cores.
+  for (const auto* c : {&ch.forward, &ch.backward_data, &ch.backward_filter}) {
+    CHECK(c->algo >= 0);
+    CHECK((c->math_type == 0 || c->math_type == 1));
+  }
+  // Depthwise stays on the f32 tensors (kernels/conv2d.cu, bf16_fits).
+  CHECK_FALSE(ops::cudnn_conv::choices({8, 64, 16, 16}, {64, 1, 3, 3}, {1, 1, 64}).bf16);
 #endif
 }
 

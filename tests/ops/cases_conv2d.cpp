@@ -102,6 +102,7 @@ std::vector<ConvShape> check_shapes() {
         v.push_back({N, C, 7, 9, O, 3, 3, {stride, padding, groups}});
   v.push_back({3, 3, 11, 11, 8, 5, 5, {2, 2, 1}});     // 5x5 kernel, stem-like
   v.push_back({2, 16, 15, 13, 24, 1, 1, {1, 0, 1}});   // 1x1 projection
+  v.push_back({2, 8, 9, 7, 16, 3, 3, {2, 1, 1}});      // channels in 8s: the bf16 copies' path
   v.push_back({2, 16, 16, 16, 32, 1, 1, {2, 0, 1}});   // ResNet downsample shortcut
   v.push_back({3, 32, 17, 17, 32, 3, 3, {1, 1, 1}});   // wider, odd
   v.push_back({3, 32, 17, 17, 32, 3, 3, {2, 1, 32}});  // depthwise stride 2 (MobileNetV2)

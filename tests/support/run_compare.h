@@ -1,6 +1,7 @@
 // Comparing two training runs' folders: the per-step losses in metrics.jsonl and every tensor of
 // last.ckpt (parameters, BN buffers, quantizer state), each within a stated tolerance.
 #pragma once
+#include <cstdlib>
 #include <cmath>
 #include <fstream>
 #include <string>
@@ -45,6 +46,9 @@ inline void require_same_run(const std::string& a, const std::string& b, float a
 // must report `ranks` NCCL ranks and follow the plain run within tolerance.
 inline void require_gpu_ranks_train_like_one_gpu(int ranks, const std::string& flags, const std::string& mpi_flags,
                                                  float atol, float rtol) {
+  // cuDNN's heuristics instead of its timed search (kernels/conv2d.cu): every process then picks
+  // the same algorithms, so the runs differ only by what data parallelism changes.
+  ::setenv("MDQ_CUDNN_ALGOS", "heuristic", 1);
   const std::string tag = "/tmp/mdq-gpu" + std::to_string(ranks), train = binary("mdq-train");
   const std::string banner = "data-parallel: " + std::to_string(ranks) + " ranks (NCCL";
   std::string out;
