@@ -2,14 +2,18 @@
 // device-to-device copy of the same bytes in the same run. The step reads x̃, g, m, v and writes
 // x̃, m, v, x: 8 floats per parameter. The copy moves 4 floats per parameter each way, so both
 // are counted as 32 bytes (read + written) per parameter. Goal: ≥ 85% of copy bandwidth at 16M+.
+// Then the step of ResNet-18's whole parameter set as training runs it, one multi-tensor launch
+// (quant::MultiStep), against a loop of one per-tensor launch per parameter.
 #include <algorithm>
 #include <cstdio>
 #include <vector>
 
 #include "kernels/cuda_common.h"
 #include "engine/device.h"
+#include "engine/quant/update.h"
 #include "engine/tensor.h"
 #include "kernels/quant_update.h"
+#include "models/model_zoo.h"
 
 using namespace mdq;
 
@@ -69,5 +73,45 @@ int main() {
     std::printf("%12lld %11.4f %12.1f %11.4f %12.1f %6.1f%%\n", static_cast<long long>(n), kernel, kgbs, copy, cgbs,
                 100.0 * kgbs / cgbs);
   }
+
+  // ResNet-18, CIFAR variant as the reference recipe trains it (BatchNorm without affine).
+  auto model = models::make_model("resnet18", models::ModelOptions{});
+  model->to(Device::CUDA);
+  std::vector<nn::ParamRef> params = model->parameters();
+  const size_t count = params.size();
+  std::vector<Tensor> s(count), g(count), m(count), v(count), x(count);
+  std::vector<quant::StepTensors> tensors;
+  int64_t weights = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const Shape& shape = params[i].var.value().shape();
+    s[i] = Tensor::uniform(shape, -1.f, 1.f, 10 + i, Device::CUDA);
+    g[i] = Tensor::uniform(shape, -1.f, 1.f, 1000 + i, Device::CUDA);
+    m[i] = Tensor::zeros(shape, DType::F32, Device::CUDA);
+    v[i] = Tensor::full(shape, 1e-4f, Device::CUDA);
+    x[i] = Tensor::empty(shape, DType::F32, Device::CUDA);
+    tensors.push_back({&s[i], &g[i], &m[i], &v[i], &x[i]});
+    weights += s[i].numel();
+  }
+  quant::StepArgs a;
+  a.lr = 1e-3f;
+  a.beta = a.beta_next = 1.02f;
+  a.inv_bias1 = 10.f;
+  a.inv_bias2 = 1000.f;
+  const quant::Method method{quant::Rule::MdTanhS, 2};
+  const float loop = median_ms([&] {
+    for (size_t i = 0; i < count; ++i)
+      kernels::quant_step(method.rule, quant::Dir::Adam, 2, a, s[i].data<float>(), g[i].data<float>(),
+                          m[i].data<float>(), v[i].data<float>(), x[i].data<float>(), s[i].numel());
+  });
+  quant::MultiStep multi;
+  const float one = median_ms([&] { multi.step(method, quant::Dir::Adam, a, tensors); });
+  const int launches = static_cast<int>((count + kernels::kQuantMultiMax - 1) / kernels::kQuantMultiMax);
+  const double bytes = 32.0 * static_cast<double>(weights);
+  std::printf("\nResNet-18 (CIFAR) MD-tanh-S Adam step: %zu parameters, %lld weights, 32 bytes each; median of 20\n",
+              count, static_cast<long long>(weights));
+  std::printf("  per-tensor loop (%zu launches): %.4f ms, %.1f GB/s\n", count, loop, bytes / (loop * 1e6));
+  std::printf("  multi-tensor    (%d launch%s):   %.4f ms, %.1f GB/s\n", launches, launches == 1 ? "" : "es", one,
+              bytes / (one * 1e6));
+  std::printf("  ratio per-tensor / multi-tensor: %.2fx\n", loop / one);
   return 0;
 }

@@ -90,6 +90,7 @@ struct CudaBackend {
   decltype(&kernels::softmax_project_backward) softmax_project_backward = nullptr;
   decltype(&kernels::quant_round) quant_round = nullptr;
   decltype(&kernels::quant_step) quant_step = nullptr;
+  decltype(&kernels::quant_step_multi) quant_step_multi = nullptr;
 
   // ---- bitpack.cu: engine/packed/bitpack.cpp, engine/packed/binary_conv.cpp (row_popc)
   decltype(&kernels::f32_to_bf16) f32_to_bf16 = nullptr;

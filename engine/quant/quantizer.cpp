@@ -1,7 +1,9 @@
-// Quantizer: builds the per-parameter state, runs the fused step over all parameters, anneals β
-// (E10), swaps rounded weights in for evaluation (E11) and saves/restores its state.
+// Quantizer: builds the per-parameter state, runs the fused step over all parameters (grouped,
+// one multi-tensor step per group), anneals β (E10), swaps rounded weights in for evaluation
+// (E11) and saves/restores its state.
 #include "engine/quant/quantizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
@@ -120,6 +122,7 @@ void Quantizer::step(float lr) {
   MDQ_CHECK(!rounded_applied_, "Quantizer::step: rounded weights are applied; call restore_primal() (or end the "
                                "RoundedScope) before training");
   const float beta_next = beta_at(cfg_, iteration_ + 1);
+  for (Group& g : groups_) g.tensors.clear();
   for (QuantParam& p : params_) {
     Var& var = p.ref.var;
     if (!var.has_grad()) {
@@ -131,6 +134,18 @@ void Quantizer::step(float lr) {
               "Quantizer::step: grad " << var.grad().describe() << " of " << p.ref.name << " does not match its value "
                                        << var.value().describe());
     ++p.steps;
+    const Device device = var.value().device();
+    // The step count grows every step: a group still empty this step takes the parameter's.
+    auto g = std::find_if(groups_.begin(), groups_.end(), [&](const Group& g) {
+      return g.method.rule == p.method.rule && g.method.levels == p.method.levels && g.device == device &&
+             (g.tensors.empty() || g.steps == p.steps);
+    });
+    if (g == groups_.end()) g = groups_.insert(groups_.end(), Group{p.method, device, p.steps, {}});
+    g->steps = p.steps;
+    g->tensors.push_back({&p.stored, &var.grad(), &p.m, &p.v, &var.value()});
+  }
+  for (const Group& g : groups_) {
+    if (g.tensors.empty()) continue;
     StepArgs a;
     a.lr = lr;
     a.beta = beta_;
@@ -138,11 +153,11 @@ void Quantizer::step(float lr) {
     a.adam_beta1 = cfg_.adam_beta1;
     a.adam_beta2 = cfg_.adam_beta2;
     a.adam_eps = cfg_.adam_eps;
-    a.inv_bias1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta1), static_cast<double>(p.steps))));
-    a.inv_bias2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta2), static_cast<double>(p.steps))));
+    a.inv_bias1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta1), static_cast<double>(g.steps))));
+    a.inv_bias2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta2), static_cast<double>(g.steps))));
     a.momentum = cfg_.momentum;
     a.weight_decay = cfg_.weight_decay;
-    step_tensors(p.method, dir_, a, p.stored, var.grad(), p.m, p.v, var.value());
+    multi_.step(g.method, dir_, a, g.tensors);
   }
   ++iteration_;
   beta_ = beta_next;

@@ -17,6 +17,7 @@
 
 #include "engine/nn/module.h"
 #include "engine/quant/method.h"
+#include "engine/quant/update.h"
 
 namespace mdq::quant {
 
@@ -62,7 +63,9 @@ class Quantizer {
   // After backward(): for each parameter with a grad, one fused step (E6–E9 with E8) that
   // writes the new primal into var.value() in place; then the iteration advances and β follows
   // E10. When β changes, E6/GD/PMF primals are re-projected from the stored variable with the
-  // new β (x sharpens at once); E7 keeps x. Parameters without a grad are skipped.
+  // new β (x sharpens at once); E7 keeps x. Parameters without a grad are skipped. On the GPU
+  // the parameters that share a method and an Adam step count (in a run, all of them, or two
+  // groups with keep_float) are stepped by one launch per group (MultiStep).
   void step(float lr);
   void zero_grad();
 
@@ -108,6 +111,17 @@ class Quantizer {
   float beta_;
   int64_t iteration_ = 0;
   bool rounded_applied_ = false;
+
+  // The parameters step() steps together: one method, one device, one Adam step count (so one
+  // StepArgs). Kept between steps, with their vectors' capacity, so a step allocates nothing.
+  struct Group {
+    Method method;
+    Device device = Device::CPU;
+    int64_t steps = 0;
+    std::vector<StepTensors> tensors;
+  };
+  std::vector<Group> groups_;
+  MultiStep multi_;
 };
 
 }  // namespace mdq::quant

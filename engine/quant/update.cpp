@@ -1,7 +1,9 @@
 // Tensor-level quantizer step: checks, then one dispatch to the CPU reference (a plain loop over
 // weights calling tanh_step / softmax_step of kernels/quant_math.h) or the fused CUDA kernel
-// (kernels/quant_update.cu).
+// (kernels/quant_update.cu); and MultiStep, which gives the GPU many parameters at once.
 #include "engine/quant/update.h"
+
+#include <algorithm>
 
 #include "engine/backend/registry.h"
 
@@ -38,11 +40,9 @@ void step_cpu(Rule rule, Dir dir, int levels, const StepArgs& args, float* s, co
   });
 }
 
-}  // namespace
-
-void step_tensors(const Method& method, Dir dir, const StepArgs& args, Tensor& stored, const Tensor& grad, Tensor& m,
-                  Tensor& v, Tensor& primal) {
-  const char* op = "quant step";
+// What a step of these tensors needs; throws naming the problem.
+void check_step(const char* op, const Method& method, Dir dir, const Tensor& stored, const Tensor& grad,
+                const Tensor& m, const Tensor& v, const Tensor& primal) {
   check_dtype(op, stored, DType::F32);
   check_dtype(op, grad, DType::F32);
   check_dtype(op, primal, DType::F32);
@@ -55,7 +55,7 @@ void step_tensors(const Method& method, Dir dir, const StepArgs& args, Tensor& s
                                         << " does not hold " << K << " floats per weight of " << primal.describe());
   MDQ_CHECK(m.defined() == uses_m(dir) && v.defined() == uses_v(dir),
             op << ": moments do not match direction " << direction_name(dir));
-  for (Tensor* t : {&m, &v})
+  for (const Tensor* t : {&m, &v})
     if (t->defined()) {
       check_same_device(op, stored, *t);
       check_same_shape(op, stored, *t);
@@ -63,9 +63,72 @@ void step_tensors(const Method& method, Dir dir, const StepArgs& args, Tensor& s
   const bool supported = dispatch_step(method.rule, dir, method.levels, [](auto, auto, auto) {});
   MDQ_CHECK(supported, op << ": unsupported method " << method.name() << " with " << method.levels
                           << " levels. Supported: " << supported_methods());
+}
+
+float* data_or_null(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+
+}  // namespace
+
+void step_tensors(const Method& method, Dir dir, const StepArgs& args, Tensor& stored, const Tensor& grad, Tensor& m,
+                  Tensor& v, Tensor& primal) {
+  const char* op = "quant step";
+  check_step(op, method, dir, stored, grad, m, v, primal);
   backend::dispatch(op, stored.device(), step_cpu, &backend::CudaBackend::quant_step)(
-      method.rule, dir, method.levels, args, stored.data<float>(), grad.data<float>(),
-      m.defined() ? m.data<float>() : nullptr, v.defined() ? v.data<float>() : nullptr, primal.data<float>(), n);
+      method.rule, dir, method.levels, args, stored.data<float>(), grad.data<float>(), data_or_null(m),
+      data_or_null(v), primal.data<float>(), primal.numel());
+}
+
+const MultiStep::Table& MultiStep::table_for(const kernels::QuantStepTensor* tensors, int count) {
+  for (const Table& t : tables_)
+    if (t.tensors.size() == static_cast<size_t>(count) && std::equal(t.tensors.begin(), t.tensors.end(), tensors))
+      return t;
+  // A few tables cover a run (one per group of parameters the quantizer steps together); more
+  // than that means the parameters keep moving, and the oldest tables are dead.
+  constexpr size_t kKeep = 16;
+  if (tables_.size() == kKeep) tables_.erase(tables_.begin());
+  Table t;
+  t.tensors.assign(tensors, tensors + count);
+  t.work = kernels::quant_step_work_items(tensors, count);
+  const size_t bytes = kernels::quant_step_table_bytes(count, t.work);
+  Tensor host = Tensor::empty({static_cast<int64_t>(bytes)}, DType::U8);
+  kernels::quant_step_table_fill(tensors, count, host.raw());
+  t.device = host.to(Device::CUDA);
+  ++tables_built_;
+  tables_.push_back(std::move(t));
+  return tables_.back();
+}
+
+void MultiStep::step(const Method& method, Dir dir, const StepArgs& args, const std::vector<StepTensors>& params) {
+  const char* op = "quant step (multi-tensor)";
+  if (params.empty()) return;
+  const Device device = params.front().stored->device();
+  if (device == Device::CPU) {
+    for (const StepTensors& p : params) {
+      MDQ_CHECK(p.stored->device() == device, op << ": parameters on different devices (" << p.stored->describe()
+                                                 << " and " << params.front().stored->describe() << ")");
+      step_tensors(method, dir, args, *p.stored, *p.grad, *p.m, *p.v, *p.primal);
+    }
+    return;
+  }
+  for (const StepTensors& p : params) {
+    check_step(op, method, dir, *p.stored, *p.grad, *p.m, *p.v, *p.primal);
+    MDQ_CHECK(p.stored->device() == device, op << ": parameters on different devices (" << p.stored->describe()
+                                               << " and " << params.front().stored->describe() << ")");
+  }
+  const auto launch = backend::cuda_impl(op, &backend::CudaBackend::quant_step_multi);
+  for (size_t first = 0; first < params.size(); first += kernels::kQuantMultiMax) {
+    const int count = static_cast<int>(std::min<size_t>(kernels::kQuantMultiMax, params.size() - first));
+    scratch_.clear();
+    grads_.clear();
+    for (int i = 0; i < count; ++i) {
+      const StepTensors& p = params[first + i];
+      scratch_.push_back({p.stored->data<float>(), data_or_null(*p.m), data_or_null(*p.v), p.primal->data<float>(),
+                          p.primal->numel()});
+      grads_.push_back(p.grad->data<float>());
+    }
+    const Table& t = table_for(scratch_.data(), count);
+    launch(method.rule, dir, method.levels, args, t.device.raw(), count, t.work, grads_.data());
+  }
 }
 
 }  // namespace mdq::quant

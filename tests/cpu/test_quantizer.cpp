@@ -1,7 +1,9 @@
 // The Quantizer (E6–E11 over a model's parameters): E6 and E7 agree for fixed β, MD-tanh-S with
 // annealing finds a brute-forced binary least-squares optimum, β follows E10, rounded weights
-// swap in and out, state resumes bit for bit, and bad methods are clear errors.
+// swap in and out, state resumes bit for bit, bad methods are clear errors, and parameters
+// stepped together step as they would alone.
 #include <cmath>
+#include <memory>
 #include <string>
 
 #include "engine/quant/quantizer.h"
@@ -284,4 +286,46 @@ TEST_CASE("ternary parameters start as a ternary weight network: zeros and both 
   std::vector<nn::ParamRef> params = {param("w", w.clone())};
   Quantizer q(params, binary);
   REQUIRE(q.params()[0].stored.to_vector() == w.to_vector());
+}
+
+TEST_CASE("parameters stepped together step as they would alone: own Adam step counts, keep_float") {
+  // a gets a grad every step, b every other step (its Adam t lags), c stays float. The quantizer
+  // of all three groups them; each must end exactly where a quantizer of it alone ends.
+  for (const char* method : {"md-tanh-s", "md-softmax-s"}) {
+    QuantConfig cfg;
+    cfg.method = method;
+    cfg.interval = 2;  // β changes while b has no grad: b is re-projected, not stepped
+    cfg.weight_decay = 1e-3f;
+    auto keep_c = [](const nn::ParamRef& r) { return r.name == "c"; };
+    const Shape shapes[] = {{5, 3}, {7}, {4}};
+    const char* names[] = {"a", "b", "c"};
+    std::vector<nn::ParamRef> together, alone;
+    for (int i = 0; i < 3; ++i) {
+      Tensor w = testing::random_tensor(shapes[i], 40 + i, -0.5f, 0.5f);
+      together.push_back(param(names[i], w.clone()));
+      alone.push_back(param(names[i], w.clone()));
+    }
+    Quantizer q(together, cfg, keep_c);
+    std::vector<std::unique_ptr<Quantizer>> singles;
+    for (int i = 0; i < 3; ++i) singles.push_back(std::make_unique<Quantizer>(std::vector<nn::ParamRef>{alone[i]}, cfg, keep_c));
+    for (int t = 0; t < 6; ++t) {
+      for (int i = 0; i < 3; ++i) {
+        together[i].var.zero_grad();
+        alone[i].var.zero_grad();
+        if (i == 1 && t % 2 == 1) continue;
+        Tensor g = testing::random_tensor(shapes[i], 100 * t + i);
+        together[i].var.accumulate_grad(g);
+        alone[i].var.accumulate_grad(g);
+      }
+      q.step(1e-2f);
+      for (auto& s : singles) s->step(1e-2f);
+    }
+    for (int i = 0; i < 3; ++i) {
+      INFO(method << " parameter " << names[i]);
+      REQUIRE(q.params()[i].steps == singles[i]->params()[0].steps);
+      REQUIRE(together[i].var.value().to_vector() == alone[i].var.value().to_vector());
+      REQUIRE(q.params()[i].stored.to_vector() == singles[i]->params()[0].stored.to_vector());
+      REQUIRE(q.params()[i].v.to_vector() == singles[i]->params()[0].v.to_vector());
+    }
+  }
 }

@@ -1,8 +1,11 @@
 // Quantizer kernels on the GPU against the CPU reference: the fused step for every method,
 // level count and direction (float4 and scalar paths, saturated inputs at the β cap, poisoned
-// outputs), the projection forward/backward/rounding kernels, and the Quantizer end to end.
+// outputs), the multi-tensor step against the per-tensor one (bit for bit), the projection
+// forward/backward/rounding kernels, and the Quantizer end to end.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 
 #include "engine/ops/elementwise.h"
 #include "engine/quant/projection.h"
@@ -53,6 +56,22 @@ Tensor make_stored(const Method& m, int64_t n, bool saturated, uint64_t seed) {
     }
   }
   return s;
+}
+
+// Both run the same device functions per weight (kernels/quant_update.cu) with the same StepArgs,
+// so the multi-tensor step must reproduce the per-tensor one exactly: compare the bits.
+void require_same_bits(const Tensor& actual, const Tensor& expected, const std::string& what) {
+  const std::vector<float> a = actual.to_vector(), e = expected.to_vector();
+  REQUIRE(a.size() == e.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    uint32_t ba, be;
+    std::memcpy(&ba, &a[i], 4);
+    std::memcpy(&be, &e[i], 4);
+    if (ba != be) {
+      INFO(what << ": element " << i << " is " << a[i] << ", expected " << e[i]);
+      REQUIRE(ba == be);
+    }
+  }
 }
 
 }  // namespace
@@ -136,6 +155,152 @@ TEST_CASE("the fused step falls back to scalar accesses for unaligned pointers")
   }
 }
 
+namespace {
+
+// One tensor's arrays for the multi-tensor kernel test, each in a CUDA buffer `shift` floats
+// past its start (shift 1: 4 bytes past 16-byte alignment, the scalar path).
+struct ShiftedArrays {
+  int64_t n;
+  int shift, grad_shift;
+  Tensor s, g, m, v, x;
+  float* at(const Tensor& t, int sh) const { return t.defined() ? t.data<float>() + sh : nullptr; }
+};
+Tensor shifted_copy(const Tensor& host, int shift) {
+  if (!host.defined()) return Tensor();
+  std::vector<float> v = host.to_vector();
+  v.insert(v.begin(), shift, 12345.f);  // never read
+  return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}, Device::CUDA);
+}
+
+}  // namespace
+
+TEST_CASE("the multi-tensor step equals the per-tensor step bit for bit, odd sizes and misaligned pointers") {
+  // n: a lone weight, fewer than a float4, a chunk and one, exactly a chunk, two chunks and
+  // three; shifts misalign a whole tensor or only its grad (alignment is decided per tensor).
+  struct Spec { int64_t n; int shift, grad_shift; };
+  const Spec specs[] = {{1, 0, 0}, {3, 0, 0}, {4097, 0, 0}, {4096, 0, 0}, {8195, 1, 1}, {64, 0, 1}, {12, 1, 0}, {5, 0, 0}};
+  for (const char* name : kMethods)
+    for (int K : {2, 3, 4}) {
+      Method m;
+      if (!supported(name, K, m)) continue;
+      for (Dir dir : {Dir::Sgd, Dir::Momentum, Dir::Adam}) {
+        std::vector<ShiftedArrays> multi, single;
+        std::vector<Tensor> cpu_s, cpu_g, cpu_m, cpu_v, cpu_x;
+        uint64_t seed = 77 + 100 * K + static_cast<uint64_t>(dir);
+        for (const Spec& sp : specs) {
+          const int64_t n = sp.n;
+          Tensor s = make_stored(m, n, false, ++seed);
+          Tensor g = testing::random_tensor({n}, ++seed);
+          Tensor mm = uses_m(dir) ? testing::random_tensor(s.shape(), ++seed, -0.1f, 0.1f) : Tensor();
+          Tensor vv = uses_v(dir) ? testing::random_tensor(s.shape(), ++seed, 1e-4f, 1e-2f) : Tensor();
+          Tensor x = testing::random_tensor({n}, ++seed);
+          for (auto* set : {&multi, &single})
+            set->push_back({n, sp.shift, sp.grad_shift, shifted_copy(s, sp.shift), shifted_copy(g, sp.grad_shift),
+                            shifted_copy(mm, sp.shift), shifted_copy(vv, sp.shift), shifted_copy(x, sp.shift)});
+          cpu_s.push_back(s), cpu_g.push_back(g), cpu_m.push_back(mm), cpu_v.push_back(vv), cpu_x.push_back(x);
+        }
+        std::vector<kernels::QuantStepTensor> table;
+        std::vector<const float*> grads;
+        for (const ShiftedArrays& t : multi) {
+          table.push_back({t.at(t.s, t.shift), t.at(t.m, t.shift), t.at(t.v, t.shift), t.at(t.x, t.shift), t.n});
+          grads.push_back(t.at(t.g, t.grad_shift));
+        }
+        const int count = static_cast<int>(table.size());
+        const int64_t work = kernels::quant_step_work_items(table.data(), count);
+        REQUIRE(work == 1 + 1 + 2 + 1 + 3 + 1 + 1 + 1);
+        Tensor image = Tensor::empty({static_cast<int64_t>(kernels::quant_step_table_bytes(count, work))}, DType::U8);
+        kernels::quant_step_table_fill(table.data(), count, image.raw());
+        Tensor device_table = image.cuda();
+        StepArgs a;
+        a.lr = 1e-2f;
+        a.beta = 2.f;
+        a.beta_next = 2.2f;
+        a.momentum = 0.9f;
+        a.weight_decay = 1e-2f;
+        for (int t = 1; t <= 3; ++t) {
+          a.inv_bias1 = 1.f / (1.f - std::pow(0.9f, float(t)));
+          a.inv_bias2 = 1.f / (1.f - std::pow(0.999f, float(t)));
+          kernels::quant_step_multi(m.rule, dir, K, a, device_table.raw(), count, work, grads.data());
+          for (ShiftedArrays& u : single)
+            kernels::quant_step(m.rule, dir, K, a, u.at(u.s, u.shift), u.at(u.g, u.grad_shift), u.at(u.m, u.shift),
+                                u.at(u.v, u.shift), u.at(u.x, u.shift), u.n);
+          for (size_t i = 0; i < cpu_s.size(); ++i)
+            step_tensors(m, dir, a, cpu_s[i], cpu_g[i], cpu_m[i], cpu_v[i], cpu_x[i]);
+        }
+        for (size_t i = 0; i < multi.size(); ++i) {
+          const ShiftedArrays &u = multi[i], &e = single[i];
+          const std::string what = m.name() + " levels " + std::to_string(K) + " " + direction_name(dir) + " n " +
+                                   std::to_string(u.n) + " shift " + std::to_string(u.shift) + "/" +
+                                   std::to_string(u.grad_shift);
+          INFO(what);
+          require_same_bits(u.s, e.s, what + ": stored");
+          require_same_bits(u.x, e.x, what + ": x");
+          if (u.m.defined()) require_same_bits(u.m, e.m, what + ": m");
+          if (u.v.defined()) require_same_bits(u.v, e.v, what + ": v");
+          require_same_bits(u.g, e.g, what + ": grad (read only)");
+          // And the CPU reference, under the fused-step test's tolerance (fma and libm ulps).
+          std::vector<float> gs = u.s.to_vector();
+          testing::require_close(Tensor::from_vector(std::vector<float>(gs.begin() + u.shift, gs.end()),
+                                                     cpu_s[i].shape()),
+                                 cpu_s[i], 2e-5f, 2e-5f, what + ": stored against the CPU");
+        }
+      }
+    }
+}
+
+TEST_CASE("MultiStep: one table per parameter set, reused while grads move, rebuilt when an array moves") {
+  // 260 parameters: two launches (kQuantMultiMax = 256), so two tables.
+  for (auto [name, K] : {std::pair{"md-tanh-s", 2}, {"md-softmax-s", 3}})
+    for (Dir dir : {Dir::Sgd, Dir::Adam}) {
+      const Method m = parse_method(name, K);
+      const int count = 260;
+      std::vector<Tensor> s, mm, vv, x, g;
+      std::vector<Tensor> rs, rm, rv, rx;  // per-tensor reference, stepped with step_tensors
+      for (int i = 0; i < count; ++i) {
+        const int64_t n = i % 7 == 0 ? 4097 + i : 1 + i % 13;
+        Tensor hs = make_stored(m, n, false, 500 + i);
+        s.push_back(hs.cuda()), rs.push_back(hs.cuda());
+        Tensor hm = uses_m(dir) ? testing::random_tensor(hs.shape(), 900 + i, -0.1f, 0.1f) : Tensor();
+        Tensor hv = uses_v(dir) ? testing::random_tensor(hs.shape(), 1300 + i, 1e-4f, 1e-2f) : Tensor();
+        mm.push_back(hm.defined() ? hm.cuda() : Tensor()), rm.push_back(hm.defined() ? hm.cuda() : Tensor());
+        vv.push_back(hv.defined() ? hv.cuda() : Tensor()), rv.push_back(hv.defined() ? hv.cuda() : Tensor());
+        x.push_back(Tensor::empty({n}, DType::F32, Device::CUDA)), rx.push_back(Tensor::empty({n}, DType::F32, Device::CUDA));
+        g.push_back(Tensor());
+      }
+      MultiStep multi;
+      StepArgs a;
+      a.lr = 1e-2f;
+      a.beta = a.beta_next = 1.5f;
+      uint64_t mallocs = 0;
+      for (int t = 1; t <= 5; ++t) {
+        // Step 3 repeats step 2's allocations (grads), all served by the allocator's cache.
+        if (t == 3) mallocs = cuda_allocator_stats().cuda_malloc_calls;
+        if (t == 4) {
+          REQUIRE(cuda_allocator_stats().cuda_malloc_calls == mallocs);
+          s[3] = s[3].clone();  // a stored variable moves: its batch's table is rebuilt
+        }
+        a.inv_bias1 = 1.f / (1.f - std::pow(0.9f, float(t)));
+        a.inv_bias2 = 1.f / (1.f - std::pow(0.999f, float(t)));
+        std::vector<StepTensors> params;
+        for (int i = 0; i < count; ++i) {
+          g[i] = testing::random_tensor(x[i].shape(), 7000 + 1000 * t + i).cuda();  // a new grad every step
+          params.push_back({&s[i], &g[i], &mm[i], &vv[i], &x[i]});
+          step_tensors(m, dir, a, rs[i], g[i], rm[i], rv[i], rx[i]);
+        }
+        multi.step(m, dir, a, params);
+        INFO(name << " " << direction_name(dir) << " step " << t);
+        REQUIRE(multi.tables_built() == (t < 4 ? 2 : 3));
+      }
+      for (int i = 0; i < count; ++i) {
+        const std::string what = std::string(name) + " " + direction_name(dir) + " parameter " + std::to_string(i);
+        require_same_bits(s[i], rs[i], what + ": stored");
+        require_same_bits(x[i], rx[i], what + ": x");
+        if (mm[i].defined()) require_same_bits(mm[i], rm[i], what + ": m");
+        if (vv[i].defined()) require_same_bits(vv[i], rv[i], what + ": v");
+      }
+    }
+}
+
 #endif
 
 TEST_CASE("projection, projection backward and rounding kernels match the CPU reference") {
@@ -199,6 +364,53 @@ TEST_CASE("the Quantizer on CUDA follows the CPU one and allocates nothing in st
     {
       Quantizer::RoundedScope scope(qg);
       testing::require_close(pg.var.value(), rg[0].second, 0, 0, std::string(method) + " rounded scope");
+    }
+  }
+}
+
+TEST_CASE("the Quantizer on CUDA steps its groups of parameters as it steps each alone, bit for bit") {
+  // a gets a grad every step, b every other step (its Adam t lags: a group of its own), c stays
+  // float (another group); sizes off the float4 grid, and one of several chunks.
+  for (auto [method, dir] : {std::pair{"md-tanh-s", "adam"}, {"md-softmax-s", "adam"}, {"md-tanh", "sgd"},
+                             {"md-softmax", "sgd"}}) {
+    QuantConfig cfg;
+    cfg.method = method;
+    cfg.direction = dir;
+    cfg.momentum = 0.9f;
+    cfg.interval = 2;
+    cfg.weight_decay = 1e-3f;
+    auto keep_c = [](const nn::ParamRef& r) { return r.name == "c"; };
+    const Shape shapes[] = {{97, 93}, {3}, {4097}};
+    const char* names[] = {"a", "b", "c"};
+    std::vector<nn::ParamRef> together, alone;
+    for (int i = 0; i < 3; ++i) {
+      Tensor w = testing::random_tensor(shapes[i], 40 + i, -0.5f, 0.5f).cuda();
+      together.push_back({names[i], Var(w.clone(), true), nn::ParamKind::Weight, 1, 1});
+      alone.push_back({names[i], Var(w.clone(), true), nn::ParamKind::Weight, 1, 1});
+    }
+    Quantizer q(together, cfg, keep_c);
+    std::vector<std::unique_ptr<Quantizer>> singles;
+    for (int i = 0; i < 3; ++i)
+      singles.push_back(std::make_unique<Quantizer>(std::vector<nn::ParamRef>{alone[i]}, cfg, keep_c));
+    for (int t = 0; t < 6; ++t) {
+      for (int i = 0; i < 3; ++i) {
+        together[i].var.zero_grad();
+        alone[i].var.zero_grad();
+        if (i == 1 && t % 2 == 1) continue;
+        Tensor g = testing::random_tensor(shapes[i], 100 * t + i).cuda();
+        together[i].var.accumulate_grad(g);
+        alone[i].var.accumulate_grad(g);
+      }
+      q.step(1e-2f);
+      for (auto& s : singles) s->step(1e-2f);
+    }
+    for (int i = 0; i < 3; ++i) {
+      const std::string what = std::string(method) + " " + dir + " parameter " + names[i];
+      INFO(what);
+      REQUIRE(q.params()[i].steps == singles[i]->params()[0].steps);
+      require_same_bits(together[i].var.value(), alone[i].var.value(), what + ": x");
+      require_same_bits(q.params()[i].stored, singles[i]->params()[0].stored, what + ": stored");
+      require_same_bits(q.params()[i].m, singles[i]->params()[0].m, what + ": m");
     }
   }
 }
