@@ -43,6 +43,13 @@ void Var::accumulate_grad(const Tensor& g) const {
   }
   if (impl_->grad_hook) impl_->grad_hook();
 }
+void Var::accumulate_grad(Tensor&& g) const {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  if (impl_->grad.defined() || !g.sole_owner()) return accumulate_grad(static_cast<const Tensor&>(g));
+  check_same_shape("accumulate_grad", impl_->value, g);
+  impl_->grad = std::move(g);
+  if (impl_->grad_hook) impl_->grad_hook();
+}
 void Var::set_grad_hook(std::function<void()> hook) const {
   MDQ_CHECK(impl_, "Var: undefined variable");
   impl_->grad_hook = std::move(hook);

@@ -27,6 +27,10 @@ class Var {
   const Tensor& grad() const;            // throws if none was accumulated
   // A Var is a handle: these change the shared state, so they are const like shared_ptr's get().
   void accumulate_grad(const Tensor& g) const;  // grad += g (first call copies)
+  // The same; the first call takes g over instead of copying it when g is the only handle to its
+  // storage (the usual case: an op's fresh result, moved in), one copy of every activation
+  // gradient fewer per step.
+  void accumulate_grad(Tensor&& g) const;
   void zero_grad() const;                      // drops the grad
   // Called after every accumulate_grad into this Var; an empty function removes it. Data-parallel
   // training starts reducing a gradient bucket as soon as its parameters' grads are complete

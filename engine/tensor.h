@@ -52,6 +52,9 @@ class Tensor {
   Tensor cpu() const { return to(Device::CPU); }
   Tensor cuda() const { return to(Device::CUDA); }
   Tensor clone() const;
+  // True when no other Tensor shares this one's storage (a fresh op result): then it may be
+  // taken over instead of copied.
+  bool sole_owner() const { return storage_ && storage_.use_count() == 1; }
   Tensor reshape(const Shape& shape) const;  // shares storage; one dim may be -1
   void copy_from(const Tensor& src);         // same shape and dtype; any devices
   void fill_(float value);                   // f32 only

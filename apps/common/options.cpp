@@ -94,8 +94,11 @@ const std::vector<Key>& keys() {
        [](const TrainOptions& o) { return o.optimizer; }},
       {"momentum", "momentum for sgd", REAL(momentum)},
       {"weight-decay", "L2 weight decay", REAL(weight_decay)},
-      {"precision", "fp32 | tf32 | bf16 (GPU compute; master weights stay fp32)",
-       [](TrainOptions& o, const std::string& v) { o.precision = one_of("precision", v, {"fp32", "tf32", "bf16"}); },
+      {"precision", "auto | fp32 | tf32 | bf16 (GPU convolutions and GEMMs; master weights, optimizer state and BN "
+                    "stay fp32; auto = bf16 on the GPU, fp32 on the CPU)",
+       [](TrainOptions& o, const std::string& v) {
+         o.precision = one_of("precision", v, {"auto", "fp32", "tf32", "bf16"});
+       },
        [](const TrainOptions& o) { return o.precision; }},
       {"seed", "seed for initialisation, data order and augmentation (0 .. 2^63-1)",
        [](TrainOptions& o, const std::string& v) {

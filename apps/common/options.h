@@ -25,7 +25,7 @@ struct TrainOptions {
   std::string optimizer = "adam";  // the direction of E8: adam | sgd
   float momentum = 0.9f;           // for sgd
   float weight_decay = 0.f;
-  std::string precision = "fp32";
+  std::string precision = "auto";  // trainer.cpp resolves auto for the device
   uint64_t seed = 1;
   std::string device = "auto";  // auto | cpu | cuda
   std::string out = "runs/latest";

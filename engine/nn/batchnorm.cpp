@@ -1,6 +1,8 @@
 // Autograd wrapper for batch normalisation and the BatchNorm2d module.
 #include "engine/nn/batchnorm.h"
 
+#include <utility>
+
 #include "engine/nn/functional.h"
 #include "engine/ops/batchnorm.h"
 
@@ -27,9 +29,9 @@ Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running
       const Tensor w = weight.defined() ? weight.value() : Tensor();
       const Tensor b = bias.defined() ? bias.value() : Tensor();
       ops::BatchNormGrads g = ops::batch_norm_backward(out.grad(), x.value(), w, b, mean, invstd, training);
-      if (x.requires_grad()) x.accumulate_grad(g.grad_input);
-      if (weight.requires_grad()) weight.accumulate_grad(g.grad_weight);
-      if (bias.requires_grad()) bias.accumulate_grad(g.grad_bias);
+      if (x.requires_grad()) x.accumulate_grad(std::move(g.grad_input));
+      if (weight.requires_grad()) weight.accumulate_grad(std::move(g.grad_weight));
+      if (bias.requires_grad()) bias.accumulate_grad(std::move(g.grad_bias));
     });
   }
   return out;

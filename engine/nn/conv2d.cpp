@@ -2,6 +2,7 @@
 #include "engine/nn/conv2d.h"
 
 #include <cmath>
+#include <utility>
 
 #include "engine/nn/functional.h"
 
@@ -16,8 +17,8 @@ Var conv2d(const Var& x, const Var& w, const Var& bias, const ops::Conv2dParams&
       if (!out.has_grad()) return;
       const Tensor& dy = out.grad();
       ops::Conv2dGrads g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad());
-      if (x.requires_grad()) x.accumulate_grad(g.input);
-      if (w.requires_grad()) w.accumulate_grad(g.weight);
+      if (x.requires_grad()) x.accumulate_grad(std::move(g.input));
+      if (w.requires_grad()) w.accumulate_grad(std::move(g.weight));
       if (bias.requires_grad()) bias.accumulate_grad(ops::conv2d_backward_bias(dy));
     });
   return out;

@@ -69,6 +69,7 @@ inline app::TrainOptions tiny_run(const std::string& out) {
   o.quiet = true;
   o.workers = 2;
   o.overwrite = true;  // a test may train into the same folder again
+  o.precision = "fp32";  // GPU runs are compared with CPU runs and with each other at fp32 bounds
   return o;
 }
 
@@ -80,7 +81,7 @@ inline std::string toy_train_flags(const std::string& method, const std::string&
   return " --model smallcnn --dataset fashion-mnist --data-dir " + make_dataset() + " --device " + device +
          " --method " + method + " --batch-size 64 --iters " + std::to_string(iters) +
          " --lr 3e-3 --beta-interval 3 --beta-rho 1.1 --log-every 1 --eval-every 10 --max-eval-batches 1" +
-         " --workers 1 --quiet --overwrite --out " + out;
+         " --workers 1 --precision fp32 --quiet --overwrite --out " + out;
 }
 
 // A built binary of this build (ctest sets MDQ_BINARY_DIR).
