@@ -37,6 +37,7 @@ std::unique_ptr<quant::Quantizer> build_quantizer(const TrainOptions& o, nn::Mod
   qc.interval = o.beta_interval;
   qc.momentum = o.optimizer == "sgd" ? o.momentum : 0.f;
   qc.weight_decay = o.weight_decay;
+  qc.seed = o.seed;
   auto params = model.parameters();
   return std::make_unique<quant::Quantizer>(params, qc, o.keep_first_last_float ? first_last_filter(params) : nullptr);
 }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "engine/ops/elementwise.h"
+#include "engine/random.h"
 #include "engine/quant/projection.h"
 #include "engine/quant/update.h"
 
@@ -45,12 +46,46 @@ Tensor softmax_init(const Tensor& w, int levels, float beta, bool probabilities)
   return out.to(w.device());
 }
 
-// Where a ternary parameter starts (levels 3, E2/E3): w scaled by 0.5/Δ with Δ = 0.7·mean|w|,
+// Ternary softmax logits as the paper's code draws them (md-bnn: init_weights in
+// methods/softmax_projn.py on the SConv2d/SLinear layers of models/SimplexLayers.py): every
+// ũ_λ is its own Xavier-uniform draw for the layer widened K times (K·out outputs), bound
+// a = sqrt(6 / (fan_in + K·fan_out)); a bias (1-D) is drawn N(0, 0.1²) per level. ũ does not
+// depend on w, and it is small (|β ũ| ≪ 1): u starts near uniform, so the first rounded
+// network is a uniform draw from {−1, 0, 1} (a third zeros) and a few hundred Adam steps of
+// size η on ũ (E6) move the argmax. E7 stores u = softmax(β ũ). The draw is seeded per
+// parameter (cfg seed, parameter index), so data-parallel ranks start equal.
+Tensor softmax_ternary_init(const nn::ParamRef& ref, uint64_t seed, float beta, bool probabilities) {
+  constexpr int k = 3;
+  const Tensor& w = ref.var.value();
+  Shape shape = w.shape();
+  shape.insert(shape.begin(), k);
+  Tensor out;
+  if (ref.kind == nn::ParamKind::Bias || w.ndim() == 1) {
+    out = Tensor::normal(shape, 0.f, 0.1f, seed);
+  } else {
+    const double fan = static_cast<double>(ref.fan_in) + static_cast<double>(k) * static_cast<double>(ref.fan_out);
+    const float a = static_cast<float>(std::sqrt(6.0 / fan));
+    out = Tensor::uniform(shape, -a, a, seed);
+  }
+  if (probabilities) {
+    const int64_t n = w.numel();
+    float* po = out.data<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      float logits[k], u[k];
+      for (int l = 0; l < k; ++l) logits[l] = po[l * n + i];
+      softmax_beta<k>(logits, beta, u);
+      for (int l = 0; l < k; ++l) po[l * n + i] = u[l];
+    }
+  }
+  return out.to(w.device());
+}
+
+// Where a ternary tanh-family parameter starts (levels 3, E2): w scaled by 0.5/Δ with Δ = 0.7·mean|w|,
 // the threshold of a ternary weight network, so that |w| < Δ starts nearest 0 and the rest
 // nearest ±1 (about 40% zeros for a Gaussian layer). Unscaled Xavier weights (|w| ≪ 0.5) all
 // start nearest 0: the rounded network is constant, and as β grows the projected network
-// follows it (every u concentrates on the 0 level), a fixed point that E6's directions (q·g: none
-// for the 0 level, a random sign for ±1) do not leave. A parameter of zeros stays zeros.
+// follows it, a fixed point. A parameter of zeros stays zeros. (Ternary softmax parameters
+// start from softmax_ternary_init instead.)
 Tensor ternary_start(const Tensor& w) {
   const std::vector<float> v = w.to_vector();
   double sum = 0;
@@ -103,12 +138,20 @@ Quantizer::Quantizer(std::vector<nn::ParamRef> params, QuantConfig cfg,
     p.method = keep_float && keep_float(ref) ? parse_method("float", 2) : method;
     Tensor& w = p.ref.var.value();
     check_dtype("Quantizer", w, DType::F32);
-    const Tensor w0 = p.method.levels == 3 && p.method.rule != Rule::Float ? ternary_start(w) : w;
+    const bool softmax_ternary = p.method.levels == 3 && is_softmax_rule(p.method.rule);
+    const Tensor w0 = p.method.levels == 3 && p.method.rule != Rule::Float && !softmax_ternary ? ternary_start(w) : w;
+    const uint64_t seed = splitmix64(cfg_.seed * 0x9E3779B97F4A7C15ull + 0x7465726eull + params_.size());
     switch (p.method.rule) {
       case Rule::MdTanh: p.stored = tanh_project(w0, beta_, p.method.levels); break;
       case Rule::Pmf:
-      case Rule::MdSoftmaxS: p.stored = softmax_init(w0, p.method.levels, beta_, false); break;
-      case Rule::MdSoftmax: p.stored = softmax_init(w0, p.method.levels, beta_, /*probabilities=*/true); break;
+      case Rule::MdSoftmaxS:
+        p.stored = softmax_ternary ? softmax_ternary_init(p.ref, seed, beta_, false)
+                                   : softmax_init(w0, p.method.levels, beta_, false);
+        break;
+      case Rule::MdSoftmax:
+        p.stored = softmax_ternary ? softmax_ternary_init(p.ref, seed, beta_, /*probabilities=*/true)
+                                   : softmax_init(w0, p.method.levels, beta_, /*probabilities=*/true);
+        break;
       default: p.stored = w0.clone(); break;
     }
     if (uses_m(dir_)) p.m = Tensor::zeros(p.stored.shape(), DType::F32, p.stored.device());

@@ -32,6 +32,7 @@ struct QuantConfig {
   // |ũ| < 1e33 before the max is subtracted, β·η·d, β(1 − x²) and the PMF β u (q − x) g.
   float beta_cap = 1e5f;
   float adam_beta1 = 0.9f, adam_beta2 = 0.999f, adam_eps = 1e-8f, momentum = 0.f, weight_decay = 0.f;
+  uint64_t seed = 0;                 // draws the ternary softmax logits (the only init not taken from w)
 };
 
 // One parameter's quantizer state.
@@ -52,8 +53,11 @@ class Quantizer {
   // parameter's current value w: x̃ = w (E6, E9), x = P_β(w) (E7 tanh), and for softmax
   // ũ_λ = −(w − q_λ)² / (2 β σ²), σ² = mean_λ q_λ², so u is a discrete Gaussian around w whose
   // mean is w to first order (binary: x = tanh(w)); E7 softmax stores u = softmax(β ũ). Ternary
-  // parameters start from w scaled by 0.5/(0.7·mean|w|) (a ternary weight network's threshold
-  // lands on the rounding boundary 0.5), so their first rounded network is not all zeros.
+  // softmax parameters (PMF, E6, E7) do not start from w: as in the paper's code, each ũ_λ is a
+  // Xavier-uniform draw for the layer widened 3× (bound sqrt(6/(fan_in + 3 fan_out)); biases
+  // N(0, 0.1²)), seeded by cfg.seed and the parameter's index, so u starts near uniform. Ternary
+  // tanh-family parameters start from w scaled by 0.5/(0.7·mean|w|) (a ternary weight network's
+  // threshold lands on the rounding boundary 0.5), so their first rounded network is not all zeros.
   // Afterwards each Var's value holds the primal x. Throws on an unknown method, levels or
   // direction, listing what is supported; on Adam betas outside [0, 1) or a negative eps,
   // momentum or weight decay; and on a parameter listed twice, naming it.

@@ -252,7 +252,7 @@ TEST_CASE("state and metadata resume training bit for bit") {
                       Catch::Contains("does not match"));
 }
 
-TEST_CASE("ternary parameters start as a ternary weight network: zeros and both signs, not all zeros") {
+TEST_CASE("ternary parameters start with zeros and both signs, not all zeros") {
   // A Xavier-sized layer (|w| ≪ 0.5): unscaled, every weight would round to 0.
   const Tensor w = testing::random_tensor({64, 64, 3, 3}, 31, -0.05f, 0.05f);
   for (const char* method : {"md-softmax-s", "md-softmax", "pmf", "md-tanh-s", "gd-tanh", "bc"}) {
@@ -272,9 +272,9 @@ TEST_CASE("ternary parameters start as a ternary weight network: zeros and both 
       minus += x == -1.f;
     }
     REQUIRE(zeros + plus + minus == static_cast<int64_t>(r.size()));
-    // Uniform w: |w| < 0.7·mean|w| = 0.35·max|w| is 35% of the weights, the softmax rounding's
-    // share (argmax ũ changes level at exactly 0.5). The tanh family rounds the primal x, which
-    // at the first β (1.02) reaches 0.5 only at x̃ ≈ 0.64: more zeros, still far from all.
+    // Softmax: argmax of three i.i.d. logits, a third zeros. The tanh family starts from w scaled
+    // by 0.5/(0.7·mean|w|) and rounds the primal x, which at the first β (1.02) reaches 0.5 only
+    // at x̃ ≈ 0.64: more zeros than the 35% of |w| < 0.7·mean|w|, still far from all.
     const double share = double(zeros) / double(r.size());
     const bool tanh_family = std::string(method).find("tanh") != std::string::npos;
     REQUIRE(share > 0.30);
@@ -327,5 +327,75 @@ TEST_CASE("parameters stepped together step as they would alone: own Adam step c
       REQUIRE(q.params()[i].stored.to_vector() == singles[i]->params()[0].stored.to_vector());
       REQUIRE(q.params()[i].v.to_vector() == singles[i]->params()[0].v.to_vector());
     }
+  }
+}
+
+TEST_CASE("ternary MD-softmax-S starts as md-bnn does: i.i.d. Xavier logits of the 3x widened layer; E6 moves them by q g") {
+  // md-bnn (methods/softmax_projn.py init_weights, models/SimplexLayers.py): the layer holds
+  // 3·out filters, xavier_uniform_ over them, biases N(0, 0.1²); u = softmax(β ũ) (β = 1 first).
+  const int64_t out = 32, in = 16, kk = 3;
+  const int64_t fan_in = in * kk * kk, fan_out = out * kk * kk;
+  const double a = std::sqrt(6.0 / double(fan_in + 3 * fan_out));
+  const Tensor w = testing::random_tensor({out, in, kk, kk}, 5, -0.1f, 0.1f);
+  QuantConfig cfg;
+  cfg.method = "md-softmax-s";
+  cfg.levels = 3;
+  cfg.seed = 7;
+  nn::ParamRef pw{"conv.weight", Var(w.clone(), true), nn::ParamKind::Weight, fan_in, fan_out};
+  nn::ParamRef pb{"conv.bias", Var(Tensor::zeros({out}), true), nn::ParamKind::Bias, fan_in, fan_out};
+  Quantizer q({pw, pb}, cfg);
+  const int64_t n = w.numel();
+  const std::vector<float> s0 = q.params()[0].stored.to_vector();
+  REQUIRE(static_cast<int64_t>(s0.size()) == 3 * n);
+  double sum = 0, sum2 = 0;
+  for (float v : s0) {
+    REQUIRE(std::fabs(v) <= a);
+    sum += v;
+    sum2 += double(v) * v;
+  }
+  const double mean = sum / double(s0.size()), var = sum2 / double(s0.size()) - mean * mean;
+  REQUIRE(std::fabs(mean) < 0.05 * a);
+  REQUIRE(var == Approx(a * a / 3).epsilon(0.05));  // uniform on [−a, a]
+  // Not taken from w: another w gives the same logits; the three planes are different draws.
+  nn::ParamRef pw2{"conv.weight", Var(Tensor::zeros(w.shape()), true), nn::ParamKind::Weight, fan_in, fan_out};
+  Quantizer q2({pw2}, cfg);
+  REQUIRE(q2.params()[0].stored.to_vector() == s0);
+  int same = 0;
+  for (int64_t i = 0; i < n; ++i) same += s0[i] == s0[n + i] || s0[n + i] == s0[2 * n + i];
+  REQUIRE(same < 3);
+  // Biases: N(0, 0.1²) per level, not the zeros they held.
+  const std::vector<float> b0 = q.params()[1].stored.to_vector();
+  double bs2 = 0;
+  for (float v : b0) bs2 += double(v) * v;
+  REQUIRE(std::sqrt(bs2 / double(b0.size())) > 0.05);
+  REQUIRE(std::sqrt(bs2 / double(b0.size())) < 0.15);
+  // The first primal is x = Σ q_λ softmax(β ũ)_λ, small (|β ũ| ≪ 1), and the first rounded
+  // network a uniform draw over {−1, 0, 1}.
+  const std::vector<float> x0 = pw.var.value().to_vector();
+  int64_t counts[3] = {0, 0, 0};
+  for (int64_t i = 0; i < n; ++i) {
+    double e[3], z = 0;
+    for (int l = 0; l < 3; ++l) z += e[l] = std::exp(double(q.beta()) * s0[l * n + i]);
+    REQUIRE(x0[i] == Approx((e[2] - e[0]) / z).margin(1e-6));
+    REQUIRE(std::fabs(x0[i]) < 2 * a);
+    int best = 0;
+    for (int l = 1; l < 3; ++l)
+      if (s0[l * n + i] > s0[best * n + i]) best = l;
+    ++counts[best];
+  }
+  for (int64_t c : counts) REQUIRE(std::fabs(double(c) / double(n) - 1.0 / 3) < 0.03);
+  // One E6 step with Adam from zero moments: the direction of plane λ is m̂/(√v̂ + ε) of q_λ g,
+  // i.e. sign(q_λ g): ũ_{−1} moves by +η sign g, ũ_0 stays, ũ_{+1} moves by −η sign g.
+  std::vector<float> g(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) g[i] = (i % 3 == 0 ? -1.f : 1.f) * (0.01f + 0.001f * float(i % 7));
+  set_grad(pw.var, g);
+  const float lr = 1e-3f;
+  q.step(lr);
+  const std::vector<float> s1 = q.params()[0].stored.to_vector();
+  for (int64_t i = 0; i < n; ++i) {
+    const float sg = g[i] > 0 ? 1.f : -1.f;
+    REQUIRE(s1[i] == Approx(s0[i] + lr * sg).margin(1e-7));
+    REQUIRE(s1[n + i] == s0[n + i]);
+    REQUIRE(s1[2 * n + i] == Approx(s0[2 * n + i] - lr * sg).margin(1e-7));
   }
 }
