@@ -353,8 +353,8 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
         dw_done = true;
       }
     }
-    prec = Precision::TF32;  // for whatever bf16 could not do
   }
+  if (prec == Precision::BF16) prec = Precision::TF32;  // whatever the bf16 copies did not do
   if (!dx_done) require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, dx), "backward-data");
   if (!dw_done) require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");
 }

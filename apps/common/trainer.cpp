@@ -40,6 +40,16 @@ bool model_is_finite(nn::Module& model) {
   return std::isfinite(total.item());
 }
 
+// What --precision auto means: the fastest precision measured for the model on the GPU
+// (benchmarks/results/2026-12-01-h200-train-step-bf16-convs.txt), fp32 on the CPU, whose kernels
+// compute in fp32 at every precision. bf16 for ResNet-18 and VGG-16 (1.3-2.7x tf32's step);
+// tf32 for MobileNetV2, whose bf16 step ran at half of tf32's (its depthwise layers stay f32
+// under bf16, kernels/conv2d.cu, and its 1x1 layers gain less than their layout copies cost).
+std::string auto_precision(const std::string& model, Device device) {
+  if (device != Device::CUDA) return "fp32";
+  return model == "mobilenetv2" ? "tf32" : "bf16";
+}
+
 }  // namespace
 
 int exit_code(const TrainResult& r) {
@@ -50,9 +60,7 @@ TrainResult train(const TrainOptions& o) {
   validate_train_options(o);
   const Device device = pick_device(o.device);
   DataParallel dp(o, device);  // data-parallel: joins the ranks, binds this rank's GPU (no-op alone)
-  // auto: bf16 on the GPU (measured the fastest, and the 30-epoch accuracy bars hold with it:
-  // benchmarks/results), fp32 on the CPU, whose kernels compute in fp32 at every precision.
-  set_precision(parse_precision(o.precision != "auto" ? o.precision : device == Device::CUDA ? "bf16" : "fp32"));
+  set_precision(parse_precision(o.precision != "auto" ? o.precision : auto_precision(o.model, device)));
   check_run_folder(o);
   ops::set_deferred_label_checks(true);  // no stall per step; checked at every log line
   std::printf("mdq-train: %s on %s, method %s (%d levels), device %s%s, precision %s\n", o.model.c_str(),
