@@ -143,7 +143,7 @@ Conv make_conv(nn::Conv2d& layer, nn::BatchNorm2d& bn, int C_store, size_t& byte
   Conv c;
   c.O = static_cast<int>(w.dim(0)), c.C = static_cast<int>(w.dim(1)), c.K = static_cast<int>(w.dim(2));
   c.stride = static_cast<int>(layer.params().stride), c.pad = static_cast<int>(layer.params().padding);
-  Tensor nhwc = packed::nchw_to_nhwc(w);  // [O][K][K][C]
+  Tensor nhwc = packed::to_nhwc(w, DType::F32);  // [O][K][K][C]
   if (C_store > c.C) {
     Tensor padded = Tensor::zeros({c.O, c.K, c.K, C_store});
     for (int64_t p = 0; p < int64_t(c.O) * c.K * c.K; ++p)

@@ -151,34 +151,6 @@ Tensor unpack_ternary(const TernaryPlanes& planes, int64_t channels) {
   return s.to(planes.sign.device());
 }
 
-Tensor nchw_to_nhwc(const Tensor& x) {
-  check_dtype("nchw_to_nhwc", x, DType::F32);
-  check_ndim("nchw_to_nhwc", x, 4);
-  Tensor c = x.cpu();
-  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
-  Tensor y = Tensor::empty({N, H, W, C});
-  const float* p = c.data<float>();
-  float* q = y.data<float>();
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t ch = 0; ch < C; ++ch)
-      for (int64_t s = 0; s < H * W; ++s) q[(n * H * W + s) * C + ch] = p[(n * C + ch) * H * W + s];
-  return y.to(x.device());
-}
-
-Tensor nhwc_to_nchw(const Tensor& x) {
-  check_dtype("nhwc_to_nchw", x, DType::F32);
-  check_ndim("nhwc_to_nchw", x, 4);
-  Tensor c = x.cpu();
-  const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3);
-  Tensor y = Tensor::empty({N, C, H, W});
-  const float* p = c.data<float>();
-  float* q = y.data<float>();
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t ch = 0; ch < C; ++ch)
-      for (int64_t s = 0; s < H * W; ++s) q[(n * C + ch) * H * W + s] = p[(n * H * W + s) * C + ch];
-  return y.to(x.device());
-}
-
 int level_set(const Tensor& t) {
   bool zero = false;
   for (float v : t.to_vector()) {

@@ -39,8 +39,6 @@ Tensor unpack_ternary(const TernaryPlanes& planes, int64_t channels);  // f32 {-
 // (what can be packed as sign bits, as two planes, or not at all). Reads the values on the host.
 int level_set(const Tensor& t);
 
-// Layout changes for f32 tensors on the CPU (test and export helpers).
-Tensor nchw_to_nhwc(const Tensor& x);
-Tensor nhwc_to_nchw(const Tensor& x);
+// Layout changes: engine/packed/nhwc.h (to_nhwc, to_nchw).
 
 }  // namespace mdq::packed

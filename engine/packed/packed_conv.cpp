@@ -9,6 +9,7 @@
 #include "engine/backend/registry.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/conv_common.h"
+#include "engine/packed/nhwc.h"
 
 namespace mdq::packed {
 namespace {
@@ -58,7 +59,7 @@ PackedWeights pack_binary_weights(const Tensor& w) {
 
 PackedWeights pack_ternary_weights(const Tensor& w) {
   Tensor w4 = as_4d_weights("pack_ternary_weights", w);
-  TernaryPlanes t = pack_ternary(nchw_to_nhwc(w4));  // [O][KH][KW][C] values -> planes
+  TernaryPlanes t = pack_ternary(to_nhwc(w4, DType::F32));  // [O][KH][KW][C] values -> planes
   PackedWeights p;
   p.sign = t.sign;
   p.nonzero = t.nonzero;

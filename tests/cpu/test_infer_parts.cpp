@@ -62,7 +62,7 @@ TEST_CASE("NHWC references: layout round trip and max pool equal the NCHW float 
     kernels::reference::maxpool_nhwc_bf16(nhwc.data<uint16_t>(), y.data<uint16_t>(), N, H, W, C, k, s, p);
     Tensor want = ops::max_pool2d_forward(x, k, s, p).out;
     REQUIRE(want.shape() == Shape({N, C, OH, OW}));
-    testing::require_close(packed::nhwc_to_nchw(packed::to_f32(y)), want, 0.f, 0.f, "max pool");
+    testing::require_close(packed::to_nchw(packed::to_f32(y)), want, 0.f, 0.f, "max pool");
   }
 }
 

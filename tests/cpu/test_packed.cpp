@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/packed/bitpack.h"
+#include "engine/packed/nhwc.h"
 #include "engine/packed/packed_conv.h"
 #include "tests/support/testing.h"
 
@@ -15,7 +16,7 @@ using testing::random_signs;
 using testing::random_ternary;
 
 // OIHW f32 weights -> [O][KH][KW][C] (the NHWC-style layout the reference wants).
-Tensor ohwi(const Tensor& oihw) { return nchw_to_nhwc(oihw); }
+Tensor ohwi(const Tensor& oihw) { return to_nhwc(oihw, DType::F32); }
 
 std::vector<uint32_t> words(const Tensor& bits) {
   Tensor c = bits.cpu();
@@ -49,7 +50,7 @@ TEST_CASE("sign packing round-trips and zeroes the padded channel bits") {
       for (int64_t r = 0; r < 6; ++r) REQUIRE((b[r * packed_words(C) + C / 32] >> (C % 32)) == 0u);
     // NCHW packing equals packing the NHWC transpose; bf16 packs the same signs.
     Tensor nchw = testing::random_tensor({2, C, 3, 5}, 200 + C);
-    REQUIRE(words(pack_signs_nchw(nchw)) == words(pack_signs(nchw_to_nhwc(nchw))));
+    REQUIRE(words(pack_signs_nchw(nchw)) == words(pack_signs(to_nhwc(nchw, DType::F32))));
     REQUIRE(words(pack_signs(to_bf16(x))) == words(bits));
   }
   // Known bits: channel c is bit c % 32 of word c / 32.
