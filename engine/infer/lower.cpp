@@ -63,6 +63,14 @@ bool w1a1_fits(int levels, int64_t groups, int64_t taps) {
   return levels == 2 && groups == 1 && taps >= 1 && taps <= 31;
 }
 
+// Whether the W1A16 kernel takes a layer of real input: binary or ternary weights, groups 1,
+// square kernels, and at least 16 input channels. A layer with fewer (the 3-channel stem) gives
+// the tensor-core MMA too little depth per tap: ImageNet ResNet-18's 7x7 stem took 9.5 ms of the
+// W1A16 pass's 14.8 at batch 256 on an H200 (64%), so it runs on the float engine's convolution.
+bool w1a16_fits(int levels, int64_t groups, int64_t in_channels, bool square) {
+  return (levels == 2 || levels == 3) && groups == 1 && in_channels >= 16 && square;
+}
+
 bool w1a1_fits(const nn::Conv2d* c) {
   if (!c) return false;
   const Tensor& w = c->weight().value();
@@ -151,8 +159,7 @@ class Builder {
       st = {sign ? Form::Bits : Form::Float, false, O};
       return true;
     }
-    if (st.form != Form::Bits && (levels == 2 || levels == 3) && !sign && groups == 1 &&
-        (!conv || w.dim(2) == w.dim(3))) {
+    if (st.form != Form::Bits && !sign && w1a16_fits(levels, groups, w.dim(1), !conv || w.dim(2) == w.dim(3))) {
       to(Form::Dense, st, out);
       auto l = std::make_unique<W1A16Layer>();
       l->linear = !conv;

@@ -33,7 +33,10 @@ namespace {
 struct Tolerance {
   double logit, margin, agree;
 };
-constexpr Tolerance kExact{1e-6, 0.0, 1.0}, kSplit{5e-5, 1e-3, 0.99}, kBf16{0.03, 0.05, 0.99};
+// bf16 may flip a near tie (a reference margin under 0.05 of max|logit|), never a clear one: one
+// such flip in 64 rows is allowed (seen on smallcnn once its 1-channel stem ran on the float
+// conv), clear flips must stay 0.
+constexpr Tolerance kExact{1e-6, 0.0, 1.0}, kSplit{5e-5, 1e-3, 0.99}, kBf16{0.03, 0.05, 0.98};
 
 // Lowers model onto the CPU and checks its logits on x against the float engine's and its
 // summary; returns the worst |plan - float| / max|logit|.
@@ -104,23 +107,23 @@ void set_float_weights(nn::Module& model, const std::vector<std::string>& names,
 TEST_CASE("lower: smallcnn with float activations runs W1A16 and agrees with the float engine") {
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 1, o.image_size = 28;  // Fashion-MNIST shape: 28 -> 14 -> 7 -> 3
-  check_w1a16("smallcnn", o, 2, 64, 11, "W1A16: 3 binary convs, 1 binary linear");
+  check_w1a16("smallcnn", o, 2, 64, 11, "W1A16: 2 binary convs, 1 binary linear; float: 1 conv");
   o.in_channels = 3, o.image_size = 17;
-  check_w1a16("smallcnn", o, 3, 16, 12, "W1A16: 3 ternary convs, 1 ternary linear");  // ternary, odd size
+  check_w1a16("smallcnn", o, 3, 16, 12, "W1A16: 2 ternary convs, 1 ternary linear; float: 1 conv");  // ternary, odd size
 }
 
 TEST_CASE("lower: ResNet-18 with float activations: W1A16, residual sums in NHWC") {
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 8;  // CIFAR structure, small maps for the CPU
-  check_w1a16("resnet18", o, 2, 8, 21, "W1A16: 20 binary convs, 1 binary linear");
+  check_w1a16("resnet18", o, 2, 8, 21, "W1A16: 19 binary convs, 1 binary linear; float: 1 conv");
   o.image_size = 128;  // ImageNet structure: the 7x7/2 stem on 3 channels and the padded 3x3/2 max pool
-  check_w1a16("resnet18", o, 2, 2, 23, "W1A16: 20 binary convs, 1 binary linear");
+  check_w1a16("resnet18", o, 2, 2, 23, "W1A16: 19 binary convs, 1 binary linear; float: 1 conv");
 }
 
 TEST_CASE("lower: VGG-16 with float activations (conv bias, BN on the classifier): W1A16") {
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 32;  // the smallest size five max-pools allow
-  check_w1a16("vgg16", o, 2, 2, 31, "W1A16: 13 binary convs, 3 binary linears");
+  check_w1a16("vgg16", o, 2, 2, 31, "W1A16: 12 binary convs, 3 binary linears; float: 1 conv");
 }
 
 TEST_CASE("lower: smallcnn with sign activations runs W1A1 and equals the float engine") {
@@ -158,7 +161,7 @@ TEST_CASE("lower: a float-weight layer between W1A16 layers runs on the float en
   o.num_classes = 10, o.in_channels = 1, o.image_size = 28;
   auto model = testing::rounded_model("smallcnn", o, 2, 61);
   set_float_weights(*model, {"4.weight"}, 62);
-  check_both(*model, images(o, 32, 63), "W1A16: 2 binary convs, 1 binary linear; float: 1 conv",
+  check_both(*model, images(o, 32, 63), "W1A16: 1 binary conv, 1 binary linear; float: 2 convs",
              "smallcnn, float conv 4");
 }
 
@@ -174,7 +177,7 @@ TEST_CASE("lower: MobileNetV2 runs its depthwise convs and ReLU6 on the float en
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 8;  // CIFAR variant: 8 -> 1 at the end
   auto relu6 = testing::rounded_model("mobilenetv2", o, 2, 81);
-  const std::string summary = "W1A16: 35 binary convs, 1 binary linear; float: 17 convs";
+  const std::string summary = "W1A16: 34 binary convs, 1 binary linear; float: 18 convs";
   const Tensor x = images(o, 4, 82);
   check_plan(*relu6, x, PackedPrecision::SplitBF16, kSplit, summary);
   // 35 W1A16 layers in a chain, each rounding its output to bf16: measured 2.5%, bound 6%.
@@ -207,7 +210,7 @@ TEST_CASE("mdq-infer's chain: export, load_packed_model, lower equals the float 
     REQUIRE(plan);
     CHECK(plan->options().precision == PackedPrecision::SplitBF16);
     CHECK(plan->summary() == (act_bits == 1 ? "W1A1: 2 convs, 1 linear; float: 1 conv"
-                                            : "W1A16: 3 binary convs, 1 binary linear"));
+                                            : "W1A16: 2 binary convs, 1 binary linear; float: 1 conv"));
     CHECK(plan->census().bytes * 8 < model->parameter_count() * 4);  // packed: under 1/8 of the f32 weights
     const Tensor x = testing::random_tensor({32, 1, 28, 28}, 42);
     const Tolerance& tol = act_bits == 1 ? kExact : kSplit;
