@@ -57,17 +57,24 @@ for step in "$@"; do
       # through mpirun -np 1) against the plain run: the same training, throughput side by side.
       base="--config configs/cifar10-resnet18-md-tanh-s.cfg --data-dir $data/cifar10 --iters 1500 --eval-every 100000 --max-eval-batches 1 --quiet --overwrite"
       { stamp "data-parallel on one GPU vs the plain run (ResNet-18 CIFAR-10 MD-tanh-S, batch 128, 1500 iterations)"
-        for how in plain gpus1 mpi1; do
+        rm -f /tmp/dp-rates
+        # The plain run goes first and last: the first run of a process pays for cold file
+        # caches, so the data-parallel runs are compared with the mean of the two plain ones.
+        for how in plain gpus1 mpi1 plain; do
           case $how in
             plain) cmd="$build/mdq-train $base --out /tmp/dp-$how" ;;
             gpus1) cmd="$build/mdq-train $base --gpus 1 --out /tmp/dp-$how" ;;
             mpi1) cmd="mpirun -np 1 --bind-to none --allow-run-as-root $build/mdq-train $base --out /tmp/dp-$how" ;;
           esac
-          echo "\$ $cmd"; $cmd 2>&1 | grep -E "data-parallel|throughput|TEST|error"
+          echo "\$ $cmd"; $cmd 2>&1 | grep -E "data-parallel|throughput|TEST|error" | tee /tmp/dp-$how.out
+          grep -o "throughput: [0-9]*" /tmp/dp-$how.out | awk -v h=$how '{print h, $2}' >> /tmp/dp-rates
         done
+        awk '$1 == "plain" {p += $2; n++} $1 != "plain" {r[$1] = $2}
+             END {for (h in r) printf "%s vs plain (mean of %d): %+.1f%%\n", h, n, 100 * (r[h] / (p / n) - 1)}' /tmp/dp-rates
+        rm -f /tmp/dp-rates
         MAX_GPUS=1 BUILD=$build OUT=$OUT/dp-scaling.txt benchmarks/run_data_parallel_scaling.sh > /dev/null 2>&1; cat $OUT/dp-scaling.txt
       } > "$OUT/dp1.txt" 2>&1
-      grep -E "throughput|data-parallel" "$OUT/dp1.txt" ;;
+      grep -E "throughput|data-parallel|vs plain" "$OUT/dp1.txt" ;;
     bench)
       for b in bench_md_update bench_conv2d bench_matmul bench_packed_conv bench_packed_resnet18 bench_loader; do
         { stamp "$b"; timeout 120 $build/$b; echo "$b exit $?"; } >> "$OUT/bench.txt" 2>&1
