@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "common/bf16.h"
+#include "engine/nn/conv2d.h"
+#include "engine/nn/functional.h"
 #include "engine/nn/reshape.h"
 #include "engine/ops/conv2d.h"
 #include "engine/ops/elementwise.h"
@@ -120,6 +122,14 @@ TEST_CASE("cuDNN conv2d under BF16: the forward's copy of x gives the backward t
   ops::Conv2dGrads dw_only = ops::conv2d_backward(dy, x, w, p, false, true, x_bf16);
   CHECK_FALSE(dw_only.input.defined());
   REQUIRE(bits(dw_only.weight) == bits(fresh.weight));
+
+  // nn::conv2d keeps the copy in its backward: its gradients are the unkept path's.
+  Var xv(x, true), wv(w, true);
+  Var y = nn::conv2d(xv, wv, Var(), p);
+  REQUIRE(bits(y.value()) == bits(y_kept));
+  backward(nn::sum(nn::mul(y, Var(dy))));
+  REQUIRE(bits(wv.grad()) == bits(fresh.weight));
+  REQUIRE(bits(xv.grad()) == bits(fresh.input));
 
   // A copy that is not this x's NHWC shape is refused.
   REQUIRE_THROWS_WITH(ops::conv2d_backward(dy, x, w, p, false, true, Tensor::zeros({8, 64, 16, 16}, DType::BF16,
