@@ -22,6 +22,8 @@
 //           (kernels/nhwc_bf16.cu), cuDNN runs its bf16 tensor-core kernels with f32
 //           accumulation, and the bf16 result goes back to NCHW f32. NHWC because that is the
 //           layout cuDNN's Hopper kernels read: handed NCHW, cuDNN transposes internally anyway.
+//           dy is converted once for both gradients, and x once per step: the forward can write
+//           its copy of x to a buffer the caller keeps and hands to the backward.
 //           The rounding is autocast's (bf16 operands and results, f32 sums); master weights,
 //           dual variables and BN stay f32 in the engine (DESIGN.md §2). A direction cuDNN has
 //           no bf16 algorithm for runs at TF32 instead, and so do grouped convolutions and
@@ -33,6 +35,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -295,15 +298,23 @@ struct Bf16Operands {
 // 128, and ResNet-18's 3-channel stem's weight gradient ran a generic 0.8 ms kernel.
 bool bf16_fits(const Conv2dGeometry& g) { return g.groups == 1 && g.C % 8 == 0 && g.O % 8 == 0; }
 
-// The BF16 forward; false when cuDNN has no bf16 algorithm for the shape. Caller holds g_mutex.
-bool forward_bf16(cudnnHandle_t h, const Conv2dGeometry& g, const float* x, const float* w, float* y) {
+bool no_bf16_algo(const Plan& pl, Direction d) { return pl.searched[d] && pl.ranked[d].empty(); }
+
+// The BF16 forward; false when cuDNN has no bf16 algorithm for the shape. x's copy goes to x_keep
+// when that is non-null, written even when this returns false (the backward may still run on
+// bf16 copies and take it), else to a scratch. Caller holds g_mutex.
+bool forward_bf16(cudnnHandle_t h, const Conv2dGeometry& g, const float* x, const float* w, float* y,
+                  uint16_t* x_keep) {
   Plan& pl = plan_for(g, Precision::BF16);
-  if (pl.searched[kForward] && pl.ranked[kForward].empty()) return false;
+  if (!x_keep && no_bf16_algo(pl, kForward)) return false;
   const Bf16Operands op{g};
-  Bf16Scratch xb(op.x_elems()), wb(op.w_elems()), yb(op.y_elems());
-  op.x_in(x, xb.get());
+  std::optional<Bf16Scratch> x_scratch;
+  uint16_t* xb = x_keep ? x_keep : x_scratch.emplace(op.x_elems()).get();
+  op.x_in(x, xb);
+  if (no_bf16_algo(pl, kForward)) return false;
+  Bf16Scratch wb(op.w_elems()), yb(op.y_elems());
   op.w_in(w, wb.get());
-  if (!forward(h, pl, Precision::BF16, xb.get(), wb.get(), yb.get())) return false;
+  if (!forward(h, pl, Precision::BF16, xb, wb.get(), yb.get())) return false;
   op.y_out(yb.get(), y);
   return true;
 }
@@ -311,10 +322,12 @@ bool forward_bf16(cudnnHandle_t h, const Conv2dGeometry& g, const float* x, cons
 }  // namespace
 
 void conv2d_forward_f32(const Conv2dGeometry& g, Precision prec, const float* x, const float* w, const float* bias,
-                        float* y) {
+                        float* y, uint16_t* x_bf16) {
+  const bool bf16 = prec == Precision::BF16 && bf16_fits(g);
+  MDQ_CHECK(!x_bf16 || bf16, "conv2d (cuDNN): a bf16 copy of x asked for a call that does not run on bf16 copies");
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (prec == Precision::BF16 && bf16_fits(g) && forward_bf16(h, g, x, w, y)) {
+  if (bf16 && forward_bf16(h, g, x, w, y, x_bf16)) {
     // y is written; the bias below is added in f32
   } else {
     if (prec == Precision::BF16) prec = Precision::TF32;
@@ -327,7 +340,7 @@ void conv2d_forward_f32(const Conv2dGeometry& g, Precision prec, const float* x,
 }
 
 void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* dy, const float* x, const float* w,
-                         float* dx, float* dw) {
+                         float* dx, float* dw, const uint16_t* x_bf16) {
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
   bool dx_done = !dx, dw_done = !dw;
@@ -337,7 +350,7 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
     const Bf16Operands op{g};
     Bf16Scratch dyb(op.y_elems());
     op.y_in(dy, dyb.get());
-    if (!dx_done && !(pl.searched[kBackwardData] && pl.ranked[kBackwardData].empty())) {
+    if (!dx_done && !no_bf16_algo(pl, kBackwardData)) {
       Bf16Scratch wb(op.w_elems()), dxb(op.x_elems());
       op.w_in(w, wb.get());
       if (backward_data(h, pl, Precision::BF16, dyb.get(), wb.get(), dxb.get())) {
@@ -345,10 +358,17 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
         dx_done = true;
       }
     }
-    if (!dw_done && !(pl.searched[kBackwardFilter] && pl.ranked[kBackwardFilter].empty())) {
-      Bf16Scratch xb(op.x_elems()), dwb(op.w_elems());
-      op.x_in(x, xb.get());
-      if (backward_filter(h, pl, Precision::BF16, dyb.get(), xb.get(), dwb.get())) {
+    if (!dw_done && !no_bf16_algo(pl, kBackwardFilter)) {
+      // The forward's copy of x when it kept one: the same conversion, one transpose fewer.
+      std::optional<Bf16Scratch> x_scratch;
+      const uint16_t* xb = x_bf16;
+      if (!xb) {
+        uint16_t* fresh = x_scratch.emplace(op.x_elems()).get();
+        op.x_in(x, fresh);
+        xb = fresh;
+      }
+      Bf16Scratch dwb(op.w_elems());
+      if (backward_filter(h, pl, Precision::BF16, dyb.get(), xb, dwb.get())) {
         op.w_out(dwb.get(), dw);
         dw_done = true;
       }
@@ -357,6 +377,12 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
   if (prec == Precision::BF16) prec = Precision::TF32;  // whatever the bf16 copies did not do
   if (!dx_done) require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, dx), "backward-data");
   if (!dw_done) require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");
+}
+
+bool conv2d_runs_bf16(const Conv2dGeometry& g, Precision prec) {
+  if (prec != Precision::BF16 || !bf16_fits(g)) return false;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return !no_bf16_algo(plan_for(g, Precision::BF16), kForward);
 }
 
 void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db) {
@@ -384,6 +410,7 @@ void register_conv2d(CudaBackend& b) {
   b.conv2d_forward_f32 = conv2d_forward_f32;
   b.conv2d_backward_f32 = conv2d_backward_f32;
   b.conv2d_backward_bias_f32 = conv2d_backward_bias_f32;
+  b.conv2d_runs_bf16 = conv2d_runs_bf16;
   b.cudnn_conv2d_choices = cudnn_conv2d_choices;
 }
 

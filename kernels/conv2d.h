@@ -19,14 +19,24 @@ struct Conv2dGeometry {
   int64_t stride, pad;
 };
 
-// y = x * w (+ bias[o] when bias is non-null).
+// y = x * w (+ bias[o] when bias is non-null). When x_bf16 is non-null it receives x as the bf16
+// path hands it to cuDNN (rounded to bf16, NHWC: [N, H, W, C]), for the backward to take instead
+// of converting x again. It is written whenever given, and may be given only under BF16 for a
+// shape the copies take; callers ask conv2d_runs_bf16 first.
 void conv2d_forward_f32(const Conv2dGeometry& g, Precision p, const float* x, const float* w, const float* bias,
-                        float* y);
+                        float* y, uint16_t* x_bf16);
 // The gradients from dy (the forward output's gradient): dx from dy and w, dw from dy and the
 // forward input x. Either output may be null (then its operand may be too); one call does both
-// so that under BF16 dy is converted once.
+// so that under BF16 dy is converted once. x_bf16 (may be null) is the forward's copy of x
+// (conv2d_forward_f32); the weight gradient reads it instead of converting x when it runs on bf16
+// copies, and ignores it otherwise.
 void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* x, const float* w,
-                         float* dx, float* dw);
+                         float* dx, float* dw, const uint16_t* x_bf16);
+// Whether a forward under p runs on NHWC bf16 copies: BF16, a shape the copies take (grouped
+// convolutions and channel counts not in multiples of 8 stay f32), and no earlier forward of the
+// shape found cuDNN without a bf16 algorithm for it (then it runs at TF32). Where false there is
+// no bf16 copy of x to keep.
+bool conv2d_runs_bf16(const Conv2dGeometry& g, Precision p);
 // db [O] = dy [N, O, OH, OW] summed over N, OH, OW.
 void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db);
 

@@ -10,13 +10,23 @@ namespace mdq::nn {
 
 Var conv2d(const Var& x, const Var& w, const Var& bias, const ops::Conv2dParams& p) {
   const Tensor b = bias.defined() ? bias.value() : Tensor();
+  // Under BF16 on the GPU the forward's bf16 NHWC copy of x is kept for the weight gradient,
+  // which would otherwise convert x again: one transpose per convolution and step fewer. The cost
+  // is memory: 2 bytes per element of every such convolution's input stay alive until its backward
+  // runs (the f32 x is kept for it anyway). Kept only when dw will be computed (w needs grad and
+  // grad is on); undefined where the forward makes no copy, and then the backward converts x.
+  Tensor x_bf16;
+  const bool keep = grad_enabled() && w.requires_grad();
   // needs_grad ignores an undefined bias (requires_grad() is false for it).
-  Var out = make_output(ops::conv2d_forward(x.value(), w.value(), b, p), {&x, &w, &bias});
+  Var out = make_output(ops::conv2d_forward(x.value(), w.value(), b, p, keep ? &x_bf16 : nullptr), {&x, &w, &bias});
   if (out.requires_grad())
-    record_backward([x, w, bias, out, p]() {
+    record_backward([x, w, bias, out, p, x_bf16]() mutable {
+      // The copy is released as soon as this runs, not when the tape is cleared.
+      const Tensor x_copy = std::move(x_bf16);
       if (!out.has_grad()) return;
       const Tensor& dy = out.grad();
-      ops::Conv2dGrads g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad());
+      ops::Conv2dGrads g =
+          ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), x_copy);
       if (x.requires_grad()) x.accumulate_grad(std::move(g.input));
       if (w.requires_grad()) w.accumulate_grad(std::move(g.weight));
       if (bias.requires_grad()) bias.accumulate_grad(ops::conv2d_backward_bias(dy));

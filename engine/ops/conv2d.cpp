@@ -91,7 +91,9 @@ void for_each_tap(const Geometry& g, int64_t n_begin, int64_t n_end, Body body) 
 }
 
 // The CPU passes compute in fp32 at every precision (the Precision argument is the cuDNN path's).
-void cpu_forward(const Geometry& g, Precision, const float* x, const float* w, const float* bias, float* y) {
+// They make no bf16 copy of x (ops::conv2d_forward never asks the CPU for one) and take none.
+void cpu_forward(const Geometry& g, Precision, const float* x, const float* w, const float* bias, float* y,
+                 uint16_t*) {
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t o = 0; o < g.O; ++o) std::fill_n(y + (n * g.O + o) * g.OH * g.OW, g.OH * g.OW, bias ? bias[o] : 0.f);
   const int64_t s = g.stride;
@@ -162,7 +164,7 @@ void cpu_backward_weight(const Geometry& g, Precision, const float* dy, const fl
 
 // Either output may be null, as on the GPU (kernels/conv2d.h).
 void cpu_backward(const Geometry& g, Precision prec, const float* dy, const float* x, const float* w, float* dx,
-                  float* dw) {
+                  float* dw, const uint16_t*) {
   if (dx) cpu_backward_input(g, prec, dy, w, dx);
   if (dw) cpu_backward_weight(g, prec, dy, x, dw);
 }
@@ -184,7 +186,7 @@ Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv
   return {g.N, g.O, g.OH, g.OW};
 }
 
-Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor* x_bf16) {
   const char* op = "conv2d_forward";
   check_dtype(op, x, DType::F32);
   check_dtype(op, w, DType::F32);
@@ -197,13 +199,23 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, cons
               op << ": bias " << bias.describe() << " must be [" << g.O << "], one per output channel of " << w.describe());
   }
   Tensor y = Tensor::empty({g.N, g.O, g.OH, g.OW}, DType::F32, x.device());
+  uint16_t* keep = nullptr;
+  if (x_bf16) {
+    *x_bf16 = Tensor();
+    if (x.device() == Device::CUDA &&
+        backend::cuda_impl("conv2d (bf16 path)", &CudaBackend::conv2d_runs_bf16)(g, precision())) {
+      *x_bf16 = Tensor::empty({g.N, g.H, g.W, g.C}, DType::BF16, x.device());
+      keep = x_bf16->data<uint16_t>();
+    }
+  }
   dispatch(op, x.device(), cpu_forward, &CudaBackend::conv2d_forward_f32)(
-      g, precision(), x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>());
+      g, precision(), x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>(),
+      keep);
   return y;
 }
 
 Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                            bool want_input, bool want_weight) {
+                            bool want_input, bool want_weight, const Tensor& x_bf16) {
   const char* op = "conv2d_backward";
   check_dtype(op, grad_out, DType::F32);
   check_dtype(op, x, DType::F32);
@@ -212,13 +224,20 @@ Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tenso
   check_same_device(op, grad_out, w);
   Geometry g = geometry(op, x.shape(), x.describe(), w.shape(), w.describe(), p);
   check_grad_out(op, grad_out, g);
+  if (x_bf16.defined()) {
+    check_dtype(op, x_bf16, DType::BF16);
+    check_same_device(op, x_bf16, x);
+    MDQ_CHECK(x_bf16.shape() == (Shape{g.N, g.H, g.W, g.C}),
+              op << ": x_bf16 " << x_bf16.describe() << " is not the NHWC copy of input " << x.describe());
+  }
   Conv2dGrads out;
   if (want_input) out.input = Tensor::empty(x.shape(), DType::F32, x.device());
   if (want_weight) out.weight = Tensor::empty(w.shape(), DType::F32, x.device());
   if (!want_input && !want_weight) return out;
   dispatch(op, x.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
       g, precision(), grad_out.data<float>(), x.data<float>(), w.data<float>(),
-      want_input ? out.input.data<float>() : nullptr, want_weight ? out.weight.data<float>() : nullptr);
+      want_input ? out.input.data<float>() : nullptr, want_weight ? out.weight.data<float>() : nullptr,
+      want_weight && x_bf16.defined() ? x_bf16.data<uint16_t>() : nullptr);
   return out;
 }
 
@@ -231,7 +250,7 @@ Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shap
   check_grad_out(op, grad_out, g);
   Tensor dx = Tensor::empty(x_shape, DType::F32, grad_out.device());
   dispatch(op, grad_out.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
-      g, precision(), grad_out.data<float>(), nullptr, w.data<float>(), dx.data<float>(), nullptr);
+      g, precision(), grad_out.data<float>(), nullptr, w.data<float>(), dx.data<float>(), nullptr, nullptr);
   return dx;
 }
 
@@ -244,7 +263,7 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
   check_grad_out(op, grad_out, g);
   Tensor dw = Tensor::empty(w_shape, DType::F32, x.device());
   dispatch(op, x.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
-      g, precision(), grad_out.data<float>(), x.data<float>(), nullptr, nullptr, dw.data<float>());
+      g, precision(), grad_out.data<float>(), x.data<float>(), nullptr, nullptr, dw.data<float>(), nullptr);
   return dw;
 }
 

@@ -3,9 +3,14 @@
 // deferred label checks, the cross-entropy probabilities written in place, cuDNN's recorded
 // choices under FP32, and views that stay on the device.
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "common/bf16.h"
+#include "engine/nn/conv2d.h"
+#include "engine/nn/functional.h"
 #include "engine/nn/reshape.h"
 #include "engine/ops/conv2d.h"
 #include "engine/ops/elementwise.h"
@@ -18,6 +23,14 @@ using namespace mdq;
 namespace {
 
 Tensor random_labels(int64_t n, int64_t k, uint64_t seed) { return testing::random_labels(n, k, seed).cuda(); }
+
+// An f32 tensor's bits, so that equality means bit for bit (+0 and -0 differ).
+std::vector<uint32_t> bits(const Tensor& t) {
+  const std::vector<float> v = t.to_vector();
+  std::vector<uint32_t> b(v.size());
+  if (!v.empty()) std::memcpy(b.data(), v.data(), v.size() * sizeof(float));
+  return b;
+}
 
 }  // namespace
 
@@ -73,6 +86,75 @@ TEST_CASE("cuDNN conv2d under BF16 runs on bf16 copies with tensor-core math in 
   // Depthwise stays on the f32 tensors (kernels/conv2d.cu, bf16_fits).
   CHECK_FALSE(ops::cudnn_conv::choices({8, 64, 16, 16}, {64, 1, 3, 3}, {1, 1, 64}).bf16);
 #endif
+}
+
+TEST_CASE("cuDNN conv2d under BF16: the forward's copy of x gives the backward the same gradients bit for bit") {
+  testing::PrecisionScope bf16(Precision::BF16);
+  const ops::Conv2dParams p{1, 1, 1};  // a ResNet-18 3x3 layer, smaller batch
+  Tensor x = testing::random_tensor({8, 64, 16, 16}, 14, -1.f, 1.f, Device::CUDA);
+  Tensor w = testing::random_tensor({64, 64, 3, 3}, 15, -1.f, 1.f, Device::CUDA);
+  Tensor dy = testing::random_tensor(ops::conv2d_output_shape(x.shape(), w.shape(), p), 16, -1.f, 1.f, Device::CUDA);
+  Tensor x_bf16;
+  Tensor y_kept = ops::conv2d_forward(x, w, Tensor(), p, &x_bf16);
+  REQUIRE(bits(y_kept) == bits(ops::conv2d_forward(x, w, Tensor(), p)));
+  REQUIRE(x_bf16.defined());
+  REQUIRE(x_bf16.dtype() == DType::BF16);
+  REQUIRE(x_bf16.is_cuda());
+  REQUIRE(x_bf16.shape() == Shape{8, 16, 16, 64});
+  {  // x rounded to nearest-even bf16, NHWC
+    const std::vector<float> xv = x.to_vector();
+    std::vector<uint16_t> xb(xv.size());
+    Tensor host = x_bf16.cpu();
+    std::memcpy(xb.data(), host.raw(), xb.size() * sizeof(uint16_t));
+    int64_t wrong = 0;
+    for (int64_t n = 0; n < 8; ++n)
+      for (int64_t c = 0; c < 64; ++c)
+        for (int64_t i = 0; i < 16 * 16; ++i)
+          wrong += xb[static_cast<size_t>((n * 256 + i) * 64 + c)] !=
+                   float_to_bf16(xv[static_cast<size_t>((n * 64 + c) * 256 + i)]);
+    REQUIRE(wrong == 0);
+  }
+
+  ops::Conv2dGrads fresh = ops::conv2d_backward(dy, x, w, p, true, true);
+  ops::Conv2dGrads kept = ops::conv2d_backward(dy, x, w, p, true, true, x_bf16);
+  REQUIRE(bits(kept.weight) == bits(fresh.weight));
+  REQUIRE(bits(kept.input) == bits(fresh.input));
+  ops::Conv2dGrads dw_only = ops::conv2d_backward(dy, x, w, p, false, true, x_bf16);
+  CHECK_FALSE(dw_only.input.defined());
+  REQUIRE(bits(dw_only.weight) == bits(fresh.weight));
+
+  // nn::conv2d keeps the copy in its backward: its gradients are the unkept path's.
+  Var xv(x, true), wv(w, true);
+  Var y = nn::conv2d(xv, wv, Var(), p);
+  REQUIRE(bits(y.value()) == bits(y_kept));
+  backward(nn::sum(nn::mul(y, Var(dy))));
+  REQUIRE(bits(wv.grad()) == bits(fresh.weight));
+  REQUIRE(bits(xv.grad()) == bits(fresh.input));
+
+  // A copy that is not this x's NHWC shape is refused.
+  REQUIRE_THROWS_WITH(ops::conv2d_backward(dy, x, w, p, false, true, Tensor::zeros({8, 64, 16, 16}, DType::BF16,
+                                                                                     Device::CUDA)),
+                      Catch::Contains("conv2d_backward") && Catch::Contains("x_bf16"));
+}
+
+TEST_CASE("cuDNN conv2d keeps no bf16 copy of x where it runs on the f32 tensors") {
+  Tensor x = testing::random_tensor({2, 16, 8, 8}, 17, -1.f, 1.f, Device::CUDA);
+  Tensor w = testing::random_tensor({16, 16, 3, 3}, 18, -1.f, 1.f, Device::CUDA);
+  Tensor x_bf16 = Tensor::zeros({1});
+  for (Precision prec : {Precision::FP32, Precision::TF32}) {
+    testing::PrecisionScope scope(prec);
+    ops::conv2d_forward(x, w, Tensor(), {1, 1, 1}, &x_bf16);
+    CHECK_FALSE(x_bf16.defined());
+  }
+  testing::PrecisionScope bf16(Precision::BF16);
+  // Depthwise and a 3-channel input stay on the f32 tensors at TF32 (kernels/conv2d.cu, bf16_fits).
+  ops::conv2d_forward(x, testing::random_tensor({16, 1, 3, 3}, 19, -1.f, 1.f, Device::CUDA), Tensor(), {1, 1, 16},
+                      &x_bf16);
+  CHECK_FALSE(x_bf16.defined());
+  ops::conv2d_forward(testing::random_tensor({2, 3, 8, 8}, 20, -1.f, 1.f, Device::CUDA),
+                      testing::random_tensor({16, 3, 3, 3}, 21, -1.f, 1.f, Device::CUDA), Tensor(), {1, 1, 1},
+                      &x_bf16);
+  CHECK_FALSE(x_bf16.defined());
 }
 
 TEST_CASE("cross-entropy on the GPU writes its probabilities in place and keeps the loss on the device") {
