@@ -32,12 +32,18 @@
 // 256 / 2^k planes, so the channel is one remainder per plane and not a 64-bit division per
 // element, and small planes (HW = 16, 49) still pack whole warps with contiguous loads. V = 4
 // (float4) when HW % 4 == 0 and every pointer is 16-byte aligned, else scalar.
+//
+// Fused ReLU (Relu = true): apply writes max(0, pre); the backward kernels recompute pre from x
+// with the same bn_pre call (one explicit fma, so contraction cannot make the two differ) and
+// use g 1[pre > 0]. The mask costs no pass of its own: the reduction already reads x, and the
+// input pass reads it in training. Only eval's input pass reads x for the mask alone.
 // Scratch for the partials comes from the caching allocator: no cudaMalloc in steady state, and
 // the block may be handed back right after the launches because all work is on one stream.
 #include "kernels/batchnorm.h"
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/backend.h"
 #include "kernels/cuda_common.h"
@@ -83,6 +89,30 @@ __device__ __forceinline__ float pack_sum(const Pack<V>& r) {
     return (r.v[0] + r.v[1]) + (r.v[2] + r.v[3]);
   else
     return r.v[0];
+}
+
+// ---- the affine map and the fused ReLU
+struct ChannelAffine {
+  float mu, scale, shift;  // pre = (x - mu) * scale + shift, scale = invstd * weight
+};
+__device__ __forceinline__ ChannelAffine channel_affine(int64_t c, const float* mean, const float* invstd,
+                                                        const float* weight, const float* bias) {
+  return {mean[c], invstd[c] * (weight ? weight[c] : 1.f), bias ? bias[c] : 0.f};
+}
+__device__ __forceinline__ float bn_pre(float x, const ChannelAffine& a) {
+  return __fmaf_rn(x - a.mu, a.scale, a.shift);
+}
+// As kernels/activation.cu's relu (NaN passes) and its gradient 1[pre > 0].
+__device__ __forceinline__ float relu_of(float v) { return v < 0.f ? 0.f : v; }
+__device__ __forceinline__ float relu_grad(float g, float pre) { return pre > 0.f ? g : 0.f; }
+
+// Calls f(std::true_type / std::false_type): a runtime flag as a template argument.
+template <class F>
+void with_flag(bool b, F&& f) {
+  if (b)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
 }
 
 // ---- fixed-order sums
@@ -213,20 +243,27 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // partial[c][k] = sum g, partial[C + c][k] = sum g (x - mean[c]); invstd is applied once per
-// channel in the combine.
-template <int V>
+// channel in the combine. Relu: g 1[pre > 0] for g (invstd, weight, bias read for pre only).
+template <int V, bool Relu>
 __global__ void __launch_bounds__(kThreads)
     backward_partials_kernel(ReduceLayout L, const float* __restrict__ grad_out, const float* __restrict__ x,
-                             const float* __restrict__ mean, float* __restrict__ partial) {
+                             const float* __restrict__ mean, const float* __restrict__ invstd,
+                             const float* __restrict__ weight, const float* __restrict__ bias,
+                             float* __restrict__ partial) {
   __shared__ float shared[kWarps];
   const int64_t c = blockIdx.x, k = blockIdx.y;
   const float mu = mean[c];
+  ChannelAffine af{};
+  if constexpr (Relu) af = channel_affine(c, mean, invstd, weight, bias);
   float acc_g = 0.f, acc_gx = 0.f;
   for_chunk(L, c, k, [&](int64_t o) {
-    const Pack<V> g = load<V>(grad_out, o);
+    Pack<V> g = load<V>(grad_out, o);
     Pack<V> gx = load<V>(x, o);
 #pragma unroll
-    for (int j = 0; j < V; ++j) gx.v[j] = g.v[j] * (gx.v[j] - mu);
+    for (int j = 0; j < V; ++j) {
+      if constexpr (Relu) g.v[j] = relu_grad(g.v[j], bn_pre(gx.v[j], af));
+      gx.v[j] = g.v[j] * (gx.v[j] - mu);
+    }
     acc_g += pack_sum(g);
     acc_gx += pack_sum(gx);
   });
@@ -315,42 +352,54 @@ __device__ __forceinline__ void for_planes(const PlaneLayout& P, Body body) {
     body(channel_of(P, p), p * P.hw_v + lane, (p + 1) * P.hw_v, int64_t{1} << P.shift);
 }
 
-template <int V>
+template <int V, bool Relu>
 __global__ void __launch_bounds__(kThreads)
     apply_kernel(PlaneLayout P, const float* x, const float* __restrict__ mean, const float* __restrict__ invstd,
                  const float* __restrict__ weight, const float* __restrict__ bias, float* out) {
   for_planes(P, [&](int64_t c, int64_t i, int64_t end, int64_t step) {
-    const float mu = mean[c], scale = invstd[c] * (weight ? weight[c] : 1.f), shift = bias ? bias[c] : 0.f;
+    const ChannelAffine af = channel_affine(c, mean, invstd, weight, bias);
     for (; i < end; i += step) {
       Pack<V> a = load<V>(x, i);
 #pragma unroll
-      for (int j = 0; j < V; ++j) a.v[j] = (a.v[j] - mu) * scale + shift;
+      for (int j = 0; j < V; ++j) {
+        a.v[j] = bn_pre(a.v[j], af);
+        if constexpr (Relu) a.v[j] = relu_of(a.v[j]);
+      }
       store<V>(out, i, a);
     }
   });
 }
 
-template <int V, bool Training>
+template <int V, bool Training, bool Relu>
 __global__ void __launch_bounds__(kThreads)
     backward_input_kernel(PlaneLayout P, float inv_m, const float* grad_out, const float* x,
                           const float* __restrict__ mean, const float* __restrict__ invstd,
-                          const float* __restrict__ weight, const float* __restrict__ sum_g,
-                          const float* __restrict__ sum_gxhat, float* grad_in) {
+                          const float* __restrict__ weight, const float* __restrict__ bias,
+                          const float* __restrict__ sum_g, const float* __restrict__ sum_gxhat, float* grad_in) {
   for_planes(P, [&](int64_t c, int64_t i, int64_t end, int64_t step) {
-    const float is = invstd[c], scale = (weight ? weight[c] : 1.f) * is;
+    const ChannelAffine af = channel_affine(c, mean, invstd, weight, bias);
+    const float is = invstd[c], scale = af.scale;
     if constexpr (Training) {
       // g - sum_g/M - xhat sum_gxhat/M, with xhat = (x - mu) * invstd folded into one factor
-      const float mu = mean[c], a = sum_g[c] * inv_m, b = sum_gxhat[c] * inv_m * is;
+      const float mu = af.mu, a = sum_g[c] * inv_m, b = sum_gxhat[c] * inv_m * is;
       for (; i < end; i += step) {
         Pack<V> g = load<V>(grad_out, i);
         const Pack<V> xv = load<V>(x, i);
 #pragma unroll
-        for (int j = 0; j < V; ++j) g.v[j] = scale * (g.v[j] - a - (xv.v[j] - mu) * b);
+        for (int j = 0; j < V; ++j) {
+          if constexpr (Relu) g.v[j] = relu_grad(g.v[j], bn_pre(xv.v[j], af));
+          g.v[j] = scale * (g.v[j] - a - (xv.v[j] - mu) * b);
+        }
         store<V>(grad_in, i, g);
       }
     } else {
       for (; i < end; i += step) {
         Pack<V> g = load<V>(grad_out, i);
+        if constexpr (Relu) {
+          const Pack<V> xv = load<V>(x, i);
+#pragma unroll
+          for (int j = 0; j < V; ++j) g.v[j] = relu_grad(g.v[j], bn_pre(xv.v[j], af));
+        }
 #pragma unroll
         for (int j = 0; j < V; ++j) g.v[j] *= scale;
         store<V>(grad_in, i, g);
@@ -471,27 +520,32 @@ void batch_norm_eval_stats_f32(int64_t c, const float* running_mean, const float
 }
 
 void batch_norm_apply_f32(const BatchNormShape& s, const float* x, const float* mean, const float* invstd,
-                          const float* weight, const float* bias, float* out) {
+                          const float* weight, const float* bias, bool relu, float* out) {
   if (s.n * s.c * s.hw == 0) return;
-  const int v = vec4(s, x, out) ? 4 : 1;
-  const PlaneLayout P = plane_layout(s, v);
-  if (v == 4)
-    apply_kernel<4><<<plane_grid(P), kThreads, 0, cuda::stream()>>>(P, x, mean, invstd, weight, bias, out);
-  else
-    apply_kernel<1><<<plane_grid(P), kThreads, 0, cuda::stream()>>>(P, x, mean, invstd, weight, bias, out);
+  const bool v4 = vec4(s, x, out);
+  const PlaneLayout P = plane_layout(s, v4 ? 4 : 1);
+  with_flag(v4, [&](auto vec) {
+    with_flag(relu, [&](auto r) {
+      apply_kernel<decltype(vec)::value ? 4 : 1, decltype(r)::value>
+          <<<plane_grid(P), kThreads, 0, cuda::stream()>>>(P, x, mean, invstd, weight, bias, out);
+    });
+  });
   CUDA_CHECK_LAUNCH();
 }
 
 void batch_norm_backward_reduce_f32(const BatchNormShape& s, const float* grad_out, const float* x, const float* mean,
-                                    const float* invstd, float* sum_g, float* sum_gxhat) {
+                                    const float* invstd, const float* weight, const float* bias, bool relu,
+                                    float* sum_g, float* sum_gxhat) {
   if (s.c == 0) return;
-  const int v = vec4(s, grad_out, x) ? 4 : 1;
-  const ReduceLayout L = reduce_layout(s, v);
+  const bool v4 = vec4(s, grad_out, x);
+  const ReduceLayout L = reduce_layout(s, v4 ? 4 : 1);
   Scratch scratch(2 * s.c * L.chunks);
-  if (v == 4)
-    backward_partials_kernel<4><<<reduce_grid(L), kThreads, 0, cuda::stream()>>>(L, grad_out, x, mean, scratch.get());
-  else
-    backward_partials_kernel<1><<<reduce_grid(L), kThreads, 0, cuda::stream()>>>(L, grad_out, x, mean, scratch.get());
+  with_flag(v4, [&](auto vec) {
+    with_flag(relu, [&](auto r) {
+      backward_partials_kernel<decltype(vec)::value ? 4 : 1, decltype(r)::value>
+          <<<reduce_grid(L), kThreads, 0, cuda::stream()>>>(L, grad_out, x, mean, invstd, weight, bias, scratch.get());
+    });
+  });
   CUDA_CHECK_LAUNCH();
   backward_finish_kernel<<<finish_grid(s.c), kThreads, 0, cuda::stream()>>>(L, scratch.get(), invstd, sum_g,
                                                                             sum_gxhat);
@@ -499,25 +553,22 @@ void batch_norm_backward_reduce_f32(const BatchNormShape& s, const float* grad_o
 }
 
 void batch_norm_backward_input_f32(const BatchNormShape& s, bool training, const float* grad_out, const float* x,
-                                   const float* mean, const float* invstd, const float* weight, const float* sum_g,
-                                   const float* sum_gxhat, float* grad_in) {
+                                   const float* mean, const float* invstd, const float* weight, const float* bias,
+                                   bool relu, const float* sum_g, const float* sum_gxhat, float* grad_in) {
   if (s.n * s.c * s.hw == 0) return;
-  const int v = vec4(s, grad_out, training ? x : nullptr, grad_in) ? 4 : 1;
-  const PlaneLayout P = plane_layout(s, v);
+  const bool v4 = vec4(s, grad_out, training || relu ? x : nullptr, grad_in);
+  const PlaneLayout P = plane_layout(s, v4 ? 4 : 1);
   const float inv_m = 1.f / (float)(s.n * s.hw);
   const unsigned grid = plane_grid(P);
-  if (training && v == 4)
-    backward_input_kernel<4, true><<<grid, kThreads, 0, cuda::stream()>>>(P, inv_m, grad_out, x, mean, invstd, weight,
-                                                                          sum_g, sum_gxhat, grad_in);
-  else if (training)
-    backward_input_kernel<1, true><<<grid, kThreads, 0, cuda::stream()>>>(P, inv_m, grad_out, x, mean, invstd, weight,
-                                                                          sum_g, sum_gxhat, grad_in);
-  else if (v == 4)
-    backward_input_kernel<4, false><<<grid, kThreads, 0, cuda::stream()>>>(P, inv_m, grad_out, x, mean, invstd,
-                                                                           weight, sum_g, sum_gxhat, grad_in);
-  else
-    backward_input_kernel<1, false><<<grid, kThreads, 0, cuda::stream()>>>(P, inv_m, grad_out, x, mean, invstd,
-                                                                           weight, sum_g, sum_gxhat, grad_in);
+  with_flag(v4, [&](auto vec) {
+    with_flag(training, [&](auto t) {
+      with_flag(relu, [&](auto r) {
+        backward_input_kernel<decltype(vec)::value ? 4 : 1, decltype(t)::value, decltype(r)::value>
+            <<<grid, kThreads, 0, cuda::stream()>>>(P, inv_m, grad_out, x, mean, invstd, weight, bias, sum_g,
+                                                    sum_gxhat, grad_in);
+      });
+    });
+  });
   CUDA_CHECK_LAUNCH();
 }
 
@@ -526,13 +577,15 @@ void batch_norm_forward_f32(const BatchNormForwardArgs& a) {
     batch_norm_stats_f32(a.s, a.x, a.eps, a.momentum, a.mean, a.invstd, a.running_mean, a.running_var);
   else
     batch_norm_eval_stats_f32(a.s.c, a.running_mean, a.running_var, a.eps, a.mean, a.invstd);
-  batch_norm_apply_f32(a.s, a.x, a.mean, a.invstd, a.weight, a.bias, a.out);
+  batch_norm_apply_f32(a.s, a.x, a.mean, a.invstd, a.weight, a.bias, a.relu, a.out);
 }
 
 void batch_norm_backward_f32(const BatchNormBackwardArgs& a) {
-  if (a.sum_g) batch_norm_backward_reduce_f32(a.s, a.grad_out, a.x, a.mean, a.invstd, a.sum_g, a.sum_gxhat);
-  batch_norm_backward_input_f32(a.s, a.training, a.grad_out, a.x, a.mean, a.invstd, a.weight, a.sum_g, a.sum_gxhat,
-                                a.grad_in);
+  if (a.sum_g)
+    batch_norm_backward_reduce_f32(a.s, a.grad_out, a.x, a.mean, a.invstd, a.weight, a.bias, a.relu, a.sum_g,
+                                   a.sum_gxhat);
+  batch_norm_backward_input_f32(a.s, a.training, a.grad_out, a.x, a.mean, a.invstd, a.weight, a.bias, a.relu,
+                                a.sum_g, a.sum_gxhat, a.grad_in);
 }
 
 void register_batchnorm(CudaBackend& b) {

@@ -3,6 +3,10 @@
 // null (no affine parameters: weight 1, bias 0); `running_mean`/`running_var` may be null (not
 // tracked). Device pointers, queued on mdq::cuda::stream(). CPU reference and the math:
 // engine/ops/batchnorm.{h,cpp}.
+//
+// relu fuses a ReLU after the normalisation: out = max(0, pre) with pre the plain output, and
+// the backward passes run on g 1[pre > 0], pre recomputed from x by the apply kernel's own
+// expression, so the mask is the forward's bit for bit and the output need not be kept.
 #pragma once
 #include <cstdint>
 
@@ -23,9 +27,10 @@ struct BatchNormForwardArgs {
   const float* bias;
   float* running_mean;  // training: updated (batch_norm_stats_f32); eval: read
   float* running_var;
-  float* out;     // (x - mean[c]) * invstd[c] * weight[c] + bias[c]
+  float* out;     // (x - mean[c]) * invstd[c] * weight[c] + bias[c], then max(0, .) when relu
   float* mean;    // [C]: the batch mean (training) or running_mean (eval)
   float* invstd;  // [C]: 1 / sqrt(var + eps) for that var
+  bool relu;
 };
 void batch_norm_forward_f32(const BatchNormForwardArgs& a);
 
@@ -38,9 +43,11 @@ struct BatchNormBackwardArgs {
   const float* mean;
   const float* invstd;
   const float* weight;
+  const float* bias;  // read only when relu (the mask)
   float* sum_g;
   float* sum_gxhat;
   float* grad_in;
+  bool relu;  // the forward's: g becomes g 1[pre > 0] before everything below
 };
 void batch_norm_backward_f32(const BatchNormBackwardArgs& a);
 
@@ -53,18 +60,21 @@ void batch_norm_stats_f32(const BatchNormShape& s, const float* x, float eps, fl
 // Evaluation statistics: mean = running_mean, invstd = 1/sqrt(running_var + eps).
 void batch_norm_eval_stats_f32(int64_t c, const float* running_mean, const float* running_var, float eps, float* mean,
                                float* invstd);
-// out = (x - mean[c]) * invstd[c] * weight[c] + bias[c]
+// out = pre = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; max(0, pre) when relu
 void batch_norm_apply_f32(const BatchNormShape& s, const float* x, const float* mean, const float* invstd,
-                          const float* weight, const float* bias, float* out);
+                          const float* weight, const float* bias, bool relu, float* out);
 // Per-channel sums for the backward pass, deterministic, on a (channel x chunk) grid:
-// sum_g[c] = sum g, sum_gxhat[c] = sum g * (x - mean[c]) * invstd[c].
+// sum_g[c] = sum g, sum_gxhat[c] = sum g * (x - mean[c]) * invstd[c], with g 1[pre > 0] for g
+// when relu (weight and bias are read for pre only then, and may be null).
 void batch_norm_backward_reduce_f32(const BatchNormShape& s, const float* grad_out, const float* x, const float* mean,
-                                    const float* invstd, float* sum_g, float* sum_gxhat);
+                                    const float* invstd, const float* weight, const float* bias, bool relu,
+                                    float* sum_g, float* sum_gxhat);
 // grad_in = weight * invstd * (g - sum_g/M - xhat * sum_gxhat/M)   (training, M = N*HW)
 // grad_in = weight * invstd * g                                   (eval; sums unused, may be null)
+// with g 1[pre > 0] for g when relu.
 void batch_norm_backward_input_f32(const BatchNormShape& s, bool training, const float* grad_out, const float* x,
-                                   const float* mean, const float* invstd, const float* weight, const float* sum_g,
-                                   const float* sum_gxhat, float* grad_in);
+                                   const float* mean, const float* invstd, const float* weight, const float* bias,
+                                   bool relu, const float* sum_g, const float* sum_gxhat, float* grad_in);
 
 // ---- sync BN (engine/dist/sync_batchnorm.h): statistics over several ranks' batches, from
 // per-rank partial sums that the ranks all-reduce between these calls. The last entry of a

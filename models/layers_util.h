@@ -31,13 +31,18 @@ inline std::shared_ptr<nn::Module> activation(const ModelOptions& o, bool relu6 
   return std::make_shared<nn::ReLU>();
 }
 
-// conv (no bias) → BN → activation, the unit most of these networks repeat.
+// conv (no bias) → BN → activation, the unit most of these networks repeat. A plain ReLU runs
+// inside the BN's kernels (BatchNorm2d::fuse_relu: no pass of its own, forward or backward); a
+// ReLU module stays in its place, so the names and the inference lowering see the same model.
 inline void add_conv_bn_act(nn::Sequential& s, const ModelOptions& o, SeedSequence& seeds, int64_t in,
                             int64_t out, int64_t kernel, int64_t stride, int64_t groups = 1,
                             bool relu6 = false, bool act = true, bool conv_bias = false) {
   s.add(std::make_shared<nn::Conv2d>(in, out, kernel, stride, kernel / 2, groups, conv_bias, seeds()));
-  s.add(std::make_shared<nn::BatchNorm2d>(out, o.bn_affine));
-  if (act) s.add(activation(o, relu6));
+  auto bn = std::make_shared<nn::BatchNorm2d>(out, o.bn_affine);
+  s.add(bn);
+  if (!act) return;
+  std::shared_ptr<nn::Module> a = activation(o, relu6);
+  s.add(dynamic_cast<nn::ReLU*>(a.get()) ? nn::fuse_relu_after(*bn) : a);
 }
 
 std::shared_ptr<nn::Module> make_resnet18(const ModelOptions& o);

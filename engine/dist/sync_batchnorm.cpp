@@ -24,8 +24,9 @@ Dims dims_of(const Tensor& x) {
 }
 
 Tensor forward_cpu(Communicator& comm, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
-                   Tensor& running_var, float momentum, float eps, SyncBnSaved& saved) {
+                   Tensor& running_var, float momentum, float eps, bool relu, SyncBnSaved& saved) {
   const Dims d = dims_of(x);
+  saved.relu = relu;
   const float* px = x.data<float>();
   std::vector<double> sum(static_cast<size_t>(d.c) + 1, 0.0), sq(static_cast<size_t>(d.c), 0.0);
   for (int64_t c = 0; c < d.c; ++c)
@@ -61,7 +62,8 @@ Tensor forward_cpu(Communicator& comm, const Tensor& x, const Tensor& weight, co
     for (int64_t c = 0; c < d.c; ++c)
       for (int64_t i = 0; i < d.hw; ++i) {
         const int64_t k = d.at(n, c, i);
-        po[k] = (px[k] - mean[c]) * invstd[c] * (w ? w[c] : 1.f) + (b ? b[c] : 0.f);
+        const float pre = ops::batch_norm_pre(px[k], mean[c], invstd[c], w ? w[c] : 1.f, b ? b[c] : 0.f);
+        po[k] = relu && pre < 0.f ? 0.f : pre;
       }
   return out;
 }
@@ -69,10 +71,24 @@ Tensor forward_cpu(Communicator& comm, const Tensor& x, const Tensor& weight, co
 ops::BatchNormGrads backward_cpu(Communicator& comm, const Tensor& grad_out, const Tensor& x, const Tensor& weight,
                                  const Tensor& bias, const SyncBnSaved& saved) {
   const Dims d = dims_of(x);
-  const float* g = grad_out.data<float>();
   const float* px = x.data<float>();
   const float* mu = saved.mean.data<float>();
   const float* is = saved.invstd.data<float>();
+  const float* w = weight.defined() ? weight.data<float>() : nullptr;
+  const float* g = grad_out.data<float>();
+  Tensor masked;  // relu: g 1[pre > 0], pre as the forward computed it
+  if (saved.relu) {
+    masked = Tensor::empty(x.shape());
+    const float* b = bias.defined() ? bias.data<float>() : nullptr;
+    float* pm = masked.data<float>();
+    for (int64_t n = 0; n < d.n; ++n)
+      for (int64_t c = 0; c < d.c; ++c)
+        for (int64_t i = 0; i < d.hw; ++i) {
+          const int64_t k = d.at(n, c, i);
+          pm[k] = ops::batch_norm_pre(px[k], mu[c], is[c], w ? w[c] : 1.f, b ? b[c] : 0.f) > 0.f ? g[k] : 0.f;
+        }
+    g = pm;
+  }
   std::vector<double> sums(2 * static_cast<size_t>(d.c), 0.0);  // [sum g | sum g xhat]
   double* sg = sums.data();
   double* sgx = sg + d.c;
@@ -93,7 +109,6 @@ ops::BatchNormGrads backward_cpu(Communicator& comm, const Tensor& grad_out, con
   if (bias.defined()) grads.grad_bias = local(sg);
   comm.all_reduce_sum(sums.data(), 2 * d.c);
   const double inv_m = 1.0 / saved.count;
-  const float* w = weight.defined() ? weight.data<float>() : nullptr;
   grads.grad_input = Tensor::empty(x.shape());
   float* dx = grads.grad_input.data<float>();
   for (int64_t n = 0; n < d.n; ++n)
@@ -111,7 +126,7 @@ ops::BatchNormGrads backward_cpu(Communicator& comm, const Tensor& grad_out, con
 }  // namespace
 
 Var sync_batch_norm(Communicator& comm, const Var& x, const Var& weight, const Var& bias, Tensor& running_mean,
-                    Tensor& running_var, float momentum, float eps) {
+                    Tensor& running_var, float momentum, float eps, bool relu) {
   const Tensor& xv = x.value();
   MDQ_CHECK(xv.device() == comm.device(), "sync_batch_norm: x is on " << device_name(xv.device())
                                                                       << ", the communicator on "
@@ -119,8 +134,9 @@ Var sync_batch_norm(Communicator& comm, const Var& x, const Var& weight, const V
   const Tensor w = weight.defined() ? weight.value() : Tensor();
   const Tensor b = bias.defined() ? bias.value() : Tensor();
   auto saved = std::make_shared<SyncBnSaved>();
-  Tensor out = xv.is_cuda() ? sync_bn_forward_cuda(comm, xv, w, b, running_mean, running_var, momentum, eps, *saved)
-                            : forward_cpu(comm, xv, w, b, running_mean, running_var, momentum, eps, *saved);
+  Tensor out = xv.is_cuda()
+                   ? sync_bn_forward_cuda(comm, xv, w, b, running_mean, running_var, momentum, eps, relu, *saved)
+                   : forward_cpu(comm, xv, w, b, running_mean, running_var, momentum, eps, relu, *saved);
   Var result = nn::make_output(out, {&x, &weight, &bias});
   if (result.requires_grad()) {
     Communicator* c = &comm;
@@ -143,7 +159,7 @@ Var sync_batch_norm(Communicator& comm, const Var& x, const Var& weight, const V
 SyncBatchNormScope::SyncBatchNormScope(Communicator& comm) {
   Communicator* c = &comm;
   nn::set_training_batch_norm([c](const Var& x, const Var& w, const Var& b, Tensor& rm, Tensor& rv, float momentum,
-                                  float eps) { return sync_batch_norm(*c, x, w, b, rm, rv, momentum, eps); });
+                                  float eps, bool relu) { return sync_batch_norm(*c, x, w, b, rm, rv, momentum, eps, relu); });
 }
 
 SyncBatchNormScope::~SyncBatchNormScope() { nn::set_training_batch_norm(nullptr); }

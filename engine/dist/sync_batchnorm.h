@@ -9,6 +9,9 @@
 //   backward: allreduce(sum g, sum g xhat) over M, then dx as for one rank. dweight and dbias
 //             stay the local sums: the gradient reducer averages them like every other gradient,
 //             and the loss each rank differentiates is its own batch's share.
+//   relu:     a fused ReLU as in engine/ops/batchnorm.h (out = max(0, pre); backward on
+//             g 1[pre > 0] with pre recomputed by the single-rank expression), so BatchNorm2d's
+//             fuse_relu holds under --sync-bn too.
 // Collective: every rank runs the same layers in the same order (forward and backward).
 #pragma once
 #include "engine/autograd.h"
@@ -17,7 +20,7 @@
 namespace mdq::dist {
 
 Var sync_batch_norm(Communicator& comm, const Var& x, const Var& weight, const Var& bias, Tensor& running_mean,
-                    Tensor& running_var, float momentum, float eps);
+                    Tensor& running_var, float momentum, float eps, bool relu = false);
 
 // While alive, every nn::BatchNorm2d in training mode normalises with sync_batch_norm over comm.
 class SyncBatchNormScope {

@@ -10,10 +10,12 @@ struct SyncBnSaved {
   Tensor mean, invstd;  // [C], what normalised x
   Tensor sums;          // CUDA: reduced [C + 1] first-pass sums, sums[C] = the global count M
   double count = 0;     // CPU: the global count M
+  bool relu = false;    // the forward fused a ReLU (engine/ops/batchnorm.h): backward masks g
 };
 
 Tensor sync_bn_forward_cuda(Communicator& comm, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                            Tensor& running_mean, Tensor& running_var, float momentum, float eps, SyncBnSaved& saved);
+                            Tensor& running_mean, Tensor& running_var, float momentum, float eps, bool relu,
+                            SyncBnSaved& saved);
 ops::BatchNormGrads sync_bn_backward_cuda(Communicator& comm, const Tensor& grad_out, const Tensor& x,
                                           const Tensor& weight, const Tensor& bias, const SyncBnSaved& saved);
 

@@ -94,6 +94,15 @@ class Builder {
 
   // Lowers items in order from st, appending to out.
   bool layers(const std::vector<Item>& items, State& st, Steps& out) {
+    // A BN that applies its ReLU itself (BatchNorm2d::fuse_relu) lowers as a plain BN: the ReLU
+    // module kept after it (nn::ReLUFusedIntoBatchNorm) is what lowers to the ReLU.
+    for (size_t i = 0; i < items.size(); ++i) {
+      auto* bn = dynamic_cast<nn::BatchNorm2d*>(items[i].m);
+      if (bn && bn->relu_fused() && !at<nn::ReLU>(items, i + 1)) {
+        why = items[i].name + " applies a ReLU (fuse_relu) but no ReLU module follows it";
+        return false;
+      }
+    }
     for (size_t i = 0; i < items.size(); ++i) {
       nn::Module* m = items[i].m;
       bool ok;

@@ -17,18 +17,19 @@ TrainingBatchNorm& training_batch_norm() {
 void set_training_batch_norm(TrainingBatchNorm f) { training_batch_norm() = std::move(f); }
 
 Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
-               bool training, float momentum, float eps) {
+               bool training, float momentum, float eps, bool relu) {
   const Tensor w = weight.defined() ? weight.value() : Tensor();
   const Tensor b = bias.defined() ? bias.value() : Tensor();
-  ops::BatchNormResult r = ops::batch_norm_forward(x.value(), w, b, running_mean, running_var, training, momentum, eps);
+  ops::BatchNormResult r =
+      ops::batch_norm_forward(x.value(), w, b, running_mean, running_var, training, momentum, eps, relu);
   Var out = make_output(r.out, {&x, &weight, &bias});
   if (out.requires_grad()) {
     Tensor mean = r.mean, invstd = r.invstd;
-    record_backward([x, weight, bias, out, mean, invstd, training]() {
+    record_backward([x, weight, bias, out, mean, invstd, training, relu]() {
       if (!out.has_grad()) return;
       const Tensor w = weight.defined() ? weight.value() : Tensor();
       const Tensor b = bias.defined() ? bias.value() : Tensor();
-      ops::BatchNormGrads g = ops::batch_norm_backward(out.grad(), x.value(), w, b, mean, invstd, training);
+      ops::BatchNormGrads g = ops::batch_norm_backward(out.grad(), x.value(), w, b, mean, invstd, training, relu);
       if (x.requires_grad()) x.accumulate_grad(std::move(g.grad_input));
       if (weight.requires_grad()) weight.accumulate_grad(std::move(g.grad_weight));
       if (bias.requires_grad()) bias.accumulate_grad(std::move(g.grad_bias));
@@ -53,8 +54,8 @@ Var BatchNorm2d::forward(const Var& x) {
             "BatchNorm2d(" << channels_ << "): expected [N, " << channels_ << ", H, W] or [N, " << channels_
                            << "], got " << x.value().describe());
   if (is_training() && training_batch_norm())
-    return training_batch_norm()(x, weight_, bias_, *running_mean_, *running_var_, momentum_, eps_);
-  return batch_norm(x, weight_, bias_, *running_mean_, *running_var_, is_training(), momentum_, eps_);
+    return training_batch_norm()(x, weight_, bias_, *running_mean_, *running_var_, momentum_, eps_, relu_);
+  return batch_norm(x, weight_, bias_, *running_mean_, *running_var_, is_training(), momentum_, eps_, relu_);
 }
 
 }  // namespace mdq::nn

@@ -62,15 +62,30 @@ void forward_cpu(const BatchNormForwardArgs& a) {
     for (int64_t c = 0; c < d.c; ++c)
       for (int64_t i = 0; i < d.hw; ++i) {
         const int64_t k = (n * d.c + c) * d.hw + i;
-        a.out[k] = (a.x[k] - a.mean[c]) * a.invstd[c] * (a.weight ? a.weight[c] : 1.f) + (a.bias ? a.bias[c] : 0.f);
+        const float pre = batch_norm_pre(a.x[k], a.mean[c], a.invstd[c], a.weight ? a.weight[c] : 1.f,
+                                         a.bias ? a.bias[c] : 0.f);
+        a.out[k] = a.relu && pre < 0.f ? 0.f : pre;  // ReLU as ops/activation.cpp's: NaN passes
       }
 }
 
 void backward_cpu(const BatchNormBackwardArgs& a) {
   const BatchNormShape& d = a.s;
-  const float* g = a.grad_out;
   const float* mu = a.mean;
   const float* is = a.invstd;
+  // Relu: g 1[pre > 0], once, for both passes below.
+  std::vector<float> masked;
+  if (a.relu) {
+    masked.resize(static_cast<size_t>(d.n * d.c * d.hw));
+    for (int64_t n = 0; n < d.n; ++n)
+      for (int64_t c = 0; c < d.c; ++c)
+        for (int64_t i = 0; i < d.hw; ++i) {
+          const int64_t k = (n * d.c + c) * d.hw + i;
+          const float pre =
+              batch_norm_pre(a.x[k], mu[c], is[c], a.weight ? a.weight[c] : 1.f, a.bias ? a.bias[c] : 0.f);
+          masked[static_cast<size_t>(k)] = pre > 0.f ? a.grad_out[k] : 0.f;
+        }
+  }
+  const float* g = a.relu ? masked.data() : a.grad_out;
   std::vector<double> sg(d.c, 0.0), sgx(d.c, 0.0);
   for (int64_t n = 0; n < d.n; ++n)
     for (int64_t c = 0; c < d.c; ++c)
@@ -115,7 +130,7 @@ void batch_norm_finish_channel(int64_t c, double mu, double var, double m, float
 }
 
 BatchNormResult batch_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
-                                   Tensor& running_var, bool training, float momentum, float eps) {
+                                   Tensor& running_var, bool training, float momentum, float eps, bool relu) {
   const char* op = "batch_norm";
   const BatchNormShape d = dims_of(op, x);
   check_channel_vector(op, "weight", weight, x, d.c);
@@ -143,12 +158,13 @@ BatchNormResult batch_norm_forward(const Tensor& x, const Tensor& weight, const 
   a.out = r.out.data<float>();
   a.mean = r.mean.data<float>();
   a.invstd = r.invstd.data<float>();
+  a.relu = relu;
   dispatch(op, x.device(), forward_cpu, &CudaBackend::batch_norm_forward_f32)(a);
   return r;
 }
 
 BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                   const Tensor& mean, const Tensor& invstd, bool training) {
+                                   const Tensor& mean, const Tensor& invstd, bool training, bool relu) {
   const char* op = "batch_norm_backward";
   const BatchNormShape d = dims_of(op, x);
   check_dtype(op, grad_out, DType::F32);
@@ -177,6 +193,8 @@ BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, cons
   a.mean = mean.data<float>();
   a.invstd = invstd.data<float>();
   a.weight = ptr_or_null(weight);
+  a.bias = ptr_or_null(bias);
+  a.relu = relu;
   a.sum_g = mutable_ptr_or_null(sum_g);
   a.sum_gxhat = mutable_ptr_or_null(sum_gxhat);
   a.grad_in = grads.grad_input.data<float>();

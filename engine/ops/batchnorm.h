@@ -12,6 +12,10 @@
 //   training: dx = weight invstd (g - sum(g)/M - xhat sum(g xhat)/M)  (through mean and var)
 //   eval:     dx = weight invstd g                                     (mean, var are constants)
 //   dweight = sum(g xhat), dbias = sum(g) in both modes.
+// relu fuses the ReLU that follows: out = max(0, pre) with pre the output above, and backward
+// takes g 1[pre > 0] for g everywhere (ReLU's gradient, 0 at the kink), pre recomputed from x,
+// mean, invstd, weight and bias by the forward's own expression, so the mask is the forward's
+// bit for bit on each backend (CPU: batch_norm_pre; CUDA: kernels/batchnorm.cu).
 #pragma once
 #include "engine/tensor.h"
 
@@ -25,7 +29,11 @@ struct BatchNormResult {
 // running_mean/running_var: [C] f32 on x's device; updated in place in training (they may be
 // undefined in training, then nothing is tracked; eval needs them).
 BatchNormResult batch_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
-                                   Tensor& running_var, bool training, float momentum, float eps);
+                                   Tensor& running_var, bool training, float momentum, float eps, bool relu = false);
+
+// The CPU reference's output before the ReLU, one element; w and b are 1 and 0 without affine
+// parameters. Sync BN's CPU path (engine/dist/) uses it too, so its mask is this one.
+inline float batch_norm_pre(float x, float mean, float invstd, float w, float b) { return (x - mean) * invstd * w + b; }
 
 // The CPU reference's end of a training channel, from its double batch mean and biased variance
 // over m values: mean[c], invstd[c] and (when running_mean is non-null) the running statistics.
@@ -38,8 +46,8 @@ struct BatchNormGrads {
   Tensor grad_weight;  // [C], defined when weight is
   Tensor grad_bias;    // [C], defined when bias is
 };
-// mean/invstd: from the matching batch_norm_forward; `training` must be the forward's mode.
+// mean/invstd: from the matching batch_norm_forward; `training` and `relu` must be the forward's.
 BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                   const Tensor& mean, const Tensor& invstd, bool training);
+                                   const Tensor& mean, const Tensor& invstd, bool training, bool relu = false);
 
 }  // namespace mdq::ops

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -183,6 +184,33 @@ TEST_CASE("sync BN on one rank is exactly BatchNorm, forward and backward, and B
   }
   Tensor rm4 = Tensor::zeros({3}), rv4 = Tensor::full({3}, 1.f);
   REQUIRE(bn.forward(Var(x)).value().to_vector() == nn::batch_norm(Var(x), Var(), Var(), rm4, rv4, true, 0.1f, 1e-5f).value().to_vector());
+}
+
+TEST_CASE("sync BN with a fused ReLU on one rank is exactly BatchNorm's, and a fused BatchNorm2d keeps it under the switch") {
+  auto comm = dist::make_single_process_communicator();
+  const Tensor x = testing::random_tensor({4, 3, 5, 5}, 33, -2.f, 3.f), g = testing::random_tensor({4, 3, 5, 5}, 34);
+  const Tensor w = testing::random_tensor({3}, 35, 0.5f, 2.f), b = testing::random_tensor({3}, 36);
+  Tensor rm1 = Tensor::full({3}, 0.3f), rv1 = Tensor::full({3}, 1.5f), rm2 = rm1.clone(), rv2 = rv1.clone();
+  Var x1(x.clone(), true), x2(x.clone(), true), w1(w.clone(), true), w2(w.clone(), true), b1(b.clone(), true),
+      b2(b.clone(), true);
+  Var o1 = nn::batch_norm(x1, w1, b1, rm1, rv1, true, 0.1f, 1e-5f, /*relu=*/true);
+  Var o2 = dist::sync_batch_norm(*comm, x2, w2, b2, rm2, rv2, 0.1f, 1e-5f, /*relu=*/true);
+  backward(nn::add(nn::sum(nn::mul(o1, Var(g))), nn::sum(nn::mul(o2, Var(g)))));
+  const std::vector<float> out = o2.value().to_vector();
+  REQUIRE(out == o1.value().to_vector());
+  REQUIRE(std::count(out.begin(), out.end(), 0.f) > 0);  // the ReLU did cut
+  REQUIRE(*std::min_element(out.begin(), out.end()) == 0.f);
+  REQUIRE(rv2.to_vector() == rv1.to_vector());
+  testing::require_close(x2.grad(), x1.grad(), 1e-6f, 1e-5f, "grad_input");
+  testing::require_close(w2.grad(), w1.grad(), 1e-6f, 1e-5f, "grad_weight");
+  testing::require_close(b2.grad(), b1.grad(), 1e-6f, 1e-5f, "grad_bias");
+
+  nn::BatchNorm2d bn(3);
+  bn.fuse_relu();
+  Tensor rm3 = Tensor::zeros({3}), rv3 = Tensor::full({3}, 1.f);
+  const Tensor fused = nn::batch_norm(Var(x), Var(), Var(), rm3, rv3, true, 0.1f, 1e-5f, true).value();
+  dist::SyncBatchNormScope scope(*comm);
+  REQUIRE(bn.forward(Var(x)).value().to_vector() == fused.to_vector());
 }
 
 TEST_CASE("--gpus launcher: rank 0's bytes reach every rank; a failed rank stops the others at once") {

@@ -235,6 +235,12 @@ TEST_CASE("lower refuses what it cannot run packed, saying why") {
   testing::round_randomly(unknown, 2, 2);
   CHECK(!infer::lower(unknown, {}, &why));
   CHECK(why == "1 is a layer the inference lowering does not know");
+  nn::Sequential lone;  // a BN that applies a ReLU with no ReLU module after it
+  lone.add(std::make_shared<nn::Conv2d>(3, 8, 3, 1, 1, 1, false, 1));
+  lone.add(std::make_shared<nn::BatchNorm2d>(8))->fuse_relu();
+  testing::round_randomly(lone, 2, 2);
+  CHECK(!infer::lower(lone, {}, &why));
+  CHECK(why == "1 applies a ReLU (fuse_relu) but no ReLU module follows it");
   auto plan = infer::lower(*testing::rounded_model("smallcnn", o, 2, 3), {}, &why);
   REQUIRE(plan);
   CHECK_THROWS_WITH(plan->logits(Tensor::zeros({2, 3 * 32 * 32})), Catch::Contains("expects f32 NCHW images"));

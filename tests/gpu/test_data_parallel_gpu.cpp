@@ -1,6 +1,7 @@
 // Data parallelism on one GPU: the NCCL path with a one-rank communicator (gradient buckets that
 // start during backward, sync BN's kernels against the CPU sync BN), and mdq-train --gpus 1 /
 // mpirun -np 1 against the plain run. Tests that need two GPUs: test_data_parallel_2gpu.cpp.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -72,7 +73,7 @@ TEST_CASE("gradient buckets over a one-rank NCCL communicator start during backw
   REQUIRE(reducer.started_during_backward() == static_cast<int64_t>(reducer.layout().buckets.size()));
 }
 
-TEST_CASE("sync BN kernels on the GPU (one NCCL rank) match the CPU sync BN, forward and backward") {
+TEST_CASE("sync BN kernels on the GPU (one NCCL rank) match the CPU sync BN, forward and backward, with and without a fused ReLU") {
   if (!dist::nccl_built()) {
     WARN("skipped: mdq was built without NCCL");
     return;
@@ -83,10 +84,10 @@ TEST_CASE("sync BN kernels on the GPU (one NCCL rank) match the CPU sync BN, for
   struct Run {
     Tensor out, rm, rv, dx, dw, db;
   };
-  auto run = [&](dist::Communicator& c, Device d) {
+  auto run = [&](dist::Communicator& c, Device d, bool relu) {
     Run r{Tensor(), Tensor::full({7}, 0.5f, d), Tensor::full({7}, 2.f, d), Tensor(), Tensor(), Tensor()};
     Var xv(x.to(d), true), wv(w.to(d), true), bv(b.to(d), true);
-    Var out = dist::sync_batch_norm(c, xv, wv, bv, r.rm, r.rv, 0.1f, 1e-5f);
+    Var out = dist::sync_batch_norm(c, xv, wv, bv, r.rm, r.rv, 0.1f, 1e-5f, relu);
     backward(nn::sum(nn::mul(out, Var(g.to(d)))));
     r.out = out.value().cpu();
     r.dx = xv.grad().cpu();
@@ -94,13 +95,19 @@ TEST_CASE("sync BN kernels on the GPU (one NCCL rank) match the CPU sync BN, for
     r.db = bv.grad().cpu();
     return r;
   };
-  const Run want = run(*cpu, Device::CPU), got = run(one_rank_nccl(), Device::CUDA);
-  require_close(got.out, want.out, 1e-5f, 1e-5f, "output");
-  require_close(got.rm.cpu(), want.rm, 1e-6f, 1e-5f, "running_mean");
-  require_close(got.rv.cpu(), want.rv, 1e-6f, 1e-5f, "running_var");
-  require_close(got.dx, want.dx, 1e-5f, 1e-4f, "grad_input");
-  require_close(got.dw, want.dw, 1e-4f, 1e-4f, "grad_weight");
-  require_close(got.db, want.db, 1e-4f, 1e-4f, "grad_bias");
+  // The ReLU's kink: both backends must take the same side, so no output before it lies within
+  // their last-bit differences of 0.
+  for (float v : run(*cpu, Device::CPU, false).out.to_vector()) REQUIRE(std::fabs(v) > 1e-4f);
+  for (bool relu : {false, true}) {
+    INFO((relu ? "relu" : "plain"));
+    const Run want = run(*cpu, Device::CPU, relu), got = run(one_rank_nccl(), Device::CUDA, relu);
+    require_close(got.out, want.out, 1e-5f, 1e-5f, "output");
+    require_close(got.rm.cpu(), want.rm, 1e-6f, 1e-5f, "running_mean");
+    require_close(got.rv.cpu(), want.rv, 1e-6f, 1e-5f, "running_var");
+    require_close(got.dx, want.dx, 1e-5f, 1e-4f, "grad_input");
+    require_close(got.dw, want.dw, 1e-4f, 1e-4f, "grad_weight");
+    require_close(got.db, want.db, 1e-4f, 1e-4f, "grad_bias");
+  }
 }
 
 TEST_CASE("mdq-train --gpus 1 and mpirun -np 1 run the NCCL path and train like the plain run") {

@@ -48,43 +48,47 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 // ---- code that runs inside the ranks (this binary under mpirun, with --rank-*)
 
-// One sync-BN layer on each rank's half of a batch against ops::batch_norm on the whole batch.
+// One sync-BN layer on each rank's half of a batch against ops::batch_norm on the whole batch,
+// without and with a fused ReLU.
 int rank_sync_bn() {
   auto comm = dist::make_mpi_communicator(30);
   const int r = comm->rank(), n = comm->size();
-  const int64_t N = 8, C = 5, HW = 6;
-  const Tensor x = mdq::testing::random_tensor({N, C, HW, HW}, 11, -2.f, 3.f);
-  const Tensor g = mdq::testing::random_tensor({N, C, HW, HW}, 12);
-  const int64_t rows = N / n, per_row = C * HW * HW;
-  auto rows_of = [&](const Tensor& t) {
-    std::vector<float> v = t.to_vector();
-    std::vector<float> mine(v.begin() + r * rows * per_row, v.begin() + (r + 1) * rows * per_row);
-    return Tensor::from_vector(mine, {rows, C, HW, HW});
-  };
-  // Reference: one process, the whole batch.
-  Tensor ref_rm = Tensor::full({C}, 0.25f), ref_rv = Tensor::full({C}, 2.f);
-  Var ref_x(x.clone(), true);
-  Var ref_out = nn::batch_norm(ref_x, Var(), Var(), ref_rm, ref_rv, true, 0.1f, 1e-5f);
-  backward(nn::sum(nn::mul(ref_out, Var(g))));
-  // This rank's half, statistics over both.
-  Tensor rm = Tensor::full({C}, 0.25f), rv = Tensor::full({C}, 2.f);
-  Var my_x(rows_of(x), true);
-  Var out = dist::sync_batch_norm(*comm, my_x, Var(), Var(), rm, rv, 0.1f, 1e-5f);
-  backward(nn::sum(nn::mul(out, Var(rows_of(g)))));
   int bad = 0;
-  auto expect = [&](const char* what, const Tensor& got, const Tensor& want, float tol) {
-    const std::vector<float> a = got.to_vector(), b = want.to_vector();
-    for (size_t i = 0; i < a.size(); ++i)
-      if (!(std::fabs(a[i] - b[i]) <= tol)) {
-        std::printf("rank %d: %s[%zu] = %.9g, single process %.9g\n", r, what, i, a[i], b[i]);
-        ++bad;
-        return;
-      }
-  };
-  expect("running_mean", rm, ref_rm, 0.f);  // exactly
-  expect("running_var", rv, ref_rv, 0.f);
-  expect("output", out.value(), rows_of(ref_out.value()), 0.f);
-  expect("grad_input", my_x.grad(), rows_of(ref_x.grad()), 1e-6f);
+  for (bool relu : {false, true}) {
+    const int64_t N = 8, C = 5, HW = 6;
+    const Tensor x = mdq::testing::random_tensor({N, C, HW, HW}, 11, -2.f, 3.f);
+    const Tensor g = mdq::testing::random_tensor({N, C, HW, HW}, 12);
+    const int64_t rows = N / n, per_row = C * HW * HW;
+    auto rows_of = [&](const Tensor& t) {
+      std::vector<float> v = t.to_vector();
+      std::vector<float> mine(v.begin() + r * rows * per_row, v.begin() + (r + 1) * rows * per_row);
+      return Tensor::from_vector(mine, {rows, C, HW, HW});
+    };
+    // Reference: one process, the whole batch.
+    Tensor ref_rm = Tensor::full({C}, 0.25f), ref_rv = Tensor::full({C}, 2.f);
+    Var ref_x(x.clone(), true);
+    Var ref_out = nn::batch_norm(ref_x, Var(), Var(), ref_rm, ref_rv, true, 0.1f, 1e-5f, relu);
+    backward(nn::sum(nn::mul(ref_out, Var(g))));
+    // This rank's half, statistics over both.
+    Tensor rm = Tensor::full({C}, 0.25f), rv = Tensor::full({C}, 2.f);
+    Var my_x(rows_of(x), true);
+    Var out = dist::sync_batch_norm(*comm, my_x, Var(), Var(), rm, rv, 0.1f, 1e-5f, relu);
+    backward(nn::sum(nn::mul(out, Var(rows_of(g)))));
+    auto expect = [&](const char* what, const Tensor& got, const Tensor& want, float tol) {
+      const std::vector<float> a = got.to_vector(), b = want.to_vector();
+      for (size_t i = 0; i < a.size(); ++i)
+        if (!(std::fabs(a[i] - b[i]) <= tol)) {
+          std::printf("rank %d%s: %s[%zu] = %.9g, single process %.9g\n", r, relu ? " (relu)" : "", what, i, a[i],
+                      b[i]);
+          ++bad;
+          return;
+        }
+    };
+    expect("running_mean", rm, ref_rm, 0.f);  // exactly
+    expect("running_var", rv, ref_rv, 0.f);
+    expect("output", out.value(), rows_of(ref_out.value()), 0.f);
+    expect("grad_input", my_x.grad(), rows_of(ref_x.grad()), 1e-6f);
+  }
   if (bad == 0) std::printf("rank %d: sync BN matches the single process (statistics and output exactly)\n", r);
   return bad == 0 ? 0 : 1;
 }

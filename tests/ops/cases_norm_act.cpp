@@ -1,9 +1,10 @@
 // Op table entries for batch normalisation (training and eval, with and without affine
-// parameters, [N, C, H, W] and [N, C]) and the activations relu, relu6 and the straight-through
-// sign (E9); with naive double references.
+// parameters, [N, C, H, W] and [N, C], with and without the fused ReLU) and the activations
+// relu, relu6 and the straight-through sign (E9); with naive double references.
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <stdexcept>
 
 #include "engine/nn/activation.h"
 #include "engine/nn/batchnorm.h"
@@ -77,42 +78,87 @@ Tensor batch_norm_input(const Shape& shape, uint64_t seed) {
   }
 }
 
+// batch_norm_input's values for BN with a fused ReLU, with every element whose pre (the output
+// before the ReLU) lies near the kink moved away from it: |pre| >= 0.1 (a finite-difference step
+// of 1e-2 on the weight or bias moves pre by 1e-2 |xhat|) and >= 0.05 in x's units (the step on
+// x; in training it also moves the statistics, by less). Neither the finite differences nor the
+// GPU's last-bit differences then cross the kink. Training statistics move with x, so the check
+// repeats until nothing moves, on a fresh draw if that does not settle.
+Tensor batch_norm_relu_input(const Shape& shape, uint64_t seed, const Tensor& w, const Tensor& b, const Tensor& rm,
+                             const Tensor& rv, bool training) {
+  const int64_t N = shape[0], C = shape[1];
+  for (int draw = 0; draw < 50; ++draw, seed += 1000) {
+    Tensor x = batch_norm_input(shape, seed);
+    const int64_t HW = x.numel() / (N * C);
+    float* px = x.data<float>();
+    for (int pass = 0; pass < 20; ++pass) {
+      const Tensors ref = naive_batch_norm(x, w, b, rm, rv, training);  // ref[0] is pre
+      bool moved = false;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c) {
+          const double slope = ref[2].data<float>()[c] * (w.defined() ? w.data<float>()[c] : 1.0);
+          const double margin = std::max(0.1, 0.05 * std::fabs(slope));
+          for (int64_t k = (n * C + c) * HW; k < (n * C + c + 1) * HW; ++k) {
+            const double pre = ref[0].data<float>()[k];
+            if (std::fabs(pre) >= margin) continue;
+            px[k] += static_cast<float>((pre >= 0 ? 2 : -2) * margin / slope);  // to 2x the margin, same side
+            moved = true;
+          }
+        }
+      if (!moved) return x;
+    }
+  }
+  throw std::runtime_error("batch_norm_relu_input: no input keeps away from the kink for x" + shape_str(shape));
+}
+
 // GPU bounds: out and grad_input 1e-4 abs + rel (float block reductions vs double); the
 // per-channel sums dweight and dbias 1e-3 abs + 1e-4 rel (sums of M terms of size 1); mean,
 // invstd and running stats 1e-5 abs + rel.
-OpCase batch_norm_case(const Shape& shape, bool training, bool affine, uint64_t seed) {
+// relu: the fused ReLU, against BN then ReLU composed in double (the same bounds: the inputs keep
+// away from the kink, so both backends take the same side of it).
+OpCase batch_norm_case(const Shape& shape, bool training, bool affine, bool relu, uint64_t seed) {
   const int64_t C = shape[1];
   OpCase c;
-  c.op = "batch_norm";
-  c.name = "batch_norm x" + shape_str(shape) + (training ? " training" : " eval") + (affine ? " affine" : "");
-  c.inputs = {batch_norm_input(shape, seed)};
+  c.op = relu ? "batch_norm_relu" : "batch_norm";
+  c.name = c.op + " x" + shape_str(shape) + (training ? " training" : " eval") + (affine ? " affine" : "");
+  c.inputs = {Tensor()};  // x, drawn below
   if (affine) c.inputs.push_back(testing::random_tensor({C}, seed + 1, 0.5f, 2.f));
   if (affine) c.inputs.push_back(testing::random_tensor({C}, seed + 2));
   c.inputs.push_back(testing::random_tensor({C}, seed + 3));             // running_mean
   c.inputs.push_back(testing::random_tensor({C}, seed + 4, 0.5f, 2.f));  // running_var
+  {
+    const size_t r = affine ? 3 : 1;
+    c.inputs[0] = relu ? batch_norm_relu_input(shape, seed, affine ? c.inputs[1] : Tensor(),
+                                               affine ? c.inputs[2] : Tensor(), c.inputs[r], c.inputs[r + 1], training)
+                       : batch_norm_input(shape, seed);
+  }
   c.output_names = {"out", "mean", "invstd", "running_mean", "running_var"};
   const size_t r = affine ? 3 : 1;  // index of running_mean
   auto weight = [affine](const Tensors& in) { return affine ? in[1] : Tensor(); };
   auto bias = [affine](const Tensors& in) { return affine ? in[2] : Tensor(); };
   auto forward = [=](const Tensors& in) {
     Tensor rm = in[r].clone(), rv = in[r + 1].clone();  // updated in place: the inputs stay as they are
-    ops::BatchNormResult res = ops::batch_norm_forward(in[0], weight(in), bias(in), rm, rv, training, kMomentum, kEps);
+    ops::BatchNormResult res =
+        ops::batch_norm_forward(in[0], weight(in), bias(in), rm, rv, training, kMomentum, kEps, relu);
     return Tensors{res.out, res.mean, res.invstd, rm, rv};
   };
   c.forward = forward;
   c.wrt = affine ? std::vector<int>{0, 1, 2} : std::vector<int>{0};
   c.backward = [=](const Tensors& in, const Tensors& g) {
     const Tensors f = forward(in);
-    ops::BatchNormGrads d = ops::batch_norm_backward(g[0], in[0], weight(in), bias(in), f[1], f[2], training);
+    ops::BatchNormGrads d = ops::batch_norm_backward(g[0], in[0], weight(in), bias(in), f[1], f[2], training, relu);
     return affine ? Tensors{d.grad_input, d.grad_weight, d.grad_bias} : Tensors{d.grad_input};
   };
   c.reference = [=](const Tensors& in) {
-    return naive_batch_norm(in[0], weight(in), bias(in), in[r], in[r + 1], training);
+    Tensors ref = naive_batch_norm(in[0], weight(in), bias(in), in[r], in[r + 1], training);
+    if (relu) ref[0] = naive_map(ref[0], [](float v, int64_t) { return v > 0 ? v : 0.f; });
+    return ref;
   };
   c.reference_bound = {1e-5f, 1e-5f};
   c.layer = [=](std::vector<Var>& v) {
     Tensor rm = v[r].value().clone(), rv = v[r + 1].value().clone();
-    return nn::batch_norm(v[0], affine ? v[1] : Var(), affine ? v[2] : Var(), rm, rv, training, kMomentum, kEps);
+    return nn::batch_norm(v[0], affine ? v[1] : Var(), affine ? v[2] : Var(), rm, rv, training, kMomentum, kEps,
+                          relu);
   };
   const Bound out{1e-4f, 1e-4f}, stats{1e-5f, 1e-5f}, channel_sums{1e-3f, 1e-4f};
   c.tolerances[Precision::FP32] = {{out, stats}, {out, channel_sums}};
@@ -185,9 +231,12 @@ void add_norm_act_cases(std::vector<OpCase>& table, bool perf) {
   if (perf) bn_shapes = act_shapes = {{32, 64, 32, 32}, {32, 512}};
   for (const Shape& s : bn_shapes)
     for (bool training : {true, false})
-      for (bool affine : {false, true}) table.push_back(batch_norm_case(s, training, affine, seed += 10));
+      for (bool affine : {false, true}) table.push_back(batch_norm_case(s, training, affine, false, seed += 10));
   for (const Shape& s : act_shapes)
     for (Act act : {Act::Relu, Act::Relu6, Act::Sign}) table.push_back(activation_case(act, s, seed += 10));
+  for (const Shape& s : bn_shapes)
+    for (bool training : {true, false})
+      for (bool affine : {false, true}) table.push_back(batch_norm_case(s, training, affine, true, seed += 10));
 }
 
 }  // namespace mdq::optest

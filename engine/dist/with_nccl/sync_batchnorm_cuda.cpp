@@ -26,8 +26,10 @@ Tensor channel_copy(const float* src, int64_t c) {
 }  // namespace
 
 Tensor sync_bn_forward_cuda(Communicator& comm, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                            Tensor& running_mean, Tensor& running_var, float momentum, float eps, SyncBnSaved& saved) {
+                            Tensor& running_mean, Tensor& running_var, float momentum, float eps, bool relu,
+                            SyncBnSaved& saved) {
   const kernels::BatchNormShape s = shape_of(x);
+  saved.relu = relu;
   saved.sums = Tensor::empty({s.c + 1}, DType::F32, Device::CUDA);
   kernels::sync_bn_partial_sums_f32(s, x.data<float>(), nullptr, saved.sums.data<float>());
   comm.all_reduce_sum(saved.sums.data<float>(), s.c + 1);
@@ -41,7 +43,7 @@ Tensor sync_bn_forward_cuda(Communicator& comm, const Tensor& x, const Tensor& w
                                 mutable_ptr_or_null(running_var));
   Tensor out = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
   kernels::batch_norm_apply_f32(s, x.data<float>(), saved.mean.data<float>(), saved.invstd.data<float>(),
-                                ptr_or_null(weight), ptr_or_null(bias), out.data<float>());
+                                ptr_or_null(weight), ptr_or_null(bias), relu, out.data<float>());
   return out;
 }
 
@@ -52,7 +54,8 @@ ops::BatchNormGrads sync_bn_backward_cuda(Communicator& comm, const Tensor& grad
   float* sum_g = sums.data<float>();
   float* sum_gxhat = sum_g + s.c;
   kernels::batch_norm_backward_reduce_f32(s, grad_out.data<float>(), x.data<float>(), saved.mean.data<float>(),
-                                          saved.invstd.data<float>(), sum_g, sum_gxhat);
+                                          saved.invstd.data<float>(), ptr_or_null(weight), ptr_or_null(bias),
+                                          saved.relu, sum_g, sum_gxhat);
   ops::BatchNormGrads g;
   if (weight.defined()) g.grad_weight = channel_copy(sum_gxhat, s.c);  // local: averaged with the other grads
   if (bias.defined()) g.grad_bias = channel_copy(sum_g, s.c);
@@ -60,8 +63,8 @@ ops::BatchNormGrads sync_bn_backward_cuda(Communicator& comm, const Tensor& grad
   kernels::sync_bn_rescale_f32(2 * s.c, sum_g, static_cast<float>(s.n * s.hw), saved.sums.data<float>() + s.c);
   g.grad_input = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
   kernels::batch_norm_backward_input_f32(s, true, grad_out.data<float>(), x.data<float>(), saved.mean.data<float>(),
-                                         saved.invstd.data<float>(), ptr_or_null(weight), sum_g, sum_gxhat,
-                                         g.grad_input.data<float>());
+                                         saved.invstd.data<float>(), ptr_or_null(weight), ptr_or_null(bias),
+                                         saved.relu, sum_g, sum_gxhat, g.grad_input.data<float>());
   return g;
 }
 

@@ -3,7 +3,7 @@
 
 namespace mdq::dist {
 
-Tensor sync_bn_forward_cuda(Communicator&, const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, float, float,
+Tensor sync_bn_forward_cuda(Communicator&, const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, float, float, bool,
                             SyncBnSaved&) {
   MDQ_FAIL("sync BN on CUDA tensors: mdq was built without NCCL");
 }
