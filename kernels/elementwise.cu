@@ -13,8 +13,7 @@ __global__ void fill_kernel(float* out, int64_t n, float value) {
 
 __global__ void binary_kernel(BinaryOp op, const float* a, const float* b, float* out, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    float x = a[i], y = b[i];
-    out[i] = op == BinaryOp::Add ? x + y : op == BinaryOp::Sub ? x - y : x * y;
+    out[i] = binary_op(op, a[i], b[i]);
   }
 }
 

@@ -3,9 +3,27 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/host_device.h"
+
 namespace mdq::kernels {
 
-enum class BinaryOp { Add, Sub, Mul };
+// AddRelu is relu(a + b) (NaN passes through, as relu's does): a residual sum and the ReLU after it
+// in one pass.
+enum class BinaryOp { Add, Sub, Mul, AddRelu };
+
+// The per-element math of binary_f32, shared with the CPU reference (engine/ops/elementwise.cpp).
+MDQ_HD float binary_op(BinaryOp op, float x, float y) {
+  switch (op) {
+    case BinaryOp::Add: return x + y;
+    case BinaryOp::Sub: return x - y;
+    case BinaryOp::Mul: return x * y;
+    case BinaryOp::AddRelu: {
+      const float s = x + y;
+      return s < 0.f ? 0.f : s;
+    }
+  }
+  return x;
+}
 
 void fill_f32(float* out, int64_t n, float value);
 void binary_f32(BinaryOp op, const float* a, const float* b, float* out, int64_t n);

@@ -1,5 +1,8 @@
 #include "engine/nn/functional.h"
 
+#include <utility>
+
+#include "engine/ops/activation.h"
 #include "engine/ops/elementwise.h"
 
 namespace mdq::nn {
@@ -15,6 +18,19 @@ Var add(const Var& a, const Var& b) {
       if (!out.has_grad()) return;
       if (a.requires_grad()) a.accumulate_grad(out.grad());
       if (b.requires_grad()) b.accumulate_grad(out.grad());
+    });
+  return out;
+}
+
+Var add_relu(const Var& a, const Var& b) {
+  Var out = make_output(ops::add_relu(a.value(), b.value()), {&a, &b});
+  if (out.requires_grad())
+    record_backward([a, b, out]() {
+      if (!out.has_grad()) return;
+      Tensor g = ops::relu_backward(out.grad(), out.value());
+      if (a.requires_grad() && b.requires_grad()) a.accumulate_grad(g);  // a copy: b takes g itself
+      const Var& last = b.requires_grad() ? b : a;
+      if (last.requires_grad()) last.accumulate_grad(std::move(g));
     });
   return out;
 }

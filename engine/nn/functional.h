@@ -9,6 +9,9 @@ namespace mdq::nn {
 Var make_output(Tensor value, std::initializer_list<const Var*> inputs);
 
 Var add(const Var& a, const Var& b);
+// relu(a + b) in one pass (a residual block's sum and activation); gradient 1[a + b > 0] to both,
+// read from the output (y > 0 exactly where a + b > 0).
+Var add_relu(const Var& a, const Var& b);
 Var sub(const Var& a, const Var& b);
 Var mul(const Var& a, const Var& b);
 Var scale(const Var& a, float s);

@@ -1,6 +1,9 @@
 #include "engine/nn/residual.h"
 
+#include <typeinfo>
+
 #include "common/error.h"
+#include "engine/nn/activation.h"
 #include "engine/nn/functional.h"
 
 namespace mdq::nn {
@@ -15,7 +18,11 @@ Residual::Residual(std::shared_ptr<Module> body, std::shared_ptr<Module> shortcu
 
 Var Residual::forward(const Var& x) {
   const Var skip = shortcut_ ? shortcut_->forward(x) : x;  // first, as the blocks did before (tape order)
-  const Var y = add(body_->forward(x), skip);
+  const Var body = body_->forward(x);
+  // A plain ReLU after the sum runs in the same pass (nn::add_relu); the act module stays, so
+  // parameter names, checkpoints and the inference lowering see the same tree.
+  if (act_ && typeid(*act_) == typeid(ReLU)) return add_relu(body, skip);
+  const Var y = add(body, skip);
   return act_ ? act_->forward(y) : y;
 }
 

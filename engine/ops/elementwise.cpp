@@ -13,7 +13,7 @@ using kernels::BinaryOp;
 
 void binary_cpu(BinaryOp op, const float* a, const float* b, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
-    out[i] = op == BinaryOp::Add ? a[i] + b[i] : op == BinaryOp::Sub ? a[i] - b[i] : a[i] * b[i];
+    out[i] = kernels::binary_op(op, a[i], b[i]);
 }
 
 void scale_cpu(const float* a, float s, float* out, int64_t n) {
@@ -46,6 +46,7 @@ Tensor binary(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
 Tensor add(const Tensor& a, const Tensor& b) { return binary("add", BinaryOp::Add, a, b); }
 Tensor sub(const Tensor& a, const Tensor& b) { return binary("sub", BinaryOp::Sub, a, b); }
 Tensor mul(const Tensor& a, const Tensor& b) { return binary("mul", BinaryOp::Mul, a, b); }
+Tensor add_relu(const Tensor& a, const Tensor& b) { return binary("add_relu", BinaryOp::AddRelu, a, b); }
 
 Tensor scale(const Tensor& a, float s) {
   check_dtype("scale", a, DType::F32);

@@ -1,5 +1,7 @@
-// Op table entries for the elementwise ops: add, sub, mul, scale and the full sum through their
+// Op table entries for the elementwise ops: add, sub, mul, add_relu, scale and the full sum through their
 // nn:: versions (their backward lives in autograd), and the in-place axpy_; naive references.
+#include <algorithm>
+#include <cmath>
 #include <functional>
 
 #include "engine/nn/functional.h"
@@ -36,6 +38,17 @@ OpCase binary_case(const Binary& f, int64_t n, uint64_t seed) {
     return Tensors{naive_map(in[0], [&](float a, int64_t i) { return ref(a, b[i]); })};
   };
   c.tolerances[Precision::FP32] = {{Bound{}}, {Bound{}}};
+  return c;
+}
+
+// relu(a + b) (nn::add_relu, the residual block's sum and activation). b is nudged so that
+// |a + b| >= 0.05 everywhere: finite differences (step 1e-2) stay on one side of the kink.
+OpCase add_relu_case(int64_t n, uint64_t seed) {
+  OpCase c = binary_case({"add_relu", nn::add_relu, [](float a, float b) { return std::max(a + b, 0.f); }}, n, seed);
+  float* a = c.inputs[0].data<float>();
+  float* b = c.inputs[1].data<float>();
+  for (int64_t i = 0; i < n; ++i)
+    if (std::fabs(a[i] + b[i]) < 0.05f) b[i] += a[i] + b[i] < 0.f ? -0.05f : 0.05f;
   return c;
 }
 
@@ -91,6 +104,7 @@ void add_elementwise_cases(std::vector<OpCase>& table, bool perf) {
   uint64_t seed = 6000;
   for (int64_t n : perf ? std::vector<int64_t>{1 << 22} : std::vector<int64_t>{1, 7, 1000, 65537}) {
     for (const Binary& f : binaries) table.push_back(binary_case(f, n, seed += 10));
+    table.push_back(add_relu_case(n, seed += 10));
     table.push_back(scale_case(n, seed += 10));
     table.push_back(sum_case(n, seed += 10));
     table.push_back(axpy_case(n, seed += 10));
