@@ -198,7 +198,7 @@ TEST_CASE("lower on CUDA, float activations (W1A16): ResNet-18 (CIFAR and ImageN
   o.num_classes = 10, o.in_channels = 3, o.image_size = 32;  // CIFAR-10
   check_w1a16_both("resnet18", o, 2, 200, 21, 2, "W1A16: 19 binary convs, 1 binary linear; float: 1 conv");
   o.num_classes = 100, o.image_size = 16;
-  check_w1a16_both("resnet18", o, 3, 100, 22, 2, "W1A16: 20 ternary convs, 1 ternary linear");  // ternary, 100 classes
+  check_w1a16_both("resnet18", o, 3, 100, 22, 2, "W1A16: 19 ternary convs, 1 ternary linear; float: 1 conv");  // ternary, 100 classes
   o.num_classes = 10, o.image_size = 128;  // the 7x7/2 stem on 3 channels (the general path) and a padded max pool
   check_w1a16_both("resnet18", o, 2, 16, 23, 1, "W1A16: 19 binary convs, 1 binary linear; float: 1 conv");
 }
