@@ -65,12 +65,21 @@ TEST_CASE("cuDNN conv2d under FP32 records one algorithm per direction, with FMA
 #endif
 }
 
+// A ResNet-18 3x3 layer at a smaller batch on the GPU: input, weight and an output gradient.
+struct Resnet3x3 {
+  ops::Conv2dParams p{1, 1, 1};
+  Tensor x, w, dy;
+  explicit Resnet3x3(uint64_t seed)
+      : x(testing::random_tensor({8, 64, 16, 16}, seed, -1.f, 1.f, Device::CUDA)),
+        w(testing::random_tensor({64, 64, 3, 3}, seed + 1, -1.f, 1.f, Device::CUDA)),
+        dy(testing::random_tensor({8, 64, 16, 16}, seed + 2, -1.f, 1.f, Device::CUDA)) {}
+};
+
 TEST_CASE("cuDNN conv2d under BF16 runs on bf16 copies with tensor-core math in all three directions") {
   testing::PrecisionScope bf16(Precision::BF16);
-  const ops::Conv2dParams p{1, 1, 1};  // a ResNet-18 3x3 layer, smaller batch
-  Tensor x = testing::random_tensor({8, 64, 16, 16}, 4, -1.f, 1.f, Device::CUDA);
-  Tensor w = testing::random_tensor({64, 64, 3, 3}, 5, -1.f, 1.f, Device::CUDA);
-  Tensor dy = testing::random_tensor(ops::conv2d_output_shape(x.shape(), w.shape(), p), 6, -1.f, 1.f, Device::CUDA);
+  const Resnet3x3 l(4);
+  const Tensor &x = l.x, &w = l.w, &dy = l.dy;
+  const ops::Conv2dParams p = l.p;
   ops::conv2d_forward(x, w, Tensor(), p);
   ops::Conv2dGrads g = ops::conv2d_backward(dy, x, w, p, true, true);
   REQUIRE(g.input.shape() == x.shape());
@@ -90,10 +99,9 @@ TEST_CASE("cuDNN conv2d under BF16 runs on bf16 copies with tensor-core math in 
 
 TEST_CASE("cuDNN conv2d under BF16: the forward's copy of x gives the backward the same gradients bit for bit") {
   testing::PrecisionScope bf16(Precision::BF16);
-  const ops::Conv2dParams p{1, 1, 1};  // a ResNet-18 3x3 layer, smaller batch
-  Tensor x = testing::random_tensor({8, 64, 16, 16}, 14, -1.f, 1.f, Device::CUDA);
-  Tensor w = testing::random_tensor({64, 64, 3, 3}, 15, -1.f, 1.f, Device::CUDA);
-  Tensor dy = testing::random_tensor(ops::conv2d_output_shape(x.shape(), w.shape(), p), 16, -1.f, 1.f, Device::CUDA);
+  const Resnet3x3 l(14);
+  const Tensor &x = l.x, &w = l.w, &dy = l.dy;
+  const ops::Conv2dParams p = l.p;
   Tensor x_bf16;
   Tensor y_kept = ops::conv2d_forward(x, w, Tensor(), p, &x_bf16);
   REQUIRE(bits(y_kept) == bits(ops::conv2d_forward(x, w, Tensor(), p)));
