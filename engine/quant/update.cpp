@@ -102,19 +102,14 @@ void MultiStep::step(const Method& method, Dir dir, const StepArgs& args, const 
   const char* op = "quant step (multi-tensor)";
   if (params.empty()) return;
   const Device device = params.front().stored->device();
-  if (device == Device::CPU) {
-    for (const StepTensors& p : params) {
-      MDQ_CHECK(p.stored->device() == device, op << ": parameters on different devices (" << p.stored->describe()
-                                                 << " and " << params.front().stored->describe() << ")");
-      step_tensors(method, dir, args, *p.stored, *p.grad, *p.m, *p.v, *p.primal);
-    }
-    return;
-  }
-  for (const StepTensors& p : params) {
-    check_step(op, method, dir, *p.stored, *p.grad, *p.m, *p.v, *p.primal);
+  for (const StepTensors& p : params)
     MDQ_CHECK(p.stored->device() == device, op << ": parameters on different devices (" << p.stored->describe()
                                                << " and " << params.front().stored->describe() << ")");
+  if (device == Device::CPU) {
+    for (const StepTensors& p : params) step_tensors(method, dir, args, *p.stored, *p.grad, *p.m, *p.v, *p.primal);
+    return;
   }
+  for (const StepTensors& p : params) check_step(op, method, dir, *p.stored, *p.grad, *p.m, *p.v, *p.primal);
   const auto launch = backend::cuda_impl(op, &backend::CudaBackend::quant_step_multi);
   for (size_t first = 0; first < params.size(); first += kernels::kQuantMultiMax) {
     const int count = static_cast<int>(std::min<size_t>(kernels::kQuantMultiMax, params.size() - first));
