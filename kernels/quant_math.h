@@ -255,6 +255,15 @@ MDQ_HD float softmax_primal(const float (&s)[K], float beta) {
 
 template <class T, T V> using Const = std::integral_constant<T, V>;
 
+// Calls f(Const<int, K>{}) for a softmax level count K = levels in {2, 3, 4} (callers validate;
+// anything else runs as 4). Host code: the CPU references and the quantizer's initialisation.
+template <class F>
+inline void with_softmax_levels(int levels, F&& f) {
+  if (levels == 2) f(Const<int, 2>{});
+  else if (levels == 3) f(Const<int, 3>{});
+  else f(Const<int, 4>{});
+}
+
 // Calls f(Const<Rule>, Const<Dir>, Const<int K>) for the runtime (rule, dir, K), instantiating
 // only the supported pairs: tanh rules K ∈ {2, 3} (E7 tanh: 2), softmax rules K ∈ {2, 3, 4},
 // float K = 2 (levels do not matter). Callers validate first (engine/quant/method.h); an

@@ -82,7 +82,7 @@ void tanh_backward_cpu(int levels, const float* s, const float* g, float beta, f
 }
 
 void softmax_backward_cpu(int levels, const float* s, const float* g, float beta, float* o, int64_t n) {
-  auto run = [&](auto K) {
+  with_softmax_levels(levels, [&](auto K) {
     constexpr int k = decltype(K)::value;
     for (int64_t i = 0; i < n; ++i) {
       float sv[k], gs[k];
@@ -90,10 +90,7 @@ void softmax_backward_cpu(int levels, const float* s, const float* g, float beta
       softmax_project_backward<k>(sv, g[i], beta, gs);
       for (int l = 0; l < k; ++l) o[l * n + i] = gs[l];
     }
-  };
-  if (levels == 2) run(Const<int, 2>{});
-  else if (levels == 3) run(Const<int, 3>{});
-  else run(Const<int, 4>{});
+  });
 }
 
 }  // namespace

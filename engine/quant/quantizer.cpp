@@ -16,6 +16,21 @@
 namespace mdq::quant {
 namespace {
 
+// E7 stores probabilities, not logits: host planes [K][n] of ũ become u = softmax(β ũ) in place.
+void logits_to_probabilities(Tensor& planes, int levels, float beta) {
+  const int64_t n = planes.numel() / levels;
+  float* p = planes.data<float>();
+  with_softmax_levels(levels, [&](auto K) {
+    constexpr int k = decltype(K)::value;
+    for (int64_t i = 0; i < n; ++i) {
+      float logits[k], u[k];
+      for (int l = 0; l < k; ++l) logits[l] = p[l * n + i];
+      softmax_beta<k>(logits, beta, u);
+      for (int l = 0; l < k; ++l) p[l * n + i] = u[l];
+    }
+  });
+}
+
 // Softmax logits whose projection starts near w (see Quantizer's constructor comment), or, for
 // E7, their probabilities u = softmax(β ũ). Built on the host once, then moved to w's device.
 Tensor softmax_init(const Tensor& w, int levels, float beta, bool probabilities) {
@@ -28,21 +43,15 @@ Tensor softmax_init(const Tensor& w, int levels, float beta, bool probabilities)
   for (int l = 0; l < levels; ++l) sigma2 += softmax_level(levels, l) * softmax_level(levels, l) / levels;
   const float* pw = host.data<float>();
   float* po = out.data<float>();
-  auto run = [&](auto K) {
+  with_softmax_levels(levels, [&](auto K) {
     constexpr int k = decltype(K)::value;
-    for (int64_t i = 0; i < n; ++i) {
-      float logits[k], u[k];
+    for (int64_t i = 0; i < n; ++i)
       for (int l = 0; l < k; ++l) {
         const float d = pw[i] - softmax_level(k, l);
-        logits[l] = -d * d / (2.f * beta * sigma2);
+        po[l * n + i] = -d * d / (2.f * beta * sigma2);
       }
-      if (probabilities) softmax_beta<k>(logits, beta, u);
-      for (int l = 0; l < k; ++l) po[l * n + i] = probabilities ? u[l] : logits[l];
-    }
-  };
-  if (levels == 2) run(Const<int, 2>{});
-  else if (levels == 3) run(Const<int, 3>{});
-  else run(Const<int, 4>{});
+  });
+  if (probabilities) logits_to_probabilities(out, levels, beta);
   return out.to(w.device());
 }
 
@@ -67,16 +76,7 @@ Tensor softmax_ternary_init(const nn::ParamRef& ref, uint64_t seed, float beta, 
     const float a = static_cast<float>(std::sqrt(6.0 / fan));
     out = Tensor::uniform(shape, -a, a, seed);
   }
-  if (probabilities) {
-    const int64_t n = w.numel();
-    float* po = out.data<float>();
-    for (int64_t i = 0; i < n; ++i) {
-      float logits[k], u[k];
-      for (int l = 0; l < k; ++l) logits[l] = po[l * n + i];
-      softmax_beta<k>(logits, beta, u);
-      for (int l = 0; l < k; ++l) po[l * n + i] = u[l];
-    }
-  }
+  if (probabilities) logits_to_probabilities(out, k, beta);
   return out.to(w.device());
 }
 
