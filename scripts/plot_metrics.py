@@ -14,7 +14,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reproduce import ROOT, read_metrics, read_table  # noqa: E402
+from reproduce import ROOT, read_metrics, read_table, test_top1  # noqa: E402
 
 try:
     import matplotlib
@@ -70,12 +70,8 @@ def table_plots(table):
     for j, m in enumerate(methods):
         xs, ys, es = [], [], []
         for i, g in enumerate(groups):
-            t = []
-            for c in cells:
-                if c.group == g and c.method == m:
-                    rows = read_metrics(c.dir)
-                    if rows and "test_top1" in rows[-1]:
-                        t.append(rows[-1]["test_top1"])
+            t = [test_top1(read_metrics(c.dir)) for c in cells if c.group == g and c.method == m]
+            t = [x for x in t if x is not None]
             if t:
                 xs.append(i + (j - (len(methods) - 1) / 2) * width)
                 ys.append(statistics.mean(t))

@@ -71,9 +71,14 @@ def read_metrics(run_dir):
     return rows
 
 
+def test_top1(rows):
+    """The rounded test top-1 of a finished run (its last metrics line), else None."""
+    return rows[-1]["test_top1"] if rows and "test_top1" in rows[-1] else None
+
+
 def state(cell):
     rows = read_metrics(cell.dir)
-    if rows and "test_top1" in rows[-1]:
+    if test_top1(rows) is not None:
         return "done"
     if any("diverged_at" in r for r in rows):
         return "diverged"
