@@ -444,22 +444,6 @@ bool vec4(const BatchNormShape& s, const void* a, const void* b = nullptr, const
 dim3 reduce_grid(const ReduceLayout& L) { return dim3(static_cast<unsigned>(L.c), static_cast<unsigned>(L.chunks)); }
 unsigned finish_grid(int64_t c) { return static_cast<unsigned>((c + kWarps - 1) / kWarps); }
 
-// The partials' scratch, from the caching allocator; handed back once the kernels are queued
-// (one stream: later users run after them).
-class Scratch {
- public:
-  explicit Scratch(int64_t floats)
-      : p_(static_cast<float*>(device_allocate(static_cast<size_t>(floats) * sizeof(float), &cap_))) {}
-  ~Scratch() { device_release(p_, cap_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  float* get() const { return p_; }
-
- private:
-  size_t cap_ = 0;
-  float* p_;
-};
-
 void launch_moment_partials(const ReduceLayout& L, int v, const float* x, Centre how, const float* src,
                             float* mean_out, float* partial) {
   if (v == 4)
@@ -475,7 +459,7 @@ void sync_bn_partial_sums_f32(const BatchNormShape& s, const float* x, const flo
   if (s.c == 0) return;
   const int v = vec4(s, x) ? 4 : 1;
   const ReduceLayout L = reduce_layout(s, v);
-  Scratch scratch(s.c * L.chunks);
+  DeviceScratch<float> scratch(s.c * L.chunks);
   launch_moment_partials(L, v, x, center ? Centre::FromSums : Centre::None, center, nullptr, scratch.get());
   sync_finish_kernel<<<finish_grid(s.c), kThreads, 0, cuda::stream()>>>(L, scratch.get(), partial);
   CUDA_CHECK_LAUNCH();
@@ -502,7 +486,7 @@ void batch_norm_stats_f32(const BatchNormShape& s, const float* x, float eps, fl
   const float unbias = m > 1 ? (float)((double)m / (double)(m - 1)) : 1.f;
   const int v = vec4(s, x) ? 4 : 1;
   const ReduceLayout L = reduce_layout(s, v);
-  Scratch scratch(2 * s.c * L.chunks);  // [pass 1 | pass 2], each [C][chunks]
+  DeviceScratch<float> scratch(2 * s.c * L.chunks);  // [pass 1 | pass 2], each [C][chunks]
   float* sums = scratch.get();
   float* squares = sums + s.c * L.chunks;
   launch_moment_partials(L, v, x, Centre::None, nullptr, nullptr, sums);
@@ -539,7 +523,7 @@ void batch_norm_backward_reduce_f32(const BatchNormShape& s, const float* grad_o
   if (s.c == 0) return;
   const bool v4 = vec4(s, grad_out, x);
   const ReduceLayout L = reduce_layout(s, v4 ? 4 : 1);
-  Scratch scratch(2 * s.c * L.chunks);
+  DeviceScratch<float> scratch(2 * s.c * L.chunks);
   with_flag(v4, [&](auto vec) {
     with_flag(relu, [&](auto r) {
       backward_partials_kernel<decltype(vec)::value ? 4 : 1, decltype(r)::value>

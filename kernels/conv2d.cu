@@ -261,22 +261,6 @@ bool backward_filter(cudnnHandle_t h, Plan& pl, Precision prec, const void* dy, 
       });
 }
 
-// A bf16 copy of an operand for the duration of one call, from the caching allocator (no
-// cudaMalloc in steady state). Released on the host while kernels may still read it: the one
-// stream orders those reads before the next user's writes (kernels/device_memory.cu).
-class Bf16Scratch {
- public:
-  explicit Bf16Scratch(int64_t elements) : p_(device_allocate(static_cast<size_t>(elements) * 2, &capacity_)) {}
-  ~Bf16Scratch() { device_release(p_, capacity_); }
-  Bf16Scratch(const Bf16Scratch&) = delete;
-  Bf16Scratch& operator=(const Bf16Scratch&) = delete;
-  uint16_t* get() const { return static_cast<uint16_t*>(p_); }
-
- private:
-  size_t capacity_ = 0;
-  void* p_;
-};
-
 // NCHW f32 -> NHWC bf16 of the three operand shapes (a weight [O][Cg][KH][KW] is a batch of O
 // images of Cg channels).
 struct Bf16Operands {
@@ -308,11 +292,11 @@ bool forward_bf16(cudnnHandle_t h, const Conv2dGeometry& g, const float* x, cons
   Plan& pl = plan_for(g, Precision::BF16);
   if (!x_keep && no_bf16_algo(pl, kForward)) return false;
   const Bf16Operands op{g};
-  std::optional<Bf16Scratch> x_scratch;
+  std::optional<DeviceScratch<uint16_t>> x_scratch;
   uint16_t* xb = x_keep ? x_keep : x_scratch.emplace(op.x_elems()).get();
   op.x_in(x, xb);
   if (no_bf16_algo(pl, kForward)) return false;
-  Bf16Scratch wb(op.w_elems()), yb(op.y_elems());
+  DeviceScratch<uint16_t> wb(op.w_elems()), yb(op.y_elems());
   op.w_in(w, wb.get());
   if (!forward(h, pl, Precision::BF16, xb, wb.get(), yb.get())) return false;
   op.y_out(yb.get(), y);
@@ -348,10 +332,10 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
     // dy is rounded once and feeds both directions.
     Plan& pl = plan_for(g, Precision::BF16);
     const Bf16Operands op{g};
-    Bf16Scratch dyb(op.y_elems());
+    DeviceScratch<uint16_t> dyb(op.y_elems());
     op.y_in(dy, dyb.get());
     if (!dx_done && !no_bf16_algo(pl, kBackwardData)) {
-      Bf16Scratch wb(op.w_elems()), dxb(op.x_elems());
+      DeviceScratch<uint16_t> wb(op.w_elems()), dxb(op.x_elems());
       op.w_in(w, wb.get());
       if (backward_data(h, pl, Precision::BF16, dyb.get(), wb.get(), dxb.get())) {
         op.x_out(dxb.get(), dx);
@@ -360,14 +344,14 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
     }
     if (!dw_done && !no_bf16_algo(pl, kBackwardFilter)) {
       // The forward's copy of x when it kept one: the same conversion, one transpose fewer.
-      std::optional<Bf16Scratch> x_scratch;
+      std::optional<DeviceScratch<uint16_t>> x_scratch;
       const uint16_t* xb = x_bf16;
       if (!xb) {
         uint16_t* fresh = x_scratch.emplace(op.x_elems()).get();
         op.x_in(x, fresh);
         xb = fresh;
       }
-      Bf16Scratch dwb(op.w_elems());
+      DeviceScratch<uint16_t> dwb(op.w_elems());
       if (backward_filter(h, pl, Precision::BF16, dyb.get(), xb, dwb.get())) {
         op.w_out(dwb.get(), dw);
         dw_done = true;

@@ -35,6 +35,24 @@ struct AllocatorStats {
 // At least `bytes` (1 for 0); *capacity receives the rounded size to give back to device_release.
 void* device_allocate(size_t bytes, size_t* capacity);
 void device_release(void* p, size_t capacity);
+
+// n elements of T for the length of one call (a kernel's partials, an operand's bf16 copy), from
+// the caching allocator: no cudaMalloc in steady state. It goes back while kernels may still use
+// it: all work is on one stream, so the block's next user runs after them. (.cu files only.)
+template <class T>
+class DeviceScratch {
+ public:
+  explicit DeviceScratch(int64_t n)
+      : p_(static_cast<T*>(device_allocate(static_cast<size_t>(n) * sizeof(T), &capacity_))) {}
+  ~DeviceScratch() { device_release(p_, capacity_); }
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
+  T* get() const { return p_; }
+
+ private:
+  size_t capacity_ = 0;  // before p_: the constructor fills it while allocating p_
+  T* p_;
+};
 AllocatorStats allocator_stats();
 void allocator_release_cache();  // returns every cached (unused) block to the driver
 

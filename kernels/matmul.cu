@@ -22,18 +22,11 @@ __global__ void to_bf16_kernel(const float* x, uint16_t* out, int64_t n) {
 // reuse, so no cudaMalloc and no sync in steady state.
 class Bf16Operand {
  public:
-  Bf16Operand(const float* x, int64_t n)
-      : bits_(static_cast<uint16_t*>(device_allocate(static_cast<size_t>(n) * sizeof(uint16_t), &capacity_))) {
-    gemm_operand_to_bf16(x, bits_, n);
-  }
-  ~Bf16Operand() { device_release(bits_, capacity_); }
-  Bf16Operand(const Bf16Operand&) = delete;
-  Bf16Operand& operator=(const Bf16Operand&) = delete;
-  const uint16_t* bits() const { return bits_; }
+  Bf16Operand(const float* x, int64_t n) : bits_(n) { gemm_operand_to_bf16(x, bits_.get(), n); }
+  const uint16_t* bits() const { return bits_.get(); }
 
  private:
-  size_t capacity_ = 0;
-  uint16_t* bits_;
+  DeviceScratch<uint16_t> bits_;
 };
 
 }  // namespace
