@@ -59,7 +59,8 @@ def table_plots(table):
     written = []
     groups = list(dict.fromkeys(c.group for c in cells))
     for g in groups:
-        runs = [(c.name[len(g) + 1:], c.dir) for c in cells if c.group == g and read_metrics(c.dir)]
+        runs = [(f"{c.method}" + (f" seed {c.seed}" if c.seed else ""), c.metrics_dir()) for c in cells
+                if c.group == g and read_metrics(c.metrics_dir())]
         if runs:
             written.append(panel_figure(runs, f"{table}: {g}", os.path.join(outdir, f"{g}.png")))
     # bar chart: one bar per (group, method), grouped by group
@@ -70,7 +71,7 @@ def table_plots(table):
     for j, m in enumerate(methods):
         xs, ys, es = [], [], []
         for i, g in enumerate(groups):
-            t = [test_top1(read_metrics(c.dir)) for c in cells if c.group == g and c.method == m]
+            t = [test_top1(read_metrics(c.metrics_dir())) for c in cells if c.group == g and c.method == m]
             t = [x for x in t if x is not None]
             if t:
                 xs.append(i + (j - (len(methods) - 1) / 2) * width)

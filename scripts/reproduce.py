@@ -2,7 +2,12 @@
 """Runs every cell of one table of scripts/tables/ and writes results/TABLE.md (see scripts/reproduce.sh).
 
 A cell is a line `group method data args...` of scripts/tables/TABLE.txt; its run folder is
-runs/reproduce/TABLE/GROUP-METHOD[-seedN]. State of a run folder, from what mdq-train wrote:
+runs/reproduce/TABLE/GROUP-METHOD[-seedN]. A line `group method data =OTHER/RUN` shares the run of
+another table (the same training: a ternary table's float REF is the binary table's). Once a run
+is done, its record (metrics.jsonl, config.txt, reproduce-sessions.tsv; no checkpoints) is copied
+to results/TABLE/runs/RUN, which is committed: the report and plots read a run folder when there
+is one, else that record, so a fresh clone regenerates every table without the runs.
+State of a run, from what mdq-train wrote:
   done      metrics.jsonl ends with the final test line ({"test_top1": ...}): skipped
   diverged  metrics.jsonl holds {"diverged_at": N} (mdq-train exit 3): skipped, reported; a resume
             from last.ckpt would replay the same steps, so delete the folder to try again
@@ -14,6 +19,7 @@ exit status) and its output to train.log; the wall time reported is the sum of t
 import argparse
 import fnmatch
 import json
+import shutil
 import math
 import os
 import shlex
@@ -26,6 +32,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+RECORD_FILES = ("metrics.jsonl", "config.txt", "reproduce-sessions.tsv")
+
+
 class Cell:
     def __init__(self, table, group, method, data, args):
         self.group, self.method, self.data, self.args = group, method, data, args
@@ -34,6 +43,34 @@ class Cell:
             self.seed = args[args.index("--seed") + 1]
         self.name = f"{group}-{method}" + (f"-seed{self.seed}" if self.seed is not None else "")
         self.dir = os.path.join(ROOT, "runs", "reproduce", table, self.name)
+        self.record = os.path.join(ROOT, "results", table, "runs", self.name)
+        self.shared = None  # "OTHER/RUN" when the line names another table's run
+        self.label = f"{table}/{self.name}"  # unique over tables
+
+    def metrics_dir(self):
+        """The run folder when it has metrics, else the committed record of the run."""
+        return self.dir if os.path.exists(os.path.join(self.dir, "metrics.jsonl")) else self.record
+
+    def save_record(self):
+        os.makedirs(self.record, exist_ok=True)
+        for f in RECORD_FILES:
+            if os.path.exists(os.path.join(self.dir, f)):
+                shutil.copyfile(os.path.join(self.dir, f), os.path.join(self.record, f))
+
+
+def shared_cell(table, line_no, group, method, data, ref):
+    """The cell of line `group method data =OTHER/RUN`: OTHER's run, under this line's group and method."""
+    other, _, run = ref[1:].partition("/")
+    if other == table:
+        sys.exit(f"scripts/tables/{table}.txt:{line_no}: '{ref}' names its own table")
+    found = [c for c in read_table(other)[1] if c.name == run]
+    if not found:
+        sys.exit(f"scripts/tables/{table}.txt:{line_no}: '{ref}': {other} has no run {run}")
+    c = found[0]
+    if c.shared or c.data != data:
+        sys.exit(f"scripts/tables/{table}.txt:{line_no}: '{ref}' is itself shared or reads other data ({c.data})")
+    c.group, c.method, c.shared = group, method, f"{other}/{run}"
+    return c
 
 
 def read_table(table):
@@ -51,7 +88,12 @@ def read_table(table):
                 w = shlex.split(line)
                 if len(w) < 4:
                     sys.exit(f"{path}:{i + 1}: expected 'group method data args...'")
-                cells.append(Cell(table, w[0], w[1], w[2], w[3:]))
+                if w[3].startswith("="):
+                    if len(w) != 4:
+                        sys.exit(f"{path}:{i + 1}: a shared run ('{w[3]}') takes no further arguments")
+                    cells.append(shared_cell(table, i + 1, w[0], w[1], w[2], w[3]))
+                else:
+                    cells.append(Cell(table, w[0], w[1], w[2], w[3:]))
     return title, cells
 
 
@@ -77,7 +119,7 @@ def test_top1(rows):
 
 
 def state(cell):
-    rows = read_metrics(cell.dir)
+    rows = read_metrics(cell.metrics_dir())
     if test_top1(rows) is not None:
         return "done"
     if any("diverged_at" in r for r in rows):
@@ -116,8 +158,19 @@ def run_cells(todo, args):
     deadline = time.time() + args.stop_after if args.stop_after else None
     queue = list(todo)
     failed = []
+    finished_secs = []  # wall times of the runs that ended here
+    left_over = [False]  # runs left unstarted: the caller exits 75 (call again)
+
+    def fits():
+        """With --stop-after, a run joins after the first wave only if the quickest run that ended
+        here would still end before the stop: a run stopped half-way costs GPU time now and needs
+        its last.ckpt later, which a machine given back loses."""
+        if not deadline or not finished_secs:
+            return True
+        return time.time() + min(finished_secs) < deadline
+
     while queue or running:
-        while queue and len(running) < args.jobs and not stopping[0]:
+        while queue and len(running) < args.jobs and not stopping[0] and fits():
             cell, st = queue.pop(0)
             cmd = command(cell, st, args.build, args.data_root)
             os.makedirs(cell.dir, exist_ok=True)
@@ -126,24 +179,32 @@ def run_cells(todo, args):
             log.flush()
             p = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             running[p] = (cell, time.time(), log)
-            print(f"[{time.strftime('%H:%M:%S')}] {'resume' if st == 'partial' else 'start '} {cell.name}", flush=True)
+            print(f"[{time.strftime('%H:%M:%S')}] {'resume' if st == 'partial' else 'start '} {cell.label}", flush=True)
         if deadline and time.time() > deadline:
             stop()
-        if stopping[0]:
-            queue.clear()  # not started: the next call starts them
+        if stopping[0] or (queue and not running and not fits()):
+            if queue:
+                why = "stopping" if stopping[0] else "they would not end before --stop-after"
+                print(f"reproduce: {len(queue)} run(s) not started ({why}); the next call starts them", flush=True)
+                left_over[0] = True
+            queue.clear()
         time.sleep(0.2)
         for p in [p for p in running if p.poll() is not None]:
             cell, start, log = running.pop(p)
             secs = time.time() - start
+            if p.returncode == 0:
+                finished_secs.append(secs)
             log.write(f"=== exit {p.returncode} after {secs:.1f} s\n")
             log.close()
             with open(os.path.join(cell.dir, "reproduce-sessions.tsv"), "a") as f:
                 f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(start))}\t{secs:.1f}\t{p.returncode}\t{args.jobs}\n")
             what = {0: "done", 3: "DIVERGED", 75: "stopped (resumable)"}.get(p.returncode, f"FAILED (exit {p.returncode})")
-            print(f"[{time.strftime('%H:%M:%S')}] {what:7s} {cell.name} ({secs:.0f} s; log {os.path.relpath(cell.dir, ROOT)}/train.log)", flush=True)
+            print(f"[{time.strftime('%H:%M:%S')}] {what:7s} {cell.label} ({secs:.0f} s; log {os.path.relpath(cell.dir, ROOT)}/train.log)", flush=True)
+            if p.returncode in (0, 3):
+                cell.save_record()
             if p.returncode not in (0, 3, 75):
-                failed.append(cell.name)
-    return failed, stopping[0]
+                failed.append(cell.label)
+    return failed, stopping[0] or left_over[0]
 
 
 # ---- the report
@@ -157,7 +218,7 @@ def fmt_wall(s):
 
 
 def summary(cell):
-    rows = read_metrics(cell.dir)
+    rows = read_metrics(cell.metrics_dir())
     st = state(cell)
     r = {"state": st, "test": None, "best_iter": None, "best_val": None, "img_s": None, "wall": None,
          "iters": None, "total": None}
@@ -171,7 +232,7 @@ def summary(cell):
     elif st == "diverged":
         r["iters"] = next(x["diverged_at"] for x in rows if "diverged_at" in x)
     try:
-        with open(os.path.join(cell.dir, "reproduce-sessions.tsv")) as f:
+        with open(os.path.join(cell.metrics_dir(), "reproduce-sessions.tsv")) as f:
             r["wall"] = sum(float(l.split("\t")[1]) for l in f if l.strip())
     except OSError:
         pass
@@ -187,6 +248,9 @@ def mean_std(xs):
 def report(table, title, cells, jobs):
     out = os.path.join(ROOT, "results", table + ".md")
     os.makedirs(os.path.dirname(out), exist_ok=True)
+    for c in cells:  # runs finished before records were kept, or by hand
+        if c.metrics_dir() == c.dir and state(c) in ("done", "diverged"):
+            c.save_record()
     s = {c.name: summary(c) for c in cells}
     groups = list(dict.fromkeys(c.group for c in cells))
     methods = list(dict.fromkeys(c.method for c in cells))
@@ -233,9 +297,11 @@ def report(table, title, cells, jobs):
         elif st == "diverged":
             st = f"diverged (iter {r['iters']})"
         num = lambda v, d=2: "" if v is None else f"{v:.{d}f}"
-        lines.append(f"| {c.name} | {st} | {num(r['test'])} | {gap} | {r['best_iter'] or ''} | "
+        name = f"{c.name} (= {c.shared})" if c.shared else c.name
+        lines.append(f"| {name} | {st} | {num(r['test'])} | {gap} | {r['best_iter'] or ''} | "
                      f"{num(r['best_val'])} | {num(r['img_s'], 0)} | {fmt_wall(r['wall'])} |")
-    lines += ["", f"Run folders: `runs/reproduce/{table}/RUN` (config.txt, metrics.jsonl, train.log, best.ckpt); "
+    lines += ["", f"Run folders: `runs/reproduce/{table}/RUN` (config.txt, metrics.jsonl, train.log, checkpoints); "
+              f"the committed record of each finished run: `results/{table}/runs/RUN`; "
               f"cells: `scripts/tables/{table}.txt`; regenerate with `scripts/reproduce.sh {table} --report`.", ""]
     plots = os.path.join(ROOT, "results", table)
     if os.path.isdir(plots):
@@ -246,10 +312,49 @@ def report(table, title, cells, jobs):
     return out
 
 
+README_BEGIN = "<!-- reproduce.py: the tables of results/, regenerated by scripts/reproduce.sh; do not edit by hand -->"
+README_END = "<!-- reproduce.py: end of the tables -->"
+
+
+def update_readme():
+    """Rewrites the block between README_BEGIN and README_END of README.md with the summary grid
+    of every results/TABLE.md that holds a finished run (tables in alphabetical order)."""
+    path = os.path.join(ROOT, "README.md")
+    with open(path) as f:
+        text = f.read()
+    if README_BEGIN not in text or README_END not in text:
+        return None
+    tables = sorted(f[:-4] for f in os.listdir(os.path.join(ROOT, "scripts", "tables"))
+                    if f.endswith(".txt") and f != "smoke.txt")
+    block = [README_BEGIN, ""]
+    for t in tables:
+        cells = read_table(t)[1]
+        done = [c for c in cells if state(c) == "done"]
+        md = os.path.join(ROOT, "results", t + ".md")
+        if not done or not os.path.exists(md):
+            continue
+        with open(md) as f:
+            lines = [l.rstrip("\n") for l in f]
+        first = lines.index(next(l for l in lines if l.startswith("| method |")))
+        grid = lines[first:lines.index("", first)]  # the method x group grid, up to its blank line
+        block += [f"**[{t}](results/{t}.md)** ({len(done)} of {len(set(c.dir for c in cells))} runs finished; "
+                  "rounded test top-1 %, gap to REF in brackets):", ""] + grid + [""]
+    if len(block) == 2:
+        block += ["No table has a finished run yet.", ""]
+    block.append(README_END)
+    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+    new = text[:start] + "\n".join(block) + text[end:]
+    if new != text:
+        with open(path, "w") as f:
+            f.write(new)
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(prog="scripts/reproduce.sh", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("table")
+    ap.add_argument("tables", nargs="+", metavar="TABLE",
+                    help="one or more tables; their runs share the --jobs slots (a shared run goes once)")
     ap.add_argument("--data-root", default="/tmp/data", help="folder holding cifar10/, cifar100/ (default /tmp/data)")
     ap.add_argument("--build", default=None, help="folder holding mdq-train (default build-gpu if it has one, else build)")
     ap.add_argument("--jobs", type=int, default=4, help="trainings at once (default 4: they share the GPU)")
@@ -264,34 +369,39 @@ def main():
     if args.build is None:
         args.build = "build-gpu" if os.path.exists(os.path.join(ROOT, "build-gpu", "mdq-train")) else "build"
     args.build = os.path.abspath(os.path.join(ROOT, args.build))
-    title, cells = read_table(args.table)
-    if args.only:
-        cells = [c for c in cells if fnmatch.fnmatch(c.name, args.only)]
-        if not cells:
-            sys.exit(f"reproduce: no run of {args.table} matches '{args.only}'")
+    tables = {t: read_table(t) for t in args.tables}
+    selected = {}  # run folder -> cell, in table order: a run shared by two tables goes once
+    for t, (_, cells) in tables.items():
+        for c in cells:
+            if not args.only or fnmatch.fnmatch(c.name, args.only):
+                selected.setdefault(c.dir, c)
+    if args.only and not selected:
+        sys.exit(f"reproduce: no run of {' '.join(args.tables)} matches '{args.only}'")
     failed, interrupted = [], False
     if not args.report:
         todo = []
-        for c in cells:
+        for c in selected.values():
             st = state(c)
             if args.dry_run:
                 cmd = "" if st in ("done", "diverged") else shlex.join(command(c, st, args.build, args.data_root))
-                print(f"{c.name:28s} {st:8s} {cmd}")
+                print(f"{c.label:40s} {st:8s} {cmd}")
             elif st in ("new", "partial"):
                 todo.append((c, st))
             else:
-                print(f"{c.name}: {st}, skipped")
+                print(f"{c.label}: {st}, skipped")
         if args.dry_run:
             return 0
         if todo and not os.path.exists(os.path.join(args.build, "mdq-train")):
             sys.exit(f"reproduce: no {args.build}/mdq-train; build it or pass --build DIR")
         failed, interrupted = run_cells(todo, args)
-    out = report(args.table, title, cells if not args.only else read_table(args.table)[1], args.jobs)
-    if not args.no_plots:
-        rc = subprocess.call([sys.executable, os.path.join(ROOT, "scripts", "plot_metrics.py"), "--table", args.table])
-        if rc == 0:
-            out = report(args.table, title, read_table(args.table)[1] if args.only else cells, args.jobs)
-    print(f"wrote {os.path.relpath(out, ROOT)}")
+    for t, (title, cells) in tables.items():
+        out = report(t, title, cells, args.jobs)
+        if not args.no_plots:
+            if subprocess.call([sys.executable, os.path.join(ROOT, "scripts", "plot_metrics.py"), "--table", t]) == 0:
+                out = report(t, title, cells, args.jobs)  # now with the plots' links
+        print(f"wrote {os.path.relpath(out, ROOT)}")
+    if update_readme():
+        print("updated the results section of README.md")
     if failed:
         print(f"reproduce: failed: {' '.join(failed)} (see their train.log)")
         return 1
