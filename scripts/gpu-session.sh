@@ -2,7 +2,9 @@
 # One GPU session in one go, for a GPU host without network: build with the .deps/ that
 # scripts/stage-offline-deps.sh staged (docs/DESIGN.md §3), run the whole test suite, the
 # benchmarks, and training runs. A staged CIFAR-10/100 tarball is unpacked into /tmp/data once.
-# Logs go to $OUT (default ./gpu-out). Steps: any of build test gputest sanitize bench dp1 smoke train:<args>.
+# Logs go to $OUT (default ./gpu-out). Steps: any of build build:<targets> test gputest sanitize bench dp1 smoke
+# reproduce:<tables and options> train:<args>. (Eight trainings at once under CUDA MPS ran 5x slower
+# in total than 3-5 without it on an H200: benchmarks/results/2026-12-01-h200-reproduce-c10-resnet18.txt.)
 #   scripts/gpu-session.sh build test bench smoke
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +22,21 @@ fmnist=.deps/data/fashion-mnist
 [ -d $fmnist ] || fmnist=/usr/share/datasets/fashion-mnist
 for step in "$@"; do
   case "$step" in
-    build)
+    build|build:*)
+      # build:T1,T2 builds only those targets (e.g. build:mdq-train for training runs alone)
+      targets=""; [ "$step" != build ] && targets="--target ${step#build:}" && targets=${targets//,/ }
       { stamp build; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
         cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDQ_DEPS_DIR=$PWD/.deps &&
-        cmake --build $build; echo "build exit $?"; } > "$OUT/build.log" 2>&1
+        cmake --build $build $targets; echo "build exit $?"; } > "$OUT/build.log" 2>&1
       tail -3 "$OUT/build.log" ;;
+    reproduce:*)
+      # reproduce:"TABLE... [reproduce.sh options]"; the run records and logs (no checkpoints) come
+      # back as reproduce-runs.tar.gz; plots are drawn where matplotlib is (scripts/plot_metrics.py).
+      set -f; args=${step#reproduce:}
+      { stamp "reproduce.sh $args"; python3 scripts/reproduce.py $args --build $build --data-root $data --no-plots
+        echo "reproduce exit $?"; } 2>&1 | tee -a "$OUT/reproduce.txt" | grep -E "done|FAIL|DIVERG|stopp|not started|exit"
+      set +f
+      tar czf "$OUT/reproduce-runs.tar.gz" --exclude='*.ckpt' runs/reproduce results 2>/dev/null ;;
     test)
       { stamp ctest; ctest --test-dir $build --output-on-failure -j 6 --timeout 300; echo "ctest exit $?"; } > "$OUT/ctest.log" 2>&1
       grep -E "tests passed|FAILED|Failed|exit" "$OUT/ctest.log" | tail -15 ;;
@@ -58,23 +70,38 @@ for step in "$@"; do
       base="--config configs/cifar10-resnet18-md-tanh-s.cfg --data-dir $data/cifar10 --iters 1500 --eval-every 100000 --max-eval-batches 1 --quiet --overwrite"
       { stamp "data-parallel on one GPU vs the plain run (ResNet-18 CIFAR-10 MD-tanh-S, batch 128, 1500 iterations)"
         rm -f /tmp/dp-rates
-        # The plain run goes first and last: the first run of a process pays for cold file
-        # caches, so the data-parallel runs are compared with the mean of the two plain ones.
-        for how in plain gpus1 mpi1 plain; do
-          case $how in
-            plain) cmd="$build/mdq-train $base --out /tmp/dp-$how" ;;
-            gpus1) cmd="$build/mdq-train $base --gpus 1 --out /tmp/dp-$how" ;;
-            mpi1) cmd="mpirun -np 1 --bind-to none --allow-run-as-root $build/mdq-train $base --out /tmp/dp-$how" ;;
-          esac
-          echo "\$ $cmd"; $cmd 2>&1 | grep -E "data-parallel|throughput|TEST|error" | tee /tmp/dp-$how.out
-          grep -o "throughput: [0-9]*" /tmp/dp-$how.out | awk -v h=$how '{print h, $2}' >> /tmp/dp-rates
+        # cuDNN's timed algorithm search picks differently from one process to the next (two plain
+        # runs differed by 12%); the heuristics pick the same algorithms in every run, so the
+        # comparison sees the data-parallel path alone.
+        export MDQ_CUDNN_ALGOS=heuristic
+        # Three rounds, the order rotated each round (a process's first run pays for cold caches);
+        # the median of each way is compared: single runs of the same command differed by ~10%.
+        for order in "plain gpus1 mpi1" "gpus1 mpi1 plain" "mpi1 plain gpus1"; do
+          for how in $order; do
+            case $how in
+              plain) cmd="$build/mdq-train $base --out /tmp/dp-$how" ;;
+              gpus1) cmd="$build/mdq-train $base --gpus 1 --out /tmp/dp-$how" ;;
+              mpi1) cmd="mpirun -np 1 --bind-to none --allow-run-as-root $build/mdq-train $base --out /tmp/dp-$how" ;;
+            esac
+            echo "\$ $cmd"; $cmd 2>&1 | grep -E "data-parallel|throughput|error" | tee /tmp/dp-$how.out
+            grep -o "throughput: [0-9]*" /tmp/dp-$how.out | awk -v h=$how '{print h, $2}' >> /tmp/dp-rates
+          done
         done
-        awk '$1 == "plain" {p += $2; n++} $1 != "plain" {r[$1] = $2}
-             END {for (h in r) printf "%s vs plain (mean of %d): %+.1f%%\n", h, n, 100 * (r[h] / (p / n) - 1)}' /tmp/dp-rates
-        rm -f /tmp/dp-rates
+        python3 - /tmp/dp-rates <<'PY'
+import statistics, sys
+r = {}
+for line in open(sys.argv[1]):
+    how, rate = line.split()
+    r.setdefault(how, []).append(float(rate))
+p = statistics.median(r["plain"])
+for how, v in r.items():
+    print(f"{how:6s} img/s {' '.join(f'{x:.0f}' for x in v)}  median {statistics.median(v):.0f}"
+          + ("" if how == "plain" else f"  vs plain {100 * (statistics.median(v) / p - 1):+.1f}%"))
+PY
+        rm -f /tmp/dp-rates; unset MDQ_CUDNN_ALGOS
         MAX_GPUS=1 BUILD=$build OUT=$OUT/dp-scaling.txt benchmarks/run_data_parallel_scaling.sh > /dev/null 2>&1; cat $OUT/dp-scaling.txt
       } > "$OUT/dp1.txt" 2>&1
-      grep -E "throughput|data-parallel|vs plain" "$OUT/dp1.txt" ;;
+      grep -E "median" "$OUT/dp1.txt" ;;
     bench)
       for b in bench_md_update bench_conv2d bench_matmul bench_packed_conv bench_packed_resnet18 bench_loader; do
         { stamp "$b"; timeout 120 $build/$b; echo "$b exit $?"; } >> "$OUT/bench.txt" 2>&1
