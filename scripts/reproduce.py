@@ -221,7 +221,7 @@ def summary(cell):
     rows = read_metrics(cell.metrics_dir())
     st = state(cell)
     r = {"state": st, "test": None, "best_iter": None, "best_val": None, "img_s": None, "wall": None,
-         "iters": None, "total": None}
+         "iters": None, "total": None, "jobs": None}
     val = [x for x in rows if "val_acc_rounded" in x]
     if val:
         r["iters"] = val[-1]["iter"]
@@ -233,8 +233,10 @@ def summary(cell):
         r["iters"] = next(x["diverged_at"] for x in rows if "diverged_at" in x)
     try:
         with open(os.path.join(cell.metrics_dir(), "reproduce-sessions.tsv")) as f:
-            r["wall"] = sum(float(l.split("\t")[1]) for l in f if l.strip())
-    except OSError:
+            sessions = [l.split("\t") for l in f if l.strip()]  # start, seconds, exit status, --jobs
+        r["wall"] = sum(float(x[1]) for x in sessions)
+        r["jobs"] = max(int(x[3]) for x in sessions) if sessions else None
+    except (OSError, ValueError, IndexError):
         pass
     return r
 
@@ -245,7 +247,7 @@ def mean_std(xs):
     return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}"
 
 
-def report(table, title, cells, jobs):
+def report(table, title, cells):
     out = os.path.join(ROOT, "results", table + ".md")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     for c in cells:  # runs finished before records were kept, or by hand
@@ -283,8 +285,10 @@ def report(table, title, cells, jobs):
                 txt += f" ({statistics.mean(t) - ref(g):+.2f})"
             row.append(txt)
         lines.append(f"| {'REF (float)' if m == 'float' else m} | " + " | ".join(row) + " |")
+    jobs = max((r["jobs"] for r in s.values() if r["jobs"]), default=None)
+    shared = f" (up to {jobs} runs shared the GPU)" if jobs else ""
     lines += ["", "Per run: best-val iteration (of the last validated), its rounded val top-1, training img/s of "
-              f"the last session (up to {jobs} runs shared the GPU), wall time summed over sessions.", "",
+              f"the last session{shared}, wall time summed over sessions.", "",
               "| run | state | test top-1 | gap to REF | best-val iter | val top-1 | img/s | wall |",
               "|---|---|---|---|---|---|---|---|"]
     for c in cells:
@@ -395,10 +399,10 @@ def main():
             sys.exit(f"reproduce: no {args.build}/mdq-train; build it or pass --build DIR")
         failed, interrupted = run_cells(todo, args)
     for t, (title, cells) in tables.items():
-        out = report(t, title, cells, args.jobs)
+        out = report(t, title, cells)
         if not args.no_plots:
             if subprocess.call([sys.executable, os.path.join(ROOT, "scripts", "plot_metrics.py"), "--table", t]) == 0:
-                out = report(t, title, cells, args.jobs)  # now with the plots' links
+                out = report(t, title, cells)  # now with the plots' links
         print(f"wrote {os.path.relpath(out, ROOT)}")
     if update_readme():
         print("updated the results section of README.md")
