@@ -11,21 +11,7 @@ train="$build/mdq-train"
 [ -x "$train" ] || { echo "drill: $train not found (build first)"; exit 2; }
 work=$(mktemp -d /tmp/mdq-drill-XXXXXX)
 trap 'rm -rf "$work"' EXIT
-python3 - "$work/data" <<'PY'
-import os, random, struct, sys
-d = sys.argv[1]; os.makedirs(d)
-def write(prefix, count, seed):
-    rng = random.Random(seed)
-    with open(f"{d}/{prefix}-images-idx3-ubyte", "wb") as im, open(f"{d}/{prefix}-labels-idx1-ubyte", "wb") as lb:
-        im.write(struct.pack(">IIII", 0x803, count, 28, 28)); lb.write(struct.pack(">II", 0x801, count))
-        for _ in range(count):
-            c = rng.randrange(4); px = bytearray(rng.randrange(60) for _ in range(784))
-            r0, c0 = (c // 2) * 14 + 3, (c % 2) * 14 + 3
-            for r in range(7):
-                for k in range(7): px[(r0 + r) * 28 + c0 + k] = 250
-            im.write(px); lb.write(bytes([c]))
-write("train", 320, 1); write("t10k", 96, 2)
-PY
+python3 "$(dirname "$0")/make-toy-idx.py" "$work/data"
 args=(--model smallcnn --dataset fashion-mnist --data-dir "$work/data" --batch-size 32 --lr 0.003 --beta-interval 3
       --beta-rho 1.1 --device cpu --iters 150 --eval-every 20 --ckpt-every 5 --log-every 5 --workers 2 --quiet)
 # Both runs use the same --out (it is part of the saved options), one after the other.

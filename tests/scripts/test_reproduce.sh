@@ -14,22 +14,8 @@ mkdir -p "$root/scripts/tables"
 cp "$src/scripts/reproduce.py" "$src/scripts/plot_metrics.py" "$root/scripts/"
 fail() { echo "test_reproduce: FAILED: $*"; exit 1; }
 
-# Toy Fashion-MNIST-format data: 4 classes, a bright square in one quadrant per class.
-python3 - "$root/data" <<'PY'
-import os, random, struct, sys
-d = sys.argv[1]; os.makedirs(d)
-def write(prefix, count, seed):
-    rng = random.Random(seed)
-    with open(f"{d}/{prefix}-images-idx3-ubyte", "wb") as im, open(f"{d}/{prefix}-labels-idx1-ubyte", "wb") as lb:
-        im.write(struct.pack(">IIII", 0x803, count, 28, 28)); lb.write(struct.pack(">II", 0x801, count))
-        for _ in range(count):
-            c = rng.randrange(4); px = bytearray(rng.randrange(60) for _ in range(784))
-            r0, c0 = (c // 2) * 14 + 3, (c % 2) * 14 + 3
-            for r in range(7):
-                for k in range(7): px[(r0 + r) * 28 + c0 + k] = 250
-            im.write(px); lb.write(bytes([c]))
-write("train", 320, 1); write("t10k", 96, 2)
-PY
+# Toy Fashion-MNIST-format data (scripts/make-toy-idx.py).
+python3 "$(dirname "$0")/../../scripts/make-toy-idx.py" "$root/data"
 common="--model smallcnn --dataset fashion-mnist --batch-size 32 --eval-every 10 --log-every 5 --device cpu --workers 1"
 cat > "$root/scripts/tables/toya.txt" <<EOF
 # toya: two cells
