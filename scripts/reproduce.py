@@ -142,7 +142,7 @@ def run_cells(todo, args):
     """At most args.jobs trainings at once; SIGINT/SIGTERM (or --stop-after) stops each with one
     SIGTERM, so each saves last.ckpt (a second signal would make mdq-train quit without saving:
     the children run in their own sessions so a terminal's Ctrl-C reaches only this script)."""
-    running = {}  # Popen -> (cell, start, log)
+    running = {}  # Popen -> (cell, start, log, started fresh)
     stopping = [False]
 
     def stop(signum=None, frame=None):
@@ -158,16 +158,19 @@ def run_cells(todo, args):
     deadline = time.time() + args.stop_after if args.stop_after else None
     queue = list(todo)
     failed = []
-    finished_secs = []  # wall times of the runs that ended here
+    finished_secs = []  # wall times of the runs that started fresh and ended here
     left_over = [False]  # runs left unstarted: the caller exits 75 (call again)
 
     def fits():
-        """With --stop-after, a run joins after the first wave only if the quickest run that ended
-        here would still end before the stop: a run stopped half-way costs GPU time now and needs
-        its last.ckpt later, which a machine given back loses."""
-        if not deadline or not finished_secs:
+        """With --stop-after, a run joins after the first wave only if the quickest whole run that
+        ended here would still end before the stop (a resumed run's time says nothing of a whole
+        one's: after resumed runs alone, nothing more starts). A run stopped half-way costs GPU time
+        now and needs its last.ckpt later, which a machine given back loses."""
+        if not deadline or not ended[0]:
             return True
-        return time.time() + min(finished_secs) < deadline
+        return bool(finished_secs) and time.time() + min(finished_secs) < deadline
+
+    ended = [0]  # runs that ended here (exit 0), resumed or not
 
     while queue or running:
         while queue and len(running) < args.jobs and not stopping[0] and fits():
@@ -178,7 +181,7 @@ def run_cells(todo, args):
             log.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {shlex.join(cmd)}\n")
             log.flush()
             p = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            running[p] = (cell, time.time(), log)
+            running[p] = (cell, time.time(), log, st == "new")
             print(f"[{time.strftime('%H:%M:%S')}] {'resume' if st == 'partial' else 'start '} {cell.label}", flush=True)
         if deadline and time.time() > deadline:
             stop()
@@ -190,10 +193,12 @@ def run_cells(todo, args):
             queue.clear()
         time.sleep(0.2)
         for p in [p for p in running if p.poll() is not None]:
-            cell, start, log = running.pop(p)
+            cell, start, log, fresh = running.pop(p)
             secs = time.time() - start
             if p.returncode == 0:
-                finished_secs.append(secs)
+                ended[0] += 1
+                if fresh:
+                    finished_secs.append(secs)
             log.write(f"=== exit {p.returncode} after {secs:.1f} s\n")
             log.close()
             with open(os.path.join(cell.dir, "reproduce-sessions.tsv"), "a") as f:
