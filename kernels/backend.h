@@ -11,6 +11,7 @@
 #include "kernels/binary_conv.h"
 #include "kernels/bitpack.h"
 #include "kernels/conv2d.h"
+#include "kernels/copy_spans.h"
 #include "kernels/device_memory.h"
 #include "kernels/elementwise.h"
 #include "kernels/loss.h"
@@ -44,6 +45,9 @@ struct CudaBackend {
   decltype(&kernels::event_record) event_record = nullptr;
   decltype(&kernels::event_wait) event_wait = nullptr;
   decltype(&kernels::event_destroy) event_destroy = nullptr;
+
+  // ---- copy_spans.cu: engine/ops/copy_spans.cpp (the data-parallel gradient buckets)
+  decltype(&kernels::copy_spans) copy_spans = nullptr;
 
   // ---- elementwise.cu: engine/ops/elementwise.cpp, engine/tensor.cpp (fill_)
   decltype(&kernels::fill_f32) fill_f32 = nullptr;

@@ -38,8 +38,6 @@ class Communicator {
   // work queued next (GPU: the engine's stream waits on the side stream; no host wait).
   virtual void start_mean(float* data, int64_t n) = 0;
   virtual void finish_means() = 0;
-  // Copies bytes within device() memory, ordered (packs gradients into buckets and back).
-  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
 
   // Host-memory versions for the few numbers the loop exchanges (metrics, evaluation counts,
   // checkpoint metadata): block until the result is on the host.
@@ -54,7 +52,8 @@ class Communicator {
 };
 
 // One process, nothing to exchange: every collective leaves the data as it is. Host memory only
-// (copy() is memcpy); a single GPU process never installs the data-parallel machinery at all.
+// (the grad buckets are packed by ops::copy_spans on device()); a single GPU process never installs
+// the data-parallel machinery at all.
 std::unique_ptr<Communicator> make_single_process_communicator();
 
 // Convenience over broadcast_host: a string of any length from root to every rank.

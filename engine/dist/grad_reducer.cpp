@@ -1,5 +1,7 @@
 #include "engine/dist/grad_reducer.h"
 
+#include "engine/ops/copy_spans.h"
+
 namespace mdq::dist {
 
 GradReducer::GradReducer(std::vector<nn::ParamRef> params, Communicator& comm, BucketCaps caps)
@@ -50,10 +52,14 @@ void GradReducer::start_ready() {
   while (next_ < layout_.buckets.size() && ready_[next_] == layout_.buckets[next_].entries.size()) start(next_++);
 }
 
+// Grads move with one copy_spans per bucket and direction: their addresses change every step (a
+// grad is the tensor backward produced), so the spans are listed anew each time.
 void GradReducer::start(size_t bucket) {
   float* flat = flat_[bucket].data<float>();
+  spans_.clear();
   for (const BucketLayout::Entry& e : layout_.buckets[bucket].entries)
-    comm_.copy(flat + e.offset, grad_data(e.param), static_cast<size_t>(e.numel) * sizeof(float));
+    spans_.push_back({flat + e.offset, grad_data(e.param), static_cast<size_t>(e.numel) * sizeof(float)});
+  ops::copy_spans(comm_.device(), spans_);
   comm_.start_mean(flat, layout_.buckets[bucket].numel);
 }
 
@@ -74,11 +80,13 @@ void GradReducer::finish() {
   started_during_backward_ = static_cast<int64_t>(next_);
   while (next_ < layout_.buckets.size()) start(next_++);
   comm_.finish_means();
+  spans_.clear();
   for (size_t b = 0; b < layout_.buckets.size(); ++b) {
     const float* flat = flat_[b].data<float>();
     for (const BucketLayout::Entry& e : layout_.buckets[b].entries)
-      comm_.copy(grad_data(e.param), flat + e.offset, static_cast<size_t>(e.numel) * sizeof(float));
+      spans_.push_back({grad_data(e.param), flat + e.offset, static_cast<size_t>(e.numel) * sizeof(float)});
   }
+  ops::copy_spans(comm_.device(), spans_);
   std::fill(count_.begin(), count_.end(), 0);
   std::fill(ready_.begin(), ready_.end(), 0);
   next_ = 0;

@@ -18,6 +18,7 @@
 #include "engine/dist/communicator.h"
 #include "engine/dist/grad_buckets.h"
 #include "engine/nn/module.h"
+#include "engine/ops/copy_spans.h"
 
 namespace mdq::dist {
 
@@ -56,6 +57,7 @@ class GradReducer {
   std::vector<int64_t> count_;        // contributions so far this step
   std::vector<size_t> ready_;         // complete parameters per bucket this step
   size_t next_ = 0;                   // the next bucket to start
+  std::vector<ops::CopySpan> spans_;  // the copies into or out of the buckets being queued
   bool calibrated_ = false;
   int64_t started_during_backward_ = 0;
 };

@@ -1,5 +1,6 @@
 // Tensor copies, seeded init and the caching allocator on the GPU (the elementwise kernels are
 // in the op table, tests/ops/).
+#include "tests/support/copy_spans_case.h"
 #include "tests/support/testing.h"
 
 using namespace mdq;
@@ -19,4 +20,16 @@ TEST_CASE("the caching allocator reuses blocks in steady state") {
     Tensor u = Tensor::empty({1000}, DType::F32, Device::CUDA);
   }
   REQUIRE(cuda_allocator_stats().cuda_malloc_calls == before);
+}
+
+TEST_CASE("copy_spans on the GPU equals the CPU reference") {
+  // Spans of odd lengths and alignments, empty ones, ones longer than a chunk, 150 of them (three
+  // launches): the destination must match the CPU reference exactly, untouched places included.
+  const testing::CopySpansCase c(3);
+  const Tensor src_cpu = c.source(Device::CPU), src_gpu = c.source(Device::CUDA);
+  Tensor dst_cpu = c.destination(Device::CPU), dst_gpu = c.destination(Device::CUDA);
+  ops::copy_spans(Device::CPU, c.spans(src_cpu, dst_cpu));
+  ops::copy_spans(Device::CUDA, c.spans(src_gpu, dst_gpu));
+  REQUIRE(dst_gpu.to_vector() == dst_cpu.to_vector());
+  REQUIRE(dst_cpu.to_vector() == c.expected());
 }

@@ -4,7 +4,6 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <vector>
 
 #include "engine/dist/mpi.h"
@@ -85,9 +84,6 @@ class MpiCommunicator final : public Communicator {
       for (int64_t i = 0; i < n; ++i) data[i] /= ranks;
     pending_.clear();
     means_.clear();
-  }
-  void copy(void* dst, const void* src, size_t bytes) override {
-    if (dst != src) std::memmove(dst, src, bytes);
   }
 
   void all_reduce_sum_host(double* data, int64_t n) override { reduce(data, n, MPI_DOUBLE); }

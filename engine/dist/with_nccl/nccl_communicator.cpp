@@ -126,10 +126,6 @@ class NcclCommunicator final : public Communicator {
     CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), side_done_, 0));
     means_started_ = false;
   }
-  void copy(void* dst, const void* src, size_t bytes) override {
-    if (dst != src && bytes > 0)
-      CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda::stream()));
-  }
 
   void all_reduce_sum_host(double* data, int64_t n) override {
     const size_t bytes = static_cast<size_t>(n) * sizeof(double);
