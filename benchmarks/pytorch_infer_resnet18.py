@@ -19,6 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pytorch_train_step import comma_list  # noqa: E402
 
 
 def make(name):
@@ -55,10 +56,6 @@ def bench(a, name, batch, mode):
     ms = start.elapsed_time(end) / a.iters
     print(f"infer impl=torch-{mode} model=resnet18-{name} batch={batch} img_per_s={batch * 1e3 / ms:.0f} "
           f"ms_per_batch={ms:.3f} weight_mb={weight_mb:.2f}{extra}", flush=True)
-
-
-def comma_list(convert=str):
-    return lambda s: [convert(v) for v in s.split(",") if v]
 
 
 def parse_args(argv=None):
