@@ -24,20 +24,34 @@ except ImportError:
     sys.exit("plot_metrics.py: matplotlib is not installed (python3 -m pip install --user matplotlib); no plots written")
 
 
-def curves(ax_row, rows, label):
+def run_method(run_dir):
+    """The method= line of a run's config.txt ('' when there is none)."""
+    try:
+        with open(os.path.join(run_dir, "config.txt")) as f:
+            for line in f:
+                k, _, v = line.partition("=")
+                if k.strip() == "method":
+                    return v.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def curves(ax_row, rows, label, color, has_beta=True):
     train = [r for r in rows if "loss" in r]
     val = [r for r in rows if "val_acc_rounded" in r or "test_acc_rounded" in r]
     key = "val" if any("val_acc_rounded" in r for r in val) else "test"
-    ax_row[0].plot([r["iter"] for r in train], [r["loss"] for r in train], label=label)
-    ax_row[1].plot([r["iter"] for r in val], [r[f"{key}_acc_rounded"] for r in val], label=label)
-    ax_row[2].plot([r["iter"] for r in val], [r[f"{key}_acc_projected"] for r in val], label=label)
-    ax_row[3].plot([r["iter"] for r in train], [r["beta"] for r in train], label=label)
+    ax_row[0].plot([r["iter"] for r in train], [r["loss"] for r in train], label=label, color=color)
+    ax_row[1].plot([r["iter"] for r in val], [r[f"{key}_acc_rounded"] for r in val], label=label, color=color)
+    ax_row[2].plot([r["iter"] for r in val], [r[f"{key}_acc_projected"] for r in val], label=label, color=color)
+    if has_beta:  # float logs the schedule's β but never uses it
+        ax_row[3].plot([r["iter"] for r in train], [r["beta"] for r in train], label=label, color=color)
 
 
 def panel_figure(runs, title, out):
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
-    for label, d in runs:
-        curves(axes, read_metrics(d), label)
+    for i, (label, d) in enumerate(runs):
+        curves(axes, read_metrics(d), label, f"C{i % 10}", has_beta=run_method(d) != "float")
     for ax, t in zip(axes, ["training loss", "val top-1, rounded (%)", "val top-1, soft / projected (%)", "β"]):
         ax.set_title(t)
         ax.set_xlabel("iteration")

@@ -326,13 +326,14 @@ README_END = "<!-- reproduce.py: end of the tables -->"
 
 
 def update_readme():
-    """Rewrites the block between README_BEGIN and README_END of README.md with the summary grid
-    of every results/TABLE.md that holds a finished run (tables in alphabetical order)."""
+    """Rewrites the block between README_BEGIN and README_END of README.md with the summary grid of
+    every results/TABLE.md that holds a finished run (tables in alphabetical order); True when the
+    block changed."""
     path = os.path.join(ROOT, "README.md")
     with open(path) as f:
         text = f.read()
     if README_BEGIN not in text or README_END not in text:
-        return None
+        return False
     tables = sorted(f[:-4] for f in os.listdir(os.path.join(ROOT, "scripts", "tables"))
                     if f.endswith(".txt") and f != "smoke.txt")
     block = [README_BEGIN, ""]
@@ -353,10 +354,11 @@ def update_readme():
     block.append(README_END)
     start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
     new = text[:start] + "\n".join(block) + text[end:]
-    if new != text:
-        with open(path, "w") as f:
-            f.write(new)
-    return path
+    if new == text:
+        return False
+    with open(path, "w") as f:
+        f.write(new)
+    return True
 
 
 def main():
