@@ -45,6 +45,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/activation.h"
 #include "kernels/backend.h"
 #include "kernels/cuda_common.h"
 #include "kernels/device_memory.h"
@@ -102,9 +103,9 @@ __device__ __forceinline__ ChannelAffine channel_affine(int64_t c, const float* 
 __device__ __forceinline__ float bn_pre(float x, const ChannelAffine& a) {
   return __fmaf_rn(x - a.mu, a.scale, a.shift);
 }
-// As kernels/activation.cu's relu (NaN passes) and its gradient 1[pre > 0].
-__device__ __forceinline__ float relu_of(float v) { return v < 0.f ? 0.f : v; }
-__device__ __forceinline__ float relu_grad(float g, float pre) { return pre > 0.f ? g : 0.f; }
+// The fused ReLU is activation.h's (NaN passes), its gradient g 1[pre > 0].
+__device__ __forceinline__ float relu_of(float v) { return activation_value(Activation::ReLU, v); }
+__device__ __forceinline__ float relu_grad(float g, float pre) { return activation_grad(Activation::ReLU, g, pre); }
 
 // Calls f(std::true_type / std::false_type): a runtime flag as a template argument.
 template <class F>

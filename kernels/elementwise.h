@@ -3,12 +3,12 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/activation.h"
 #include "kernels/host_device.h"
 
 namespace mdq::kernels {
 
-// AddRelu is relu(a + b) (NaN passes through, as relu's does): a residual sum and the ReLU after it
-// in one pass.
+// AddRelu is relu(a + b) with activation.h's relu: a residual sum and the ReLU after it in one pass.
 enum class BinaryOp { Add, Sub, Mul, AddRelu };
 
 // The per-element math of binary_f32, shared with the CPU reference (engine/ops/elementwise.cpp).
@@ -17,10 +17,7 @@ MDQ_HD float binary_op(BinaryOp op, float x, float y) {
     case BinaryOp::Add: return x + y;
     case BinaryOp::Sub: return x - y;
     case BinaryOp::Mul: return x * y;
-    case BinaryOp::AddRelu: {
-      const float s = x + y;
-      return s < 0.f ? 0.f : s;
-    }
+    case BinaryOp::AddRelu: return activation_value(Activation::ReLU, x + y);
   }
   return x;
 }

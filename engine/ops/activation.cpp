@@ -1,5 +1,5 @@
-// CPU reference and one dispatch each for the activations (formulas in engine/ops/activation.h;
-// the CUDA twins of act_forward/act_backward live in kernels/activation.cu).
+// CPU reference and one dispatch each for the activations (the per-element math, shared with the
+// kernels, is kernels/activation.h).
 #include "engine/ops/activation.h"
 
 #include <cmath>
@@ -13,30 +13,12 @@ using backend::CudaBackend;
 using backend::dispatch;
 using kernels::Activation;
 
-float act_forward(Activation act, float x) {
-  switch (act) {
-    case Activation::ReLU: return x < 0.f ? 0.f : x;
-    case Activation::ReLU6: return x < 0.f ? 0.f : (x > 6.f ? 6.f : x);
-    case Activation::SignSTE: return x < 0.f ? -1.f : (x >= 0.f ? 1.f : x);  // sign(0) = +1; NaN stays NaN
-  }
-  return x;
-}
-
-float act_backward(Activation act, float g, float x) {
-  switch (act) {
-    case Activation::ReLU: return x > 0.f ? g : 0.f;
-    case Activation::ReLU6: return (x > 0.f && x < 6.f) ? g : 0.f;
-    case Activation::SignSTE: return std::fabs(x) <= 1.f ? g : 0.f;
-  }
-  return g;
-}
-
 void forward_cpu(Activation act, const float* x, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = act_forward(act, x[i]);
+  for (int64_t i = 0; i < n; ++i) out[i] = kernels::activation_value(act, x[i]);
 }
 
 void backward_cpu(Activation act, const float* grad_out, const float* x, float* grad_in, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) grad_in[i] = act_backward(act, grad_out[i], x[i]);
+  for (int64_t i = 0; i < n; ++i) grad_in[i] = kernels::activation_grad(act, grad_out[i], x[i]);
 }
 
 Tensor forward(const char* name, Activation act, const Tensor& x) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/backend/registry.h"
+#include "kernels/activation.h"
 
 namespace mdq::ops {
 namespace {
@@ -64,7 +65,7 @@ void forward_cpu(const BatchNormForwardArgs& a) {
         const int64_t k = (n * d.c + c) * d.hw + i;
         const float pre = batch_norm_pre(a.x[k], a.mean[c], a.invstd[c], a.weight ? a.weight[c] : 1.f,
                                          a.bias ? a.bias[c] : 0.f);
-        a.out[k] = a.relu && pre < 0.f ? 0.f : pre;  // ReLU as ops/activation.cpp's: NaN passes
+        a.out[k] = a.relu ? kernels::activation_value(kernels::Activation::ReLU, pre) : pre;
       }
 }
 
@@ -82,7 +83,7 @@ void backward_cpu(const BatchNormBackwardArgs& a) {
           const int64_t k = (n * d.c + c) * d.hw + i;
           const float pre =
               batch_norm_pre(a.x[k], mu[c], is[c], a.weight ? a.weight[c] : 1.f, a.bias ? a.bias[c] : 0.f);
-          masked[static_cast<size_t>(k)] = pre > 0.f ? a.grad_out[k] : 0.f;
+          masked[static_cast<size_t>(k)] = kernels::activation_grad(kernels::Activation::ReLU, a.grad_out[k], pre);
         }
   }
   const float* g = a.relu ? masked.data() : a.grad_out;
