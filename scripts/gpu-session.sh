@@ -3,7 +3,7 @@
 # scripts/stage-offline-deps.sh staged (docs/DESIGN.md §3), run the whole test suite, the
 # benchmarks, and training runs. A staged CIFAR-10/100 tarball is unpacked into /tmp/data once.
 # Logs go to $OUT (default ./gpu-out). Steps: any of build build:<targets> test gputest sanitize bench dp1 smoke
-# reproduce:<tables and options> train:<args>. (Eight trainings at once under CUDA MPS ran 5x slower
+# trainstep[:<options>] infer[:<options>] reproduce:<tables and options> train:<args>. (Eight trainings at once under CUDA MPS ran 5x slower
 # in total than 3-5 without it on an H200: benchmarks/results/2026-12-01-h200-reproduce-c10-resnet18.txt.)
 #   scripts/gpu-session.sh build test bench smoke
 set -uo pipefail
@@ -29,6 +29,17 @@ for step in "$@"; do
         cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDQ_DEPS_DIR=$PWD/.deps &&
         cmake --build $build $targets; echo "build exit $?"; } > "$OUT/build.log" 2>&1
       tail -3 "$OUT/build.log" ;;
+    trainstep|trainstep:*)
+      # scripts/train-step-vs-pytorch.sh into $OUT (its options after the colon, space-separated)
+      set -f; args=${step#trainstep}; args=${args#:}
+      { stamp "train-step-vs-pytorch.sh $args"; scripts/train-step-vs-pytorch.sh "$OUT" --build $build $args; } \
+        > "$OUT/trainstep.log" 2>&1
+      set +f; grep -E "^ratio|error" "$OUT/trainstep.log" ;;
+    infer|infer:*)
+      # scripts/infer-vs-pytorch.sh into $OUT (its options after the colon, space-separated)
+      set -f; args=${step#infer}; args=${args#:}
+      { stamp "infer-vs-pytorch.sh $args"; scripts/infer-vs-pytorch.sh "$OUT" --build $build $args; } > "$OUT/infer.log" 2>&1
+      set +f; grep -E "^ratio|error" "$OUT/infer.log" ;;
     reproduce:*)
       # reproduce:"TABLE... [reproduce.sh options]"; the run records and logs (no checkpoints) come
       # back as reproduce-runs.tar.gz; plots are drawn where matplotlib is (scripts/plot_metrics.py).
