@@ -3,8 +3,9 @@
 # scripts/stage-offline-deps.sh staged (docs/DESIGN.md §3), run the whole test suite, the
 # benchmarks, and training runs. A staged CIFAR-10/100 tarball is unpacked into /tmp/data once.
 # Logs go to $OUT (default ./gpu-out). Steps: any of build build:<targets> test gputest sanitize bench dp1 smoke
-# trainstep[:<options>] infer[:<options>] reproduce:<tables and options> train:<args>. (Eight trainings at once under CUDA MPS ran 5x slower
-# in total than 3-5 without it on an H200: benchmarks/results/2026-12-01-h200-reproduce-c10-resnet18.txt.)
+# trainstep[:<options>] infer[:<options>] reproduce:<tables and options> train:<args>.
+# (Eight trainings at once under CUDA MPS ran 5x slower in total than 3-5 without it on an H200:
+# benchmarks/results/2026-12-01-h200-reproduce-c10-resnet18.txt.)
 #   scripts/gpu-session.sh build test bench smoke
 set -uo pipefail
 cd "$(dirname "$0")/.."
