@@ -35,12 +35,12 @@ for step in "$@"; do
       set -f; args=${step#trainstep}; args=${args#:}
       { stamp "train-step-vs-pytorch.sh $args"; scripts/train-step-vs-pytorch.sh "$OUT" --build $build $args; } \
         > "$OUT/trainstep.log" 2>&1
-      set +f; grep -E "^ratio|error" "$OUT/trainstep.log" ;;
+      set +f; grep -E "^ratio|error|not found" "$OUT/trainstep.log" ;;
     infer|infer:*)
       # scripts/infer-vs-pytorch.sh into $OUT (its options after the colon, space-separated)
       set -f; args=${step#infer}; args=${args#:}
       { stamp "infer-vs-pytorch.sh $args"; scripts/infer-vs-pytorch.sh "$OUT" --build $build $args; } > "$OUT/infer.log" 2>&1
-      set +f; grep -E "^ratio|error" "$OUT/infer.log" ;;
+      set +f; grep -E "^ratio|error|not found" "$OUT/infer.log" ;;
     reproduce:*)
       # reproduce:"TABLE... [reproduce.sh options]"; the run records and logs (no checkpoints) come
       # back as reproduce-runs.tar.gz; plots are drawn where matplotlib is (scripts/plot_metrics.py).
