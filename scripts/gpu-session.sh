@@ -11,7 +11,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
-build=build-gpu
+# BUILD: a build folder to use instead of build-gpu, e.g. one carried from the machine that edits
+# the code (glibc no newer than the GPU host's), so that training calls skip the build step.
+build=${BUILD:-build-gpu}
 data=/tmp/data
 stamp() { echo "=== $(date -u +%FT%TZ) $*"; }
 for ds in cifar10 cifar100; do
