@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs every cell of one table of scripts/tables/ and writes results/TABLE.md (see scripts/reproduce.sh).
+"""Runs every cell of one or more tables of scripts/tables/ and writes results/TABLE.md (see scripts/reproduce.sh).
 
 A cell is a line `group method data args...` of scripts/tables/TABLE.txt; its run folder is
 runs/reproduce/TABLE/GROUP-METHOD[-seedN]. A line `group method data =OTHER/RUN` shares the run of
