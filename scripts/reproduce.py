@@ -19,9 +19,8 @@ exit status) and its output to train.log; the wall time reported is the sum of t
 import argparse
 import fnmatch
 import json
-import shutil
-import math
 import os
+import shutil
 import shlex
 import signal
 import statistics
@@ -118,8 +117,9 @@ def test_top1(rows):
     return rows[-1]["test_top1"] if rows and "test_top1" in rows[-1] else None
 
 
-def state(cell):
-    rows = read_metrics(cell.metrics_dir())
+def state(cell, rows=None):
+    """rows: the cell's metrics when the caller has read them already."""
+    rows = read_metrics(cell.metrics_dir()) if rows is None else rows
     if test_top1(rows) is not None:
         return "done"
     if any("diverged_at" in r for r in rows):
@@ -224,9 +224,9 @@ def fmt_wall(s):
 
 def summary(cell):
     rows = read_metrics(cell.metrics_dir())
-    st = state(cell)
+    st = state(cell, rows)
     r = {"state": st, "test": None, "best_iter": None, "best_val": None, "img_s": None, "wall": None,
-         "iters": None, "total": None, "jobs": None}
+         "iters": None, "jobs": None}
     val = [x for x in rows if "val_acc_rounded" in x]
     if val:
         r["iters"] = val[-1]["iter"]
@@ -406,11 +406,9 @@ def main():
             sys.exit(f"reproduce: no {args.build}/mdq-train; build it or pass --build DIR")
         failed, interrupted = run_cells(todo, args)
     for t, (title, cells) in tables.items():
-        out = report(t, title, cells)
-        if not args.no_plots:
-            if subprocess.call([sys.executable, os.path.join(ROOT, "scripts", "plot_metrics.py"), "--table", t]) == 0:
-                out = report(t, title, cells)  # now with the plots' links
-        print(f"wrote {os.path.relpath(out, ROOT)}")
+        if not args.no_plots:  # first, so that the report links the plots
+            subprocess.call([sys.executable, os.path.join(ROOT, "scripts", "plot_metrics.py"), "--table", t])
+        print(f"wrote {os.path.relpath(report(t, title, cells), ROOT)}")
     if update_readme():
         print("updated the results section of README.md")
     if failed:
