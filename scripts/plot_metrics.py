@@ -15,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reproduce import ROOT, read_metrics, read_table, test_top1  # noqa: E402
+from short_config import read_cfg  # noqa: E402
 
 try:
     import matplotlib
@@ -25,16 +26,9 @@ except ImportError:
 
 
 def run_method(run_dir):
-    """The method= line of a run's config.txt ('' when there is none)."""
-    try:
-        with open(os.path.join(run_dir, "config.txt")) as f:
-            for line in f:
-                k, _, v = line.partition("=")
-                if k.strip() == "method":
-                    return v.strip()
-    except OSError:
-        pass
-    return ""
+    """The method of a run, from its config.txt ('' when there is none)."""
+    path = os.path.join(run_dir, "config.txt")
+    return read_cfg(path).get("method", "") if os.path.exists(path) else ""
 
 
 def curves(ax_row, rows, label, color, has_beta=True):
