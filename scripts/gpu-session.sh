@@ -23,6 +23,16 @@ for ds in cifar10 cifar100; do
 done
 fmnist=.deps/data/fashion-mnist
 [ -d $fmnist ] || fmnist=/usr/share/datasets/fashion-mnist
+# A side-by-side script (mdq vs PyTorch) into $OUT: side_by_side NAME SCRIPT STEP, the script's
+# options after STEP's colon (space-separated); its log is $OUT/NAME.log, its ratio lines echoed.
+side_by_side() {
+  local name=$1 script=$2 args=""
+  [ "$3" != "$name" ] && args=${3#*:}
+  set -f
+  { stamp "$script $args"; $script "$OUT" --build $build $args; } > "$OUT/$name.log" 2>&1
+  set +f
+  grep -E "^ratio|error|not found" "$OUT/$name.log"
+}
 for step in "$@"; do
   case "$step" in
     build|build:*)
@@ -32,17 +42,8 @@ for step in "$@"; do
         cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDQ_DEPS_DIR=$PWD/.deps &&
         cmake --build $build $targets; echo "build exit $?"; } > "$OUT/build.log" 2>&1
       tail -3 "$OUT/build.log" ;;
-    trainstep|trainstep:*)
-      # scripts/train-step-vs-pytorch.sh into $OUT (its options after the colon, space-separated)
-      set -f; args=${step#trainstep}; args=${args#:}
-      { stamp "train-step-vs-pytorch.sh $args"; scripts/train-step-vs-pytorch.sh "$OUT" --build $build $args; } \
-        > "$OUT/trainstep.log" 2>&1
-      set +f; grep -E "^ratio|error|not found" "$OUT/trainstep.log" ;;
-    infer|infer:*)
-      # scripts/infer-vs-pytorch.sh into $OUT (its options after the colon, space-separated)
-      set -f; args=${step#infer}; args=${args#:}
-      { stamp "infer-vs-pytorch.sh $args"; scripts/infer-vs-pytorch.sh "$OUT" --build $build $args; } > "$OUT/infer.log" 2>&1
-      set +f; grep -E "^ratio|error|not found" "$OUT/infer.log" ;;
+    trainstep|trainstep:*) side_by_side trainstep scripts/train-step-vs-pytorch.sh "$step" ;;
+    infer|infer:*) side_by_side infer scripts/infer-vs-pytorch.sh "$step" ;;
     reproduce:*)
       # reproduce:"TABLE... [reproduce.sh options]"; the run records and logs (no checkpoints) come
       # back as reproduce-runs.tar.gz; plots are drawn where matplotlib is (scripts/plot_metrics.py).
