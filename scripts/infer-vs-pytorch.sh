@@ -11,7 +11,7 @@
 # PYTHON picks the interpreter that has torch (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+source scripts/train-step-common.sh
 [ $# -ge 1 ] && [ "${1#-}" = "$1" ] || usage
 command_line="scripts/infer-vs-pytorch.sh $*"
 folder=$1
@@ -26,10 +26,9 @@ while [ $# -gt 0 ]; do
     *) echo "infer-vs-pytorch: unknown option $1" >&2; usage ;;
   esac
 done
-[ -x "$build/bench_packed_resnet18" ] || { echo "infer-vs-pytorch: $build/bench_packed_resnet18 not found (a CUDA build)" >&2; exit 2; }
-command -v nvidia-smi > /dev/null || { echo "infer-vs-pytorch: no nvidia-smi: this needs an NVIDIA GPU" >&2; exit 2; }
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-slug=$(echo "$card" | tr 'A-Z ' 'a-z-' | tr -cd 'a-z0-9-' | sed 's/^nvidia-//')
+require_gpu_and_bench infer-vs-pytorch "$build" bench_packed_resnet18
+card=$(card_name)
+slug=$(card_slug)
 mkdir -p "$folder"
 out="$folder/$(date -u +%F)-$slug-infer-vs-pytorch.txt"
 {

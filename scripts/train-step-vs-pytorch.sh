@@ -38,8 +38,8 @@ while [ $# -gt 0 ]; do
 done
 
 require_gpu_and_bench train-step-vs-pytorch "$build"
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-slug=$(echo "$card" | tr 'A-Z ' 'a-z-' | tr -cd 'a-z0-9-' | sed 's/^nvidia-//')
+card=$(card_name)
+slug=$(card_slug)
 mkdir -p "$folder"
 out="$folder/$(date -u +%F)-$slug-train-step.txt"
 mdq_cmd=("$build/bench_train_step" --models "$models" --batches "$batches" --precisions "$precisions" --steps "$steps")
