@@ -54,13 +54,21 @@ void GradReducer::start_ready() {
 
 // Grads move with one copy_spans per bucket and direction: their addresses change every step (a
 // grad is the tensor backward produced), so the spans are listed anew each time.
-void GradReducer::start(size_t bucket) {
+void GradReducer::add_spans(size_t bucket, bool into_bucket) {
   float* flat = flat_[bucket].data<float>();
+  for (const BucketLayout::Entry& e : layout_.buckets[bucket].entries) {
+    float* grad = grad_data(e.param);
+    const size_t bytes = static_cast<size_t>(e.numel) * sizeof(float);
+    spans_.push_back(into_bucket ? ops::CopySpan{flat + e.offset, grad, bytes}
+                                 : ops::CopySpan{grad, flat + e.offset, bytes});
+  }
+}
+
+void GradReducer::start(size_t bucket) {
   spans_.clear();
-  for (const BucketLayout::Entry& e : layout_.buckets[bucket].entries)
-    spans_.push_back({flat + e.offset, grad_data(e.param), static_cast<size_t>(e.numel) * sizeof(float)});
+  add_spans(bucket, /*into_bucket=*/true);
   ops::copy_spans(comm_.device(), spans_);
-  comm_.start_mean(flat, layout_.buckets[bucket].numel);
+  comm_.start_mean(flat_[bucket].data<float>(), layout_.buckets[bucket].numel);
 }
 
 void GradReducer::finish() {
@@ -81,11 +89,7 @@ void GradReducer::finish() {
   while (next_ < layout_.buckets.size()) start(next_++);
   comm_.finish_means();
   spans_.clear();
-  for (size_t b = 0; b < layout_.buckets.size(); ++b) {
-    const float* flat = flat_[b].data<float>();
-    for (const BucketLayout::Entry& e : layout_.buckets[b].entries)
-      spans_.push_back({grad_data(e.param), flat + e.offset, static_cast<size_t>(e.numel) * sizeof(float)});
-  }
+  for (size_t b = 0; b < layout_.buckets.size(); ++b) add_spans(b, /*into_bucket=*/false);
   ops::copy_spans(comm_.device(), spans_);
   std::fill(count_.begin(), count_.end(), 0);
   std::fill(ready_.begin(), ready_.end(), 0);

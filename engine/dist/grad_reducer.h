@@ -47,6 +47,7 @@ class GradReducer {
   void on_grad(size_t param);
   void start_ready();
   void start(size_t bucket);
+  void add_spans(size_t bucket, bool into_bucket);  // the bucket's grads <-> its flat buffer, onto spans_
   float* grad_data(size_t param) const;
 
   std::vector<nn::ParamRef> params_;
