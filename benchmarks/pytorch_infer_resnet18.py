@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_train_step import comma_list  # noqa: E402
+from pytorch_train_step import comma_list, cuda_torch  # noqa: E402
 
 
 def make(name):
@@ -81,15 +81,9 @@ def parse_args(argv=None):
 
 def main():
     a = parse_args()
-    try:
-        import torch
-    except ImportError:
-        print("pytorch_infer_resnet18: torch is not installed; nothing to measure.", file=sys.stderr)
-        return 2
-    if not torch.cuda.is_available():
-        print("pytorch_infer_resnet18: no GPU (torch.cuda.is_available() is False); nothing to measure.")
-        return 0
-    torch.backends.cudnn.benchmark = True
+    torch, status = cuda_torch("pytorch_infer_resnet18")
+    if torch is None:
+        return status
     print(f"# pytorch_infer_resnet18 on {torch.cuda.get_device_name()}, torch {torch.__version__}: bf16 channels-last, "
           f"eval, random weights and images on the device, {a.warmup} warm-up and {a.iters} timed batches", flush=True)
     failed = 0

@@ -193,17 +193,26 @@ def configs(a):
             if mode == "eager" or p in compiled]
 
 
-def main():
-    a = parse_args()
+def cuda_torch(who):
+    """(torch with cudnn.benchmark on, None), or (None, exit status) when there is nothing to
+    measure: 2 without torch, 0 without a GPU (a benchmark never fails for want of one)."""
     try:
         import torch
     except ImportError:
-        print("pytorch_train_step: torch is not installed; nothing to measure.", file=sys.stderr)
-        return 2
+        print(f"{who}: torch is not installed; nothing to measure.", file=sys.stderr)
+        return None, 2
     if not torch.cuda.is_available():
-        print("pytorch_train_step: no GPU (torch.cuda.is_available() is False); nothing to measure.")
-        return 0
+        print(f"{who}: no GPU (torch.cuda.is_available() is False); nothing to measure.")
+        return None, 0
     torch.backends.cudnn.benchmark = True
+    return torch, None
+
+
+def main():
+    a = parse_args()
+    torch, status = cuda_torch("pytorch_train_step")
+    if torch is None:
+        return status
     print(f"# pytorch_train_step on {torch.cuda.get_device_name()}, torch {torch.__version__}: MD-tanh-S + Adam, "
           f"synthetic 3x32x32 data on the device, {a.warmup} warm-up and {a.steps} timed steps per configuration",
           flush=True)
