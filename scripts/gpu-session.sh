@@ -89,9 +89,9 @@ for step in "$@"; do
         # runs differed by 12%); the heuristics pick the same algorithms in every run, so the
         # comparison sees the data-parallel path alone.
         export MDQ_CUDNN_ALGOS=heuristic
-        # Three rounds, the order rotated each round (a process's first run pays for cold caches);
-        # the median of each way is compared: single runs of the same command differed by ~10%.
-        for order in "plain gpus1 mpi1" "gpus1 mpi1 plain" "mpi1 plain gpus1"; do
+        # Five rounds, the order rotated each round (a process's first run pays for cold caches);
+        # the median of each way is compared: single runs of the same command differed by 10-40%.
+        for order in "plain gpus1 mpi1" "gpus1 mpi1 plain" "mpi1 plain gpus1" "plain gpus1 mpi1" "gpus1 mpi1 plain"; do
           for how in $order; do
             case $how in
               plain) cmd="$build/mdq-train $base --out /tmp/dp-$how" ;;

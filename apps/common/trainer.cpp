@@ -158,9 +158,22 @@ TrainResult train(const TrainOptions& o) {
 
   double loss_sum = 0;
   int64_t correct = 0, seen = 0, images_total = 0;
-  auto t_start = std::chrono::steady_clock::now();
+  // Throughput counts training steps only: the time spent in evaluations and checkpoints (each
+  // begins by waiting for the steps already queued, so those stay counted) is left out.
+  using Clock = std::chrono::steady_clock;
+  auto t_start = Clock::now();
   auto t_window = t_start;
-  double window_images = 0, rate = 0;
+  double window_images = 0, rate = 0, paused_s = 0, window_paused_s = 0;
+  Clock::time_point pause_began;
+  auto pause = [&] {
+    cuda_synchronize();
+    pause_began = Clock::now();
+  };
+  auto resume = [&] {
+    const double s = std::chrono::duration<double>(Clock::now() - pause_began).count();
+    paused_s += s;
+    window_paused_s += s;
+  };
   data::Batch batch;
   for (int64_t it = state.iteration; it < total; ++it) {
     if (!train_loader.next(batch)) {
@@ -188,11 +201,12 @@ TrainResult train(const TrainOptions& o) {
       correct += ops::count_topk_correct(logits.value(), batch.labels, 1);
       seen += n;
     }
-    auto now = std::chrono::steady_clock::now();
-    double dt = std::chrono::duration<double>(now - t_window).count();
+    auto now = Clock::now();
+    double dt = std::chrono::duration<double>(now - t_window).count() - window_paused_s;
     if (dt > 2.0) {
       rate = window_images / dt;
       window_images = 0;
+      window_paused_s = 0;
       t_window = now;
     }
     char status[160];
@@ -216,7 +230,9 @@ TrainResult train(const TrainOptions& o) {
     if (dp.size() > 1) sig = (log_now || it % 10 == 0) && dp.any_rank(sig != 0) ? (sig ? sig : SIGTERM) : 0;
     // data-parallel: per-rank BN statistics averaged before anything reads or saves them
     if ((it + 1) % eval_every == 0 || (it + 1) % ckpt_every == 0 || last || sig) dp.sync_buffers(*model);
-    if ((it + 1) % eval_every == 0 || last) {
+    const bool eval_now = (it + 1) % eval_every == 0 || last, ckpt_now = (it + 1) % ckpt_every == 0 || last || sig;
+    if (eval_now || ckpt_now) pause();
+    if (eval_now) {
       quantizer.apply_rounded();
       EvalResult rounded = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
       quantizer.restore_primal();
@@ -242,12 +258,13 @@ TrainResult train(const TrainOptions& o) {
                      static_cast<long long>(it + 1), val_name, rounded.top1_pct(), projected.top1_pct(),
                      state.best_val, static_cast<long long>(state.best_iter));
     }
-    if ((it + 1) % ckpt_every == 0 || last || sig) {
+    if (ckpt_now) {
       if (!weights_finite(it + 1)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
       if (dp.is_root()) save_run(last_ckpt, o, *model, quantizer, state);
       saved_at = it + 1;
     }
+    if (eval_now || ckpt_now) resume();
     if (sig) {
       progress.finish();
       if (dp.is_root())
@@ -264,7 +281,7 @@ TrainResult train(const TrainOptions& o) {
   }
   progress.finish();
   cuda_synchronize();
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  const double seconds = std::chrono::duration<double>(Clock::now() - t_start).count() - paused_s;
 
   // ---- final test of the best rounded network
   result.best_val_top1 = state.best_val;
@@ -277,7 +294,7 @@ TrainResult train(const TrainOptions& o) {
   result.test_top5 = test.top5_pct();
   std::printf("best rounded network (iteration %lld, %s top-1 %.2f%%)\n", static_cast<long long>(state.best_iter),
               val_name, state.best_val);
-  std::printf("training throughput: %.0f images/s over %.1f s\n", result.train_images_per_s, seconds);
+  std::printf("training throughput: %.0f images/s over %.1f s of training steps\n", result.train_images_per_s, seconds);
   std::printf("TEST top-1 %.2f%%  top-5 %.2f%%  (rounded %s network, %lld test images)\n", result.test_top1,
               result.test_top5, o.method.c_str(), static_cast<long long>(test.count));
   metrics << "{\"test_top1\": " << result.test_top1 << ", \"test_top5\": " << result.test_top5

@@ -12,7 +12,7 @@ struct TrainResult {
   double best_val_top1 = -1;      // rounded network, validation split (or test when no split)
   double test_top1 = -1;          // the best rounded network on the test split
   double test_top5 = -1;
-  double train_images_per_s = 0;  // training throughput, data loading included
+  double train_images_per_s = 0;  // training steps only (data loading included; evaluations and checkpoints not)
 };
 
 // Runs (or, with options.resume, continues) the run in options.out. A NaN/Inf loss, logit or
