@@ -33,22 +33,34 @@ const Tensor& Var::grad() const {
   MDQ_CHECK(has_grad(), "Var::grad: no gradient was accumulated for " << (impl_ ? impl_->value.describe() : "<undefined>"));
   return impl_->grad;
 }
+// A grad may share its storage with another Var's (add passes one gradient to both inputs) or
+// with a tensor an op still holds: it is written in place only while this Var is its only holder,
+// and otherwise replaced by a fresh sum, so no other holder ever sees it change.
 void Var::accumulate_grad(const Tensor& g) const {
   MDQ_CHECK(impl_, "Var: undefined variable");
   check_same_shape("accumulate_grad", impl_->value, g);
   if (!impl_->grad.defined()) {
-    impl_->grad = g.clone();
-  } else {
+    impl_->grad = g;
+  } else if (impl_->grad.sole_owner()) {
     ops::axpy_(impl_->grad, 1.0f, g);
+  } else {
+    impl_->grad = ops::add(impl_->grad, g);
   }
   if (impl_->grad_hook) impl_->grad_hook();
 }
 void Var::accumulate_grad(Tensor&& g) const {
   MDQ_CHECK(impl_, "Var: undefined variable");
-  if (impl_->grad.defined() || !g.sole_owner()) return accumulate_grad(static_cast<const Tensor&>(g));
+  if (impl_->grad.defined()) return accumulate_grad(static_cast<const Tensor&>(g));
   check_same_shape("accumulate_grad", impl_->value, g);
   impl_->grad = std::move(g);
   if (impl_->grad_hook) impl_->grad_hook();
+}
+bool Var::add_into_grad(const std::function<void(Tensor&)>& add) const {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  if (!impl_->grad.defined() || !impl_->grad.sole_owner()) return false;
+  add(impl_->grad);
+  if (impl_->grad_hook) impl_->grad_hook();
+  return true;
 }
 void Var::set_grad_hook(std::function<void()> hook) const {
   MDQ_CHECK(impl_, "Var: undefined variable");
@@ -78,7 +90,14 @@ void backward(const Var& loss) {
   std::vector<std::function<void()>> tape;
   tape.swap(g_tape);
   NoGradScope no_grad;  // backward closures do tensor math only
-  for (auto it = tape.rbegin(); it != tape.rend(); ++it) (*it)();
+  // Each closure is dropped once it has run: the tensors it saved and the Vars it held go with it,
+  // so an activation and its gradient are freed as soon as backward is past them (unless a
+  // caller still holds their Var), not at the end, and a gradient that only one Var still holds
+  // can be added into in place (add_into_grad).
+  for (auto it = tape.rbegin(); it != tape.rend(); ++it) {
+    (*it)();
+    *it = nullptr;
+  }
 }
 
 void clear_tape() { g_tape.clear(); }

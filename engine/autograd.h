@@ -26,11 +26,15 @@ class Var {
   bool has_grad() const;
   const Tensor& grad() const;            // throws if none was accumulated
   // A Var is a handle: these change the shared state, so they are const like shared_ptr's get().
-  void accumulate_grad(const Tensor& g) const;  // grad += g (first call copies)
-  // The same; the first call takes g over instead of copying it when g is the only handle to its
-  // storage (the usual case: an op's fresh result, moved in), one copy of every activation
-  // gradient fewer per step.
+  // grad += g. The first call shares g's storage instead of copying it; a later one adds in
+  // place only while this Var alone holds its grad, else it makes a fresh sum (autograd.cpp).
+  void accumulate_grad(const Tensor& g) const;
   void accumulate_grad(Tensor&& g) const;
+  // For an op that can add its gradient into an existing one as it computes it (conv2d's input
+  // gradient): when this Var has a grad that it alone holds, add(grad) sums into it in place
+  // and the grad hook runs: true. Otherwise nothing happens (false) and the op accumulates a
+  // fresh gradient as usual. The sum must equal accumulate_grad's bit for bit.
+  bool add_into_grad(const std::function<void(Tensor&)>& add) const;
   void zero_grad() const;                      // drops the grad
   // Called after every accumulate_grad into this Var; an empty function removes it. Data-parallel
   // training starts reducing a gradient bucket as soon as its parameters' grads are complete

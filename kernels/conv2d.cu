@@ -45,6 +45,7 @@
 #include "kernels/conv2d.h"
 #include "kernels/cuda_common.h"
 #include "kernels/device_memory.h"
+#include "kernels/elementwise.h"
 #include "kernels/nhwc_bf16.h"
 
 namespace mdq::kernels {
@@ -271,7 +272,9 @@ struct Bf16Operands {
   void x_in(const float* x, uint16_t* xb) const { nchw_f32_to_nhwc<uint16_t>(x, xb, g.N, int(g.C), g.H * g.W); }
   void w_in(const float* w, uint16_t* wb) const { nchw_f32_to_nhwc<uint16_t>(w, wb, g.O, int(g.Cg), g.KH * g.KW); }
   void y_in(const float* y, uint16_t* yb) const { nchw_f32_to_nhwc<uint16_t>(y, yb, g.N, int(g.O), g.OH * g.OW); }
-  void x_out(const uint16_t* xb, float* x) const { nhwc_bf16_to_nchw_f32(xb, x, g.N, g.H * g.W, int(g.C)); }
+  void x_out(const uint16_t* xb, float* x, bool add) const {
+    (add ? nhwc_bf16_add_to_nchw_f32 : nhwc_bf16_to_nchw_f32)(xb, x, g.N, g.H * g.W, int(g.C));
+  }
   void w_out(const uint16_t* wb, float* w) const { nhwc_bf16_to_nchw_f32(wb, w, g.O, g.KH * g.KW, int(g.Cg)); }
   void y_out(const uint16_t* yb, float* y) const { nhwc_bf16_to_nchw_f32(yb, y, g.N, g.OH * g.OW, int(g.O)); }
 };
@@ -324,7 +327,7 @@ void conv2d_forward_f32(const Conv2dGeometry& g, Precision prec, const float* x,
 }
 
 void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* dy, const float* x, const float* w,
-                         float* dx, float* dw, const uint16_t* x_bf16) {
+                         float* dx, bool dx_add, float* dw, const uint16_t* x_bf16) {
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
   bool dx_done = !dx, dw_done = !dw;
@@ -338,7 +341,7 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
       DeviceScratch<uint16_t> wb(op.w_elems()), dxb(op.x_elems());
       op.w_in(w, wb.get());
       if (backward_data(h, pl, Precision::BF16, dyb.get(), wb.get(), dxb.get())) {
-        op.x_out(dxb.get(), dx);
+        op.x_out(dxb.get(), dx, dx_add);
         dx_done = true;
       }
     }
@@ -359,7 +362,16 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
     }
   }
   if (prec == Precision::BF16) prec = Precision::TF32;  // whatever the bf16 copies did not do
-  if (!dx_done) require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, dx), "backward-data");
+  if (!dx_done && dx_add) {
+    // cuDNN's beta = 1 would add in place, but its timed algorithm search writes the output:
+    // the sum goes through a scratch instead (this path is the f32/tf32 one, off the bf16 step).
+    const int64_t n = g.N * g.C * g.H * g.W;
+    DeviceScratch<float> fresh(n);
+    require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, fresh.get()), "backward-data");
+    axpy_f32(dx, 1.f, fresh.get(), n);
+  } else if (!dx_done) {
+    require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, dx), "backward-data");
+  }
   if (!dw_done) require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");
 }
 

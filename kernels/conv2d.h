@@ -29,9 +29,10 @@ void conv2d_forward_f32(const Conv2dGeometry& g, Precision p, const float* x, co
 // forward input x. Either output may be null (then its operand may be too); one call does both
 // so that under BF16 dy is converted once. x_bf16 (may be null) is the forward's copy of x
 // (conv2d_forward_f32); the weight gradient reads it instead of converting x when it runs on bf16
-// copies, and ignores it otherwise.
+// copies, and ignores it otherwise. dx_add: dx += the input gradient instead of dx = (a
+// gradient summed into the one x already has, as autograd does where x feeds two branches).
 void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* x, const float* w,
-                         float* dx, float* dw, const uint16_t* x_bf16);
+                         float* dx, bool dx_add, float* dw, const uint16_t* x_bf16);
 // Whether a forward under p runs on NHWC bf16 copies: BF16, a shape the copies take (grouped
 // convolutions and channel counts not in multiples of 8 stay f32), and no earlier forward of the
 // shape found cuDNN without a bf16 algorithm for it (then it runs at TF32). Where false there is

@@ -124,7 +124,9 @@ __global__ void maxpool_kernel(const T* x, T* y, int N, int H, int W, int C, int
 // surround every bf16 convolution of a training step (kernels/conv2d.cu).
 constexpr int kTile = 64, kTileRows = 8;  // blocks of 32 x kTileRows threads
 
-template <class In, class Out>
+// Add: y += the converted element instead of y = (Out float only: a gradient summed into the
+// one already there, so the sum costs no pass of its own).
+template <class In, class Out, bool Add = false>
 __global__ void __launch_bounds__(32 * kTileRows)
     transpose_kernel(const In* x, Out* y, int64_t B, int64_t R, int64_t S, bool pairs_in, bool pairs_out) {
   __shared__ float tile[kTile][kTile + 1];  // +1: the column reads spread over the banks
@@ -152,9 +154,18 @@ __global__ void __launch_bounds__(32 * kTileRows)
           if (s >= S || r >= R) continue;
           if (pairs_out) {  // R even: r + 1 < R too
             Vec<Out, 2> v;
-            v.v[0] = from_f<Out>(tile[t2][j]);
-            v.v[1] = from_f<Out>(tile[t2 + 1][j]);
+            if constexpr (Add) {
+              v = load<Out, 2>(yb + s * R + r);
+              v.v[0] += tile[t2][j];
+              v.v[1] += tile[t2 + 1][j];
+            } else {
+              v.v[0] = from_f<Out>(tile[t2][j]);
+              v.v[1] = from_f<Out>(tile[t2 + 1][j]);
+            }
             store<Out, 2>(yb + s * R + r, v);
+          } else if constexpr (Add) {
+            yb[s * R + r] += tile[t2][j];
+            if (r + 1 < R) yb[s * R + r + 1] += tile[t2 + 1][j];
           } else {
             yb[s * R + r] = from_f<Out>(tile[t2][j]);
             if (r + 1 < R) yb[s * R + r + 1] = from_f<Out>(tile[t2 + 1][j]);
@@ -247,7 +258,7 @@ void avgpool_nhwc(const In* x, Out* y, int N, int HW, int C) {
   CUDA_CHECK_LAUNCH();
 }
 
-template <class In, class Out>
+template <class In, class Out, bool Add = false>
 static void batched_transpose(const In* x, Out* y, int64_t B, int64_t R, int64_t S) {
   if (B * R * S == 0) return;
   auto tiles = [](int64_t n, int64_t cap) {
@@ -257,7 +268,7 @@ static void batched_transpose(const In* x, Out* y, int64_t B, int64_t R, int64_t
   // Matrix b starts at b*R*S elements: with R*S even every matrix keeps the base's alignment.
   const bool pairs_in = S % 2 == 0 && aligned(x, 2 * sizeof(In));
   const bool pairs_out = R % 2 == 0 && aligned(y, 2 * sizeof(Out));
-  transpose_kernel<In, Out><<<grid, dim3(32, kTileRows), 0, cuda::stream()>>>(x, y, B, R, S, pairs_in, pairs_out);
+  transpose_kernel<In, Out, Add><<<grid, dim3(32, kTileRows), 0, cuda::stream()>>>(x, y, B, R, S, pairs_in, pairs_out);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -273,6 +284,10 @@ void nhwc_to_nchw(const T* x, T* y, int64_t N, int64_t HW, int C) {
 
 void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C) {
   batched_transpose<uint16_t, float>(x, y, N, HW, C);
+}
+
+void nhwc_bf16_add_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C) {
+  batched_transpose<uint16_t, float, true>(x, y, N, HW, C);
 }
 
 void split_bf16_nhwc(const float* x, uint16_t* y, int64_t P, int C) {

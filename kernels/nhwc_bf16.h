@@ -63,6 +63,8 @@ inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t
 }
 // x bf16 [N][HW][C] -> y f32 [N][C][HW] (exact: every bf16 is an f32).
 void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C);
+// The same added into y: y [N][C][HW] += x [N][HW][C] (one f32 addition per element).
+void nhwc_bf16_add_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C);
 // Split-bf16: x f32 [P][C] -> y bf16 [P][2C], y[p][c] = hi = bf16(a), y[p][C + c] = lo =
 // bf16(a - hi) for a = x[p][c], both rounded to nearest even. a - hi is exact in f32 and
 // |a - hi| <= 2^-8 |a|, so hi + lo carries 16 significant bits (|a - hi - lo| <= 2^-16 |a|,
@@ -129,6 +131,11 @@ inline void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_
   for (int64_t n = 0; n < N; ++n)
     for (int c = 0; c < C; ++c)
       for (int64_t q = 0; q < HW; ++q) y[(n * C + c) * HW + q] = bf(x[(n * HW + q) * C + c]);
+}
+inline void nhwc_bf16_add_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c)
+      for (int64_t q = 0; q < HW; ++q) y[(n * C + c) * HW + q] += bf(x[(n * HW + q) * C + c]);
 }
 
 template <class T>

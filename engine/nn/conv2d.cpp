@@ -25,9 +25,14 @@ Var conv2d(const Var& x, const Var& w, const Var& bias, const ops::Conv2dParams&
       const Tensor x_copy = std::move(x_bf16);
       if (!out.has_grad()) return;
       const Tensor& dy = out.grad();
-      ops::Conv2dGrads g =
-          ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), x_copy);
-      if (x.requires_grad()) x.accumulate_grad(std::move(g.input));
+      // Where x already has a gradient (it feeds a residual's shortcut too), dx is summed into it
+      // by the pass that converts it back from bf16 rather than by a pass of its own.
+      ops::Conv2dGrads g;
+      const bool summed = x.requires_grad() && x.add_into_grad([&](Tensor& sum) {
+        g = ops::conv2d_backward(dy, x.value(), w.value(), p, true, w.requires_grad(), x_copy, &sum);
+      });
+      if (!summed) g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), x_copy);
+      if (x.requires_grad() && !summed) x.accumulate_grad(std::move(g.input));
       if (w.requires_grad()) w.accumulate_grad(std::move(g.weight));
       if (bias.requires_grad()) bias.accumulate_grad(ops::conv2d_backward_bias(dy));
     });

@@ -28,7 +28,7 @@ Var add_relu(const Var& a, const Var& b) {
     record_backward([a, b, out]() {
       if (!out.has_grad()) return;
       Tensor g = ops::relu_backward(out.grad(), out.value());
-      if (a.requires_grad() && b.requires_grad()) a.accumulate_grad(g);  // a copy: b takes g itself
+      if (a.requires_grad() && b.requires_grad()) a.accumulate_grad(g);  // shared with b's
       const Var& last = b.requires_grad() ? b : a;
       if (last.requires_grad()) last.accumulate_grad(std::move(g));
     });

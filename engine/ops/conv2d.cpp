@@ -162,10 +162,17 @@ void cpu_backward_weight(const Geometry& g, Precision, const float* dy, const fl
     for (int64_t i = 0; i < wn; ++i) dw[i] += partial[static_cast<size_t>(c * wn + i)];
 }
 
-// Either output may be null, as on the GPU (kernels/conv2d.h).
+// Either output may be null, as on the GPU (kernels/conv2d.h). dx_add sums a fresh dx into the
+// given one, so the result is the same bit for bit as computing dx alone and adding it after.
 void cpu_backward(const Geometry& g, Precision prec, const float* dy, const float* x, const float* w, float* dx,
-                  float* dw, const uint16_t*) {
-  if (dx) cpu_backward_input(g, prec, dy, w, dx);
+                  bool dx_add, float* dw, const uint16_t*) {
+  if (dx && dx_add) {
+    std::vector<float> fresh(static_cast<size_t>(g.N * g.C * g.H * g.W));
+    cpu_backward_input(g, prec, dy, w, fresh.data());
+    for (size_t i = 0; i < fresh.size(); ++i) dx[i] += fresh[i];
+  } else if (dx) {
+    cpu_backward_input(g, prec, dy, w, dx);
+  }
   if (dw) cpu_backward_weight(g, prec, dy, x, dw);
 }
 
@@ -215,7 +222,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, cons
 }
 
 Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                            bool want_input, bool want_weight, const Tensor& x_bf16) {
+                            bool want_input, bool want_weight, const Tensor& x_bf16, Tensor* input_grad_sum) {
   const char* op = "conv2d_backward";
   check_dtype(op, grad_out, DType::F32);
   check_dtype(op, x, DType::F32);
@@ -230,13 +237,21 @@ Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tenso
     MDQ_CHECK(x_bf16.shape() == (Shape{g.N, g.H, g.W, g.C}),
               op << ": x_bf16 " << x_bf16.describe() << " is not the NHWC copy of input " << x.describe());
   }
+  const bool add = want_input && input_grad_sum;
+  if (add) {
+    check_dtype(op, *input_grad_sum, DType::F32);
+    check_same_device(op, *input_grad_sum, x);
+    MDQ_CHECK(input_grad_sum->shape() == x.shape(), op << ": the gradient to add into, " << input_grad_sum->describe()
+                                                       << ", does not have input " << x.describe() << "'s shape");
+  }
   Conv2dGrads out;
-  if (want_input) out.input = Tensor::empty(x.shape(), DType::F32, x.device());
+  if (want_input && !add) out.input = Tensor::empty(x.shape(), DType::F32, x.device());
   if (want_weight) out.weight = Tensor::empty(w.shape(), DType::F32, x.device());
   if (!want_input && !want_weight) return out;
+  float* dx = add ? input_grad_sum->data<float>() : want_input ? out.input.data<float>() : nullptr;
   dispatch(op, x.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
-      g, precision(), grad_out.data<float>(), x.data<float>(), w.data<float>(),
-      want_input ? out.input.data<float>() : nullptr, want_weight ? out.weight.data<float>() : nullptr,
+      g, precision(), grad_out.data<float>(), x.data<float>(), w.data<float>(), dx, add,
+      want_weight ? out.weight.data<float>() : nullptr,
       want_weight && x_bf16.defined() ? x_bf16.data<uint16_t>() : nullptr);
   return out;
 }
@@ -250,7 +265,7 @@ Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shap
   check_grad_out(op, grad_out, g);
   Tensor dx = Tensor::empty(x_shape, DType::F32, grad_out.device());
   dispatch(op, grad_out.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
-      g, precision(), grad_out.data<float>(), nullptr, w.data<float>(), dx.data<float>(), nullptr, nullptr);
+      g, precision(), grad_out.data<float>(), nullptr, w.data<float>(), dx.data<float>(), false, nullptr, nullptr);
   return dx;
 }
 
@@ -263,7 +278,7 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
   check_grad_out(op, grad_out, g);
   Tensor dw = Tensor::empty(w_shape, DType::F32, x.device());
   dispatch(op, x.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
-      g, precision(), grad_out.data<float>(), x.data<float>(), nullptr, nullptr, dw.data<float>(), nullptr);
+      g, precision(), grad_out.data<float>(), x.data<float>(), nullptr, nullptr, false, dw.data<float>(), nullptr);
   return dw;
 }
 

@@ -34,11 +34,16 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
 // Both at once (what autograd calls): under BF16 the GPU converts grad_out once for both. An
 // output not asked for is left undefined. x_bf16 is conv2d_forward's copy of this x, or undefined
 // (then the GPU converts x itself where it needs one); the result is the same bit for bit.
+// input_grad_sum (f32, x's shape and device), when given with want_input, receives the input
+// gradient added into it (what autograd does when x already has a gradient from another branch)
+// and input is left undefined: one pass and one allocation fewer than returning it and adding
+// after, with the same sum bit for bit.
 struct Conv2dGrads {
   Tensor input, weight;
 };
 Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                            bool want_input, bool want_weight, const Tensor& x_bf16 = Tensor());
+                            bool want_input, bool want_weight, const Tensor& x_bf16 = Tensor(),
+                            Tensor* input_grad_sum = nullptr);
 // dL/dbias [O]: grad_out summed over N, OH, OW.
 Tensor conv2d_backward_bias(const Tensor& grad_out);
 

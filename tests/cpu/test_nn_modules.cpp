@@ -11,6 +11,7 @@
 #include "engine/nn/pooling.h"
 #include "engine/nn/reshape.h"
 #include "engine/ops/conv2d.h"
+#include "tests/support/grad_sum_check.h"
 #include "tests/support/testing.h"
 
 using namespace mdq;
@@ -142,4 +143,9 @@ TEST_CASE("flatten shares storage and its backward restores the shape") {
   nn::Flatten layer;
   REQUIRE(layer(Var(Tensor::zeros({5, 2, 2, 2}))).shape() == Shape{5, 8});
   REQUIRE(nn::flatten(Var(Tensor::zeros({5}))).shape() == Shape{5, 1});
+}
+
+TEST_CASE("gradients summed on the CPU: conv2d adds its input gradient in place, shared ones stay apart") {
+  testing::check_conv_grad_sum(Device::CPU);
+  testing::check_shared_grads_stay_apart(Device::CPU);
 }

@@ -31,7 +31,7 @@ Tensor as_f32(const Tensor& t) { return t.dtype() == DType::BF16 ? packed::to_f3
 
 }  // namespace
 
-TEST_CASE("the layout changes (nchw_f32_to_nhwc, nhwc_to_nchw, nhwc_bf16_to_nchw_f32) match the CPU exactly") {
+TEST_CASE("the layout changes (nchw_f32_to_nhwc, nhwc_to_nchw, nhwc_bf16_to_nchw_f32 and its add) match the CPU exactly") {
   // Odd sizes put partial 32x32 tiles on both edges of the tiled transpose.
   for (auto [N, C, HW] : {std::tuple<int64_t, int, int64_t>{1, 1, 1}, {2, 3, 35}, {3, 64, 49}, {5, 7, 1025},
                           {2, 65, 33}, {1, 130, 4097}}) {
@@ -57,6 +57,12 @@ TEST_CASE("the layout changes (nchw_f32_to_nhwc, nhwc_to_nchw, nhwc_bf16_to_nchw
     Tensor widened = poisoned({N, C, HW}, DType::F32);
     kernels::nhwc_bf16_to_nchw_f32(y.data<uint16_t>(), widened.data<float>(), N, HW, C);
     testing::require_close(widened.cpu(), widened_want, 0.f, 0.f, "bf16 NHWC to f32 NCHW " + what.str());
+    // The same added into an f32 NCHW tensor (a conv's input gradient summed into x's).
+    Tensor sum_want = testing::random_tensor({N, C, HW}, 90 + N + C + HW, -3.f, 3.f);
+    Tensor sum = sum_want.cuda();
+    kernels::reference::nhwc_bf16_add_to_nchw_f32(want.data<uint16_t>(), sum_want.data<float>(), N, HW, C);
+    kernels::nhwc_bf16_add_to_nchw_f32(y.data<uint16_t>(), sum.data<float>(), N, HW, C);
+    testing::require_close(sum.cpu(), sum_want, 0.f, 0.f, "bf16 NHWC added to f32 NCHW " + what.str());
 
     // The f32 instantiations (split-bf16 runner): plain copies.
     Tensor want32 = Tensor::empty({N, HW, C});

@@ -4,6 +4,7 @@
 #include "engine/nn/batchnorm.h"
 #include "engine/nn/conv2d.h"
 #include "engine/nn/functional.h"
+#include "tests/support/grad_sum_check.h"
 #include "tests/support/precision_scope.h"
 #include "tests/support/testing.h"
 
@@ -64,4 +65,14 @@ TEST_CASE("BatchNorm2d on the GPU trains and evaluates like its CPU twin") {
     testing::require_close(gpu.running_mean(), cpu.running_mean(), 1e-5f, 1e-5f, "module running_mean");
     testing::require_close(gpu.running_var(), cpu.running_var(), 1e-5f, 1e-5f, "module running_var");
   }
+}
+
+TEST_CASE("gradients summed on the GPU: conv2d adds its input gradient in place, shared ones stay apart") {
+  for (Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+    DYNAMIC_SECTION(precision_name(prec)) {
+      PrecisionScope scope(prec);
+      testing::check_conv_grad_sum(Device::CUDA);
+    }
+  }
+  testing::check_shared_grads_stay_apart(Device::CUDA);
 }

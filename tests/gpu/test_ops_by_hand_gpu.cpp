@@ -22,15 +22,9 @@ using namespace mdq;
 
 namespace {
 
-Tensor random_labels(int64_t n, int64_t k, uint64_t seed) { return testing::random_labels(n, k, seed).cuda(); }
+using testing::bits;
 
-// An f32 tensor's bits, so that equality means bit for bit (+0 and -0 differ).
-std::vector<uint32_t> bits(const Tensor& t) {
-  const std::vector<float> v = t.to_vector();
-  std::vector<uint32_t> b(v.size());
-  if (!v.empty()) std::memcpy(b.data(), v.data(), v.size() * sizeof(float));
-  return b;
-}
+Tensor random_labels(int64_t n, int64_t k, uint64_t seed) { return testing::random_labels(n, k, seed).cuda(); }
 
 }  // namespace
 

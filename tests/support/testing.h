@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -16,6 +18,14 @@
 #include "tests/support/inputs.h"
 
 namespace mdq::testing {
+
+// An f32 tensor's bits, from any device, so that equality means bit for bit (+0 and -0 differ).
+inline std::vector<uint32_t> bits(const Tensor& t) {
+  const std::vector<float> v = t.to_vector();
+  std::vector<uint32_t> b(v.size());
+  if (!v.empty()) std::memcpy(b.data(), v.data(), v.size() * sizeof(float));
+  return b;
+}
 
 // The normalised max error of actual against expected under `bound` is <= 1 (compare.h);
 // reports the worst element on failure.
