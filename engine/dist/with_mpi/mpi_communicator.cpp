@@ -123,6 +123,13 @@ MpiWorld mpi_world() {
     int initialized = 0;
     check(MPI_Initialized(&initialized), "MPI_Initialized");
     if (!initialized) {
+      // On the GPU MPI carries only the start (NCCL's unique id) and a few small host sums; NCCL
+      // moves the gradients. OpenMPI's UCX components cost a one-rank run on an H200 host 10-30%
+      // of its training throughput, its ob1 transports nothing measurable
+      // (benchmarks/results/2026-12-01-h200-data-parallel-one-gpu.txt), so mdq asks for ob1
+      // unless the user chose (mpirun --mca pml/osc sets these variables, which stay as set).
+      setenv("OMPI_MCA_pml", "ob1", /*overwrite=*/0);
+      setenv("OMPI_MCA_osc", "^ucx", 0);
       int provided = 0;  // only the training thread calls MPI (the watchdog never does)
       check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
       std::atexit(finalize_at_exit);
