@@ -124,8 +124,8 @@ MpiWorld mpi_world() {
     check(MPI_Initialized(&initialized), "MPI_Initialized");
     if (!initialized) {
       // On the GPU MPI carries only the start (NCCL's unique id) and a few small host sums; NCCL
-      // moves the gradients. OpenMPI's UCX components cost a one-rank run on an H200 host 10-30%
-      // of its training throughput, its ob1 transports nothing measurable
+      // moves the gradients. With OpenMPI's UCX components a one-rank training on an H200 host ran
+      // at 12-18k img/s, with ob1 at 20k, as the plain run
       // (benchmarks/results/2026-12-01-h200-data-parallel-one-gpu.txt), so mdq asks for ob1
       // unless the user chose (mpirun --mca pml/osc sets these variables, which stay as set).
       setenv("OMPI_MCA_pml", "ob1", /*overwrite=*/0);
