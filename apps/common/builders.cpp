@@ -7,10 +7,9 @@ namespace {
 
 // First conv weight, last linear weight and bias: the layers --keep-first-last-float keeps in float.
 std::function<bool(const nn::ParamRef&)> first_last_filter(const std::vector<nn::ParamRef>& params) {
-  auto prefix = [](const std::string& n) { return n.substr(0, n.rfind('.')); };
-  std::string first = prefix(params.front().name), last = prefix(params.back().name);
-  return [first, last, prefix](const nn::ParamRef& p) {
-    std::string m = prefix(p.name);
+  const std::string first = nn::module_of(params.front().name), last = nn::module_of(params.back().name);
+  return [first, last](const nn::ParamRef& p) {
+    const std::string m = nn::module_of(p.name);
     return m == first || m == last;
   };
 }
@@ -38,6 +37,7 @@ std::unique_ptr<quant::Quantizer> build_quantizer(const TrainOptions& o, nn::Mod
   qc.momentum = o.optimizer == "sgd" ? o.momentum : 0.f;
   qc.weight_decay = o.weight_decay;
   qc.seed = o.seed;
+  qc.ternary_start = o.ternary_start;
   auto params = model.parameters();
   return std::make_unique<quant::Quantizer>(params, qc, o.keep_first_last_float ? first_last_filter(params) : nullptr);
 }

@@ -114,6 +114,12 @@ const std::vector<Key>& keys() {
       {"resume", "continue the run in --out from its last checkpoint, with its config.txt", BOOL(resume)},
       {"overwrite", "start afresh in an --out that already holds a run (its files are replaced)", BOOL(overwrite)},
       {"keep-first-last-float", "keep the first conv and the last linear layer in float", BOOL(keep_first_last_float)},
+      {"ternary-start", "ternary tanh methods: scaled (every weight tensor scaled to mean |x~| 0.71) or classifier-xavier "
+                        "(the same, but the layer that gives the logits keeps its Xavier draw)",
+       [](TrainOptions& o, const std::string& v) {
+         o.ternary_start = one_of("ternary-start", v, {"scaled", "classifier-xavier"});
+       },
+       [](const TrainOptions& o) { return o.ternary_start; }},
       {"bn-affine", "BatchNorm with affine parameters", BOOL(bn_affine)},
       {"act-bits", "32 (float activations) or 1 (sign activations, fully binary nets)", INT(act_bits)},
       {"val-fraction", "share of the training set held out for validation", REAL(val_fraction)},
@@ -298,7 +304,8 @@ TrainOptions resume_options(const TrainOptions& cmdline, const std::vector<std::
   load_config_text(text.str(), config, o);
   // What fixes the data, the split, the shapes or the method cannot change inside a run.
   static const char* fixed[] = {"model", "dataset", "data-dir", "method", "levels", "batch-size", "seed",
-                                "val-fraction", "optimizer", "bn-affine", "act-bits", "keep-first-last-float"};
+                                "val-fraction", "optimizer", "bn-affine", "act-bits", "keep-first-last-float",
+                                "ternary-start"};
   bool length_given = false;
   for (const std::string& name : given) {
     if (name == "resume" || name == "out" || name == "overwrite") continue;

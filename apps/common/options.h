@@ -32,6 +32,7 @@ struct TrainOptions {
   bool resume = false;
   bool overwrite = false;  // start afresh in an --out that already holds a run
   bool keep_first_last_float = false;
+  std::string ternary_start = "scaled";  // quant::QuantConfig::ternary_start
   bool bn_affine = false;
   int act_bits = 32;
   double val_fraction = 0.1;

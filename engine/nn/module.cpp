@@ -14,6 +14,11 @@ Tensor& Module::register_buffer(const std::string& name, Tensor init) {
   return buffers_.back().second;
 }
 
+std::string module_of(const std::string& param_name) {
+  const size_t dot = param_name.rfind('.');
+  return dot == std::string::npos ? std::string() : param_name.substr(0, dot);
+}
+
 void Module::collect(const std::string& prefix, std::vector<ParamRef>& out) const {
   for (const ParamRef& p : params_) {
     ParamRef q = p;

@@ -24,6 +24,9 @@ struct ParamRef {
   int64_t fan_in;   // inputs per output, for Xavier init
   int64_t fan_out;
 };
+// The module a parameter belongs to: its name without the last component
+// ("layer1.0.conv1.weight" -> "layer1.0.conv1").
+std::string module_of(const std::string& param_name);
 
 class Module {
  public:

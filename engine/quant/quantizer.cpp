@@ -132,6 +132,9 @@ Quantizer::Quantizer(std::vector<nn::ParamRef> params, QuantConfig cfg,
                 "Quantizer: parameter '" << params[i].name << "' is listed twice (also as '" << params[j].name
                                          << "'); it would be stepped twice");
   }
+  MDQ_CHECK(cfg_.ternary_start == "scaled" || cfg_.ternary_start == "classifier-xavier",
+            "Quantizer: ternary_start '" << cfg_.ternary_start << "' is not one of scaled, classifier-xavier");
+  const std::string logits_layer = params.empty() ? std::string() : nn::module_of(params.back().name);
   for (nn::ParamRef& ref : params) {
     QuantParam p;
     p.ref = ref;
@@ -139,7 +142,9 @@ Quantizer::Quantizer(std::vector<nn::ParamRef> params, QuantConfig cfg,
     Tensor& w = p.ref.var.value();
     check_dtype("Quantizer", w, DType::F32);
     const bool softmax_ternary = p.method.levels == 3 && is_softmax_rule(p.method.rule);
-    const Tensor w0 = p.method.levels == 3 && p.method.rule != Rule::Float && !softmax_ternary ? ternary_start(w) : w;
+    const bool scaled = cfg_.ternary_start == "scaled" || nn::module_of(ref.name) != logits_layer;
+    const Tensor w0 =
+        p.method.levels == 3 && p.method.rule != Rule::Float && !softmax_ternary && scaled ? ternary_start(w) : w;
     const uint64_t seed = splitmix64(cfg_.seed * 0x9E3779B97F4A7C15ull + 0x7465726eull + params_.size());
     switch (p.method.rule) {
       case Rule::MdTanh: p.stored = tanh_project(w0, beta_, p.method.levels); break;

@@ -33,6 +33,11 @@ struct QuantConfig {
   float beta_cap = 1e5f;
   float adam_beta1 = 0.9f, adam_beta2 = 0.999f, adam_eps = 1e-8f, momentum = 0.f, weight_decay = 0.f;
   uint64_t seed = 0;                 // draws the ternary softmax logits (the only init not taken from w)
+  // Ternary tanh-family starts: "scaled" scales every weight tensor (Quantizer's constructor);
+  // "classifier-xavier" leaves the logits layer (the module of the last parameter, as
+  // --keep-first-last-float takes it) at its Xavier draw: with no BatchNorm after it, the scaled
+  // start gives logits large enough that training starts from a loss of ~10 (results/README.md).
+  std::string ternary_start = "scaled";
 };
 
 // One parameter's quantizer state.

@@ -288,6 +288,37 @@ TEST_CASE("ternary parameters start with zeros and both signs, not all zeros") {
   REQUIRE(q.params()[0].stored.to_vector() == w.to_vector());
 }
 
+TEST_CASE("ternary_start classifier-xavier leaves the logits layer (the last parameter's module) unscaled") {
+  const Tensor conv = testing::random_tensor({8, 4, 3, 3}, 41, -0.05f, 0.05f);
+  const Tensor fc_w = testing::random_tensor({10, 8}, 42, -0.05f, 0.05f), fc_b = testing::random_tensor({10}, 43);
+  for (const char* start : {"scaled", "classifier-xavier"}) {
+    INFO(start);
+    QuantConfig cfg;
+    cfg.levels = 3;
+    cfg.ternary_start = start;
+    Quantizer q({param("features.0.weight", conv.clone()), param("fc.weight", fc_w.clone()),
+                 param("fc.bias", fc_b.clone())},
+                cfg);
+    auto mean_abs = [](const Tensor& t) {
+      double s = 0;
+      for (float x : t.to_vector()) s += std::fabs(x);
+      return s / double(t.numel());
+    };
+    // md-tanh-s stores x̃: scaled to mean |x̃| = 0.5/0.7, or w itself.
+    CHECK(mean_abs(q.params()[0].stored) == Approx(0.5 / 0.7).epsilon(1e-5));
+    if (std::string(start) == "scaled") {
+      CHECK(mean_abs(q.params()[1].stored) == Approx(0.5 / 0.7).epsilon(1e-5));
+      CHECK(mean_abs(q.params()[2].stored) == Approx(0.5 / 0.7).epsilon(1e-5));
+    } else {
+      CHECK(q.params()[1].stored.to_vector() == fc_w.to_vector());
+      CHECK(q.params()[2].stored.to_vector() == fc_b.to_vector());
+    }
+  }
+  QuantConfig bad;
+  bad.ternary_start = "xavier";
+  REQUIRE_THROWS_WITH(Quantizer({param("w", conv.clone())}, bad), Catch::Contains("ternary_start 'xavier'"));
+}
+
 TEST_CASE("parameters stepped together step as they would alone: own Adam step counts, keep_float") {
   // a gets a grad every step, b every other step (its Adam t lags), c stays float. The quantizer
   // of all three groups them; each must end exactly where a quantizer of it alone ends.
