@@ -1,15 +1,18 @@
 // Data-parallel scaling: training steps of a model on synthetic CIFAR-sized batches (no data
 // loading, so the GPUs and the communication are what is measured) on N ranks.
 //   bench_data_parallel --gpus N [--model resnet18] [--method md-tanh-s] [--batches 128,512]
-//                       [--steps 30] [--precision fp32|tf32|bf16]
+//                       [--steps 30] [--rounds 5] [--precision fp32|tf32|bf16]
 //   mpirun -np N bench_data_parallel [the same flags; --device cpu for CPU ranks]
 // For each batch per rank B, rank 0 prints:
 //   - training images/s over all ranks (forward, backward, gradient means, MD update) and per rank;
 //   - the same step without any communication on the same ranks, and the difference: the
-//     all-reduce time that backward did not hide (with the bucket packing copies);
+//     all-reduce time that backward did not hide (with the bucket packing copies). The two are
+//     timed in --rounds alternating windows (the order swapped every round) and the medians are
+//     printed: at batch 128 single windows of the same step differed by 5-10% on an H200;
 //   - the all-reduce of the model's gradient size G alone: time, algorithm bandwidth 4G/t and bus
 //     bandwidth algbw * 2(N-1)/N (the nccl-tests convention, comparable to the link's peak).
 // benchmarks/run_data_parallel_scaling.sh runs it on 1..N GPUs.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -35,7 +38,7 @@ struct Options {
   int gpus = 0;
   std::string model = "resnet18", method = "md-tanh-s", device = "auto", precision = "fp32";
   std::vector<int64_t> batches = {128, 512};
-  int steps = 30;
+  int steps = 30, rounds = 5;
 };
 
 Options parse(int argc, char** argv) {
@@ -48,6 +51,7 @@ Options parse(int argc, char** argv) {
     else if (k == "--device") o.device = v;
     else if (k == "--precision") o.precision = v;
     else if (k == "--steps") o.steps = std::atoi(v.c_str());
+    else if (k == "--rounds") o.rounds = std::atoi(v.c_str());
     else if (k == "--batches") {
       o.batches.clear();
       std::stringstream s(v);
@@ -57,7 +61,17 @@ Options parse(int argc, char** argv) {
       std::exit(2);
     }
   }
+  if (o.steps < 1 || o.rounds < 1) {
+    std::fprintf(stderr, "bench_data_parallel: --steps and --rounds must be at least 1\n");
+    std::exit(2);
+  }
   return o;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -106,14 +120,27 @@ int run_rank(const Options& o) {
       sync();
       return (now_s() - t0) / o.steps;
     };
-    const double alone = seconds_per_step(nullptr);
-    double together = 0;
+    std::vector<double> alone_s, together_s, hidden_not_s;
     size_t buckets = 0;
-    {
-      dist::GradReducer reducer(model->parameters(), *comm);
-      buckets = reducer.layout().buckets.size();
-      together = seconds_per_step(&reducer);
+    for (int r = 0; r < o.rounds; ++r) {
+      double a = 0, t = 0;
+      auto with_reducer = [&] {
+        dist::GradReducer reducer(model->parameters(), *comm);
+        buckets = reducer.layout().buckets.size();
+        t = seconds_per_step(&reducer);
+      };
+      if (r % 2 == 0) {
+        a = seconds_per_step(nullptr);
+        with_reducer();
+      } else {
+        with_reducer();
+        a = seconds_per_step(nullptr);
+      }
+      alone_s.push_back(a);
+      together_s.push_back(t);
+      hidden_not_s.push_back(t - a);
     }
+    const double alone = median(alone_s), together = median(together_s), not_hidden = median(hidden_not_s);
     const int64_t g = model->parameter_count();
     Tensor grads = Tensor::zeros({g}, DType::F32, device);
     for (int i = 0; i < 3; ++i) comm->all_reduce_sum(grads.data<float>(), g);
@@ -125,10 +152,18 @@ int run_rank(const Options& o) {
     const double ar = (now_s() - t0) / reps;
     const double algbw = 4.0 * static_cast<double>(g) / ar / 1e9;
     if (root) {
+      auto range = [](const std::vector<double>& v) {
+        const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+        char s[64];
+        std::snprintf(s, sizeof s, "%.2f-%.2f", *lo * 1e3, *hi * 1e3);
+        return std::string(s);
+      };
       std::printf("  batch/rank %lld: %.0f img/s (%.0f per rank), step %.2f ms, without communication %.2f ms -> "
-                  "all-reduce not hidden by backward %.2f ms (%.1f%%), %zu buckets\n",
+                  "all-reduce not hidden by backward %.2f ms (%.1f%%), %zu buckets; medians of %d rounds (step %s ms, "
+                  "without %s ms)\n",
                   static_cast<long long>(batch), n * batch / together, batch / together, together * 1e3, alone * 1e3,
-                  (together - alone) * 1e3, 100.0 * (together - alone) / together, buckets);
+                  not_hidden * 1e3, 100.0 * not_hidden / together, buckets, o.rounds, range(together_s).c_str(),
+                  range(alone_s).c_str());
       std::printf("  all-reduce of the gradients alone (%.2fM floats, %.1f MB): %.3f ms, algbw %.1f GB/s, busbw %.1f GB/s\n",
                   g / 1e6, 4e-6 * g, ar * 1e3, algbw, algbw * 2.0 * (n - 1) / n);
       std::fflush(stdout);
