@@ -13,8 +13,8 @@
 //   peak_reserved_mib  every block it got from cudaMalloc for this configuration (the cache is
 //                      released before each one): an upper bound of the bytes in use at any time,
 //                      comparable to torch.cuda.max_memory_reserved;
-//   peak_in_use_mib    the most bytes in use seen after the forward pass and after backward of
-//                      the warm-up steps: a lower bound of the true peak, comparable to
+//   peak_in_use_mib    the most bytes in use at once over the warm-up and timed steps (the
+//                      allocator's high-water mark since the configuration began), comparable to
 //                      torch.cuda.max_memory_allocated.
 // Neither counts the cuDNN/cuBLAS workspace (the engine allocates it outside the cache).
 // allocs_per_step counts tensors allocated per timed step (from the cache, not cudaMalloc).
@@ -111,6 +111,7 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
   set_precision(parse_precision(precision));
   const bool gpu = o.device == Device::CUDA;
   if (gpu) cuda_allocator_release_cache();  // so that this configuration's high-water mark starts at zero
+  if (gpu) cuda_allocator_reset_peak();
   const CudaAllocatorStats before = cuda_allocator_stats();
 
   models::ModelOptions mo;  // CIFAR variant: 3×32×32 input, 10 classes, BN without affine
@@ -125,24 +126,17 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
   for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<int32_t>(i % 10);
   const Tensor labels = Tensor::from_vector_i32(y, {batch}, o.device);
 
-  size_t peak_in_use = 0;
-  auto sample_in_use = [&] {
-    if (gpu) peak_in_use = std::max(peak_in_use, grown_by(cuda_allocator_stats().bytes_in_use, before.bytes_in_use));
-  };
-  auto step = [&](bool sample) {
-    Var loss = nn::cross_entropy(model->forward(Var(images)), labels);
-    if (sample) sample_in_use();
-    backward(loss);
-    if (sample) sample_in_use();
+  auto step = [&] {
+    backward(nn::cross_entropy(model->forward(Var(images)), labels));
     quantizer.step(1e-3f);
     quantizer.zero_grad();
   };
-  for (int i = 0; i < o.warmup; ++i) step(true);
+  for (int i = 0; i < o.warmup; ++i) step();
   cuda_synchronize();
   const uint64_t allocs0 = cuda_allocator_stats().allocations;
   if (gpu) profiler_range(true);
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < o.steps; ++i) step(false);
+  for (int i = 0; i < o.steps; ++i) step();
   cuda_synchronize();
   if (gpu) profiler_range(false);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / o.steps;
@@ -153,7 +147,8 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
               static_cast<long long>(batch), precision.c_str(), batch / seconds, seconds * 1e3);
   if (gpu)
     std::printf(" peak_reserved_mib=%.1f peak_in_use_mib=%.1f allocs_per_step=%.0f",
-                mib(grown_by(allocator_held(after), allocator_held(before))), mib(peak_in_use),
+                mib(grown_by(allocator_held(after), allocator_held(before))),
+                mib(grown_by(after.peak_bytes_in_use, before.bytes_in_use)),
                 static_cast<double>(after.allocations - allocs0) / o.steps);
   else
     std::printf(" peak_reserved_mib=n/a peak_in_use_mib=n/a allocs_per_step=n/a");

@@ -28,6 +28,10 @@ CudaAllocatorStats cuda_allocator_stats() {
   return cuda_available() ? backend::cuda().allocator_stats() : CudaAllocatorStats{};
 }
 
+void cuda_allocator_reset_peak() {
+  if (cuda_available()) backend::cuda().allocator_reset_peak();
+}
+
 void cuda_allocator_release_cache() {
   if (cuda_available()) backend::cuda().allocator_release_cache();
 }

@@ -35,5 +35,7 @@ using CudaAllocatorStats = kernels::AllocatorStats;
 CudaAllocatorStats cuda_allocator_stats();
 // Returns every cached (unused) block to the driver.
 void cuda_allocator_release_cache();
+// peak_bytes_in_use starts again from the bytes in use now (as torch.cuda.reset_peak_memory_stats).
+void cuda_allocator_reset_peak();
 
 }  // namespace mdq

@@ -36,6 +36,7 @@ struct CudaBackend {
   decltype(&kernels::device_release) device_release = nullptr;
   decltype(&kernels::allocator_stats) allocator_stats = nullptr;
   decltype(&kernels::allocator_release_cache) allocator_release_cache = nullptr;
+  decltype(&kernels::allocator_reset_peak) allocator_reset_peak = nullptr;
   decltype(&kernels::copy) copy = nullptr;
   decltype(&kernels::copy_async) copy_async = nullptr;
   decltype(&kernels::zero) zero = nullptr;

@@ -1,6 +1,7 @@
 // The CUDA backend's memory and runtime services (kernels/device_memory.h).
 #include "kernels/device_memory.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -23,6 +24,7 @@ class CudaCache {
     std::lock_guard<std::mutex> lock(mutex_);
     ++stats_.allocations;
     stats_.bytes_in_use += capacity;
+    stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
     auto it = free_.find(capacity);
     if (it != free_.end() && !it->second.empty()) {
       void* p = it->second.back();
@@ -57,6 +59,10 @@ class CudaCache {
   AllocatorStats stats() {
     std::lock_guard<std::mutex> lock(mutex_);
     return stats_;
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.peak_bytes_in_use = stats_.bytes_in_use;
   }
 
  private:
@@ -125,6 +131,7 @@ void* device_allocate(size_t bytes, size_t* capacity) {
 void device_release(void* p, size_t capacity) { cache().release(p, capacity); }
 AllocatorStats allocator_stats() { return cache().stats(); }
 void allocator_release_cache() { cache().release_all(); }
+void allocator_reset_peak() { cache().reset_peak(); }
 
 void copy(void* dst, const void* src, size_t bytes, CopyKind kind) {
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, memcpy_kind(kind), cuda::stream()));
@@ -171,6 +178,7 @@ void register_device_memory(CudaBackend& b) {
   b.device_release = device_release;
   b.allocator_stats = allocator_stats;
   b.allocator_release_cache = allocator_release_cache;
+  b.allocator_reset_peak = allocator_reset_peak;
   b.copy = copy;
   b.copy_async = copy_async;
   b.zero = zero;

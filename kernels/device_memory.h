@@ -30,7 +30,8 @@ struct AllocatorStats {
   uint64_t cuda_malloc_calls = 0;  // real cudaMalloc calls so far
   uint64_t allocations = 0;        // blocks handed out so far
   size_t bytes_in_use = 0;
-  size_t bytes_cached = 0;  // freed blocks kept for reuse
+  size_t bytes_cached = 0;        // freed blocks kept for reuse
+  size_t peak_bytes_in_use = 0;   // the most in use at once since allocator_reset_peak()
 };
 // At least `bytes` (1 for 0); *capacity receives the rounded size to give back to device_release.
 void* device_allocate(size_t bytes, size_t* capacity);
@@ -55,6 +56,7 @@ class DeviceScratch {
 };
 AllocatorStats allocator_stats();
 void allocator_release_cache();  // returns every cached (unused) block to the driver
+void allocator_reset_peak();     // peak_bytes_in_use starts again from bytes_in_use
 
 // ---- copies and fills, queued on the stream
 enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };

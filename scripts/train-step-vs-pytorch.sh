@@ -80,8 +80,8 @@ summarize() {
       }
       print ""
       print "== peak GPU memory, MiB: allocated / reserved. torch: max_memory_allocated / max_memory_reserved;"
-      print "   mdq: bytes in use sampled after forward and backward (a lower bound of the peak) / every block its"
-      print "   caching allocator took (an upper bound); the engine'"'"'s cuDNN/cuBLAS workspace is in neither"
+      print "   mdq: the caching allocator'"'"'s most bytes in use at once / every block it took; the engine'"'"'s"
+      print "   cuDNN/cuBLAS workspace is in neither"
       printf "%-12s %5s %-5s %20s %20s %20s\n", "model", "batch", "prec", "mdq", "torch eager", "torch compile"
       for (k = 1; k <= n; k++) {
         split(order[k], c, " ")

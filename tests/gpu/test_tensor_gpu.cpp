@@ -33,3 +33,20 @@ TEST_CASE("copy_spans on the GPU equals the CPU reference") {
   REQUIRE(dst_gpu.to_vector() == dst_cpu.to_vector());
   REQUIRE(dst_cpu.to_vector() == c.expected());
 }
+
+TEST_CASE("the caching allocator's peak is the most bytes in use at once since the last reset") {
+  cuda_allocator_reset_peak();
+  const size_t base = cuda_allocator_stats().bytes_in_use;
+  REQUIRE(cuda_allocator_stats().peak_bytes_in_use == base);
+  const size_t mib = size_t(1) << 20;
+  {
+    Tensor a = Tensor::empty({int64_t(4 * mib / 4)}, DType::F32, Device::CUDA);   // 4 MiB
+    Tensor b = Tensor::empty({int64_t(6 * mib / 4)}, DType::F32, Device::CUDA);   // 6 MiB
+    CHECK(cuda_allocator_stats().peak_bytes_in_use == base + 10 * mib);
+  }
+  Tensor c = Tensor::empty({int64_t(2 * mib / 4)}, DType::F32, Device::CUDA);  // 2 MiB, after both went back
+  CHECK(cuda_allocator_stats().bytes_in_use == base + 2 * mib);
+  CHECK(cuda_allocator_stats().peak_bytes_in_use == base + 10 * mib);
+  cuda_allocator_reset_peak();
+  CHECK(cuda_allocator_stats().peak_bytes_in_use == base + 2 * mib);
+}
