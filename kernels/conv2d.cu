@@ -362,15 +362,14 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
     }
   }
   if (prec == Precision::BF16) prec = Precision::TF32;  // whatever the bf16 copies did not do
-  if (!dx_done && dx_add) {
+  if (!dx_done) {
     // cuDNN's beta = 1 would add in place, but its timed algorithm search writes the output:
-    // the sum goes through a scratch instead (this path is the f32/tf32 one, off the bf16 step).
-    const int64_t n = g.N * g.C * g.H * g.W;
-    DeviceScratch<float> fresh(n);
-    require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, fresh.get()), "backward-data");
-    axpy_f32(dx, 1.f, fresh.get(), n);
-  } else if (!dx_done) {
-    require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, dx), "backward-data");
+    // a sum goes through a scratch instead (this path is the f32/tf32 one, off the bf16 step).
+    const int64_t n = Bf16Operands{g}.x_elems();
+    std::optional<DeviceScratch<float>> fresh;
+    float* out = dx_add ? fresh.emplace(n).get() : dx;
+    require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, out), "backward-data");
+    if (dx_add) axpy_f32(dx, 1.f, out, n);
   }
   if (!dw_done) require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");
 }

@@ -228,10 +228,11 @@ TrainResult train(const TrainOptions& o) {
     // steps that read the loss anyway (at most 10 steps later).
     int sig = StopSignal::requested();
     if (dp.size() > 1) sig = (log_now || it % 10 == 0) && dp.any_rank(sig != 0) ? (sig ? sig : SIGTERM) : 0;
-    // data-parallel: per-rank BN statistics averaged before anything reads or saves them
-    if ((it + 1) % eval_every == 0 || (it + 1) % ckpt_every == 0 || last || sig) dp.sync_buffers(*model);
     const bool eval_now = (it + 1) % eval_every == 0 || last, ckpt_now = (it + 1) % ckpt_every == 0 || last || sig;
-    if (eval_now || ckpt_now) pause();
+    if (eval_now || ckpt_now) {
+      dp.sync_buffers(*model);  // data-parallel: per-rank BN statistics averaged before anything reads or saves them
+      pause();
+    }
     if (eval_now) {
       quantizer.apply_rounded();
       EvalResult rounded = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);

@@ -28,10 +28,11 @@ Var conv2d(const Var& x, const Var& w, const Var& bias, const ops::Conv2dParams&
       // Where x already has a gradient (it feeds a residual's shortcut too), dx is summed into it
       // by the pass that converts it back from bf16 rather than by a pass of its own.
       ops::Conv2dGrads g;
-      const bool summed = x.requires_grad() && x.add_into_grad([&](Tensor& sum) {
-        g = ops::conv2d_backward(dy, x.value(), w.value(), p, true, w.requires_grad(), x_copy, &sum);
-      });
-      if (!summed) g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), x_copy);
+      auto grads = [&](Tensor* sum) {
+        g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), x_copy, sum);
+      };
+      const bool summed = x.requires_grad() && x.add_into_grad([&](Tensor& sum) { grads(&sum); });
+      if (!summed) grads(nullptr);
       if (x.requires_grad() && !summed) x.accumulate_grad(std::move(g.input));
       if (w.requires_grad()) w.accumulate_grad(std::move(g.weight));
       if (bias.requires_grad()) bias.accumulate_grad(ops::conv2d_backward_bias(dy));
