@@ -4,13 +4,26 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
+#include "common/error.h"
 #include "kernels/backend.h"
 #include "kernels/cuda_common.h"
 
 namespace mdq::kernels {
 namespace {
+
+// cudaMalloc, also while this thread captures a CUDA graph (kernels/cuda_graph.cu): a capture takes
+// new blocks for its private pool, and cudaMalloc (never part of a graph) is allowed during a
+// capture only in relaxed mode, so the thread switches to it for the call.
+cudaError_t malloc_even_in_capture(void** p, size_t bytes) {
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  const cudaError_t e = cudaMalloc(p, bytes);
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  return e;
+}
 
 // All GPU work runs on one stream, so a block freed on the host may be reused by the next kernel
 // without a synchronisation: the stream orders the old reads before the new writes.
@@ -25,32 +38,66 @@ class CudaCache {
     ++stats_.allocations;
     stats_.bytes_in_use += capacity;
     stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
-    auto it = free_.find(capacity);
-    if (it != free_.end() && !it->second.empty()) {
+    FreeLists& lists = active_ ? pools_[active_] : free_;
+    auto it = lists.find(capacity);
+    if (it != lists.end() && !it->second.empty()) {
       void* p = it->second.back();
       it->second.pop_back();
       stats_.bytes_cached -= capacity;
       return p;
     }
     void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, capacity);
+    cudaError_t e = malloc_even_in_capture(&p, capacity);
     if (e == cudaErrorMemoryAllocation) {  // give the cache back and try once more
       cudaGetLastError();
       release_locked();
-      e = cudaMalloc(&p, capacity);
+      e = malloc_even_in_capture(&p, capacity);
     }
     if (e != cudaSuccess) {
       stats_.bytes_in_use -= capacity;
       cuda::throw_cuda_error(e, "cudaMalloc", __FILE__, __LINE__);
     }
     ++stats_.cuda_malloc_calls;
+    if (active_) owner_[p] = active_;
     return p;
   }
   void release(void* p, size_t capacity) {
     std::lock_guard<std::mutex> lock(mutex_);
-    free_[capacity].push_back(p);
+    FreeLists* lists = &free_;
+    if (!owner_.empty()) {
+      auto o = owner_.find(p);
+      if (o != owner_.end()) {
+        auto pool = pools_.find(o->second);
+        if (pool != pools_.end()) lists = &pool->second;
+        else owner_.erase(o);  // its pool was released: the block joins the shared cache
+      }
+    }
+    (*lists)[capacity].push_back(p);
     stats_.bytes_in_use -= capacity;
     stats_.bytes_cached += capacity;
+  }
+  int pool_begin() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    MDQ_CHECK(active_ == 0, "allocator: a private pool (" << active_ << ") is already active");
+    active_ = next_pool_++;
+    pools_[active_];
+    return active_;
+  }
+  void pool_end() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    active_ = 0;
+  }
+  void pool_release(int id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto pool = pools_.find(id);
+    if (pool == pools_.end()) return;
+    for (auto& [size, blocks] : pool->second)
+      for (void* p : blocks) {
+        owner_.erase(p);
+        free_[size].push_back(p);
+      }
+    pools_.erase(pool);
+    if (active_ == id) active_ = 0;
   }
   void release_all() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -69,12 +116,18 @@ class CudaCache {
   void release_locked() {
     cudaStreamSynchronize(cuda::stream());
     for (auto& [size, blocks] : free_)
-      for (void* p : blocks) cudaFree(p);
+      for (void* p : blocks) {
+        cudaFree(p);
+        stats_.bytes_cached -= size;
+      }
     free_.clear();
-    stats_.bytes_cached = 0;
   }
+  using FreeLists = std::map<size_t, std::vector<void*>>;  // rounded size -> free blocks
   std::mutex mutex_;
-  std::map<size_t, std::vector<void*>> free_;
+  FreeLists free_;                      // the shared cache
+  std::map<int, FreeLists> pools_;      // private pools by id
+  std::unordered_map<void*, int> owner_;  // every block a private pool took from cudaMalloc
+  int active_ = 0, next_pool_ = 1;      // the pool allocations come from now (0: the shared cache)
   AllocatorStats stats_;
 };
 
@@ -132,6 +185,9 @@ void device_release(void* p, size_t capacity) { cache().release(p, capacity); }
 AllocatorStats allocator_stats() { return cache().stats(); }
 void allocator_release_cache() { cache().release_all(); }
 void allocator_reset_peak() { cache().reset_peak(); }
+int allocator_pool_begin() { return cache().pool_begin(); }
+void allocator_pool_end() { cache().pool_end(); }
+void allocator_pool_release(int id) { cache().pool_release(id); }
 
 void copy(void* dst, const void* src, size_t bytes, CopyKind kind) {
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, memcpy_kind(kind), cuda::stream()));

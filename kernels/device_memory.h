@@ -55,8 +55,17 @@ class DeviceScratch {
   T* p_;
 };
 AllocatorStats allocator_stats();
-void allocator_release_cache();  // returns every cached (unused) block to the driver
+void allocator_release_cache();  // returns every cached (unused) block of the shared cache to the driver
 void allocator_reset_peak();     // peak_bytes_in_use starts again from bytes_in_use
+
+// ---- private pools, for CUDA graphs (kernels/cuda_graph.h). Between pool_begin and pool_end every
+// allocation comes from a new pool (its own free blocks, else cudaMalloc), and a block of that
+// pool goes back to it alone when freed, so no allocation outside the graph lands in the graph's
+// memory. pool_release hands the pool's free blocks to the shared cache; its blocks still in use
+// join the cache when they are freed. Cached pool blocks count in bytes_cached.
+int allocator_pool_begin();  // returns the pool's id
+void allocator_pool_end();
+void allocator_pool_release(int id);
 
 // ---- copies and fills, queued on the stream
 enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };
