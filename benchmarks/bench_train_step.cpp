@@ -1,13 +1,17 @@
-// bench_train_step: mdq's whole training step, as mdq-train runs it (forward, nn::cross_entropy,
-// backward, the MD-tanh-S quantizer's Adam step, zero_grad), on synthetic CIFAR-shaped data that
-// already lives on the GPU, so the loader is not measured. benchmarks/pytorch_train_step.py
+// bench_train_step: mdq's whole training step, as mdq-train runs it (engine/train_step.h: forward,
+// nn::cross_entropy, backward, the MD-tanh-S quantizer's Adam step, zero_grad; on the GPU replayed
+// from a CUDA graph), on synthetic CIFAR-shaped data that already lives on the GPU, so the loader
+// is not measured. benchmarks/pytorch_train_step.py
 // times the same networks and method in PyTorch; scripts/train-step-vs-pytorch.sh runs both.
 //
 //   bench_train_step [--models resnet18,vgg16,mobilenetv2] [--batches 128,512]
 //                    [--precisions fp32,tf32,bf16] [--steps 30] [--warmup 5] [--device cuda|cpu]
+//                    [--cuda-graph both|on|off]
 //
 // One line per configuration, key=value so that scripts can read it:
 //   train-step impl=mdq model=resnet18 batch=128 precision=bf16 img_per_s=... ms_per_step=...
+// impl=mdq is the step as mdq-train runs it (CUDA graph on); with --cuda-graph both (the default)
+// each configuration is also timed eagerly, as impl=mdq-eager.
 //     peak_reserved_mib=... peak_in_use_mib=... allocs_per_step=... params=...
 // Memory comes from the engine's caching allocator, which only grows between cache releases:
 //   peak_reserved_mib  every block it got from cudaMalloc for this configuration (the cache is
@@ -37,6 +41,7 @@
 #include "engine/precision.h"
 #include "engine/quant/quantizer.h"
 #include "engine/storage.h"
+#include "engine/train_step.h"
 #include "models/model_zoo.h"
 #ifdef MDQ_HAS_CUDA
 #include <cuda_profiler_api.h>
@@ -52,6 +57,7 @@ struct Options {
   std::vector<std::string> precisions = {"fp32", "tf32", "bf16"};
   int steps = 30, warmup = 5;
   Device device = Device::CUDA;
+  std::vector<bool> graph_modes = {true, false};
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -63,7 +69,7 @@ std::vector<std::string> split_commas(const std::string& s) {
 }
 
 [[noreturn]] void usage_error(const std::string& what) {
-  std::fprintf(stderr, "bench_train_step: %s (flags: --models, --batches, --precisions, --steps, --warmup, --device)\n",
+  std::fprintf(stderr, "bench_train_step: %s (flags: --models, --batches, --precisions, --steps, --warmup, --device, --cuda-graph)\n",
                what.c_str());
   std::exit(2);
 }
@@ -80,6 +86,8 @@ Options parse(int argc, char** argv) {
     else if (k == "--steps") o.steps = std::atoi(v.c_str());
     else if (k == "--warmup") o.warmup = std::atoi(v.c_str());
     else if (k == "--device" && (v == "cuda" || v == "cpu")) o.device = v == "cpu" ? Device::CPU : Device::CUDA;
+    else if (k == "--cuda-graph" && (v == "both" || v == "on" || v == "off"))
+      o.graph_modes = v == "both" ? std::vector<bool>{true, false} : std::vector<bool>{v == "on"};
     else usage_error("unknown flag or value: " + k + " " + v);
   }
   if (o.steps < 1 || o.warmup < 1) usage_error("--steps and --warmup must be at least 1");
@@ -107,7 +115,7 @@ void profiler_range(bool start) {
 
 // One configuration: a fresh model, quantizer and batch; warm-up steps (cuDNN's algorithm search,
 // the allocator's cache filling), then timed steps between two synchronisations.
-void run(const Options& o, const std::string& model_name, int64_t batch, const std::string& precision) {
+void run(const Options& o, const std::string& model_name, int64_t batch, const std::string& precision, bool graph) {
   set_precision(parse_precision(precision));
   const bool gpu = o.device == Device::CUDA;
   if (gpu) cuda_allocator_release_cache();  // so that this configuration's high-water mark starts at zero
@@ -126,11 +134,10 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
   for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<int32_t>(i % 10);
   const Tensor labels = Tensor::from_vector_i32(y, {batch}, o.device);
 
-  auto step = [&] {
-    backward(nn::cross_entropy(model->forward(Var(images)), labels));
-    quantizer.step(1e-3f);
-    quantizer.zero_grad();
-  };
+  TrainStepOptions so;
+  so.cuda_graph = graph;
+  TrainStep train_step(*model, quantizer, so);
+  auto step = [&] { train_step.run(images, labels, 1e-3f); };
   for (int i = 0; i < o.warmup; ++i) step();
   cuda_synchronize();
   const uint64_t allocs0 = cuda_allocator_stats().allocations;
@@ -143,7 +150,9 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
   ops::check_pending_label_errors();
   const CudaAllocatorStats after = cuda_allocator_stats();
 
-  std::printf("train-step impl=mdq model=%s batch=%lld precision=%s img_per_s=%.0f ms_per_step=%.3f", model_name.c_str(),
+  const bool replayed = train_step.graphed();
+  std::printf("train-step impl=%s model=%s batch=%lld precision=%s img_per_s=%.0f ms_per_step=%.3f",
+              graph && gpu ? "mdq" : gpu ? "mdq-eager" : "mdq", model_name.c_str(),
               static_cast<long long>(batch), precision.c_str(), batch / seconds, seconds * 1e3);
   if (gpu)
     std::printf(" peak_reserved_mib=%.1f peak_in_use_mib=%.1f allocs_per_step=%.0f",
@@ -152,7 +161,7 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
                 static_cast<double>(after.allocations - allocs0) / o.steps);
   else
     std::printf(" peak_reserved_mib=n/a peak_in_use_mib=n/a allocs_per_step=n/a");
-  std::printf(" params=%lld\n", static_cast<long long>(model->parameter_count()));
+  std::printf(" params=%lld cuda_graph=%s\n", static_cast<long long>(model->parameter_count()), replayed ? "on" : "off");
   std::fflush(stdout);
 }
 
@@ -176,15 +185,17 @@ int main(int argc, char** argv) {
   int failed = 0;
   for (const std::string& m : o.models)
     for (const std::string& b : o.batches)
-      for (const std::string& p : o.precisions) {
-        try {
-          run(o, m, std::atoll(b.c_str()), p);
-        } catch (const std::exception& e) {  // e.g. out of memory: report it, measure the rest
-          clear_tape();
-          std::printf("train-step impl=mdq model=%s batch=%s precision=%s error=\"%s\"\n", m.c_str(), b.c_str(),
-                      p.c_str(), e.what());
-          ++failed;
+      for (const std::string& p : o.precisions)
+        for (bool graph : o.graph_modes) {
+          if (!graph && o.device == Device::CPU && o.graph_modes.size() > 1) continue;  // the CPU is always eager
+          try {
+            run(o, m, std::atoll(b.c_str()), p, graph);
+          } catch (const std::exception& e) {  // e.g. out of memory: report it, measure the rest
+            clear_tape();
+            std::printf("train-step impl=%s model=%s batch=%s precision=%s error=\"%s\"\n", graph ? "mdq" : "mdq-eager",
+                        m.c_str(), b.c_str(), p.c_str(), e.what());
+            ++failed;
+          }
         }
-      }
   return failed ? 1 : 0;
 }

@@ -5,6 +5,7 @@
 namespace mdq::kernels {
 
 void register_device_memory(CudaBackend& b);
+void register_cuda_graph(CudaBackend& b);
 void register_copy_spans(CudaBackend& b);
 void register_elementwise(CudaBackend& b);
 void register_activation(CudaBackend& b);
@@ -24,6 +25,7 @@ void register_nhwc_bf16(CudaBackend& b);
 
 void register_cuda_backend(CudaBackend& b) {
   register_device_memory(b);
+  register_cuda_graph(b);
   register_copy_spans(b);
   register_elementwise(b);
   register_activation(b);

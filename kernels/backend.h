@@ -12,6 +12,7 @@
 #include "kernels/bitpack.h"
 #include "kernels/conv2d.h"
 #include "kernels/copy_spans.h"
+#include "kernels/cuda_graph.h"
 #include "kernels/device_memory.h"
 #include "kernels/elementwise.h"
 #include "kernels/loss.h"
@@ -46,6 +47,15 @@ struct CudaBackend {
   decltype(&kernels::event_record) event_record = nullptr;
   decltype(&kernels::event_wait) event_wait = nullptr;
   decltype(&kernels::event_destroy) event_destroy = nullptr;
+
+  // ---- cuda_graph.cu: engine/cuda_graph.cpp, engine/ops/loss.cpp (a capture defers its label check)
+  decltype(&kernels::graph_capture_begin) graph_capture_begin = nullptr;
+  decltype(&kernels::graph_capture_end) graph_capture_end = nullptr;
+  decltype(&kernels::graph_capturing) graph_capturing = nullptr;
+  decltype(&kernels::graph_replay) graph_replay = nullptr;
+  decltype(&kernels::graph_destroy) graph_destroy = nullptr;
+  decltype(&kernels::graph_step_args_count) graph_step_args_count = nullptr;
+  decltype(&kernels::graph_set_step_args) graph_set_step_args = nullptr;
 
   // ---- copy_spans.cu: engine/ops/copy_spans.cpp (the data-parallel gradient buckets)
   decltype(&kernels::copy_spans) copy_spans = nullptr;

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "kernels/backend.h"
 #include "kernels/cuda_common.h"
+#include "kernels/cuda_graph.h"
 #include "kernels/quant_update.h"
 
 namespace mdq::kernels {
@@ -214,6 +215,7 @@ void quant_step_multi(Rule rule, Dir dir, int levels, const StepArgs& args, cons
     constexpr int k = decltype(K)::value;
     multi_step_kernel<r, d, k><<<blocks, kBlock, 0, cuda::stream()>>>(tensors, items, work, list, args);
     CUDA_CHECK_LAUNCH();
+    graph_note_step_args(/*arg=*/4, /*arity=*/5);  // a CUDA graph rewrites `args` before each replay
   });
   MDQ_CHECK(ok, "quant_step_multi: unsupported rule " << static_cast<int>(rule) << " with " << levels << " levels");
 }

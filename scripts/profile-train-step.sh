@@ -51,7 +51,8 @@ echo "# $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); $(date -
 bench_cmd() {
   local impl=$1 model=$2 batch=$3 timed=$4
   case "$impl" in
-    mdq) echo "$build/bench_train_step --models $model --batches $batch --precisions $precision --steps $timed --warmup 5" ;;
+    mdq) echo "$build/bench_train_step --models $model --batches $batch --precisions $precision --steps $timed --warmup 5" \
+              "--cuda-graph on" ;;
     torch-*) echo "$python benchmarks/pytorch_train_step.py --models $model --batches $batch --precisions $precision" \
                   "--modes ${impl#torch-} --steps $timed --warmup 5" ;;
   esac
@@ -61,7 +62,8 @@ bench_cmd() {
 profile() {
   local base=$1; shift
   if [ "$tool" = nsys ]; then
-    nsys profile --trace=cuda --sample=none --cpuctxsw=none --capture-range=cudaProfilerApi \
+    # mdq's step is a CUDA graph: trace its kernels one by one (ncu profiles graph nodes by default).
+    nsys profile --trace=cuda --cuda-graph-trace=node --sample=none --cpuctxsw=none --capture-range=cudaProfilerApi \
       --capture-range-end=stop --force-overwrite=true -o "$base" "$@" > "$base.log" 2>&1
     # The report is cuda_gpu_kern_sum since nsys 2023.2, gpukernsum before.
     nsys stats --force-export=true --format csv --report cuda_gpu_kern_sum --output "$base" "$base.nsys-rep" >> "$base.log" 2>&1 ||

@@ -100,6 +100,8 @@ const std::vector<Key>& keys() {
          o.precision = one_of("precision", v, {"auto", "fp32", "tf32", "bf16"});
        },
        [](const TrainOptions& o) { return o.precision; }},
+      {"cuda-graph", "on the GPU, capture the training step as a CUDA graph after 2 eager steps and replay it "
+                     "(same results, far fewer launches); false runs every step eagerly", BOOL(cuda_graph)},
       {"seed", "seed for initialisation, data order and augmentation (0 .. 2^63-1)",
        [](TrainOptions& o, const std::string& v) {
          const int64_t x = to_int("seed", v);

@@ -26,6 +26,7 @@ struct TrainOptions {
   float momentum = 0.9f;           // for sgd
   float weight_decay = 0.f;
   std::string precision = "auto";  // trainer.cpp resolves auto for the device
+  bool cuda_graph = true;          // engine/train_step.h: the GPU step replayed from a CUDA graph
   uint64_t seed = 1;
   std::string device = "auto";  // auto | cpu | cuda
   std::string out = "runs/latest";

@@ -18,12 +18,12 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "engine/device.h"
-#include "engine/nn/loss.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
 #include "engine/optim/schedule.h"
 #include "engine/precision.h"
 #include "engine/quant/quantizer.h"
+#include "engine/train_step.h"
 
 namespace mdq::app {
 namespace {
@@ -174,6 +174,15 @@ TrainResult train(const TrainOptions& o) {
     paused_s += s;
     window_paused_s += s;
   };
+  TrainStepOptions step_options;
+  step_options.cuda_graph = o.cuda_graph;
+  if (dp.active()) step_options.after_backward = [&] { dp.reduce_gradients(); };  // mean over ranks
+  TrainStep step(*model, quantizer, step_options);
+  if (device == Device::CUDA && dp.is_root())
+    std::printf("training step: %s\n",
+                step.eager_reason().empty()
+                    ? ("replayed from a CUDA graph after " + std::to_string(step_options.warmup) + " eager steps").c_str()
+                    : ("eager (" + step.eager_reason() + ")").c_str());
   data::Batch batch;
   for (int64_t it = state.iteration; it < total; ++it) {
     if (!train_loader.next(batch)) {
@@ -181,12 +190,7 @@ TrainResult train(const TrainOptions& o) {
       MDQ_CHECK(train_loader.next(batch), "data loader produced an empty epoch");
     }
     const float lr = schedule.lr(it);
-    Var logits = model->forward(Var(batch.images));
-    Var loss = nn::cross_entropy(logits, batch.labels);
-    backward(loss);
-    dp.reduce_gradients();  // data-parallel: mean over ranks (buckets started during backward)
-    quantizer.step(lr);
-    quantizer.zero_grad();
+    step.run(batch.images, batch.labels, lr);
 
     const int64_t n = batch.labels.numel();
     images_total += n * dp.size();  // data-parallel: every rank took n
@@ -195,10 +199,10 @@ TrainResult train(const TrainOptions& o) {
     // Reading the loss waits for the GPU: sample every 10th step, and every step that is logged.
     if (log_now || it % 10 == 0) {
       ops::check_pending_label_errors();
-      const float sampled = loss.value().item();
+      const float sampled = step.loss().item();
       if (dp.any_rank(!std::isfinite(sampled))) return diverged(it + 1, "the training loss is " + std::to_string(sampled));
       loss_sum += static_cast<double>(sampled) * n;
-      correct += ops::count_topk_correct(logits.value(), batch.labels, 1);
+      correct += ops::count_topk_correct(step.logits(), step.labels(), 1);
       seen += n;
     }
     auto now = Clock::now();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/backend/registry.h"
+#include "engine/cuda_graph.h"
 #include "engine/device.h"
 #include "kernels/label_rank.h"
 
@@ -139,6 +140,15 @@ void defer_label_check(const Tensor& logits, const Tensor& labels, const Tensor&
 
 bool g_deferred_label_checks = false;
 
+// The flag of the cross-entropy a CUDA graph captured: each replay rewrites it in place.
+struct CapturedCheck {
+  Tensor logits, labels, bad;
+};
+CapturedCheck& captured_check() {
+  static CapturedCheck c;
+  return c;
+}
+
 void check_backward_args(const Tensor& probs, const Tensor& labels) {
   check_logits_labels("cross_entropy_backward", probs, labels);
   if (!probs.is_cuda()) check_labels_cpu("cross_entropy_backward", probs, labels);
@@ -171,7 +181,9 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor*
   dispatch("cross_entropy", logits.device(), forward_cpu, &CudaBackend::cross_entropy_forward_f32)(
       logits.data<float>(), labels.data<int32_t>(), n, k, probs, row_loss.data<float>(), loss.data<float>(),
       bad.data<uint32_t>());
-  if (logits.is_cuda() && g_deferred_label_checks)
+  if (logits.is_cuda() && CudaGraph::capturing())
+    captured_check() = {logits, labels, bad};  // a capture cannot read back: check_captured_labels
+  else if (logits.is_cuda() && g_deferred_label_checks)
     defer_label_check(logits, labels, bad);
   else
     check_bad_slot("cross_entropy", logits, labels, read_back(bad)[0]);
@@ -190,6 +202,15 @@ void check_pending_label_errors() {
   Tensor logits = std::move(p.logits), labels = std::move(p.labels);
   p.bad = Tensor();
   check_bad_slot("cross_entropy", logits, labels, bad_slot);
+}
+
+void check_captured_labels() {
+  const CapturedCheck& c = captured_check();
+  if (!c.bad.defined()) return;
+  if (g_deferred_label_checks)
+    defer_label_check(c.logits, c.labels, c.bad);
+  else
+    check_bad_slot("cross_entropy", c.logits, c.labels, read_back(c.bad)[0]);
 }
 
 Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, float grad_scale) {

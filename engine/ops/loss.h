@@ -23,6 +23,10 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor*
 // being launched); a bad label then surfaces at most one step late.
 void set_deferred_label_checks(bool on);
 void check_pending_label_errors();
+// Under a CUDA graph capture (engine/cuda_graph.h) the flag cannot be read back: the forward
+// keeps it, and the code that replays the graph calls this after each replay to check it (queued
+// as above when checks are deferred, at once otherwise).
+void check_captured_labels();
 
 // d loss / d logits = (probs - onehot(labels)) * grad_scale / N, with probs from the forward.
 // Labels are range-checked on the CPU; on the GPU they were checked by the forward (rows with

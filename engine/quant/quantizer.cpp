@@ -170,7 +170,10 @@ void Quantizer::step(float lr) {
   MDQ_CHECK(!rounded_applied_, "Quantizer::step: rounded weights are applied; call restore_primal() (or end the "
                                "RoundedScope) before training");
   const float beta_next = beta_at(cfg_, iteration_ + 1);
-  for (Group& g : groups_) g.tensors.clear();
+  for (Group& g : groups_) {
+    g.tensors.clear();
+    g.members.clear();
+  }
   for (QuantParam& p : params_) {
     Var& var = p.ref.var;
     if (!var.has_grad()) {
@@ -188,25 +191,53 @@ void Quantizer::step(float lr) {
       return g.method.rule == p.method.rule && g.method.levels == p.method.levels && g.device == device &&
              (g.tensors.empty() || g.steps == p.steps);
     });
-    if (g == groups_.end()) g = groups_.insert(groups_.end(), Group{p.method, device, p.steps, {}});
+    if (g == groups_.end()) g = groups_.insert(groups_.end(), Group{p.method, device, p.steps, {}, {}});
     g->steps = p.steps;
     g->tensors.push_back({&p.stored, &var.grad(), &p.m, &p.v, &var.value()});
+    g->members.push_back(static_cast<size_t>(&p - params_.data()));
   }
-  for (const Group& g : groups_) {
-    if (g.tensors.empty()) continue;
-    StepArgs a;
-    a.lr = lr;
-    a.beta = beta_;
-    a.beta_next = beta_next;
-    a.adam_beta1 = cfg_.adam_beta1;
-    a.adam_beta2 = cfg_.adam_beta2;
-    a.adam_eps = cfg_.adam_eps;
-    a.inv_bias1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta1), static_cast<double>(g.steps))));
-    a.inv_bias2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta2), static_cast<double>(g.steps))));
-    a.momentum = cfg_.momentum;
-    a.weight_decay = cfg_.weight_decay;
-    multi_.step(g.method, dir_, a, g.tensors);
+  for (const Group& g : groups_)
+    if (!g.tensors.empty()) multi_.step(g.method, dir_, step_args(lr, beta_next, g.steps), g.tensors);
+  ++iteration_;
+  beta_ = beta_next;
+}
+
+StepArgs Quantizer::step_args(float lr, float beta_next, int64_t steps) const {
+  StepArgs a;
+  a.lr = lr;
+  a.beta = beta_;
+  a.beta_next = beta_next;
+  a.adam_beta1 = cfg_.adam_beta1;
+  a.adam_beta2 = cfg_.adam_beta2;
+  a.adam_eps = cfg_.adam_eps;
+  a.inv_bias1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta1), static_cast<double>(steps))));
+  a.inv_bias2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta2), static_cast<double>(steps))));
+  a.momentum = cfg_.momentum;
+  a.weight_decay = cfg_.weight_decay;
+  return a;
+}
+
+bool Quantizer::last_step_took_all() const {
+  size_t stepped = 0;
+  for (const Group& g : groups_) stepped += g.members.size();
+  return stepped == params_.size();
+}
+
+void Quantizer::step_replayed(float lr, CudaGraph& graph) {
+  MDQ_CHECK(!rounded_applied_, "Quantizer::step_replayed: rounded weights are applied; call restore_primal() first");
+  const float beta_next = beta_at(cfg_, iteration_ + 1);
+  int launch = 0;
+  for (Group& g : groups_) {
+    if (g.members.empty()) continue;
+    for (size_t i : g.members) ++params_[i].steps;
+    ++g.steps;
+    const StepArgs a = step_args(lr, beta_next, g.steps);
+    // MultiStep launches once per kQuantMultiMax tensors of a group, in group order.
+    for (size_t first = 0; first < g.members.size(); first += kernels::kQuantMultiMax) graph.set_step_args(launch++, a);
   }
+  MDQ_CHECK(launch == graph.step_args_count(),
+            "Quantizer::step_replayed: the graph holds " << graph.step_args_count() << " MD update launches, the last "
+                                                         << "step made " << launch);
   ++iteration_;
   beta_ = beta_next;
 }

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/cuda_graph.h"
 #include "engine/nn/module.h"
 #include "engine/quant/method.h"
 #include "engine/quant/update.h"
@@ -78,6 +79,14 @@ class Quantizer {
   void step(float lr);
   void zero_grad();
 
+  // CUDA graphs (engine/train_step.h): `graph` captured a step() (with forward and backward) and
+  // replays it. This is that step's host half: it advances the counters and β as step() would and
+  // writes this step's StepArgs into the graph's MD update launches; replay the graph after it.
+  // Valid while the parameters stepped are those of the captured step: last_step_took_all()
+  // (every parameter had a grad) makes that certain.
+  void step_replayed(float lr, CudaGraph& graph);
+  bool last_step_took_all() const;
+
   float beta() const { return beta_; }
   int64_t iteration() const { return iteration_; }
   static float beta_at(const QuantConfig& cfg, int64_t iteration);  // E10
@@ -128,7 +137,9 @@ class Quantizer {
     Device device = Device::CPU;
     int64_t steps = 0;
     std::vector<StepTensors> tensors;
+    std::vector<size_t> members;  // their indices in params_
   };
+  StepArgs step_args(float lr, float beta_next, int64_t steps) const;  // E8-E10 scalars of one group
   std::vector<Group> groups_;
   MultiStep multi_;
 };
