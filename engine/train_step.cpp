@@ -12,7 +12,7 @@ namespace mdq {
 TrainStep::TrainStep(nn::Module& model, quant::Quantizer& quantizer, TrainStepOptions options)
     : model_(model), quantizer_(quantizer), options_(std::move(options)) {
   if (!options_.cuda_graph) eager_reason_ = "CUDA graph turned off";
-  else if (options_.after_backward) eager_reason_ = "data-parallel steps are not captured";
+  else eager_reason_ = options_.eager_reason;
 }
 
 void TrainStep::eager(const Tensor& images, const Tensor& labels, float lr) {
@@ -36,6 +36,7 @@ void TrainStep::capture(const Tensor& images, const Tensor& labels, float lr) {
       graph_logits_ = model_.forward(Var(static_images_));
       graph_loss_ = nn::cross_entropy(graph_logits_, static_labels_);
       backward(graph_loss_);
+      if (options_.after_backward) options_.after_backward();
       quantizer_.step(lr);
       quantizer_.zero_grad();
     });
@@ -50,6 +51,7 @@ void TrainStep::capture(const Tensor& images, const Tensor& labels, float lr) {
 }
 
 void TrainStep::replayed() {
+  if (options_.after_replay) options_.after_replay();
   loss_ = graph_loss_;
   logits_ = graph_logits_;
   labels_ = static_labels_;

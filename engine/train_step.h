@@ -1,6 +1,7 @@
 // One training step of a classifier, as mdq-train and bench_train_step run it: forward, the
 // cross-entropy loss, backward, an optional hook (the data-parallel gradient mean), the
-// quantizer's step (E6–E10 with the E8 direction) and zero_grad.
+// quantizer's step (E6–E10 with the E8 direction) and zero_grad. The hook is captured with the
+// step (the NCCL gradient means can be: docs/DESIGN.md, "One training step").
 //
 // On the GPU the step is captured as a CUDA graph (engine/cuda_graph.h) after a few eager steps
 // and replayed from then on: one launch per step instead of one per kernel (about 400 for
@@ -26,9 +27,14 @@ struct TrainStepOptions {
   // Eager steps before the capture: the first one searches cuDNN's algorithms and fills the
   // allocator's cache and the MD update's device table, which a capture cannot do.
   int warmup = 2;
-  // Runs between backward and the quantizer step (the data-parallel gradient mean). A step with
-  // a hook runs eagerly: the NCCL path's side stream and watchdog events are not captured.
+  // Runs between backward and the quantizer step (the data-parallel gradient mean); captured with
+  // the step, so it must queue GPU work only (the NCCL path does: its side stream joins the capture).
   std::function<void()> after_backward;
+  // Runs after each replay (the NCCL communicator's watch_replay: its watchdog cannot wait on the
+  // captured collectives one by one).
+  std::function<void()> after_replay;
+  // When not empty, the step runs eagerly and this says why (for the run's log).
+  std::string eager_reason;
 };
 
 class TrainStep {

@@ -83,6 +83,10 @@ void DataParallel::reduce_gradients() {
   if (reducer_) reducer_->finish();
 }
 
+void DataParallel::watch_replay() {
+  if (comm_) comm_->watch_replay("a replayed training step (its gradient all-reduces)");
+}
+
 void DataParallel::reduce(EvalResult& r) {
   if (!comm_) return;
   std::vector<double> v = {static_cast<double>(r.count), static_cast<double>(r.top1), static_cast<double>(r.top5),

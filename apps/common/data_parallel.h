@@ -48,6 +48,9 @@ class DataParallel {
   void attach(nn::Module& model, quant::Quantizer& quantizer, LoopState& state);
   // After backward(): every gradient becomes the mean over ranks.
   void reduce_gradients();
+  // After each replay of a training step captured as a CUDA graph: the transport's watchdog
+  // watches the replay (its collectives were captured).
+  void watch_replay();
   // Sums over ranks: evaluation counts, and the training loss/accuracy tallies of a metrics line.
   void reduce(EvalResult& r);
   void reduce_train_stats(double& loss_sum, int64_t& correct, int64_t& seen);

@@ -38,6 +38,11 @@ class Communicator {
   // work queued next (GPU: the engine's stream waits on the side stream; no host wait).
   virtual void start_mean(float* data, int64_t n) = 0;
   virtual void finish_means() = 0;
+  // CUDA graphs (engine/train_step.h): collectives queued while the engine's stream is captured
+  // run when the graph is replayed, so the transport cannot watch them one by one (NCCL's watchdog
+  // waits on events; a captured event cannot be waited on). After each replay the caller names
+  // the replay here and the transport watches it as one operation. No-op without a watchdog.
+  virtual void watch_replay(const char* what) { (void)what; }
 
   // Host-memory versions for the few numbers the loop exchanges (metrics, evaluation counts,
   // checkpoint metadata): block until the result is on the host.

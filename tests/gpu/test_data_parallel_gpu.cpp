@@ -10,6 +10,8 @@
 #include "engine/dist/sync_batchnorm.h"
 #include "engine/nn/functional.h"
 #include "engine/nn/loss.h"
+#include "engine/quant/quantizer.h"
+#include "engine/train_step.h"
 #include "models/model_zoo.h"
 #include "tests/support/run_compare.h"
 #include "tests/support/testing.h"
@@ -71,6 +73,64 @@ TEST_CASE("gradient buckets over a one-rank NCCL communicator start during backw
   // The first step learns the hook counts and starts every bucket at finish(); later ones start
   // them while backward runs.
   REQUIRE(reducer.started_during_backward() == static_cast<int64_t>(reducer.layout().buckets.size()));
+}
+
+TEST_CASE("a data-parallel step (one NCCL rank, buckets during backward) replayed from a CUDA graph equals the eager one") {
+  if (!dist::nccl_built()) {
+    WARN("skipped: mdq was built without NCCL");
+    return;
+  }
+  // Two copies of one network, each with its own buckets on the one-rank communicator: one steps
+  // eagerly, one is captured after two eager steps (the buckets' copies and the side stream's
+  // all-reduces inside the graph) and replayed. A one-rank mean is exact, so the two stay equal
+  // bit for bit, step after step.
+  struct Run {
+    std::shared_ptr<nn::Module> model;
+    std::unique_ptr<quant::Quantizer> quantizer;
+    std::unique_ptr<dist::GradReducer> reducer;
+    std::unique_ptr<TrainStep> step;
+  };
+  auto make_run = [](bool graph) {
+    models::ModelOptions mo;
+    mo.in_channels = 1;
+    mo.image_size = 28;
+    mo.seed = 3;
+    Run r;
+    r.model = models::make_model("smallcnn", mo);
+    r.model->to(Device::CUDA);
+    r.model->train();
+    quant::QuantConfig qc;
+    qc.interval = 2;
+    r.quantizer = std::make_unique<quant::Quantizer>(r.model->parameters(), qc);
+    dist::BucketCaps caps;
+    caps.cap_bytes = 16 << 10;
+    caps.first_cap_bytes = 4 << 10;
+    r.reducer = std::make_unique<dist::GradReducer>(r.model->parameters(), one_rank_nccl(), caps);
+    TrainStepOptions so;
+    so.cuda_graph = graph;
+    dist::GradReducer* reducer = r.reducer.get();
+    so.after_backward = [reducer] { reducer->finish(); };
+    so.after_replay = [] { one_rank_nccl().watch_replay("a replayed step (test)"); };
+    r.step = std::make_unique<TrainStep>(*r.model, *r.quantizer, so);
+    return r;
+  };
+  Run eager = make_run(false), graph = make_run(true);
+  REQUIRE(graph.reducer->layout().buckets.size() > 2);
+  for (int k = 0; k < 7; ++k) {
+    const Tensor images = random_tensor({16, 1, 28, 28}, 40 + k, -1.f, 1.f, Device::CUDA);
+    const Tensor labels = testing::random_labels(16, 10, 60 + k).cuda();
+    eager.step->run(images, labels, 1e-3f);
+    graph.step->run(images, labels, 1e-3f);
+    INFO("step " << k);
+    REQUIRE(graph.step->graphed() == (k >= 2));
+    REQUIRE(testing::bits(graph.step->loss()) == testing::bits(eager.step->loss()));
+  }
+  const std::vector<nn::ParamRef> pe = eager.model->parameters(), pg = graph.model->parameters();
+  for (size_t i = 0; i < pe.size(); ++i) {
+    INFO("parameter " << pe[i].name);
+    REQUIRE(testing::bits(pg[i].var.value()) == testing::bits(pe[i].var.value()));
+  }
+  REQUIRE(eager.quantizer->state_metadata() == graph.quantizer->state_metadata());
 }
 
 TEST_CASE("sync BN kernels on the GPU (one NCCL rank) match the CPU sync BN, forward and backward, with and without a fused ReLU") {

@@ -1,7 +1,8 @@
 // NCCL communicator: CUDA tensors, the engine's stream for ordered collectives, a side stream for
 // the gradient means that overlap backward, and a watchdog over every queued operation.
 //
-// Stream discipline (no host wait anywhere on the training path):
+// Stream discipline (no host wait anywhere on the training path; all of it can be captured in a
+// CUDA graph, the side stream joining the engine's capture through the two events):
 //   ordered collective:  ncclX(..., engine stream)
 //   start_mean:          engine stream --event--> side stream: ncclAllReduce(avg)
 //   finish_means:        side stream --event--> engine stream (later work sees the means)
@@ -126,6 +127,7 @@ class NcclCommunicator final : public Communicator {
     CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), side_done_, 0));
     means_started_ = false;
   }
+  void watch_replay(const char* what) override { track(cuda::stream(), what); }
 
   void all_reduce_sum_host(double* data, int64_t n) override {
     const size_t bytes = static_cast<size_t>(n) * sizeof(double);
@@ -178,8 +180,12 @@ class NcclCommunicator final : public Communicator {
   }
 
   // Records a tracking event after the operation just queued on `stream`, and recycles the events
-  // of operations that have completed.
+  // of operations that have completed. Under a CUDA graph capture (the side stream joins the
+  // engine's capture) nothing is recorded: the replay is watched instead (watch_replay).
   void track(cudaStream_t stream, const char* what) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+    if (capture != cudaStreamCaptureStatusNone) return;
     std::lock_guard<std::mutex> lock(mutex_);
     while (!pending_.empty() && cudaEventQuery(pending_.front().event) == cudaSuccess) {
       free_events_.push_back(pending_.front().event);
