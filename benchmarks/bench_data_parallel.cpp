@@ -1,7 +1,7 @@
 // Data-parallel scaling: training steps of a model on synthetic CIFAR-sized batches (no data
 // loading, so the GPUs and the communication are what is measured) on N ranks.
 //   bench_data_parallel --gpus N [--model resnet18] [--method md-tanh-s] [--batches 128,512]
-//                       [--steps 30] [--rounds 5] [--precision fp32|tf32|bf16]
+//                       [--steps 30] [--rounds 5] [--precision fp32|tf32|bf16] [--cuda-graph off|on]
 //   mpirun -np N bench_data_parallel [the same flags; --device cpu for CPU ranks]
 // For each batch per rank B, rank 0 prints:
 //   - training images/s over all ranks (forward, backward, gradient means, MD update) and per rank;
@@ -11,6 +11,8 @@
 //     printed: at batch 128 single windows of the same step differed by 5-10% on an H200;
 //   - the all-reduce of the model's gradient size G alone: time, algorithm bandwidth 4G/t and bus
 //     bandwidth algbw * 2(N-1)/N (the nccl-tests convention, comparable to the link's peak).
+// The step is engine/train_step.h's: eager by default, as mdq-train runs data-parallel steps
+// today; --cuda-graph on captures both versions (with and without the gradient means) as graphs.
 // benchmarks/run_data_parallel_scaling.sh runs it on 1..N GPUs.
 #include <algorithm>
 #include <chrono>
@@ -25,9 +27,9 @@
 #include "engine/dist/grad_reducer.h"
 #include "engine/dist/join.h"
 #include "engine/dist/local_launcher.h"
-#include "engine/nn/loss.h"
 #include "engine/precision.h"
 #include "engine/quant/quantizer.h"
+#include "engine/train_step.h"
 #include "models/model_zoo.h"
 
 using namespace mdq;
@@ -39,6 +41,7 @@ struct Options {
   std::string model = "resnet18", method = "md-tanh-s", device = "auto", precision = "fp32";
   std::vector<int64_t> batches = {128, 512};
   int steps = 30, rounds = 5;
+  bool cuda_graph = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -52,6 +55,7 @@ Options parse(int argc, char** argv) {
     else if (k == "--precision") o.precision = v;
     else if (k == "--steps") o.steps = std::atoi(v.c_str());
     else if (k == "--rounds") o.rounds = std::atoi(v.c_str());
+    else if (k == "--cuda-graph" && (v == "on" || v == "off")) o.cuda_graph = v == "on";
     else if (k == "--batches") {
       o.batches.clear();
       std::stringstream s(v);
@@ -87,8 +91,9 @@ int run_rank(const Options& o) {
   const bool root = comm->rank() == 0;
   const int n = comm->size();
   if (root)
-    std::printf("bench_data_parallel: %s %s, %s, %s, %d steps\n", o.model.c_str(), o.method.c_str(),
-                comm->describe().c_str(), o.precision.c_str(), o.steps);
+    std::printf("bench_data_parallel: %s %s, %s, %s, %d steps, %s\n", o.model.c_str(), o.method.c_str(),
+                comm->describe().c_str(), o.precision.c_str(), o.steps,
+                o.cuda_graph ? "steps replayed from CUDA graphs" : "eager steps");
   auto sync = [&] {
     cuda_synchronize();
     comm->barrier();  // every rank's window ends together: rank 0 measures the slowest
@@ -107,13 +112,16 @@ int run_rank(const Options& o) {
     for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<int32_t>(i % 10);
     const Tensor labels = Tensor::from_vector_i32(y, {batch}, device);
     auto seconds_per_step = [&](dist::GradReducer* reducer) {
-      auto step = [&] {
-        backward(nn::cross_entropy(model->forward(Var(images)), labels));
-        if (reducer) reducer->finish();
-        q.step(1e-3f);
-        q.zero_grad();
-      };
-      for (int i = 0; i < 5; ++i) step();  // warm-up (and the reducer's first, calibrating step)
+      TrainStepOptions so;
+      so.cuda_graph = o.cuda_graph;
+      if (reducer) {
+        so.after_backward = [reducer] { reducer->finish(); };
+        so.after_replay = [&] { comm->watch_replay("a replayed step (bench_data_parallel)"); };
+      }
+      TrainStep train_step(*model, q, so);
+      auto step = [&] { train_step.run(images, labels, 1e-3f); };
+      // warm-up: the reducer's first, calibrating step; with graphs, two eager steps and the capture
+      for (int i = 0; i < 5; ++i) step();
       sync();
       const double t0 = now_s();
       for (int i = 0; i < o.steps; ++i) step();
