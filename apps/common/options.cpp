@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -38,9 +39,10 @@ double to_double(const std::string& key, const std::string& v) {
   MDQ_CHECK(used == v.size() && !v.empty(), "--" << key << ": '" << v << "' is not a number");
   return x;
 }
-bool to_bool(const std::string& key, const std::string& v) {
+bool to_bool(std::string key, const std::string& v) {
   if (v == "1" || v == "true" || v == "yes" || v == "on") return true;
   if (v == "0" || v == "false" || v == "no" || v == "off") return false;
+  std::replace(key.begin(), key.end(), '_', '-');  // BOOL(field) passes the field's name: say the flag's
   MDQ_FAIL("--" << key << ": '" << v << "' is not true/false");
 }
 std::string num(double x) {
