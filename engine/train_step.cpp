@@ -15,14 +15,18 @@ TrainStep::TrainStep(nn::Module& model, quant::Quantizer& quantizer, TrainStepOp
   else eager_reason_ = options_.eager_reason;
 }
 
-void TrainStep::eager(const Tensor& images, const Tensor& labels, float lr) {
-  labels_ = labels;
-  logits_ = model_.forward(Var(images));
-  loss_ = nn::cross_entropy(logits_, labels);
-  backward(loss_);
+void TrainStep::queue(const Tensor& images, const Tensor& labels, float lr, Var& logits, Var& loss) {
+  logits = model_.forward(Var(images));
+  loss = nn::cross_entropy(logits, labels);
+  backward(loss);
   if (options_.after_backward) options_.after_backward();
   quantizer_.step(lr);
   quantizer_.zero_grad();
+}
+
+void TrainStep::eager(const Tensor& images, const Tensor& labels, float lr) {
+  labels_ = labels;
+  queue(images, labels, lr, logits_, loss_);
 }
 
 void TrainStep::capture(const Tensor& images, const Tensor& labels, float lr) {
@@ -32,14 +36,7 @@ void TrainStep::capture(const Tensor& images, const Tensor& labels, float lr) {
   // The graph's pool takes new blocks from the driver: give back what the eager steps cached.
   cuda_allocator_release_cache();
   try {
-    graph_.capture([&] {
-      graph_logits_ = model_.forward(Var(static_images_));
-      graph_loss_ = nn::cross_entropy(graph_logits_, static_labels_);
-      backward(graph_loss_);
-      if (options_.after_backward) options_.after_backward();
-      quantizer_.step(lr);
-      quantizer_.zero_grad();
-    });
+    graph_.capture([&] { queue(static_images_, static_labels_, lr, graph_logits_, graph_loss_); });
   } catch (const std::exception& e) {
     clear_tape();
     MDQ_FAIL("capturing the training step as a CUDA graph failed: " << e.what()

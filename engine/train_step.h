@@ -55,6 +55,8 @@ class TrainStep {
   const std::string& eager_reason() const { return eager_reason_; }
 
  private:
+  // The step's work, queued on the stream (eagerly, or recorded when a capture runs).
+  void queue(const Tensor& images, const Tensor& labels, float lr, Var& logits, Var& loss);
   void eager(const Tensor& images, const Tensor& labels, float lr);
   void capture(const Tensor& images, const Tensor& labels, float lr);
   void replayed();  // after a replay: the graph's outputs are the last step's
