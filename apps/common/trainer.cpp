@@ -166,6 +166,8 @@ TrainResult train(const TrainOptions& o) {
   auto t_window = t_start;
   double window_images = 0, rate = 0, paused_s = 0, window_paused_s = 0;
   Clock::time_point pause_began;
+  double eval_s = 0, ckpt_s = 0;  // of the paused time: validations, and checkpoint saves
+  auto seconds_since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
   auto pause = [&] {
     cuda_synchronize();
     pause_began = Clock::now();
@@ -246,6 +248,7 @@ TrainResult train(const TrainOptions& o) {
       pause();
     }
     if (eval_now) {
+      const auto eval_began = Clock::now();
       quantizer.apply_rounded();
       EvalResult rounded = evaluate(*model, *val_loader, info.num_classes, o.max_eval_batches);
       quantizer.restore_primal();
@@ -257,10 +260,13 @@ TrainResult train(const TrainOptions& o) {
                                     std::to_string(rounded.count) + " validation images have NaN/Inf logits");
       if (!weights_finite(it + 1)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
+      eval_s += seconds_since(eval_began);
       if (rounded.top1_pct() > state.best_val) {
         state.best_val = rounded.top1_pct();
         state.best_iter = it + 1;
+        const auto save_began = Clock::now();
         if (dp.is_root()) save_rounded(best_ckpt, o, *model, quantizer, state);
+        ckpt_s += seconds_since(save_began);
       }
       metrics << "{\"iter\": " << it + 1 << ", \"" << val_name << "_acc_rounded\": " << rounded.top1_pct() << ", \""
               << val_name << "_acc_projected\": " << projected.top1_pct() << ", \"" << val_name
@@ -274,7 +280,9 @@ TrainResult train(const TrainOptions& o) {
     if (ckpt_now) {
       if (!weights_finite(it + 1)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
+      const auto save_began = Clock::now();
       if (dp.is_root()) save_run(last_ckpt, o, *model, quantizer, state);
+      ckpt_s += seconds_since(save_began);
       saved_at = it + 1;
     }
     if (eval_now || ckpt_now) resume();
@@ -294,7 +302,7 @@ TrainResult train(const TrainOptions& o) {
   }
   progress.finish();
   cuda_synchronize();
-  const double seconds = std::chrono::duration<double>(Clock::now() - t_start).count() - paused_s;
+  const double loop_s = seconds_since(t_start), seconds = loop_s - paused_s;
 
   // ---- final test of the best rounded network
   result.best_val_top1 = state.best_val;
@@ -308,10 +316,13 @@ TrainResult train(const TrainOptions& o) {
   std::printf("best rounded network (iteration %lld, %s top-1 %.2f%%)\n", static_cast<long long>(state.best_iter),
               val_name, state.best_val);
   std::printf("training throughput: %.0f images/s over %.1f s of training steps\n", result.train_images_per_s, seconds);
+  std::printf("time: %.1f s in the loop: %.1f s training steps, %.1f s validation, %.1f s checkpoints, %.1f s other\n",
+              loop_s, seconds, eval_s, ckpt_s, paused_s - eval_s - ckpt_s);
   std::printf("TEST top-1 %.2f%%  top-5 %.2f%%  (rounded %s network, %lld test images)\n", result.test_top1,
               result.test_top5, o.method.c_str(), static_cast<long long>(test.count));
   metrics << "{\"test_top1\": " << result.test_top1 << ", \"test_top5\": " << result.test_top5
-          << ", \"best_iter\": " << state.best_iter << ", \"train_img_per_s\": " << result.train_images_per_s << "}\n";
+          << ", \"best_iter\": " << state.best_iter << ", \"train_img_per_s\": " << result.train_images_per_s
+          << ", \"train_s\": " << seconds << ", \"eval_s\": " << eval_s << ", \"ckpt_s\": " << ckpt_s << "}\n";
   return result;
 }
 
