@@ -5,7 +5,9 @@
 // arguments; bf16 is held to the same bar, since the stated tolerance of the issue, 1e-6 relative,
 // would hide nothing a reordering could change). The runs cross a β change (E10), a learning-rate
 // change, a batch of another shape (run eagerly beside the graph) and an extra group of
-// parameters (keep_float: a second MD update launch whose StepArgs the replay rewrites).
+// parameters (keep_float: a second MD update launch whose StepArgs the replay rewrites). Last, the
+// same through mdq-train: a run stopped and resumed (its graph captured at another iteration)
+// ends bit for bit as the unbroken one.
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,7 +18,9 @@
 #include "engine/train_step.h"
 #include "models/model_zoo.h"
 #include "tests/support/precision_scope.h"
+#include "tests/support/run_compare.h"
 #include "tests/support/testing.h"
+#include "tests/support/toy_training.h"
 
 using namespace mdq;
 
@@ -153,4 +157,19 @@ TEST_CASE("A replayed step still reports a label out of range") {
         Catch::Contains("cross_entropy") && Catch::Contains("10"));
   }
   ops::set_deferred_label_checks(false);
+}
+
+TEST_CASE("mdq-train on the GPU: a run resumed from its checkpoint ends as the unbroken one, bit for bit, graphs on") {
+  // cuDNN's heuristics instead of its timed search, so that both processes pick the same algorithms.
+  ::setenv("MDQ_CUDNN_ALGOS", "heuristic", 1);
+  const std::string train = testing::binary("mdq-train"), whole = "/tmp/mdq-gpu-graph-whole",
+                    part = "/tmp/mdq-gpu-graph-part";
+  std::string out;
+  REQUIRE(testing::run_command(train + testing::toy_train_flags("md-tanh-s", whole, 20, "cuda"), out) == 0);
+  INFO(out);
+  REQUIRE(out.find("replayed from a CUDA graph") != std::string::npos);
+  REQUIRE(testing::run_command(train + testing::toy_train_flags("md-tanh-s", part, 10, "cuda"), out) == 0);
+  // The resumed process captures its graph at iteration 12, the unbroken one at 2.
+  REQUIRE(testing::run_command(train + " --resume --out " + part + " --iters 20 --quiet", out) == 0);
+  testing::require_same_run(whole, part, 0.f, 0.f);
 }
