@@ -10,57 +10,23 @@ thread_local bool g_grad_enabled = true;
 thread_local std::vector<std::function<void()>> g_tape;
 }  // namespace
 
-Var::Var(Tensor value, bool requires_grad) : impl_(std::make_shared<Impl>()) {
-  impl_->value = std::move(value);
+Var::Var(Tensor value, bool requires_grad) : value_(std::make_shared<Tensor>(std::move(value))) {
+  impl_ = std::make_shared<Impl>();
+  impl_->value = value_;
   impl_->requires_grad = requires_grad;
 }
 
 const Tensor& Var::value() const {
-  MDQ_CHECK(impl_, "Var: undefined variable");
-  return impl_->value;
+  MDQ_CHECK(value_, "Var: undefined variable");
+  return *value_;
 }
 Tensor& Var::value() {
-  MDQ_CHECK(impl_, "Var: undefined variable");
-  return impl_->value;
+  MDQ_CHECK(value_, "Var: undefined variable");
+  return *value_;
 }
-bool Var::requires_grad() const { return impl_ && impl_->requires_grad; }
 void Var::set_requires_grad(bool on) {
   MDQ_CHECK(impl_, "Var: undefined variable");
   impl_->requires_grad = on;
-}
-bool Var::has_grad() const { return impl_ && impl_->grad.defined(); }
-const Tensor& Var::grad() const {
-  MDQ_CHECK(has_grad(), "Var::grad: no gradient was accumulated for " << (impl_ ? impl_->value.describe() : "<undefined>"));
-  return impl_->grad;
-}
-// A grad may share its storage with another Var's (add passes one gradient to both inputs) or
-// with a tensor an op still holds: it is written in place only while this Var is its only holder,
-// and otherwise replaced by a fresh sum, so no other holder ever sees it change.
-void Var::accumulate_grad(const Tensor& g) const {
-  MDQ_CHECK(impl_, "Var: undefined variable");
-  check_same_shape("accumulate_grad", impl_->value, g);
-  if (!impl_->grad.defined()) {
-    impl_->grad = g;
-  } else if (impl_->grad.sole_owner()) {
-    ops::axpy_(impl_->grad, 1.0f, g);
-  } else {
-    impl_->grad = ops::add(impl_->grad, g);
-  }
-  if (impl_->grad_hook) impl_->grad_hook();
-}
-void Var::accumulate_grad(Tensor&& g) const {
-  MDQ_CHECK(impl_, "Var: undefined variable");
-  if (impl_->grad.defined()) return accumulate_grad(static_cast<const Tensor&>(g));
-  check_same_shape("accumulate_grad", impl_->value, g);
-  impl_->grad = std::move(g);
-  if (impl_->grad_hook) impl_->grad_hook();
-}
-bool Var::add_into_grad(const std::function<void(Tensor&)>& add) const {
-  MDQ_CHECK(impl_, "Var: undefined variable");
-  if (!impl_->grad.defined() || !impl_->grad.sole_owner()) return false;
-  add(impl_->grad);
-  if (impl_->grad_hook) impl_->grad_hook();
-  return true;
 }
 void Var::set_grad_hook(std::function<void()> hook) const {
   MDQ_CHECK(impl_, "Var: undefined variable");
@@ -68,6 +34,55 @@ void Var::set_grad_hook(std::function<void()> hook) const {
 }
 void Var::zero_grad() const {
   if (impl_) impl_->grad = Tensor();
+}
+
+std::string GradRef::describe_value() const {
+  if (!impl_) return "<undefined>";
+  const std::shared_ptr<Tensor> v = impl_->value.lock();
+  return v ? v->describe() : "<a variable whose value was released>";
+}
+bool GradRef::requires_grad() const { return impl_ && impl_->requires_grad; }
+bool GradRef::has_grad() const { return impl_ && impl_->grad.defined(); }
+const Tensor& GradRef::grad() const {
+  MDQ_CHECK(has_grad(), "Var::grad: no gradient was accumulated for " << describe_value());
+  return impl_->grad;
+}
+namespace {
+// g against the value's shape, while some Var still holds the value.
+void check_grad_shape(const std::weak_ptr<Tensor>& value, const Tensor& g) {
+  if (const std::shared_ptr<Tensor> v = value.lock()) check_same_shape("accumulate_grad", *v, g);
+}
+}  // namespace
+// A grad may share its storage with another Var's (add passes one gradient to both inputs) or
+// with a tensor an op still holds: it is written in place only while this Var is its only holder,
+// and otherwise replaced by a fresh sum, so no other holder ever sees it change.
+void GradRef::accumulate_grad(const Tensor& g) const {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  check_grad_shape(impl_->value, g);
+  if (!impl_->grad.defined()) {
+    impl_->grad = g;
+  } else if (impl_->grad.sole_owner()) {
+    check_same_shape("accumulate_grad", impl_->grad, g);
+    ops::axpy_(impl_->grad, 1.0f, g);
+  } else {
+    check_same_shape("accumulate_grad", impl_->grad, g);
+    impl_->grad = ops::add(impl_->grad, g);
+  }
+  if (impl_->grad_hook) impl_->grad_hook();
+}
+void GradRef::accumulate_grad(Tensor&& g) const {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  if (impl_->grad.defined()) return accumulate_grad(static_cast<const Tensor&>(g));
+  check_grad_shape(impl_->value, g);
+  impl_->grad = std::move(g);
+  if (impl_->grad_hook) impl_->grad_hook();
+}
+bool GradRef::add_into_grad(const std::function<void(Tensor&)>& add) const {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  if (!impl_->grad.defined() || !impl_->grad.sole_owner()) return false;
+  add(impl_->grad);
+  if (impl_->grad_hook) impl_->grad_hook();
+  return true;
 }
 
 bool grad_enabled() { return g_grad_enabled; }

@@ -371,7 +371,18 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
     require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, out), "backward-data");
     if (dx_add) axpy_f32(dx, 1.f, out, n);
   }
-  if (!dw_done) require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");
+  if (!dw_done) {
+    // Without x (autograd freed it: the forward kept its bf16 copy), the f32/tf32 weight gradient
+    // reads the copy widened back to f32.
+    std::optional<DeviceScratch<float>> x_from_copy;
+    if (!x) {
+      MDQ_CHECK(x_bf16, "conv2d backward: the weight gradient needs x or its bf16 copy");
+      float* wide = x_from_copy.emplace(Bf16Operands{g}.x_elems()).get();
+      nhwc_bf16_to_nchw_f32(x_bf16, wide, g.N, g.H * g.W, static_cast<int>(g.C));
+      x = wide;
+    }
+    require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");
+  }
 }
 
 bool conv2d_runs_bf16(const Conv2dGeometry& g, Precision prec) {

@@ -29,7 +29,8 @@ void conv2d_forward_f32(const Conv2dGeometry& g, Precision p, const float* x, co
 // forward input x. Either output may be null (then its operand may be too); one call does both
 // so that under BF16 dy is converted once. x_bf16 (may be null) is the forward's copy of x
 // (conv2d_forward_f32); the weight gradient reads it instead of converting x when it runs on bf16
-// copies, and ignores it otherwise. dx_add: dx += the input gradient instead of dx = (a
+// copies, and ignores it otherwise. x may be null when x_bf16 is given (autograd freed x): a
+// weight gradient that falls back to f32/tf32 then reads the copy widened to f32. dx_add: dx += the input gradient instead of dx = (a
 // gradient summed into the one x already has, as autograd does where x feeds two branches).
 void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* x, const float* w,
                          float* dx, bool dx_add, float* dw, const uint16_t* x_bf16);

@@ -140,7 +140,7 @@ Var sync_batch_norm(Communicator& comm, const Var& x, const Var& weight, const V
   Var result = nn::make_output(out, {&x, &weight, &bias});
   if (result.requires_grad()) {
     Communicator* c = &comm;
-    record_backward([c, x, weight, bias, result, saved]() {
+    record_backward([c, x, weight, bias, result = GradRef(result), saved]() {
       // Every rank reaches this closure (same graph), so the collective inside stays matched.
       MDQ_CHECK(result.has_grad(), "sync_batch_norm: its output got no gradient (the other ranks wait for this one)");
       const Tensor wv = weight.defined() ? weight.value() : Tensor();

@@ -14,7 +14,7 @@ using Backward = Tensor (*)(const Tensor&, const Tensor&);
 Var activation(const Var& x, Forward forward, Backward backward) {
   Var out = make_output(forward(x.value()), {&x});
   if (out.requires_grad())
-    record_backward([x, out, backward]() {
+    record_backward([x, out = GradRef(out), backward]() {
       if (out.has_grad()) x.accumulate_grad(backward(out.grad(), x.value()));
     });
   return out;

@@ -25,7 +25,7 @@ Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running
   Var out = make_output(r.out, {&x, &weight, &bias});
   if (out.requires_grad()) {
     Tensor mean = r.mean, invstd = r.invstd;
-    record_backward([x, weight, bias, out, mean, invstd, training, relu]() {
+    record_backward([x, weight, bias, out = GradRef(out), mean, invstd, training, relu]() {
       if (!out.has_grad()) return;
       const Tensor w = weight.defined() ? weight.value() : Tensor();
       const Tensor b = bias.defined() ? bias.value() : Tensor();

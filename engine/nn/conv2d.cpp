@@ -11,16 +11,18 @@ namespace mdq::nn {
 Var conv2d(const Var& x, const Var& w, const Var& bias, const ops::Conv2dParams& p) {
   const Tensor b = bias.defined() ? bias.value() : Tensor();
   // Under BF16 on the GPU the forward's bf16 NHWC copy of x is kept for the weight gradient,
-  // which would otherwise convert x again: one transpose per convolution and step fewer. The cost
-  // is memory: 2 bytes per element of every such convolution's input stay alive until its backward
-  // runs (the f32 x is kept for it anyway). Kept only when dw will be computed (w needs grad and
-  // grad is on); undefined where the forward makes no copy, and then the backward converts x.
+  // which would otherwise convert x again: one transpose per convolution and step fewer. The
+  // backward then reads no f32 x, so it holds x's gradient only (GradRef), and x's f32 value is
+  // freed once the forward code no longer needs it: 2 bytes per element kept instead of 4. Kept
+  // only when dw will be computed (w needs grad and grad is on); undefined where the forward makes
+  // no copy, and then the backward holds x and converts it.
   Tensor x_bf16;
   const bool keep = grad_enabled() && w.requires_grad();
   // needs_grad ignores an undefined bias (requires_grad() is false for it).
   Var out = make_output(ops::conv2d_forward(x.value(), w.value(), b, p, keep ? &x_bf16 : nullptr), {&x, &w, &bias});
   if (out.requires_grad())
-    record_backward([x, w, bias, out, p, x_bf16]() mutable {
+    record_backward([x = GradRef(x), x_value = x_bf16.defined() ? Tensor() : x.value(), w, bias, out = GradRef(out), p,
+                     x_bf16]() mutable {
       // The copy is released as soon as this runs, not when the tape is cleared.
       const Tensor x_copy = std::move(x_bf16);
       if (!out.has_grad()) return;
@@ -29,7 +31,7 @@ Var conv2d(const Var& x, const Var& w, const Var& bias, const ops::Conv2dParams&
       // by the pass that converts it back from bf16 rather than by a pass of its own.
       ops::Conv2dGrads g;
       auto grads = [&](Tensor* sum) {
-        g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), x_copy, sum);
+        g = ops::conv2d_backward(dy, x_value, w.value(), p, x.requires_grad(), w.requires_grad(), x_copy, sum);
       };
       const bool summed = x.requires_grad() && x.add_into_grad([&](Tensor& sum) { grads(&sum); });
       if (!summed) grads(nullptr);

@@ -14,7 +14,7 @@ Var make_output(Tensor value, std::initializer_list<const Var*> inputs) {
 Var add(const Var& a, const Var& b) {
   Var out = make_output(ops::add(a.value(), b.value()), {&a, &b});
   if (out.requires_grad())
-    record_backward([a, b, out]() {
+    record_backward([a = GradRef(a), b = GradRef(b), out = GradRef(out)]() {
       if (!out.has_grad()) return;
       if (a.requires_grad()) a.accumulate_grad(out.grad());
       if (b.requires_grad()) b.accumulate_grad(out.grad());
@@ -25,11 +25,11 @@ Var add(const Var& a, const Var& b) {
 Var add_relu(const Var& a, const Var& b) {
   Var out = make_output(ops::add_relu(a.value(), b.value()), {&a, &b});
   if (out.requires_grad())
-    record_backward([a, b, out]() {
+    record_backward([a = GradRef(a), b = GradRef(b), out]() {  // out's value is the ReLU's mask
       if (!out.has_grad()) return;
       Tensor g = ops::relu_backward(out.grad(), out.value());
       if (a.requires_grad() && b.requires_grad()) a.accumulate_grad(g);  // shared with b's
-      const Var& last = b.requires_grad() ? b : a;
+      const GradRef& last = b.requires_grad() ? b : a;
       if (last.requires_grad()) last.accumulate_grad(std::move(g));
     });
   return out;
@@ -38,7 +38,7 @@ Var add_relu(const Var& a, const Var& b) {
 Var sub(const Var& a, const Var& b) {
   Var out = make_output(ops::sub(a.value(), b.value()), {&a, &b});
   if (out.requires_grad())
-    record_backward([a, b, out]() {
+    record_backward([a = GradRef(a), b = GradRef(b), out = GradRef(out)]() {
       if (!out.has_grad()) return;
       if (a.requires_grad()) a.accumulate_grad(out.grad());
       if (b.requires_grad()) b.accumulate_grad(ops::scale(out.grad(), -1.0f));
@@ -49,7 +49,7 @@ Var sub(const Var& a, const Var& b) {
 Var mul(const Var& a, const Var& b) {
   Var out = make_output(ops::mul(a.value(), b.value()), {&a, &b});
   if (out.requires_grad())
-    record_backward([a, b, out]() {
+    record_backward([a, b, out = GradRef(out)]() {
       if (!out.has_grad()) return;
       if (a.requires_grad()) a.accumulate_grad(ops::mul(out.grad(), b.value()));
       if (b.requires_grad()) b.accumulate_grad(ops::mul(out.grad(), a.value()));
@@ -60,7 +60,7 @@ Var mul(const Var& a, const Var& b) {
 Var scale(const Var& a, float s) {
   Var out = make_output(ops::scale(a.value(), s), {&a});
   if (out.requires_grad())
-    record_backward([a, s, out]() {
+    record_backward([a = GradRef(a), s, out = GradRef(out)]() {
       if (out.has_grad()) a.accumulate_grad(ops::scale(out.grad(), s));
     });
   return out;
@@ -69,10 +69,10 @@ Var scale(const Var& a, float s) {
 Var sum(const Var& a) {
   Var out = make_output(ops::sum_all(a.value()), {&a});
   if (out.requires_grad())
-    record_backward([a, out]() {
+    record_backward([a = GradRef(a), shape = a.shape(), device = a.value().device(), out = GradRef(out)]() {
       if (!out.has_grad()) return;
       // d sum / d a_i = 1: broadcast the scalar grad (read on the host: one float).
-      a.accumulate_grad(Tensor::full(a.shape(), out.grad().item(), a.value().device()));
+      a.accumulate_grad(Tensor::full(shape, out.grad().item(), device));
     });
   return out;
 }

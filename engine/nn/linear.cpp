@@ -19,7 +19,7 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
   if (bias.defined()) y = ops::add_row_vector(y, bias.value());
   Var out = make_output(std::move(y), {&x, &w, &bias});
   if (out.requires_grad())
-    record_backward([x, w, bias, out]() {
+    record_backward([x, w, bias, out = GradRef(out)]() {
       if (!out.has_grad()) return;
       const Tensor& g = out.grad();  // [N, out]
       if (x.requires_grad()) x.accumulate_grad(ops::matmul(g, w.value()));              // [N, in]

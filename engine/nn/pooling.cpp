@@ -12,9 +12,9 @@ Var max_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding) {
   Var out = make_output(r.out, {&x});
   if (out.requires_grad()) {
     Tensor argmax = r.argmax;
-    record_backward([x, out, argmax, kernel, stride, padding]() {
+    record_backward([x = GradRef(x), shape = x.shape(), out = GradRef(out), argmax, kernel, stride, padding]() {
       if (out.has_grad())
-        x.accumulate_grad(ops::max_pool2d_backward(out.grad(), argmax, x.shape(), kernel, stride, padding));
+        x.accumulate_grad(ops::max_pool2d_backward(out.grad(), argmax, shape, kernel, stride, padding));
     });
   }
   return out;
@@ -23,8 +23,8 @@ Var max_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding) {
 Var avg_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding) {
   Var out = make_output(ops::avg_pool2d_forward(x.value(), kernel, stride, padding), {&x});
   if (out.requires_grad())
-    record_backward([x, out, kernel, stride, padding]() {
-      if (out.has_grad()) x.accumulate_grad(ops::avg_pool2d_backward(out.grad(), x.shape(), kernel, stride, padding));
+    record_backward([x = GradRef(x), shape = x.shape(), out = GradRef(out), kernel, stride, padding]() {
+      if (out.has_grad()) x.accumulate_grad(ops::avg_pool2d_backward(out.grad(), shape, kernel, stride, padding));
     });
   return out;
 }
@@ -32,8 +32,8 @@ Var avg_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding) {
 Var global_avg_pool(const Var& x) {
   Var out = make_output(ops::global_avg_pool_forward(x.value()), {&x});
   if (out.requires_grad())
-    record_backward([x, out]() {
-      if (out.has_grad()) x.accumulate_grad(ops::global_avg_pool_backward(out.grad(), x.shape()));
+    record_backward([x = GradRef(x), shape = x.shape(), out = GradRef(out)]() {
+      if (out.has_grad()) x.accumulate_grad(ops::global_avg_pool_backward(out.grad(), shape));
     });
   return out;
 }

@@ -7,8 +7,8 @@ namespace mdq::nn {
 Var reshape(const Var& x, const Shape& shape) {
   Var out = make_output(x.value().reshape(shape), {&x});
   if (out.requires_grad())
-    record_backward([x, out]() {
-      if (out.has_grad()) x.accumulate_grad(out.grad().reshape(x.shape()));
+    record_backward([x = GradRef(x), shape = x.shape(), out = GradRef(out)]() {
+      if (out.has_grad()) x.accumulate_grad(out.grad().reshape(shape));
     });
   return out;
 }

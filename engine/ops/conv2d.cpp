@@ -225,32 +225,38 @@ Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tenso
                             bool want_input, bool want_weight, const Tensor& x_bf16, Tensor* input_grad_sum) {
   const char* op = "conv2d_backward";
   check_dtype(op, grad_out, DType::F32);
-  check_dtype(op, x, DType::F32);
   check_dtype(op, w, DType::F32);
-  check_same_device(op, grad_out, x);
   check_same_device(op, grad_out, w);
-  Geometry g = geometry(op, x.shape(), x.describe(), w.shape(), w.describe(), p);
+  MDQ_CHECK(x.defined() || x_bf16.defined(), op << ": needs the input x or its bf16 NHWC copy");
+  // Without x, its bf16 NHWC copy [N, H, W, C] gives x's [N, C, H, W] (nothing reads x then).
+  const Tensor& x_or_copy = x.defined() ? x : x_bf16;
+  const Shape x_shape = x.defined() || x_bf16.ndim() != 4
+                            ? x_or_copy.shape()
+                            : Shape{x_bf16.dim(0), x_bf16.dim(3), x_bf16.dim(1), x_bf16.dim(2)};
+  const std::string x_text = x.defined() ? x.describe() : "of shape " + shape_str(x_shape) + " (its bf16 copy)";
+  if (x.defined()) check_dtype(op, x, DType::F32);
+  check_same_device(op, grad_out, x_or_copy);
+  Geometry g = geometry(op, x_shape, x_text, w.shape(), w.describe(), p);
   check_grad_out(op, grad_out, g);
   if (x_bf16.defined()) {
     check_dtype(op, x_bf16, DType::BF16);
-    check_same_device(op, x_bf16, x);
     MDQ_CHECK(x_bf16.shape() == (Shape{g.N, g.H, g.W, g.C}),
-              op << ": x_bf16 " << x_bf16.describe() << " is not the NHWC copy of input " << x.describe());
+              op << ": x_bf16 " << x_bf16.describe() << " is not the NHWC copy of input " << x_text);
   }
   const bool add = want_input && input_grad_sum;
   if (add) {
     check_dtype(op, *input_grad_sum, DType::F32);
-    check_same_device(op, *input_grad_sum, x);
-    MDQ_CHECK(input_grad_sum->shape() == x.shape(), op << ": the gradient to add into, " << input_grad_sum->describe()
-                                                       << ", does not have input " << x.describe() << "'s shape");
+    check_same_device(op, *input_grad_sum, grad_out);
+    MDQ_CHECK(input_grad_sum->shape() == x_shape, op << ": the gradient to add into, " << input_grad_sum->describe()
+                                                     << ", does not have input " << x_text << "'s shape");
   }
   Conv2dGrads out;
-  if (want_input && !add) out.input = Tensor::empty(x.shape(), DType::F32, x.device());
-  if (want_weight) out.weight = Tensor::empty(w.shape(), DType::F32, x.device());
+  if (want_input && !add) out.input = Tensor::empty(x_shape, DType::F32, grad_out.device());
+  if (want_weight) out.weight = Tensor::empty(w.shape(), DType::F32, grad_out.device());
   if (!want_input && !want_weight) return out;
   float* dx = add ? input_grad_sum->data<float>() : want_input ? out.input.data<float>() : nullptr;
-  dispatch(op, x.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
-      g, precision(), grad_out.data<float>(), x.data<float>(), w.data<float>(), dx, add,
+  dispatch(op, grad_out.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
+      g, precision(), grad_out.data<float>(), x.defined() ? x.data<float>() : nullptr, w.data<float>(), dx, add,
       want_weight ? out.weight.data<float>() : nullptr,
       want_weight && x_bf16.defined() ? x_bf16.data<uint16_t>() : nullptr);
   return out;

@@ -33,7 +33,8 @@ Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shap
 Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Shape& w_shape, const Conv2dParams& p);
 // Both at once (what autograd calls): under BF16 the GPU converts grad_out once for both. An
 // output not asked for is left undefined. x_bf16 is conv2d_forward's copy of this x, or undefined
-// (then the GPU converts x itself where it needs one); the result is the same bit for bit.
+// (then the GPU converts x itself where it needs one); the result is the same bit for bit. With
+// the copy, x itself may be undefined (nothing reads it then: autograd frees it early).
 // input_grad_sum (f32, x's shape and device), when given with want_input, receives the input
 // gradient added into it (what autograd does when x already has a gradient from another branch)
 // and input is left undefined: one pass and one allocation fewer than returning it and adding

@@ -171,7 +171,7 @@ Tensor softmax_project_backward(const Tensor& logits, const Tensor& grad, float 
 Var tanh_project(const Var& dual, float beta, int levels) {
   Var out = nn::make_output(tanh_project(dual.value(), beta, levels), {&dual});
   if (out.requires_grad())
-    record_backward([dual, out, beta, levels]() {
+    record_backward([dual, out = GradRef(out), beta, levels]() {
       if (!out.has_grad()) return;
       if (dual.requires_grad()) dual.accumulate_grad(tanh_project_backward(dual.value(), out.grad(), beta, levels));
     });
@@ -181,7 +181,7 @@ Var tanh_project(const Var& dual, float beta, int levels) {
 Var softmax_project(const Var& logits, float beta, int levels) {
   Var out = nn::make_output(softmax_project(logits.value(), beta, levels), {&logits});
   if (out.requires_grad())
-    record_backward([logits, out, beta, levels]() {
+    record_backward([logits, out = GradRef(out), beta, levels]() {
       if (!out.has_grad()) return;
       if (logits.requires_grad())
         logits.accumulate_grad(softmax_project_backward(logits.value(), out.grad(), beta, levels));

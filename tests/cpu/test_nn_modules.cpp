@@ -149,3 +149,24 @@ TEST_CASE("gradients summed on the CPU: conv2d adds its input gradient in place,
   testing::check_conv_grad_sum(Device::CPU);
   testing::check_shared_grads_stay_apart(Device::CPU);
 }
+
+TEST_CASE("a backward closure that does not read an activation does not keep it alive") {
+  // y = relu(x) is read by nothing in backward (relu reads x; scale and sum need y's gradient
+  // only), so its value is freed as soon as the forward code drops its Var; the gradients are
+  // those of the values themselves.
+  Var x(testing::random_tensor({3, 4}, 11), true);
+  GradRef y_ref;
+  Var loss;
+  {
+    Var y = nn::relu(x);
+    y_ref = y;
+    REQUIRE_FALSE(y_ref.value_released());
+    loss = nn::sum(nn::scale(y, 2.f));
+  }
+  REQUIRE(y_ref.value_released());
+  backward(loss);
+  const std::vector<float> xv = x.value().to_vector(), g = x.grad().to_vector();
+  for (size_t i = 0; i < xv.size(); ++i) REQUIRE(g[i] == (xv[i] > 0.f ? 2.f : 0.f));
+  // A Var still held (here: the loss) keeps its value.
+  REQUIRE(loss.value().numel() == 1);
+}
