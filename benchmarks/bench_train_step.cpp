@@ -23,8 +23,9 @@
 // Neither counts the cuDNN/cuBLAS workspace (the engine allocates it outside the cache).
 // allocs_per_step counts tensors allocated per timed step (from the cache, not cudaMalloc).
 // The timed steps are the profiler's capture range (cudaProfilerStart/Stop), so that
-// scripts/profile-train-step.sh sees them alone. Without a GPU it says so and exits 0; --device cpu runs the same loop on the CPU (to check the
-// benchmark itself; memory is then n/a).
+// scripts/profile-train-step.sh sees them alone. Without a GPU it says so and exits 0; --device
+// cpu runs the same loop on the CPU (to check the benchmark itself); peak_in_use_mib is then the
+// high-water mark of live CPU tensors over the configuration (engine/storage.h).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -121,6 +122,8 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
   if (gpu) cuda_allocator_release_cache();  // so that this configuration's high-water mark starts at zero
   if (gpu) cuda_allocator_reset_peak();
   const CudaAllocatorStats before = cuda_allocator_stats();
+  const HostTensorMemory host_before = host_tensor_memory();
+  host_tensor_memory_reset_peak();
 
   models::ModelOptions mo;  // CIFAR variant: 3×32×32 input, 10 classes, BN without affine
   mo.seed = 1;
@@ -159,8 +162,9 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
                 mib(grown_by(allocator_held(after), allocator_held(before))),
                 mib(grown_by(after.peak_bytes_in_use, before.bytes_in_use)),
                 static_cast<double>(after.allocations - allocs0) / o.steps);
-  else
-    std::printf(" peak_reserved_mib=n/a peak_in_use_mib=n/a allocs_per_step=n/a");
+  else  // CPU tensors: no cache, so reserved = in use; the high-water mark of live CPU tensors
+    std::printf(" peak_reserved_mib=n/a peak_in_use_mib=%.1f allocs_per_step=n/a",
+                mib(grown_by(host_tensor_memory().peak_bytes_in_use, host_before.bytes_in_use)));
   std::printf(" params=%lld cuda_graph=%s\n", static_cast<long long>(model->parameter_count()), replayed ? "on" : "off");
   std::fflush(stdout);
 }

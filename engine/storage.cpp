@@ -1,5 +1,6 @@
 #include "engine/storage.h"
 
+#include <atomic>
 #include <cstdlib>
 
 #include "common/error.h"
@@ -7,12 +8,23 @@
 #include "engine/device.h"
 
 namespace mdq {
+namespace {
+std::atomic<size_t> g_host_in_use{0}, g_host_peak{0};
+
+void host_allocated(size_t bytes) {
+  const size_t now = g_host_in_use.fetch_add(bytes) + bytes;
+  size_t peak = g_host_peak.load();
+  while (now > peak && !g_host_peak.compare_exchange_weak(peak, now)) {
+  }
+}
+}  // namespace
 
 Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
   if (device == Device::CPU) {
     capacity_ = (bytes + 63) / 64 * 64;
     data_ = std::aligned_alloc(64, capacity_ ? capacity_ : 64);
     MDQ_CHECK(data_ != nullptr, "out of host memory allocating " << bytes << " bytes");
+    host_allocated(capacity_);
     return;
   }
   MDQ_CHECK(cuda_available(), "cannot allocate a CUDA tensor: " << cuda_unavailable_reason());
@@ -20,8 +32,10 @@ Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
 }
 
 Storage::~Storage() {
-  if (device_ == Device::CPU) std::free(data_);
-  else backend::cuda().device_release(data_, capacity_);  // registered: the block came from device_allocate
+  if (device_ == Device::CPU) {
+    std::free(data_);
+    g_host_in_use.fetch_sub(capacity_);
+  } else backend::cuda().device_release(data_, capacity_);  // registered: the block came from device_allocate
 }
 
 CudaAllocatorStats cuda_allocator_stats() {
@@ -31,6 +45,9 @@ CudaAllocatorStats cuda_allocator_stats() {
 void cuda_allocator_reset_peak() {
   if (cuda_available()) backend::cuda().allocator_reset_peak();
 }
+
+HostTensorMemory host_tensor_memory() { return {g_host_in_use.load(), g_host_peak.load()}; }
+void host_tensor_memory_reset_peak() { g_host_peak.store(g_host_in_use.load()); }
 
 void cuda_allocator_release_cache() {
   if (cuda_available()) backend::cuda().allocator_release_cache();

@@ -38,4 +38,12 @@ void cuda_allocator_release_cache();
 // peak_bytes_in_use starts again from the bytes in use now (as torch.cuda.reset_peak_memory_stats).
 void cuda_allocator_reset_peak();
 
+// The bytes of CPU tensors alive now and at most since the last reset (every CPU Storage counts),
+// for the CPU side of the same measurements (bench_train_step --device cpu).
+struct HostTensorMemory {
+  size_t bytes_in_use = 0, peak_bytes_in_use = 0;
+};
+HostTensorMemory host_tensor_memory();
+void host_tensor_memory_reset_peak();
+
 }  // namespace mdq
