@@ -10,9 +10,9 @@
 //
 // One line per configuration, key=value so that scripts can read it:
 //   train-step impl=mdq model=resnet18 batch=128 precision=bf16 img_per_s=... ms_per_step=...
+//     peak_reserved_mib=... peak_in_use_mib=... allocs_per_step=... params=... cuda_graph=on
 // impl=mdq is the step as mdq-train runs it (CUDA graph on); with --cuda-graph both (the default)
-// each configuration is also timed eagerly, as impl=mdq-eager.
-//     peak_reserved_mib=... peak_in_use_mib=... allocs_per_step=... params=...
+// each configuration is also timed eagerly on the GPU, as impl=mdq-eager.
 // Memory comes from the engine's caching allocator, which only grows between cache releases:
 //   peak_reserved_mib  every block it got from cudaMalloc for this configuration (the cache is
 //                      released before each one): an upper bound of the bytes in use at any time,
@@ -98,6 +98,9 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+// impl= of a configuration's line: the eager GPU step apart, so scripts compare mdq-train's.
+const char* impl_name(bool graph, Device device) { return device == Device::CUDA && !graph ? "mdq-eager" : "mdq"; }
+
 double mib(size_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
 
 size_t allocator_held(const CudaAllocatorStats& s) { return s.bytes_in_use + s.bytes_cached; }
@@ -155,7 +158,7 @@ void run(const Options& o, const std::string& model_name, int64_t batch, const s
 
   const bool replayed = train_step.graphed();
   std::printf("train-step impl=%s model=%s batch=%lld precision=%s img_per_s=%.0f ms_per_step=%.3f",
-              graph && gpu ? "mdq" : gpu ? "mdq-eager" : "mdq", model_name.c_str(),
+              impl_name(graph, o.device), model_name.c_str(),
               static_cast<long long>(batch), precision.c_str(), batch / seconds, seconds * 1e3);
   if (gpu)
     std::printf(" peak_reserved_mib=%.1f peak_in_use_mib=%.1f allocs_per_step=%.0f",
@@ -196,7 +199,7 @@ int main(int argc, char** argv) {
             run(o, m, std::atoll(b.c_str()), p, graph);
           } catch (const std::exception& e) {  // e.g. out of memory: report it, measure the rest
             clear_tape();
-            std::printf("train-step impl=%s model=%s batch=%s precision=%s error=\"%s\"\n", graph ? "mdq" : "mdq-eager",
+            std::printf("train-step impl=%s model=%s batch=%s precision=%s error=\"%s\"\n", impl_name(graph, o.device),
                         m.c_str(), b.c_str(), p.c_str(), e.what());
             ++failed;
           }

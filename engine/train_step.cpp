@@ -1,8 +1,6 @@
 // TrainStep (engine/train_step.h): the eager step, its capture and its replays.
 #include "engine/train_step.h"
 
-#include <cstdio>
-
 #include "engine/nn/loss.h"
 #include "engine/ops/loss.h"
 #include "engine/storage.h"

@@ -377,8 +377,9 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
     std::optional<DeviceScratch<float>> x_from_copy;
     if (!x) {
       MDQ_CHECK(x_bf16, "conv2d backward: the weight gradient needs x or its bf16 copy");
-      float* wide = x_from_copy.emplace(Bf16Operands{g}.x_elems()).get();
-      nhwc_bf16_to_nchw_f32(x_bf16, wide, g.N, g.H * g.W, static_cast<int>(g.C));
+      const Bf16Operands op{g};
+      float* wide = x_from_copy.emplace(op.x_elems()).get();
+      op.x_out(x_bf16, wide, /*add=*/false);
       x = wide;
     }
     require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");

@@ -173,7 +173,7 @@ TrainResult train(const TrainOptions& o) {
     pause_began = Clock::now();
   };
   auto resume = [&] {
-    const double s = std::chrono::duration<double>(Clock::now() - pause_began).count();
+    const double s = seconds_since(pause_began);
     paused_s += s;
     window_paused_s += s;
   };

@@ -140,6 +140,15 @@ void defer_label_check(const Tensor& logits, const Tensor& labels, const Tensor&
 
 bool g_deferred_label_checks = false;
 
+// The cross-entropy's label flag `bad` once the kernel that writes it is queued: checked at once
+// (one small read back), or, on the GPU with deferred checks, one step late.
+void check_or_defer(const Tensor& logits, const Tensor& labels, const Tensor& bad) {
+  if (logits.is_cuda() && g_deferred_label_checks)
+    defer_label_check(logits, labels, bad);
+  else
+    check_bad_slot("cross_entropy", logits, labels, read_back(bad)[0]);
+}
+
 // The flag of the cross-entropy a CUDA graph captured: each replay rewrites it in place.
 struct CapturedCheck {
   Tensor logits, labels, bad;
@@ -183,10 +192,8 @@ Tensor cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor*
       bad.data<uint32_t>());
   if (logits.is_cuda() && CudaGraph::capturing())
     captured_check() = {logits, labels, bad};  // a capture cannot read back: check_captured_labels
-  else if (logits.is_cuda() && g_deferred_label_checks)
-    defer_label_check(logits, labels, bad);
   else
-    check_bad_slot("cross_entropy", logits, labels, read_back(bad)[0]);
+    check_or_defer(logits, labels, bad);
   return loss;
 }
 
@@ -206,11 +213,7 @@ void check_pending_label_errors() {
 
 void check_captured_labels() {
   const CapturedCheck& c = captured_check();
-  if (!c.bad.defined()) return;
-  if (g_deferred_label_checks)
-    defer_label_check(c.logits, c.labels, c.bad);
-  else
-    check_bad_slot("cross_entropy", c.logits, c.labels, read_back(c.bad)[0]);
+  if (c.bad.defined()) check_or_defer(c.logits, c.labels, c.bad);
 }
 
 Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, float grad_scale) {

@@ -232,8 +232,7 @@ void Quantizer::step_replayed(float lr, CudaGraph& graph) {
     for (size_t i : g.members) ++params_[i].steps;
     ++g.steps;
     const StepArgs a = step_args(lr, beta_next, g.steps);
-    // MultiStep launches once per kQuantMultiMax tensors of a group, in group order.
-    for (size_t first = 0; first < g.members.size(); first += kernels::kQuantMultiMax) graph.set_step_args(launch++, a);
+    for (int k = 0; k < MultiStep::gpu_launches(g.members.size()); ++k) graph.set_step_args(launch++, a);  // group order
   }
   MDQ_CHECK(launch == graph.step_args_count(),
             "Quantizer::step_replayed: the graph holds " << graph.step_args_count() << " MD update launches, the last "

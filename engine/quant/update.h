@@ -38,6 +38,10 @@ class MultiStep {
  public:
   void step(const Method& method, Dir dir, const StepArgs& args, const std::vector<StepTensors>& params);
   int64_t tables_built() const { return tables_built_; }  // uploads so far
+  // The GPU launches a step of `count` parameters makes (a CUDA graph rewrites each one's StepArgs).
+  static int gpu_launches(size_t count) {
+    return static_cast<int>((count + kernels::kQuantMultiMax - 1) / kernels::kQuantMultiMax);
+  }
 
  private:
   struct Table {
