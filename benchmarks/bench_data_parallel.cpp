@@ -1,7 +1,7 @@
 // Data-parallel scaling: training steps of a model on synthetic CIFAR-sized batches (no data
 // loading, so the GPUs and the communication are what is measured) on N ranks.
 //   bench_data_parallel --gpus N [--model resnet18] [--method md-tanh-s] [--batches 128,512]
-//                       [--steps 30] [--rounds 5] [--precision fp32|tf32|bf16] [--cuda-graph off|on]
+//                       [--steps 30] [--rounds 5] [--precision fp32|tf32|bf16] [--cuda-graph on|off]
 //   mpirun -np N bench_data_parallel [the same flags; --device cpu for CPU ranks]
 // For each batch per rank B, rank 0 prints:
 //   - training images/s over all ranks (forward, backward, gradient means, MD update) and per rank;
@@ -11,8 +11,8 @@
 //     printed: at batch 128 single windows of the same step differed by 5-10% on an H200;
 //   - the all-reduce of the model's gradient size G alone: time, algorithm bandwidth 4G/t and bus
 //     bandwidth algbw * 2(N-1)/N (the nccl-tests convention, comparable to the link's peak).
-// The step is engine/train_step.h's: eager by default, as mdq-train runs data-parallel steps
-// today; --cuda-graph on captures both versions (with and without the gradient means) as graphs.
+// The step is engine/train_step.h's, replayed from a CUDA graph as mdq-train runs it (both
+// versions, with and without the gradient means); --cuda-graph off times eager steps.
 // benchmarks/run_data_parallel_scaling.sh runs it on 1..N GPUs.
 #include <algorithm>
 #include <chrono>
@@ -41,7 +41,7 @@ struct Options {
   std::string model = "resnet18", method = "md-tanh-s", device = "auto", precision = "fp32";
   std::vector<int64_t> batches = {128, 512};
   int steps = 30, rounds = 5;
-  bool cuda_graph = false;
+  bool cuda_graph = true;
 };
 
 Options parse(int argc, char** argv) {

@@ -85,6 +85,12 @@ bool GradRef::add_into_grad(const std::function<void(Tensor&)>& add) const {
   return true;
 }
 
+void GradRef::replace_grad(Tensor g) const {
+  MDQ_CHECK(impl_, "Var: undefined variable");
+  check_grad_shape(impl_->value, g);
+  impl_->grad = std::move(g);
+}
+
 bool grad_enabled() { return g_grad_enabled; }
 NoGradScope::NoGradScope() : previous_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradScope::~NoGradScope() { g_grad_enabled = previous_; }

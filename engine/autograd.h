@@ -34,6 +34,9 @@ class GradRef {
   // and the grad hook runs: true. Otherwise nothing happens (false) and the op accumulates a
   // fresh gradient as usual. The sum must equal accumulate_grad's bit for bit.
   bool add_into_grad(const std::function<void(Tensor&)>& add) const;
+  // The same gradient, held elsewhere (data-parallel: its mean, in the bucket it was reduced in).
+  // Not a contribution: the grad hook does not run.
+  void replace_grad(Tensor g) const;
   bool same_as(const GradRef& other) const { return impl_ == other.impl_; }
   // True once no Var holds the value any more (only GradRefs are left): it has been freed.
   bool value_released() const { return impl_ && impl_->value.expired(); }

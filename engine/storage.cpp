@@ -31,7 +31,15 @@ Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
   data_ = backend::cuda_impl("cuda tensor allocation", &backend::CudaBackend::device_allocate)(bytes, &capacity_);
 }
 
+Storage::Storage(std::shared_ptr<Storage> base, size_t offset, size_t bytes)
+    : bytes_(bytes), device_(base->device()), base_(std::move(base)) {
+  MDQ_CHECK(offset + bytes <= base_->bytes(), "Storage window [" << offset << ", " << offset + bytes
+                                                                 << ") outside a block of " << base_->bytes() << " bytes");
+  data_ = static_cast<char*>(base_->data()) + offset;
+}
+
 Storage::~Storage() {
+  if (base_) return;  // a window: base_ owns the block
   if (device_ == Device::CPU) {
     std::free(data_);
     g_host_in_use.fetch_sub(capacity_);

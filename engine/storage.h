@@ -14,6 +14,8 @@ namespace mdq {
 class Storage {
  public:
   Storage(size_t bytes, Device device);
+  // A window of `bytes` bytes at `offset` into `base`, which it keeps alive; frees nothing.
+  Storage(std::shared_ptr<Storage> base, size_t offset, size_t bytes);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -27,6 +29,7 @@ class Storage {
   size_t bytes_ = 0;
   size_t capacity_ = 0;  // the rounded size the caching allocator handed out
   Device device_;
+  std::shared_ptr<Storage> base_;  // set for a window: the block belongs to base_
 };
 
 // Counters of the CUDA caching allocator (kernels/device_memory.h), for tests and benchmarks;

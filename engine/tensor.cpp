@@ -124,6 +124,20 @@ Tensor Tensor::reshape(const Shape& shape) const {
   return t;
 }
 
+Tensor Tensor::window(int64_t offset, const Shape& shape) const {
+  MDQ_CHECK(defined(), "window: undefined tensor");
+  const int64_t n = shape_numel(shape);
+  MDQ_CHECK(offset >= 0 && n >= 0 && offset + n <= numel(),
+            "window: elements [" << offset << ", " << offset + n << ") outside " << describe());
+  Tensor t;
+  const size_t elt = dtype_size(dtype_);
+  t.storage_ = std::make_shared<Storage>(storage_, static_cast<size_t>(offset) * elt, static_cast<size_t>(n) * elt);
+  t.shape_ = shape;
+  t.dtype_ = dtype_;
+  t.device_ = device_;
+  return t;
+}
+
 void Tensor::copy_from(const Tensor& src) {
   MDQ_CHECK(defined() && src.defined(), "copy_from: undefined tensor");
   MDQ_CHECK(src.numel() == numel() && src.dtype_ == dtype_,

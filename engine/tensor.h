@@ -56,6 +56,9 @@ class Tensor {
   // taken over instead of copied.
   bool sole_owner() const { return storage_ && storage_.use_count() == 1; }
   Tensor reshape(const Shape& shape) const;  // shares storage; one dim may be -1
+  // Elements [offset, offset + numel(shape)) of this tensor as a tensor of that shape, sharing
+  // its storage (a data-parallel gradient that lives in its bucket).
+  Tensor window(int64_t offset, const Shape& shape) const;
   void copy_from(const Tensor& src);         // same shape and dtype; any devices
   void fill_(float value);                   // f32 only
   void zero_();                              // any dtype

@@ -116,12 +116,11 @@ PY
         rm -f /tmp/dp-rates; unset MDQ_CUDNN_ALGOS
         # In one process, the step with and without the one-rank all-reduce in alternating windows
         # (medians): end-to-end runs of the same command differ by up to 40%, this by far less.
-        # MDQ_DP_CUDA_GRAPH=1 (which mdq-train reads too) compares graph-replayed steps throughout.
-        graph=off; [ "${MDQ_DP_CUDA_GRAPH:-}" = 1 ] && graph=on
-        CUDA_GRAPH=$graph MAX_GPUS=1 BUILD=$build OUT=$OUT/dp-scaling.txt benchmarks/run_data_parallel_scaling.sh > /dev/null 2>&1; cat $OUT/dp-scaling.txt
+        # Graph-replayed steps throughout, as mdq-train runs them.
+        MAX_GPUS=1 BUILD=$build OUT=$OUT/dp-scaling.txt benchmarks/run_data_parallel_scaling.sh > /dev/null 2>&1; cat $OUT/dp-scaling.txt
         echo "\$ mpirun -np 1 ... bench_data_parallel (the same, the rank started by MPI)"
         mpirun -np 1 --bind-to none --allow-run-as-root $build/bench_data_parallel --model resnet18 --method md-tanh-s \
-          --batches 128,512 --steps 30 --precision bf16 --cuda-graph $graph < /dev/null
+          --batches 128,512 --steps 30 --precision bf16 < /dev/null
       } > "$OUT/dp1.txt" 2>&1
       grep -E "median|not hidden" "$OUT/dp1.txt" ;;
     bench)

@@ -182,10 +182,6 @@ TrainResult train(const TrainOptions& o) {
   if (dp.active()) {
     step_options.after_backward = [&] { dp.reduce_gradients(); };  // mean over ranks
     step_options.after_replay = [&] { dp.watch_replay(); };
-    // The captured NCCL path (engine/dist/with_nccl) has not yet run on a GPU: opt-in until it has.
-    const char* opt_in = std::getenv("MDQ_DP_CUDA_GRAPH");
-    if (!(opt_in && std::string(opt_in) == "1"))
-      step_options.eager_reason = "data-parallel steps are captured only with MDQ_DP_CUDA_GRAPH=1 for now";
   }
   TrainStep step(*model, quantizer, step_options);
   if (device == Device::CUDA && dp.is_root())

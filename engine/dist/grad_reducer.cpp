@@ -52,23 +52,15 @@ void GradReducer::start_ready() {
   while (next_ < layout_.buckets.size() && ready_[next_] == layout_.buckets[next_].entries.size()) start(next_++);
 }
 
-// Grads move with one copy_spans per bucket and direction: their addresses change every step (a
-// grad is the tensor backward produced), so the spans are listed anew each time.
-void GradReducer::add_spans(size_t bucket, bool into_bucket) {
-  float* flat = flat_[bucket].data<float>();
-  for (const BucketLayout::Entry& e : layout_.buckets[bucket].entries) {
-    float* grad = grad_data(e.param);
-    const size_t bytes = static_cast<size_t>(e.numel) * sizeof(float);
-    spans_.push_back(into_bucket ? ops::CopySpan{flat + e.offset, grad, bytes}
-                                 : ops::CopySpan{grad, flat + e.offset, bytes});
-  }
-}
-
+// Grads move into a bucket with one copy_spans: their addresses change every step (a grad is the
+// tensor backward produced), so the spans are listed anew each time.
 void GradReducer::start(size_t bucket) {
   spans_.clear();
-  add_spans(bucket, /*into_bucket=*/true);
+  float* flat = flat_[bucket].data<float>();
+  for (const BucketLayout::Entry& e : layout_.buckets[bucket].entries)
+    spans_.push_back(ops::CopySpan{flat + e.offset, grad_data(e.param), static_cast<size_t>(e.numel) * sizeof(float)});
   ops::copy_spans(comm_.device(), spans_);
-  comm_.start_mean(flat_[bucket].data<float>(), layout_.buckets[bucket].numel);
+  comm_.start_mean(flat, layout_.buckets[bucket].numel);
 }
 
 void GradReducer::finish() {
@@ -88,9 +80,13 @@ void GradReducer::finish() {
   started_during_backward_ = static_cast<int64_t>(next_);
   while (next_ < layout_.buckets.size()) start(next_++);
   comm_.finish_means();
-  spans_.clear();
-  for (size_t b = 0; b < layout_.buckets.size(); ++b) add_spans(b, /*into_bucket=*/false);
-  ops::copy_spans(comm_.device(), spans_);
+  // The means stay where they were reduced: each grad becomes its window of the bucket (no copy
+  // back; the bucket is not written again before the next step's backward has replaced them).
+  for (size_t b = 0; b < layout_.buckets.size(); ++b)
+    for (const BucketLayout::Entry& e : layout_.buckets[b].entries) {
+      const Var& v = params_[e.param].var;
+      v.replace_grad(flat_[b].window(e.offset, v.value().shape()));
+    }
   std::fill(count_.begin(), count_.end(), 0);
   std::fill(ready_.begin(), ready_.end(), 0);
   next_ = 0;

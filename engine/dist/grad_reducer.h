@@ -7,7 +7,8 @@
 // start strictly in layout order, so every rank queues the same collectives in the same order. A
 // started bucket packs its grads into a flat buffer and starts the mean (GPU: NCCL on a side
 // stream, overlapping the rest of backward; no host wait). finish() starts what is left, orders
-// the means before the optimizer and copies them back into the grads.
+// the means before the optimizer and makes each grad a window of its bucket (Tensor::window), so
+// the means are not copied back.
 //
 //   GradReducer r(model.parameters(), comm);
 //   loop: forward; backward(loss); r.finish(); quantizer.step(lr); quantizer.zero_grad();
@@ -46,8 +47,7 @@ class GradReducer {
  private:
   void on_grad(size_t param);
   void start_ready();
-  void start(size_t bucket);
-  void add_spans(size_t bucket, bool into_bucket);  // the bucket's grads <-> its flat buffer, onto spans_
+  void start(size_t bucket);  // packs the bucket's grads into its flat buffer, starts the mean
   float* grad_data(size_t param) const;
 
   std::vector<nn::ParamRef> params_;
@@ -58,7 +58,7 @@ class GradReducer {
   std::vector<int64_t> count_;        // contributions so far this step
   std::vector<size_t> ready_;         // complete parameters per bucket this step
   size_t next_ = 0;                   // the next bucket to start
-  std::vector<ops::CopySpan> spans_;  // the copies into or out of the buckets being queued
+  std::vector<ops::CopySpan> spans_;  // the copies into the bucket being started
   bool calibrated_ = false;
   int64_t started_during_backward_ = 0;
 };

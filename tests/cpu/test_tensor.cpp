@@ -20,6 +20,31 @@ TEST_CASE("tensor creation, reshape and copies") {
   REQUIRE_THROWS_WITH(t.reshape({4, 2}), Catch::Contains("cannot view f32[2, 3]@cpu as [4, 2]"));
 }
 
+TEST_CASE("a window shares its tensor's storage and outlives the tensor") {
+  Tensor w;
+  {
+    Tensor t = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {6});
+    w = t.window(2, {2, 1});
+    REQUIRE(w.shape() == Shape{2, 1});
+    REQUIRE(w.to_vector() == std::vector<float>{3, 4});
+    w.fill_(9.f);
+    REQUIRE(t.to_vector() == std::vector<float>{1, 2, 9, 9, 5, 6});
+    REQUIRE_THROWS_WITH(t.window(5, {2}), Catch::Contains("elements [5, 7) outside f32[6]@cpu"));
+  }
+  REQUIRE(w.to_vector() == std::vector<float>{9, 9});  // the block stays while a window holds it
+}
+
+TEST_CASE("replace_grad moves a gradient without counting a contribution") {
+  Var v(Tensor::from_vector({1, 2}, {2}), true);
+  int hooks = 0;
+  v.set_grad_hook([&] { ++hooks; });
+  v.accumulate_grad(Tensor::from_vector({3, 4}, {2}));
+  v.replace_grad(Tensor::from_vector({5, 6}, {2}));
+  REQUIRE(hooks == 1);
+  REQUIRE(v.grad().to_vector() == std::vector<float>{5, 6});
+  REQUIRE_THROWS_WITH(v.replace_grad(Tensor::from_vector({1, 2, 3}, {3})), Catch::Contains("accumulate_grad"));
+}
+
 TEST_CASE("seeded random tensors repeat for a seed and differ across seeds") {
   Tensor a = Tensor::uniform({1000}, -1, 1, 42), b = Tensor::uniform({1000}, -1, 1, 42);
   Tensor c = Tensor::uniform({1000}, -1, 1, 43);

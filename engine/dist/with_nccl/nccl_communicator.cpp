@@ -117,7 +117,10 @@ class NcclCommunicator final : public Communicator {
   void start_mean(float* data, int64_t n) override {
     CUDA_CHECK(cudaEventRecord(engine_ready_, cuda::stream()));  // the bucket's gradients are packed
     CUDA_CHECK(cudaStreamWaitEvent(side_, engine_ready_, 0));
-    NCCL_CHECK(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat, ncclAvg, comm(), side_));
+    // On one rank the mean is the value itself; ncclAvg would still run NCCL's one-rank scaling
+    // kernel over the bucket (a read and a write of every gradient), ncclSum in place runs none.
+    const ncclRedOp_t mean = size_ == 1 ? ncclSum : ncclAvg;
+    NCCL_CHECK(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat, mean, comm(), side_));
     track(side_, "ncclAllReduce (mean) of a gradient bucket");
     means_started_ = true;
   }
