@@ -1,16 +1,16 @@
 // bench_batchnorm_layouts: a training BatchNorm + ReLU, forward and backward, on ResNet-18's CIFAR
 // activation shapes, as the engine runs it today (NCHW f32, kernels/batchnorm.cu, plus the
 // transposes each bf16 convolution around it pays: f32 NCHW -> bf16 NHWC for the next conv's
-// input and its dy, bf16 NHWC -> f32 NCHW for the conv's output and dx) against the workshop's
-// NHWC bf16 BatchNorm (dev/kernels/batchnorm_nhwc_bf16.cu), which needs none of them. Also the
-// time the bytes each version must move would take at the card's copy bandwidth (measured here
-// with cudaMemcpy device to device).
+// input and its dy, bf16 NHWC -> f32 NCHW for the conv's output and dx) against the NHWC bf16
+// BatchNorm (kernels/batchnorm_nhwc.cu, kernels::batch_norm_forward/backward_nhwc_bf16), which
+// needs none of them. Also the time the bytes each version must move would take at the card's
+// copy bandwidth (measured here with cudaMemcpy device to device).
 //   bench_batchnorm_layouts [batch ...]        (default 128 512)
 #include <cstdio>
+#include <functional>
 #include <vector>
 
 #include "benchmarks/bench_common.h"
-#include "dev/kernels/batchnorm_nhwc_bf16.h"
 #include "engine/tensor.h"
 #include "kernels/batchnorm.h"
 #include "kernels/nhwc_bf16.h"
@@ -30,6 +30,12 @@ double copy_bytes_per_ms() {
   const float ms = event_ms_per_call(
       [&] { CUDA_CHECK(cudaMemcpyAsync(b.raw(), a.raw(), a.nbytes(), cudaMemcpyDeviceToDevice, cuda::stream())); }, 20);
   return 2.0 * static_cast<double>(a.nbytes()) / ms;  // read + write
+}
+
+// Mean ms of one call, after one call untimed (module loading, the allocator's first blocks).
+float warm_ms_per_call(const std::function<void()>& fn, int reps) {
+  fn();
+  return event_ms_per_call(fn, reps);
 }
 
 void run(int64_t batch, const LayerShape& shape, double bw) {
@@ -72,47 +78,50 @@ void run(int64_t batch, const LayerShape& shape, double bw) {
   b.grad_in = dx32.data<float>();
   b.relu = true;
   const int reps = 50;
-  const float nchw_fwd = event_ms_per_call([&] { kernels::batch_norm_forward_f32(f); }, reps);
-  const float nchw_bwd = event_ms_per_call([&] { kernels::batch_norm_backward_f32(b); }, reps);
-  const float to_nhwc = event_ms_per_call(
+  const float nchw_fwd = warm_ms_per_call([&] { kernels::batch_norm_forward_f32(f); }, reps);
+  const float nchw_bwd = warm_ms_per_call([&] { kernels::batch_norm_backward_f32(b); }, reps);
+  const float to_nhwc = warm_ms_per_call(
       [&] { kernels::nchw_f32_to_nhwc_bf16(x32.data<float>(), xb.data<uint16_t>(), batch, static_cast<int>(s.c), s.hw); },
       reps);
-  const float to_nchw = event_ms_per_call(
+  const float to_nchw = warm_ms_per_call(
       [&] { kernels::nhwc_bf16_to_nchw_f32(xb.data<uint16_t>(), y32.data<float>(), batch, s.hw, static_cast<int>(s.c)); },
       reps);
 
-  // ---- the workshop's NHWC bf16 BN+ReLU
-  dev::BnNhwcForward df;
-  df.rows = rows;
-  df.c = s.c;
-  df.x = xb.data<uint16_t>();
-  df.running_mean = rm.data<float>();
-  df.running_var = rv.data<float>();
-  df.mean = mean.data<float>();
-  df.invstd = invstd.data<float>();
-  df.relu = true;
-  df.out = yb.data<uint16_t>();
-  dev::BnNhwcBackward db;
-  db.rows = rows;
-  db.c = s.c;
-  db.grad_out = gb.data<uint16_t>();
-  db.x = xb.data<uint16_t>();
-  db.out = yb.data<uint16_t>();
-  db.mean = mean.data<float>();
-  db.invstd = invstd.data<float>();
-  db.relu = true;
-  db.sum_g = sg.data<float>();
-  db.sum_gxhat = sgx.data<float>();
-  db.grad_in = dxb.data<uint16_t>();
-  const float nhwc_fwd = event_ms_per_call([&] { dev::bn_nhwc_bf16_forward(df); }, reps);
-  const float nhwc_bwd = event_ms_per_call([&] { dev::bn_nhwc_bf16_backward(db); }, reps);
+  // ---- NHWC bf16 BN+ReLU
+  kernels::BatchNormNhwcForwardArgs nf{};
+  nf.rows = rows;
+  nf.c = s.c;
+  nf.training = true;
+  nf.momentum = 0.1f;
+  nf.eps = 1e-5f;
+  nf.x = xb.data<uint16_t>();
+  nf.running_mean = rm.data<float>();
+  nf.running_var = rv.data<float>();
+  nf.out = yb.data<uint16_t>();
+  nf.mean = mean.data<float>();
+  nf.invstd = invstd.data<float>();
+  nf.relu = true;
+  kernels::BatchNormNhwcBackwardArgs nb{};
+  nb.rows = rows;
+  nb.c = s.c;
+  nb.training = true;
+  nb.grad_out = gb.data<uint16_t>();
+  nb.x = xb.data<uint16_t>();
+  nb.mean = mean.data<float>();
+  nb.invstd = invstd.data<float>();
+  nb.sum_g = sg.data<float>();
+  nb.sum_gxhat = sgx.data<float>();
+  nb.grad_in = dxb.data<uint16_t>();
+  nb.relu = true;
+  const float nhwc_fwd = warm_ms_per_call([&] { kernels::batch_norm_forward_nhwc_bf16(nf); }, reps);
+  const float nhwc_bwd = warm_ms_per_call([&] { kernels::batch_norm_backward_nhwc_bf16(nb); }, reps);
 
   // Bytes each must move at least: f32 forward reads x twice (statistics), reads it again and
   // writes out; backward reads g and x for the sums, then g and x again and writes dx. bf16 the same
-  // at 2 bytes (the mask is the stored output, read twice in backward). Transposes: read + write.
+  // at 2 bytes (the ReLU mask is recomputed from x, read anyway). Transposes: read + write.
   const double e = static_cast<double>(n);
   const double today_bytes = e * 4 * (4 + 5) + 2 * e * (4 + 2) + 2 * e * (2 + 4);
-  const double nhwc_bytes = e * 2 * (4 + 7);
+  const double nhwc_bytes = e * 2 * (4 + 5);
   const float today = nchw_fwd + nchw_bwd + 2 * to_nhwc + 2 * to_nchw, nhwc = nhwc_fwd + nhwc_bwd;
   std::printf("%5lld %4lld %3lldx%-3lld | %7.3f %7.3f %7.3f %7.3f %7.3f | %7.3f %7.3f %7.3f | %5.2fx | %6.3f %6.3f\n",
               static_cast<long long>(batch), static_cast<long long>(s.c), static_cast<long long>(shape.side),
