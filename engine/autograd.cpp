@@ -50,7 +50,11 @@ const Tensor& GradRef::grad() const {
 namespace {
 // g against the value's shape, while some Var still holds the value.
 void check_grad_shape(const std::weak_ptr<Tensor>& value, const Tensor& g) {
-  if (const std::shared_ptr<Tensor> v = value.lock()) check_same_shape("accumulate_grad", *v, g);
+  if (const std::shared_ptr<Tensor> v = value.lock()) {
+    check_same_shape("accumulate_grad", *v, g);
+    // An NHWC bf16 activation's gradient is NHWC bf16 (engine/ops/layout.h); an f32 value's, f32.
+    MDQ_CHECK(v->dtype() == g.dtype(), "accumulate_grad: a " << g.describe() << " gradient for " << v->describe());
+  }
 }
 }  // namespace
 // A grad may share its storage with another Var's (add passes one gradient to both inputs) or

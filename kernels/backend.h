@@ -15,6 +15,7 @@
 #include "kernels/cuda_graph.h"
 #include "kernels/device_memory.h"
 #include "kernels/elementwise.h"
+#include "kernels/elementwise_bf16.h"
 #include "kernels/loss.h"
 #include "kernels/matmul.h"
 #include "kernels/nhwc_bf16.h"
@@ -70,10 +71,16 @@ struct CudaBackend {
   // ---- activation.cu: engine/ops/activation.cpp
   decltype(&kernels::activation_forward_f32) activation_forward_f32 = nullptr;
   decltype(&kernels::activation_backward_f32) activation_backward_f32 = nullptr;
+  // ---- elementwise_bf16.cu: engine/ops/elementwise.cpp, engine/ops/activation.cpp (bf16 activations)
+  decltype(&kernels::binary_bf16) binary_bf16 = nullptr;
+  decltype(&kernels::activation_backward_bf16) activation_backward_bf16 = nullptr;
 
   // ---- batchnorm.cu: engine/ops/batchnorm.cpp
   decltype(&kernels::batch_norm_forward_f32) batch_norm_forward_f32 = nullptr;
   decltype(&kernels::batch_norm_backward_f32) batch_norm_backward_f32 = nullptr;
+  // ---- batchnorm_nhwc.cu: engine/ops/batchnorm.cpp (bf16 NHWC activations)
+  decltype(&kernels::batch_norm_forward_nhwc_bf16) batch_norm_forward_nhwc_bf16 = nullptr;
+  decltype(&kernels::batch_norm_backward_nhwc_bf16) batch_norm_backward_nhwc_bf16 = nullptr;
 
   // ---- pooling.cu: engine/ops/pooling.cpp
   decltype(&kernels::max_pool2d_forward_f32) max_pool2d_forward_f32 = nullptr;
@@ -98,6 +105,8 @@ struct CudaBackend {
   decltype(&kernels::conv2d_backward_f32) conv2d_backward_f32 = nullptr;
   decltype(&kernels::conv2d_backward_bias_f32) conv2d_backward_bias_f32 = nullptr;
   decltype(&kernels::conv2d_runs_bf16) conv2d_runs_bf16 = nullptr;
+  decltype(&kernels::conv2d_forward_nhwc_bf16) conv2d_forward_nhwc_bf16 = nullptr;
+  decltype(&kernels::conv2d_backward_nhwc_bf16) conv2d_backward_nhwc_bf16 = nullptr;
   decltype(&kernels::cudnn_conv2d_choices) cudnn_conv2d_choices = nullptr;
 
   // ---- quant_project.cu, quant_update.cu: engine/quant/projection.cpp, engine/quant/update.cpp

@@ -51,6 +51,43 @@ struct BatchNormBackwardArgs {
 };
 void batch_norm_backward_f32(const BatchNormBackwardArgs& a);
 
+// ---- NHWC bf16 activations (the bf16 training path, docs/DESIGN.md §2; kernels/batchnorm_nhwc.cu).
+// x, out, grad_out and grad_in are bf16 [rows][C], rows = N*H*W, the channel innermost: the same
+// math as above with M = rows, the statistics, the sums, weight and bias f32, each output
+// rounded to bf16 once (round to nearest even) from its f32 value. Viewed as f32, [rows][C] is
+// NCHW [rows, C, 1, 1], so the f32 CPU reference with BatchNormShape{rows, c, 1} on the widened
+// values is this op's reference (engine/ops/batchnorm.cpp).
+struct BatchNormNhwcForwardArgs {
+  int64_t rows, c;
+  bool training;
+  float momentum, eps;
+  const uint16_t* x;
+  const float* weight;  // may be null (1)
+  const float* bias;    // may be null (0)
+  float* running_mean;  // training: updated, may be null (with running_var); eval: read
+  float* running_var;
+  uint16_t* out;
+  float* mean;    // [C] out: batch mean (training) or running_mean (eval)
+  float* invstd;  // [C] out
+  bool relu;
+};
+void batch_norm_forward_nhwc_bf16(const BatchNormNhwcForwardArgs& a);
+struct BatchNormNhwcBackwardArgs {
+  int64_t rows, c;
+  bool training;
+  const uint16_t* grad_out;
+  const uint16_t* x;
+  const float* mean;
+  const float* invstd;
+  const float* weight;  // may be null
+  const float* bias;    // read only when relu (the mask); may be null
+  float* sum_g;         // [C] out when non-null (training needs them): dbias
+  float* sum_gxhat;     // [C] out when non-null: dweight
+  uint16_t* grad_in;
+  bool relu;
+};
+void batch_norm_backward_nhwc_bf16(const BatchNormNhwcBackwardArgs& a);
+
 // ---- the pieces (also sync BN's, engine/dist/)
 // Training statistics, deterministic, on a (channel x chunk) grid (two passes: mean, then the
 // centred sum of squares): mean[c], invstd[c] = 1/sqrt(var_biased + eps), and, when given,

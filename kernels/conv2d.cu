@@ -386,6 +386,64 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
   }
 }
 
+// The NHWC bf16 activations' fallback for what the bf16 kernels do not take: f32 NCHW copies in,
+// conv2d_*_f32 at TF32, bf16 NHWC out.
+namespace {
+// Runs direction d on the bf16 plan under the lock; false when cuDNN has no bf16 algorithm for it.
+template <class Run>
+bool on_bf16_plan(const Conv2dGeometry& g, Direction d, Run run) {
+  if (!bf16_fits(g)) return false;
+  cudnnHandle_t h = cuda::cudnn();
+  std::lock_guard<std::mutex> lock(g_mutex);
+  Plan& pl = plan_for(g, Precision::BF16);
+  if (no_bf16_algo(pl, d)) return false;
+  return run(h, pl);
+}
+}  // namespace
+
+void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const float* bias,
+                              uint16_t* y) {
+  const Bf16Operands op{g};
+  const bool done = on_bf16_plan(g, kForward, [&](cudnnHandle_t h, Plan& pl) {
+    DeviceScratch<uint16_t> wb(op.w_elems());
+    op.w_in(w, wb.get());
+    return forward(h, pl, Precision::BF16, x, wb.get(), y);
+  });
+  if (done) {
+    if (bias) affine_act_nhwc<uint16_t>(y, nullptr, bias, nullptr, false, y, g.N * g.OH * g.OW, int(g.O));
+    return;
+  }
+  DeviceScratch<float> x32(op.x_elems()), y32(op.y_elems());
+  nhwc_bf16_to_nchw_f32(x, x32.get(), g.N, g.H * g.W, int(g.C));
+  conv2d_forward_f32(g, Precision::TF32, x32.get(), w, bias, y32.get(), nullptr);
+  nchw_f32_to_nhwc<uint16_t>(y32.get(), y, g.N, int(g.O), g.OH * g.OW);
+}
+
+void conv2d_backward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* dy, const uint16_t* x, const float* w,
+                               uint16_t* dx, float* dw) {
+  const Bf16Operands op{g};
+  const bool dx_done = !dx || on_bf16_plan(g, kBackwardData, [&](cudnnHandle_t h, Plan& pl) {
+    DeviceScratch<uint16_t> wb(op.w_elems());
+    op.w_in(w, wb.get());
+    return backward_data(h, pl, Precision::BF16, dy, wb.get(), dx);
+  });
+  const bool dw_done = !dw || on_bf16_plan(g, kBackwardFilter, [&](cudnnHandle_t h, Plan& pl) {
+    DeviceScratch<uint16_t> dwb(op.w_elems());
+    if (!backward_filter(h, pl, Precision::BF16, dy, x, dwb.get())) return false;
+    op.w_out(dwb.get(), dw);
+    return true;
+  });
+  if (dx_done && dw_done) return;
+  DeviceScratch<float> dy32(op.y_elems());
+  nhwc_bf16_to_nchw_f32(dy, dy32.get(), g.N, g.OH * g.OW, int(g.O));
+  std::optional<DeviceScratch<float>> x32, dx32;
+  if (!dw_done) nhwc_bf16_to_nchw_f32(x, x32.emplace(op.x_elems()).get(), g.N, g.H * g.W, int(g.C));
+  if (!dx_done) dx32.emplace(op.x_elems());
+  conv2d_backward_f32(g, Precision::TF32, dy32.get(), dw_done ? nullptr : x32->get(), w,
+                      dx_done ? nullptr : dx32->get(), false, dw_done ? nullptr : dw, nullptr);
+  if (!dx_done) nchw_f32_to_nhwc<uint16_t>(dx32->get(), dx, g.N, int(g.C), g.H * g.W);
+}
+
 bool conv2d_runs_bf16(const Conv2dGeometry& g, Precision prec) {
   if (prec != Precision::BF16 || !bf16_fits(g)) return false;
   std::lock_guard<std::mutex> lock(g_mutex);
@@ -418,6 +476,8 @@ void register_conv2d(CudaBackend& b) {
   b.conv2d_backward_f32 = conv2d_backward_f32;
   b.conv2d_backward_bias_f32 = conv2d_backward_bias_f32;
   b.conv2d_runs_bf16 = conv2d_runs_bf16;
+  b.conv2d_forward_nhwc_bf16 = conv2d_forward_nhwc_bf16;
+  b.conv2d_backward_nhwc_bf16 = conv2d_backward_nhwc_bf16;
   b.cudnn_conv2d_choices = cudnn_conv2d_choices;
 }
 

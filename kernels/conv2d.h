@@ -39,6 +39,16 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, 
 // shape found cuDNN without a bf16 algorithm for it (then it runs at TF32). Where false there is
 // no bf16 copy of x to keep.
 bool conv2d_runs_bf16(const Conv2dGeometry& g, Precision p);
+// ---- bf16 NHWC activations (the bf16 training path, docs/DESIGN.md §2): x bf16 [N][H][W][C],
+// y and dy bf16 [N][OH][OW][O], dx bf16 like x; w f32 [O][Cg][KH][KW] (rounded to a bf16 NHWC
+// filter on each call), dw f32. cuDNN's bf16 tensor-core kernels read and write the activations
+// as they are (no transposes) with f32 accumulation; y = bf16(conv) and, with a bias, bf16(y +
+// bias[o]) (a second rounding). A shape the bf16 kernels do not take (conv2d_runs_bf16 false)
+// runs at TF32 on f32 NCHW copies, converted in and out. dx and dw may be null (not wanted).
+void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const float* bias,
+                              uint16_t* y);
+void conv2d_backward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* dy, const uint16_t* x, const float* w,
+                               uint16_t* dx, float* dw);
 // db [O] = dy [N, O, OH, OW] summed over N, OH, OW.
 void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db);
 

@@ -3,6 +3,7 @@
 #include "engine/nn/activation.h"
 
 #include "engine/nn/functional.h"
+#include "engine/nn/layout.h"
 #include "engine/ops/activation.h"
 
 namespace mdq::nn {
@@ -11,7 +12,8 @@ namespace {
 using Forward = Tensor (*)(const Tensor&);
 using Backward = Tensor (*)(const Tensor&, const Tensor&);
 
-Var activation(const Var& x, Forward forward, Backward backward) {
+Var activation(const Var& x_any, Forward forward, Backward backward) {
+  const Var x = as_nchw_f32(x_any);
   Var out = make_output(forward(x.value()), {&x});
   if (out.requires_grad())
     record_backward([x, out = GradRef(out), backward]() {

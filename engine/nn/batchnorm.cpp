@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "engine/nn/functional.h"
+#include "engine/nn/layout.h"
+#include "engine/ops/layout.h"
 #include "engine/ops/batchnorm.h"
 
 namespace mdq::nn {
@@ -50,11 +52,11 @@ BatchNorm2d::BatchNorm2d(int64_t channels, bool affine, float momentum, float ep
 }
 
 Var BatchNorm2d::forward(const Var& x) {
-  MDQ_CHECK((x.value().ndim() == 4 || x.value().ndim() == 2) && x.value().dim(1) == channels_,
+  MDQ_CHECK((x.value().ndim() == 4 || x.value().ndim() == 2) && ops::channels(x.value()) == channels_,
             "BatchNorm2d(" << channels_ << "): expected [N, " << channels_ << ", H, W] or [N, " << channels_
-                           << "], got " << x.value().describe());
-  if (is_training() && training_batch_norm())
-    return training_batch_norm()(x, weight_, bias_, *running_mean_, *running_var_, momentum_, eps_, relu_);
+                           << "] (or an NHWC bf16 [N, H, W, " << channels_ << "]), got " << x.value().describe());
+  if (is_training() && training_batch_norm())  // sync BN: NCHW f32
+    return training_batch_norm()(as_nchw_f32(x), weight_, bias_, *running_mean_, *running_var_, momentum_, eps_, relu_);
   return batch_norm(x, weight_, bias_, *running_mean_, *running_var_, is_training(), momentum_, eps_, relu_);
 }
 

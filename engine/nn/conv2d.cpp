@@ -5,35 +5,32 @@
 #include <utility>
 
 #include "engine/nn/functional.h"
+#include "engine/nn/layout.h"
+#include "engine/ops/layout.h"
 
 namespace mdq::nn {
 
-Var conv2d(const Var& x, const Var& w, const Var& bias, const ops::Conv2dParams& p) {
+// Two forms (engine/ops/layout.h): under bf16 activations NHWC bf16 in and out, x converted once
+// if it came as NCHW f32 (a network's image); otherwise NCHW f32 (fp32, tf32, the CPU). Either
+// way the backward reads x itself: on the bf16 path x is already the bf16 copy cuDNN reads.
+Var conv2d(const Var& x_any, const Var& w, const Var& bias, const ops::Conv2dParams& p) {
+  const bool nhwc = ops::nhwc_bf16_activations(x_any.value().device());
+  const Var x = !nhwc ? as_nchw_f32(x_any) : ops::is_nhwc_bf16(x_any.value()) ? x_any : to_nhwc_bf16(x_any);
   const Tensor b = bias.defined() ? bias.value() : Tensor();
-  // Under BF16 on the GPU the forward's bf16 NHWC copy of x is kept for the weight gradient,
-  // which would otherwise convert x again: one transpose per convolution and step fewer. The
-  // backward then reads no f32 x, so it holds x's gradient only (GradRef), and x's f32 value is
-  // freed once the forward code no longer needs it: 2 bytes per element kept instead of 4. Kept
-  // only when dw will be computed (w needs grad and grad is on); undefined where the forward makes
-  // no copy, and then the backward holds x and converts it.
-  Tensor x_bf16;
-  const bool keep = grad_enabled() && w.requires_grad();
   // needs_grad ignores an undefined bias (requires_grad() is false for it).
-  Var out = make_output(ops::conv2d_forward(x.value(), w.value(), b, p, keep ? &x_bf16 : nullptr), {&x, &w, &bias});
+  Var out = make_output(ops::conv2d_forward(x.value(), w.value(), b, p), {&x, &w, &bias});
   if (out.requires_grad())
-    record_backward([x = GradRef(x), x_value = x_bf16.defined() ? Tensor() : x.value(), w, bias, out = GradRef(out), p,
-                     x_bf16]() mutable {
-      // The copy is released as soon as this runs, not when the tape is cleared.
-      const Tensor x_copy = std::move(x_bf16);
+    record_backward([x, w, bias, out = GradRef(out), p, nhwc]() {
       if (!out.has_grad()) return;
       const Tensor& dy = out.grad();
-      // Where x already has a gradient (it feeds a residual's shortcut too), dx is summed into it
-      // by the pass that converts it back from bf16 rather than by a pass of its own.
+      // NCHW f32: where x already has a gradient (it feeds a residual's shortcut too), dx is
+      // summed into it by the backward-data pass itself rather than by a pass of its own. NHWC
+      // bf16 hands dx to autograd, which sums in bf16.
       ops::Conv2dGrads g;
       auto grads = [&](Tensor* sum) {
-        g = ops::conv2d_backward(dy, x_value, w.value(), p, x.requires_grad(), w.requires_grad(), x_copy, sum);
+        g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), Tensor(), sum);
       };
-      const bool summed = x.requires_grad() && x.add_into_grad([&](Tensor& sum) { grads(&sum); });
+      const bool summed = !nhwc && x.requires_grad() && x.add_into_grad([&](Tensor& sum) { grads(&sum); });
       if (!summed) grads(nullptr);
       if (x.requires_grad() && !summed) x.accumulate_grad(std::move(g.input));
       if (w.requires_grad()) w.accumulate_grad(std::move(g.weight));

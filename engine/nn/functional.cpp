@@ -2,7 +2,9 @@
 
 #include <utility>
 
+#include "engine/nn/layout.h"
 #include "engine/ops/activation.h"
+#include "engine/ops/layout.h"
 #include "engine/ops/elementwise.h"
 
 namespace mdq::nn {
@@ -11,7 +13,21 @@ Var make_output(Tensor value, std::initializer_list<const Var*> inputs) {
   return Var(std::move(value), needs_grad(inputs));
 }
 
-Var add(const Var& a, const Var& b) {
+namespace {
+// The residual sums take both activation forms (engine/ops/layout.h); operands of different
+// forms meet in the NHWC bf16 one (an NCHW f32 shortcut is converted once).
+std::pair<Var, Var> same_form(const Var& a, const Var& b) {
+  const bool na = ops::is_nhwc_bf16(a.value()), nb = ops::is_nhwc_bf16(b.value());
+  if (na == nb) return {a, b};
+  const Var& f32 = na ? b : a;
+  if (f32.value().ndim() == 4 && f32.value().dtype() == DType::F32)
+    return na ? std::make_pair(a, to_nhwc_bf16(b)) : std::make_pair(to_nhwc_bf16(a), b);
+  return {as_nchw_f32(a), as_nchw_f32(b)};
+}
+}  // namespace
+
+Var add(const Var& a_any, const Var& b_any) {
+  const auto [a, b] = same_form(a_any, b_any);
   Var out = make_output(ops::add(a.value(), b.value()), {&a, &b});
   if (out.requires_grad())
     record_backward([a = GradRef(a), b = GradRef(b), out = GradRef(out)]() {
@@ -22,7 +38,8 @@ Var add(const Var& a, const Var& b) {
   return out;
 }
 
-Var add_relu(const Var& a, const Var& b) {
+Var add_relu(const Var& a_any, const Var& b_any) {
+  const auto [a, b] = same_form(a_any, b_any);
   Var out = make_output(ops::add_relu(a.value(), b.value()), {&a, &b});
   if (out.requires_grad())
     record_backward([a = GradRef(a), b = GradRef(b), out]() {  // out's value is the ReLU's mask
@@ -35,7 +52,8 @@ Var add_relu(const Var& a, const Var& b) {
   return out;
 }
 
-Var sub(const Var& a, const Var& b) {
+Var sub(const Var& a_any, const Var& b_any) {
+  const Var a = as_nchw_f32(a_any), b = as_nchw_f32(b_any);
   Var out = make_output(ops::sub(a.value(), b.value()), {&a, &b});
   if (out.requires_grad())
     record_backward([a = GradRef(a), b = GradRef(b), out = GradRef(out)]() {
@@ -46,7 +64,8 @@ Var sub(const Var& a, const Var& b) {
   return out;
 }
 
-Var mul(const Var& a, const Var& b) {
+Var mul(const Var& a_any, const Var& b_any) {
+  const Var a = as_nchw_f32(a_any), b = as_nchw_f32(b_any);
   Var out = make_output(ops::mul(a.value(), b.value()), {&a, &b});
   if (out.requires_grad())
     record_backward([a, b, out = GradRef(out)]() {
@@ -57,7 +76,8 @@ Var mul(const Var& a, const Var& b) {
   return out;
 }
 
-Var scale(const Var& a, float s) {
+Var scale(const Var& a_any, float s) {
+  const Var a = as_nchw_f32(a_any);
   Var out = make_output(ops::scale(a.value(), s), {&a});
   if (out.requires_grad())
     record_backward([a = GradRef(a), s, out = GradRef(out)]() {
@@ -66,7 +86,8 @@ Var scale(const Var& a, float s) {
   return out;
 }
 
-Var sum(const Var& a) {
+Var sum(const Var& a_any) {
+  const Var a = as_nchw_f32(a_any);
   Var out = make_output(ops::sum_all(a.value()), {&a});
   if (out.requires_grad())
     record_backward([a = GradRef(a), shape = a.shape(), device = a.value().device(), out = GradRef(out)]() {

@@ -3,11 +3,13 @@
 #include "engine/nn/pooling.h"
 
 #include "engine/nn/functional.h"
+#include "engine/nn/layout.h"
 #include "engine/ops/pooling.h"
 
 namespace mdq::nn {
 
-Var max_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding) {
+Var max_pool2d(const Var& x_any, int64_t kernel, int64_t stride, int64_t padding) {
+  const Var x = as_nchw_f32(x_any);
   ops::MaxPool2dResult r = ops::max_pool2d_forward(x.value(), kernel, stride, padding);
   Var out = make_output(r.out, {&x});
   if (out.requires_grad()) {
@@ -20,7 +22,8 @@ Var max_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding) {
   return out;
 }
 
-Var avg_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding) {
+Var avg_pool2d(const Var& x_any, int64_t kernel, int64_t stride, int64_t padding) {
+  const Var x = as_nchw_f32(x_any);
   Var out = make_output(ops::avg_pool2d_forward(x.value(), kernel, stride, padding), {&x});
   if (out.requires_grad())
     record_backward([x = GradRef(x), shape = x.shape(), out = GradRef(out), kernel, stride, padding]() {
@@ -29,7 +32,8 @@ Var avg_pool2d(const Var& x, int64_t kernel, int64_t stride, int64_t padding) {
   return out;
 }
 
-Var global_avg_pool(const Var& x) {
+Var global_avg_pool(const Var& x_any) {
+  const Var x = as_nchw_f32(x_any);
   Var out = make_output(ops::global_avg_pool_forward(x.value()), {&x});
   if (out.requires_grad())
     record_backward([x = GradRef(x), shape = x.shape(), out = GradRef(out)]() {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/bf16.h"
 #include "engine/backend/registry.h"
 
 namespace mdq::ops {
@@ -29,7 +30,23 @@ Tensor forward(const char* name, Activation act, const Tensor& x) {
   return out;
 }
 
+// bf16 gradient and activation (the bf16 NHWC path; nn::add_relu's backward): widened, the f32
+// rule, one rounding, as kernels/elementwise_bf16.cu.
+void backward_bf16_cpu(Activation act, const uint16_t* grad_out, const uint16_t* x, uint16_t* grad_in, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    grad_in[i] = float_to_bf16(kernels::activation_grad(act, bf16_to_float(grad_out[i]), bf16_to_float(x[i])));
+}
+
 Tensor backward(const char* name, Activation act, const Tensor& grad_out, const Tensor& x) {
+  if (x.dtype() == DType::BF16) {
+    check_dtype(name, grad_out, DType::BF16);
+    check_same_device(name, grad_out, x);
+    check_same_shape(name, grad_out, x);
+    Tensor grad_in = Tensor::empty(x.shape(), DType::BF16, x.device());
+    dispatch(name, x.device(), backward_bf16_cpu, &CudaBackend::activation_backward_bf16)(
+        act, grad_out.data<uint16_t>(), x.data<uint16_t>(), grad_in.data<uint16_t>(), x.numel());
+    return grad_in;
+  }
   check_dtype(name, grad_out, DType::F32);
   check_dtype(name, x, DType::F32);
   check_same_device(name, grad_out, x);

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <vector>
 
+#include "common/bf16.h"
 #include "engine/backend/registry.h"
+#include "engine/ops/layout.h"
 #include "kernels/activation.h"
 
 namespace mdq::ops {
@@ -15,9 +17,17 @@ using backend::CudaBackend;
 using backend::dispatch;
 using kernels::BatchNormBackwardArgs;
 using kernels::BatchNormForwardArgs;
+using kernels::BatchNormNhwcBackwardArgs;
+using kernels::BatchNormNhwcForwardArgs;
 using kernels::BatchNormShape;
 
+// An NHWC bf16 activation [N, H, W, C] is [rows, C] with rows = N*H*W: NCHW {rows, C, 1}.
 BatchNormShape dims_of(const char* op, const Tensor& x) {
+  if (is_nhwc_bf16(x)) {
+    const BatchNormShape d{x.dim(0) * x.dim(1) * x.dim(2), x.dim(3), 1};
+    MDQ_CHECK(d.n > 0 && d.c > 0, op << ": empty input " << x.describe());
+    return d;
+  }
   check_dtype(op, x, DType::F32);
   MDQ_CHECK(x.ndim() == 4 || x.ndim() == 2, op << ": expected x as [N, C, H, W] or [N, C], got " << x.describe());
   const BatchNormShape d{x.dim(0), x.dim(1), x.ndim() == 4 ? x.dim(2) * x.dim(3) : 1};
@@ -116,6 +126,58 @@ void backward_cpu(const BatchNormBackwardArgs& a) {
     }
 }
 
+// The NHWC bf16 op's CPU reference (kernels/batchnorm.h): the f32 reference on the widened
+// values viewed as {rows, C, 1}, each output rounded to bf16 once.
+std::vector<float> widen(const uint16_t* v, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = bf16_to_float(v[i]);
+  return out;
+}
+void round_into(const std::vector<float>& v, uint16_t* out) {
+  for (size_t i = 0; i < v.size(); ++i) out[i] = float_to_bf16(v[i]);
+}
+
+void forward_nhwc_cpu(const BatchNormNhwcForwardArgs& a) {
+  const std::vector<float> x = widen(a.x, a.rows * a.c);
+  std::vector<float> out(x.size());
+  BatchNormForwardArgs f{};
+  f.s = {a.rows, a.c, 1};
+  f.training = a.training;
+  f.momentum = a.momentum;
+  f.eps = a.eps;
+  f.x = x.data();
+  f.weight = a.weight;
+  f.bias = a.bias;
+  f.running_mean = a.running_mean;
+  f.running_var = a.running_var;
+  f.out = out.data();
+  f.mean = a.mean;
+  f.invstd = a.invstd;
+  f.relu = a.relu;
+  forward_cpu(f);
+  round_into(out, a.out);
+}
+
+void backward_nhwc_cpu(const BatchNormNhwcBackwardArgs& a) {
+  const std::vector<float> x = widen(a.x, a.rows * a.c), g = widen(a.grad_out, a.rows * a.c);
+  std::vector<float> grad_in(x.size());
+  BatchNormBackwardArgs b{};
+  b.s = {a.rows, a.c, 1};
+  b.training = a.training;
+  b.grad_out = g.data();
+  b.x = x.data();
+  b.mean = a.mean;
+  b.invstd = a.invstd;
+  b.weight = a.weight;
+  b.bias = a.bias;
+  b.sum_g = a.sum_g;
+  b.sum_gxhat = a.sum_gxhat;
+  b.grad_in = grad_in.data();
+  b.relu = a.relu;
+  backward_cpu(b);
+  round_into(grad_in, a.grad_in);
+}
+
 }  // namespace
 
 void batch_norm_finish_channel(int64_t c, double mu, double var, double m, float momentum, float eps, float* mean,
@@ -144,8 +206,27 @@ BatchNormResult batch_norm_forward(const Tensor& x, const Tensor& weight, const 
   const int64_t m = d.n * d.hw;
   MDQ_CHECK(!training || m > 1, op << ": training needs more than one value per channel, got x " << x.describe());
 
-  BatchNormResult r{Tensor::empty(x.shape(), DType::F32, x.device()), Tensor::empty({d.c}, DType::F32, x.device()),
+  BatchNormResult r{Tensor::empty(x.shape(), x.dtype(), x.device()), Tensor::empty({d.c}, DType::F32, x.device()),
                     Tensor::empty({d.c}, DType::F32, x.device())};
+  if (is_nhwc_bf16(x)) {
+    BatchNormNhwcForwardArgs a{};
+    a.rows = d.n;
+    a.c = d.c;
+    a.training = training;
+    a.momentum = momentum;
+    a.eps = eps;
+    a.x = x.data<uint16_t>();
+    a.weight = ptr_or_null(weight);
+    a.bias = ptr_or_null(bias);
+    a.running_mean = mutable_ptr_or_null(running_mean);
+    a.running_var = mutable_ptr_or_null(running_var);
+    a.out = r.out.data<uint16_t>();
+    a.mean = r.mean.data<float>();
+    a.invstd = r.invstd.data<float>();
+    a.relu = relu;
+    dispatch(op, x.device(), forward_nhwc_cpu, &CudaBackend::batch_norm_forward_nhwc_bf16)(a);
+    return r;
+  }
   BatchNormForwardArgs a{};
   a.s = d;
   a.training = training;
@@ -168,7 +249,7 @@ BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, cons
                                    const Tensor& mean, const Tensor& invstd, bool training, bool relu) {
   const char* op = "batch_norm_backward";
   const BatchNormShape d = dims_of(op, x);
-  check_dtype(op, grad_out, DType::F32);
+  check_dtype(op, grad_out, x.dtype());
   check_same_device(op, grad_out, x);
   check_same_shape(op, grad_out, x);
   check_channel_vector(op, "weight", weight, x, d.c);
@@ -184,8 +265,26 @@ BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, cons
     sum_g = Tensor::empty({d.c}, DType::F32, x.device());
     sum_gxhat = Tensor::empty({d.c}, DType::F32, x.device());
   }
-  BatchNormGrads grads{Tensor::empty(x.shape(), DType::F32, x.device()), weight.defined() ? sum_gxhat : Tensor(),
+  BatchNormGrads grads{Tensor::empty(x.shape(), x.dtype(), x.device()), weight.defined() ? sum_gxhat : Tensor(),
                        bias.defined() ? sum_g : Tensor()};
+  if (is_nhwc_bf16(x)) {
+    BatchNormNhwcBackwardArgs a{};
+    a.rows = d.n;
+    a.c = d.c;
+    a.training = training;
+    a.grad_out = grad_out.data<uint16_t>();
+    a.x = x.data<uint16_t>();
+    a.mean = mean.data<float>();
+    a.invstd = invstd.data<float>();
+    a.weight = ptr_or_null(weight);
+    a.bias = ptr_or_null(bias);
+    a.relu = relu;
+    a.sum_g = mutable_ptr_or_null(sum_g);
+    a.sum_gxhat = mutable_ptr_or_null(sum_gxhat);
+    a.grad_in = grads.grad_input.data<uint16_t>();
+    dispatch(op, x.device(), backward_nhwc_cpu, &CudaBackend::batch_norm_backward_nhwc_bf16)(a);
+    return grads;
+  }
   BatchNormBackwardArgs a{};
   a.s = d;
   a.training = training;

@@ -1,6 +1,8 @@
 // Batch normalisation on f32 tensors, forward and backward, CPU or GPU (no autograd: see
-// engine/nn/batchnorm.h). x is [N, C, H, W] or [N, C] (read as H = W = 1); statistics are per
-// channel over the M = N*H*W elements of that channel.
+// engine/nn/batchnorm.h). x is [N, C, H, W] or [N, C] (read as H = W = 1), or an NHWC bf16
+// activation [N, H, W, C] (engine/ops/layout.h; out and grad_input then are too, with the
+// statistics and sums f32: kernels/batchnorm.h); statistics are per channel over the
+// M = N*H*W elements of that channel.
 //   training: mean, var = batch mean and biased batch variance;
 //             running_mean = (1 - momentum) running_mean + momentum mean,
 //             running_var  = (1 - momentum) running_var  + momentum var * M / (M - 1)

@@ -11,9 +11,12 @@
 #include <vector>
 
 #include "common/window.h"
+#include "common/bf16.h"
 #include "engine/backend/registry.h"
+#include "engine/ops/layout.h"
 #include "engine/parallel.h"
 #include "engine/precision.h"
+#include "kernels/nhwc_bf16.h"
 
 namespace mdq::ops {
 namespace {
@@ -186,6 +189,48 @@ void cpu_backward_bias(int64_t N, int64_t O, int64_t OH, int64_t OW, const float
   }
 }
 
+// The NHWC bf16 path's CPU reference (kernels/conv2d.h, conv2d_*_nhwc_bf16): the f32 loops above
+// on the activations widened to NCHW f32 and the weights rounded to bf16 as the GPU rounds them,
+// each bf16 result rounded once.
+std::vector<float> nchw_of(const uint16_t* x, int64_t N, int64_t C, int64_t HW) {
+  std::vector<float> out(static_cast<size_t>(N * C * HW));
+  kernels::reference::nhwc_bf16_to_nchw_f32(x, out.data(), N, HW, static_cast<int>(C));
+  return out;
+}
+void round_to_nhwc(const std::vector<float>& nchw, uint16_t* out, int64_t N, int64_t C, int64_t HW) {
+  kernels::reference::nchw_f32_to_nhwc<uint16_t>(nchw.data(), out, N, static_cast<int>(C), HW);
+}
+std::vector<float> bf16_weights(const Geometry& g, const float* w) {
+  std::vector<float> out(static_cast<size_t>(g.O * g.Cg * g.KH * g.KW));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_float(float_to_bf16(w[i]));
+  return out;
+}
+
+void cpu_forward_nhwc(const Geometry& g, const uint16_t* x, const float* w, const float* bias, uint16_t* y) {
+  const std::vector<float> x32 = nchw_of(x, g.N, g.C, g.H * g.W), w16 = bf16_weights(g, w);
+  std::vector<float> y32(static_cast<size_t>(g.N * g.O * g.OH * g.OW));
+  cpu_forward(g, Precision::FP32, x32.data(), w16.data(), nullptr, y32.data(), nullptr);
+  if (bias)  // the GPU rounds the convolution, then the sum with the bias
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t o = 0; o < g.O; ++o)
+        for (int64_t i = 0; i < g.OH * g.OW; ++i) {
+          float& v = y32[static_cast<size_t>((n * g.O + o) * g.OH * g.OW + i)];
+          v = bf16_to_float(float_to_bf16(v)) + bias[o];
+        }
+  round_to_nhwc(y32, y, g.N, g.O, g.OH * g.OW);
+}
+
+void cpu_backward_nhwc(const Geometry& g, const uint16_t* dy, const uint16_t* x, const float* w, uint16_t* dx,
+                       float* dw) {
+  const std::vector<float> dy32 = nchw_of(dy, g.N, g.O, g.OH * g.OW), w16 = bf16_weights(g, w);
+  std::vector<float> x32, dx32;
+  if (dw) x32 = nchw_of(x, g.N, g.C, g.H * g.W);
+  if (dx) dx32.resize(static_cast<size_t>(g.N * g.C * g.H * g.W));
+  cpu_backward(g, Precision::FP32, dy32.data(), dw ? x32.data() : nullptr, w16.data(), dx ? dx32.data() : nullptr,
+               false, dw, nullptr);
+  if (dx) round_to_nhwc(dx32, dx, g.N, g.C, g.H * g.W);
+}
+
 }  // namespace
 
 Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p) {
@@ -195,15 +240,23 @@ Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv
 
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor* x_bf16) {
   const char* op = "conv2d_forward";
-  check_dtype(op, x, DType::F32);
+  const bool nhwc = is_nhwc_bf16(x);
+  if (!nhwc) check_dtype(op, x, DType::F32);
   check_dtype(op, w, DType::F32);
   check_same_device(op, x, w);
-  Geometry g = geometry(op, x.shape(), x.describe(), w.shape(), w.describe(), p);
+  Geometry g = geometry(op, nchw_shape(x), x.describe(), w.shape(), w.describe(), p);
   if (bias.defined()) {
     check_dtype(op, bias, DType::F32);
     check_same_device(op, x, bias);
     MDQ_CHECK(bias.shape() == Shape{g.O},
               op << ": bias " << bias.describe() << " must be [" << g.O << "], one per output channel of " << w.describe());
+  }
+  if (nhwc) {
+    MDQ_CHECK(!x_bf16, op << ": an NHWC bf16 input is its own bf16 copy; ask for none");
+    Tensor y = Tensor::empty({g.N, g.OH, g.OW, g.O}, DType::BF16, x.device());
+    dispatch(op, x.device(), cpu_forward_nhwc, &CudaBackend::conv2d_forward_nhwc_bf16)(
+        g, x.data<uint16_t>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<uint16_t>());
+    return y;
   }
   Tensor y = Tensor::empty({g.N, g.O, g.OH, g.OW}, DType::F32, x.device());
   uint16_t* keep = nullptr;
@@ -224,6 +277,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, cons
 Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
                             bool want_input, bool want_weight, const Tensor& x_bf16, Tensor* input_grad_sum) {
   const char* op = "conv2d_backward";
+  if (is_nhwc_bf16(grad_out)) return conv2d_backward_nhwc(grad_out, x, w, p, want_input, want_weight, input_grad_sum);
   check_dtype(op, grad_out, DType::F32);
   check_dtype(op, w, DType::F32);
   check_same_device(op, grad_out, w);
@@ -262,6 +316,29 @@ Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tenso
   return out;
 }
 
+Conv2dGrads conv2d_backward_nhwc(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
+                                 bool want_input, bool want_weight, const Tensor* input_grad_sum) {
+  const char* op = "conv2d_backward (NHWC bf16)";
+  MDQ_CHECK(is_nhwc_bf16(x), op << ": grad_out " << grad_out.describe() << " is NHWC bf16, so the input must be too, got "
+                                << (x.defined() ? x.describe() : "none"));
+  MDQ_CHECK(!input_grad_sum, op << ": sums no gradient into an existing one (autograd adds it)");
+  check_dtype(op, w, DType::F32);
+  check_same_device(op, grad_out, x);
+  check_same_device(op, grad_out, w);
+  Geometry g = geometry(op, nchw_shape(x), x.describe(), w.shape(), w.describe(), p);
+  MDQ_CHECK(grad_out.shape() == (Shape{g.N, g.OH, g.OW, g.O}),
+            op << ": grad_out " << grad_out.describe() << " does not match the forward output [" << g.N << ", " << g.OH
+               << ", " << g.OW << ", " << g.O << "] (NHWC)");
+  Conv2dGrads out;
+  if (want_input) out.input = Tensor::empty(x.shape(), DType::BF16, x.device());
+  if (want_weight) out.weight = Tensor::empty(w.shape(), DType::F32, x.device());
+  if (!want_input && !want_weight) return out;
+  dispatch(op, x.device(), cpu_backward_nhwc, &CudaBackend::conv2d_backward_nhwc_bf16)(
+      g, grad_out.data<uint16_t>(), x.data<uint16_t>(), w.data<float>(),
+      want_input ? out.input.data<uint16_t>() : nullptr, want_weight ? out.weight.data<float>() : nullptr);
+  return out;
+}
+
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& x_shape, const Conv2dParams& p) {
   const char* op = "conv2d_backward_input";
   check_dtype(op, grad_out, DType::F32);
@@ -289,6 +366,7 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
 }
 
 Tensor conv2d_backward_bias(const Tensor& grad_out) {
+  if (is_nhwc_bf16(grad_out)) return conv2d_backward_bias(to_nchw_f32(grad_out));
   const char* op = "conv2d_backward_bias";
   check_dtype(op, grad_out, DType::F32);
   check_ndim(op, grad_out, 4);

@@ -1,4 +1,5 @@
-// 2-D convolution (cross-correlation, like PyTorch) on NCHW f32 tensors: forward and the three
+// 2-D convolution (cross-correlation, like PyTorch) on NCHW f32 tensors (or NHWC bf16
+// activations, below): forward and the three
 // backward pieces, on the CPU (a plain reference, engine/ops/conv2d.cpp) or the GPU (cuDNN,
 // kernels/conv2d.cu). No autograd here: see engine/nn/conv2d.h.
 //
@@ -45,7 +46,13 @@ struct Conv2dGrads {
 Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
                             bool want_input, bool want_weight, const Tensor& x_bf16 = Tensor(),
                             Tensor* input_grad_sum = nullptr);
-// dL/dbias [O]: grad_out summed over N, OH, OW.
+// The NHWC bf16 path (engine/ops/layout.h): x bf16 [N, H, W, C] gives y bf16 [N, OH, OW, O]
+// (conv2d_forward above takes either form of x and answers in it), and conv2d_backward with an
+// NHWC bf16 grad_out lands here: x must be the NHWC input itself (no copy), input is bf16
+// NHWC, weight f32, and nothing is summed into an existing gradient (input_grad_sum null).
+Conv2dGrads conv2d_backward_nhwc(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
+                                 bool want_input, bool want_weight, const Tensor* input_grad_sum = nullptr);
+// dL/dbias [O]: grad_out summed over N, OH, OW (either form).
 Tensor conv2d_backward_bias(const Tensor& grad_out);
 
 // What the CUDA backend's cuDNN plan cache holds for these shapes under the current precision

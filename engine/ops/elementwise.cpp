@@ -2,6 +2,7 @@
 // the CUDA twins live in kernels/elementwise.cu).
 #include "engine/ops/elementwise.h"
 
+#include "common/bf16.h"
 #include "engine/backend/registry.h"
 
 namespace mdq::ops {
@@ -24,6 +25,12 @@ void axpy_cpu(float* y, float alpha, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+// bf16 operands (activations and their gradients on the bf16 NHWC path): widened, the f32 math,
+// one rounding, as kernels/elementwise_bf16.cu.
+void binary_bf16_cpu(BinaryOp op, const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = float_to_bf16(kernels::binary_op(op, bf16_to_float(a[i]), bf16_to_float(b[i])));
+}
+
 void sum_cpu(const float* x, int64_t n, float* out) {
   double acc = 0.0;
   for (int64_t i = 0; i < n; ++i) acc += x[i];
@@ -31,6 +38,15 @@ void sum_cpu(const float* x, int64_t n, float* out) {
 }
 
 Tensor binary(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
+  if (a.dtype() == DType::BF16 && (op == BinaryOp::Add || op == BinaryOp::AddRelu)) {
+    check_dtype(name, b, DType::BF16);
+    check_same_device(name, a, b);
+    check_same_shape(name, a, b);
+    Tensor out = Tensor::empty(a.shape(), DType::BF16, a.device());
+    dispatch(name, a.device(), binary_bf16_cpu, &CudaBackend::binary_bf16)(op, a.data<uint16_t>(), b.data<uint16_t>(),
+                                                                          out.data<uint16_t>(), a.numel());
+    return out;
+  }
   check_dtype(name, a, DType::F32);
   check_dtype(name, b, DType::F32);
   check_same_device(name, a, b);
@@ -56,6 +72,14 @@ Tensor scale(const Tensor& a, float s) {
 }
 
 void axpy_(Tensor& y, float alpha, const Tensor& x) {
+  if (y.dtype() == DType::BF16 && alpha == 1.f) {  // a bf16 gradient summed in place (autograd)
+    check_dtype("axpy_", x, DType::BF16);
+    check_same_device("axpy_", y, x);
+    check_same_shape("axpy_", y, x);
+    dispatch("axpy_", y.device(), binary_bf16_cpu, &CudaBackend::binary_bf16)(
+        BinaryOp::Add, y.data<uint16_t>(), x.data<uint16_t>(), y.data<uint16_t>(), y.numel());
+    return;
+  }
   check_dtype("axpy_", y, DType::F32);
   check_dtype("axpy_", x, DType::F32);
   check_same_device("axpy_", y, x);

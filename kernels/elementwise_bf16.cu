@@ -1,0 +1,77 @@
+// bf16 elementwise passes (kernels/elementwise_bf16.h): eight elements (16 bytes) per thread and
+// step when the pointers allow it, a scalar loop for the rest; memory-bound, so the vector width
+// is what matters.
+#include <cuda_bf16.h>
+
+#include "kernels/backend.h"
+#include "kernels/cuda_common.h"
+#include "kernels/elementwise_bf16.h"
+
+namespace mdq::kernels {
+namespace {
+
+__device__ __forceinline__ float widen(uint16_t v) { return __uint_as_float(static_cast<uint32_t>(v) << 16); }
+__device__ __forceinline__ uint16_t round_bf16(float v) {
+  const __nv_bfloat16 b = __float2bfloat16_rn(v);
+  return *reinterpret_cast<const uint16_t*>(&b);
+}
+
+// f(i, a, b) -> f32 for element i; vectors of 8 where all three pointers are 16-byte aligned.
+template <class F>
+__global__ void map2_kernel(const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n, bool vec, F f) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  int64_t i0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t tail = 0;
+  if (vec) {
+    const int64_t n8 = n / 8;
+    for (int64_t v = i0; v < n8; v += stride) {
+      const uint4 av = reinterpret_cast<const uint4*>(a)[v], bv = reinterpret_cast<const uint4*>(b)[v];
+      const uint16_t* as = reinterpret_cast<const uint16_t*>(&av);
+      const uint16_t* bs = reinterpret_cast<const uint16_t*>(&bv);
+      uint4 ov;
+      uint16_t* os = reinterpret_cast<uint16_t*>(&ov);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) os[k] = round_bf16(f(widen(as[k]), widen(bs[k])));
+      reinterpret_cast<uint4*>(out)[v] = ov;
+    }
+    tail = n8 * 8;
+  }
+  for (int64_t i = tail + i0; i < n; i += stride) out[i] = round_bf16(f(widen(a[i]), widen(b[i])));
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+template <class F>
+void map2(const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n, F f) {
+  if (n == 0) return;
+  const bool vec = aligned16(a) && aligned16(b) && aligned16(out);
+  map2_kernel<<<cuda::grid_for(vec ? (n + 7) / 8 : n), 256, 0, cuda::stream()>>>(a, b, out, n, vec, f);
+  CUDA_CHECK_LAUNCH();
+}
+
+struct BinaryF {
+  BinaryOp op;
+  __device__ float operator()(float x, float y) const { return binary_op(op, x, y); }
+};
+struct GradF {
+  Activation act;
+  __device__ float operator()(float g, float x) const { return activation_grad(act, g, x); }
+};
+
+}  // namespace
+
+void binary_bf16(BinaryOp op, const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n) {
+  map2(a, b, out, n, BinaryF{op});
+}
+
+void activation_backward_bf16(Activation act, const uint16_t* grad_out, const uint16_t* x, uint16_t* grad_in,
+                              int64_t n) {
+  map2(grad_out, x, grad_in, n, GradF{act});
+}
+
+void register_elementwise_bf16(CudaBackend& b) {
+  b.binary_bf16 = binary_bf16;
+  b.activation_backward_bf16 = activation_backward_bf16;
+}
+
+}  // namespace mdq::kernels
