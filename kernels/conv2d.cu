@@ -16,7 +16,7 @@
 // (cudnnGet*Algorithm_v7, no timing), the same in every process on one card and cuDNN version.
 //
 // Precision (the engine's mdq::precision(), passed with each call and part of the cache key):
-//   FP32 -> NCHW f32 operands, CUDNN_FMA_MATH: true fp32, no tensor cores.
+//   FP32 -> NCHW f32 operands, CUDNN_FMA_MATH: true fp32, no tensor cores, no FFT or Winograd.
 //   TF32 -> NCHW f32 operands, CUDNN_DEFAULT_MATH: cuDNN may use TF32 tensor cores.
 //   BF16 -> each operand is rounded to bf16 and laid out NHWC by one tiled transpose
 //           (kernels/nhwc_bf16.cu), cuDNN runs its bf16 tensor-core kernels with f32
@@ -140,6 +140,22 @@ Plan& plan_for(const Conv2dGeometry& g, Precision prec) {
 // The successful results a precision allows, deterministic ones first, each group in cuDNN's
 // time order (perf is sorted by time). Skipped: tensor-op math under FP32, and fp16
 // down-conversion (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) ever.
+// FFT and Winograd algorithms compute through transforms whose rounding is far from a direct
+// fp32 sum's: on an H200 a 5x5 weight gradient picked by timing came out 1e-3 off (relative) in
+// fp32. FP32 promises true fp32 sums, so it keeps to the direct and GEMM-based algorithms.
+bool transform_based(cudnnConvolutionFwdAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+bool transform_based(cudnnConvolutionBwdDataAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+}
+bool transform_based(cudnnConvolutionBwdFilterAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
 template <class Perf>
 std::vector<CudnnConvChoice> rank(const std::vector<Perf>& perf, int returned, Precision prec) {
   std::vector<CudnnConvChoice> det, nondet;
@@ -147,6 +163,7 @@ std::vector<CudnnConvChoice> rank(const std::vector<Perf>& perf, int returned, P
     if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
     if (perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
     if (prec == Precision::FP32 && perf[i].mathType == CUDNN_TENSOR_OP_MATH) continue;
+    if (prec == Precision::FP32 && transform_based(perf[i].algo)) continue;
     CudnnConvChoice c;
     c.algo = static_cast<int>(perf[i].algo);
     c.math_type = static_cast<int>(perf[i].mathType);
