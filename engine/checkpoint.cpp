@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <set>
+#include <utility>
 
 namespace mdq {
 namespace {
@@ -259,6 +260,37 @@ const Tensor& Checkpoint::get(const std::string& name) const {
   if (tensors.size() > 12) names += ", ... (" + std::to_string(tensors.size()) + " in all)";
   MDQ_FAIL("checkpoint '" << path << "' has no tensor named '" << name << "' (it has: "
                           << (names.empty() ? "none" : names) << ")");
+}
+
+CheckpointWriter::~CheckpointWriter() {
+  try {
+    wait();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "checkpoint: %s\n", e.what());
+  }
+}
+
+void CheckpointWriter::wait() {
+  if (thread_.joinable()) thread_.join();
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
+void CheckpointWriter::save(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                            std::string metadata) {
+  // The snapshot first (a device tensor's copy waits for the GPU; a host one is cloned), then the
+  // previous write's end: both take time, and the copies need not wait for the disk.
+  std::vector<std::pair<std::string, Tensor>> host;
+  host.reserve(tensors.size());
+  for (const auto& [name, t] : tensors)
+    host.emplace_back(name, !t.defined() ? Tensor() : t.is_cuda() ? t.cpu() : t.clone());  // undefined: save_checkpoint says so
+  wait();
+  thread_ = std::thread([this, path, host = std::move(host), metadata = std::move(metadata)] {
+    try {
+      save_checkpoint(path, host, metadata);
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  });
 }
 
 }  // namespace mdq

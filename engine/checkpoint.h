@@ -6,7 +6,9 @@
 //   per tensor: u32 name length, name, u8 dtype, u8 ndim, i64 dims[ndim], u64 byte count, bytes |
 //   u64 FNV-1a 64 checksum of everything before it.
 #pragma once
+#include <exception>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -21,6 +23,27 @@ constexpr uint32_t kCheckpointVersion = 1;
 // either the old file or the new one. Names must be non-empty and distinct.
 void save_checkpoint(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                      const std::string& metadata);
+
+// Saves in the background, so that training does not wait for the disk: save() takes a host
+// snapshot of the tensors (training may change them as soon as it returns), waits for the
+// previous save to be on disk, and hands the snapshot to a thread that runs save_checkpoint (the
+// same bytes, the same temporary file and rename, so a crash still leaves the old file or the new
+// one). A failed write is thrown by the next save() or wait(); the destructor waits and prints
+// one that nobody asked about.
+class CheckpointWriter {
+ public:
+  CheckpointWriter() = default;
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  void save(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors, std::string metadata);
+  void wait();  // the last save is on disk (or its error is thrown)
+
+ private:
+  std::thread thread_;
+  std::exception_ptr error_;
+};
 
 struct Checkpoint {
   std::string metadata;

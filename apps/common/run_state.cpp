@@ -106,13 +106,13 @@ Checkpoint load_training_file(const std::string& path) {
 
 }  // namespace
 
-void save_run(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q,
-              const LoopState& s) {
+void save_run(CheckpointWriter& writer, const std::string& path, const TrainOptions& o, nn::Module& model,
+              quant::Quantizer& q, const LoopState& s) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   add_model(tensors, model);
   for (auto& [name, t] : q.state()) tensors.emplace_back("quant/" + name, *t);
-  save_checkpoint(path, tensors,
-                  kConfigHeader + to_config_text(o) + kLoopHeader + loop_text(s) + kQuantHeader + q.state_metadata());
+  writer.save(path, tensors,
+              kConfigHeader + to_config_text(o) + kLoopHeader + loop_text(s) + kQuantHeader + q.state_metadata());
 }
 
 LoopState load_run(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q) {
@@ -130,14 +130,14 @@ LoopState load_run(const std::string& path, const TrainOptions& o, nn::Module& m
   return parse_loop(section(ck.metadata, kLoopHeader));
 }
 
-void save_rounded(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q,
-                  const LoopState& s) {
+void save_rounded(CheckpointWriter& writer, const std::string& path, const TrainOptions& o, nn::Module& model,
+                  quant::Quantizer& q, const LoopState& s) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   q.apply_rounded();
   add_model(tensors, model);
-  for (auto& [name, t] : tensors) t = t.clone();  // copies, before the primal weights come back
+  // The writer's snapshot copies them before the primal weights come back.
+  writer.save(path, tensors, kConfigHeader + to_config_text(o) + kLoopHeader + loop_text(s));
   q.restore_primal();
-  save_checkpoint(path, tensors, kConfigHeader + to_config_text(o) + kLoopHeader + loop_text(s));
 }
 
 bool has_quantizer_state(const std::string& path) {

@@ -24,15 +24,16 @@ struct LoopState {
   int64_t best_iter = -1;
 };
 
-void save_run(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q,
-              const LoopState& s);
+// Through `writer`: on disk once writer.wait() returns (engine/checkpoint.h, CheckpointWriter).
+void save_run(CheckpointWriter& writer, const std::string& path, const TrainOptions& o, nn::Module& model,
+              quant::Quantizer& q, const LoopState& s);
 // Restores into a model and quantizer built from the same options; refuses a checkpoint whose
 // options differ in anything that changes shapes or the method.
 LoopState load_run(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q);
 
 // The rounded network alone (E11), for mdq-eval and export: parameters after rounding + buffers.
-void save_rounded(const std::string& path, const TrainOptions& o, nn::Module& model, quant::Quantizer& q,
-                  const LoopState& s);
+void save_rounded(CheckpointWriter& writer, const std::string& path, const TrainOptions& o, nn::Module& model,
+                  quant::Quantizer& q, const LoopState& s);
 // Loads parameters and buffers saved by save_run or save_rounded into a model; returns the options.
 TrainOptions read_options(const std::string& path);
 // True for a full run checkpoint (last.ckpt: primal weights + quantizer state), false for a

@@ -167,6 +167,8 @@ TrainResult train(const TrainOptions& o) {
   double window_images = 0, rate = 0, paused_s = 0, window_paused_s = 0;
   Clock::time_point pause_began;
   double eval_s = 0, ckpt_s = 0;  // of the paused time: validations, and checkpoint saves
+  // Checkpoints are written in the background: the loop pays for the host snapshot only.
+  CheckpointWriter writer;
   auto seconds_since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
   auto pause = [&] {
     cuda_synchronize();
@@ -261,7 +263,7 @@ TrainResult train(const TrainOptions& o) {
         state.best_val = rounded.top1_pct();
         state.best_iter = it + 1;
         const auto save_began = Clock::now();
-        if (dp.is_root()) save_rounded(best_ckpt, o, *model, quantizer, state);
+        if (dp.is_root()) save_rounded(writer, best_ckpt, o, *model, quantizer, state);
         ckpt_s += seconds_since(save_began);
       }
       metrics << "{\"iter\": " << it + 1 << ", \"" << val_name << "_acc_rounded\": " << rounded.top1_pct() << ", \""
@@ -277,12 +279,13 @@ TrainResult train(const TrainOptions& o) {
       if (!weights_finite(it + 1)) return diverged(it + 1, "a weight or BatchNorm statistic is NaN/Inf");
       state.iteration = it + 1;
       const auto save_began = Clock::now();
-      if (dp.is_root()) save_run(last_ckpt, o, *model, quantizer, state);
+      if (dp.is_root()) save_run(writer, last_ckpt, o, *model, quantizer, state);
       ckpt_s += seconds_since(save_began);
       saved_at = it + 1;
     }
     if (eval_now || ckpt_now) resume();
     if (sig) {
+      writer.wait();  // last.ckpt is on disk before we say so
       progress.finish();
       if (dp.is_root())
         std::fprintf(stderr,
@@ -303,6 +306,7 @@ TrainResult train(const TrainOptions& o) {
   // ---- final test of the best rounded network
   result.best_val_top1 = state.best_val;
   result.train_images_per_s = seconds > 0 ? images_total / seconds : 0;
+  writer.wait();
   if (dp.is_root()) load_weights(best_ckpt, *model);
   dp.broadcast_weights(*model);  // data-parallel: the best network everywhere, then a sharded test
   EvalResult test = evaluate(*model, *test_loader, info.num_classes);

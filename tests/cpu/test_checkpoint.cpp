@@ -201,3 +201,27 @@ TEST_CASE("save_checkpoint refuses bad names and leaves no temporary file when i
   REQUIRE_THROWS_WITH(save_checkpoint(dir + "/no/such/dir/a.ckpt", {}, ""), Catch::Contains("cannot create"));
   REQUIRE(list_dir(dir).empty());
 }
+
+TEST_CASE("CheckpointWriter writes save_checkpoint's bytes from a snapshot, and reports a failed write") {
+  const TempDir tmp;
+  const std::string dir = tmp;
+  std::vector<std::pair<std::string, Tensor>> tensors = sample_tensors();
+  save_checkpoint(dir + "/sync.ckpt", tensors, "meta");
+  {
+    CheckpointWriter writer;
+    writer.save(dir + "/async.ckpt", tensors, "meta");
+    // Training may change the tensors at once: the file holds them as they were at save().
+    for (auto& [name, t] : tensors)
+      if (t.dtype() == DType::F32) t.fill_(-7.f);
+    writer.save(dir + "/second.ckpt", tensors, "meta2");  // waits for the first
+    writer.wait();
+    REQUIRE(read_file(dir + "/async.ckpt") == read_file(dir + "/sync.ckpt"));
+    REQUIRE(load_checkpoint(dir + "/second.ckpt").metadata == "meta2");
+  }
+  CheckpointWriter writer;
+  writer.save(dir + "/no/such/dir/a.ckpt", tensors, "");
+  REQUIRE_THROWS_WITH(writer.wait(), Catch::Contains("no/such/dir/a.ckpt") && Catch::Contains("cannot create"));
+  writer.wait();  // reported once
+  writer.save(dir + "/bad.ckpt", {{"u", Tensor()}}, "");
+  REQUIRE_THROWS_WITH(writer.save(dir + "/next.ckpt", tensors, ""), Catch::Contains("'u' is undefined"));
+}
