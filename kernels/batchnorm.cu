@@ -40,6 +40,7 @@
 // Scratch for the partials comes from the caching allocator: no cudaMalloc in steady state, and
 // the block may be handed back right after the launches because all work is on one stream.
 #include "kernels/batchnorm.h"
+#include "kernels/batchnorm_common.cuh"
 
 #include <algorithm>
 #include <cstdint>
@@ -103,18 +104,9 @@ __device__ __forceinline__ ChannelAffine channel_affine(int64_t c, const float* 
 __device__ __forceinline__ float bn_pre(float x, const ChannelAffine& a) {
   return __fmaf_rn(x - a.mu, a.scale, a.shift);
 }
-// The fused ReLU is activation.h's (NaN passes), its gradient g 1[pre > 0].
-__device__ __forceinline__ float relu_of(float v) { return activation_value(Activation::ReLU, v); }
-__device__ __forceinline__ float relu_grad(float g, float pre) { return activation_grad(Activation::ReLU, g, pre); }
-
-// Calls f(std::true_type / std::false_type): a runtime flag as a template argument.
-template <class F>
-void with_flag(bool b, F&& f) {
-  if (b)
-    f(std::true_type{});
-  else
-    f(std::false_type{});
-}
+using bn::relu_grad;
+using bn::relu_of;
+using bn::with_flag;
 
 // ---- fixed-order sums
 // Sum of v over the block, valid in thread 0. Fixed order: deterministic.

@@ -58,6 +58,7 @@
 #include "kernels/activation.h"
 #include "kernels/backend.h"
 #include "kernels/batchnorm.h"
+#include "kernels/batchnorm_common.cuh"
 #include "kernels/cuda_common.h"
 #include "kernels/device_memory.h"
 
@@ -165,8 +166,9 @@ __device__ __forceinline__ void store_bf(uint16_t* p, const float (&f)[V]) {
 __device__ __forceinline__ float bn_pre(float x, float mu, float scale, float shift) {
   return __fmaf_rn(x - mu, scale, shift);
 }
-__device__ __forceinline__ float relu_of(float v) { return activation_value(Activation::ReLU, v); }
-__device__ __forceinline__ float relu_grad(float g, float pre) { return activation_grad(Activation::ReLU, g, pre); }
+using bn::relu_grad;
+using bn::relu_of;
+using bn::with_flag;
 
 // A thread's place: slice blockIdx.x, group g of the slice's tg, row lane lane_r; active when
 // its lane and its group exist (the last slice may be narrower, tg may not divide kThreads).
@@ -445,14 +447,6 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- host side
-// Calls f(std::true_type / std::false_type): a runtime flag as a template argument.
-template <class F>
-void with_flag(bool b, F&& f) {
-  if (b)
-    f(std::true_type{});
-  else
-    f(std::false_type{});
-}
 
 bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 bool vec8(int64_t c, const void* a, const void* b, const void* d = nullptr) {

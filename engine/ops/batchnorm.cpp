@@ -208,39 +208,34 @@ BatchNormResult batch_norm_forward(const Tensor& x, const Tensor& weight, const 
 
   BatchNormResult r{Tensor::empty(x.shape(), x.dtype(), x.device()), Tensor::empty({d.c}, DType::F32, x.device()),
                     Tensor::empty({d.c}, DType::F32, x.device())};
-  if (is_nhwc_bf16(x)) {
-    BatchNormNhwcForwardArgs a{};
-    a.rows = d.n;
-    a.c = d.c;
+  // The fields both forms share; then the form's own (kernels/batchnorm.h).
+  auto common = [&](auto& a) {
     a.training = training;
     a.momentum = momentum;
     a.eps = eps;
-    a.x = x.data<uint16_t>();
     a.weight = ptr_or_null(weight);
     a.bias = ptr_or_null(bias);
     a.running_mean = mutable_ptr_or_null(running_mean);
     a.running_var = mutable_ptr_or_null(running_var);
-    a.out = r.out.data<uint16_t>();
     a.mean = r.mean.data<float>();
     a.invstd = r.invstd.data<float>();
     a.relu = relu;
+  };
+  if (is_nhwc_bf16(x)) {
+    BatchNormNhwcForwardArgs a{};
+    common(a);
+    a.rows = d.n;
+    a.c = d.c;
+    a.x = x.data<uint16_t>();
+    a.out = r.out.data<uint16_t>();
     dispatch(op, x.device(), forward_nhwc_cpu, &CudaBackend::batch_norm_forward_nhwc_bf16)(a);
     return r;
   }
   BatchNormForwardArgs a{};
+  common(a);
   a.s = d;
-  a.training = training;
-  a.momentum = momentum;
-  a.eps = eps;
   a.x = x.data<float>();
-  a.weight = ptr_or_null(weight);
-  a.bias = ptr_or_null(bias);
-  a.running_mean = mutable_ptr_or_null(running_mean);
-  a.running_var = mutable_ptr_or_null(running_var);
   a.out = r.out.data<float>();
-  a.mean = r.mean.data<float>();
-  a.invstd = r.invstd.data<float>();
-  a.relu = relu;
   dispatch(op, x.device(), forward_cpu, &CudaBackend::batch_norm_forward_f32)(a);
   return r;
 }
@@ -267,13 +262,8 @@ BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, cons
   }
   BatchNormGrads grads{Tensor::empty(x.shape(), x.dtype(), x.device()), weight.defined() ? sum_gxhat : Tensor(),
                        bias.defined() ? sum_g : Tensor()};
-  if (is_nhwc_bf16(x)) {
-    BatchNormNhwcBackwardArgs a{};
-    a.rows = d.n;
-    a.c = d.c;
+  auto common = [&](auto& a) {
     a.training = training;
-    a.grad_out = grad_out.data<uint16_t>();
-    a.x = x.data<uint16_t>();
     a.mean = mean.data<float>();
     a.invstd = invstd.data<float>();
     a.weight = ptr_or_null(weight);
@@ -281,22 +271,23 @@ BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, cons
     a.relu = relu;
     a.sum_g = mutable_ptr_or_null(sum_g);
     a.sum_gxhat = mutable_ptr_or_null(sum_gxhat);
+  };
+  if (is_nhwc_bf16(x)) {
+    BatchNormNhwcBackwardArgs a{};
+    common(a);
+    a.rows = d.n;
+    a.c = d.c;
+    a.grad_out = grad_out.data<uint16_t>();
+    a.x = x.data<uint16_t>();
     a.grad_in = grads.grad_input.data<uint16_t>();
     dispatch(op, x.device(), backward_nhwc_cpu, &CudaBackend::batch_norm_backward_nhwc_bf16)(a);
     return grads;
   }
   BatchNormBackwardArgs a{};
+  common(a);
   a.s = d;
-  a.training = training;
   a.grad_out = grad_out.data<float>();
   a.x = x.data<float>();
-  a.mean = mean.data<float>();
-  a.invstd = invstd.data<float>();
-  a.weight = ptr_or_null(weight);
-  a.bias = ptr_or_null(bias);
-  a.relu = relu;
-  a.sum_g = mutable_ptr_or_null(sum_g);
-  a.sum_gxhat = mutable_ptr_or_null(sum_gxhat);
   a.grad_in = grads.grad_input.data<float>();
   dispatch(op, x.device(), backward_cpu, &CudaBackend::batch_norm_backward_f32)(a);
   return grads;
