@@ -3,7 +3,8 @@
 # scripts/stage-offline-deps.sh staged (docs/DESIGN.md §3), run the whole test suite, the
 # benchmarks, and training runs. A staged CIFAR-10/100 tarball is unpacked into /tmp/data once.
 # Logs go to $OUT (default ./gpu-out). Steps: any of build build:<targets> test gputest sanitize bench dp1 smoke
-# trainstep[:<options>] infer[:<options>] reproduce:<tables and options> train:<args>.
+# trainstep[:<options>] profile[:<options>] infer[:<options>] reproduce:<tables and options> train:<args>.
+# A device call returns at most 8 files from $OUT: steps that write many pack them into one tarball.
 # (Eight trainings at once under CUDA MPS ran 5x slower in total than 3-5 without it on an H200:
 # benchmarks/results/2026-12-01-h200-reproduce-c10-resnet18.txt.)
 #   scripts/gpu-session.sh build test bench smoke
@@ -44,6 +45,15 @@ for step in "$@"; do
       tail -3 "$OUT/build.log" ;;
     trainstep|trainstep:*) side_by_side trainstep scripts/train-step-vs-pytorch.sh "$step" ;;
     infer|infer:*) side_by_side infer scripts/infer-vs-pytorch.sh "$step" ;;
+    profile|profile:*)
+      # profile[:<scripts/profile-train-step.sh options>], e.g. profile:"--models resnet18 --mdq-only"; the
+      # per-kernel tables and the summary come back as one tarball, $OUT/profile.tar.gz.
+      set -f; args=""; [ "$step" != profile ] && args=${step#profile:}
+      { stamp "profile-train-step.sh $args"; scripts/profile-train-step.sh /tmp/mdq-profile --build $build $args
+        echo "profile exit $?"; } > "$OUT/profile.log" 2>&1
+      set +f
+      (cd /tmp/mdq-profile && tar czf "$OUT/profile.tar.gz" summary.txt *-kernels.txt) 2>/dev/null
+      cat /tmp/mdq-profile/summary.txt 2>/dev/null; tail -1 "$OUT/profile.log" ;;
     reproduce:*)
       # reproduce:"TABLE... [reproduce.sh options]"; the run records and logs (no checkpoints) come
       # back as reproduce-runs.tar.gz; plots are drawn where matplotlib is (scripts/plot_metrics.py).
