@@ -1,6 +1,6 @@
-// The cuDNN path of 2-D convolution (kernels/conv2d.h): the engine's tensors are NCHW f32;
-// descriptors and algorithm choices are cached per shape and precision, all work is queued on
-// mdq::cuda::stream().
+// The cuDNN path of 2-D convolution (kernels/conv2d.h), on NCHW f32 tensors or on NHWC bf16
+// activations (the bf16 training path, conv2d_*_nhwc_bf16 at the end); descriptors and algorithm
+// choices are cached per shape and precision, all work is queued on mdq::cuda::stream().
 //
 // Why a cache: building descriptors and searching algorithms costs far more than a small
 // convolution, and a training run sees the same few shapes every step. A plan (descriptors) is

@@ -1,6 +1,7 @@
-// 2-D convolution on NCHW f32 (the math: engine/ops/conv2d.h) on the GPU through cuDNN
-// (kernels/conv2d.cu; under BF16 cuDNN works on NHWC bf16 copies), and the geometry that both
-// it and the CPU reference (engine/ops/conv2d.cpp) work from, so the two take the same arguments. Device pointers; work
+// 2-D convolution (the math: engine/ops/conv2d.h) on the GPU through cuDNN (kernels/conv2d.cu):
+// on NCHW f32 tensors (under BF16 cuDNN works on NHWC bf16 copies of them), or on NHWC bf16
+// activations as they are (below); and the geometry that both it and the CPU reference
+// (engine/ops/conv2d.cpp) work from, so the two take the same arguments. Device pointers; work
 // is queued on mdq::cuda::stream(); the precision comes with each call.
 #pragma once
 #include <cstddef>
