@@ -104,7 +104,6 @@ struct CudaBackend {
   decltype(&kernels::conv2d_forward_f32) conv2d_forward_f32 = nullptr;
   decltype(&kernels::conv2d_backward_f32) conv2d_backward_f32 = nullptr;
   decltype(&kernels::conv2d_backward_bias_f32) conv2d_backward_bias_f32 = nullptr;
-  decltype(&kernels::conv2d_runs_bf16) conv2d_runs_bf16 = nullptr;
   decltype(&kernels::conv2d_forward_nhwc_bf16) conv2d_forward_nhwc_bf16 = nullptr;
   decltype(&kernels::conv2d_backward_nhwc_bf16) conv2d_backward_nhwc_bf16 = nullptr;
   decltype(&kernels::cudnn_conv2d_choices) cudnn_conv2d_choices = nullptr;

@@ -22,8 +22,8 @@
 //           (kernels/nhwc_bf16.cu), cuDNN runs its bf16 tensor-core kernels with f32
 //           accumulation, and the bf16 result goes back to NCHW f32. NHWC because that is the
 //           layout cuDNN's Hopper kernels read: handed NCHW, cuDNN transposes internally anyway.
-//           dy is converted once for both gradients, and x once per step: the forward can write
-//           its copy of x to a buffer the caller keeps and hands to the backward.
+//           dy is converted once for both gradients. (Training under BF16 keeps its
+//           activations NHWC bf16 and takes conv2d_*_nhwc_bf16 below, with no conversions.)
 //           The rounding is autocast's (bf16 operands and results, f32 sums); master weights,
 //           dual variables and BN stay f32 in the engine (DESIGN.md §2). A direction cuDNN has
 //           no bf16 algorithm for runs at TF32 instead, and so do grouped convolutions and
@@ -304,21 +304,15 @@ bool bf16_fits(const Conv2dGeometry& g) { return g.groups == 1 && g.C % 8 == 0 &
 
 bool no_bf16_algo(const Plan& pl, Direction d) { return pl.searched[d] && pl.ranked[d].empty(); }
 
-// The BF16 forward; false when cuDNN has no bf16 algorithm for the shape. x's copy goes to x_keep
-// when that is non-null, written even when this returns false (the backward may still run on
-// bf16 copies and take it), else to a scratch. Caller holds g_mutex.
-bool forward_bf16(cudnnHandle_t h, const Conv2dGeometry& g, const float* x, const float* w, float* y,
-                  uint16_t* x_keep) {
+// The BF16 forward; false when cuDNN has no bf16 algorithm for the shape. Caller holds g_mutex.
+bool forward_bf16(cudnnHandle_t h, const Conv2dGeometry& g, const float* x, const float* w, float* y) {
   Plan& pl = plan_for(g, Precision::BF16);
-  if (!x_keep && no_bf16_algo(pl, kForward)) return false;
-  const Bf16Operands op{g};
-  std::optional<DeviceScratch<uint16_t>> x_scratch;
-  uint16_t* xb = x_keep ? x_keep : x_scratch.emplace(op.x_elems()).get();
-  op.x_in(x, xb);
   if (no_bf16_algo(pl, kForward)) return false;
-  DeviceScratch<uint16_t> wb(op.w_elems()), yb(op.y_elems());
+  const Bf16Operands op{g};
+  DeviceScratch<uint16_t> xb(op.x_elems()), wb(op.w_elems()), yb(op.y_elems());
+  op.x_in(x, xb.get());
   op.w_in(w, wb.get());
-  if (!forward(h, pl, Precision::BF16, xb, wb.get(), yb.get())) return false;
+  if (!forward(h, pl, Precision::BF16, xb.get(), wb.get(), yb.get())) return false;
   op.y_out(yb.get(), y);
   return true;
 }
@@ -326,12 +320,11 @@ bool forward_bf16(cudnnHandle_t h, const Conv2dGeometry& g, const float* x, cons
 }  // namespace
 
 void conv2d_forward_f32(const Conv2dGeometry& g, Precision prec, const float* x, const float* w, const float* bias,
-                        float* y, uint16_t* x_bf16) {
+                        float* y) {
   const bool bf16 = prec == Precision::BF16 && bf16_fits(g);
-  MDQ_CHECK(!x_bf16 || bf16, "conv2d (cuDNN): a bf16 copy of x asked for a call that does not run on bf16 copies");
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (bf16 && forward_bf16(h, g, x, w, y, x_bf16)) {
+  if (bf16 && forward_bf16(h, g, x, w, y)) {
     // y is written; the bias below is added in f32
   } else {
     if (prec == Precision::BF16) prec = Precision::TF32;
@@ -344,7 +337,7 @@ void conv2d_forward_f32(const Conv2dGeometry& g, Precision prec, const float* x,
 }
 
 void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* dy, const float* x, const float* w,
-                         float* dx, bool dx_add, float* dw, const uint16_t* x_bf16) {
+                         float* dx, bool dx_add, float* dw) {
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
   bool dx_done = !dx, dw_done = !dw;
@@ -363,16 +356,9 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
       }
     }
     if (!dw_done && !no_bf16_algo(pl, kBackwardFilter)) {
-      // The forward's copy of x when it kept one: the same conversion, one transpose fewer.
-      std::optional<DeviceScratch<uint16_t>> x_scratch;
-      const uint16_t* xb = x_bf16;
-      if (!xb) {
-        uint16_t* fresh = x_scratch.emplace(op.x_elems()).get();
-        op.x_in(x, fresh);
-        xb = fresh;
-      }
-      DeviceScratch<uint16_t> dwb(op.w_elems());
-      if (backward_filter(h, pl, Precision::BF16, dyb.get(), xb, dwb.get())) {
+      DeviceScratch<uint16_t> xb(op.x_elems()), dwb(op.w_elems());
+      op.x_in(x, xb.get());
+      if (backward_filter(h, pl, Precision::BF16, dyb.get(), xb.get(), dwb.get())) {
         op.w_out(dwb.get(), dw);
         dw_done = true;
       }
@@ -388,19 +374,7 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
     require_ran(backward_data(h, plan_for(g, prec), prec, dy, w, out), "backward-data");
     if (dx_add) axpy_f32(dx, 1.f, out, n);
   }
-  if (!dw_done) {
-    // Without x (autograd freed it: the forward kept its bf16 copy), the f32/tf32 weight gradient
-    // reads the copy widened back to f32.
-    std::optional<DeviceScratch<float>> x_from_copy;
-    if (!x) {
-      MDQ_CHECK(x_bf16, "conv2d backward: the weight gradient needs x or its bf16 copy");
-      const Bf16Operands op{g};
-      float* wide = x_from_copy.emplace(op.x_elems()).get();
-      op.x_out(x_bf16, wide, /*add=*/false);
-      x = wide;
-    }
-    require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");
-  }
+  if (!dw_done) require_ran(backward_filter(h, plan_for(g, prec), prec, dy, x, dw), "backward-filter");
 }
 
 // The NHWC bf16 activations' fallback for what the bf16 kernels do not take: f32 NCHW copies in,
@@ -432,7 +406,7 @@ void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const 
   }
   DeviceScratch<float> x32(op.x_elems()), y32(op.y_elems());
   nhwc_bf16_to_nchw_f32(x, x32.get(), g.N, g.H * g.W, int(g.C));
-  conv2d_forward_f32(g, Precision::TF32, x32.get(), w, bias, y32.get(), nullptr);
+  conv2d_forward_f32(g, Precision::TF32, x32.get(), w, bias, y32.get());
   nchw_f32_to_nhwc<uint16_t>(y32.get(), y, g.N, int(g.O), g.OH * g.OW);
 }
 
@@ -457,14 +431,8 @@ void conv2d_backward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* dy, cons
   if (!dw_done) nhwc_bf16_to_nchw_f32(x, x32.emplace(op.x_elems()).get(), g.N, g.H * g.W, int(g.C));
   if (!dx_done) dx32.emplace(op.x_elems());
   conv2d_backward_f32(g, Precision::TF32, dy32.get(), dw_done ? nullptr : x32->get(), w,
-                      dx_done ? nullptr : dx32->get(), false, dw_done ? nullptr : dw, nullptr);
+                      dx_done ? nullptr : dx32->get(), false, dw_done ? nullptr : dw);
   if (!dx_done) nchw_f32_to_nhwc<uint16_t>(dx32->get(), dx, g.N, int(g.C), g.H * g.W);
-}
-
-bool conv2d_runs_bf16(const Conv2dGeometry& g, Precision prec) {
-  if (prec != Precision::BF16 || !bf16_fits(g)) return false;
-  std::lock_guard<std::mutex> lock(g_mutex);
-  return !no_bf16_algo(plan_for(g, Precision::BF16), kForward);
 }
 
 void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db) {
@@ -492,7 +460,6 @@ void register_conv2d(CudaBackend& b) {
   b.conv2d_forward_f32 = conv2d_forward_f32;
   b.conv2d_backward_f32 = conv2d_backward_f32;
   b.conv2d_backward_bias_f32 = conv2d_backward_bias_f32;
-  b.conv2d_runs_bf16 = conv2d_runs_bf16;
   b.conv2d_forward_nhwc_bf16 = conv2d_forward_nhwc_bf16;
   b.conv2d_backward_nhwc_bf16 = conv2d_backward_nhwc_bf16;
   b.cudnn_conv2d_choices = cudnn_conv2d_choices;

@@ -20,32 +20,22 @@ struct Conv2dGeometry {
   int64_t stride, pad;
 };
 
-// y = x * w (+ bias[o] when bias is non-null). When x_bf16 is non-null it receives x as the bf16
-// path hands it to cuDNN (rounded to bf16, NHWC: [N, H, W, C]), for the backward to take instead
-// of converting x again. It is written whenever given, and may be given only under BF16 for a
-// shape the copies take; callers ask conv2d_runs_bf16 first.
+// y = x * w (+ bias[o] when bias is non-null).
 void conv2d_forward_f32(const Conv2dGeometry& g, Precision p, const float* x, const float* w, const float* bias,
-                        float* y, uint16_t* x_bf16);
+                        float* y);
 // The gradients from dy (the forward output's gradient): dx from dy and w, dw from dy and the
 // forward input x. Either output may be null (then its operand may be too); one call does both
-// so that under BF16 dy is converted once. x_bf16 (may be null) is the forward's copy of x
-// (conv2d_forward_f32); the weight gradient reads it instead of converting x when it runs on bf16
-// copies, and ignores it otherwise. x may be null when x_bf16 is given (autograd freed x): a
-// weight gradient that falls back to f32/tf32 then reads the copy widened to f32. dx_add: dx += the input gradient instead of dx = (a
+// so that under BF16 dy is converted once. dx_add: dx += the input gradient instead of dx = (a
 // gradient summed into the one x already has, as autograd does where x feeds two branches).
 void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* x, const float* w,
-                         float* dx, bool dx_add, float* dw, const uint16_t* x_bf16);
-// Whether a forward under p runs on NHWC bf16 copies: BF16, a shape the copies take (grouped
-// convolutions and channel counts not in multiples of 8 stay f32), and no earlier forward of the
-// shape found cuDNN without a bf16 algorithm for it (then it runs at TF32). Where false there is
-// no bf16 copy of x to keep.
-bool conv2d_runs_bf16(const Conv2dGeometry& g, Precision p);
+                         float* dx, bool dx_add, float* dw);
 // ---- bf16 NHWC activations (the bf16 training path, docs/DESIGN.md §2): x bf16 [N][H][W][C],
 // y and dy bf16 [N][OH][OW][O], dx bf16 like x; w f32 [O][Cg][KH][KW] (rounded to a bf16 NHWC
 // filter on each call), dw f32. cuDNN's bf16 tensor-core kernels read and write the activations
 // as they are (no transposes) with f32 accumulation; y = bf16(conv) and, with a bias, bf16(y +
-// bias[o]) (a second rounding). A shape the bf16 kernels do not take (conv2d_runs_bf16 false)
-// runs at TF32 on f32 NCHW copies, converted in and out. dx and dw may be null (not wanted).
+// bias[o]) (a second rounding). A shape the bf16 kernels do not take (grouped convolutions,
+// channel counts not in multiples of 8, or no bf16 algorithm in cuDNN for it) runs at TF32 on
+// f32 NCHW copies, converted in and out. dx and dw may be null (not wanted).
 void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const float* bias,
                               uint16_t* y);
 void conv2d_backward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* dy, const uint16_t* x, const float* w,

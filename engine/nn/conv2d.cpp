@@ -28,7 +28,7 @@ Var conv2d(const Var& x_any, const Var& w, const Var& bias, const ops::Conv2dPar
       // bf16 hands dx to autograd, which sums in bf16.
       ops::Conv2dGrads g;
       auto grads = [&](Tensor* sum) {
-        g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), Tensor(), sum);
+        g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), sum);
       };
       const bool summed = !nhwc && x.requires_grad() && x.add_into_grad([&](Tensor& sum) { grads(&sum); });
       if (!summed) grads(nullptr);

@@ -94,9 +94,7 @@ void for_each_tap(const Geometry& g, int64_t n_begin, int64_t n_end, Body body) 
 }
 
 // The CPU passes compute in fp32 at every precision (the Precision argument is the cuDNN path's).
-// They make no bf16 copy of x (ops::conv2d_forward never asks the CPU for one) and take none.
-void cpu_forward(const Geometry& g, Precision, const float* x, const float* w, const float* bias, float* y,
-                 uint16_t*) {
+void cpu_forward(const Geometry& g, Precision, const float* x, const float* w, const float* bias, float* y) {
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t o = 0; o < g.O; ++o) std::fill_n(y + (n * g.O + o) * g.OH * g.OW, g.OH * g.OW, bias ? bias[o] : 0.f);
   const int64_t s = g.stride;
@@ -168,7 +166,7 @@ void cpu_backward_weight(const Geometry& g, Precision, const float* dy, const fl
 // Either output may be null, as on the GPU (kernels/conv2d.h). dx_add sums a fresh dx into the
 // given one, so the result is the same bit for bit as computing dx alone and adding it after.
 void cpu_backward(const Geometry& g, Precision prec, const float* dy, const float* x, const float* w, float* dx,
-                  bool dx_add, float* dw, const uint16_t*) {
+                  bool dx_add, float* dw) {
   if (dx && dx_add) {
     std::vector<float> fresh(static_cast<size_t>(g.N * g.C * g.H * g.W));
     cpu_backward_input(g, prec, dy, w, fresh.data());
@@ -209,7 +207,7 @@ std::vector<float> bf16_weights(const Geometry& g, const float* w) {
 void cpu_forward_nhwc(const Geometry& g, const uint16_t* x, const float* w, const float* bias, uint16_t* y) {
   const std::vector<float> x32 = nchw_of(x, g.N, g.C, g.H * g.W), w16 = bf16_weights(g, w);
   std::vector<float> y32(static_cast<size_t>(g.N * g.O * g.OH * g.OW));
-  cpu_forward(g, Precision::FP32, x32.data(), w16.data(), nullptr, y32.data(), nullptr);
+  cpu_forward(g, Precision::FP32, x32.data(), w16.data(), nullptr, y32.data());
   if (bias)  // the GPU rounds the convolution, then the sum with the bias
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t o = 0; o < g.O; ++o)
@@ -227,7 +225,7 @@ void cpu_backward_nhwc(const Geometry& g, const uint16_t* dy, const uint16_t* x,
   if (dw) x32 = nchw_of(x, g.N, g.C, g.H * g.W);
   if (dx) dx32.resize(static_cast<size_t>(g.N * g.C * g.H * g.W));
   cpu_backward(g, Precision::FP32, dy32.data(), dw ? x32.data() : nullptr, w16.data(), dx ? dx32.data() : nullptr,
-               false, dw, nullptr);
+               false, dw);
   if (dx) round_to_nhwc(dx32, dx, g.N, g.C, g.H * g.W);
 }
 
@@ -238,7 +236,7 @@ Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv
   return {g.N, g.O, g.OH, g.OW};
 }
 
-Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor* x_bf16) {
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
   const char* op = "conv2d_forward";
   const bool nhwc = is_nhwc_bf16(x);
   if (!nhwc) check_dtype(op, x, DType::F32);
@@ -252,67 +250,43 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, cons
               op << ": bias " << bias.describe() << " must be [" << g.O << "], one per output channel of " << w.describe());
   }
   if (nhwc) {
-    MDQ_CHECK(!x_bf16, op << ": an NHWC bf16 input is its own bf16 copy; ask for none");
     Tensor y = Tensor::empty({g.N, g.OH, g.OW, g.O}, DType::BF16, x.device());
     dispatch(op, x.device(), cpu_forward_nhwc, &CudaBackend::conv2d_forward_nhwc_bf16)(
         g, x.data<uint16_t>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<uint16_t>());
     return y;
   }
   Tensor y = Tensor::empty({g.N, g.O, g.OH, g.OW}, DType::F32, x.device());
-  uint16_t* keep = nullptr;
-  if (x_bf16) {
-    *x_bf16 = Tensor();
-    if (x.device() == Device::CUDA &&
-        backend::cuda_impl("conv2d (bf16 path)", &CudaBackend::conv2d_runs_bf16)(g, precision())) {
-      *x_bf16 = Tensor::empty({g.N, g.H, g.W, g.C}, DType::BF16, x.device());
-      keep = x_bf16->data<uint16_t>();
-    }
-  }
   dispatch(op, x.device(), cpu_forward, &CudaBackend::conv2d_forward_f32)(
-      g, precision(), x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>(),
-      keep);
+      g, precision(), x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<float>());
   return y;
 }
 
 Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                            bool want_input, bool want_weight, const Tensor& x_bf16, Tensor* input_grad_sum) {
+                            bool want_input, bool want_weight, Tensor* input_grad_sum) {
   const char* op = "conv2d_backward";
   if (is_nhwc_bf16(grad_out)) return conv2d_backward_nhwc(grad_out, x, w, p, want_input, want_weight, input_grad_sum);
   check_dtype(op, grad_out, DType::F32);
+  check_dtype(op, x, DType::F32);
   check_dtype(op, w, DType::F32);
+  check_same_device(op, grad_out, x);
   check_same_device(op, grad_out, w);
-  MDQ_CHECK(x.defined() || x_bf16.defined(), op << ": needs the input x or its bf16 NHWC copy");
-  // Without x, its bf16 NHWC copy [N, H, W, C] gives x's [N, C, H, W] (nothing reads x then).
-  const Tensor& x_or_copy = x.defined() ? x : x_bf16;
-  const Shape x_shape = x.defined() || x_bf16.ndim() != 4
-                            ? x_or_copy.shape()
-                            : Shape{x_bf16.dim(0), x_bf16.dim(3), x_bf16.dim(1), x_bf16.dim(2)};
-  const std::string x_text = x.defined() ? x.describe() : "of shape " + shape_str(x_shape) + " (its bf16 copy)";
-  if (x.defined()) check_dtype(op, x, DType::F32);
-  check_same_device(op, grad_out, x_or_copy);
-  Geometry g = geometry(op, x_shape, x_text, w.shape(), w.describe(), p);
+  Geometry g = geometry(op, x.shape(), x.describe(), w.shape(), w.describe(), p);
   check_grad_out(op, grad_out, g);
-  if (x_bf16.defined()) {
-    check_dtype(op, x_bf16, DType::BF16);
-    MDQ_CHECK(x_bf16.shape() == (Shape{g.N, g.H, g.W, g.C}),
-              op << ": x_bf16 " << x_bf16.describe() << " is not the NHWC copy of input " << x_text);
-  }
   const bool add = want_input && input_grad_sum;
   if (add) {
     check_dtype(op, *input_grad_sum, DType::F32);
-    check_same_device(op, *input_grad_sum, grad_out);
-    MDQ_CHECK(input_grad_sum->shape() == x_shape, op << ": the gradient to add into, " << input_grad_sum->describe()
-                                                     << ", does not have input " << x_text << "'s shape");
+    check_same_device(op, *input_grad_sum, x);
+    MDQ_CHECK(input_grad_sum->shape() == x.shape(), op << ": the gradient to add into, " << input_grad_sum->describe()
+                                                       << ", does not have input " << x.describe() << "'s shape");
   }
   Conv2dGrads out;
-  if (want_input && !add) out.input = Tensor::empty(x_shape, DType::F32, grad_out.device());
-  if (want_weight) out.weight = Tensor::empty(w.shape(), DType::F32, grad_out.device());
+  if (want_input && !add) out.input = Tensor::empty(x.shape(), DType::F32, x.device());
+  if (want_weight) out.weight = Tensor::empty(w.shape(), DType::F32, x.device());
   if (!want_input && !want_weight) return out;
   float* dx = add ? input_grad_sum->data<float>() : want_input ? out.input.data<float>() : nullptr;
-  dispatch(op, grad_out.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
-      g, precision(), grad_out.data<float>(), x.defined() ? x.data<float>() : nullptr, w.data<float>(), dx, add,
-      want_weight ? out.weight.data<float>() : nullptr,
-      want_weight && x_bf16.defined() ? x_bf16.data<uint16_t>() : nullptr);
+  dispatch(op, x.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
+      g, precision(), grad_out.data<float>(), x.data<float>(), w.data<float>(), dx, add,
+      want_weight ? out.weight.data<float>() : nullptr);
   return out;
 }
 
@@ -348,7 +322,7 @@ Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shap
   check_grad_out(op, grad_out, g);
   Tensor dx = Tensor::empty(x_shape, DType::F32, grad_out.device());
   dispatch(op, grad_out.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
-      g, precision(), grad_out.data<float>(), nullptr, w.data<float>(), dx.data<float>(), false, nullptr, nullptr);
+      g, precision(), grad_out.data<float>(), nullptr, w.data<float>(), dx.data<float>(), false, nullptr);
   return dx;
 }
 
@@ -361,7 +335,7 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
   check_grad_out(op, grad_out, g);
   Tensor dw = Tensor::empty(w_shape, DType::F32, x.device());
   dispatch(op, x.device(), cpu_backward, &CudaBackend::conv2d_backward_f32)(
-      g, precision(), grad_out.data<float>(), x.data<float>(), nullptr, nullptr, false, dw.data<float>(), nullptr);
+      g, precision(), grad_out.data<float>(), x.data<float>(), nullptr, nullptr, false, dw.data<float>());
   return dw;
 }
 

@@ -21,21 +21,14 @@ struct Conv2dParams {
 // The output shape, after checking that x, w and p fit together (errors name the operands).
 Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p);
 
-// bias may be an undefined Tensor (no bias). When x_bf16 is non-null it receives the copy of x
-// that the GPU's bf16 path converts for cuDNN (DType::BF16 [N, H, W, C] on the GPU), for
-// conv2d_backward to take instead of converting x again; it is left undefined where the call
-// makes no such copy (the CPU, a precision other than BF16, a shape that stays f32:
-// kernels/conv2d.h, conv2d_runs_bf16).
-Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
-                      Tensor* x_bf16 = nullptr);
+// bias may be an undefined Tensor (no bias).
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
 // dL/dx from dL/dy; x_shape is the forward input's shape (it is not implied by y: stride rounds down).
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& x_shape, const Conv2dParams& p);
 // dL/dw from dL/dy and the forward input x.
 Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Shape& w_shape, const Conv2dParams& p);
 // Both at once (what autograd calls): under BF16 the GPU converts grad_out once for both. An
-// output not asked for is left undefined. x_bf16 is conv2d_forward's copy of this x, or undefined
-// (then the GPU converts x itself where it needs one); the result is the same bit for bit. With
-// the copy, x itself may be undefined (nothing reads it then: autograd frees it early).
+// output not asked for is left undefined.
 // input_grad_sum (f32, x's shape and device), when given with want_input, receives the input
 // gradient added into it (what autograd does when x already has a gradient from another branch)
 // and input is left undefined: one pass and one allocation fewer than returning it and adding
@@ -44,8 +37,7 @@ struct Conv2dGrads {
   Tensor input, weight;
 };
 Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                            bool want_input, bool want_weight, const Tensor& x_bf16 = Tensor(),
-                            Tensor* input_grad_sum = nullptr);
+                            bool want_input, bool want_weight, Tensor* input_grad_sum = nullptr);
 // The NHWC bf16 path (engine/ops/layout.h): x bf16 [N, H, W, C] gives y bf16 [N, OH, OW, O]
 // (conv2d_forward above takes either form of x and answers in it), and conv2d_backward with an
 // NHWC bf16 grad_out lands here: x must be the NHWC input itself (no copy), input is bf16
