@@ -4,7 +4,6 @@
 #include <csignal>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <memory>
 

@@ -15,7 +15,7 @@ namespace mdq::nn {
 // way the backward reads x itself: on the bf16 path x is already the bf16 copy cuDNN reads.
 Var conv2d(const Var& x_any, const Var& w, const Var& bias, const ops::Conv2dParams& p) {
   const bool nhwc = ops::nhwc_bf16_activations(x_any.value().device());
-  const Var x = !nhwc ? as_nchw_f32(x_any) : ops::is_nhwc_bf16(x_any.value()) ? x_any : to_nhwc_bf16(x_any);
+  const Var x = nhwc ? as_nhwc_bf16(x_any) : as_nchw_f32(x_any);
   const Tensor b = bias.defined() ? bias.value() : Tensor();
   // needs_grad ignores an undefined bias (requires_grad() is false for it).
   Var out = make_output(ops::conv2d_forward(x.value(), w.value(), b, p), {&x, &w, &bias});

@@ -19,9 +19,8 @@ namespace {
 std::pair<Var, Var> same_form(const Var& a, const Var& b) {
   const bool na = ops::is_nhwc_bf16(a.value()), nb = ops::is_nhwc_bf16(b.value());
   if (na == nb) return {a, b};
-  const Var& f32 = na ? b : a;
-  if (f32.value().ndim() == 4 && f32.value().dtype() == DType::F32)
-    return na ? std::make_pair(a, to_nhwc_bf16(b)) : std::make_pair(to_nhwc_bf16(a), b);
+  const Tensor& f32 = (na ? b : a).value();
+  if (f32.ndim() == 4 && f32.dtype() == DType::F32) return {as_nhwc_bf16(a), as_nhwc_bf16(b)};
   return {as_nchw_f32(a), as_nchw_f32(b)};
 }
 }  // namespace

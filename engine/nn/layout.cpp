@@ -24,5 +24,6 @@ Var to_nchw_f32(const Var& x) {
 }
 
 Var as_nchw_f32(const Var& x) { return ops::is_nhwc_bf16(x.value()) ? to_nchw_f32(x) : x; }
+Var as_nhwc_bf16(const Var& x) { return ops::is_nhwc_bf16(x.value()) ? x : to_nhwc_bf16(x); }
 
 }  // namespace mdq::nn

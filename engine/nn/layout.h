@@ -11,5 +11,7 @@ Var to_nhwc_bf16(const Var& x);  // backward: the gradient back to NCHW f32
 Var to_nchw_f32(const Var& x);   // backward: the gradient rounded to NHWC bf16
 // x itself unless it is an NHWC bf16 activation, which it converts.
 Var as_nchw_f32(const Var& x);
+// x itself if it is an NHWC bf16 activation, else (an NCHW f32 one) converted.
+Var as_nhwc_bf16(const Var& x);
 
 }  // namespace mdq::nn

@@ -2,7 +2,6 @@
 
 #include "engine/nn/functional.h"
 #include "engine/nn/layout.h"
-#include "engine/ops/layout.h"
 
 namespace mdq::nn {
 
@@ -18,7 +17,6 @@ Var reshape(const Var& x_any, const Shape& shape) {
 
 Var flatten(const Var& x) {
   const Tensor& v = x.value();
-  if (ops::is_nhwc_bf16(v)) return flatten(as_nchw_f32(x));
   MDQ_CHECK(v.ndim() >= 1, "flatten: expected at least one (batch) dimension, got " << v.describe());
   return reshape(x, {v.dim(0), v.ndim() == 1 ? 1 : shape_numel(Shape(v.shape().begin() + 1, v.shape().end()))});
 }
