@@ -37,23 +37,20 @@ void backward_bf16_cpu(Activation act, const uint16_t* grad_out, const uint16_t*
     grad_in[i] = float_to_bf16(kernels::activation_grad(act, bf16_to_float(grad_out[i]), bf16_to_float(x[i])));
 }
 
+// f32, or bf16 (the bf16 NHWC path) with grad_out of x's dtype.
 Tensor backward(const char* name, Activation act, const Tensor& grad_out, const Tensor& x) {
-  if (x.dtype() == DType::BF16) {
-    check_dtype(name, grad_out, DType::BF16);
-    check_same_device(name, grad_out, x);
-    check_same_shape(name, grad_out, x);
-    Tensor grad_in = Tensor::empty(x.shape(), DType::BF16, x.device());
-    dispatch(name, x.device(), backward_bf16_cpu, &CudaBackend::activation_backward_bf16)(
-        act, grad_out.data<uint16_t>(), x.data<uint16_t>(), grad_in.data<uint16_t>(), x.numel());
-    return grad_in;
-  }
-  check_dtype(name, grad_out, DType::F32);
-  check_dtype(name, x, DType::F32);
+  const DType t = x.dtype() == DType::BF16 ? DType::BF16 : DType::F32;
+  check_dtype(name, grad_out, t);
+  check_dtype(name, x, t);
   check_same_device(name, grad_out, x);
   check_same_shape(name, grad_out, x);
-  Tensor grad_in = Tensor::empty(x.shape(), DType::F32, x.device());
-  dispatch(name, x.device(), backward_cpu, &CudaBackend::activation_backward_f32)(
-      act, grad_out.data<float>(), x.data<float>(), grad_in.data<float>(), x.numel());
+  Tensor grad_in = Tensor::empty(x.shape(), t, x.device());
+  if (t == DType::BF16)
+    dispatch(name, x.device(), backward_bf16_cpu, &CudaBackend::activation_backward_bf16)(
+        act, grad_out.data<uint16_t>(), x.data<uint16_t>(), grad_in.data<uint16_t>(), x.numel());
+  else
+    dispatch(name, x.device(), backward_cpu, &CudaBackend::activation_backward_f32)(
+        act, grad_out.data<float>(), x.data<float>(), grad_in.data<float>(), x.numel());
   return grad_in;
 }
 

@@ -37,23 +37,24 @@ void sum_cpu(const float* x, int64_t n, float* out) {
   out[0] = static_cast<float>(acc);
 }
 
-Tensor binary(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
-  if (a.dtype() == DType::BF16 && (op == BinaryOp::Add || op == BinaryOp::AddRelu)) {
-    check_dtype(name, b, DType::BF16);
-    check_same_device(name, a, b);
-    check_same_shape(name, a, b);
-    Tensor out = Tensor::empty(a.shape(), DType::BF16, a.device());
-    dispatch(name, a.device(), binary_bf16_cpu, &CudaBackend::binary_bf16)(op, a.data<uint16_t>(), b.data<uint16_t>(),
-                                                                          out.data<uint16_t>(), a.numel());
-    return out;
-  }
-  check_dtype(name, a, DType::F32);
-  check_dtype(name, b, DType::F32);
+// out = op(a, b) elementwise, on f32 or on bf16 operands (out may be a: in place).
+void binary_into(const char* name, BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  const DType t = a.dtype() == DType::BF16 ? DType::BF16 : DType::F32;
+  check_dtype(name, a, t);
+  check_dtype(name, b, t);
   check_same_device(name, a, b);
   check_same_shape(name, a, b);
-  Tensor out = Tensor::empty(a.shape(), DType::F32, a.device());
-  dispatch(name, a.device(), binary_cpu, &CudaBackend::binary_f32)(op, a.data<float>(), b.data<float>(),
-                                                                  out.data<float>(), a.numel());
+  if (t == DType::BF16)
+    dispatch(name, a.device(), binary_bf16_cpu, &CudaBackend::binary_bf16)(op, a.data<uint16_t>(), b.data<uint16_t>(),
+                                                                          out.data<uint16_t>(), a.numel());
+  else
+    dispatch(name, a.device(), binary_cpu, &CudaBackend::binary_f32)(op, a.data<float>(), b.data<float>(),
+                                                                    out.data<float>(), a.numel());
+}
+
+Tensor binary(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
+  Tensor out = Tensor::empty(a.shape(), a.dtype() == DType::BF16 ? DType::BF16 : DType::F32, a.device());
+  binary_into(name, op, a, b, out);
   return out;
 }
 
@@ -72,14 +73,7 @@ Tensor scale(const Tensor& a, float s) {
 }
 
 void axpy_(Tensor& y, float alpha, const Tensor& x) {
-  if (y.dtype() == DType::BF16 && alpha == 1.f) {  // a bf16 gradient summed in place (autograd)
-    check_dtype("axpy_", x, DType::BF16);
-    check_same_device("axpy_", y, x);
-    check_same_shape("axpy_", y, x);
-    dispatch("axpy_", y.device(), binary_bf16_cpu, &CudaBackend::binary_bf16)(
-        BinaryOp::Add, y.data<uint16_t>(), x.data<uint16_t>(), y.data<uint16_t>(), y.numel());
-    return;
-  }
+  if (y.dtype() == DType::BF16 && alpha == 1.f) return binary_into("axpy_", BinaryOp::Add, y, x, y);  // a bf16 grad
   check_dtype("axpy_", y, DType::F32);
   check_dtype("axpy_", x, DType::F32);
   check_same_device("axpy_", y, x);

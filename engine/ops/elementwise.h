@@ -1,5 +1,7 @@
 // Elementwise tensor math on f32 tensors of equal shape, on the CPU or the GPU (no autograd:
-// see engine/nn/functional.h for the differentiable versions).
+// see engine/nn/functional.h for the differentiable versions). add, add_relu, sub, mul and
+// axpy_ with alpha 1 also take two bf16 tensors (the bf16 NHWC activations and their gradients,
+// engine/ops/layout.h): the f32 math on the widened values, one rounding to bf16.
 #pragma once
 #include "engine/tensor.h"
 
