@@ -428,7 +428,7 @@ __global__ void sync_rescale_kernel(int64_t n, float* v, float m_local, const fl
 }
 
 // ---- host helpers
-bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+using cuda::aligned16;
 bool vec4(const BatchNormShape& s, const void* a, const void* b = nullptr, const void* c = nullptr,
           const void* d = nullptr) {
   return s.hw % 4 == 0 && aligned16(a) && aligned16(b) && aligned16(c) && aligned16(d);

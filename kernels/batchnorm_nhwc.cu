@@ -448,7 +448,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- host side
 
-bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+using cuda::aligned16;
 bool vec8(int64_t c, const void* a, const void* b, const void* d = nullptr) {
   return c % 8 == 0 && aligned16(a) && aligned16(b) && aligned16(d);
 }

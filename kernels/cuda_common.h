@@ -9,6 +9,7 @@
 #include <cudnn.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/host_device.h"
 
@@ -29,6 +30,9 @@ int compute_capability();
 [[noreturn]] void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line);
 [[noreturn]] void throw_cublas_error(cublasStatus_t s, const char* call, const char* file, int line);
 [[noreturn]] void throw_cudnn_error(cudnnStatus_t s, const char* call, const char* file, int line);
+
+// Whether p may be read or written 16 bytes at a time (null, an operand not given, may).
+inline bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Grid size for a grid-stride loop over n elements.
 inline unsigned grid_for(long long n, int block = 256) {

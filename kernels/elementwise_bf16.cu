@@ -1,22 +1,16 @@
 // bf16 elementwise passes (kernels/elementwise_bf16.h): eight elements (16 bytes) per thread and
 // step when the pointers allow it, a scalar loop for the rest; memory-bound, so the vector width
 // is what matters.
-#include <cuda_bf16.h>
-
 #include "kernels/backend.h"
+#include "kernels/bf16.cuh"
 #include "kernels/cuda_common.h"
 #include "kernels/elementwise_bf16.h"
 
 namespace mdq::kernels {
 namespace {
 
-__device__ __forceinline__ float widen(uint16_t v) { return __uint_as_float(static_cast<uint32_t>(v) << 16); }
-__device__ __forceinline__ uint16_t round_bf16(float v) {
-  const __nv_bfloat16 b = __float2bfloat16_rn(v);
-  return *reinterpret_cast<const uint16_t*>(&b);
-}
-
-// f(i, a, b) -> f32 for element i; vectors of 8 where all three pointers are 16-byte aligned.
+// out[i] = bf16(f(a[i], b[i])) with f on the widened values; vectors of 8 where all three
+// pointers are 16-byte aligned.
 template <class F>
 __global__ void map2_kernel(const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n, bool vec, F f) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -31,20 +25,19 @@ __global__ void map2_kernel(const uint16_t* a, const uint16_t* b, uint16_t* out,
       uint4 ov;
       uint16_t* os = reinterpret_cast<uint16_t*>(&ov);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) os[k] = round_bf16(f(widen(as[k]), widen(bs[k])));
+      for (int k = 0; k < 8; ++k) os[k] = f_to_bf(f(bf_to_f(as[k]), bf_to_f(bs[k])));
       reinterpret_cast<uint4*>(out)[v] = ov;
     }
     tail = n8 * 8;
   }
-  for (int64_t i = tail + i0; i < n; i += stride) out[i] = round_bf16(f(widen(a[i]), widen(b[i])));
+  for (int64_t i = tail + i0; i < n; i += stride) out[i] = f_to_bf(f(bf_to_f(a[i]), bf_to_f(b[i])));
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 template <class F>
 void map2(const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n, F f) {
   if (n == 0) return;
-  const bool vec = aligned16(a) && aligned16(b) && aligned16(out);
+  const bool vec = cuda::aligned16(a) && cuda::aligned16(b) && cuda::aligned16(out);
   map2_kernel<<<cuda::grid_for(vec ? (n + 7) / 8 : n), 256, 0, cuda::stream()>>>(a, b, out, n, vec, f);
   CUDA_CHECK_LAUNCH();
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/backend.h"
+#include "kernels/bf16.cuh"
 #include "kernels/cuda_common.h"
 #include "kernels/grid_stride.cuh"
 #include "kernels/nhwc_bf16.h"
@@ -25,8 +26,6 @@ struct alignas(sizeof(T) * V) Vec {
 template <class T>
 constexpr int kWide = 16 / static_cast<int>(sizeof(T));
 
-__device__ __forceinline__ float bf_to_f(uint16_t u) { return __bfloat162float(__ushort_as_bfloat16(u)); }
-__device__ __forceinline__ uint16_t f_to_bf(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
 __device__ __forceinline__ float to_f(uint16_t v) { return bf_to_f(v); }
 __device__ __forceinline__ float to_f(float v) { return v; }
 template <class T>

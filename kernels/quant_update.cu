@@ -163,7 +163,7 @@ __global__ void __launch_bounds__(kBlock) multi_step_kernel(const QuantStepTenso
   }
 }
 
-bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+using cuda::aligned16;
 
 // Enough blocks to fill the GPU (SMs × 8), fewer when there is less work.
 unsigned blocks_for(int64_t work) {
