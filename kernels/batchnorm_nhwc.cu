@@ -72,14 +72,11 @@ constexpr int kBatch = 16;        // loads in flight while a block adds up parti
 constexpr int kMaxSlices = 8192;  // channel slices (tickets); C beyond 8192 x 256 x V is refused
 
 // The launch shape, chosen from the shape only (see the head comment).
-struct Tuning {
-  int slice_channels;     // channels a block covers, at most (64: 128 bytes of each row)
-  int64_t target_blocks;  // reduction blocks aimed at
-  int64_t max_chunks;     // row chunks a slice, at most (bounds the last block's combine)
-  int64_t min_steps;      // row steps a reduction thread takes, at least
-  int64_t elem_steps;     // row steps an elementwise thread takes
-};
-constexpr Tuning kTuning{64, 256, 128, 8, 8};
+constexpr int kSliceChannels = 64;     // channels a block covers, at most (128 bytes of each row)
+constexpr int64_t kTargetBlocks = 256;  // reduction blocks aimed at
+constexpr int64_t kMaxChunks = 128;     // row chunks a slice, at most (bounds the last block's combine)
+constexpr int64_t kMinSteps = 8;        // row steps a reduction thread takes, at least
+constexpr int64_t kElemSteps = 8;       // row steps an elementwise thread takes
 
 // Tickets of the slices' last blocks; zero between launches.
 __device__ unsigned int g_tickets[kMaxSlices];
@@ -95,13 +92,13 @@ struct Layout {
   float m;  // rows, the element count of a channel
 };
 
-Layout make_layout(int64_t rows, int64_t c, int v, const Tuning& t, bool reduction) {
+Layout make_layout(int64_t rows, int64_t c, int v, bool reduction) {
   Layout L{};
   L.rows = rows;
   L.c = c;
   L.m = static_cast<float>(rows);
   L.groups = c / v;
-  int64_t tg = std::max<int64_t>(1, std::min<int64_t>(L.groups, t.slice_channels / v));
+  int64_t tg = std::max<int64_t>(1, std::min<int64_t>(L.groups, kSliceChannels / v));
   int64_t slices = (L.groups + tg - 1) / tg;
   if (slices > kMaxSlices) slices = kMaxSlices;
   tg = (L.groups + slices - 1) / slices;  // balanced slices
@@ -114,10 +111,10 @@ Layout make_layout(int64_t rows, int64_t c, int v, const Tuning& t, bool reducti
   int64_t steps;
   const int64_t unroll = reduction ? kReduceUnroll : kApplyUnroll;
   if (reduction) {
-    const int64_t chunks = std::min((t.target_blocks + slices - 1) / slices, t.max_chunks);
-    steps = std::max(t.min_steps, (steps_all + chunks - 1) / chunks);
+    const int64_t chunks = std::min((kTargetBlocks + slices - 1) / slices, kMaxChunks);
+    steps = std::max(kMinSteps, (steps_all + chunks - 1) / chunks);
   } else {
-    steps = std::max(t.elem_steps, (steps_all + 65534) / 65535);  // grid.y <= 65535
+    steps = std::max(kElemSteps, (steps_all + 65534) / 65535);  // grid.y <= 65535
   }
   steps = (steps + unroll - 1) / unroll * unroll;  // whole batches of loads but in the last chunk
   L.len = steps * L.rl;
@@ -456,10 +453,10 @@ dim3 grid_of(const Layout& L) { return dim3(static_cast<unsigned>(L.slices), sta
 int64_t partial_count(const Layout& L, int v, int ns) { return static_cast<int64_t>(L.slices) * L.chunks * ns * L.tg * v; }
 
 template <int V>
-void forward_v(const BatchNormNhwcForwardArgs& a, const Tuning& tune) {
+void forward_v(const BatchNormNhwcForwardArgs& a) {
   cudaStream_t st = cuda::stream();
   if (a.training) {
-    const Layout R = make_layout(a.rows, a.c, V, tune, true);
+    const Layout R = make_layout(a.rows, a.c, V, true);
     DeviceScratch<float> scratch(partial_count(R, V, 1));  // reused by the second pass
     Finish f{};
     f.mean = a.mean;
@@ -476,7 +473,7 @@ void forward_v(const BatchNormNhwcForwardArgs& a, const Tuning& tune) {
                                                                              scratch.get(), f);
     CUDA_CHECK_LAUNCH();
   }
-  const Layout E = make_layout(a.rows, a.c, V, tune, false);
+  const Layout E = make_layout(a.rows, a.c, V, false);
   with_flag(a.relu, [&](auto relu) {
     with_flag(a.training, [&](auto training) {
       constexpr bool kEval = !decltype(training)::value;
@@ -489,7 +486,7 @@ void forward_v(const BatchNormNhwcForwardArgs& a, const Tuning& tune) {
 }
 
 template <int V>
-void backward_v(const BatchNormNhwcBackwardArgs& a, const Tuning& tune) {
+void backward_v(const BatchNormNhwcBackwardArgs& a) {
   cudaStream_t st = cuda::stream();
   // Training needs the sums for grad_in: scratch when the caller wants neither.
   const bool own_sums = a.training && (!a.sum_g || !a.sum_gxhat);
@@ -497,7 +494,7 @@ void backward_v(const BatchNormNhwcBackwardArgs& a, const Tuning& tune) {
   float* sum_g = a.sum_g ? a.sum_g : (own_sums ? sums.get() : nullptr);
   float* sum_gxhat = a.sum_gxhat ? a.sum_gxhat : (own_sums ? sums.get() + a.c : nullptr);
   if (sum_g || sum_gxhat) {
-    const Layout R = make_layout(a.rows, a.c, V, tune, true);
+    const Layout R = make_layout(a.rows, a.c, V, true);
     DeviceScratch<float> scratch(partial_count(R, V, 2));
     Finish f{};
     f.mean = const_cast<float*>(a.mean);  // read only in this pass
@@ -510,7 +507,7 @@ void backward_v(const BatchNormNhwcBackwardArgs& a, const Tuning& tune) {
     });
     CUDA_CHECK_LAUNCH();
   }
-  const Layout E = make_layout(a.rows, a.c, V, tune, false);
+  const Layout E = make_layout(a.rows, a.c, V, false);
   with_flag(a.training, [&](auto training) {
     with_flag(a.relu, [&](auto relu) {
       backward_input_kernel<V, decltype(training)::value, decltype(relu)::value><<<grid_of(E), kThreads, 0, st>>>(
@@ -520,27 +517,23 @@ void backward_v(const BatchNormNhwcBackwardArgs& a, const Tuning& tune) {
   CUDA_CHECK_LAUNCH();
 }
 
-void forward_tuned(const BatchNormNhwcForwardArgs& a, const Tuning& tune) {
-  if (a.rows == 0 || a.c == 0) return;
-  if (vec8(a.c, a.x, a.out))
-    forward_v<8>(a, tune);
-  else
-    forward_v<1>(a, tune);
-}
-
-void backward_tuned(const BatchNormNhwcBackwardArgs& a, const Tuning& tune) {
-  if (a.rows == 0 || a.c == 0) return;
-  if (vec8(a.c, a.grad_out, a.x, a.grad_in))
-    backward_v<8>(a, tune);
-  else
-    backward_v<1>(a, tune);
-}
-
 }  // namespace
 
-void batch_norm_forward_nhwc_bf16(const BatchNormNhwcForwardArgs& a) { forward_tuned(a, kTuning); }
+void batch_norm_forward_nhwc_bf16(const BatchNormNhwcForwardArgs& a) {
+  if (a.rows == 0 || a.c == 0) return;
+  if (vec8(a.c, a.x, a.out))
+    forward_v<8>(a);
+  else
+    forward_v<1>(a);
+}
 
-void batch_norm_backward_nhwc_bf16(const BatchNormNhwcBackwardArgs& a) { backward_tuned(a, kTuning); }
+void batch_norm_backward_nhwc_bf16(const BatchNormNhwcBackwardArgs& a) {
+  if (a.rows == 0 || a.c == 0) return;
+  if (vec8(a.c, a.grad_out, a.x, a.grad_in))
+    backward_v<8>(a);
+  else
+    backward_v<1>(a);
+}
 
 void register_batchnorm_nhwc(CudaBackend& b) {
   b.batch_norm_forward_nhwc_bf16 = batch_norm_forward_nhwc_bf16;
