@@ -73,6 +73,7 @@ struct CudaBackend {
   decltype(&kernels::activation_backward_f32) activation_backward_f32 = nullptr;
   // ---- elementwise_bf16.cu: engine/ops/elementwise.cpp, engine/ops/activation.cpp (bf16 activations)
   decltype(&kernels::binary_bf16) binary_bf16 = nullptr;
+  decltype(&kernels::activation_forward_bf16) activation_forward_bf16 = nullptr;
   decltype(&kernels::activation_backward_bf16) activation_backward_bf16 = nullptr;
 
   // ---- batchnorm.cu: engine/ops/batchnorm.cpp

@@ -13,6 +13,9 @@ namespace mdq::kernels {
 
 // out[i] = bf16(binary_op(op, a[i], b[i]))
 void binary_bf16(BinaryOp op, const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n);
+// out[i] = bf16(activation_value(act, x[i])) (exact for relu, relu6 and sign: the value is x, 0,
+// 6 or ±1)
+void activation_forward_bf16(Activation act, const uint16_t* x, uint16_t* out, int64_t n);
 // grad_in[i] = bf16(activation_grad(act, grad_out[i], x[i]))
 void activation_backward_bf16(Activation act, const uint16_t* grad_out, const uint16_t* x, uint16_t* grad_in,
                               int64_t n);

@@ -1,9 +1,9 @@
 // Autograd wrappers for the activations: each saves its input x, from which the backward mask
-// (1[x > 0], 1[0 < x < 6], 1[|x| <= 1]) is rebuilt.
+// (1[x > 0], 1[0 < x < 6], 1[|x| <= 1]) is rebuilt. Elementwise, so they take either activation
+// form (engine/ops/layout.h) as it is: an NHWC bf16 input stays NHWC bf16, with no conversion.
 #include "engine/nn/activation.h"
 
 #include "engine/nn/functional.h"
-#include "engine/nn/layout.h"
 #include "engine/ops/activation.h"
 
 namespace mdq::nn {
@@ -12,8 +12,7 @@ namespace {
 using Forward = Tensor (*)(const Tensor&);
 using Backward = Tensor (*)(const Tensor&, const Tensor&);
 
-Var activation(const Var& x_any, Forward forward, Backward backward) {
-  const Var x = as_nchw_f32(x_any);
+Var activation(const Var& x, Forward forward, Backward backward) {
   Var out = make_output(forward(x.value()), {&x});
   if (out.requires_grad())
     record_backward([x, out = GradRef(out), backward]() {

@@ -1,7 +1,8 @@
 // Differentiable layout changes between NCHW f32 and NHWC bf16 activations (engine/ops/layout.h),
 // and the one rule every layer without an NHWC bf16 kernel follows: take its input through
-// as_nchw_f32 first. A layer that has one (convolution, BatchNorm, the residual sums) takes both
-// forms, so a bf16 network runs NHWC from its first convolution to its pooling head.
+// as_nchw_f32 first. A layer that has one (convolution, BatchNorm, the residual sums, the
+// activations) takes both forms, so a bf16 network runs NHWC from its first convolution to its
+// pooling head.
 #pragma once
 #include "engine/autograd.h"
 

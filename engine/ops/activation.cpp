@@ -22,19 +22,29 @@ void backward_cpu(Activation act, const float* grad_out, const float* x, float* 
   for (int64_t i = 0; i < n; ++i) grad_in[i] = kernels::activation_grad(act, grad_out[i], x[i]);
 }
 
-Tensor forward(const char* name, Activation act, const Tensor& x) {
-  check_dtype(name, x, DType::F32);
-  Tensor out = Tensor::empty(x.shape(), DType::F32, x.device());
-  dispatch(name, x.device(), forward_cpu, &CudaBackend::activation_forward_f32)(act, x.data<float>(), out.data<float>(),
-                                                                               x.numel());
-  return out;
+// bf16 activations and gradients (the bf16 NHWC path; nn::add_relu's backward): widened, the
+// f32 rule, one rounding, as kernels/elementwise_bf16.cu.
+void forward_bf16_cpu(Activation act, const uint16_t* x, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = float_to_bf16(kernels::activation_value(act, bf16_to_float(x[i])));
 }
 
-// bf16 gradient and activation (the bf16 NHWC path; nn::add_relu's backward): widened, the f32
-// rule, one rounding, as kernels/elementwise_bf16.cu.
 void backward_bf16_cpu(Activation act, const uint16_t* grad_out, const uint16_t* x, uint16_t* grad_in, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     grad_in[i] = float_to_bf16(kernels::activation_grad(act, bf16_to_float(grad_out[i]), bf16_to_float(x[i])));
+}
+
+// f32, or bf16 (the bf16 NHWC path; elementwise, so any layout), answered in x's dtype.
+Tensor forward(const char* name, Activation act, const Tensor& x) {
+  const DType t = x.dtype() == DType::BF16 ? DType::BF16 : DType::F32;
+  check_dtype(name, x, t);
+  Tensor out = Tensor::empty(x.shape(), t, x.device());
+  if (t == DType::BF16)
+    dispatch(name, x.device(), forward_bf16_cpu, &CudaBackend::activation_forward_bf16)(
+        act, x.data<uint16_t>(), out.data<uint16_t>(), x.numel());
+  else
+    dispatch(name, x.device(), forward_cpu, &CudaBackend::activation_forward_f32)(act, x.data<float>(),
+                                                                                 out.data<float>(), x.numel());
+  return out;
 }
 
 // f32, or bf16 (the bf16 NHWC path) with grad_out of x's dtype.

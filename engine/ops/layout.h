@@ -2,9 +2,9 @@
 // bf16 tensors whose shape is [N, H, W, C] (channels innermost): the layout cuDNN's bf16
 // tensor-core convolutions read and write, so no layer transposes (docs/DESIGN.md §2). Ops tell
 // the two forms apart by dtype: a 4-D bf16 activation is NHWC, a 4-D f32 one NCHW. Convolutions,
-// BatchNorm and the residual sums take both and answer in the form they were given (a
-// convolution answers in the form the precision asks for); every other op takes NCHW f32, and its
-// layer converts (engine/nn/layout.h).
+// BatchNorm, the residual sums and the activations (relu, relu6, sign) take both and answer in
+// the form they were given (a convolution answers in the form the precision asks for); every
+// other op takes NCHW f32, and its layer converts (engine/nn/layout.h).
 #pragma once
 #include "engine/tensor.h"
 

@@ -5,14 +5,16 @@
 //   - the layout changes are exact (bf16 -> f32) or one rounding (f32 -> bf16), both ways, and
 //     their backward is the opposite change;
 //   - each layer that takes NHWC bf16 (Conv2d with and without bias, strided, 1x1, a grouped and a
-//     3-channel one that fall back to TF32; BatchNorm2d in training and evaluation, with its
-//     ReLU; the residual sums) gives the f32 layer's output and gradients on the bf16-rounded
-//     inputs within a few bf16 roundings: bound 2^-7 of |value| plus 2^-7 of the output's rms
-//     (the f32 reference rounds nothing; the bf16 path rounds each output and gradient once, and
-//     a sum that cancels to ~0 keeps the rounding of its terms);
-//   - whole networks (ResNet-18, VGG-16) forward and backward stay close to the f32 path: logits
-//     and every parameter gradient within 5% relative L2 error (20 and 16 layers of bf16
-//     activations and gradients, and ReLU masks that flip where a rounding crosses 0).
+//     3-channel one that fall back to TF32, depthwise ones (MobileNetV2's 3x3 at strides 1 and 2,
+//     a 5x5 of 20 channels) that run mdq's own kernels on the GPU; BatchNorm2d in training and
+//     evaluation, with its ReLU; ReLU6; the residual sums) gives the f32 layer's output and
+//     gradients on the bf16-rounded inputs within a few bf16 roundings: bound 2^-7 of |value|
+//     plus 2^-7 of the output's rms (the f32 reference rounds nothing; the bf16 path rounds each
+//     output and gradient once, and a sum that cancels to ~0 keeps the rounding of its terms);
+//   - whole networks (ResNet-18, VGG-16, MobileNetV2) forward and backward stay close to the f32
+//     path: logits within a relative L2 error and every parameter gradient within an angle of it
+//     (bounds per network at check_nhwc_network below and its callers: bf16 activations and
+//     gradients through 20, 16 and 52 layers, and ReLU masks that flip where a rounding crosses 0).
 #pragma once
 #include <catch2/catch.hpp>
 
@@ -110,7 +112,9 @@ inline void check_nhwc_layers(Device d) {
   };
   for (const ConvCase& c : {ConvCase{16, 32, 3, 1, 1, 1, false, {3, 16, 8, 8}}, ConvCase{16, 24, 3, 2, 1, 1, false, {2, 16, 9, 9}},
                             ConvCase{32, 16, 1, 1, 0, 1, true, {2, 32, 5, 5}}, ConvCase{16, 16, 3, 1, 1, 2, false, {2, 16, 6, 6}},
-                            ConvCase{3, 16, 3, 1, 1, 1, false, {2, 3, 8, 8}}}) {
+                            ConvCase{3, 16, 3, 1, 1, 1, false, {2, 3, 8, 8}},
+                            ConvCase{24, 24, 3, 1, 1, 24, false, {2, 24, 7, 7}}, ConvCase{32, 32, 3, 2, 1, 32, true, {2, 32, 9, 9}},
+                            ConvCase{20, 20, 5, 2, 2, 20, false, {3, 20, 9, 9}}}) {
     nn::Conv2d cpu(c.in, c.out, c.k, c.stride, c.pad, c.groups, c.bias, 11), dev(c.in, c.out, c.k, c.stride, c.pad,
                                                                                   c.groups, c.bias, 11);
     dev.to(d);
@@ -133,6 +137,10 @@ inline void check_nhwc_layers(Device d) {
                   std::string("BatchNorm2d ") + (training ? "training" : "eval") + (relu ? " +ReLU, affine" : ""), 500);
       if (training) require_close(dev.running_var().cpu(), cpu.running_var(), 1e-5f, 1e-5f, "running_var");
     }
+  {
+    nn::ReLU6 cpu, dev;
+    check_layer(cpu, dev, {2, 16, 5, 5}, d, "ReLU6", 550);
+  }
   // The residual sums: both operands NHWC, and an NCHW f32 shortcut meeting an NHWC body.
   PrecisionScope bf16(Precision::BF16);
   const Tensor a = bf16_rounded(random_tensor({2, 8, 4, 4}, 601, -1.f, 1.f)), b = bf16_rounded(random_tensor({2, 8, 4, 4}, 602, -1.f, 1.f));
