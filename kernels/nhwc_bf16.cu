@@ -7,6 +7,7 @@
 // references exactly.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/backend.h"
@@ -174,6 +175,42 @@ __global__ void __launch_bounds__(32 * kTileRows)
       }
 }
 
+// The same layout change for a matrix with a short side (R or S at most kShortSide: a conv
+// weight [O][Cg][KH*KW] has S = 9 or 1, its gradient [O][KH*KW][Cg] R = 9 or 1, an image
+// [N][3][HW] R = 3), where a 64x64 tile would be mostly empty: one thread per element of the long
+// side walks the short one, so neighbouring threads touch neighbouring elements on the long
+// side's end (the writes y[s][r] when S is short, the reads x[r][s] when R is), and the other
+// end's strided accesses fall within 32 * kShortSide elements that L1 and L2 merge.
+constexpr int64_t kShortSide = 16;
+
+template <class In, class Out, bool Add = false>
+__global__ void transpose_short_kernel(const In* x, Out* y, int64_t B, int64_t R, int64_t S) {
+  const bool short_s = S <= R;
+  const int64_t L = short_s ? R : S, K = short_s ? S : R;  // the long side, the short one
+  MDQ_GRID_STRIDE(i, B * L) {
+    const int64_t b = i / L, l = i % L;
+    const In* xb = x + b * R * S;
+    Out* yb = y + b * R * S;
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t r = short_s ? l : k, s = short_s ? k : l;
+      if constexpr (Add) {
+        yb[s * R + r] += to_f(xb[r * S + s]);
+      } else {
+        yb[s * R + r] = from_f<Out>(to_f(xb[r * S + s]));
+      }
+    }
+  }
+}
+
+// y[p][c] = c < cx ? x[p][c] : 0 for c < cy, p < P: one thread per element of y.
+__global__ void copy_channels_kernel(const uint16_t* x, int cx, uint16_t* y, int cy, int64_t P) {
+  MDQ_GRID_STRIDE(i, P * cy) {
+    const int64_t p = i / cy;
+    const int c = static_cast<int>(i % cy);
+    y[i] = c < cx ? x[p * cx + c] : uint16_t{0};
+  }
+}
+
 // One thread per (n, c): neighbouring threads read neighbouring channels (coalesced), and each
 // sums its HW pixels in order, as the reference does.
 template <class In, class Out>
@@ -260,6 +297,12 @@ void avgpool_nhwc(const In* x, Out* y, int N, int HW, int C) {
 template <class In, class Out, bool Add = false>
 static void batched_transpose(const In* x, Out* y, int64_t B, int64_t R, int64_t S) {
   if (B * R * S == 0) return;
+  if (std::min(R, S) <= kShortSide) {
+    transpose_short_kernel<In, Out, Add>
+        <<<cuda::grid_for(B * std::max(R, S)), 256, 0, cuda::stream()>>>(x, y, B, R, S);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   auto tiles = [](int64_t n, int64_t cap) {
     return static_cast<unsigned>(std::min<int64_t>((n + kTile - 1) / kTile, cap));
   };
@@ -287,6 +330,12 @@ void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, i
 
 void nhwc_bf16_add_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C) {
   batched_transpose<uint16_t, float, true>(x, y, N, HW, C);
+}
+
+void copy_channels_bf16(const uint16_t* x, int cx, uint16_t* y, int cy, int64_t P) {
+  if (P * cy == 0) return;
+  copy_channels_kernel<<<cuda::grid_for(P * cy), 256, 0, cuda::stream()>>>(x, cx, y, cy, P);
+  CUDA_CHECK_LAUNCH();
 }
 
 void split_bf16_nhwc(const float* x, uint16_t* y, int64_t P, int C) {

@@ -65,6 +65,10 @@ inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t
 void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C);
 // The same added into y: y [N][C][HW] += x [N][HW][C] (one f32 addition per element).
 void nhwc_bf16_add_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C);
+// y [P][cy] = x [P][cx] with the channels cut to cy or zero-padded up to it (bf16): a
+// convolution whose channel count the bf16 kernels do not take runs on channels padded to a
+// multiple of 8 (kernels/conv2d.cu), and its gradients come back cut.
+void copy_channels_bf16(const uint16_t* x, int cx, uint16_t* y, int cy, int64_t P);
 // Split-bf16: x f32 [P][C] -> y bf16 [P][2C], y[p][c] = hi = bf16(a), y[p][C + c] = lo =
 // bf16(a - hi) for a = x[p][c], both rounded to nearest even. a - hi is exact in f32 and
 // |a - hi| <= 2^-8 |a|, so hi + lo carries 16 significant bits (|a - hi - lo| <= 2^-16 |a|,
@@ -173,6 +177,11 @@ inline void avgpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int HW, int
 }
 inline void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW, int C) {
   avgpool_nhwc<float, uint16_t>(x, y, N, HW, C);
+}
+
+inline void copy_channels_bf16(const uint16_t* x, int cx, uint16_t* y, int cy, int64_t P) {
+  for (int64_t p = 0; p < P; ++p)
+    for (int c = 0; c < cy; ++c) y[p * cy + c] = c < cx ? x[p * cx + c] : uint16_t{0};
 }
 
 inline void split_bf16_nhwc(const float* x, uint16_t* y, int64_t P, int C) {

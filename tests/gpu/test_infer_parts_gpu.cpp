@@ -32,9 +32,11 @@ Tensor as_f32(const Tensor& t) { return t.dtype() == DType::BF16 ? packed::to_f3
 }  // namespace
 
 TEST_CASE("the layout changes (nchw_f32_to_nhwc, nhwc_to_nchw, nhwc_bf16_to_nchw_f32 and its add) match the CPU exactly") {
-  // Odd sizes put partial 32x32 tiles on both edges of the tiled transpose.
+  // Odd sizes put partial tiles on both edges of the tiled transpose; a side of at most 16 (an
+  // image's 3 channels, a conv weight's 9 or 1 taps, 16 and 17 at the switch) takes the
+  // short-side kernel in both directions.
   for (auto [N, C, HW] : {std::tuple<int64_t, int, int64_t>{1, 1, 1}, {2, 3, 35}, {3, 64, 49}, {5, 7, 1025},
-                          {2, 65, 33}, {1, 130, 4097}}) {
+                          {2, 65, 33}, {1, 130, 4097}, {16, 96, 9}, {8, 20, 1}, {3, 17, 16}, {2, 16, 17}}) {
     std::ostringstream what;
     what << "N " << N << " C " << C << " HW " << HW;
     INFO(what.str());
@@ -73,6 +75,20 @@ TEST_CASE("the layout changes (nchw_f32_to_nhwc, nhwc_to_nchw, nhwc_bf16_to_nchw
     Tensor back32 = poisoned({N, C, HW}, DType::F32);
     kernels::nhwc_to_nchw<float>(y32.data<float>(), back32.data<float>(), N, HW, C);
     testing::require_close(back32.cpu(), x, 0.f, 0.f, "to NCHW f32 " + what.str());
+  }
+}
+
+TEST_CASE("copy_channels_bf16 pads with zeros and cuts channels as the CPU does") {
+  for (auto [P, cx, cy] : {std::tuple<int64_t, int, int>{1, 3, 8}, {1000, 3, 8}, {37, 8, 3}, {64, 5, 5}, {9, 12, 16}}) {
+    std::ostringstream what;
+    what << "P " << P << " cx " << cx << " cy " << cy;
+    INFO(what.str());
+    Tensor x = packed::to_bf16(testing::random_tensor({P, cx}, 70 + P + cx, -3.f, 3.f));
+    Tensor want = Tensor::empty({P, cy}, DType::BF16);
+    kernels::reference::copy_channels_bf16(x.data<uint16_t>(), cx, want.data<uint16_t>(), cy, P);
+    Tensor xg = x.cuda(), y = poisoned({P, cy}, DType::BF16);
+    kernels::copy_channels_bf16(xg.data<uint16_t>(), cx, y.data<uint16_t>(), cy, P);
+    testing::require_close(as_f32(y), as_f32(want), 0.f, 0.f, what.str());
   }
 }
 
