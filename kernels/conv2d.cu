@@ -380,74 +380,47 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision prec, const float* d
 
 // ---- NHWC bf16 activations (the bf16 training path).
 namespace {
-// The geometry cuDNN's bf16 kernels run for g, and how g's operands map onto it:
-//  - kAsIs: g itself.
-//  - kPadChannels: a groups-1 convolution whose input channels are not a multiple of 8 (the
-//    3-channel stems) runs with C zero-padded up to one: zero channels add nothing to y, and the
-//    padded channels of dx and dw are dropped. On an H200 the 3-channel stem otherwise ran at
-//    TF32 on NCHW copies, its weight gradient alone 0.57 ms of ResNet-18's 7.8 ms step at batch 512.
-//  - kSubsample: a 1x1 convolution with stride s > 1 and no padding (ResNet's downsampling
-//    shortcuts) reads only the pixels at rows and columns 0, s, 2s, ...: it runs as a stride-1 1x1
-//    convolution (a plain GEMM for cuDNN) on those pixels, and dx is that result spread back with
-//    zeros between. ResNet-18's step profile at batch 128 (H200) had three calls of cuDNN's
-//    generic convolution kernels, 0.31 ms of the 3.3 ms step, as many as it has strided
-//    shortcuts; a stride-1 1x1 convolution is a GEMM, which cuDNN's tensor-core kernels cover.
-// nullopt: none fits (grouped, or O not a multiple of 8).
-enum class Bf16Form { kAsIs, kPadChannels, kSubsample };
-struct Bf16Geometry {
-  Conv2dGeometry g;
-  Bf16Form form;
-};
-std::optional<Bf16Geometry> bf16_geometry(const Conv2dGeometry& g) {
-  if (bf16_fits(g) && g.KH == 1 && g.KW == 1 && g.stride > 1 && g.pad == 0) {
-    Conv2dGeometry sub = g;
-    sub.H = g.OH, sub.W = g.OW, sub.stride = 1;
-    return Bf16Geometry{sub, Bf16Form::kSubsample};
-  }
-  if (bf16_fits(g)) return Bf16Geometry{g, Bf16Form::kAsIs};
+// The geometry cuDNN's bf16 kernels run for g: g itself when it fits them, or, for a groups-1
+// convolution whose input channels are not a multiple of 8 (the 3-channel stems), g with C
+// zero-padded up to one: zero channels add nothing to y, and the padded channels of dx and dw
+// are dropped. On an H200 the 3-channel stem otherwise ran at TF32 on NCHW copies, its weight
+// gradient alone 0.57 ms of ResNet-18's 7.8 ms step at batch 512. nullopt: neither fits.
+std::optional<Conv2dGeometry> bf16_geometry(const Conv2dGeometry& g) {
+  if (bf16_fits(g)) return g;
   if (g.groups != 1 || g.O % 8 != 0) return std::nullopt;
   Conv2dGeometry padded = g;
   padded.C = padded.Cg = (g.C + 7) / 8 * 8;
-  return Bf16Geometry{padded, Bf16Form::kPadChannels};
+  return padded;
 }
 
-// The operands cuDNN reads and writes for g when it runs the plan of bf16_geometry(g): x and dx
-// as they are or through copies in that geometry's shape; the f32 weight rounded to a bf16 filter
-// [O][KH][KW][Cg'] on each call; dw from cuDNN's bf16 [O][KH][KW][Cg'] back to f32
+// The operands cuDNN reads and writes for g when it runs the plan of gc = bf16_geometry(g): x and
+// dx as they are or through copies with gc.C channels; the f32 weight rounded to a bf16 filter
+// [O][KH][KW][gc.Cg] on each call; dw from cuDNN's bf16 [O][KH][KW][gc.Cg] back to f32
 // [O][Cg][KH][KW]. The copies live as long as this object (the call).
 class Bf16Nhwc {
  public:
-  Bf16Nhwc(const Conv2dGeometry& g, const Bf16Geometry& b) : g_(g), gc_(b.g), form_(b.form) {}
+  Bf16Nhwc(const Conv2dGeometry& g, const Conv2dGeometry& gc) : g_(g), gc_(gc) {}
   const uint16_t* x(const uint16_t* x) {
-    if (form_ == Bf16Form::kAsIs) return x;
-    uint16_t* xc = xc_.emplace(cudnn_x_elems()).get();
-    if (form_ == Bf16Form::kPadChannels) {
-      copy_channels_bf16(x, int(g_.C), xc, int(gc_.C), pixels());
-    } else {
-      subsample_nhwc_bf16(x, xc, g_.N, int(g_.H), int(g_.W), int(g_.C), int(g_.stride));
-    }
-    return xc;
+    if (!padded()) return x;
+    copy_channels_bf16(x, int(g_.C), xp_.emplace(pixels() * gc_.C).get(), int(gc_.C), pixels());
+    return xp_->get();
   }
   const uint16_t* w(const float* w) {
     uint16_t* wb = wb_.emplace(taps() * g_.Cg).get();
     nchw_f32_to_nhwc<uint16_t>(w, wb, g_.O, int(g_.Cg), g_.KH * g_.KW);
-    if (form_ != Bf16Form::kPadChannels) return wb;
+    if (!padded()) return wb;
     copy_channels_bf16(wb, int(g_.Cg), wp_.emplace(taps() * gc_.Cg).get(), int(gc_.Cg), taps());
     return wp_->get();
   }
   // Where cuDNN writes dx; dx_done moves it to dx.
-  uint16_t* dx_target(uint16_t* dx) {
-    return form_ == Bf16Form::kAsIs ? dx : dxc_.emplace(cudnn_x_elems()).get();
-  }
+  uint16_t* dx_target(uint16_t* dx) { return padded() ? dxp_.emplace(pixels() * gc_.C).get() : dx; }
   void dx_done(uint16_t* dx) {
-    if (form_ == Bf16Form::kPadChannels) copy_channels_bf16(dxc_->get(), int(gc_.C), dx, int(g_.C), pixels());
-    if (form_ == Bf16Form::kSubsample)
-      upsample_zero_nhwc_bf16(dxc_->get(), dx, g_.N, int(g_.H), int(g_.W), int(g_.C), int(g_.stride));
+    if (padded()) copy_channels_bf16(dxp_->get(), int(gc_.C), dx, int(g_.C), pixels());
   }
   uint16_t* dw_target() { return dwb_.emplace(taps() * gc_.Cg).get(); }
   void dw_done(float* dw) {
     const uint16_t* dwb = dwb_->get();
-    if (form_ == Bf16Form::kPadChannels) {
+    if (padded()) {
       copy_channels_bf16(dwb, int(gc_.Cg), dwc_.emplace(taps() * g_.Cg).get(), int(g_.Cg), taps());
       dwb = dwc_->get();
     }
@@ -455,25 +428,24 @@ class Bf16Nhwc {
   }
 
  private:
+  bool padded() const { return gc_.C != g_.C; }
   int64_t pixels() const { return g_.N * g_.H * g_.W; }
-  int64_t cudnn_x_elems() const { return gc_.N * gc_.H * gc_.W * gc_.C; }
   int64_t taps() const { return g_.O * g_.KH * g_.KW; }
   const Conv2dGeometry g_, gc_;
-  const Bf16Form form_;
-  std::optional<DeviceScratch<uint16_t>> xc_, wb_, wp_, dxc_, dwb_, dwc_;
+  std::optional<DeviceScratch<uint16_t>> xp_, wb_, wp_, dxp_, dwb_, dwc_;
 };
 
 // Runs direction d on g's bf16 plan under the lock; false when the bf16 kernels do not take g or
 // cuDNN has no bf16 algorithm for it.
 template <class Run>
 bool on_bf16_plan(const Conv2dGeometry& g, Direction d, Run run) {
-  const std::optional<Bf16Geometry> b = bf16_geometry(g);
-  if (!b) return false;
+  const std::optional<Conv2dGeometry> gc = bf16_geometry(g);
+  if (!gc) return false;
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
-  Plan& pl = plan_for(b->g, Precision::BF16);
+  Plan& pl = plan_for(*gc, Precision::BF16);
   if (no_bf16_algo(pl, d)) return false;
-  Bf16Nhwc operands(g, *b);
+  Bf16Nhwc operands(g, *gc);
   return run(h, pl, operands);
 }
 }  // namespace

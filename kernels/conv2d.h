@@ -35,9 +35,8 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, 
 // as they are (no transposes) with f32 accumulation; y = bf16(conv) and, with a bias, bf16(y +
 // bias[o]) (a second rounding). Depthwise convolutions (groups == C == O) run on mdq's own
 // NHWC bf16 kernels instead, with the same roundings (kernels/depthwise_nhwc.h). Input channels
-// that are not a multiple of 8 (a 3-channel stem) go to cuDNN zero-padded to one, and a 1x1
-// convolution with stride s and no padding runs as a stride-1 one on every s-th row and column
-// (kernels/nhwc_bf16.h, subsample_nhwc_bf16); neither changes a value. A shape the bf16 kernels still do not take (other grouped convolutions, O not a
+// that are not a multiple of 8 (a 3-channel stem) go to cuDNN zero-padded to one, which changes
+// no value. A shape the bf16 kernels still do not take (other grouped convolutions, O not a
 // multiple of 8, or no bf16 algorithm in cuDNN for it) runs at TF32 on f32 NCHW copies,
 // converted in and out. dx and dw may be null (not wanted).
 void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const float* bias,

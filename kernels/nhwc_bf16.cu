@@ -211,48 +211,6 @@ __global__ void copy_channels_kernel(const uint16_t* x, int cx, uint16_t* y, int
   }
 }
 
-// A strided 1x1 convolution as a stride-1 one (kernels/conv2d.cu). Up = false: y [N][OH][OW][C]
-// = x [N][H][W][C] at rows and columns 0, s, 2s, ... (one thread per V channels of y). Up = true,
-// the adjoint: y [N][H][W][C] = x [N][OH][OW][C] at those pixels and 0 elsewhere (one thread per V
-// channels of y, so every element is written once).
-template <int V, bool Up>
-__global__ void stride_pixels_kernel(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s, int OH,
-                                     int OW) {
-  const int groups = C / V;
-  const int64_t pixels = N * (Up ? int64_t(H) * W : int64_t(OH) * OW);
-  MDQ_GRID_STRIDE(i, pixels * groups) {
-    const int64_t pix = i / groups;
-    const int cg = static_cast<int>(i % groups);
-    if constexpr (Up) {
-      const int w = static_cast<int>(pix % W), h = static_cast<int>(pix / W % H);
-      const int64_t n = pix / (int64_t(W) * H);
-      Vec<uint16_t, V> v{};
-      if (h % s == 0 && w % s == 0)
-        v = load<uint16_t, V>(x + ((n * OH + h / s) * OW + w / s) * C + int64_t(cg) * V);
-      store<uint16_t, V>(y + pix * C + int64_t(cg) * V, v);
-    } else {
-      const int ow = static_cast<int>(pix % OW), oh = static_cast<int>(pix / OW % OH);
-      const int64_t n = pix / (int64_t(OW) * OH);
-      store<uint16_t, V>(y + pix * C + int64_t(cg) * V,
-                         load<uint16_t, V>(x + ((n * H + int64_t(oh) * s) * W + int64_t(ow) * s) * C + int64_t(cg) * V));
-    }
-  }
-}
-
-template <bool Up>
-void stride_pixels(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
-  const int OH = (H + s - 1) / s, OW = (W + s - 1) / s;
-  const int64_t n = N * (Up ? int64_t(H) * W : int64_t(OH) * OW) * C;
-  if (n == 0) return;
-  constexpr int V = kWide<uint16_t>;
-  if (C % V == 0 && cuda::aligned16(x) && cuda::aligned16(y)) {
-    stride_pixels_kernel<V, Up><<<cuda::grid_for(n / V), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, s, OH, OW);
-  } else {
-    stride_pixels_kernel<1, Up><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, s, OH, OW);
-  }
-  CUDA_CHECK_LAUNCH();
-}
-
 // One thread per (n, c): neighbouring threads read neighbouring channels (coalesced), and each
 // sums its HW pixels in order, as the reference does.
 template <class In, class Out>
@@ -372,14 +330,6 @@ void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, i
 
 void nhwc_bf16_add_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C) {
   batched_transpose<uint16_t, float, true>(x, y, N, HW, C);
-}
-
-void subsample_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
-  stride_pixels<false>(x, y, N, H, W, C, s);
-}
-
-void upsample_zero_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
-  stride_pixels<true>(x, y, N, H, W, C, s);
 }
 
 void copy_channels_bf16(const uint16_t* x, int cx, uint16_t* y, int cy, int64_t P) {

@@ -65,12 +65,6 @@ inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t
 void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C);
 // The same added into y: y [N][C][HW] += x [N][HW][C] (one f32 addition per element).
 void nhwc_bf16_add_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C);
-// A strided 1x1 convolution (ResNet's downsampling shortcuts) as a stride-1 one on the pixels it
-// reads (kernels/conv2d.cu): subsample takes x [N][H][W][C] at rows and columns 0, s, 2s, ... into
-// y [N][OH][OW][C], OH = ceil(H / s); upsample_zero is its adjoint, x [N][OH][OW][C] back into
-// y [N][H][W][C] at those pixels, 0 elsewhere (bf16, exact copies).
-void subsample_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s);
-void upsample_zero_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s);
 // y [P][cy] = x [P][cx] with the channels cut to cy or zero-padded up to it (bf16): a
 // convolution whose channel count the bf16 kernels do not take runs on channels padded to a
 // multiple of 8 (kernels/conv2d.cu), and its gradients come back cut.
@@ -183,24 +177,6 @@ inline void avgpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int HW, int
 }
 inline void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW, int C) {
   avgpool_nhwc<float, uint16_t>(x, y, N, HW, C);
-}
-
-inline void subsample_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
-  const int OH = (H + s - 1) / s, OW = (W + s - 1) / s;
-  for (int64_t n = 0; n < N; ++n)
-    for (int oh = 0; oh < OH; ++oh)
-      for (int ow = 0; ow < OW; ++ow)
-        for (int c = 0; c < C; ++c)
-          y[((n * OH + oh) * OW + ow) * C + c] = x[((n * H + int64_t(oh) * s) * W + int64_t(ow) * s) * C + c];
-}
-inline void upsample_zero_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
-  const int OH = (H + s - 1) / s, OW = (W + s - 1) / s;
-  for (int64_t n = 0; n < N; ++n)
-    for (int h = 0; h < H; ++h)
-      for (int w = 0; w < W; ++w)
-        for (int c = 0; c < C; ++c)
-          y[((n * H + h) * W + w) * C + c] =
-              h % s == 0 && w % s == 0 ? x[((n * OH + h / s) * OW + w / s) * C + c] : uint16_t{0};
 }
 
 inline void copy_channels_bf16(const uint16_t* x, int cx, uint16_t* y, int cy, int64_t P) {

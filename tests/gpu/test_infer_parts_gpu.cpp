@@ -92,30 +92,6 @@ TEST_CASE("copy_channels_bf16 pads with zeros and cuts channels as the CPU does"
   }
 }
 
-TEST_CASE("subsample_nhwc_bf16 and its adjoint upsample_zero_nhwc_bf16 match the CPU exactly") {
-  struct Case { int64_t N; int H, W, C, s; };
-  for (Case c : {Case{2, 32, 32, 64, 2}, Case{3, 7, 9, 16, 2}, Case{1, 5, 5, 3, 3}, Case{2, 8, 6, 20, 4},
-                 Case{1, 1, 1, 8, 2}}) {
-    std::ostringstream what;
-    what << "N " << c.N << " H " << c.H << " W " << c.W << " C " << c.C << " s " << c.s;
-    INFO(what.str());
-    const int OH = (c.H + c.s - 1) / c.s, OW = (c.W + c.s - 1) / c.s;
-    Tensor x = packed::to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 80 + c.H + c.C, -3.f, 3.f));
-    Tensor want = Tensor::empty({c.N, OH, OW, c.C}, DType::BF16);
-    kernels::reference::subsample_nhwc_bf16(x.data<uint16_t>(), want.data<uint16_t>(), c.N, c.H, c.W, c.C, c.s);
-    Tensor xg = x.cuda(), y = poisoned({c.N, OH, OW, c.C}, DType::BF16);
-    kernels::subsample_nhwc_bf16(xg.data<uint16_t>(), y.data<uint16_t>(), c.N, c.H, c.W, c.C, c.s);
-    testing::require_close(as_f32(y), as_f32(want), 0.f, 0.f, "subsample " + what.str());
-
-    Tensor up_want = Tensor::empty({c.N, c.H, c.W, c.C}, DType::BF16);
-    kernels::reference::upsample_zero_nhwc_bf16(want.data<uint16_t>(), up_want.data<uint16_t>(), c.N, c.H, c.W, c.C,
-                                                c.s);
-    Tensor up = poisoned({c.N, c.H, c.W, c.C}, DType::BF16);
-    kernels::upsample_zero_nhwc_bf16(y.data<uint16_t>(), up.data<uint16_t>(), c.N, c.H, c.W, c.C, c.s);
-    testing::require_close(as_f32(up), as_f32(up_want), 0.f, 0.f, "upsample_zero " + what.str());
-  }
-}
-
 TEST_CASE("maxpool_nhwc_bf16 matches the CPU exactly") {
   struct Case { int N, H, W, C, k, s, p; };
   for (Case c : {Case{2, 28, 28, 16, 2, 2, 0}, Case{1, 7, 7, 64, 2, 2, 0}, Case{3, 9, 6, 5, 3, 2, 1},

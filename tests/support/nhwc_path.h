@@ -5,7 +5,7 @@
 //   - the layout changes are exact (bf16 -> f32) or one rounding (f32 -> bf16), both ways, and
 //     their backward is the opposite change;
 //   - each layer that takes NHWC bf16 (Conv2d with and without bias, strided, 1x1, 1x1 strided
-//     (run as a stride-1 one on the pixels it reads), 3-channel ones (zero-padded to 8 for cuDNN),
+//     (ResNet's shortcuts), 3-channel ones (zero-padded to 8 for cuDNN),
 //     a grouped one that falls back to TF32, depthwise ones (MobileNetV2's 3x3 at strides 1 and 2,
 //     a 5x5 of 20 channels) that run mdq's own kernels on the GPU; BatchNorm2d in training and
 //     evaluation, with its ReLU; ReLU6; the residual sums) gives the f32 layer's output and
