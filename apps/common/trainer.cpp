@@ -40,11 +40,13 @@ bool model_is_finite(nn::Module& model) {
   return std::isfinite(total.item());
 }
 
-// What --precision auto means: the fastest precision measured for the model on the GPU
-// (benchmarks/results/2026-12-01-h200-train-step-bf16-convs.txt), fp32 on the CPU, whose kernels
-// compute in fp32 at every precision. bf16 for ResNet-18 and VGG-16 (1.3-2.7x tf32's step);
-// tf32 for MobileNetV2, whose bf16 step ran at half of tf32's (its depthwise layers stay f32
-// under bf16, kernels/conv2d.cu, and its 1x1 layers gain less than their layout copies cost).
+// What --precision auto means: the fastest precision measured for the model on the GPU whose
+// accuracy has been checked, fp32 on the CPU, whose kernels compute in fp32 at every precision.
+// bf16 for ResNet-18 and VGG-16 (1.3-2.7x tf32's step; 30-epoch accuracy bars kept). tf32 for
+// MobileNetV2: chosen when its bf16 step ran at half of tf32's; with its depthwise convolutions
+// on NHWC bf16 kernels (kernels/depthwise_nhwc.cu) bf16 is now 1.4x / 2.6x tf32's step at batch
+// 128 / 512 (benchmarks/results/2026-12-02-h200-train-step-after-conversions.txt), but its bf16
+// accuracy has not been checked yet.
 std::string auto_precision(const std::string& model, Device device) {
   if (device != Device::CUDA) return "fp32";
   return model == "mobilenetv2" ? "tf32" : "bf16";
