@@ -406,8 +406,8 @@ class Bf16Nhwc {
     return xp_->get();
   }
   const uint16_t* w(const float* w) {
-    uint16_t* wb = wb_.emplace(taps() * g_.Cg).get();
-    nchw_f32_to_nhwc<uint16_t>(w, wb, g_.O, int(g_.Cg), g_.KH * g_.KW);
+    uint16_t* wb = wb_.emplace(Bf16Operands{g_}.w_elems()).get();
+    Bf16Operands{g_}.w_in(w, wb);
     if (!padded()) return wb;
     copy_channels_bf16(wb, int(g_.Cg), wp_.emplace(taps() * gc_.Cg).get(), int(gc_.Cg), taps());
     return wp_->get();
@@ -424,7 +424,7 @@ class Bf16Nhwc {
       copy_channels_bf16(dwb, int(gc_.Cg), dwc_.emplace(taps() * g_.Cg).get(), int(g_.Cg), taps());
       dwb = dwc_->get();
     }
-    nhwc_bf16_to_nchw_f32(dwb, dw, g_.O, g_.KH * g_.KW, int(g_.Cg));
+    Bf16Operands{g_}.w_out(dwb, dw);
   }
 
  private:
