@@ -1,6 +1,7 @@
 // The cuDNN path of 2-D convolution (kernels/conv2d.h), on NCHW f32 tensors or on NHWC bf16
-// activations (the bf16 training path, conv2d_*_nhwc_bf16 at the end); descriptors and algorithm
-// choices are cached per shape and precision, all work is queued on mdq::cuda::stream().
+// activations (the bf16 training path, conv2d_*_nhwc_bf16 at the end, where a few shapes run as
+// cuBLAS GEMMs instead); descriptors and algorithm choices are cached per shape and precision,
+// all work is queued on mdq::cuda::stream().
 //
 // Why a cache: building descriptors and searching algorithms costs far more than a small
 // convolution, and a training run sees the same few shapes every step. A plan (descriptors) is
@@ -14,6 +15,12 @@
 // a data-parallel job) can pick different algorithms for one shape and round differently. With
 // MDQ_CUDNN_ALGOS=heuristic the ranking comes from cuDNN's heuristics instead
 // (cudnnGet*Algorithm_v7, no timing), the same in every process on one card and cuDNN version.
+// NHWC bf16 shapes for which cuDNN only has generic kernels run as GEMMs on cuBLAS instead
+// (bf16_route), with one fixed cuBLAS algorithm: 1x1 convolutions without padding (ResNet's
+// downsampling shortcuts) on the pixels they read, and convolutions of few input channels (the
+// 3-channel stems) on an im2col of x. MDQ_CONV_GEMM=0 turns that route off (those shapes on
+// cuDNN, as before it), so that one build can time both: `MDQ_CONV_GEMM=0 bench_train_step ...`
+// against the default.
 //
 // Precision (the engine's mdq::precision(), passed with each call and part of the cache key):
 //   FP32 -> NCHW f32 operands, CUDNN_FMA_MATH: true fp32, no tensor cores, no FFT or Winograd.
@@ -47,6 +54,7 @@
 #include "kernels/depthwise_nhwc.h"
 #include "kernels/device_memory.h"
 #include "kernels/elementwise.h"
+#include "kernels/matmul.h"
 #include "kernels/nhwc_bf16.h"
 
 namespace mdq::kernels {
@@ -393,6 +401,140 @@ std::optional<Conv2dGeometry> bf16_geometry(const Conv2dGeometry& g) {
   return padded;
 }
 
+// False when MDQ_CONV_GEMM=0. Read on every call (a getenv beside a convolution's launches), so
+// that one process, a test, can run a shape both ways.
+bool conv_gemm_enabled() {
+  const char* e = std::getenv("MDQ_CONV_GEMM");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+
+// The widest im2col row the im2col route takes: its cols scratch [P][K] is as large as K
+// channels of the output, so the route is kept to few-channel inputs (the 3-channel stems: K 32
+// for 3x3, 152 for 7x7).
+constexpr int64_t kIm2colMaxColumns = 256;
+
+// The columns of g's im2col rows: C*KH*KW, rounded up to a multiple of 8 so that every row
+// starts 16-byte aligned for cuBLAS's tensor-core loads.
+int64_t im2col_columns(const Conv2dGeometry& g) { return (g.C * g.KH * g.KW + 7) / 8 * 8; }
+
+// What computes a groups-1 NHWC bf16 convolution (depthwise ones went to depthwise_nhwc.cu first).
+// On an H200 cuDNN ran its generic kernels (convolve_common_engine_float_NHWC,
+// implicit_convolve_sgemm) for ResNet-18's three strided 1x1 shortcuts and its 3-channel stem,
+// 0.47 ms of the 2.84 ms step at batch 128 (also for stride-1 1x1 convolutions on the
+// subsampled pixels, 645463a). Both kinds are one GEMM each way on cuBLAS:
+//  - kGemm1x1: KH = KW = 1, no padding, any stride s: over the P = N*OH*OW pixels it reads
+//    (rows and columns 0, s, 2s, ...), Y [P][O] = X [P][C] · W [O][C]^T, dX = dY · W, and
+//    dW = dY^T · X. C must be a multiple of 8 as well (rows of X and W 16-byte aligned); other
+//    1x1 convolutions fall to the next rule.
+//  - kGemmIm2col: C not a multiple of 8 (cuDNN's bf16 kernels would need it zero-padded), with
+//    an im2col row of at most kIm2colMaxColumns: Y = cols · W^T and dW = dY^T · cols, with
+//    cols [P][K] = the windows of x in the weight's own order (im2col_nhwc_bf16) and W the
+//    weight [O][C*KH*KW] as stored, both padded to K = im2col_columns(g) columns (a 3x3 stem:
+//    27 -> 32, where cuDNN's padding to 8 channels made 72). dX stays on cuDNN: a stem's input
+//    wants no gradient in training.
+//  - kCudnn: everything else (and everything under MDQ_CONV_GEMM=0).
+// Both GEMM routes need O a multiple of 8 (aligned rows of Y and dW) and every operand below
+// 2^31 elements (cuBLAS's int sizes; cuDNN has the same limit and names it).
+enum class Bf16Route { kCudnn, kGemm1x1, kGemmIm2col };
+
+Bf16Route bf16_route(const Conv2dGeometry& g) {
+  if (!conv_gemm_enabled() || g.groups != 1 || g.O % 8 != 0) return Bf16Route::kCudnn;
+  const bool plain_1x1 = g.KH == 1 && g.KW == 1 && g.pad == 0 && g.C % 8 == 0;
+  const int64_t K = plain_1x1 ? g.C : im2col_columns(g), P = g.N * g.OH * g.OW;
+  if (P * std::max(K, g.O) > INT_MAX || g.N * g.H * g.W * g.C > INT_MAX) return Bf16Route::kCudnn;
+  if (plain_1x1) return Bf16Route::kGemm1x1;
+  if (g.C % 8 != 0 && K <= kIm2colMaxColumns) return Bf16Route::kGemmIm2col;
+  return Bf16Route::kCudnn;
+}
+
+// Row-major out [m][n] = op(a) [m][k] · op(b) [k][n] on cuBLAS, bf16 operands and f32 sums, out
+// bf16 or f32 (out_type). op(a) is a as stored, rows of lda, or with ta the transpose of an a
+// stored [k][m] (rows of lda); likewise b. cuBLAS is column-major, where a row-major [r][c]
+// buffer reads as its transpose, so it computes out^T = op(b)^T · op(a)^T: b first (as in
+// kernels/matmul.cu), and out's leading dimension is n.
+// Reproducibility: cuBLAS documents that its routines give the same bits on every run with one
+// toolkit version on GPUs of one architecture and SM count, while one stream is active (with
+// concurrent streams it may pick other internal implementations); every call here is on
+// mdq::cuda::stream() with the fixed CUBLAS_GEMM_DEFAULT. Other versions or cards may round
+// differently, as cuDNN's algorithm choice may.
+// Graph capture: like kernels/matmul.cu's GEMMs, these use the handle's own default workspace
+// (the engine sets none with cublasSetWorkspace) and run eagerly in the two steps before a
+// capture; tests/gpu/test_train_step_gpu.cpp holds a replayed bf16 ResNet-18 step, which takes
+// both routes, to the eager one bit for bit.
+void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t lda, const uint16_t* b,
+               int64_t ldb, void* out, cudaDataType_t out_type) {
+  const float one = 1.f, zero = 0.f;  // beta 0: out is written, never read
+  cublasHandle_t h = cuda::cublas();
+  // Split-K partial sums stay f32 for a bf16 out too (the default mode may reduce them in bf16).
+  CUBLAS_CHECK(cublasSetMathMode(
+      h, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+  CUBLAS_CHECK(cublasGemmEx(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n),
+                            static_cast<int>(m), static_cast<int>(k), &one, b, CUDA_R_16BF, static_cast<int>(ldb), a,
+                            CUDA_R_16BF, static_cast<int>(lda), &zero, out, out_type, static_cast<int>(n),
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// g on its GEMM route (bf16_route), as row-major matrices over its P = N*OH*OW output pixels:
+// X [P][K] (x itself for a stride-1 1x1 convolution, its subsample for a strided one, its im2col
+// on the im2col route), W [O][K] the weight rounded to bf16, Y and dY [P][O] the NHWC tensors as
+// they are. Scratch copies live as long as the object (the call).
+class ConvAsGemm {
+ public:
+  ConvAsGemm(const Conv2dGeometry& g, Bf16Route route) : g_(g), im2col_(route == Bf16Route::kGemmIm2col) {}
+
+  // y = bf16(X · W^T)
+  void forward(const uint16_t* x, const float* w, uint16_t* y) {
+    gemm_bf16(false, true, pixels(), g_.O, columns(), x_matrix(x), columns(), w_matrix(w), columns(), y, CUDA_R_16BF);
+  }
+  // dx = bf16(dY · W) at the pixels the convolution reads, 0 at the others (1x1 route only).
+  void backward_data(const uint16_t* dy, const float* w, uint16_t* dx) {
+    MDQ_CHECK(!im2col_, "conv2d (GEMM): the im2col route leaves the input gradient to cuDNN");
+    uint16_t* dx_read = strided() ? dxs_.emplace(pixels() * g_.C).get() : dx;
+    gemm_bf16(false, false, pixels(), g_.C, g_.O, dy, g_.O, w_matrix(w), g_.C, dx_read, CUDA_R_16BF);
+    if (strided()) upsample_zero_nhwc_bf16(dx_read, dx, g_.N, int(g_.H), int(g_.W), int(g_.C), int(g_.stride));
+  }
+  // dw = dY^T · X in f32, written by cuBLAS as f32: [O][C] is the 1x1 weight's own layout; the
+  // im2col route's [O][K] rows are cut to the weight's C*KH*KW.
+  void backward_filter(const uint16_t* dy, const uint16_t* x, float* dw) {
+    const int64_t weight_row = g_.C * g_.KH * g_.KW;
+    float* dw_rows = columns() == weight_row ? dw : dwk_.emplace(g_.O * columns()).get();
+    gemm_bf16(true, false, g_.O, columns(), pixels(), dy, g_.O, x_matrix(x), columns(), dw_rows, CUDA_R_32F);
+    if (dw_rows != dw)
+      CUDA_CHECK(cudaMemcpy2DAsync(dw, weight_row * sizeof(float), dw_rows, columns() * sizeof(float),
+                                   weight_row * sizeof(float), g_.O, cudaMemcpyDeviceToDevice, cuda::stream()));
+  }
+
+ private:
+  int64_t pixels() const { return g_.N * g_.OH * g_.OW; }
+  int64_t columns() const { return im2col_ ? im2col_columns(g_) : g_.C; }  // K
+  bool strided() const { return g_.stride > 1; }
+  const uint16_t* x_matrix(const uint16_t* x) {
+    if (!im2col_ && !strided()) return x;
+    uint16_t* xm = xm_.emplace(pixels() * columns()).get();
+    if (im2col_) {
+      im2col_nhwc_bf16(x, xm, g_.N, int(g_.H), int(g_.W), int(g_.C), int(g_.KH), int(g_.KW), int(g_.stride),
+                       int(g_.pad), int(columns()));
+    } else {
+      subsample_nhwc_bf16(x, xm, g_.N, int(g_.H), int(g_.W), int(g_.C), int(g_.stride));
+    }
+    return xm;
+  }
+  // w [O][C][KH][KW] f32 -> bf16 [O][K]: the same order, rows zero-padded to K.
+  const uint16_t* w_matrix(const float* w) {
+    const int64_t weight_row = g_.C * g_.KH * g_.KW;
+    uint16_t* wb = wb_.emplace(g_.O * weight_row).get();
+    gemm_operand_to_bf16(w, wb, g_.O * weight_row);
+    if (columns() == weight_row) return wb;
+    copy_channels_bf16(wb, int(weight_row), wk_.emplace(g_.O * columns()).get(), int(columns()), g_.O);
+    return wk_->get();
+  }
+
+  const Conv2dGeometry g_;
+  const bool im2col_;
+  std::optional<DeviceScratch<uint16_t>> xm_, wb_, wk_, dxs_;
+  std::optional<DeviceScratch<float>> dwk_;
+};
+
 // The operands cuDNN reads and writes for g when it runs the plan of gc = bf16_geometry(g): x and
 // dx as they are or through copies with gc.C channels; the f32 weight rounded to a bf16 filter
 // [O][KH][KW][gc.Cg] on each call; dw from cuDNN's bf16 [O][KH][KW][gc.Cg] back to f32
@@ -450,14 +592,21 @@ bool on_bf16_plan(const Conv2dGeometry& g, Direction d, Run run) {
 }
 }  // namespace
 
-// What the bf16 kernels do not take (grouped convolutions other than depthwise, O not a multiple
-// of 8, no bf16 algorithm) runs conv2d_*_f32 at TF32 on f32 NCHW copies, bf16 NHWC out.
+// A shape runs on its GEMM route (bf16_route) or on cuDNN's bf16 kernels; what neither takes
+// (grouped convolutions other than depthwise, O not a multiple of 8, no bf16 algorithm) runs
+// conv2d_*_f32 at TF32 on f32 NCHW copies, bf16 NHWC out.
 void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const float* bias,
                               uint16_t* y) {
   if (depthwise_nhwc_bf16_fits(g)) return depthwise_forward_nhwc_bf16(g, x, w, bias, y);  // kernels/depthwise_nhwc.cu
-  const bool done = on_bf16_plan(g, kForward, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
-    return forward(h, pl, Precision::BF16, op.x(x), op.w(w), y);
-  });
+  const Bf16Route route = bf16_route(g);
+  bool done = route != Bf16Route::kCudnn;
+  if (done) {
+    ConvAsGemm(g, route).forward(x, w, y);
+  } else {
+    done = on_bf16_plan(g, kForward, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
+      return forward(h, pl, Precision::BF16, op.x(x), op.w(w), y);
+    });
+  }
   if (done) {
     if (bias) affine_act_nhwc<uint16_t>(y, nullptr, bias, nullptr, false, y, g.N * g.OH * g.OW, int(g.O));
     return;
@@ -472,12 +621,17 @@ void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const 
 void conv2d_backward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* dy, const uint16_t* x, const float* w,
                                uint16_t* dx, float* dw) {
   if (depthwise_nhwc_bf16_fits(g)) return depthwise_backward_nhwc_bf16(g, dy, x, w, dx, dw);
-  const bool dx_done = !dx || on_bf16_plan(g, kBackwardData, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
+  const Bf16Route route = bf16_route(g);
+  const bool gemm_dx = route == Bf16Route::kGemm1x1, gemm_dw = route != Bf16Route::kCudnn;
+  ConvAsGemm gemm(g, route);
+  if (dx && gemm_dx) gemm.backward_data(dy, w, dx);
+  if (dw && gemm_dw) gemm.backward_filter(dy, x, dw);
+  const bool dx_done = !dx || gemm_dx || on_bf16_plan(g, kBackwardData, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
     if (!backward_data(h, pl, Precision::BF16, dy, op.w(w), op.dx_target(dx))) return false;
     op.dx_done(dx);
     return true;
   });
-  const bool dw_done = !dw || on_bf16_plan(g, kBackwardFilter, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
+  const bool dw_done = !dw || gemm_dw || on_bf16_plan(g, kBackwardFilter, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
     if (!backward_filter(h, pl, Precision::BF16, dy, op.x(x), op.dw_target())) return false;
     op.dw_done(dw);
     return true;

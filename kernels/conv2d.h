@@ -36,9 +36,13 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, 
 // bias[o]) (a second rounding). Depthwise convolutions (groups == C == O) run on mdq's own
 // NHWC bf16 kernels instead, with the same roundings (kernels/depthwise_nhwc.h). Input channels
 // that are not a multiple of 8 (a 3-channel stem) go to cuDNN zero-padded to one, which changes
-// no value. A shape the bf16 kernels still do not take (other grouped convolutions, O not a
-// multiple of 8, or no bf16 algorithm in cuDNN for it) runs at TF32 on f32 NCHW copies,
-// converted in and out. dx and dw may be null (not wanted).
+// no value. Two kinds of shape run as GEMMs on cuBLAS instead (kernels/conv2d.cu, bf16_route;
+// MDQ_CONV_GEMM=0 keeps them on cuDNN): 1x1 convolutions without padding, on the pixels they
+// read, and few-channel ones (the stems) on an im2col of x, whose dx stays on cuDNN. They take
+// bf16 operands with f32 sums and round y and dx to bf16 as cuDNN does; dw comes out of cuBLAS
+// in f32, without the bf16 rounding cuDNN's dw has. A shape none of these take (other grouped
+// convolutions, O not a multiple of 8, or no bf16 algorithm in cuDNN for it) runs at TF32 on
+// f32 NCHW copies, converted in and out. dx and dw may be null (not wanted).
 void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const float* bias,
                               uint16_t* y);
 void conv2d_backward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* dy, const uint16_t* x, const float* w,

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/error.h"
 #include "kernels/backend.h"
 #include "kernels/bf16.cuh"
 #include "kernels/cuda_common.h"
@@ -211,6 +212,78 @@ __global__ void copy_channels_kernel(const uint16_t* x, int cx, uint16_t* y, int
   }
 }
 
+// The pixels a 1x1 convolution with stride s reads (kernels/conv2d.cu). Up = false: y [N][OH][OW][C]
+// = x [N][H][W][C] at rows and columns 0, s, 2s, ... (one thread per V channels of y). Up = true,
+// the adjoint: y [N][H][W][C] = x [N][OH][OW][C] at those pixels and 0 elsewhere (one thread per V
+// channels of y, so every element is written once).
+template <int V, bool Up>
+__global__ void stride_pixels_kernel(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s, int OH,
+                                     int OW) {
+  const int groups = C / V;
+  const int64_t pixels = N * (Up ? int64_t(H) * W : int64_t(OH) * OW);
+  MDQ_GRID_STRIDE(i, pixels * groups) {
+    const int64_t pix = i / groups;
+    const int cg = static_cast<int>(i % groups);
+    if constexpr (Up) {
+      const int w = static_cast<int>(pix % W), h = static_cast<int>(pix / W % H);
+      const int64_t n = pix / (int64_t(W) * H);
+      Vec<uint16_t, V> v{};
+      if (h % s == 0 && w % s == 0)
+        v = load<uint16_t, V>(x + ((n * OH + h / s) * OW + w / s) * C + int64_t(cg) * V);
+      store<uint16_t, V>(y + pix * C + int64_t(cg) * V, v);
+    } else {
+      const int ow = static_cast<int>(pix % OW), oh = static_cast<int>(pix / OW % OH);
+      const int64_t n = pix / (int64_t(OW) * OH);
+      const int64_t from = ((n * H + int64_t(oh) * s) * W + int64_t(ow) * s) * C + int64_t(cg) * V;
+      store<uint16_t, V>(y + pix * C + int64_t(cg) * V, load<uint16_t, V>(x + from));
+    }
+  }
+}
+
+template <bool Up>
+void stride_pixels(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
+  const int OH = (H + s - 1) / s, OW = (W + s - 1) / s;
+  const int64_t n = N * (Up ? int64_t(H) * W : int64_t(OH) * OW) * C;
+  if (n == 0) return;
+  constexpr int V = kWide<uint16_t>;
+  if (C % V == 0 && cuda::aligned16(x) && cuda::aligned16(y)) {
+    stride_pixels_kernel<V, Up><<<cuda::grid_for(n / V), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, s, OH, OW);
+  } else {
+    stride_pixels_kernel<1, Up><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, y, N, H, W, C, s, OH, OW);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+// cols [P][ld] = the convolution windows of x, column (c * KH + kh) * KW + kw of row (n, oh, ow)
+// = x[n][oh*s - p + kh][ow*s - p + kw][c] or 0 (padding, or a column past C*KH*KW): one thread
+// per V consecutive columns of a row, written with one 16-byte store when V = 8. The reads are
+// scattered (a stem has 3 channels), but the windows of neighbouring threads overlap, so they
+// come from L1/L2; the pass costs about one write of cols.
+template <int V>
+__global__ void im2col_kernel(const uint16_t* x, uint16_t* cols, int64_t N, int H, int W, int C, int KH, int KW, int s,
+                              int p, int OH, int OW, int ld) {
+  const int groups = ld / V, taps = KH * KW, K = C * taps;
+  MDQ_GRID_STRIDE(i, N * OH * OW * groups) {
+    const int64_t pix = i / groups;
+    const int k0 = static_cast<int>(i % groups) * V;
+    const int ow = static_cast<int>(pix % OW), oh = static_cast<int>(pix / OW % OH);
+    const int64_t n = pix / (int64_t(OW) * OH);
+    Vec<uint16_t, V> v;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const int k = k0 + j;
+      uint16_t e = 0;
+      if (k < K) {
+        const int c = k / taps, t = k % taps;
+        const int ih = oh * s - p + t / KW, iw = ow * s - p + t % KW;
+        if (ih >= 0 && ih < H && iw >= 0 && iw < W) e = x[((n * H + ih) * W + iw) * C + c];
+      }
+      v.v[j] = e;
+    }
+    store<uint16_t, V>(cols + pix * ld + k0, v);
+  }
+}
+
 // One thread per (n, c): neighbouring threads read neighbouring channels (coalesced), and each
 // sums its HW pixels in order, as the reference does.
 template <class In, class Out>
@@ -330,6 +403,30 @@ void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, i
 
 void nhwc_bf16_add_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C) {
   batched_transpose<uint16_t, float, true>(x, y, N, HW, C);
+}
+
+void subsample_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
+  stride_pixels<false>(x, y, N, H, W, C, s);
+}
+
+void upsample_zero_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
+  stride_pixels<true>(x, y, N, H, W, C, s);
+}
+
+void im2col_nhwc_bf16(const uint16_t* x, uint16_t* cols, int64_t N, int H, int W, int C, int KH, int KW, int s, int p,
+                      int ld) {
+  MDQ_CHECK(ld >= C * KH * KW, "im2col_nhwc_bf16: rows of " << ld << " columns cannot hold " << C << " channels x "
+                                                              << KH << "x" << KW << " taps");
+  const int OH = ops::window_output_size(H, KH, s, p), OW = ops::window_output_size(W, KW, s, p);
+  const int64_t n = N * OH * OW * ld;
+  if (n <= 0) return;
+  constexpr int V = kWide<uint16_t>;
+  if (ld % V == 0 && cuda::aligned16(cols)) {
+    im2col_kernel<V><<<cuda::grid_for(n / V), 256, 0, cuda::stream()>>>(x, cols, N, H, W, C, KH, KW, s, p, OH, OW, ld);
+  } else {
+    im2col_kernel<1><<<cuda::grid_for(n), 256, 0, cuda::stream()>>>(x, cols, N, H, W, C, KH, KW, s, p, OH, OW, ld);
+  }
+  CUDA_CHECK_LAUNCH();
 }
 
 void copy_channels_bf16(const uint16_t* x, int cx, uint16_t* y, int cy, int64_t P) {

@@ -1,6 +1,7 @@
 // Small NHWC kernels that an inference forward pass needs around its convolutions (the packed
-// runner, engine/infer, and benchmarks/bench_packed_resnet18.cu; the layout changes also wrap
-// the bf16 training convolutions, kernels/conv2d.cu): folded-BatchNorm affine +
+// runner, engine/infer, and benchmarks/bench_packed_resnet18.cu; the layout changes, the channel
+// padding, the strided subsampling and im2col also serve the bf16 training convolutions,
+// kernels/conv2d.cu): folded-BatchNorm affine +
 // residual + ReLU, a float residual add for the binary (W1A1) network's real-valued shortcut
 // stream, max pooling with any window, global average pooling, the layout changes between the
 // engine's NCHW f32 and NHWC (a Flatten must see the float engine's order), and the split of
@@ -65,6 +66,21 @@ inline void nhwc_to_nchw_bf16(const uint16_t* x, uint16_t* y, int64_t N, int64_t
 void nhwc_bf16_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C);
 // The same added into y: y [N][C][HW] += x [N][HW][C] (one f32 addition per element).
 void nhwc_bf16_add_to_nchw_f32(const uint16_t* x, float* y, int64_t N, int64_t HW, int C);
+// A 1x1 convolution with stride s reads only the pixels at rows and columns 0, s, 2s, ...; its
+// GEMM (kernels/conv2d.cu) runs on those: subsample takes x [N][H][W][C] at them into
+// y [N][OH][OW][C], OH = ceil(H / s); upsample_zero is its adjoint, x [N][OH][OW][C] back into
+// y [N][H][W][C] at those pixels, 0 elsewhere (bf16, exact copies).
+void subsample_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s);
+void upsample_zero_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s);
+// The im2col of a groups-1 convolution with a KH x KW window, stride s and zero padding p over
+// x [N][H][W][C] (bf16): cols [N*OH*OW][ld], OH = ops::window_output_size(H, KH, s, p), where
+// row (n, oh, ow) holds the window's inputs in the weight's own order, column (c * KH + kh) * KW
+// + kw = x[n][oh*s - p + kh][ow*s - p + kw][c], 0 where that falls in the padding, and 0 in the
+// columns from C*KH*KW to ld (ld >= C*KH*KW: rows padded for the GEMM's aligned loads). A
+// convolution with few input channels (the 3-channel stems) is then one GEMM with the weight
+// [O][C*KH*KW] as it is stored (kernels/conv2d.cu). Exact copies.
+void im2col_nhwc_bf16(const uint16_t* x, uint16_t* cols, int64_t N, int H, int W, int C, int KH, int KW, int s, int p,
+                      int ld);
 // y [P][cy] = x [P][cx] with the channels cut to cy or zero-padded up to it (bf16): a
 // convolution whose channel count the bf16 kernels do not take runs on channels padded to a
 // multiple of 8 (kernels/conv2d.cu), and its gradients come back cut.
@@ -177,6 +193,42 @@ inline void avgpool_nhwc_bf16(const uint16_t* x, uint16_t* y, int N, int HW, int
 }
 inline void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW, int C) {
   avgpool_nhwc<float, uint16_t>(x, y, N, HW, C);
+}
+
+inline void subsample_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
+  const int OH = (H + s - 1) / s, OW = (W + s - 1) / s;
+  for (int64_t n = 0; n < N; ++n)
+    for (int oh = 0; oh < OH; ++oh)
+      for (int ow = 0; ow < OW; ++ow)
+        for (int c = 0; c < C; ++c)
+          y[((n * OH + oh) * OW + ow) * C + c] = x[((n * H + int64_t(oh) * s) * W + int64_t(ow) * s) * C + c];
+}
+inline void upsample_zero_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
+  const int OH = (H + s - 1) / s, OW = (W + s - 1) / s;
+  for (int64_t n = 0; n < N; ++n)
+    for (int h = 0; h < H; ++h)
+      for (int w = 0; w < W; ++w)
+        for (int c = 0; c < C; ++c)
+          y[((n * H + h) * W + w) * C + c] =
+              h % s == 0 && w % s == 0 ? x[((n * OH + h / s) * OW + w / s) * C + c] : uint16_t{0};
+}
+
+inline void im2col_nhwc_bf16(const uint16_t* x, uint16_t* cols, int64_t N, int H, int W, int C, int KH, int KW, int s,
+                             int p, int ld) {
+  const int OH = ops::window_output_size(H, KH, s, p), OW = ops::window_output_size(W, KW, s, p);
+  for (int64_t n = 0; n < N; ++n)
+    for (int oh = 0; oh < OH; ++oh)
+      for (int ow = 0; ow < OW; ++ow) {
+        uint16_t* row = cols + ((n * OH + oh) * OW + ow) * ld;
+        std::fill(row, row + ld, uint16_t{0});
+        for (int c = 0; c < C; ++c)
+          for (int kh = 0; kh < KH; ++kh)
+            for (int kw = 0; kw < KW; ++kw) {
+              const int ih = oh * s - p + kh, iw = ow * s - p + kw;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+              row[(c * KH + kh) * KW + kw] = x[((n * H + ih) * W + iw) * C + c];
+            }
+      }
 }
 
 inline void copy_channels_bf16(const uint16_t* x, int cx, uint16_t* y, int cy, int64_t P) {

@@ -1,8 +1,9 @@
 // The parts of an inference plan (engine/infer/lower.h) on CUDA against their CPU paths: the
-// layout and pooling kernels (kernels/nhwc_bf16.cu) exactly, on odd sizes with poisoned
-// outputs, and the tensor calls a plan makes of them (engine/packed/nhwc.h); the packed max pool
-// and NCHW unpack of bits (kernels/binary_act.cu) exactly; the sign thresholds against the
-// float engine's CUDA BatchNorm on every d. CPU twins: tests/cpu/test_infer_parts.cpp.
+// layout and pooling kernels (kernels/nhwc_bf16.cu, with the bf16 convolutions' channel padding,
+// subsampling and im2col) exactly, on odd sizes with poisoned outputs, and the tensor calls a
+// plan makes of them (engine/packed/nhwc.h); the packed max pool and NCHW unpack of bits
+// (kernels/binary_act.cu) exactly; the sign thresholds against the float engine's CUDA BatchNorm
+// on every d. CPU twins: tests/cpu/test_infer_parts.cpp.
 #include <sstream>
 #include <tuple>
 #include <vector>
@@ -89,6 +90,56 @@ TEST_CASE("copy_channels_bf16 pads with zeros and cuts channels as the CPU does"
     Tensor xg = x.cuda(), y = poisoned({P, cy}, DType::BF16);
     kernels::copy_channels_bf16(xg.data<uint16_t>(), cx, y.data<uint16_t>(), cy, P);
     testing::require_close(as_f32(y), as_f32(want), 0.f, 0.f, what.str());
+  }
+}
+
+TEST_CASE("subsample_nhwc_bf16 and its adjoint upsample_zero_nhwc_bf16 match the CPU exactly") {
+  struct Case { int64_t N; int H, W, C, s; };
+  for (Case c : {Case{2, 32, 32, 64, 2}, Case{3, 7, 9, 16, 2}, Case{1, 5, 5, 3, 3}, Case{2, 8, 6, 20, 4},
+                 Case{1, 1, 1, 8, 2}}) {
+    std::ostringstream what;
+    what << "N " << c.N << " H " << c.H << " W " << c.W << " C " << c.C << " s " << c.s;
+    INFO(what.str());
+    const int OH = (c.H + c.s - 1) / c.s, OW = (c.W + c.s - 1) / c.s;
+    Tensor x = packed::to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 80 + c.H + c.C, -3.f, 3.f));
+    Tensor want = Tensor::empty({c.N, OH, OW, c.C}, DType::BF16);
+    kernels::reference::subsample_nhwc_bf16(x.data<uint16_t>(), want.data<uint16_t>(), c.N, c.H, c.W, c.C, c.s);
+    Tensor xg = x.cuda(), y = poisoned({c.N, OH, OW, c.C}, DType::BF16);
+    kernels::subsample_nhwc_bf16(xg.data<uint16_t>(), y.data<uint16_t>(), c.N, c.H, c.W, c.C, c.s);
+    testing::require_close(as_f32(y), as_f32(want), 0.f, 0.f, "subsample " + what.str());
+
+    Tensor up_want = Tensor::empty({c.N, c.H, c.W, c.C}, DType::BF16);
+    kernels::reference::upsample_zero_nhwc_bf16(want.data<uint16_t>(), up_want.data<uint16_t>(), c.N, c.H, c.W, c.C,
+                                                c.s);
+    Tensor up = poisoned({c.N, c.H, c.W, c.C}, DType::BF16);
+    kernels::upsample_zero_nhwc_bf16(y.data<uint16_t>(), up.data<uint16_t>(), c.N, c.H, c.W, c.C, c.s);
+    testing::require_close(as_f32(up), as_f32(up_want), 0.f, 0.f, "upsample_zero " + what.str());
+  }
+}
+
+TEST_CASE("im2col_nhwc_bf16 matches the CPU exactly: windows in the weight's order, zeros in padding and past K") {
+  // ld a multiple of 8 takes the 16-byte-store path, others the scalar one. The CIFAR and
+  // ImageNet stems (3 channels, 3x3/1 and 7x7/2), odd maps, stride 2 and 3, a non-square window,
+  // a 1x1 window, a window as tall as the padded map, rows padded past C*KH*KW or not.
+  struct Case { int64_t N; int H, W, C, KH, KW, s, p, ld; };
+  for (Case c : {Case{2, 32, 32, 3, 3, 3, 1, 1, 32}, Case{3, 7, 9, 3, 3, 3, 2, 1, 32},
+                 Case{2, 15, 15, 3, 7, 7, 2, 3, 152}, Case{1, 5, 6, 5, 5, 5, 2, 2, 128},
+                 Case{2, 6, 5, 3, 3, 2, 1, 0, 18}, Case{1, 9, 8, 12, 1, 1, 3, 0, 16},
+                 Case{1, 3, 3, 3, 3, 3, 1, 1, 27}, Case{1, 1, 1, 3, 3, 3, 1, 1, 32},
+                 Case{2, 3, 9, 2, 5, 3, 2, 1, 40}}) {
+    std::ostringstream what;
+    what << "N " << c.N << " H " << c.H << " W " << c.W << " C " << c.C << " window " << c.KH << "x" << c.KW << " s "
+         << c.s << " p " << c.p << " ld " << c.ld;
+    INFO(what.str());
+    const int OH = ops::window_output_size(c.H, c.KH, c.s, c.p), OW = ops::window_output_size(c.W, c.KW, c.s, c.p);
+    Tensor x = packed::to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 110 + c.H + c.C + c.KH, -3.f, 3.f));
+    Tensor want = Tensor::empty({c.N * OH * OW, c.ld}, DType::BF16);
+    kernels::reference::im2col_nhwc_bf16(x.data<uint16_t>(), want.data<uint16_t>(), c.N, c.H, c.W, c.C, c.KH, c.KW, c.s,
+                                         c.p, c.ld);
+    Tensor xg = x.cuda(), cols = poisoned({c.N * OH * OW, c.ld}, DType::BF16);
+    kernels::im2col_nhwc_bf16(xg.data<uint16_t>(), cols.data<uint16_t>(), c.N, c.H, c.W, c.C, c.KH, c.KW, c.s, c.p,
+                              c.ld);
+    testing::require_close(as_f32(cols), as_f32(want), 0.f, 0.f, what.str());
   }
 }
 

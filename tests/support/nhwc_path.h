@@ -1,12 +1,14 @@
 // The bf16 NHWC activation path (engine/ops/layout.h) against the NCHW f32 one. The same checks
 // run on the CPU references (tests/cpu/test_nhwc_path.cpp, under ops::NhwcBf16OnCpu) and on the
-// GPU (tests/gpu/test_nhwc_path_gpu.cpp, cuDNN and the NHWC kernels), each against the f32 NCHW
-// CPU reference on the same values:
+// GPU (tests/gpu/test_nhwc_path_gpu.cpp: cuDNN, cuBLAS and the NHWC kernels), each against the
+// f32 NCHW CPU reference on the same values:
 //   - the layout changes are exact (bf16 -> f32) or one rounding (f32 -> bf16), both ways, and
 //     their backward is the opposite change;
-//   - each layer that takes NHWC bf16 (Conv2d with and without bias, strided, 1x1, 1x1 strided
-//     (ResNet's shortcuts), 3-channel ones (zero-padded to 8 for cuDNN),
-//     a grouped one that falls back to TF32, depthwise ones (MobileNetV2's 3x3 at strides 1 and 2,
+//   - each layer that takes NHWC bf16 (Conv2d with and without bias, strided, 1x1 and 1x1
+//     strided (ResNet's shortcuts; a GEMM on the GPU), 3-channel ones (a GEMM on an im2col on
+//     the GPU, dx on cuDNN zero-padded to 8 channels), a 1x1 of 12 input channels (the im2col
+//     route too) and one of 12 output channels (off the GEMM routes, TF32 on the GPU), a grouped
+//     one that falls back to TF32, depthwise ones (MobileNetV2's 3x3 at strides 1 and 2,
 //     a 5x5 of 20 channels) that run mdq's own kernels on the GPU; BatchNorm2d in training and
 //     evaluation, with its ReLU; ReLU6; the residual sums) gives the f32 layer's output and
 //     gradients on the bf16-rounded inputs within a few bf16 roundings: bound 2^-7 of |value|
@@ -114,7 +116,9 @@ inline void check_nhwc_layers(Device d) {
   for (const ConvCase& c : {ConvCase{16, 32, 3, 1, 1, 1, false, {3, 16, 8, 8}}, ConvCase{16, 24, 3, 2, 1, 1, false, {2, 16, 9, 9}},
                             ConvCase{32, 16, 1, 1, 0, 1, true, {2, 32, 5, 5}}, ConvCase{16, 16, 3, 1, 1, 2, false, {2, 16, 6, 6}},
                             ConvCase{3, 16, 3, 1, 1, 1, false, {2, 3, 8, 8}}, ConvCase{3, 16, 7, 2, 3, 1, false, {2, 3, 15, 15}},
+                            ConvCase{3, 16, 3, 2, 1, 1, true, {2, 3, 9, 9}},
                             ConvCase{16, 32, 1, 2, 0, 1, false, {2, 16, 9, 9}}, ConvCase{32, 16, 1, 2, 0, 1, true, {3, 32, 8, 8}},
+                            ConvCase{12, 16, 1, 2, 0, 1, false, {2, 12, 7, 7}}, ConvCase{16, 12, 1, 2, 0, 1, false, {2, 16, 7, 7}},
                             ConvCase{24, 24, 3, 1, 1, 24, false, {2, 24, 7, 7}}, ConvCase{32, 32, 3, 2, 1, 32, true, {2, 32, 9, 9}},
                             ConvCase{20, 20, 5, 2, 2, 20, false, {3, 20, 9, 9}}}) {
     nn::Conv2d cpu(c.in, c.out, c.k, c.stride, c.pad, c.groups, c.bias, 11), dev(c.in, c.out, c.k, c.stride, c.pad,
