@@ -78,6 +78,26 @@ Tensor add_nhwc(const Tensor& a, const Tensor& b, bool relu) {
   return y;
 }
 
+Tensor affine_nhwc(const Tensor& x, const Tensor& scale, const Tensor& shift, bool relu) {
+  const int64_t C = x.dim(-1), P = x.numel() / C;
+  for (const Tensor* t : {&scale, &shift}) {
+    if (!t->defined()) continue;
+    check_dtype("affine_nhwc", *t, DType::F32);
+    check_same_device("affine_nhwc", x, *t);
+    MDQ_CHECK(t->numel() == C, "affine_nhwc: " << t->describe() << " must hold one value per channel of "
+                                               << x.describe());
+  }
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  by_dtype("affine_nhwc", x, [&](auto zero) {
+    using T = decltype(zero);
+    const auto cuda = slot_for<T>(&CudaBackend::affine_act_nhwc_f32, &CudaBackend::affine_act_nhwc_bf16);
+    dispatch("affine_nhwc", x.device(), reference::affine_act_nhwc<T>, cuda)(
+        x.data<T>(), scale.defined() ? scale.data<float>() : nullptr, shift.defined() ? shift.data<float>() : nullptr,
+        nullptr, relu, y.data<T>(), P, narrow(C));
+  });
+  return y;
+}
+
 Tensor max_pool_nhwc(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   check_ndim("max_pool_nhwc", x, 4);
   MDQ_CHECK(kernel >= 1 && stride >= 1 && padding >= 0 && padding <= kernel / 2,

@@ -18,6 +18,10 @@ Tensor to_nhwc(const Tensor& x, DType dtype);
 Tensor to_nchw(const Tensor& x);
 // y = a + b (b undefined: a), then max(0, .) when relu; computed in f32, stored as a's dtype.
 Tensor add_nhwc(const Tensor& a, const Tensor& b, bool relu);
+// y = x scale[c] + shift[c] (one fma in f32; scale or shift undefined: 1 or 0), then max(0, .)
+// when relu, stored as x's dtype: a BatchNorm folded after a convolution (engine/infer/fold.h)
+// with its ReLU, in one pass. scale and shift: f32 [C] on x's device.
+Tensor affine_nhwc(const Tensor& x, const Tensor& scale, const Tensor& shift, bool relu);
 // Max over k x k windows moved by s, padding p never winning: [N][H][W][C] -> [N][OH][OW][C].
 Tensor max_pool_nhwc(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding);
 // Mean over the pixels, summed in f32: [N][H][W][C] -> [N][C], same dtype.

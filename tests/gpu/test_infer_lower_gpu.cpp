@@ -61,17 +61,6 @@ Tensor first_rows(const Tensor& t, int64_t rows) {
   return Tensor::from_vector(v, s);
 }
 
-// BN running means moved to the nearest half-integer (integer inputs then never hit 0 exactly
-// or within 0.5 of it after the subtraction).
-void half_integer_means(nn::Module& m) {
-  if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) {
-    Tensor mean = bn->running_mean().cpu();
-    for (int64_t c = 0; c < mean.numel(); ++c) mean.data<float>()[c] = std::floor(mean.data<float>()[c]) + 0.5f;
-    bn->running_mean().copy_from(mean.to(bn->running_mean().device()));
-  }
-  for (const auto& [name, child] : m.children()) half_integer_means(*child);
-}
-
 // The first cpu_rows images through the plan lowered from the CPU model (before it moves) vs
 // the same rows of the CUDA plan's logits `got`; returns the agreement.
 testing::LogitAgreement cuda_vs_cpu(const infer::Plan& cpu_plan, const Tensor& x_cpu, const Tensor& got,
@@ -156,7 +145,7 @@ void check_w1a1(const std::string& name, models::ModelOptions o, int64_t N, uint
   const PackedPrecision prec = PackedPrecision::SplitBF16;
   {  // (1) CUDA plan == CPU plan on a model whose every sign is far from its threshold.
     auto robust = testing::rounded_model(name, o, 2, seed);
-    half_integer_means(*robust);
+    testing::half_integer_means(*robust);
     const Tensor x = testing::random_signs(xs, seed + 7);
     auto cpu_plan = lowered(*robust, Device::CPU, prec, summary);
     robust->to(Device::CUDA);
@@ -238,7 +227,7 @@ TEST_CASE("lower on CUDA: float, W1A16 and W1A1 layers in one network") {
     INFO("precision " << infer::packed_precision_name(prec));
     {  // (1) CUDA plan vs CPU plan, every sign far from its threshold
       auto robust = mixed_net(71);
-      half_integer_means(*robust);
+      testing::half_integer_means(*robust);
       const Tensor x = testing::random_signs({N, 3, 16, 16}, 75);
       auto cpu_plan = lowered(*robust, Device::CPU, prec, testing::kMixedNetSummary);
       robust->to(Device::CUDA);
