@@ -57,6 +57,18 @@ Tensor doubled_input_channels(const Tensor& w) {
   return d;
 }
 
+// w [O][C][KH][KW] -> [O][channels][KH][KW], the input channels past C zero: the weights of a
+// convolution fed input whose channels are zero-padded the same way (Bf16Stem), which computes
+// the same sums.
+Tensor zero_padded_input_channels(const Tensor& w, int64_t channels) {
+  const int64_t O = w.dim(0), C = w.dim(1), T = w.dim(2) * w.dim(3);
+  Tensor d = Tensor::zeros({O, channels, w.dim(2), w.dim(3)});
+  const float* src = w.data<float>();
+  float* dst = d.data<float>();
+  for (int64_t o = 0; o < O; ++o) std::copy(src + o * C * T, src + (o + 1) * C * T, dst + o * channels * T);
+  return d;
+}
+
 // Whether the W1A1 kernel takes a layer of ±1 input: binary weights (2 levels), groups 1, 1..31
 // taps.
 bool w1a1_fits(int levels, int64_t groups, int64_t taps) {
@@ -210,8 +222,11 @@ class Builder {
   // The model's first convolution on the images in NHWC bf16, with the BN and ReLU after it.
   std::unique_ptr<Bf16Stem> bf16_stem(const nn::Conv2d& conv, const Var& bias, nn::BatchNorm2d* bn, bool relu) const {
     auto l = std::make_unique<Bf16Stem>();
-    l->weight = conv.weight().value().to(device_);
-    const FoldedAffine f = fold_batchnorm(value(bias), bn, l->weight.dim(0));
+    const Tensor w = conv.weight().value().cpu();
+    // cuDNN's bf16 kernels take a multiple of 8 input channels: the images are padded to it as
+    // they are converted (one pass), so the weights are padded here, once.
+    l->weight = zero_padded_input_channels(w, (w.dim(1) + 7) / 8 * 8).to(device_);
+    const FoldedAffine f = fold_batchnorm(value(bias), bn, w.dim(0));
     if (f.scale.defined()) l->scale = f.scale.to(device_);
     if (f.shift.defined()) l->shift = f.shift.to(device_);
     l->params = conv.params();

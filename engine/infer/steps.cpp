@@ -67,7 +67,8 @@ void FloatConv::count(Census& c) const {
 }
 
 void Bf16Stem::run(Activation& a) const {
-  const Tensor y = ops::conv2d_forward(packed::to_nhwc(a.x, DType::BF16), weight, Tensor(), params);
+  const Tensor x = packed::to_nhwc_bf16_padded(a.x, weight.dim(1));
+  const Tensor y = ops::conv2d_forward(x, weight, Tensor(), params);
   const Tensor z = packed::affine_nhwc(y, scale, shift, relu);
   a.x = dense == DType::BF16 ? z : packed::to_f32(z);  // widening bf16 is exact
 }

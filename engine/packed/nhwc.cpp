@@ -49,6 +49,19 @@ Tensor to_nhwc(const Tensor& x, DType dtype) {
   return y;
 }
 
+Tensor to_nhwc_bf16_padded(const Tensor& x, int64_t channels) {
+  check_dtype("to_nhwc_bf16_padded", x, DType::F32);
+  check_ndim("to_nhwc_bf16_padded", x, 4);
+  const int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+  MDQ_CHECK(channels >= C, "to_nhwc_bf16_padded: " << channels << " channels cannot hold the " << C << " of "
+                                                     << x.describe());
+  Tensor y = Tensor::empty({N, x.dim(2), x.dim(3), channels}, DType::BF16, x.device());
+  dispatch("to_nhwc_bf16_padded", x.device(), reference::nchw_f32_to_nhwc_bf16_padded,
+           &CudaBackend::nchw_f32_to_nhwc_bf16_padded)(x.data<float>(), y.data<uint16_t>(), N, narrow(C),
+                                                       narrow(channels), HW);
+  return y;
+}
+
 Tensor to_nchw(const Tensor& x) {
   check_ndim("to_nchw", x, 4);
   const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);

@@ -13,6 +13,10 @@ namespace mdq::packed {
 // x f32 NCHW [N][C][H][W] -> NHWC [N][H][W][C] as dtype: f32 (a copy) or bf16 (rounded to
 // nearest even).
 Tensor to_nhwc(const Tensor& x, DType dtype);
+// x f32 NCHW [N][C][H][W] -> bf16 NHWC [N][H][W][channels], channels >= C: rounded to nearest
+// even, the channels past C zero (kernels::nchw_f32_to_nhwc_bf16_padded): images for a
+// convolution whose weights are zero-padded to the same channel count.
+Tensor to_nhwc_bf16_padded(const Tensor& x, int64_t channels);
 // x NHWC [N][H][W][C] -> NCHW [N][C][H][W], same dtype (so that a flatten of it is nn::Flatten's
 // order).
 Tensor to_nchw(const Tensor& x);

@@ -175,6 +175,7 @@ TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), float activatio
     const auto* stem = step_as<infer::Bf16Stem>(*plan, 0);
     REQUIRE(stem);
     CHECK(stem->relu);  // conv, BN and ReLU in one step
+    CHECK(stem->weight.shape() == Shape({64, 8, 7, 7}));  // input channels zero-padded to cuDNN's 8
     CHECK(stem->scale.defined());
     CHECK(stem->dense == (prec == PackedPrecision::BF16 ? DType::BF16 : DType::F32));
     const auto* pool = step_as<infer::MaxPool>(*plan, 1);
