@@ -14,6 +14,8 @@
 //          ReLU6, a BatchNorm or an activation that no layer before it absorbed). A layer on
 //          real input whose output goes into a sign runs here too: the sign must be decided on
 //          the float engine's value, which W1A16's rounding could flip where it is near 0.
+//   With LowerOptions::bf16_stem the first of these, when it is the convolution that reads the
+//          images, runs instead as one Bf16Stem step in NHWC bf16 (see the option).
 // Between layers the plan converts activations as needed (exactly, but for bf16 rounding).
 //
 // W1A16 activations (PackedPrecision): BF16 keeps them in bf16 (8 significant bits; the fastest,
