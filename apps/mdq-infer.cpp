@@ -13,6 +13,9 @@
 //            bf16 mode's conv work;
 //            bf16: bf16 activations, 7-9x faster than float on an H200, but the rounding flips
 //            the top-1 class of 0.25-0.9% of the images on the nets we measured.
+//          --stem bf16 runs the first convolution (the images' 3 channels, on the float engine in
+//          f32 NCHW by default) in NHWC bf16 with its BN and ReLU folded (infer::LowerOptions::
+//          bf16_stem): faster, at the cost of bf16 rounding of the images and the stem's output.
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -33,7 +36,8 @@ namespace {
 
 const char* kUsage =
     "usage: mdq-infer --model MODEL.mdqpack [--split test|val|train] [--data-dir DIR] [--device auto|cpu|cuda]\n"
-    "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16] [--agree]\n"
+    "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16] [--stem f32|bf16]\n"
+    "                 [--agree]\n"
     "Runs a packed model written by mdq-export and prints its accuracy and throughput.\n"
     "--engine float (default): the rounded network exactly as mdq-train evaluates it.\n"
     "--engine packed: weights stay packed: each layer runs W1A1 (±1 input), W1A16 (real input) or, where\n"
@@ -43,6 +47,9 @@ const char* kUsage =
     "                only on near-ties; twice the convolution work of bf16.\n"
     "         bf16: bf16 activations: fastest, but the rounding flips the top-1 class of ~0.3-0.9%\n"
     "                of the images.\n"
+    "--stem (packed engine): f32 (default): the first convolution on the float engine in f32, as mdq-train\n"
+    "         evaluates it; bf16: in NHWC bf16 on cuDNN's tensor cores with its BN (+ ReLU) folded, the\n"
+    "         images and its output rounded to bf16: faster; a sign taken of its output may flip at a near-tie.\n"
     "--agree: after the timed pass, count the images whose top-1 class is the same on the packed\n"
     "         kernels and on the float engine (the rounded network as mdq-train evaluates it).\n";
 
@@ -59,17 +66,18 @@ std::vector<int64_t> top1(const mdq::Tensor& z) {
 int run(int argc, char** argv) {
   using namespace mdq;
   std::string path, split = "test", data_dir, device_name = "auto", batch = "256", engine = "float";
-  std::string packed_precision = "split";
+  std::string packed_precision = "split", stem = "f32";
   bool agree = false;
   if (!app::parse_flags(argc, argv, kUsage,
                         {{"--model", &path}, {"--split", &split}, {"--data-dir", &data_dir},
                          {"--device", &device_name}, {"--batch-size", &batch}, {"--engine", &engine},
-                         {"--packed-precision", &packed_precision}},
+                         {"--packed-precision", &packed_precision}, {"--stem", &stem}},
                         {{"--agree", &agree}}))
     return 0;
   MDQ_CHECK(!path.empty(), "--model is required\n" << kUsage);
   MDQ_CHECK(engine == "packed" || engine == "float", "--engine must be float or packed, got '" << engine << "'");
   const infer::PackedPrecision precision = infer::parse_packed_precision(packed_precision);
+  MDQ_CHECK(stem == "f32" || stem == "bf16", "--stem must be f32 or bf16, got '" << stem << "'");
   app::TrainOptions o = app::read_packed_options(path);
   if (!data_dir.empty()) o.data_dir = data_dir;
   const Device device = app::pick_device(device_name);
@@ -85,7 +93,9 @@ int run(int argc, char** argv) {
   std::function<Tensor(const Tensor&)> runner;
   if (engine == "packed") {
     std::string why;
-    plan = infer::lower(*model, {device, precision}, &why);
+    infer::LowerOptions options{device, precision};
+    options.bf16_stem = stem == "bf16";
+    plan = infer::lower(*model, options, &why);
     MDQ_CHECK(plan, "--engine packed: " << o.model << " cannot run packed: " << why);
     runner = [&](const Tensor& x) { return plan->logits(x); };
     const infer::Census c = plan->census();
@@ -93,7 +103,7 @@ int run(int argc, char** argv) {
                        : precision == infer::PackedPrecision::BF16
                            ? "; W1A16 activations: bf16"
                            : "; W1A16 activations: split-bf16 (f32 as bf16 hi + lo)";
-    std::printf("engine: packed (%s%s)\n", c.text().c_str(), acts);
+    std::printf("engine: packed (%s%s%s)\n", c.text().c_str(), acts, options.bf16_stem ? "; stem: NHWC bf16" : "");
   } else {
     std::printf("engine: float (weights expanded to f32)\n");
   }

@@ -18,6 +18,15 @@
 //                on the b1 tensor cores with the sum and its signs in the second conv's epilogue
 //                (binary_conv2d_residual), then the float engine's average pool and the fc on
 //                W1A16.
+//   W1A16 stem16 / W1A1 stem16   the same as W1A16 / W1A1 (split) with LowerOptions::bf16_stem:
+//                the images to NHWC bf16 with their channels zero-padded to 8 in one pass, the
+//                stem on cuDNN's bf16 tensor cores, its folded BN (+ ReLU) as one bf16 affine pass, the max
+//                pool (W1A16) or the sign packing and the bit max pool (W1A1) on NHWC: no NCHW f32
+//                between the images and the first block. W1A1's stem signs then come from bf16
+//                values (a near-tie may flip): the check below prints its agreement.
+//   W1A1 graph / W1A1 s16 graph   the W1A1 plans' forward of the batch captured once as a CUDA
+//                graph (engine/cuda_graph.h) after eager runs, timed as replays: what launch
+//                overhead costs the eager plan. Only here: mdq-infer runs its plans eagerly.
 // Each run starts from f32 NCHW images on the GPU (the plans' layout change included) and ends
 // in f32 logits. Also: a check at batch 8 that W1A16 agrees with cuDNN bf16 on the same ±1
 // weights and that both plans agree with the float engine (what mdq-infer --agree counts), and
@@ -37,6 +46,7 @@
 #include "benchmarks/bench_common.h"
 #include "benchmarks/cudnn_conv.h"
 #include "engine/autograd.h"
+#include "engine/cuda_graph.h"
 #include "kernels/cuda_common.h"
 #include "engine/device.h"
 #include "engine/infer/fold.h"
@@ -299,20 +309,26 @@ class CudnnNet {
 
 // ---- the lowered versions
 
-enum class Version { CudnnBF16, W1A16, W1A16Split, W1A1 };
+enum class Version { CudnnBF16, W1A16, W1A16Split, W1A1, W1A16Stem, W1A1Stem, W1A1Graph, W1A1StemGraph };
 const char* name(Version v) {
   switch (v) {
     case Version::CudnnBF16: return "cuDNN bf16";
     case Version::W1A16: return "W1A16";
     case Version::W1A16Split: return "W1A16 split";
     case Version::W1A1: return "W1A1";
+    case Version::W1A16Stem: return "W1A16 stem16";
+    case Version::W1A1Stem: return "W1A1 stem16";
+    case Version::W1A1Graph: return "W1A1 graph";
+    case Version::W1A1StemGraph: return "W1A1 s16 graph";
   }
   return "";
 }
 
-std::unique_ptr<infer::Plan> lower(nn::Module& net, infer::PackedPrecision precision) {
+std::unique_ptr<infer::Plan> lower(nn::Module& net, infer::PackedPrecision precision, bool bf16_stem = false) {
+  infer::LowerOptions options{Device::CUDA, precision};
+  options.bf16_stem = bf16_stem;
   std::string why;
-  auto plan = infer::lower(net, {Device::CUDA, precision}, &why);
+  auto plan = infer::lower(net, options, &why);
   MDQ_CHECK(plan, "bench_packed_resnet18: the lowering refused ResNet-18: " << why);
   return plan;
 }
@@ -332,7 +348,8 @@ void time_steps(const infer::Plan& plan, const Tensor& images, float (&part)[4])
       step->run(t);
     });
     const auto* w1a16 = dynamic_cast<const infer::W1A16Layer*>(step.get());
-    const bool conv = dynamic_cast<const infer::FloatConv*>(step.get()) || (w1a16 && !w1a16->linear);
+    const bool conv = dynamic_cast<const infer::FloatConv*>(step.get()) ||
+                      dynamic_cast<const infer::Bf16Stem*>(step.get()) || (w1a16 && !w1a16->linear);
     const bool block = dynamic_cast<const infer::ResidualSum*>(step.get()) ||
                        dynamic_cast<const infer::BinaryBlock*>(step.get());
     const bool fc = dynamic_cast<const infer::FloatLinear*>(step.get()) || (w1a16 && w1a16->linear);
@@ -340,6 +357,21 @@ void time_steps(const infer::Plan& plan, const Tensor& images, float (&part)[4])
     stem_seen |= conv;
     part[p] += ms;
   }
+}
+
+// The plan's forward on `images` captured as a CUDA graph and timed as replays; -1 (and a line
+// saying why) when the capture fails. The plan must have run eagerly on this shape first: cuDNN's
+// algorithm search and the allocator's first allocations cannot be captured.
+float graph_ms(const infer::Plan& plan, const Tensor& images) {
+  CudaGraph graph;  // declared before the logits it holds: they go back to its pool first
+  Tensor logits;
+  try {
+    graph.capture([&] { logits = plan.logits(images); });
+  } catch (const std::exception& e) {
+    std::printf("(CUDA graph capture failed: %s)\n", e.what());
+    return -1.f;
+  }
+  return median_ms([&] { graph.replay(); });
 }
 
 bool all_finite(const std::vector<float>& v) {
@@ -372,7 +404,8 @@ Agreement agreement(const Tensor& a, const Tensor& b) {
 }
 
 void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const infer::Plan& w1a16,
-           const infer::Plan& split, const infer::Plan& w1a1) {
+           const infer::Plan& split, const infer::Plan& w1a1, const infer::Plan& w1a16_stem,
+           const infer::Plan& w1a1_stem) {
   const int N = 8;
   const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
   CudnnNet ref(m, N);
@@ -384,6 +417,8 @@ void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const
   const Agreement a = agreement(w1a16.logits(images), ref.logits);
   const Agreement s = agreement(split.logits(images), float_logits);
   const Agreement b = agreement(w1a1.logits(images), sign_logits);
+  const Agreement as = agreement(w1a16_stem.logits(images), ref.logits);
+  const Agreement bs = agreement(w1a1_stem.logits(images), sign_logits);
   std::printf("check, batch %d, max |diff| / max |logit| and top-1 agreement:\n"
               "  W1A16 vs cuDNN bf16 on the same +-1 weights: %.3g, %d/%d (%s; loose bf16 tolerance 5e-2)\n"
               "  W1A16 split vs the float engine (fp32): %.3g, %d/%d (%s; tolerance 1e-4)\n"
@@ -392,6 +427,11 @@ void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const
               N, a.rel, a.same_top1, a.rows, a.rel <= 5e-2 && a.finite ? "OK" : "LARGE", s.rel, s.same_top1, s.rows,
               s.rel <= 1e-4 && s.finite ? "OK" : "LARGE", b.rel, b.same_top1, b.rows,
               b.finite ? "" : " (NON-FINITE values)");
+  std::printf("  W1A16 stem16 vs cuDNN bf16: %.3g, %d/%d (%s; loose bf16 tolerance 5e-2)\n"
+              "  W1A1 stem16 vs the float engine (the stem's signs from bf16 values: a near-tie may flip): %.3g, "
+              "%d/%d%s\n\n",
+              as.rel, as.same_top1, as.rows, as.rel <= 5e-2 && as.finite ? "OK" : "LARGE", bs.rel, bs.same_top1,
+              bs.rows, bs.finite ? "" : " (NON-FINITE values)");
 }
 
 }  // namespace
@@ -406,27 +446,41 @@ int main(int argc, char** argv) {
   const auto w1a16 = lower(*float_net, infer::PackedPrecision::BF16);
   const auto split = lower(*float_net, infer::PackedPrecision::SplitBF16);
   const auto w1a1 = lower(*sign_net, infer::PackedPrecision::SplitBF16);
+  const auto w1a16_stem = lower(*float_net, infer::PackedPrecision::BF16, true);
+  const auto w1a1_stem = lower(*sign_net, infer::PackedPrecision::SplitBF16, true);
   std::printf("GPU: %s\n", cuda_device_name().c_str());
   std::printf("ResNet-18, ImageNet 224x224x3 (models::make_resnet18: stem conv7x7/2 + maxpool3/2, 4 stages x 2\n"
               "BasicBlocks, 1x1/2 downsamples, avgpool, fc 512->1000), random +-1 parameters, BN folded.\n"
               "cuDNN bf16: hand-built%s. The others: infer::lower, what mdq-infer --engine packed runs:\n"
               "  W1A16       %s\n  W1A16 split %s\n  W1A1        %s\n"
+              "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::bf16_stem (the stem in NHWC bf16)\n"
+              "  W1A1 graph and W1A1 s16 graph: W1A1 and W1A1 stem16 captured as a CUDA graph, timed as replays\n"
               "Weights MB = every tensor the version holds: conv/fc weights (bf16, f32, or packed bits with\n"
               "their tap popcounts), folded BN, sign thresholds. ms = median of 5 rounds of the mean over many\n"
               "forward passes (CUDA events, one stream), from f32 NCHW images to f32 logits.\n\n",
               m.stem_channels == 3 ? "" : " (stem input padded to 8 channels: cuDNN had no bf16 NHWC algorithm for 3)",
               w1a16->summary().c_str(), split->summary().c_str(), w1a1->summary().c_str());
-  check(m, *float_net, *sign_net, *w1a16, *split, *w1a1);
+  check(m, *float_net, *sign_net, *w1a16, *split, *w1a1, *w1a16_stem, *w1a1_stem);
 
-  std::printf("%5s  %-11s | %9s | %10s | %8s | %10s\n", "batch", "version", "ms/batch", "images/s", "x cuDNN",
+  std::printf("%5s  %-14s | %9s | %10s | %8s | %10s\n", "batch", "version", "ms/batch", "images/s", "x cuDNN",
               "weights MB");
   std::vector<std::string> breakdown;
   for (int N : batches) {
     const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
     float base_ms = 0;
-    for (Version v : {Version::CudnnBF16, Version::W1A16, Version::W1A16Split, Version::W1A1}) {
+    for (Version v : {Version::CudnnBF16, Version::W1A16, Version::W1A16Split, Version::W1A1, Version::W1A16Stem,
+                      Version::W1A1Stem, Version::W1A1Graph, Version::W1A1StemGraph}) {
       const infer::Plan* plan = v == Version::W1A16 ? w1a16.get() : v == Version::W1A16Split ? split.get()
-                                : v == Version::W1A1 ? w1a1.get() : nullptr;
+                                : v == Version::W1A1 || v == Version::W1A1Graph ? w1a1.get()
+                                : v == Version::W1A16Stem ? w1a16_stem.get()
+                                : v == Version::W1A1Stem || v == Version::W1A1StemGraph ? w1a1_stem.get() : nullptr;
+      if (v == Version::W1A1Graph || v == Version::W1A1StemGraph) {  // after the eager rows of this batch
+        const float ms = graph_ms(*plan, images);
+        if (ms > 0)
+          std::printf("%5d  %-14s | %9.3f | %10.1f | %7.2fx | %10.2f\n", N, name(v), ms, N * 1e3 / ms, base_ms / ms,
+                      static_cast<double>(plan->census().bytes) / 1e6);
+        continue;
+      }
       std::unique_ptr<CudnnNet> net;
       if (!plan) {
         net = std::make_unique<CudnnNet>(m, N);
@@ -438,7 +492,7 @@ int main(int argc, char** argv) {
       });
       if (!plan) base_ms = ms;
       const double bytes = plan ? static_cast<double>(plan->census().bytes) : static_cast<double>(m.bytes);
-      std::printf("%5d  %-11s | %9.3f | %10.1f | %7.2fx | %10.2f\n", N, name(v), ms, N * 1e3 / ms, base_ms / ms,
+      std::printf("%5d  %-14s | %9.3f | %10.1f | %7.2fx | %10.2f\n", N, name(v), ms, N * 1e3 / ms, base_ms / ms,
                   bytes / 1e6);
       std::fflush(stdout);
       if (N != breakdown_batch) continue;
@@ -451,17 +505,18 @@ int main(int argc, char** argv) {
       }
       char line[256];
       std::snprintf(line, sizeof line,
-                    "%-11s | %8.3f | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f", name(v),
+                    "%-14s | %8.3f | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f %4.0f%% | %8.3f", name(v),
                     ms, part[0], 100 * part[0] / ms, part[1], 100 * part[1] / ms, part[2], 100 * part[2] / ms, part[3],
                     100 * part[3] / ms, part[0] + part[1] + part[2] + part[3]);
       breakdown.push_back(line);
     }
   }
   std::printf("\nBreakdown at batch %d, ms per batch, each part timed alone (%% of the full pass):\n"
-              "  stem = the first conv (W1A16: BN + ReLU fused in); blocks = the 8 residual blocks (convs, BN,\n"
+              "  stem = the first conv (W1A16: BN + ReLU fused in; stem16: also the images' conversion to NHWC\n"
+              "  bf16 and the folded BN (+ ReLU) pass, all in one step); blocks = the 8 residual blocks (convs, BN,\n"
               "  ReLU or sign packing, residual sums); rest = stem BN/ReLU or sign packing, max and average\n"
               "  pool, layout changes; fc = the classifier (cuBLAS + bias, or W1A16).\n", breakdown_batch);
-  std::printf("%-11s | %8s | %14s | %14s | %14s | %14s | %8s\n", "version", "full", "stem", "blocks", "rest", "fc",
+  std::printf("%-14s | %8s | %14s | %14s | %14s | %14s | %8s\n", "version", "full", "stem", "blocks", "rest", "fc",
               "sum");
   for (const std::string& l : breakdown) std::printf("%s\n", l.c_str());
   return 0;

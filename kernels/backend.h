@@ -143,6 +143,7 @@ struct CudaBackend {
   decltype(&kernels::avgpool_nhwc<uint16_t, uint16_t>) avgpool_nhwc_bf16 = nullptr;
   decltype(&kernels::nchw_f32_to_nhwc<float>) nchw_f32_to_nhwc_f32 = nullptr;
   decltype(&kernels::nchw_f32_to_nhwc<uint16_t>) nchw_f32_to_nhwc_bf16 = nullptr;
+  decltype(&kernels::nchw_f32_to_nhwc_bf16_padded) nchw_f32_to_nhwc_bf16_padded = nullptr;
   decltype(&kernels::nhwc_to_nchw<float>) nhwc_to_nchw_f32 = nullptr;
   decltype(&kernels::nhwc_to_nchw<uint16_t>) nhwc_to_nchw_bf16 = nullptr;
   decltype(&kernels::nhwc_bf16_to_nchw_f32) nhwc_bf16_to_nchw_f32 = nullptr;

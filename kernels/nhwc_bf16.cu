@@ -307,6 +307,25 @@ __global__ void im2col_kernel(const uint16_t* x, uint16_t* cols, int64_t N, int 
   }
 }
 
+// One thread per V consecutive output channels of one pixel (pix = n HW + q): neighbouring
+// threads take neighbouring pixels, so each channel's reads are coalesced, and with V = 8 a
+// thread writes its pixel's channels in one 16-byte store.
+template <int V>
+__global__ void nchw_to_nhwc_padded_kernel(const float* x, uint16_t* y, int64_t N, int C, int Cy, int64_t HW) {
+  const int per_pixel = Cy / V;
+  MDQ_GRID_STRIDE(g, N * HW * per_pixel) {
+    const int64_t pix = g / per_pixel, n = pix / HW, q = pix % HW;
+    const int c0 = static_cast<int>(g % per_pixel) * V;
+    Vec<uint16_t, V> out;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const int c = c0 + j;
+      out.v[j] = c < C ? f_to_bf(x[(n * C + c) * HW + q]) : uint16_t{0};
+    }
+    store<uint16_t, V>(y + pix * Cy + c0, out);
+  }
+}
+
 // One thread per (n, c): neighbouring threads read neighbouring channels (coalesced), and each
 // sums its HW pixels in order, as the reference does.
 template <class In, class Out>
@@ -417,6 +436,16 @@ void nchw_f32_to_nhwc(const float* x, Out* y, int64_t N, int C, int64_t HW) {
   batched_transpose<float, Out>(x, y, N, C, HW);
 }
 
+void nchw_f32_to_nhwc_bf16_padded(const float* x, uint16_t* y, int64_t N, int C, int Cy, int64_t HW) {
+  if (N * HW * Cy == 0) return;
+  if (Cy % 8 == 0 && aligned(y, 16)) {
+    nchw_to_nhwc_padded_kernel<8><<<cuda::grid_for(N * HW * Cy / 8), 256, 0, cuda::stream()>>>(x, y, N, C, Cy, HW);
+  } else {
+    nchw_to_nhwc_padded_kernel<1><<<cuda::grid_for(N * HW * Cy), 256, 0, cuda::stream()>>>(x, y, N, C, Cy, HW);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
 template <class T>
 void nhwc_to_nchw(const T* x, T* y, int64_t N, int64_t HW, int C) {
   batched_transpose<T, T>(x, y, N, HW, C);
@@ -496,6 +525,7 @@ void register_nhwc_bf16(CudaBackend& b) {
   b.avgpool_nhwc_bf16 = avgpool_nhwc<uint16_t, uint16_t>;
   b.nchw_f32_to_nhwc_f32 = nchw_f32_to_nhwc<float>;
   b.nchw_f32_to_nhwc_bf16 = nchw_f32_to_nhwc<uint16_t>;
+  b.nchw_f32_to_nhwc_bf16_padded = nchw_f32_to_nhwc_bf16_padded;
   b.nhwc_to_nchw_f32 = nhwc_to_nchw<float>;
   b.nhwc_to_nchw_bf16 = nhwc_to_nchw<uint16_t>;
   b.nhwc_bf16_to_nchw_f32 = nhwc_bf16_to_nchw_f32;

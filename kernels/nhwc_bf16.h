@@ -56,6 +56,12 @@ void nchw_f32_to_nhwc(const float* x, Out* y, int64_t N, int C, int64_t HW);
 inline void nchw_f32_to_nhwc_bf16(const float* x, uint16_t* y, int64_t N, int C, int64_t HW) {
   nchw_f32_to_nhwc<uint16_t>(x, y, N, C, HW);
 }
+// x f32 [N][C][HW] -> y bf16 [N][HW][Cy], Cy >= C: the channels rounded to nearest even and
+// zero-padded up to Cy in the same pass. cuDNN's bf16 convolutions want a multiple of 8 input
+// channels; a stem's 3-channel images converted this way go to it without the separate channel
+// copy (copy_channels_bf16) that a 3-channel NHWC input costs inside conv2d_forward_nhwc_bf16.
+// The CUDA pass writes 8 channels per 16-byte store when Cy % 8 == 0.
+void nchw_f32_to_nhwc_bf16_padded(const float* x, uint16_t* y, int64_t N, int C, int Cy, int64_t HW);
 // x [N][HW][C] -> y [N][C][HW] (a copy, no rounding).
 template <class T>
 void nhwc_to_nchw(const T* x, T* y, int64_t N, int64_t HW, int C);
@@ -136,6 +142,13 @@ void nchw_f32_to_nhwc(const float* x, Out* y, int64_t N, int C, int64_t HW) {
 }
 inline void nchw_f32_to_nhwc_bf16(const float* x, uint16_t* y, int64_t N, int C, int64_t HW) {
   nchw_f32_to_nhwc<uint16_t>(x, y, N, C, HW);
+}
+
+inline void nchw_f32_to_nhwc_bf16_padded(const float* x, uint16_t* y, int64_t N, int C, int Cy, int64_t HW) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t q = 0; q < HW; ++q)
+      for (int c = 0; c < Cy; ++c)
+        y[(n * HW + q) * Cy + c] = c < C ? float_to_bf16(x[(n * C + c) * HW + q]) : uint16_t{0};
 }
 
 template <class T>

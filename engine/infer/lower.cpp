@@ -57,6 +57,18 @@ Tensor doubled_input_channels(const Tensor& w) {
   return d;
 }
 
+// w [O][C][KH][KW] -> [O][channels][KH][KW], the input channels past C zero: the weights of a
+// convolution fed input whose channels are zero-padded the same way (Bf16Stem), which computes
+// the same sums.
+Tensor zero_padded_input_channels(const Tensor& w, int64_t channels) {
+  const int64_t O = w.dim(0), C = w.dim(1), T = w.dim(2) * w.dim(3);
+  Tensor d = Tensor::zeros({O, channels, w.dim(2), w.dim(3)});
+  const float* src = w.data<float>();
+  float* dst = d.data<float>();
+  for (int64_t o = 0; o < O; ++o) std::copy(src + o * C * T, src + (o + 1) * C * T, dst + o * channels * T);
+  return d;
+}
+
 // Whether the W1A1 kernel takes a layer of ±1 input: binary weights (2 levels), groups 1, 1..31
 // taps.
 bool w1a1_fits(int levels, int64_t groups, int64_t taps) {
@@ -88,7 +100,7 @@ class Builder {
  public:
   explicit Builder(const LowerOptions& o)
       : device_(o.device), split_(o.precision == PackedPrecision::SplitBF16),
-        dense_(split_ ? DType::F32 : DType::BF16) {}
+        dense_(split_ ? DType::F32 : DType::BF16), bf16_stem_(o.bf16_stem) {}
 
   std::string why;  // set when a step returns false
 
@@ -110,6 +122,7 @@ class Builder {
       else if (auto* r = dynamic_cast<nn::Residual*>(m)) ok = residual(items[i].name, *r, st, out);
       else ok = other(items, i, st, out);
       if (!ok) return false;
+      reads_images_ = false;
     }
     return true;
   }
@@ -182,6 +195,12 @@ class Builder {
       st.channels = O;
       return true;
     }
+    if (conv && bf16_stem_ && reads_images_ && groups == 1) {
+      out.push_back(bf16_stem(*conv, bias, bn, relu));
+      i = relu ? act : act - 1;  // conv [BN] [ReLU]: one step
+      st = {Form::Dense, false, O};
+      return true;
+    }
     // The float engine's layer on Float activations; the BN and activation after it follow alone.
     to(Form::Float, st, out);
     if (conv) {
@@ -198,6 +217,22 @@ class Builder {
     }
     st.channels = O;
     return true;
+  }
+
+  // The model's first convolution on the images in NHWC bf16, with the BN and ReLU after it.
+  std::unique_ptr<Bf16Stem> bf16_stem(const nn::Conv2d& conv, const Var& bias, nn::BatchNorm2d* bn, bool relu) const {
+    auto l = std::make_unique<Bf16Stem>();
+    const Tensor w = conv.weight().value().cpu();
+    // cuDNN's bf16 kernels take a multiple of 8 input channels: the images are padded to it as
+    // they are converted (one pass), so the weights are padded here, once.
+    l->weight = zero_padded_input_channels(w, (w.dim(1) + 7) / 8 * 8).to(device_);
+    const FoldedAffine f = fold_batchnorm(value(bias), bn, w.dim(0));
+    if (f.scale.defined()) l->scale = f.scale.to(device_);
+    if (f.shift.defined()) l->shift = f.shift.to(device_);
+    l->params = conv.params();
+    l->relu = relu;
+    l->dense = dense_;
+    return l;
   }
 
   // models/resnet18.cpp's block with sign activations on ±1 input, fused into W1A1 steps when it
@@ -225,6 +260,7 @@ class Builder {
   // the block's input and summed in Dense (when the body ends there) or Float, with a ReLU fused
   // into the sum and any other activation lowered after it.
   bool residual(const std::string& name, nn::Residual& r, State& st, Steps& out) {
+    reads_images_ = false;  // a stem inside a residual branch would need the sum's forms reconciled: not worth it
     if (st.flat) to(Form::Float, st, out);
     std::vector<Item> body, sc;
     collect(name + ".body.", r.body(), body);
@@ -294,6 +330,8 @@ class Builder {
   Device device_;
   bool split_;
   DType dense_;  // Dense activations' type
+  bool bf16_stem_;
+  bool reads_images_ = true;  // no layer lowered yet: the next reads the images
 };
 
 }  // namespace

@@ -14,6 +14,8 @@
 //          ReLU6, a BatchNorm or an activation that no layer before it absorbed). A layer on
 //          real input whose output goes into a sign runs here too: the sign must be decided on
 //          the float engine's value, which W1A16's rounding could flip where it is near 0.
+//   With LowerOptions::bf16_stem the first of these, when it is the convolution that reads the
+//          images, runs instead as one Bf16Stem step in NHWC bf16 (see the option).
 // Between layers the plan converts activations as needed (exactly, but for bf16 rounding).
 //
 // W1A16 activations (PackedPrecision): BF16 keeps them in bf16 (8 significant bits; the fastest,
@@ -50,6 +52,16 @@ PackedPrecision parse_packed_precision(const std::string& name);  // "bf16" | "s
 struct LowerOptions {
   Device device = Device::CPU;                             // where the plan's weights and activations live
   PackedPrecision precision = PackedPrecision::SplitBF16;  // of the W1A16 layers' activations
+  // The stem (the convolution that reads the images, on the float engine because it is not
+  // packed) in NHWC bf16 (Bf16Stem): the images rounded to bf16 NHWC once, the convolution on
+  // cuDNN's bf16 tensor cores, its BatchNorm (and bias) folded into one affine pass with the
+  // ReLU after it, and the result handed on as Dense bf16 NHWC (the max pool then runs on it or
+  // on its sign bits): no NCHW f32 activations between the images and the first packed layer.
+  // Off by default because it rounds: the images and the stem's output to bf16 (2^-8 relative),
+  // which SplitBF16's ~1e-5 agreement cannot absorb and which can flip a sign taken of the
+  // stem's output at a near-tie (W1A1 plans decide those on the float engine's f32 value). The
+  // stem took 44% of ImageNet ResNet-18's W1A1 pass at batch 256 on an H200.
+  bool bf16_stem = false;
 };
 
 // What runs where: the conv and linear layers of a plan per path.

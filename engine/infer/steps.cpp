@@ -66,6 +66,18 @@ void FloatConv::count(Census& c) const {
   c.bytes += bytes(weight) + bytes(bias);
 }
 
+void Bf16Stem::run(Activation& a) const {
+  const Tensor x = packed::to_nhwc_bf16_padded(a.x, weight.dim(1));
+  const Tensor y = ops::conv2d_forward(x, weight, Tensor(), params);
+  const Tensor z = packed::affine_nhwc(y, scale, shift, relu);
+  a.x = dense == DType::BF16 ? z : packed::to_f32(z);  // widening bf16 is exact
+}
+
+void Bf16Stem::count(Census& c) const {
+  ++c.float_convs;
+  c.bytes += bytes(weight) + bytes(scale) + bytes(shift);
+}
+
 void FloatLinear::run(Activation& a) const {
   a.x = ops::matmul(rows(a.x), weight, false, true);
   if (bias.defined()) a.x = ops::add_row_vector(a.x, bias);

@@ -49,6 +49,19 @@ Tensor to_nhwc(const Tensor& x, DType dtype) {
   return y;
 }
 
+Tensor to_nhwc_bf16_padded(const Tensor& x, int64_t channels) {
+  check_dtype("to_nhwc_bf16_padded", x, DType::F32);
+  check_ndim("to_nhwc_bf16_padded", x, 4);
+  const int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+  MDQ_CHECK(channels >= C, "to_nhwc_bf16_padded: " << channels << " channels cannot hold the " << C << " of "
+                                                     << x.describe());
+  Tensor y = Tensor::empty({N, x.dim(2), x.dim(3), channels}, DType::BF16, x.device());
+  dispatch("to_nhwc_bf16_padded", x.device(), reference::nchw_f32_to_nhwc_bf16_padded,
+           &CudaBackend::nchw_f32_to_nhwc_bf16_padded)(x.data<float>(), y.data<uint16_t>(), N, narrow(C),
+                                                       narrow(channels), HW);
+  return y;
+}
+
 Tensor to_nchw(const Tensor& x) {
   check_ndim("to_nchw", x, 4);
   const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
@@ -74,6 +87,26 @@ Tensor add_nhwc(const Tensor& a, const Tensor& b, bool relu) {
     const auto cuda = slot_for<T>(&CudaBackend::affine_act_nhwc_f32, &CudaBackend::affine_act_nhwc_bf16);
     dispatch("add_nhwc", a.device(), reference::affine_act_nhwc<T>, cuda)(a.data<T>(), nullptr, nullptr, r, relu,
                                                                           y.data<T>(), P, narrow(C));
+  });
+  return y;
+}
+
+Tensor affine_nhwc(const Tensor& x, const Tensor& scale, const Tensor& shift, bool relu) {
+  const int64_t C = x.dim(-1), P = x.numel() / C;
+  for (const Tensor* t : {&scale, &shift}) {
+    if (!t->defined()) continue;
+    check_dtype("affine_nhwc", *t, DType::F32);
+    check_same_device("affine_nhwc", x, *t);
+    MDQ_CHECK(t->numel() == C, "affine_nhwc: " << t->describe() << " must hold one value per channel of "
+                                               << x.describe());
+  }
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  by_dtype("affine_nhwc", x, [&](auto zero) {
+    using T = decltype(zero);
+    const auto cuda = slot_for<T>(&CudaBackend::affine_act_nhwc_f32, &CudaBackend::affine_act_nhwc_bf16);
+    dispatch("affine_nhwc", x.device(), reference::affine_act_nhwc<T>, cuda)(
+        x.data<T>(), scale.defined() ? scale.data<float>() : nullptr, shift.defined() ? shift.data<float>() : nullptr,
+        nullptr, relu, y.data<T>(), P, narrow(C));
   });
   return y;
 }

@@ -21,6 +21,7 @@
 #include "apps/common/packed_model.h"
 #include "data/dataset.h"
 #include "engine/infer/lower.h"
+#include "engine/infer/steps.h"
 #include "engine/packed/bitpack.h"
 #include "tests/support/packed_nets.h"
 #include "tests/support/testing.h"
@@ -138,6 +139,105 @@ TEST_CASE("lower: ResNet-18 (CIFAR variant) with sign activations: W1A1 blocks, 
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 8;
   check_w1a1("resnet18", o, 8, 21, "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv");
+}
+
+namespace {
+
+std::unique_ptr<infer::Plan> lowered_with_bf16_stem(nn::Module& model, PackedPrecision prec) {
+  infer::LowerOptions opt{Device::CPU, prec};
+  opt.bf16_stem = true;
+  std::string why;
+  auto plan = infer::lower(model, opt, &why);
+  INFO("refused: " << why);
+  REQUIRE(plan);
+  return plan;
+}
+
+template <class T>
+const T* step_as(const infer::Plan& plan, size_t i) {
+  return i < plan.steps().size() ? dynamic_cast<const T*>(plan.steps()[i].get()) : nullptr;
+}
+
+}  // namespace
+
+// LowerOptions::bf16_stem on ImageNet ResNet-18's structure: the steps up to the first block
+// (no layout change back to NCHW f32 between the images and it) and the logits, which carry the
+// bf16 roundings of the images and of the stem's output, so BF16's tolerances hold.
+TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), float activations: stem, max pool, blocks in NHWC") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 128;
+  auto model = testing::rounded_model("resnet18", o, 2, 23);
+  const Tensor x = images(o, 2, 23 + 999);
+  for (PackedPrecision prec : {PackedPrecision::BF16, PackedPrecision::SplitBF16}) {
+    INFO("precision " << infer::packed_precision_name(prec));
+    auto plan = lowered_with_bf16_stem(*model, prec);
+    CHECK(plan->summary() == "W1A16: 19 binary convs, 1 binary linear; float: 1 conv");
+    const auto* stem = step_as<infer::Bf16Stem>(*plan, 0);
+    REQUIRE(stem);
+    CHECK(stem->relu);  // conv, BN and ReLU in one step
+    CHECK(stem->weight.shape() == Shape({64, 8, 7, 7}));  // input channels zero-padded to cuDNN's 8
+    CHECK(stem->scale.defined());
+    CHECK(stem->dense == (prec == PackedPrecision::BF16 ? DType::BF16 : DType::F32));
+    const auto* pool = step_as<infer::MaxPool>(*plan, 1);
+    REQUIRE(pool);
+    CHECK(pool->form == infer::Form::Dense);
+    CHECK(step_as<infer::ResidualSum>(*plan, 2));  // the first block, straight on the pooled NHWC map
+    const testing::LogitAgreement a = testing::compare_logits(plan->logits(x), testing::float_logits(*model, x),
+                                                              kBf16.margin);
+    INFO("worst |diff| / max|logit| " << a.worst_rel_diff << ", top-1 agree " << a.top1_agree << "/" << a.rows);
+    CHECK(a.worst_rel_diff <= kBf16.logit);
+    CHECK(a.agree_frac() >= kBf16.agree);
+    CHECK(a.clear_disagree == 0);
+  }
+}
+
+// With sign activations the stem's signs are packed from the bf16 NHWC map and max-pooled as
+// bits. On ±1 images with ±1 weights the stem's sums are integers (exact in bf16 up to 256,
+// here at most 147) and half-integer BN means keep every sign 0.5 away from its threshold, so
+// the bf16 stem decides every sign as the float engine does: the logits are equal.
+TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), sign activations: signs of the bf16 stem as bits") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 128, o.act_bits = 1;
+  auto model = testing::rounded_model("resnet18", o, 2, 22);
+  testing::half_integer_means(*model);
+  const Tensor x = testing::random_signs({2, 3, 128, 128}, 29);
+  for (PackedPrecision prec : {PackedPrecision::SplitBF16, PackedPrecision::BF16}) {
+    INFO("precision " << infer::packed_precision_name(prec));
+    auto plan = lowered_with_bf16_stem(*model, prec);
+    CHECK(plan->summary() == "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv");
+    const auto* stem = step_as<infer::Bf16Stem>(*plan, 0);
+    REQUIRE(stem);
+    CHECK_FALSE(stem->relu);
+    const auto* sign = step_as<infer::Binarize>(*plan, 1);
+    REQUIRE(sign);
+    CHECK(sign->form == infer::Form::Dense);
+    const auto* pool = step_as<infer::MaxPool>(*plan, 2);
+    REQUIRE(pool);
+    CHECK(pool->form == infer::Form::Bits);
+    CHECK(step_as<infer::BinaryBlock>(*plan, 3));
+    const testing::LogitAgreement a = testing::compare_logits(plan->logits(x), testing::float_logits(*model, x), 0.0);
+    INFO("worst |diff| / max|logit| " << a.worst_rel_diff << ", top-1 agree " << a.top1_agree << "/" << a.rows);
+    CHECK(a.worst_rel_diff <= kExact.logit);
+    CHECK(a.top1_agree == a.rows);
+  }
+}
+
+// Only the layer that reads the images takes the bf16 path; the others are lowered as before.
+TEST_CASE("lower with bf16_stem: only the first layer changes") {
+  auto net = testing::mixed_net(71);
+  testing::round_randomly(*net, 2, 72);
+  testing::float_weights_in_mixed_net(*net, 73);
+  testing::ternary_shortcut_in_mixed_net(*net, 74);
+  auto plain = infer::lower(*net, {Device::CPU, PackedPrecision::BF16}, nullptr);
+  auto stem = lowered_with_bf16_stem(*net, PackedPrecision::BF16);
+  REQUIRE(plain);
+  CHECK(stem->summary() == testing::kMixedNetSummary);
+  CHECK(step_as<infer::Bf16Stem>(*stem, 0));
+  CHECK(step_as<infer::FloatConv>(*plain, 0));
+  int64_t stems = 0;
+  for (const auto& s : stem->steps()) stems += dynamic_cast<const infer::Bf16Stem*>(s.get()) != nullptr;
+  CHECK(stems == 1);
+  CHECK(stem->steps().size() == plain->steps().size() - 1);  // FloatConv + FloatBatchNorm became one step
 }
 
 TEST_CASE("lower: VGG-16 with sign activations (conv bias, BN + sign on the classifier): W1A1") {

@@ -2,8 +2,10 @@
 // values, the integer sign thresholds against the float engine's BN on every d, and the NHWC and
 // packed-bits passes (engine/packed/nhwc.h, binary_act.h) against the float engine's NCHW ops,
 // exactly. The GPU twins: tests/gpu/test_infer_parts_gpu.cpp.
+#include <algorithm>
 #include <cmath>
 #include <tuple>
+#include <vector>
 
 #include "engine/infer/fold.h"
 #include "engine/ops/activation.h"
@@ -95,6 +97,50 @@ TEST_CASE("packed NHWC passes in f32 and bf16 equal the float engine's NCHW ops"
   }
   CHECK_THROWS(packed::max_pool_nhwc(packed::to_nhwc(x, DType::F32), 2, 2, 2));  // padding > kernel / 2
   CHECK_THROWS(packed::add_nhwc(packed::to_nhwc(x, DType::F32), packed::to_nhwc(x, DType::BF16), false));
+}
+
+TEST_CASE("to_nhwc_bf16_padded is to_nhwc's bf16 with zero channels after; affine_nhwc is the folded BN + ReLU") {
+  const int64_t N = 2, C = 3, H = 5, W = 7;
+  const Tensor x = testing::random_tensor({N, C, H, W}, 19, -3.f, 3.f);
+  const std::vector<float> plain = packed::to_f32(packed::to_nhwc(x, DType::BF16)).to_vector();
+  for (int64_t Cy : {3, 8, 11, 16}) {
+    INFO("channels " << Cy);
+    const Tensor y = packed::to_nhwc_bf16_padded(x, Cy);
+    REQUIRE(y.shape() == Shape({N, H, W, Cy}));
+    REQUIRE(y.dtype() == DType::BF16);
+    const std::vector<float> got = packed::to_f32(y).to_vector();
+    bool same = true;
+    for (int64_t p = 0; p < N * H * W; ++p)
+      for (int64_t c = 0; c < Cy; ++c)
+        same &= got[p * Cy + c] == (c < C ? plain[p * C + c] : 0.f);
+    CHECK(same);
+  }
+  CHECK_THROWS(packed::to_nhwc_bf16_padded(x, 2));  // fewer channels than the images have
+
+  // affine_nhwc: fma(x, scale, shift) in f32, ReLU, one rounding for bf16: the reference's own
+  // arithmetic, checked here against a plain loop; either operand may be left out.
+  const Tensor xh = packed::to_nhwc(x, DType::F32);
+  const Tensor scale = Tensor::from_vector({0.5f, -2.f, 1.25f}, {C}), shift = Tensor::from_vector({0.1f, 0.f, -1.f}, {C});
+  const std::vector<float> xv = xh.to_vector(), sc = scale.to_vector(), sh = shift.to_vector();
+  for (bool relu : {false, true})
+    for (DType dt : {DType::F32, DType::BF16}) {
+      INFO("relu " << relu << " " << dtype_name(dt));
+      const Tensor in = dt == DType::BF16 ? packed::to_bf16(xh) : xh;
+      const std::vector<float> iv = (dt == DType::BF16 ? packed::to_f32(in) : in).to_vector();
+      Tensor got = packed::affine_nhwc(in, scale, shift, relu);
+      REQUIRE(got.dtype() == dt);
+      if (dt == DType::BF16) got = packed::to_f32(got);
+      std::vector<float> want(iv.size());
+      for (size_t i = 0; i < iv.size(); ++i) {
+        float v = std::fma(iv[i], sc[i % C], sh[i % C]);
+        if (relu) v = std::max(v, 0.f);
+        want[i] = dt == DType::BF16 ? bf16_to_float(float_to_bf16(v)) : v;
+      }
+      testing::require_close(got, Tensor::from_vector(want, xh.shape()), 0.f, 0.f, "affine_nhwc");
+    }
+  testing::require_close(packed::affine_nhwc(xh, Tensor(), Tensor(), true), packed::add_nhwc(xh, Tensor(), true), 0.f,
+                         0.f, "affine_nhwc without scale and shift: the ReLU alone");
+  CHECK_THROWS(packed::affine_nhwc(xh, Tensor::zeros({C + 1}), Tensor(), false));  // one scale per channel
 }
 
 TEST_CASE("split_bf16_nhwc reference: hi is bf16(a), lo is bf16(a - hi), hi + lo within 2^-16 of a") {

@@ -19,6 +19,8 @@
 //        check). The float engine's cuDNN may pick Winograd/FFT algorithms, whose rounding makes
 //        its ±1 convolutions inexact (W1A1 is exact), so a sign at a near-tie may differ: we ask
 //        the same top-1 on >= 99% of rows and print how many rows have equal logits.
+//  - LowerOptions::bf16_stem (the stem on cuDNN's NHWC bf16): W1A16 with BF16's tolerances in
+//    both precisions, W1A1 (1) as above and (2) >= 75% top-1 (see check_w1a1_bf16_stem).
 //  - The network with every path (tests/support/packed_nets.h's mixed_net): (1) with the W1A16
 //    CUDA-vs-CPU tolerance of each precision, (2) as for sign activations.
 #include <cmath>
@@ -59,17 +61,6 @@ Tensor first_rows(const Tensor& t, int64_t rows) {
   Shape s = t.shape();
   s[0] = rows;
   return Tensor::from_vector(v, s);
-}
-
-// BN running means moved to the nearest half-integer (integer inputs then never hit 0 exactly
-// or within 0.5 of it after the subtraction).
-void half_integer_means(nn::Module& m) {
-  if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) {
-    Tensor mean = bn->running_mean().cpu();
-    for (int64_t c = 0; c < mean.numel(); ++c) mean.data<float>()[c] = std::floor(mean.data<float>()[c]) + 0.5f;
-    bn->running_mean().copy_from(mean.to(bn->running_mean().device()));
-  }
-  for (const auto& [name, child] : m.children()) half_integer_means(*child);
 }
 
 // The first cpu_rows images through the plan lowered from the CPU model (before it moves) vs
@@ -156,7 +147,7 @@ void check_w1a1(const std::string& name, models::ModelOptions o, int64_t N, uint
   const PackedPrecision prec = PackedPrecision::SplitBF16;
   {  // (1) CUDA plan == CPU plan on a model whose every sign is far from its threshold.
     auto robust = testing::rounded_model(name, o, 2, seed);
-    half_integer_means(*robust);
+    testing::half_integer_means(*robust);
     const Tensor x = testing::random_signs(xs, seed + 7);
     auto cpu_plan = lowered(*robust, Device::CPU, prec, summary);
     robust->to(Device::CUDA);
@@ -183,7 +174,102 @@ std::shared_ptr<nn::Module> mixed_net(uint64_t seed) {
   return net;
 }
 
+std::unique_ptr<infer::Plan> lowered_with_bf16_stem(nn::Module& model, Device device, PackedPrecision prec,
+                                                    const std::string& summary) {
+  infer::LowerOptions opt{device, prec};
+  opt.bf16_stem = true;
+  std::string why;
+  auto plan = infer::lower(model, opt, &why);
+  INFO("refused on " << device_name(device) << ": " << why);
+  REQUIRE(plan);
+  CHECK(plan->summary() == summary);
+  return plan;
+}
+
+// LowerOptions::bf16_stem with float activations: the CUDA plan (cuDNN's bf16 stem) vs the
+// float engine with BF16's tolerances in either precision (the stem's bf16 roundings of the
+// images and of its output dominate split's), and vs the CPU plan (the same roundings; f32 sums
+// in another order, so a stem output may differ by one bf16 ulp) within BF16's CUDA-vs-CPU 1%.
+void check_w1a16_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int64_t cpu_rows, PackedPrecision prec) {
+  INFO("resnet18 " << o.image_size << "x" << o.image_size << " N " << N << " bf16 stem, precision "
+                   << infer::packed_precision_name(prec));
+  const char* summary = "W1A16: 19 binary convs, 1 binary linear; float: 1 conv";
+  auto model = testing::rounded_model("resnet18", o, 2, seed);
+  const Tensor x = testing::random_tensor({N, o.in_channels, o.image_size, o.image_size}, seed + 999);
+  auto cpu_plan = lowered_with_bf16_stem(*model, Device::CPU, prec, summary);
+  model->to(Device::CUDA);
+  auto plan = lowered_with_bf16_stem(*model, Device::CUDA, prec, summary);
+  const Tensor xg = x.cuda();
+  const Tensor got = plan->logits(xg);
+  REQUIRE(got.is_cuda());
+  REQUIRE(got.shape() == Shape({N, static_cast<int64_t>(o.num_classes)}));
+  const testing::LogitAgreement a = testing::compare_logits(got, testing::float_logits(*model, xg), kBf16.margin);
+  std::printf("resnet18 %lldx%lld bf16 stem, %s: CUDA plan vs float engine: worst %.3g, top-1 agree %lld/%lld\n",
+              static_cast<long long>(o.image_size), static_cast<long long>(o.image_size),
+              infer::packed_precision_name(prec), a.worst_rel_diff, static_cast<long long>(a.top1_agree),
+              static_cast<long long>(a.rows));
+  INFO("plan vs float: worst |diff| / max|logit| " << a.worst_rel_diff << " (row " << a.worst_row << "), top-1 agree "
+                                                   << a.top1_agree << "/" << a.rows << ", clear flips "
+                                                   << a.clear_disagree);
+  CHECK(a.worst_rel_diff <= kBf16.logit);
+  CHECK(a.agree_frac() >= 0.99);
+  CHECK(a.clear_disagree == 0);
+  CHECK(cuda_vs_cpu(*cpu_plan, x, got, cpu_rows, kBf16.margin).worst_rel_diff <= kBf16.cpu_gpu);
+}
+
+// LowerOptions::bf16_stem with sign activations. (1) ±1 images, ±1 weights, half-integer BN
+// means: the stem's sums are integers (exact in bf16 up to 256) and every sign is 0.5 away from
+// its threshold, so the CUDA plan equals the CPU plan (<= 1e-6, same top-1 everywhere). (2) Real
+// images vs the float engine: the bf16 roundings can flip a stem sign at a near-tie, and a binary
+// network carries a flipped bit on; how often that changes the top-1 has not been measured (the
+// line printed here is the first measurement). A wrong layout, fold or sign would put the
+// agreement near chance (10 classes: ~10%); we ask >= 75%.
+void check_w1a1_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed) {
+  o.act_bits = 1;
+  INFO("resnet18 act_bits 1, " << o.image_size << "x" << o.image_size << " N " << N << " bf16 stem");
+  const char* summary = "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv";
+  const PackedPrecision prec = PackedPrecision::SplitBF16;
+  const Shape xs = {N, o.in_channels, o.image_size, o.image_size};
+  {
+    auto robust = testing::rounded_model("resnet18", o, 2, seed);
+    testing::half_integer_means(*robust);
+    const Tensor x = testing::random_signs(xs, seed + 7);
+    auto cpu_plan = lowered_with_bf16_stem(*robust, Device::CPU, prec, summary);
+    robust->to(Device::CUDA);
+    auto plan = lowered_with_bf16_stem(*robust, Device::CUDA, prec, summary);
+    const testing::LogitAgreement a = cuda_vs_cpu(*cpu_plan, x, plan->logits(x.cuda()), N, 0.0);
+    CHECK(a.worst_rel_diff <= kExactTol);
+    CHECK(a.top1_agree == a.rows);
+  }
+  auto model = testing::rounded_model("resnet18", o, 2, seed);
+  model->to(Device::CUDA);
+  auto plan = lowered_with_bf16_stem(*model, Device::CUDA, prec, summary);
+  const Tensor x = testing::random_tensor(xs, seed + 999).cuda();
+  const testing::LogitAgreement a = testing::compare_logits(plan->logits(x), testing::float_logits(*model, x), 0.0);
+  std::printf("resnet18 act_bits 1 %lldx%lld bf16 stem: CUDA plan vs float engine: top-1 agree %lld/%lld, worst %.3g\n",
+              static_cast<long long>(o.image_size), static_cast<long long>(o.image_size),
+              static_cast<long long>(a.top1_agree), static_cast<long long>(a.rows), a.worst_rel_diff);
+  INFO("CUDA plan vs float engine: top-1 agree " << a.top1_agree << "/" << a.rows);
+  CHECK(a.agree_frac() >= 0.75);
+}
+
 }  // namespace
+
+TEST_CASE("lower on CUDA with bf16_stem, float activations (W1A16): ResNet-18 (ImageNet and CIFAR variants)") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 128;  // 7x7/2 stem, padded 3x3/2 max pool in NHWC bf16
+  for (PackedPrecision prec : {PackedPrecision::BF16, PackedPrecision::SplitBF16}) check_w1a16_bf16_stem(o, 16, 23, 1, prec);
+  o.image_size = 33;  // the CIFAR variant's 3x3/1 stem on an odd size, 37 images
+  check_w1a16_bf16_stem(o, 37, 24, 2, PackedPrecision::BF16);
+}
+
+TEST_CASE("lower on CUDA with bf16_stem, sign activations (W1A1): ResNet-18 (ImageNet and CIFAR variants)") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 128;
+  check_w1a1_bf16_stem(o, 8, 22);
+  o.image_size = 32;
+  check_w1a1_bf16_stem(o, 64, 21);
+}
 
 TEST_CASE("lower on CUDA, float activations (W1A16): smallcnn") {
   models::ModelOptions o;
@@ -238,7 +324,7 @@ TEST_CASE("lower on CUDA: float, W1A16 and W1A1 layers in one network") {
     INFO("precision " << infer::packed_precision_name(prec));
     {  // (1) CUDA plan vs CPU plan, every sign far from its threshold
       auto robust = mixed_net(71);
-      half_integer_means(*robust);
+      testing::half_integer_means(*robust);
       const Tensor x = testing::random_signs({N, 3, 16, 16}, 75);
       auto cpu_plan = lowered(*robust, Device::CPU, prec, testing::kMixedNetSummary);
       robust->to(Device::CUDA);

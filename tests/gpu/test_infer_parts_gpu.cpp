@@ -4,6 +4,7 @@
 // plan makes of them (engine/packed/nhwc.h); the packed max pool and NCHW unpack of bits
 // (kernels/binary_act.cu) exactly; the sign thresholds against the float engine's CUDA BatchNorm
 // on every d. CPU twins: tests/cpu/test_infer_parts.cpp.
+#include <cmath>
 #include <sstream>
 #include <tuple>
 #include <vector>
@@ -77,6 +78,42 @@ TEST_CASE("the layout changes (nchw_f32_to_nhwc, nhwc_to_nchw, nhwc_bf16_to_nchw
     kernels::nhwc_to_nchw<float>(y32.data<float>(), back32.data<float>(), N, HW, C);
     testing::require_close(back32.cpu(), x, 0.f, 0.f, "to NCHW f32 " + what.str());
   }
+}
+
+TEST_CASE("nchw_f32_to_nhwc_bf16_padded (a stem's images, channels zero-padded) matches the CPU exactly") {
+  // Cy % 8 == 0 on an aligned output takes the 16-byte-store kernel (8 channels a thread; 16 and
+  // 24 put two or three threads on a pixel), other Cy and an output one element off alignment
+  // the one-channel kernel; Cy == C pads nothing. Odd pixel counts and N > 1 check the indexing.
+  struct Case {
+    int64_t N;
+    int C, Cy;
+    int64_t HW;
+    bool misaligned;
+  };
+  for (const Case& c : {Case{1, 1, 8, 1, false}, Case{2, 3, 8, 35, false}, Case{3, 3, 8, 12545, false},
+                        Case{2, 3, 16, 33, false}, Case{1, 5, 24, 7, false}, Case{2, 8, 8, 17, false},
+                        Case{2, 3, 5, 35, false}, Case{3, 3, 3, 9, false}, Case{2, 3, 8, 35, true},
+                        Case{1, 9, 16, 3, true}}) {
+    std::ostringstream what;
+    what << "N " << c.N << " C " << c.C << " Cy " << c.Cy << " HW " << c.HW << (c.misaligned ? " misaligned" : "");
+    INFO(what.str());
+    const int64_t n = c.N * c.HW * c.Cy, off = c.misaligned ? 1 : 0;
+    Tensor x = testing::random_tensor({c.N, c.C, c.HW}, 60 + c.N + c.C + c.Cy + c.HW, -3.f, 3.f);
+    Tensor want = Tensor::empty({n}, DType::BF16);
+    kernels::reference::nchw_f32_to_nhwc_bf16_padded(x.data<float>(), want.data<uint16_t>(), c.N, c.C, c.Cy, c.HW);
+    Tensor xg = x.cuda(), y = poisoned({n + 2}, DType::BF16);  // poisoned, one element on either side spare
+    kernels::nchw_f32_to_nhwc_bf16_padded(xg.data<float>(), y.data<uint16_t>() + off, c.N, c.C, c.Cy, c.HW);
+    const std::vector<float> got = as_f32(y).to_vector(), ref = as_f32(want).to_vector();
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; ++i) differ += !(got[static_cast<size_t>(i + off)] == ref[static_cast<size_t>(i)]);
+    CHECK(differ == 0);
+    CHECK(std::isnan(got[static_cast<size_t>(n + off)]));  // nothing written past the end
+    if (off) CHECK(std::isnan(got[0]));                     // nor before the start
+  }
+  // The tensor call a plan makes (Bf16Stem), CUDA vs CPU.
+  const Tensor x = testing::random_tensor({3, 3, 13, 11}, 77, -3.f, 3.f);
+  testing::require_close(as_f32(packed::to_nhwc_bf16_padded(x.cuda(), 8)), as_f32(packed::to_nhwc_bf16_padded(x, 8)),
+                         0.f, 0.f, "to_nhwc_bf16_padded");
 }
 
 TEST_CASE("copy_channels_bf16 pads with zeros and cuts channels as the CPU does") {
@@ -177,6 +214,13 @@ TEST_CASE("packed NHWC passes on CUDA equal their CPU path, in f32 and bf16") {
       testing::require_close(as_f32(packed::to_nchw(xg)), as_f32(packed::to_nchw(xh)), 0.f, 0.f, "to_nchw");
       testing::require_close(as_f32(packed::add_nhwc(xg, rg, true)), as_f32(packed::add_nhwc(xh, rh, true)), 0.f, 0.f,
                              "add_nhwc");
+      {  // the folded BN + ReLU of Bf16Stem, one scale and shift per channel
+        const Tensor scale = testing::random_tensor({xh.dim(-1)}, 81, -2.f, 2.f);
+        const Tensor shift = testing::random_tensor({xh.dim(-1)}, 82, -1.f, 1.f);
+        for (bool relu : {false, true})
+          testing::require_close(as_f32(packed::affine_nhwc(xg, scale.cuda(), shift.cuda(), relu)),
+                                 as_f32(packed::affine_nhwc(xh, scale, shift, relu)), 0.f, 0.f, "affine_nhwc");
+      }
       if (H >= 3)
         testing::require_close(as_f32(packed::max_pool_nhwc(xg, 3, 2, 1)), as_f32(packed::max_pool_nhwc(xh, 3, 2, 1)),
                                0.f, 0.f, "max_pool_nhwc");

@@ -121,6 +121,17 @@ inline void ternary_shortcut_in_mixed_net(nn::Module& net, uint64_t seed) {
 inline constexpr char kMixedNetSummary[] =
     "W1A1: 3 convs (1 residual block); W1A16: 5 binary convs, 1 ternary conv, 1 binary linear; float: 2 convs";
 
+// BN running means moved to the nearest half-integer (integer inputs then never hit 0 exactly
+// or within 0.5 of it after the subtraction).
+inline void half_integer_means(nn::Module& m) {
+  if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) {
+    Tensor mean = bn->running_mean().cpu();
+    for (int64_t c = 0; c < mean.numel(); ++c) mean.data<float>()[c] = std::floor(mean.data<float>()[c]) + 0.5f;
+    bn->running_mean().copy_from(mean.to(bn->running_mean().device()));
+  }
+  for (const auto& [name, child] : m.children()) half_integer_means(*child);
+}
+
 inline Tensor float_logits(nn::Module& model, const Tensor& images) {
   NoGradScope no_grad;
   return model.forward(Var(images)).value().cpu();
