@@ -127,8 +127,11 @@ inline void check_nhwc_layers(Device d) {
     // same rounded weights, so that the check sees the rounding of activations and gradients.
     // (With f32 weights, the input gradient of a strided 1x1 convolution, zero at 3 of 4 pixels
     // and so with a small rms, cancels past the bound at a few elements.)
-    Tensor w = cpu.parameters()[0].var.value();
-    w.copy_from(bf16_rounded(w));
+    // Both layers get them: a shape off the bf16 kernels (O = 12) runs at TF32 on the f32 weight.
+    for (nn::Conv2d* layer : {&cpu, &dev}) {
+      Tensor w = layer->parameters()[0].var.value();
+      w.copy_from(bf16_rounded(w));
+    }
     dev.to(d);
     check_layer(cpu, dev, c.x, d,
                 "Conv2d " + std::to_string(c.in) + "->" + std::to_string(c.out) + " k" + std::to_string(c.k) + " s" +
