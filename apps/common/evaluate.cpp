@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+#include <vector>
 #include <cstdio>
 
 #include "engine/autograd.h"
@@ -26,12 +28,19 @@ EvalResult evaluate_logits(const std::function<Tensor(const Tensor&)>& logits_of
   r.class_correct.assign(static_cast<size_t>(num_classes), 0);
   loader.start_epoch(0);
   data::Batch batch;
-  int64_t batches = 0;
+  // The logits and labels of every batch stay on the device until the last forward is queued:
+  // reading one batch's logits back would wait for it, and the GPU would idle while the host
+  // queues the next forward (on an H200, about a third of a ResNet-18 validation pass).
+  std::vector<std::pair<Tensor, Tensor>> scored;
   while (loader.next(batch)) {
+    scored.emplace_back(logits_of(batch.images), batch.labels);
+    if (max_batches > 0 && static_cast<int64_t>(scored.size()) >= max_batches) break;
+  }
+  const size_t k = static_cast<size_t>(num_classes);
+  for (const auto& [logits, labels] : scored) {
     // The logits of a batch are small (N × classes): ranking them on the host keeps this simple.
-    std::vector<float> z = logits_of(batch.images).to_vector();
-    std::vector<int32_t> y = batch.labels.to_vector_i32();
-    const size_t k = static_cast<size_t>(num_classes);
+    const std::vector<float> z = logits.to_vector();
+    const std::vector<int32_t> y = labels.to_vector_i32();
     for (size_t i = 0; i < y.size(); ++i) {
       const float* row = &z[i * k];
       const int64_t rank = rank::label_rank(row, num_classes, y[i]);  // -1: a non-finite logit
@@ -50,7 +59,6 @@ EvalResult evaluate_logits(const std::function<Tensor(const Tensor&)>& logits_of
       }
       if (rank >= 0 && rank < 5) ++r.top5;
     }
-    if (max_batches > 0 && ++batches >= max_batches) break;
   }
   return r;
 }
