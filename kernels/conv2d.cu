@@ -211,7 +211,24 @@ bool run_direction(cudnnHandle_t h, Plan& pl, Direction d, Precision prec,
                  perf.end());
       returned = static_cast<int>(perf.size());
     } else {
+      // Timed twice, each algorithm ranked by its faster time: the first search also times the
+      // first launch of kernels not yet loaded (CUDA loads modules lazily), and on an H200 it
+      // ranked a generic kernel first for a ResNet-18 layer (2.82 ms steps at batch 128, against
+      // 2.59 ms with cuDNN's heuristic order).
       find(max_count, &returned, perf.data(), cuda::workspace(kFindWorkspaceLimit), kFindWorkspaceLimit);
+      std::vector<Perf> again(max_count);
+      int returned_again = 0;
+      find(max_count, &returned_again, again.data(), cuda::workspace(kFindWorkspaceLimit), kFindWorkspaceLimit);
+      perf.resize(returned);
+      for (Perf& p : perf)
+        for (int i = 0; i < returned_again; ++i)
+          if (again[i].algo == p.algo && again[i].mathType == p.mathType && again[i].status == CUDNN_STATUS_SUCCESS &&
+              p.status == CUDNN_STATUS_SUCCESS)
+            p.time = std::min(p.time, again[i].time);
+      std::stable_sort(perf.begin(), perf.end(), [](const Perf& a, const Perf& b) {
+        if ((a.status == CUDNN_STATUS_SUCCESS) != (b.status == CUDNN_STATUS_SUCCESS)) return a.status == CUDNN_STATUS_SUCCESS;
+        return a.time < b.time;
+      });
     }
     ranked = rank(perf, returned, prec);
     pl.searched[d] = true;

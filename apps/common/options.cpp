@@ -128,7 +128,7 @@ const std::vector<Key>& keys() {
       {"act-bits", "32 (float activations) or 1 (sign activations, fully binary nets)", INT(act_bits)},
       {"val-fraction", "share of the training set held out for validation", REAL(val_fraction)},
       {"eval-every", "iterations between validations (0: once per epoch)", INT(eval_every)},
-      {"ckpt-every", "iterations between checkpoints (0: at every validation)", INT(ckpt_every)},
+      {"ckpt-every", "iterations between checkpoints (0: at the validations, at most one a minute)", INT(ckpt_every)},
       {"log-every", "iterations between metric lines", INT(log_every)},
       {"max-eval-batches", "cap on batches per evaluation (0: all)", INT(max_eval_batches)},
       {"workers", "data loader threads (0: auto)", INT(workers)},
