@@ -251,6 +251,9 @@ TrainResult train(const TrainOptions& o) {
     int sig = StopSignal::requested();
     if (dp.size() > 1) sig = (log_now || it % 10 == 0) && dp.any_rank(sig != 0) ? (sig ? sig : SIGTERM) : 0;
     const bool eval_now = (it + 1) % eval_every == 0 || last;
+    // With ranks, the clock may say yes on one and no on another. That is harmless: a timed save
+    // falls on a validation, which every rank runs and whose finiteness answer the save reuses,
+    // so the save itself asks nothing of the other ranks; rank 0 alone writes.
     const bool ckpt_due = (it + 1) % ckpt_every == 0 && (o.ckpt_every > 0 || seconds_since(saved_time) >= kCkptSeconds);
     const bool ckpt_now = ckpt_due || last || sig;
     if (eval_now || ckpt_now) {
