@@ -26,40 +26,50 @@ EvalResult evaluate_logits(const std::function<Tensor(const Tensor&)>& logits_of
   EvalResult r;
   r.class_count.assign(static_cast<size_t>(num_classes), 0);
   r.class_correct.assign(static_cast<size_t>(num_classes), 0);
+  const size_t k = static_cast<size_t>(num_classes);
+  // Ranks the rows of the batches held so far on the host (the logits are small: N × classes).
+  std::vector<std::pair<Tensor, Tensor>> scored;  // (logits, labels) of each batch not yet ranked
+  int64_t held_bytes = 0;
+  auto rank_held = [&] {
+    for (const auto& [logits, labels] : scored) {
+      const std::vector<float> z = logits.to_vector();
+      const std::vector<int32_t> y = labels.to_vector_i32();
+      for (size_t i = 0; i < y.size(); ++i) {
+        const float* row = &z[i * k];
+        const int64_t rank = rank::label_rank(row, num_classes, y[i]);  // -1: a non-finite logit
+        const float mine = row[y[i]];
+        float mx = row[0];
+        for (size_t c = 0; c < k; ++c) mx = std::max(mx, row[c]);
+        double lse = 0;
+        for (size_t c = 0; c < k; ++c) lse += std::exp(static_cast<double>(row[c] - mx));
+        r.loss_sum += std::log(lse) + mx - mine;
+        ++r.count;
+        ++r.class_count[static_cast<size_t>(y[i])];
+        if (rank < 0) ++r.nonfinite;
+        if (rank == 0) {
+          ++r.top1;
+          ++r.class_correct[static_cast<size_t>(y[i])];
+        }
+        if (rank >= 0 && rank < 5) ++r.top5;
+      }
+    }
+    scored.clear();
+    held_bytes = 0;
+  };
+  // The logits stay on the device until the last forward is queued (or kMaxHeldBytes of them
+  // are held): reading a batch back waits for its forward, and the GPU would idle while the host
+  // queues the next one (on an H200, about a third of a ResNet-18 validation pass).
+  constexpr int64_t kMaxHeldBytes = int64_t{64} << 20;
   loader.start_epoch(0);
   data::Batch batch;
-  // The logits and labels of every batch stay on the device until the last forward is queued:
-  // reading one batch's logits back would wait for it, and the GPU would idle while the host
-  // queues the next forward (on an H200, about a third of a ResNet-18 validation pass).
-  std::vector<std::pair<Tensor, Tensor>> scored;
+  int64_t batches = 0;
   while (loader.next(batch)) {
     scored.emplace_back(logits_of(batch.images), batch.labels);
-    if (max_batches > 0 && static_cast<int64_t>(scored.size()) >= max_batches) break;
+    held_bytes += scored.back().first.nbytes();
+    if (held_bytes >= kMaxHeldBytes) rank_held();
+    if (max_batches > 0 && ++batches >= max_batches) break;
   }
-  const size_t k = static_cast<size_t>(num_classes);
-  for (const auto& [logits, labels] : scored) {
-    // The logits of a batch are small (N × classes): ranking them on the host keeps this simple.
-    const std::vector<float> z = logits.to_vector();
-    const std::vector<int32_t> y = labels.to_vector_i32();
-    for (size_t i = 0; i < y.size(); ++i) {
-      const float* row = &z[i * k];
-      const int64_t rank = rank::label_rank(row, num_classes, y[i]);  // -1: a non-finite logit
-      const float mine = row[y[i]];
-      float mx = row[0];
-      for (size_t c = 0; c < k; ++c) mx = std::max(mx, row[c]);
-      double lse = 0;
-      for (size_t c = 0; c < k; ++c) lse += std::exp(static_cast<double>(row[c] - mx));
-      r.loss_sum += std::log(lse) + mx - mine;
-      ++r.count;
-      ++r.class_count[static_cast<size_t>(y[i])];
-      if (rank < 0) ++r.nonfinite;
-      if (rank == 0) {
-        ++r.top1;
-        ++r.class_correct[static_cast<size_t>(y[i])];
-      }
-      if (rank >= 0 && rank < 5) ++r.top5;
-    }
-  }
+  rank_held();
   return r;
 }
 
