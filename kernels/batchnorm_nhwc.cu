@@ -51,7 +51,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 
 #include "common/error.h"
@@ -59,6 +58,7 @@
 #include "kernels/backend.h"
 #include "kernels/batchnorm.h"
 #include "kernels/batchnorm_common.cuh"
+#include "kernels/bf16.cuh"
 #include "kernels/cuda_common.h"
 #include "kernels/device_memory.h"
 
@@ -120,42 +120,6 @@ Layout make_layout(int64_t rows, int64_t c, int v, bool reduction) {
   L.len = steps * L.rl;
   L.chunks = static_cast<int>(std::max<int64_t>(1, (rows + L.len - 1) / L.len));
   return L;
-}
-
-// ---- V bf16 values, widened to f32 and rounded back
-__device__ __forceinline__ float bf_lo(uint32_t w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float bf_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo, round to nearest even
-  uint32_t u;
-  memcpy(&u, &h, sizeof(u));
-  return u;
-}
-
-// V bf16 as loaded (one 16-byte word or one 2-byte value): kept packed while loads are in
-// flight (half the registers of the widened values), widened when used.
-template <int V>
-using Raw = std::conditional_t<V == 8, uint4, uint16_t>;
-template <int V>
-__device__ __forceinline__ Raw<V> load_raw(const uint16_t* p) {
-  return *reinterpret_cast<const Raw<V>*>(p);
-}
-template <int V>
-__device__ __forceinline__ void widen(const Raw<V>& q, float (&f)[V]) {
-  if constexpr (V == 8) {
-    f[0] = bf_lo(q.x), f[1] = bf_hi(q.x), f[2] = bf_lo(q.y), f[3] = bf_hi(q.y);
-    f[4] = bf_lo(q.z), f[5] = bf_hi(q.z), f[6] = bf_lo(q.w), f[7] = bf_hi(q.w);
-  } else {
-    f[0] = __uint_as_float(static_cast<uint32_t>(q) << 16);
-  }
-}
-template <int V>
-__device__ __forceinline__ void store_bf(uint16_t* p, const float (&f)[V]) {
-  if constexpr (V == 8) {
-    *reinterpret_cast<uint4*>(p) = make_uint4(pack2(f[0], f[1]), pack2(f[2], f[3]), pack2(f[4], f[5]), pack2(f[6], f[7]));
-  } else {
-    *p = __bfloat16_as_ushort(__float2bfloat16_rn(f[0]));
-  }
 }
 
 // ---- the affine map and the fused ReLU: pre = (x - mu) * scale + shift, scale = invstd * weight,
@@ -284,7 +248,7 @@ __global__ void __launch_bounds__(kThreads)
       scale[j] = Relu ? f.invstd[p.c0 + j] * (weight ? weight[p.c0 + j] : 1.f) : 0.f;
       shift[j] = Relu && bias ? bias[p.c0 + j] : 0.f;
     }
-    Raw<V> xr[kReduceUnroll], gr[kReduceUnroll];
+    Bf16Raw<V> xr[kReduceUnroll], gr[kReduceUnroll];
     for_rows<kReduceUnroll>(
         L, k, p,
         [&](int u, int64_t off) {
@@ -384,7 +348,7 @@ __global__ void __launch_bounds__(kThreads)
   if (!p.active) return;
   float mu[V], is[V], scale[V], shift[V];
   channel_constants<V, Eval>(p, mean, invstd, weight, bias, eps, mean_out, invstd_out, mu, is, scale, shift);
-  Raw<V> xr[kApplyUnroll];
+  Bf16Raw<V> xr[kApplyUnroll];
   for_rows<kApplyUnroll>(
       L, blockIdx.y, p, [&](int u, int64_t off) { xr[u] = load_raw<V>(x + off); },
       [&](int u, int64_t off) {
@@ -395,7 +359,7 @@ __global__ void __launch_bounds__(kThreads)
           y[j] = bn_pre(y[j], mu[j], scale[j], shift[j]);
           if constexpr (Relu) y[j] = relu_of(y[j]);
         }
-        store_bf<V>(out + off, y);
+        store_bf16<V>(out + off, y);
       });
 }
 
@@ -418,7 +382,7 @@ __global__ void __launch_bounds__(kThreads)
     b[j] = Training ? sum_gxhat[p.c0 + j] * inv_m * is[j] : 0.f;  // x̂ sum_gx̂/M = (x - mu) b
   }
   constexpr bool kReadX = Training || Relu;
-  Raw<V> gr[kApplyUnroll], xr[kApplyUnroll];
+  Bf16Raw<V> gr[kApplyUnroll], xr[kApplyUnroll];
   const int64_t k = L.chunks - 1 - static_cast<int64_t>(blockIdx.y);  // reverse: the sums read these last
   for_rows<kApplyUnroll>(
       L, k, p,
@@ -439,7 +403,7 @@ __global__ void __launch_bounds__(kThreads)
           else
             y[j] = scale[j] * g;
         }
-        store_bf<V>(grad_in + off, y);
+        store_bf16<V>(grad_in + off, y);
       });
 }
 

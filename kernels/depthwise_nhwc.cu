@@ -118,33 +118,6 @@ void with_shape(int v, bool k3, F f) {
   }
 }
 
-// ---- V bf16 values, widened to f32 (exact) and rounded back (to nearest even)
-template <int V>
-__device__ __forceinline__ void load_bf16(const uint16_t* p, float (&f)[V]) {
-  if constexpr (V == 8) {
-    const uint4 q = *reinterpret_cast<const uint4*>(p);
-    const uint32_t w[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      f[2 * k] = __uint_as_float(w[k] << 16);  // the lower address is the low half
-      f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
-    }
-  } else {
-    f[0] = bf_to_f(*p);
-  }
-}
-template <int V>
-__device__ __forceinline__ void store_bf16(uint16_t* p, const float (&f)[V]) {
-  if constexpr (V == 8) {
-    uint32_t w[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) w[k] = uint32_t(f_to_bf(f[2 * k])) | (uint32_t(f_to_bf(f[2 * k + 1])) << 16);
-    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
-  } else {
-    *p = f_to_bf(f[0]);
-  }
-}
-
 // A thread's place: group g of slice blockIdx.x, pixel lane `lane`; active when its lane and its
 // channels exist (the last slice may be narrower, tg may not divide kThreads).
 struct Place {

@@ -9,65 +9,44 @@
 namespace mdq::kernels {
 namespace {
 
-// out[i] = bf16(f(a[i], b[i])) with f on the widened values; vectors of 8 where all three
-// pointers are 16-byte aligned.
-template <class F>
-__global__ void map2_kernel(const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n, bool vec, F f) {
+// out[i] = bf16(f(in[0][i], ..., in[N-1][i])) with f on the widened values; vectors of 8 where
+// every pointer is 16-byte aligned.
+template <int N>
+struct Operands {
+  const uint16_t* p[N];
+};
+
+template <int N, class F>
+__global__ void map_kernel(Operands<N> in, uint16_t* out, int64_t n, bool vec, F f) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  int64_t i0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  // V elements at i (V = 8: the i-th 16-byte word) of every operand, f applied lane by lane.
+  auto apply = [&](auto width, int64_t i) {
+    constexpr int V = decltype(width)::value;
+    float x[N][V], y[V];
+#pragma unroll
+    for (int j = 0; j < N; ++j) load_bf16<V>(in.p[j] + i * V, x[j]);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      if constexpr (N == 1) y[k] = f(x[0][k]);
+      else y[k] = f(x[0][k], x[1][k]);
+    }
+    store_bf16<V>(out + i * V, y);
+  };
   int64_t tail = 0;
   if (vec) {
-    const int64_t n8 = n / 8;
-    for (int64_t v = i0; v < n8; v += stride) {
-      const uint4 av = reinterpret_cast<const uint4*>(a)[v], bv = reinterpret_cast<const uint4*>(b)[v];
-      const uint16_t* as = reinterpret_cast<const uint16_t*>(&av);
-      const uint16_t* bs = reinterpret_cast<const uint16_t*>(&bv);
-      uint4 ov;
-      uint16_t* os = reinterpret_cast<uint16_t*>(&ov);
-#pragma unroll
-      for (int k = 0; k < 8; ++k) os[k] = f_to_bf(f(bf_to_f(as[k]), bf_to_f(bs[k])));
-      reinterpret_cast<uint4*>(out)[v] = ov;
-    }
-    tail = n8 * 8;
+    for (int64_t v = i0; v < n / 8; v += stride) apply(std::integral_constant<int, 8>{}, v);
+    tail = n / 8 * 8;
   }
-  for (int64_t i = tail + i0; i < n; i += stride) out[i] = f_to_bf(f(bf_to_f(a[i]), bf_to_f(b[i])));
+  for (int64_t i = tail + i0; i < n; i += stride) apply(std::integral_constant<int, 1>{}, i);
 }
 
-// out[i] = bf16(f(x[i])), as map2_kernel with one operand.
-template <class F>
-__global__ void map1_kernel(const uint16_t* x, uint16_t* out, int64_t n, bool vec, F f) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  int64_t i0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  int64_t tail = 0;
-  if (vec) {
-    const int64_t n8 = n / 8;
-    for (int64_t v = i0; v < n8; v += stride) {
-      const uint4 xv = reinterpret_cast<const uint4*>(x)[v];
-      const uint16_t* xs = reinterpret_cast<const uint16_t*>(&xv);
-      uint4 ov;
-      uint16_t* os = reinterpret_cast<uint16_t*>(&ov);
-#pragma unroll
-      for (int k = 0; k < 8; ++k) os[k] = f_to_bf(f(bf_to_f(xs[k])));
-      reinterpret_cast<uint4*>(out)[v] = ov;
-    }
-    tail = n8 * 8;
-  }
-  for (int64_t i = tail + i0; i < n; i += stride) out[i] = f_to_bf(f(bf_to_f(x[i])));
-}
-
-template <class F>
-void map1(const uint16_t* x, uint16_t* out, int64_t n, F f) {
+template <int N, class F>
+void map_bf16(Operands<N> in, uint16_t* out, int64_t n, F f) {
   if (n == 0) return;
-  const bool vec = cuda::aligned16(x) && cuda::aligned16(out);
-  map1_kernel<<<cuda::grid_for(vec ? (n + 7) / 8 : n), 256, 0, cuda::stream()>>>(x, out, n, vec, f);
-  CUDA_CHECK_LAUNCH();
-}
-
-template <class F>
-void map2(const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n, F f) {
-  if (n == 0) return;
-  const bool vec = cuda::aligned16(a) && cuda::aligned16(b) && cuda::aligned16(out);
-  map2_kernel<<<cuda::grid_for(vec ? (n + 7) / 8 : n), 256, 0, cuda::stream()>>>(a, b, out, n, vec, f);
+  bool vec = cuda::aligned16(out);
+  for (const uint16_t* p : in.p) vec = vec && cuda::aligned16(p);
+  map_kernel<<<cuda::grid_for(vec ? (n + 7) / 8 : n), 256, 0, cuda::stream()>>>(in, out, n, vec, f);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -87,16 +66,16 @@ struct GradF {
 }  // namespace
 
 void binary_bf16(BinaryOp op, const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n) {
-  map2(a, b, out, n, BinaryF{op});
+  map_bf16(Operands<2>{{a, b}}, out, n, BinaryF{op});
 }
 
 void activation_forward_bf16(Activation act, const uint16_t* x, uint16_t* out, int64_t n) {
-  map1(x, out, n, ActF{act});
+  map_bf16(Operands<1>{{x}}, out, n, ActF{act});
 }
 
 void activation_backward_bf16(Activation act, const uint16_t* grad_out, const uint16_t* x, uint16_t* grad_in,
                               int64_t n) {
-  map2(grad_out, x, grad_in, n, GradF{act});
+  map_bf16(Operands<2>{{grad_out, x}}, grad_in, n, GradF{act});
 }
 
 void register_elementwise_bf16(CudaBackend& b) {
