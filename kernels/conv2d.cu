@@ -226,8 +226,8 @@ bool run_direction(cudnnHandle_t h, Plan& pl, Direction d, Precision prec,
               p.status == CUDNN_STATUS_SUCCESS)
             p.time = std::min(p.time, again[i].time);
       std::stable_sort(perf.begin(), perf.end(), [](const Perf& a, const Perf& b) {
-        if ((a.status == CUDNN_STATUS_SUCCESS) != (b.status == CUDNN_STATUS_SUCCESS)) return a.status == CUDNN_STATUS_SUCCESS;
-        return a.time < b.time;
+        const bool ok_a = a.status == CUDNN_STATUS_SUCCESS, ok_b = b.status == CUDNN_STATUS_SUCCESS;
+        return ok_a != ok_b ? ok_a : a.time < b.time;
       });
     }
     ranked = rank(perf, returned, prec);
@@ -643,12 +643,14 @@ void conv2d_backward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* dy, cons
   ConvAsGemm gemm(g, route);
   if (dx && gemm_dx) gemm.backward_data(dy, w, dx);
   if (dw && gemm_dw) gemm.backward_filter(dy, x, dw);
-  const bool dx_done = !dx || gemm_dx || on_bf16_plan(g, kBackwardData, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
+  const bool dx_done =
+      !dx || gemm_dx || on_bf16_plan(g, kBackwardData, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
     if (!backward_data(h, pl, Precision::BF16, dy, op.w(w), op.dx_target(dx))) return false;
     op.dx_done(dx);
     return true;
   });
-  const bool dw_done = !dw || gemm_dw || on_bf16_plan(g, kBackwardFilter, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
+  const bool dw_done =
+      !dw || gemm_dw || on_bf16_plan(g, kBackwardFilter, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
     if (!backward_filter(h, pl, Precision::BF16, dy, op.x(x), op.dw_target())) return false;
     op.dw_done(dw);
     return true;
