@@ -107,6 +107,8 @@ struct CudaBackend {
   decltype(&kernels::conv2d_backward_bias_f32) conv2d_backward_bias_f32 = nullptr;
   decltype(&kernels::conv2d_forward_nhwc_bf16) conv2d_forward_nhwc_bf16 = nullptr;
   decltype(&kernels::conv2d_backward_nhwc_bf16) conv2d_backward_nhwc_bf16 = nullptr;
+  decltype(&kernels::conv2d_filter_elems_nhwc_bf16) conv2d_filter_elems_nhwc_bf16 = nullptr;
+  decltype(&kernels::conv2d_filter_nhwc_bf16) conv2d_filter_nhwc_bf16 = nullptr;
   decltype(&kernels::cudnn_conv2d_choices) cudnn_conv2d_choices = nullptr;
 
   // ---- quant_project.cu, quant_update.cu: engine/quant/projection.cpp, engine/quant/update.cpp

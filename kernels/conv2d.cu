@@ -497,7 +497,20 @@ void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const uint16_t
 // they are. Scratch copies live as long as the object (the call).
 class ConvAsGemm {
  public:
-  ConvAsGemm(const Conv2dGeometry& g, Bf16Route route) : g_(g), im2col_(route == Bf16Route::kGemmIm2col) {}
+  // filter: the weight as make_filter writes it, made once for both directions; nullptr: made
+  // here from w on each call that reads it.
+  ConvAsGemm(const Conv2dGeometry& g, Bf16Route route, const uint16_t* filter = nullptr)
+      : g_(g), im2col_(route == Bf16Route::kGemmIm2col), filter_(filter) {}
+
+  int64_t filter_elems() const { return g_.O * columns(); }
+  // w [O][C][KH][KW] f32 -> bf16 [O][K]: the same order, rows zero-padded to K.
+  void make_filter(const float* w, uint16_t* out) {
+    const int64_t weight_row = g_.C * g_.KH * g_.KW;
+    if (columns() == weight_row) return gemm_operand_to_bf16(w, out, g_.O * weight_row);
+    uint16_t* wb = wb_.emplace(g_.O * weight_row).get();
+    gemm_operand_to_bf16(w, wb, g_.O * weight_row);
+    copy_channels_bf16(wb, int(weight_row), out, int(columns()), g_.O);
+  }
 
   // y = bf16(X · W^T)
   void forward(const uint16_t* x, const float* w, uint16_t* y) {
@@ -536,18 +549,16 @@ class ConvAsGemm {
     }
     return xm;
   }
-  // w [O][C][KH][KW] f32 -> bf16 [O][K]: the same order, rows zero-padded to K.
   const uint16_t* w_matrix(const float* w) {
-    const int64_t weight_row = g_.C * g_.KH * g_.KW;
-    uint16_t* wb = wb_.emplace(g_.O * weight_row).get();
-    gemm_operand_to_bf16(w, wb, g_.O * weight_row);
-    if (columns() == weight_row) return wb;
-    copy_channels_bf16(wb, int(weight_row), wk_.emplace(g_.O * columns()).get(), int(columns()), g_.O);
-    return wk_->get();
+    if (filter_) return filter_;
+    uint16_t* wk = wk_.emplace(filter_elems()).get();
+    make_filter(w, wk);
+    return wk;
   }
 
   const Conv2dGeometry g_;
   const bool im2col_;
+  const uint16_t* const filter_;
   std::optional<DeviceScratch<uint16_t>> xm_, wb_, wk_, dxs_;
   std::optional<DeviceScratch<float>> dwk_;
 };
@@ -558,18 +569,27 @@ class ConvAsGemm {
 // [O][Cg][KH][KW]. The copies live as long as this object (the call).
 class Bf16Nhwc {
  public:
-  Bf16Nhwc(const Conv2dGeometry& g, const Conv2dGeometry& gc) : g_(g), gc_(gc) {}
+  // filter: as make_filter writes it, made once for both directions; nullptr: made here.
+  Bf16Nhwc(const Conv2dGeometry& g, const Conv2dGeometry& gc, const uint16_t* filter = nullptr)
+      : g_(g), gc_(gc), filter_(filter) {}
+  int64_t filter_elems() const { return taps() * gc_.Cg; }
+  // w f32 [O][Cg][KH][KW] -> the bf16 filter [O][KH][KW][gc.Cg] cuDNN reads.
+  void make_filter(const float* w, uint16_t* out) {
+    if (!padded()) return Bf16Operands{g_}.w_in(w, out);
+    uint16_t* wb = wb_.emplace(Bf16Operands{g_}.w_elems()).get();
+    Bf16Operands{g_}.w_in(w, wb);
+    copy_channels_bf16(wb, int(g_.Cg), out, int(gc_.Cg), taps());
+  }
   const uint16_t* x(const uint16_t* x) {
     if (!padded()) return x;
     copy_channels_bf16(x, int(g_.C), xp_.emplace(pixels() * gc_.C).get(), int(gc_.C), pixels());
     return xp_->get();
   }
   const uint16_t* w(const float* w) {
-    uint16_t* wb = wb_.emplace(Bf16Operands{g_}.w_elems()).get();
-    Bf16Operands{g_}.w_in(w, wb);
-    if (!padded()) return wb;
-    copy_channels_bf16(wb, int(g_.Cg), wp_.emplace(taps() * gc_.Cg).get(), int(gc_.Cg), taps());
-    return wp_->get();
+    if (filter_) return filter_;
+    uint16_t* wp = wp_.emplace(filter_elems()).get();
+    make_filter(w, wp);
+    return wp;
   }
   // Where cuDNN writes dx; dx_done moves it to dx.
   uint16_t* dx_target(uint16_t* dx) { return padded() ? dxp_.emplace(pixels() * gc_.C).get() : dx; }
@@ -591,20 +611,21 @@ class Bf16Nhwc {
   int64_t pixels() const { return g_.N * g_.H * g_.W; }
   int64_t taps() const { return g_.O * g_.KH * g_.KW; }
   const Conv2dGeometry g_, gc_;
+  const uint16_t* const filter_;
   std::optional<DeviceScratch<uint16_t>> xp_, wb_, wp_, dxp_, dwb_, dwc_;
 };
 
 // Runs direction d on g's bf16 plan under the lock; false when the bf16 kernels do not take g or
 // cuDNN has no bf16 algorithm for it.
 template <class Run>
-bool on_bf16_plan(const Conv2dGeometry& g, Direction d, Run run) {
+bool on_bf16_plan(const Conv2dGeometry& g, Direction d, const uint16_t* filter, Run run) {
   const std::optional<Conv2dGeometry> gc = bf16_geometry(g);
   if (!gc) return false;
   cudnnHandle_t h = cuda::cudnn();
   std::lock_guard<std::mutex> lock(g_mutex);
   Plan& pl = plan_for(*gc, Precision::BF16);
   if (no_bf16_algo(pl, d)) return false;
-  Bf16Nhwc operands(g, *gc);
+  Bf16Nhwc operands(g, *gc, filter);
   return run(h, pl, operands);
 }
 }  // namespace
@@ -612,15 +633,30 @@ bool on_bf16_plan(const Conv2dGeometry& g, Direction d, Run run) {
 // A shape runs on its GEMM route (bf16_route) or on cuDNN's bf16 kernels; what neither takes
 // (grouped convolutions other than depthwise, O not a multiple of 8, no bf16 algorithm) runs
 // conv2d_*_f32 at TF32 on f32 NCHW copies, bf16 NHWC out.
-void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const float* bias,
-                              uint16_t* y) {
+int64_t conv2d_filter_elems_nhwc_bf16(const Conv2dGeometry& g) {
+  if (depthwise_nhwc_bf16_fits(g)) return 0;  // its kernels read the f32 weight
+  const Bf16Route route = bf16_route(g);
+  if (route != Bf16Route::kCudnn) return ConvAsGemm(g, route).filter_elems();
+  const std::optional<Conv2dGeometry> gc = bf16_geometry(g);
+  return gc ? Bf16Nhwc(g, *gc).filter_elems() : 0;
+}
+
+void conv2d_filter_nhwc_bf16(const Conv2dGeometry& g, const float* w, uint16_t* filter) {
+  MDQ_CHECK(conv2d_filter_elems_nhwc_bf16(g) > 0, "conv2d_filter_nhwc_bf16: this convolution reads its f32 weight");
+  const Bf16Route route = bf16_route(g);
+  if (route != Bf16Route::kCudnn) return ConvAsGemm(g, route).make_filter(w, filter);
+  Bf16Nhwc(g, *bf16_geometry(g)).make_filter(w, filter);
+}
+
+void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const uint16_t* filter,
+                              const float* bias, uint16_t* y) {
   if (depthwise_nhwc_bf16_fits(g)) return depthwise_forward_nhwc_bf16(g, x, w, bias, y);  // kernels/depthwise_nhwc.cu
   const Bf16Route route = bf16_route(g);
   bool done = route != Bf16Route::kCudnn;
   if (done) {
-    ConvAsGemm(g, route).forward(x, w, y);
+    ConvAsGemm(g, route, filter).forward(x, w, y);
   } else {
-    done = on_bf16_plan(g, kForward, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
+    done = on_bf16_plan(g, kForward, filter, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
       return forward(h, pl, Precision::BF16, op.x(x), op.w(w), y);
     });
   }
@@ -636,21 +672,23 @@ void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const 
 }
 
 void conv2d_backward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* dy, const uint16_t* x, const float* w,
-                               uint16_t* dx, float* dw) {
+                               const uint16_t* filter, uint16_t* dx, float* dw) {
   if (depthwise_nhwc_bf16_fits(g)) return depthwise_backward_nhwc_bf16(g, dy, x, w, dx, dw);
   const Bf16Route route = bf16_route(g);
   const bool gemm_dx = route == Bf16Route::kGemm1x1, gemm_dw = route != Bf16Route::kCudnn;
-  ConvAsGemm gemm(g, route);
+  ConvAsGemm gemm(g, route, filter);
   if (dx && gemm_dx) gemm.backward_data(dy, w, dx);
   if (dw && gemm_dw) gemm.backward_filter(dy, x, dw);
+  // The im2col route's dx runs on cuDNN, whose filter has a layout of its own: made there from w.
+  const uint16_t* cudnn_filter = route == Bf16Route::kCudnn ? filter : nullptr;
   const bool dx_done =
-      !dx || gemm_dx || on_bf16_plan(g, kBackwardData, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
+      !dx || gemm_dx || on_bf16_plan(g, kBackwardData, cudnn_filter, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
     if (!backward_data(h, pl, Precision::BF16, dy, op.w(w), op.dx_target(dx))) return false;
     op.dx_done(dx);
     return true;
   });
   const bool dw_done =
-      !dw || gemm_dw || on_bf16_plan(g, kBackwardFilter, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
+      !dw || gemm_dw || on_bf16_plan(g, kBackwardFilter, cudnn_filter, [&](cudnnHandle_t h, Plan& pl, Bf16Nhwc& op) {
     if (!backward_filter(h, pl, Precision::BF16, dy, op.x(x), op.dw_target())) return false;
     op.dw_done(dw);
     return true;
@@ -694,6 +732,8 @@ void register_conv2d(CudaBackend& b) {
   b.conv2d_backward_bias_f32 = conv2d_backward_bias_f32;
   b.conv2d_forward_nhwc_bf16 = conv2d_forward_nhwc_bf16;
   b.conv2d_backward_nhwc_bf16 = conv2d_backward_nhwc_bf16;
+  b.conv2d_filter_elems_nhwc_bf16 = conv2d_filter_elems_nhwc_bf16;
+  b.conv2d_filter_nhwc_bf16 = conv2d_filter_nhwc_bf16;
   b.cudnn_conv2d_choices = cudnn_conv2d_choices;
 }
 

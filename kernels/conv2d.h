@@ -30,10 +30,10 @@ void conv2d_forward_f32(const Conv2dGeometry& g, Precision p, const float* x, co
 void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, const float* x, const float* w,
                          float* dx, bool dx_add, float* dw);
 // ---- bf16 NHWC activations (the bf16 training path, docs/DESIGN.md §2): x bf16 [N][H][W][C],
-// y and dy bf16 [N][OH][OW][O], dx bf16 like x; w f32 [O][Cg][KH][KW] (rounded to a bf16 NHWC
-// filter on each call), dw f32. cuDNN's bf16 tensor-core kernels read and write the activations
-// as they are (no transposes) with f32 accumulation; y = bf16(conv) and, with a bias, bf16(y +
-// bias[o]) (a second rounding). Depthwise convolutions (groups == C == O) run on mdq's own
+// y and dy bf16 [N][OH][OW][O], dx bf16 like x; w f32 [O][Cg][KH][KW] (rounded to a bf16
+// filter on each call, or once for both directions: below), dw f32. cuDNN's bf16 tensor-core
+// kernels read and write the activations as they are (no transposes) with f32 accumulation;
+// y = bf16(conv) and, with a bias, bf16(y + bias[o]) (a second rounding). Depthwise convolutions (groups == C == O) run on mdq's own
 // NHWC bf16 kernels instead, with the same roundings (kernels/depthwise_nhwc.h). Input channels
 // that are not a multiple of 8 (a 3-channel stem) go to cuDNN zero-padded to one, which changes
 // no value. Two kinds of shape run as GEMMs on cuBLAS instead (kernels/conv2d.cu, bf16_route;
@@ -43,10 +43,20 @@ void conv2d_backward_f32(const Conv2dGeometry& g, Precision p, const float* dy, 
 // in f32, without the bf16 rounding cuDNN's dw has. A shape none of these take (other grouped
 // convolutions, O not a multiple of 8, or no bf16 algorithm in cuDNN for it) runs at TF32 on
 // f32 NCHW copies, converted in and out. dx and dw may be null (not wanted).
-void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const float* bias,
-                              uint16_t* y);
+// filter: the bf16 form of w that g's route reads (conv2d_filter_nhwc_bf16), made once and
+// handed to both directions, or nullptr: each call then makes its own from w.
+void conv2d_forward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* x, const float* w, const uint16_t* filter,
+                              const float* bias, uint16_t* y);
 void conv2d_backward_nhwc_bf16(const Conv2dGeometry& g, const uint16_t* dy, const uint16_t* x, const float* w,
-                               uint16_t* dx, float* dw);
+                               const uint16_t* filter, uint16_t* dx, float* dw);
+// The bf16 filter of w the bf16 route of g reads (a layout of its own: [O][KH][KW][C'] for
+// cuDNN, [O][K] for the GEMM routes), and its size in elements; 0 when g reads the f32 weight
+// itself (depthwise kernels, the TF32 fallback). It follows bf16_route, so make and use it
+// under one MDQ_CONV_GEMM setting. In a training step the forward makes it, and the
+// backward-data pass reads the same one (on an H200 ResNet-18 spent 0.28 ms of its 2.6 ms step
+// at batch 128 converting weights, 34 launches of them).
+int64_t conv2d_filter_elems_nhwc_bf16(const Conv2dGeometry& g);
+void conv2d_filter_nhwc_bf16(const Conv2dGeometry& g, const float* w, uint16_t* filter);
 // db [O] = dy [N, O, OH, OW] summed over N, OH, OW.
 void conv2d_backward_bias_f32(int64_t N, int64_t O, int64_t OH, int64_t OW, const float* dy, float* db);
 

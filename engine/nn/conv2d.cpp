@@ -17,10 +17,13 @@ Var conv2d(const Var& x_any, const Var& w, const Var& bias, const ops::Conv2dPar
   const bool nhwc = ops::nhwc_bf16_activations(x_any.value().device());
   const Var x = nhwc ? as_nhwc_bf16(x_any) : as_nchw_f32(x_any);
   const Tensor b = bias.defined() ? bias.value() : Tensor();
+  // On the GPU's bf16 path the weight's bf16 filter is made once, for the forward and for the
+  // backward-data pass (engine/ops/conv2d.h, conv2d_filter).
+  const Tensor filter = nhwc ? ops::conv2d_filter(x.value(), w.value(), p) : Tensor();
   // needs_grad ignores an undefined bias (requires_grad() is false for it).
-  Var out = make_output(ops::conv2d_forward(x.value(), w.value(), b, p), {&x, &w, &bias});
+  Var out = make_output(ops::conv2d_forward(x.value(), w.value(), b, p, filter), {&x, &w, &bias});
   if (out.requires_grad())
-    record_backward([x, w, bias, out = GradRef(out), p, nhwc]() {
+    record_backward([x, w, bias, out = GradRef(out), p, nhwc, filter = x.requires_grad() ? filter : Tensor()]() {
       if (!out.has_grad()) return;
       const Tensor& dy = out.grad();
       // NCHW f32: where x already has a gradient (it feeds a residual's shortcut too), dx is
@@ -28,7 +31,7 @@ Var conv2d(const Var& x_any, const Var& w, const Var& bias, const ops::Conv2dPar
       // bf16 hands dx to autograd, which sums in bf16.
       ops::Conv2dGrads g;
       auto grads = [&](Tensor* sum) {
-        g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), sum);
+        g = ops::conv2d_backward(dy, x.value(), w.value(), p, x.requires_grad(), w.requires_grad(), sum, filter);
       };
       const bool summed = !nhwc && x.requires_grad() && x.add_into_grad([&](Tensor& sum) { grads(&sum); });
       if (!summed) grads(nullptr);

@@ -23,6 +23,7 @@ namespace {
 
 using backend::CudaBackend;
 using backend::dispatch;
+using backend::cuda_impl;
 using Geometry = kernels::Conv2dGeometry;
 
 // Batch chunks for the CPU passes: fixed, so results do not depend on the machine's core count.
@@ -204,7 +205,9 @@ std::vector<float> bf16_weights(const Geometry& g, const float* w) {
   return out;
 }
 
-void cpu_forward_nhwc(const Geometry& g, const uint16_t* x, const float* w, const float* bias, uint16_t* y) {
+// The CPU makes no bf16 filter (conv2d_filter answers undefined there): `filter` is always null.
+void cpu_forward_nhwc(const Geometry& g, const uint16_t* x, const float* w, const uint16_t* /*filter*/,
+                      const float* bias, uint16_t* y) {
   const std::vector<float> x32 = nchw_of(x, g.N, g.C, g.H * g.W), w16 = bf16_weights(g, w);
   std::vector<float> y32(static_cast<size_t>(g.N * g.O * g.OH * g.OW));
   cpu_forward(g, Precision::FP32, x32.data(), w16.data(), nullptr, y32.data());
@@ -218,8 +221,8 @@ void cpu_forward_nhwc(const Geometry& g, const uint16_t* x, const float* w, cons
   round_to_nhwc(y32, y, g.N, g.O, g.OH * g.OW);
 }
 
-void cpu_backward_nhwc(const Geometry& g, const uint16_t* dy, const uint16_t* x, const float* w, uint16_t* dx,
-                       float* dw) {
+void cpu_backward_nhwc(const Geometry& g, const uint16_t* dy, const uint16_t* x, const float* w,
+                       const uint16_t* /*filter*/, uint16_t* dx, float* dw) {
   const std::vector<float> dy32 = nchw_of(dy, g.N, g.O, g.OH * g.OW), w16 = bf16_weights(g, w);
   std::vector<float> x32, dx32;
   if (dw) x32 = nchw_of(x, g.N, g.C, g.H * g.W);
@@ -236,7 +239,32 @@ Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv
   return {g.N, g.O, g.OH, g.OW};
 }
 
-Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
+Tensor conv2d_filter(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+  const char* op = "conv2d_filter";
+  if (!is_nhwc_bf16(x) || x.device() != Device::CUDA) return Tensor();
+  check_dtype(op, w, DType::F32);
+  check_same_device(op, x, w);
+  const Geometry g = geometry(op, nchw_shape(x), x.describe(), w.shape(), w.describe(), p);
+  const int64_t n = cuda_impl(op, &CudaBackend::conv2d_filter_elems_nhwc_bf16)(g);
+  if (n == 0) return Tensor();
+  Tensor filter = Tensor::empty({n}, DType::BF16, x.device());
+  cuda_impl(op, &CudaBackend::conv2d_filter_nhwc_bf16)(g, w.data<float>(), filter.data<uint16_t>());
+  return filter;
+}
+
+namespace {
+// The filter's pointer for the kernels, after checking it is one conv2d_filter made for g.
+const uint16_t* filter_of(const char* op, const Tensor& filter, const Geometry& g) {
+  if (!filter.defined()) return nullptr;
+  MDQ_CHECK(filter.dtype() == DType::BF16 && filter.device() == Device::CUDA &&
+                filter.numel() == cuda_impl(op, &CudaBackend::conv2d_filter_elems_nhwc_bf16)(g),
+            op << ": filter " << filter.describe() << " is not conv2d_filter's for this convolution");
+  return filter.data<uint16_t>();
+}
+}  // namespace
+
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
+                      const Tensor& filter) {
   const char* op = "conv2d_forward";
   const bool nhwc = is_nhwc_bf16(x);
   if (!nhwc) check_dtype(op, x, DType::F32);
@@ -252,7 +280,8 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, cons
   if (nhwc) {
     Tensor y = Tensor::empty({g.N, g.OH, g.OW, g.O}, DType::BF16, x.device());
     dispatch(op, x.device(), cpu_forward_nhwc, &CudaBackend::conv2d_forward_nhwc_bf16)(
-        g, x.data<uint16_t>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr, y.data<uint16_t>());
+        g, x.data<uint16_t>(), w.data<float>(), filter_of(op, filter, g), bias.defined() ? bias.data<float>() : nullptr,
+        y.data<uint16_t>());
     return y;
   }
   Tensor y = Tensor::empty({g.N, g.O, g.OH, g.OW}, DType::F32, x.device());
@@ -262,9 +291,11 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, cons
 }
 
 Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                            bool want_input, bool want_weight, Tensor* input_grad_sum) {
+                            bool want_input, bool want_weight, Tensor* input_grad_sum, const Tensor& filter) {
   const char* op = "conv2d_backward";
-  if (is_nhwc_bf16(grad_out)) return conv2d_backward_nhwc(grad_out, x, w, p, want_input, want_weight, input_grad_sum);
+  if (is_nhwc_bf16(grad_out))
+    return conv2d_backward_nhwc(grad_out, x, w, p, want_input, want_weight, input_grad_sum, filter);
+  MDQ_CHECK(!filter.defined(), op << ": a bf16 filter goes with NHWC bf16 activations only");
   check_dtype(op, grad_out, DType::F32);
   check_dtype(op, x, DType::F32);
   check_dtype(op, w, DType::F32);
@@ -291,7 +322,8 @@ Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tenso
 }
 
 Conv2dGrads conv2d_backward_nhwc(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                                 bool want_input, bool want_weight, const Tensor* input_grad_sum) {
+                                 bool want_input, bool want_weight, const Tensor* input_grad_sum,
+                                 const Tensor& filter) {
   const char* op = "conv2d_backward (NHWC bf16)";
   MDQ_CHECK(is_nhwc_bf16(x), op << ": grad_out " << grad_out.describe() << " is NHWC bf16, so the input must be too, got "
                                 << (x.defined() ? x.describe() : "none"));
@@ -308,7 +340,7 @@ Conv2dGrads conv2d_backward_nhwc(const Tensor& grad_out, const Tensor& x, const 
   if (want_weight) out.weight = Tensor::empty(w.shape(), DType::F32, x.device());
   if (!want_input && !want_weight) return out;
   dispatch(op, x.device(), cpu_backward_nhwc, &CudaBackend::conv2d_backward_nhwc_bf16)(
-      g, grad_out.data<uint16_t>(), x.data<uint16_t>(), w.data<float>(),
+      g, grad_out.data<uint16_t>(), x.data<uint16_t>(), w.data<float>(), filter_of(op, filter, g),
       want_input ? out.input.data<uint16_t>() : nullptr, want_weight ? out.weight.data<float>() : nullptr);
   return out;
 }

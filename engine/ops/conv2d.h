@@ -21,8 +21,9 @@ struct Conv2dParams {
 // The output shape, after checking that x, w and p fit together (errors name the operands).
 Shape conv2d_output_shape(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p);
 
-// bias may be an undefined Tensor (no bias).
-Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
+// bias may be an undefined Tensor (no bias). filter: conv2d_filter(x, w, p), or undefined.
+Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
+                      const Tensor& filter = Tensor());
 // dL/dx from dL/dy; x_shape is the forward input's shape (it is not implied by y: stride rounds down).
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& x_shape, const Conv2dParams& p);
 // dL/dw from dL/dy and the forward input x.
@@ -37,13 +38,20 @@ struct Conv2dGrads {
   Tensor input, weight;
 };
 Conv2dGrads conv2d_backward(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                            bool want_input, bool want_weight, Tensor* input_grad_sum = nullptr);
+                            bool want_input, bool want_weight, Tensor* input_grad_sum = nullptr,
+                            const Tensor& filter = Tensor());
 // The NHWC bf16 path (engine/ops/layout.h): x bf16 [N, H, W, C] gives y bf16 [N, OH, OW, O]
 // (conv2d_forward above takes either form of x and answers in it), and conv2d_backward with an
 // NHWC bf16 grad_out lands here: x must be the NHWC input itself (no copy), input is bf16
 // NHWC, weight f32, and nothing is summed into an existing gradient (input_grad_sum null).
 Conv2dGrads conv2d_backward_nhwc(const Tensor& grad_out, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                                 bool want_input, bool want_weight, const Tensor* input_grad_sum = nullptr);
+                                 bool want_input, bool want_weight, const Tensor* input_grad_sum = nullptr,
+                                 const Tensor& filter = Tensor());
+// The bf16 filter the GPU's NHWC bf16 convolution of x with w reads (kernels/conv2d.h,
+// conv2d_filter_nhwc_bf16): made once per step by autograd's conv2d and handed to the forward
+// and the backward, so the weight is converted once, not twice. Undefined where there is none to
+// make (x not NHWC bf16 on the GPU, a depthwise convolution): the calls then read w.
+Tensor conv2d_filter(const Tensor& x, const Tensor& w, const Conv2dParams& p);
 // dL/dbias [O]: grad_out summed over N, OH, OW (either form).
 Tensor conv2d_backward_bias(const Tensor& grad_out);
 

@@ -126,3 +126,43 @@ TEST_CASE("The conv GEMM route agrees with cuDNN (MDQ_CONV_GEMM=0) within bf16 r
     CHECK(all_bf16_values(by_default.dw) == !c.gemm);
   }
 }
+
+TEST_CASE("A bf16 filter made once (ops::conv2d_filter) gives each direction the same bits as its own conversion") {
+  struct Case {
+    int64_t N, C, H, W, O, k, stride, pad, groups;
+    const char* what;
+  };
+  for (const char* gemm : {static_cast<const char*>(nullptr), "0"}) {
+    ConvGemmSetting setting(gemm);
+    for (const Case& c : {Case{2, 16, 8, 8, 32, 3, 1, 1, 1, "3x3 (cuDNN)"},
+                          Case{2, 64, 8, 8, 128, 1, 2, 0, 1, "1x1/2 (GEMM route)"},
+                          Case{2, 3, 15, 15, 16, 7, 2, 3, 1, "3-channel 7x7/2 (im2col; cuDNN padded to 8)"},
+                          Case{2, 16, 6, 6, 12, 3, 1, 1, 1, "O = 12 (TF32 fallback: no filter)"},
+                          Case{2, 24, 7, 7, 24, 3, 2, 1, 24, "depthwise (its own kernels: no filter)"}}) {
+      INFO(c.what << (gemm ? ", MDQ_CONV_GEMM=0" : ""));
+      const ops::Conv2dParams p{c.stride, c.pad, c.groups};
+      const int64_t OH = (c.H + 2 * c.pad - c.k) / c.stride + 1, OW = (c.W + 2 * c.pad - c.k) / c.stride + 1;
+      const uint64_t seed = 950 + static_cast<uint64_t>(c.C + c.k);
+      const Tensor x = ops::to_nhwc_bf16(testing::random_tensor({c.N, c.C, c.H, c.W}, seed, -2.f, 2.f, Device::CUDA));
+      const Tensor w = testing::random_tensor({c.O, c.C / c.groups, c.k, c.k}, seed + 1, -1.f, 1.f, Device::CUDA);
+      const Tensor dy = ops::to_nhwc_bf16(testing::random_tensor({c.N, c.O, OH, OW}, seed + 2, -1.f, 1.f, Device::CUDA));
+      const Tensor filter = ops::conv2d_filter(x, w, p);
+      const bool reads_f32 = c.O % 8 != 0 || c.groups > 1;
+      CHECK(filter.defined() == !reads_f32);
+      const Tensor y_own = ops::conv2d_forward(x, w, Tensor(), p), y_once = ops::conv2d_forward(x, w, Tensor(), p, filter);
+      const ops::Conv2dGrads g_own = ops::conv2d_backward(dy, x, w, p, true, true);
+      const ops::Conv2dGrads g_once = ops::conv2d_backward(dy, x, w, p, true, true, nullptr, filter);
+      CHECK(testing::bits(testing::as_nchw_cpu(y_once)) == testing::bits(testing::as_nchw_cpu(y_own)));
+      CHECK(testing::bits(testing::as_nchw_cpu(g_once.input)) == testing::bits(testing::as_nchw_cpu(g_own.input)));
+      CHECK(testing::bits(g_once.weight) == testing::bits(g_own.weight));
+    }
+  }
+  // A filter that is not this convolution's is refused, naming the operand.
+  const Tensor x = ops::to_nhwc_bf16(testing::random_tensor({2, 16, 8, 8}, 990, -1.f, 1.f, Device::CUDA));
+  const Tensor w = testing::random_tensor({32, 16, 3, 3}, 991, -1.f, 1.f, Device::CUDA);
+  const Tensor other = ops::conv2d_filter(x, testing::random_tensor({32, 16, 1, 1}, 992, -1.f, 1.f, Device::CUDA),
+                                          ops::Conv2dParams{1, 0, 1});
+  REQUIRE(other.defined());
+  CHECK_THROWS_WITH(ops::conv2d_forward(x, w, Tensor(), ops::Conv2dParams{1, 1, 1}, other),
+                    Catch::Contains("is not conv2d_filter's for this convolution"));
+}
