@@ -208,22 +208,29 @@ inline void avgpool_nhwc_f32_to_bf16(const float* x, uint16_t* y, int N, int HW,
   avgpool_nhwc<float, uint16_t>(x, y, N, HW, C);
 }
 
-inline void subsample_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
+// Both directions of the strided pixels: each element at rows and columns 0, s, 2s, ... of the
+// full map [N][H][W][C] paired with its place in the subsampled one [N][OH][OW][C]. Up = false:
+// y (subsampled) = x (full) at those pairs; Up = true, the adjoint: y (full) zero, then x
+// (subsampled) written back at them.
+template <bool Up>
+inline void stride_pixels_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
   const int OH = (H + s - 1) / s, OW = (W + s - 1) / s;
+  if constexpr (Up) std::fill(y, y + N * H * W * C, uint16_t{0});
   for (int64_t n = 0; n < N; ++n)
     for (int oh = 0; oh < OH; ++oh)
       for (int ow = 0; ow < OW; ++ow)
-        for (int c = 0; c < C; ++c)
-          y[((n * OH + oh) * OW + ow) * C + c] = x[((n * H + int64_t(oh) * s) * W + int64_t(ow) * s) * C + c];
+        for (int c = 0; c < C; ++c) {
+          const int64_t full = ((n * H + int64_t(oh) * s) * W + int64_t(ow) * s) * C + c;
+          const int64_t sub = ((n * OH + oh) * OW + ow) * C + c;
+          if constexpr (Up) y[full] = x[sub];
+          else y[sub] = x[full];
+        }
+}
+inline void subsample_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
+  stride_pixels_nhwc_bf16<false>(x, y, N, H, W, C, s);
 }
 inline void upsample_zero_nhwc_bf16(const uint16_t* x, uint16_t* y, int64_t N, int H, int W, int C, int s) {
-  const int OH = (H + s - 1) / s, OW = (W + s - 1) / s;
-  for (int64_t n = 0; n < N; ++n)
-    for (int h = 0; h < H; ++h)
-      for (int w = 0; w < W; ++w)
-        for (int c = 0; c < C; ++c)
-          y[((n * H + h) * W + w) * C + c] =
-              h % s == 0 && w % s == 0 ? x[((n * OH + h / s) * OW + w / s) * C + c] : uint16_t{0};
+  stride_pixels_nhwc_bf16<true>(x, y, N, H, W, C, s);
 }
 
 inline void im2col_nhwc_bf16(const uint16_t* x, uint16_t* cols, int64_t N, int H, int W, int C, int KH, int KW, int s,
