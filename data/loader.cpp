@@ -1,6 +1,7 @@
 // The threaded, prefetching DataLoader (see loader.h). Batch b always lives in slot
 // b % prefetch: a worker claims the next batch only when that slot is free, and the consumer
-// frees a slot when it hands the batch out (CPU) or has queued its copy to the GPU (CUDA).
+// frees a slot when it hands the batch out (CPU) or has queued its read of the slot's device
+// buffers on the engine stream (CUDA).
 #include "data/loader.h"
 
 #include <algorithm>
@@ -50,11 +51,16 @@ DataLoader::DataLoader(std::shared_ptr<Dataset> ds, int64_t batch_size, bool shu
   if (device_ == Device::CUDA) {
     MDQ_CHECK(cuda_available(), "DataLoader: device cuda requested but " << cuda_unavailable_reason());
     cuda_device_ = gpu().current_device();
+    const size_t image_bytes = static_cast<size_t>(batch_size_) * augment_.out_floats() * sizeof(float);
+    const size_t label_bytes = static_cast<size_t>(batch_size_) * sizeof(int32_t);
     for (Slot& s : slots_) {
-      s.host_images = static_cast<float*>(
-          gpu().pinned_allocate(static_cast<size_t>(batch_size_) * augment_.out_floats() * sizeof(float)));
-      s.host_labels = static_cast<int32_t*>(gpu().pinned_allocate(static_cast<size_t>(batch_size_) * sizeof(int32_t)));
-      s.copy_done = gpu().event_create();
+      s.host_images = static_cast<float*>(gpu().pinned_allocate(image_bytes));
+      s.host_labels = static_cast<int32_t*>(gpu().pinned_allocate(label_bytes));
+      s.device_images = gpu().device_allocate(image_bytes, &s.device_images_bytes);
+      s.device_labels = gpu().device_allocate(label_bytes, &s.device_labels_bytes);
+      s.stream = gpu().stream_create();
+      s.copied = gpu().event_create();
+      s.consumed = gpu().event_create();
     }
   }
 }
@@ -63,7 +69,12 @@ DataLoader::~DataLoader() {
   stop_workers();
   if (device_ != Device::CUDA) return;
   for (Slot& s : slots_) {  // these never throw: errors in a destructor are ignored
-    gpu().event_destroy(s.copy_done);
+    gpu().stream_destroy(s.stream);   // waits for the slot's copies
+    gpu().event_destroy(s.consumed);  // waits for the engine stream's last read of the slot
+    gpu().event_destroy(s.copied);
+    // Both streams are done with the blocks, so the cache may hand them to the engine stream.
+    if (s.device_images) gpu().device_release(s.device_images, s.device_images_bytes);
+    if (s.device_labels) gpu().device_release(s.device_labels, s.device_labels_bytes);
     gpu().pinned_release(s.host_images);
     gpu().pinned_release(s.host_labels);
   }
@@ -168,7 +179,7 @@ void DataLoader::fill(Slot& slot, int64_t b) {
   float* images;
   int32_t* labels;
   if (device_ == Device::CUDA) {
-    if (slot.copy_pending) gpu().event_wait(slot.copy_done);
+    if (slot.copy_pending) gpu().event_wait(slot.copied);  // the pinned buffer's last copy is done
     slot.copy_pending = false;
     images = slot.host_images;
     labels = slot.host_labels;
@@ -193,6 +204,18 @@ void DataLoader::fill(Slot& slot, int64_t b) {
       augment_.apply(tmp.pixels.data(), tmp.height, tmp.width, s, images + static_cast<size_t>(k) * F);
     }
   }
+  if (device_ == Device::CUDA) {
+    using kernels::CopyKind;
+    // The copy into the device buffers waits (on the GPU) for the engine stream's read of the
+    // slot's previous batch; then `copied` marks it for next() and for this slot's next fill.
+    gpu().stream_wait_event(slot.stream, slot.consumed);
+    gpu().copy_async_on(slot.stream, slot.device_images, images, static_cast<size_t>(n) * F * sizeof(float),
+                        CopyKind::HostToDevice);
+    gpu().copy_async_on(slot.stream, slot.device_labels, labels, static_cast<size_t>(n) * sizeof(int32_t),
+                        CopyKind::HostToDevice);
+    gpu().event_record_on(slot.stream, slot.copied);
+    slot.copy_pending = true;
+  }
 }
 
 bool DataLoader::next(Batch& out) {
@@ -215,10 +238,10 @@ bool DataLoader::next(Batch& out) {
     using kernels::CopyKind;
     out.images = Tensor::empty({n, augment_.channels(), augment_.out_height(), augment_.out_width()}, DType::F32, Device::CUDA);
     out.labels = Tensor::empty({n}, DType::I32, Device::CUDA);
-    gpu().copy_async(out.images.raw(), slot.host_images, out.images.nbytes(), CopyKind::HostToDevice);
-    gpu().copy_async(out.labels.raw(), slot.host_labels, out.labels.nbytes(), CopyKind::HostToDevice);
-    gpu().event_record(slot.copy_done);
-    slot.copy_pending = true;
+    gpu().stream_wait_event(nullptr, slot.copied);
+    gpu().copy_async(out.images.raw(), slot.device_images, out.images.nbytes(), CopyKind::DeviceToDevice);
+    gpu().copy_async(out.labels.raw(), slot.device_labels, out.labels.nbytes(), CopyKind::DeviceToDevice);
+    gpu().event_record(slot.consumed);
   } else {
     out.images = std::move(slot.images);
     out.labels = std::move(slot.labels);

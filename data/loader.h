@@ -1,8 +1,13 @@
 // DataLoader: batches of augmented f32 NCHW images and i32 labels, made by worker threads into a
-// bounded ring of `prefetch` slots while the consumer trains on earlier batches. On the GPU the
-// slots are pinned host buffers copied asynchronously on the CUDA backend's one stream
-// (kernels/device_memory.h; so the caching allocator's stream-ordered reuse stays safe); an
-// event per slot keeps a worker from refilling a slot before its copy has finished.
+// bounded ring of `prefetch` slots while the consumer trains on earlier batches. On the GPU each
+// slot is a pinned host buffer, a device buffer and a copy stream of its own
+// (kernels/device_memory.h): the worker that fills a slot also queues its host-to-device copy on
+// the slot's stream, so the copy of batch k+1 runs while the engine stream computes step k.
+// next() makes the engine stream wait (on the GPU, not the host) for that copy and copies the
+// slot into tensors of the engine stream's own, so the caching allocator's one-stream reuse
+// stays safe. Two events per slot order the rest: `copied` keeps a worker from rewriting the
+// pinned buffer before its copy is done, `consumed` keeps the next copy into the device buffer
+// behind the engine stream's read of it.
 // Determinism: the epoch's order depends on (seed, epoch), each sample's augmentation on
 // (seed, epoch, dataset index); never on thread timing, so a resumed run sees the same data.
 #pragma once
@@ -58,9 +63,15 @@ class DataLoader {
     SlotState state = SlotState::Free;
     int64_t batch = -1;
     Tensor images, labels;            // CPU device: the batch's own tensors, handed out by next()
-    float* host_images = nullptr;     // CUDA device: pinned staging buffers
+    // CUDA device: pinned staging buffers, their device copies and the stream that copies them
+    float* host_images = nullptr;
     int32_t* host_labels = nullptr;
-    void* copy_done = nullptr;        // an event of the CUDA backend, recorded after the slot's copies
+    void* device_images = nullptr;  // caching-allocator blocks of device_bytes each
+    void* device_labels = nullptr;
+    size_t device_images_bytes = 0, device_labels_bytes = 0;
+    void* stream = nullptr;
+    void* copied = nullptr;    // recorded on `stream` after the slot's host-to-device copies
+    void* consumed = nullptr;  // recorded on the engine stream after next() has read the device buffers
     bool copy_pending = false;
   };
   void stop_workers();

@@ -48,6 +48,11 @@ struct CudaBackend {
   decltype(&kernels::event_record) event_record = nullptr;
   decltype(&kernels::event_wait) event_wait = nullptr;
   decltype(&kernels::event_destroy) event_destroy = nullptr;
+  decltype(&kernels::stream_create) stream_create = nullptr;
+  decltype(&kernels::stream_destroy) stream_destroy = nullptr;
+  decltype(&kernels::copy_async_on) copy_async_on = nullptr;
+  decltype(&kernels::event_record_on) event_record_on = nullptr;
+  decltype(&kernels::stream_wait_event) stream_wait_event = nullptr;
 
   // ---- cuda_graph.cu: engine/cuda_graph.cpp, engine/ops/loss.cpp (a capture defers its label check)
   decltype(&kernels::graph_capture_begin) graph_capture_begin = nullptr;

@@ -26,7 +26,9 @@ cudaError_t malloc_even_in_capture(void** p, size_t bytes) {
 }
 
 // All GPU work runs on one stream, so a block freed on the host may be reused by the next kernel
-// without a synchronisation: the stream orders the old reads before the new writes.
+// without a synchronisation: the stream orders the old reads before the new writes. (The data
+// loader's copy streams only touch blocks it holds from construction to destruction, and it
+// releases them after both streams are done with them: data/loader.cpp.)
 class CudaCache {
  public:
   static size_t round(size_t bytes) {
@@ -225,6 +227,31 @@ void event_destroy(void* event) {
   cudaEventDestroy(static_cast<cudaEvent_t>(event));
 }
 
+void* stream_create() {
+  cudaStream_t s;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+void stream_destroy(void* stream) {
+  if (!stream) return;
+  cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+  cudaStreamDestroy(static_cast<cudaStream_t>(stream));
+}
+
+void copy_async_on(void* stream, void* dst, const void* src, size_t bytes, CopyKind kind) {
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, memcpy_kind(kind), static_cast<cudaStream_t>(stream)));
+}
+
+void event_record_on(void* stream, void* event) {
+  CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)));
+}
+
+void stream_wait_event(void* stream, void* event) {
+  cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : cuda::stream();
+  CUDA_CHECK(cudaStreamWaitEvent(s, static_cast<cudaEvent_t>(event), 0));
+}
+
 void register_device_memory(CudaBackend& b) {
   b.probe_device = probe_device;
   b.device_synchronize = device_synchronize;
@@ -244,6 +271,11 @@ void register_device_memory(CudaBackend& b) {
   b.event_record = event_record;
   b.event_wait = event_wait;
   b.event_destroy = event_destroy;
+  b.stream_create = stream_create;
+  b.stream_destroy = stream_destroy;
+  b.copy_async_on = copy_async_on;
+  b.event_record_on = event_record_on;
+  b.stream_wait_event = stream_wait_event;
 }
 
 }  // namespace mdq::kernels

@@ -176,6 +176,13 @@ TrainResult train(const TrainOptions& o) {
   double window_images = 0, rate = 0, paused_s = 0, window_paused_s = 0;
   Clock::time_point pause_began;
   double eval_s = 0, ckpt_s = 0;  // of the paused time: validations, and checkpoint saves
+  // The steady rate also leaves out this session's first steps: cuDNN's algorithm search, the
+  // CUDA graph's capture and the loader's first batches. It is what a longer run would see.
+  constexpr int64_t kSteadyAfter = 5;
+  const int64_t first_iteration = state.iteration;
+  Clock::time_point t_steady;
+  double paused_at_steady = 0;
+  int64_t images_at_steady = -1;
   // Checkpoints are written in the background: the loop pays for the host snapshot only.
   CheckpointWriter writer;
   auto seconds_since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
@@ -213,6 +220,12 @@ TrainResult train(const TrainOptions& o) {
     const int64_t n = batch.labels.numel();
     images_total += n * dp.size();  // data-parallel: every rank took n
     window_images += static_cast<double>(n * dp.size());
+    if (it + 1 - first_iteration == kSteadyAfter && it + 1 < total) {
+      cuda_synchronize();  // once: the clock starts when these steps are done, not queued
+      t_steady = Clock::now();
+      paused_at_steady = paused_s;
+      images_at_steady = images_total;
+    }
     const bool log_now = (it + 1) % o.log_every == 0 || it + 1 == total;
     // Reading the loss waits for the GPU: sample every 10th step, and every step that is logged.
     if (log_now || it % 10 == 0) {
@@ -322,6 +335,10 @@ TrainResult train(const TrainOptions& o) {
   // ---- final test of the best rounded network
   result.best_val_top1 = state.best_val;
   result.train_images_per_s = seconds > 0 ? images_total / seconds : 0;
+  if (images_at_steady >= 0) {
+    const double steady_s = seconds_since(t_steady) - (paused_s - paused_at_steady);
+    result.steady_images_per_s = steady_s > 0 ? (images_total - images_at_steady) / steady_s : 0;
+  }
   writer.wait();
   if (dp.is_root()) load_weights(best_ckpt, *model);
   dp.broadcast_weights(*model);  // data-parallel: the best network everywhere, then a sharded test
@@ -332,12 +349,16 @@ TrainResult train(const TrainOptions& o) {
   std::printf("best rounded network (iteration %lld, %s top-1 %.2f%%)\n", static_cast<long long>(state.best_iter),
               val_name, state.best_val);
   std::printf("training throughput: %.0f images/s over %.1f s of training steps\n", result.train_images_per_s, seconds);
+  if (images_at_steady >= 0)
+    std::printf("steady: %.0f images/s after the first %lld steps\n", result.steady_images_per_s,
+                static_cast<long long>(kSteadyAfter));
   std::printf("time: %.1f s in the loop: %.1f s training steps, %.1f s validation, %.1f s checkpoints, %.1f s other\n",
               loop_s, seconds, eval_s, ckpt_s, paused_s - eval_s - ckpt_s);
   std::printf("TEST top-1 %.2f%%  top-5 %.2f%%  (rounded %s network, %lld test images)\n", result.test_top1,
               result.test_top5, o.method.c_str(), static_cast<long long>(test.count));
   metrics << "{\"test_top1\": " << result.test_top1 << ", \"test_top5\": " << result.test_top5
           << ", \"best_iter\": " << state.best_iter << ", \"train_img_per_s\": " << result.train_images_per_s
+          << ", \"steady_img_per_s\": " << result.steady_images_per_s
           << ", \"train_s\": " << seconds << ", \"eval_s\": " << eval_s << ", \"ckpt_s\": " << ckpt_s << "}\n";
   return result;
 }

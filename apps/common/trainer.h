@@ -13,6 +13,7 @@ struct TrainResult {
   double test_top1 = -1;          // the best rounded network on the test split
   double test_top5 = -1;
   double train_images_per_s = 0;  // training steps only (data loading included; evaluations and checkpoints not)
+  double steady_images_per_s = 0;  // the same after this session's first steps (0: too few steps)
 };
 
 // Runs (or, with options.resume, continues) the run in options.out. A NaN/Inf loss, logit or

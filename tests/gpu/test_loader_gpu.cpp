@@ -1,8 +1,10 @@
-// The CUDA DataLoader (pinned buffers, async copies on the engine stream, per-slot events)
+// The CUDA DataLoader (pinned buffers, copies on each slot's own stream, per-slot events)
 // yields exactly the CPU loader's batches, also when batches are held while their slots are
-// refilled many times over.
+// refilled many times over, and when the engine stream runs far behind the loader's copies.
 #include "data/loader.h"
 #include "engine/device.h"
+#include "engine/ops/matmul.h"
+#include "tests/support/inputs.h"
 #include "tests/support/testing.h"
 
 using namespace mdq;
@@ -74,4 +76,39 @@ TEST_CASE("the CUDA loader allocates no new GPU memory in steady state") {
     }
   }
   REQUIRE(cuda_allocator_stats().cuda_malloc_calls == before);
+}
+
+TEST_CASE("CUDA loader batches stay exact while the engine stream lags behind the copy streams") {
+  // The engine stream is kept busy with a chain of GEMMs before each next(), so the slot's
+  // copy-out (queued behind them) runs long after the workers have queued the next fills of the
+  // slots on their own streams: a fill that did not wait for `consumed`, or a copy-out that did
+  // not wait for `copied`, would hand out another batch's images.
+  auto ds = synthetic(600);
+  const Tensor m = testing::random_tensor({1024, 1024}, 11, -0.06f, 0.06f).to(Device::CUDA);  // keeps |lag| near 1
+  for (int prefetch : {1, 3}) {
+    CAPTURE(prefetch);
+    DataLoader cpu(ds, 64, true, false, train_augment_for("cifar10"), 5, Device::CPU, 2, prefetch);
+    DataLoader gpu(ds, 64, true, false, train_augment_for("cifar10"), 5, Device::CUDA, 4, prefetch);
+    for (int64_t e = 0; e < 2; ++e) {
+      cpu.start_epoch(e);
+      gpu.start_epoch(e);
+      std::vector<Batch> held_gpu, held_cpu;
+      Batch a, b;
+      Tensor lag = m;
+      while (true) {
+        for (int k = 0; k < 8; ++k) lag = ops::matmul(lag, m);  // ~8 x 2 GFLOP queued ahead of the copy-out
+        if (!gpu.next(a)) break;
+        REQUIRE(cpu.next(b));
+        REQUIRE(a.indices == b.indices);
+        held_gpu.push_back(a);
+        held_cpu.push_back(b);
+      }
+      REQUIRE_FALSE(cpu.next(b));
+      for (size_t k = 0; k < held_gpu.size(); ++k) {
+        INFO("epoch " << e << " batch " << k);
+        testing::require_close(held_gpu[k].images, held_cpu[k].images, 0, 0, "images");
+        REQUIRE(held_gpu[k].labels.to_vector_i32() == held_cpu[k].labels.to_vector_i32());
+      }
+    }
+  }
 }
