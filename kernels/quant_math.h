@@ -43,6 +43,7 @@ struct StepArgs {
   float inv_bias1 = 1.f, inv_bias2 = 1.f;  // 1/(1 − b1^t), 1/(1 − b2^t), t the parameter's step count (PyTorch Adam)
   float momentum = 0.f;
   float weight_decay = 0.f;  // L2 on the primal weight: g += wd·x (a term of the loss, so every rule sees it)
+  int e7_mdbnn = 0;          // 1: E7 in md-bnn's f32 products (md_tanh_mdbnn, md_softmax_mdbnn), not the log domain
 };
 
 // ---------------------------------------------------------------- levels
@@ -143,6 +144,32 @@ MDQ_UNROLL
 // (−85) and can grow again, as it could under E6.
 constexpr float kMinProb = 1e-37f;
 
+// E7 as md-bnn (the paper's code, optimizers/MDAadam.py and utils/simplex_utils.py) computes it:
+// products in f32 instead of the log domain, with its 1e-20 guards. Its levels are absorbing: a
+// weight that rounds to x = −1 has e = 0 and never moves again; at x = +1, e ≈ 2e20 and only a
+// step β·η·d > 14.8 brings it under 1; a probability that underflows to 0 stays 0. (The log-domain
+// form keeps every weight movable.) t = β·η·d. Where md-bnn would make a NaN (e overflows, or
+// 0·inf at x = −1), the weight takes the level it was heading for, or stays at −1.
+MDQ_HD float md_tanh_mdbnn(float x, float t) {
+  const float e = (1.f + x) / ((1.f - x) + 1e-20f) * expf(-2.f * t);
+  if (!(e <= 3.4e38f)) return x <= -1.f ? -1.f : 1.f;
+  return (e - 1.f) / ((e + 1.f) + 1e-20f);
+}
+template <int K>
+MDQ_HD void md_softmax_mdbnn(float (&u)[K], const float (&t)[K]) {
+  float zmax = -t[0];
+MDQ_UNROLL
+  for (int l = 1; l < K; ++l) zmax = fmaxf(zmax, -t[l]);
+  float sum = 0.f;
+MDQ_UNROLL
+  for (int l = 0; l < K; ++l) {
+    u[l] *= expf(-t[l] - zmax) + 1e-20f;
+    sum += u[l];
+  }
+MDQ_UNROLL
+  for (int l = 0; l < K; ++l) u[l] /= sum;
+}
+
 // ---------------------------------------------------------------- E8: directions
 
 template <Dir D>
@@ -181,7 +208,7 @@ MDQ_HD void tanh_step(float& s, float g, float& m, float& v, float& x, const Ste
   if constexpr (R == Rule::BinaryConnect) gs = fabsf(s) <= 1.f ? g : 0.f;
   const float d = direction<D>(gs, m, v, a);
   if constexpr (R == Rule::MdTanh) {
-    s = tanhf(atanhf(clamp_unit(s)) - a.beta * a.lr * d);
+    s = a.e7_mdbnn ? md_tanh_mdbnn(s, a.beta * a.lr * d) : tanhf(atanhf(clamp_unit(s)) - a.beta * a.lr * d);
     x = s;
   } else {
     s -= a.lr * d;
@@ -215,10 +242,17 @@ MDQ_UNROLL
     d[l] = direction<D>(gs, m[l], v[l], a);
   }
   if constexpr (R == Rule::MdSoftmax) {
-    float z[K];
+    if (a.e7_mdbnn) {
+      float t[K];
 MDQ_UNROLL
-    for (int l = 0; l < K; ++l) z[l] = logf(fmaxf(u[l], kMinProb)) - a.beta * a.lr * d[l];
-    softmax_beta<K>(z, 1.f, u);
+      for (int l = 0; l < K; ++l) t[l] = a.beta * a.lr * d[l];
+      md_softmax_mdbnn<K>(u, t);
+    } else {
+      float z[K];
+MDQ_UNROLL
+      for (int l = 0; l < K; ++l) z[l] = logf(fmaxf(u[l], kMinProb)) - a.beta * a.lr * d[l];
+      softmax_beta<K>(z, 1.f, u);
+    }
 MDQ_UNROLL
     for (int l = 0; l < K; ++l) s[l] = u[l];
   } else {

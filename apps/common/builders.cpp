@@ -38,6 +38,7 @@ std::unique_ptr<quant::Quantizer> build_quantizer(const TrainOptions& o, nn::Mod
   qc.weight_decay = o.weight_decay;
   qc.seed = o.seed;
   qc.ternary_start = o.ternary_start;
+  qc.e7_arithmetic = o.e7_arithmetic;
   auto params = model.parameters();
   return std::make_unique<quant::Quantizer>(params, qc, o.keep_first_last_float ? first_last_filter(params) : nullptr);
 }

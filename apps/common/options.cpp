@@ -124,6 +124,12 @@ const std::vector<Key>& keys() {
          o.ternary_start = one_of("ternary-start", v, {"scaled", "classifier-xavier"});
        },
        [](const TrainOptions& o) { return o.ternary_start; }},
+      {"e7-arithmetic", "md-tanh and md-softmax (E7): exact (log domain, every weight stays movable) or mdbnn "
+                        "(md-bnn's f32 products, whose levels +-1 and u = 0 are absorbing)",
+       [](TrainOptions& o, const std::string& v) {
+         o.e7_arithmetic = one_of("e7-arithmetic", v, {"exact", "mdbnn"});
+       },
+       [](const TrainOptions& o) { return o.e7_arithmetic; }},
       {"bn-affine", "BatchNorm with affine parameters", BOOL(bn_affine)},
       {"act-bits", "32 (float activations) or 1 (sign activations, fully binary nets)", INT(act_bits)},
       {"val-fraction", "share of the training set held out for validation", REAL(val_fraction)},
@@ -309,7 +315,7 @@ TrainOptions resume_options(const TrainOptions& cmdline, const std::vector<std::
   // What fixes the data, the split, the shapes or the method cannot change inside a run.
   static const char* fixed[] = {"model", "dataset", "data-dir", "method", "levels", "batch-size", "seed",
                                 "val-fraction", "optimizer", "bn-affine", "act-bits", "keep-first-last-float",
-                                "ternary-start"};
+                                "ternary-start", "e7-arithmetic"};
   bool length_given = false;
   for (const std::string& name : given) {
     if (name == "resume" || name == "out" || name == "overwrite") continue;

@@ -34,6 +34,7 @@ struct TrainOptions {
   bool overwrite = false;  // start afresh in an --out that already holds a run
   bool keep_first_last_float = false;
   std::string ternary_start = "scaled";  // quant::QuantConfig::ternary_start
+  std::string e7_arithmetic = "exact";   // quant::QuantConfig::e7_arithmetic
   bool bn_affine = false;
   int act_bits = 32;
   double val_fraction = 0.1;

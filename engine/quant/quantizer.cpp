@@ -121,6 +121,8 @@ Quantizer::Quantizer(std::vector<nn::ParamRef> params, QuantConfig cfg,
   // E8's hyper-parameters (PyTorch's ranges): outside them Adam's moments or the momentum buffer diverge.
   MDQ_CHECK(cfg_.adam_beta1 >= 0 && cfg_.adam_beta1 < 1 && cfg_.adam_beta2 >= 0 && cfg_.adam_beta2 < 1,
             "Quantizer: Adam betas must lie in [0, 1), got beta1 " << cfg_.adam_beta1 << ", beta2 " << cfg_.adam_beta2);
+  MDQ_CHECK(cfg_.e7_arithmetic == "exact" || cfg_.e7_arithmetic == "mdbnn",
+            "Quantizer: e7_arithmetic '" << cfg_.e7_arithmetic << "' is neither exact nor mdbnn");
   MDQ_CHECK(cfg_.adam_eps >= 0 && cfg_.momentum >= 0 && cfg_.weight_decay >= 0,
             "Quantizer: adam_eps (" << cfg_.adam_eps << "), momentum (" << cfg_.momentum << ") and weight_decay ("
                                     << cfg_.weight_decay << ") must be >= 0");
@@ -214,6 +216,7 @@ StepArgs Quantizer::step_args(float lr, float beta_next, int64_t steps) const {
   a.inv_bias2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(cfg_.adam_beta2), static_cast<double>(steps))));
   a.momentum = cfg_.momentum;
   a.weight_decay = cfg_.weight_decay;
+  a.e7_mdbnn = cfg_.e7_arithmetic == "mdbnn";
   return a;
 }
 

@@ -39,6 +39,9 @@ struct QuantConfig {
   // --keep-first-last-float takes it) at its Xavier draw: with no BatchNorm after it, the scaled
   // start gives logits large enough that training starts from a loss of ~10 (results/README.md).
   std::string ternary_start = "scaled";
+  // E7's arithmetic: "exact" (the log domain: every weight stays movable) or "mdbnn" (md-bnn's
+  // f32 products, whose levels are absorbing: kernels/quant_math.h md_tanh_mdbnn).
+  std::string e7_arithmetic = "exact";
 };
 
 // One parameter's quantizer state.

@@ -138,3 +138,44 @@ TEST_CASE("every method's step stays finite when saturated and at the β cap") {
     }
   }
 }
+
+TEST_CASE("E7 in md-bnn's arithmetic: the log-domain step inside, absorbing at the levels") {
+  // Inside (|x| < 0.9, small steps) the two forms are the same step, tanh(atanh(x) − t).
+  for (float x : {-0.89f, -0.5f, -0.013f, 0.27f, 0.6f, 0.88f})
+    for (float t : {-0.3f, -0.01f, 0.02f, 0.4f}) {
+      INFO("x " << x << " t " << t);
+      REQUIRE(md_tanh_mdbnn(x, t) == Approx(std::tanh(std::atanh(double(x)) - t)).epsilon(2e-6).margin(1e-7));
+    }
+  // md-bnn's levels: −1 never moves; +1 comes back only with t > ~14.8 (e ≈ 2e20·exp(−2t) < 2^24).
+  for (float t : {-100.f, -30.f, -1.f, 0.5f, 20.f}) REQUIRE(md_tanh_mdbnn(-1.f, t) == -1.f);  // -100: 0·inf
+  REQUIRE(md_tanh_mdbnn(1.f, 5.f) == 1.f);
+  REQUIRE(md_tanh_mdbnn(1.f, 20.f) < 1.f);
+  REQUIRE(md_tanh_mdbnn(0.3f, -60.f) == 1.f);  // e overflows: +1, not NaN
+  // The log-domain form (mdq's default) lets a weight at −1 move back.
+  StepArgs exact;
+  exact.lr = 5e-2f;
+  exact.beta = exact.beta_next = 100.f;  // β·η·|g| = 5..10 against the clamped dual −8.66
+  StepArgs mdbnn = exact;
+  mdbnn.e7_mdbnn = 1;
+  const Method m = parse_method("md-tanh", 2);
+  Tensor s1 = Tensor::full({3}, -1.f), s2 = s1.clone(), g = testing::random_tensor({3}, 9, -2.f, -1.f);
+  Tensor x = Tensor::empty({3}), no_m, no_v;
+  step_tensors(m, Dir::Sgd, exact, s1, g, no_m, no_v, x);  // g < 0: the step raises x
+  step_tensors(m, Dir::Sgd, mdbnn, s2, g, no_m, no_v, x);
+  for (float v : s1.to_vector()) REQUIRE(v > -0.9999f);
+  for (float v : s2.to_vector()) REQUIRE(v == -1.f);
+}
+
+TEST_CASE("E7 softmax in md-bnn's arithmetic: exponentiated gradient inside, a zero probability stays zero") {
+  float u[3] = {0.2f, 0.5f, 0.3f};
+  const float t[3] = {0.4f, -0.1f, 0.25f};
+  double z = 0, w[3];
+  for (int l = 0; l < 3; ++l) z += w[l] = u[l] * std::exp(-double(t[l]));
+  md_softmax_mdbnn<3>(u, t);
+  for (int l = 0; l < 3; ++l) REQUIRE(u[l] == Approx(w[l] / z).epsilon(1e-6));
+  float v[3] = {0.f, 0.4f, 0.6f};
+  const float big[3] = {-50.f, 3.f, 2.f};  // a step that pushes hard towards level 0
+  md_softmax_mdbnn<3>(v, big);
+  REQUIRE(v[0] == 0.f);
+  REQUIRE(v[1] + v[2] == Approx(1.f));
+}
