@@ -14,8 +14,11 @@
 //            bf16: bf16 activations, 7-9x faster than float on an H200, but the rounding flips
 //            the top-1 class of 0.25-0.9% of the images on the nets we measured.
 //          --stem bf16 runs the first convolution (the images' 3 channels, on the float engine in
-//          f32 NCHW by default) in NHWC bf16 with its BN and ReLU folded (infer::LowerOptions::
-//          bf16_stem): faster, at the cost of bf16 rounding of the images and the stem's output.
+//          f32 NCHW by default) as one step into NHWC with its BN and ReLU folded
+//          (infer::LowerOptions::bf16_stem): faster. Where the direct kernel takes the stem
+//          (packed::stem_conv_nhwc: f32 sums) only the output is rounded, to bf16 with
+//          --packed-precision bf16; with MDQ_STEM_DIRECT=0, or a stem it does not take, the
+//          images and the stem's output are rounded to bf16 (cuDNN's bf16 convolution).
 #include <chrono>
 #include <functional>
 #include <memory>

@@ -19,18 +19,24 @@
 //                (binary_conv2d_residual), then the float engine's average pool and the fc on
 //                W1A16.
 //   W1A16 stem16 / W1A1 stem16   the same as W1A16 / W1A1 (split) with LowerOptions::bf16_stem:
-//                the images to NHWC bf16 with their channels zero-padded to 8 in one pass, the
-//                stem on cuDNN's bf16 tensor cores, its folded BN (+ ReLU) as one bf16 affine pass, the max
-//                pool (W1A16) or the sign packing and the bit max pool (W1A1) on NHWC: no NCHW f32
-//                between the images and the first block. W1A1's stem signs then come from bf16
-//                values (a near-tie may flip): the check below prints its agreement.
+//                the stem as one step (infer::Bf16Stem) that hands NHWC on, so the max pool
+//                (W1A16) or the sign packing and the bit max pool (W1A1) run on NHWC: no NCHW f32
+//                between the images and the first block. By default that step is the direct
+//                kernel (packed::stem_conv_nhwc: f32 NCHW images in, conv + folded BN (+ ReLU)
+//                with f32 sums, NHWC bf16 or f32 out, one pass); with MDQ_STEM_DIRECT=0 (or a
+//                stem it does not take) the three passes before it: the images to NHWC bf16
+//                padded to 8 channels, cuDNN's bf16 tensor cores, the folded BN (+ ReLU) as one
+//                bf16 affine pass. The three-pass stem rounds the images to bf16, so W1A1's stem
+//                signs may flip at a near-tie: the check below prints its agreement.
 //   W1A1 graph / W1A1 s16 graph   the W1A1 plans' forward of the batch captured once as a CUDA
 //                graph (engine/cuda_graph.h) after eager runs, timed as replays: what launch
 //                overhead costs the eager plan. Only here: mdq-infer runs its plans eagerly.
 // Each run starts from f32 NCHW images on the GPU (the plans' layout change included) and ends
 // in f32 logits. Also: a check at batch 8 that W1A16 agrees with cuDNN bf16 on the same ±1
-// weights and that both plans agree with the float engine (what mdq-infer --agree counts), and
-// a per-part time breakdown at the largest batch. Usage: bench_packed_resnet18 [batch ...].
+// weights and that both plans agree with the float engine (what mdq-infer --agree counts), a
+// per-part time breakdown at the largest batch, and the W1A1 plans' steps one by one at that
+// batch (the stem16 plan's stem both ways: direct and MDQ_STEM_DIRECT=0). Usage:
+// bench_packed_resnet18 [batch ...].
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -38,6 +44,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -57,6 +64,7 @@
 #include "engine/nn/residual.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/nhwc.h"
+#include "engine/packed/stem_conv.h"
 #include "kernels/nhwc_bf16.h"
 #include "models/model_zoo.h"
 
@@ -359,6 +367,73 @@ void time_steps(const infer::Plan& plan, const Tensor& images, float (&part)[4])
   }
 }
 
+// A step's kind and what tells it apart, for the step listing.
+std::string describe(const infer::Step& step) {
+  using namespace infer;
+  auto form = [](Form f) { return f == Form::Float ? "Float" : f == Form::Dense ? "Dense" : "Bits"; };
+  if (auto* r = dynamic_cast<const Relayout*>(&step)) return std::string("relayout ") + form(r->from) + " -> " + form(r->to);
+  if (auto* b = dynamic_cast<const Binarize*>(&step)) return std::string("binarize ") + form(b->form);
+  if (dynamic_cast<const FloatConv*>(&step)) return "float conv";
+  if (auto* st = dynamic_cast<const Bf16Stem*>(&step)) return st->direct() ? "stem, direct" : "stem, three passes";
+  if (dynamic_cast<const FloatLinear*>(&step)) return "float linear";
+  if (dynamic_cast<const FloatBatchNorm*>(&step)) return "float batchnorm";
+  if (auto* r = dynamic_cast<const Relu*>(&step)) return std::string("relu ") + form(r->form);
+  if (auto* m = dynamic_cast<const MaxPool*>(&step)) return std::string("max pool ") + form(m->form);
+  if (auto* g = dynamic_cast<const GlobalAvgPool*>(&step)) return std::string("avg pool ") + form(g->form);
+  if (auto* f = dynamic_cast<const Flatten*>(&step)) return std::string("flatten ") + form(f->form);
+  if (auto* w = dynamic_cast<const W1A16Layer*>(&step)) return w->linear ? "W1A16 linear" : "W1A16 conv";
+  if (auto* w = dynamic_cast<const W1A1Layer*>(&step)) return "W1A1 " + w->name;
+  if (dynamic_cast<const ResidualSum*>(&step)) return "residual sum";
+  if (auto* b = dynamic_cast<const BinaryBlock*>(&step)) return "W1A1 block " + b->first.name;
+  return "step";
+}
+
+// Sets MDQ_STEM_DIRECT to `value` (null: unset) for its lifetime, then restores what was there.
+class StemDirectEnv {
+ public:
+  explicit StemDirectEnv(const char* value) {
+    if (const char* e = std::getenv("MDQ_STEM_DIRECT")) saved_ = e, had_ = true;
+    if (value) ::setenv("MDQ_STEM_DIRECT", value, 1);
+    else ::unsetenv("MDQ_STEM_DIRECT");
+  }
+  ~StemDirectEnv() {
+    if (had_) ::setenv("MDQ_STEM_DIRECT", saved_.c_str(), 1);
+    else ::unsetenv("MDQ_STEM_DIRECT");
+  }
+
+ private:
+  std::string saved_;
+  bool had_ = false;
+};
+
+// Each top-level step of the plan timed alone (CUDA events, median_ms) on the input it had in a
+// full pass, with its output; a Bf16Stem also with MDQ_STEM_DIRECT=0, its three passes.
+void list_steps(const char* title, const infer::Plan& plan, const Tensor& images) {
+  std::printf("\n%s at batch %lld, each step timed alone:\n", title, static_cast<long long>(images.dim(0)));
+  std::printf("%4s  %-28s | %9s | %s\n", "step", "what", "ms", "output");
+  infer::Activation a{images};
+  float total = 0;
+  for (size_t i = 0; i < plan.steps().size(); ++i) {
+    const infer::Step& step = *plan.steps()[i];
+    const infer::Activation in = a;
+    step.run(a);
+    const auto time = [&] {
+      return median_ms([&] {
+        infer::Activation t = in;
+        step.run(t);
+      });
+    };
+    const float ms = time();
+    total += ms;
+    std::printf("%4zu  %-28s | %9.3f | %s\n", i, describe(step).c_str(), ms, a.x.describe().c_str());
+    if (const auto* stem = dynamic_cast<const infer::Bf16Stem*>(&step); stem && stem->direct()) {
+      const StemDirectEnv off("0");
+      std::printf("%4s  %-28s | %9.3f |\n", "", "  (MDQ_STEM_DIRECT=0: 3 passes)", time());
+    }
+  }
+  std::printf("%4s  %-28s | %9.3f |\n", "", "sum of the steps", total);
+}
+
 // The plan's forward on `images` captured as a CUDA graph and timed as replays; -1 (and a line
 // saying why) when the capture fails. The plan must have run eagerly on this shape first: cuDNN's
 // algorithm search and the allocator's first allocations cannot be captured.
@@ -428,7 +503,8 @@ void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const
               s.rel <= 1e-4 && s.finite ? "OK" : "LARGE", b.rel, b.same_top1, b.rows,
               b.finite ? "" : " (NON-FINITE values)");
   std::printf("  W1A16 stem16 vs cuDNN bf16: %.3g, %d/%d (%s; loose bf16 tolerance 5e-2)\n"
-              "  W1A1 stem16 vs the float engine (the stem's signs from bf16 values: a near-tie may flip): %.3g, "
+              "  W1A1 stem16 vs the float engine (the stem's signs from its own f32 sums, or bf16 values with\n"
+              "    MDQ_STEM_DIRECT=0: a near-tie may flip): %.3g, "
               "%d/%d%s\n\n",
               as.rel, as.same_top1, as.rows, as.rel <= 5e-2 && as.finite ? "OK" : "LARGE", bs.rel, bs.same_top1,
               bs.rows, bs.finite ? "" : " (NON-FINITE values)");
@@ -453,13 +529,15 @@ int main(int argc, char** argv) {
               "BasicBlocks, 1x1/2 downsamples, avgpool, fc 512->1000), random +-1 parameters, BN folded.\n"
               "cuDNN bf16: hand-built%s. The others: infer::lower, what mdq-infer --engine packed runs:\n"
               "  W1A16       %s\n  W1A16 split %s\n  W1A1        %s\n"
-              "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::bf16_stem (the stem in NHWC bf16)\n"
+              "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::bf16_stem (the stem one step into\n"
+              "  NHWC: %s)\n"
               "  W1A1 graph and W1A1 s16 graph: W1A1 and W1A1 stem16 captured as a CUDA graph, timed as replays\n"
               "Weights MB = every tensor the version holds: conv/fc weights (bf16, f32, or packed bits with\n"
               "their tap popcounts), folded BN, sign thresholds. ms = median of 5 rounds of the mean over many\n"
               "forward passes (CUDA events, one stream), from f32 NCHW images to f32 logits.\n\n",
               m.stem_channels == 3 ? "" : " (stem input padded to 8 channels: cuDNN had no bf16 NHWC algorithm for 3)",
-              w1a16->summary().c_str(), split->summary().c_str(), w1a1->summary().c_str());
+              w1a16->summary().c_str(), split->summary().c_str(), w1a1->summary().c_str(),
+              packed::stem_direct_enabled() ? "the direct stem kernel" : "three passes, MDQ_STEM_DIRECT=0");
   check(m, *float_net, *sign_net, *w1a16, *split, *w1a1, *w1a16_stem, *w1a1_stem);
 
   std::printf("%5s  %-14s | %9s | %10s | %8s | %10s\n", "batch", "version", "ms/batch", "images/s", "x cuDNN",
@@ -512,12 +590,17 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("\nBreakdown at batch %d, ms per batch, each part timed alone (%% of the full pass):\n"
-              "  stem = the first conv (W1A16: BN + ReLU fused in; stem16: also the images' conversion to NHWC\n"
-              "  bf16 and the folded BN (+ ReLU) pass, all in one step); blocks = the 8 residual blocks (convs, BN,\n"
+              "  stem = the first conv (W1A16: BN + ReLU fused in; stem16: the folded BN (+ ReLU) too, one\n"
+              "  direct kernel, or with MDQ_STEM_DIRECT=0 the images' conversion to NHWC bf16, cuDNN and the\n"
+              "  affine pass, all in one step); blocks = the 8 residual blocks (convs, BN,\n"
               "  ReLU or sign packing, residual sums); rest = stem BN/ReLU or sign packing, max and average\n"
               "  pool, layout changes; fc = the classifier (cuBLAS + bias, or W1A16).\n", breakdown_batch);
   std::printf("%-14s | %8s | %14s | %14s | %14s | %14s | %8s\n", "version", "full", "stem", "blocks", "rest", "fc",
               "sum");
   for (const std::string& l : breakdown) std::printf("%s\n", l.c_str());
+
+  const Tensor images = Tensor::uniform({breakdown_batch, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
+  list_steps("W1A1 plan", *w1a1, images);
+  list_steps("W1A1 stem16 plan", *w1a1_stem, images);
   return 0;
 }

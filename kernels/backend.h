@@ -23,6 +23,7 @@
 #include "kernels/quant_project.h"
 #include "kernels/quant_update.h"
 #include "kernels/rowwise.h"
+#include "kernels/stem_conv.h"
 #include "kernels/w1a16_conv.h"
 
 namespace mdq::kernels {
@@ -155,6 +156,10 @@ struct CudaBackend {
   decltype(&kernels::nhwc_to_nchw<uint16_t>) nhwc_to_nchw_bf16 = nullptr;
   decltype(&kernels::nhwc_bf16_to_nchw_f32) nhwc_bf16_to_nchw_f32 = nullptr;
   decltype(&kernels::split_bf16_nhwc) split_bf16_nhwc = nullptr;
+
+  // ---- stem_conv.cu: engine/packed/stem_conv.cpp (the direct stem of packed inference)
+  decltype(&kernels::stem_conv_nhwc_bf16) stem_conv_nhwc_bf16 = nullptr;
+  decltype(&kernels::stem_conv_nhwc_f32) stem_conv_nhwc_f32 = nullptr;
 };
 
 // Fills every slot this build implements (kernels/backend.cu; CUDA builds only).

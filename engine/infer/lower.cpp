@@ -13,6 +13,7 @@
 #include "engine/nn/reshape.h"
 #include "engine/nn/residual.h"
 #include "engine/packed/bitpack.h"
+#include "engine/packed/stem_conv.h"
 
 namespace mdq::infer {
 namespace {
@@ -226,6 +227,8 @@ class Builder {
     // cuDNN's bf16 kernels take a multiple of 8 input channels: the images are padded to it as
     // they are converted (one pass), so the weights are padded here, once.
     l->weight = zero_padded_input_channels(w, (w.dim(1) + 7) / 8 * 8).to(device_);
+    // The direct kernel (packed::stem_conv_nhwc) reads the images as they are, so the weights too.
+    if (packed::stem_conv_fits(w, conv.params())) l->direct_weight = w.to(device_);
     const FoldedAffine f = fold_batchnorm(value(bias), bn, w.dim(0));
     if (f.scale.defined()) l->scale = f.scale.to(device_);
     if (f.shift.defined()) l->shift = f.shift.to(device_);

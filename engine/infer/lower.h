@@ -15,7 +15,7 @@
 //          real input whose output goes into a sign runs here too: the sign must be decided on
 //          the float engine's value, which W1A16's rounding could flip where it is near 0.
 //   With LowerOptions::bf16_stem the first of these, when it is the convolution that reads the
-//          images, runs instead as one Bf16Stem step in NHWC bf16 (see the option).
+//          images, runs instead as one Bf16Stem step into NHWC (see the option).
 // Between layers the plan converts activations as needed (exactly, but for bf16 rounding).
 //
 // W1A16 activations (PackedPrecision): BF16 keeps them in bf16 (8 significant bits; the fastest,
@@ -53,14 +53,18 @@ struct LowerOptions {
   Device device = Device::CPU;                             // where the plan's weights and activations live
   PackedPrecision precision = PackedPrecision::SplitBF16;  // of the W1A16 layers' activations
   // The stem (the convolution that reads the images, on the float engine because it is not
-  // packed) in NHWC bf16 (Bf16Stem): the images rounded to bf16 NHWC once, the convolution on
-  // cuDNN's bf16 tensor cores, its BatchNorm (and bias) folded into one affine pass with the
-  // ReLU after it, and the result handed on as Dense bf16 NHWC (the max pool then runs on it or
-  // on its sign bits): no NCHW f32 activations between the images and the first packed layer.
-  // Off by default because it rounds: the images and the stem's output to bf16 (2^-8 relative),
-  // which SplitBF16's ~1e-5 agreement cannot absorb and which can flip a sign taken of the
-  // stem's output at a near-tie (W1A1 plans decide those on the float engine's f32 value). The
-  // stem took 44% of ImageNet ResNet-18's W1A1 pass at batch 256 on an H200.
+  // packed) as one step into NHWC (Bf16Stem), its BatchNorm (and bias) folded and the ReLU after
+  // it applied, the result handed on as Dense NHWC (the max pool then runs on it or on its sign
+  // bits): no NCHW f32 activations between the images and the first packed layer. Where it fits
+  // (packed::stem_conv_fits: <= 4 channels, 16/32/64 filters, windows up to 7x7, stride 1 or 2)
+  // and MDQ_STEM_DIRECT is not 0, one direct kernel reads the f32 images and sums in f32
+  // (packed::stem_conv_nhwc), so only BF16's output rounding remains; otherwise the images are
+  // rounded to bf16 NHWC, convolved on cuDNN's bf16 tensor cores and the affine applied in a
+  // pass of its own. Off by default because it can round: the stem's output to bf16 in BF16
+  // precision (2^-8 relative; the three passes also the images and the sums), and its sums are
+  // in another order than the float engine's, which can flip a sign taken of the stem's output
+  // at a near-tie (W1A1 plans decide those on the float engine's f32 value). The three-pass stem
+  // took 44% of ImageNet ResNet-18's W1A1 pass at batch 256 on an H200.
   bool bf16_stem = false;
 };
 

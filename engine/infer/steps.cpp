@@ -9,6 +9,7 @@
 #include "engine/packed/binary_act.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/nhwc.h"
+#include "engine/packed/stem_conv.h"
 
 namespace mdq::infer {
 namespace {
@@ -66,7 +67,15 @@ void FloatConv::count(Census& c) const {
   c.bytes += bytes(weight) + bytes(bias);
 }
 
+bool Bf16Stem::direct() const {
+  return direct_weight.defined() && packed::stem_direct_enabled() && packed::stem_conv_fits(direct_weight, params);
+}
+
 void Bf16Stem::run(Activation& a) const {
+  if (direct()) {
+    a.x = packed::stem_conv_nhwc(a.x, direct_weight, scale, shift, params, relu, dense);
+    return;
+  }
   const Tensor x = packed::to_nhwc_bf16_padded(a.x, weight.dim(1));
   const Tensor y = ops::conv2d_forward(x, weight, Tensor(), params);
   const Tensor z = packed::affine_nhwc(y, scale, shift, relu);
@@ -75,7 +84,7 @@ void Bf16Stem::run(Activation& a) const {
 
 void Bf16Stem::count(Census& c) const {
   ++c.float_convs;
-  c.bytes += bytes(weight) + bytes(scale) + bytes(shift);
+  c.bytes += bytes(weight) + bytes(direct_weight) + bytes(scale) + bytes(shift);
 }
 
 void FloatLinear::run(Activation& a) const {

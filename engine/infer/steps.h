@@ -69,17 +69,23 @@ struct FloatConv final : Step {
   ops::Conv2dParams params;
 };
 
-// The stem (LowerOptions::bf16_stem): Float images -> Dense. The images as NHWC bf16 with their
-// channels zero-padded to the weights' (a multiple of 8, in the same pass), the float engine's
-// convolution on them (ops::conv2d_forward's NHWC bf16 path: cuDNN's bf16 tensor cores), then the layer's bias and the
-// BatchNorm after it as one folded affine pass with the ReLU (packed::affine_nhwc), in bf16;
+// The stem (LowerOptions::bf16_stem): Float images -> Dense. Where the direct kernel takes the
+// layer (packed::stem_conv_fits on direct_weight) and MDQ_STEM_DIRECT is not 0, one pass:
+// packed::stem_conv_nhwc reads the f32 NCHW images and writes act(scale conv + shift) NHWC in the
+// Dense type, the sums in f32 (rounded once, to bf16, in BF16 precision; not at all in
+// SplitBF16). Otherwise three: the images as NHWC bf16 with their channels zero-padded to the
+// weights' (a multiple of 8, in the same pass), the float engine's convolution on them
+// (ops::conv2d_forward's NHWC bf16 path: cuDNN's bf16 tensor cores), then the layer's bias and
+// the BatchNorm after it as one folded affine pass with the ReLU (packed::affine_nhwc), in bf16;
 // widened to f32 when the plan's Dense activations are f32 (SplitBF16). Counted as a float conv:
-// its weights are the float engine's, unpacked.
+// its weights are the float engine's, unpacked (both copies are counted: the plan holds both).
 struct Bf16Stem final : Step {
   void run(Activation& a) const override;
   void count(Census& c) const override;
+  bool direct() const;  // whether run takes the direct kernel
   Tensor weight;        // f32 [O][C'][KH][KW]: the float engine's layer's, input channels zero-padded to C' = 8k
-  Tensor scale, shift;  // folded BN + bias, f32 [O] (either may be undefined: 1, 0)
+  Tensor direct_weight;  // f32 [O][C][KH][KW], the layer's own, when the direct kernel takes it; else undefined
+  Tensor scale, shift;   // folded BN + bias, f32 [O] (either may be undefined: 1, 0)
   ops::Conv2dParams params;
   bool relu = false;
   DType dense = DType::BF16;  // the Dense activations' type the plan hands on

@@ -162,7 +162,8 @@ const T* step_as(const infer::Plan& plan, size_t i) {
 
 // LowerOptions::bf16_stem on ImageNet ResNet-18's structure: the steps up to the first block
 // (no layout change back to NCHW f32 between the images and it) and the logits, which carry the
-// bf16 roundings of the images and of the stem's output, so BF16's tolerances hold.
+// bf16 rounding of the stem's output (and with MDQ_STEM_DIRECT=0 of the images), so BF16's
+// tolerances hold.
 TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), float activations: stem, max pool, blocks in NHWC") {
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 128;
@@ -176,6 +177,8 @@ TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), float activatio
     REQUIRE(stem);
     CHECK(stem->relu);  // conv, BN and ReLU in one step
     CHECK(stem->weight.shape() == Shape({64, 8, 7, 7}));  // input channels zero-padded to cuDNN's 8
+    CHECK(stem->direct_weight.shape() == Shape({64, 3, 7, 7}));  // the direct kernel's: the layer's own
+    CHECK(stem->direct());
     CHECK(stem->scale.defined());
     CHECK(stem->dense == (prec == PackedPrecision::BF16 ? DType::BF16 : DType::F32));
     const auto* pool = step_as<infer::MaxPool>(*plan, 1);

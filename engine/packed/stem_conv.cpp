@@ -1,0 +1,87 @@
+// The direct stem (engine/packed/stem_conv.h): argument checks, then one dispatch to
+// kernels/stem_conv.h's CPU reference or its CUDA launcher, by device and output type.
+#include "engine/packed/stem_conv.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "common/window.h"
+#include "engine/backend/registry.h"
+#include "kernels/stem_conv.h"
+
+namespace mdq::packed {
+namespace {
+
+using backend::CudaBackend;
+using backend::dispatch;
+
+int narrow(int64_t v) { return static_cast<int>(v); }
+
+}  // namespace
+
+bool stem_conv_fits(int64_t C, int64_t O, int64_t KH, int64_t KW, const ops::Conv2dParams& p) {
+  // The kernel's geometry is int: a padding past 2^20 (nothing real) is refused rather than narrowed.
+  return p.groups == 1 && p.padding <= (1 << 20) && kernels::stem_conv_fits(C, O, KH, KW, p.stride, p.padding);
+}
+
+bool stem_conv_fits(const Tensor& weight, const ops::Conv2dParams& p) {
+  return weight.defined() && weight.ndim() == 4 &&
+         stem_conv_fits(weight.dim(1), weight.dim(0), weight.dim(2), weight.dim(3), p);
+}
+
+bool stem_direct_enabled() {
+  const char* e = std::getenv("MDQ_STEM_DIRECT");
+  return e == nullptr || std::strcmp(e, "0") != 0;
+}
+
+Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
+                      const ops::Conv2dParams& p, bool relu, DType out) {
+  const char* op = "stem_conv_nhwc";
+  check_dtype(op, x, DType::F32);
+  check_ndim(op, x, 4);
+  check_dtype(op, weight, DType::F32);
+  check_ndim(op, weight, 4);
+  check_same_device(op, x, weight);
+  MDQ_CHECK(out == DType::BF16 || out == DType::F32, op << ": writes bf16 or f32, not " << dtype_name(out));
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+  const int64_t O = weight.dim(0), KH = weight.dim(2), KW = weight.dim(3);
+  MDQ_CHECK(weight.dim(1) == C, op << ": weight " << weight.describe() << " does not take the " << C
+                                   << " channels of images " << x.describe());
+  MDQ_CHECK(stem_conv_fits(weight, p), op << ": the direct kernel does not take weight " << weight.describe()
+                                          << " with stride " << p.stride << ", padding " << p.padding << ", groups "
+                                          << p.groups << " (it takes C <= 4, O in {16, 32, 64}, windows up to 7x7, "
+                                          << "stride 1 or 2, groups 1)");
+  for (const Tensor* t : {&scale, &shift}) {
+    if (!t->defined()) continue;
+    check_dtype(op, *t, DType::F32);
+    check_same_device(op, x, *t);
+    MDQ_CHECK(t->numel() == O, op << ": " << t->describe() << " must hold one value per filter of "
+                                  << weight.describe());
+  }
+  MDQ_CHECK(H <= (1 << 20) && W <= (1 << 20), op << ": images " << x.describe() << " are too large");
+  const int64_t OH = ops::window_output_size(H, KH, p.stride, p.padding);
+  const int64_t OW = ops::window_output_size(W, KW, p.stride, p.padding);
+  MDQ_CHECK(OH >= 1 && OW >= 1, op << ": window " << KH << "x" << KW << " larger than the padded images "
+                                   << x.describe());
+  MDQ_CHECK(N * OH * OW < (int64_t(1) << 31), op << ": " << N * OH * OW << " output pixels, more than the kernel counts");
+  Tensor y = Tensor::empty({N, OH, OW, O}, out, x.device());
+  if (y.numel() == 0) return y;
+
+  kernels::StemConvArgs a;
+  a.x = x.data<float>();
+  a.w = weight.data<float>();
+  a.scale = scale.defined() ? scale.data<float>() : nullptr;
+  a.shift = shift.defined() ? shift.data<float>() : nullptr;
+  a.N = narrow(N), a.C = narrow(C), a.H = narrow(H), a.W = narrow(W), a.O = narrow(O);
+  a.KH = narrow(KH), a.KW = narrow(KW), a.stride = narrow(p.stride), a.pad = narrow(p.padding);
+  a.relu = relu;
+  if (out == DType::BF16)
+    dispatch(op, x.device(), kernels::reference::stem_conv_nhwc<uint16_t>, &CudaBackend::stem_conv_nhwc_bf16)(
+        a, y.data<uint16_t>());
+  else
+    dispatch(op, x.device(), kernels::reference::stem_conv_nhwc<float>, &CudaBackend::stem_conv_nhwc_f32)(
+        a, y.data<float>());
+  return y;
+}
+
+}  // namespace mdq::packed

@@ -1,0 +1,30 @@
+// The stem of packed inference as one pass (issue #16): the model's first convolution read
+// straight from the f32 NCHW images, with the BatchNorm (and bias) folded after it and its ReLU,
+// written NHWC as the plan's Dense activations, bf16 or f32 (engine/infer/steps.h, Bf16Stem).
+// On the GPU one kernel (kernels/stem_conv.cu: f32 FMAs, no padded copy of the images, no bf16
+// rounding of the sums); on the CPU its reference, the same sums in the same order, so the two
+// agree bit for bit. The formula and the shapes taken: kernels/stem_conv.h.
+#pragma once
+#include "engine/ops/conv2d.h"
+#include "engine/tensor.h"
+
+namespace mdq::packed {
+
+// Whether the direct kernel takes a convolution of C input channels, O filters, a KH x KW window
+// and params: C <= 4, O in {16, 32, 64}, KH, KW <= 7, stride 1 or 2, any padding, groups 1.
+bool stem_conv_fits(int64_t C, int64_t O, int64_t KH, int64_t KW, const ops::Conv2dParams& p);
+// The same for a weight f32 [O][C][KH][KW].
+bool stem_conv_fits(const Tensor& weight, const ops::Conv2dParams& p);
+
+// Whether plans run their stem on the direct kernel where it fits: on unless the environment
+// says MDQ_STEM_DIRECT=0 (read on every call, so one process can time both ways).
+bool stem_direct_enabled();
+
+// x f32 NCHW [N][C][H][W], weight f32 [O][C][KH][KW], scale and shift f32 [O] or undefined (1,
+// 0), all on one device -> out (BF16 or F32) NHWC [N][OH][OW][O],
+// y = act(scale[o] conv(x, w)[n][o][oh][ow] + shift[o]), act = ReLU when relu, else identity.
+// The shape must fit (stem_conv_fits); anything else is an mdq::Error naming the operand.
+Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
+                      const ops::Conv2dParams& p, bool relu, DType out);
+
+}  // namespace mdq::packed

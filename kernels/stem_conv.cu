@@ -1,0 +1,228 @@
+// The direct stem convolution (kernels/stem_conv.h): f32 FMAs on CUDA cores, the images read as
+// they are (f32 NCHW), the folded BN + ReLU applied to the f32 sums, NHWC bf16 or f32 written.
+//
+// Persistent CTAs of 256 threads, grid = min(tiles, SMs x resident CTAs), each walking the tiles
+// tile, tile + grid, ...; a tile is 16 x 16 output pixels of one image. A CTA loads the weights
+// (rearranged to [KH][KW][C][O], so one tap's filters are contiguous) and the scale and shift
+// into shared memory once. The tile's input patch, ((16 - 1) stride + KH) x ((16 - 1) stride +
+// KW) pixels x C channels of the NCHW image, arrives by 4-byte cp.async (the patch starts at any
+// column, so no wider copy is aligned) with out-of-image taps zero-filled, double-buffered: the
+// next tile's patch is in flight while the current one is computed.
+//
+// Thread mapping: thread t owns filter group fg = t & 3 and pixel group pg = t >> 2, i.e. output
+// column pg & 15, rows 4 (pg >> 4) .. +3, and filters 16 j + 4 fg + {0..3} for j < O / 16: 4
+// pixels x O/4 filters, 64 f32 sums for O = 64. Per tap and channel a thread reads 4 inputs and
+// O/16 float4 weights and does O FMAs. A warp's lanes read 8 consecutive output columns of one
+// row (distinct banks at stride 1 and 2; the 4 filter groups of a pixel share the address) and 4
+// float4 weight chunks 16 bytes apart (distinct banks; the 8 pixel groups share them). The patch
+// rows and columns have a fixed pitch, 15 stride + 7 (the largest window), so every offset but
+// the tap's is a compile-time immediate. The sum order is kernels/stem_conv.h's: taps in row
+// order, channels inside, one fmaf each, so the CPU reference matches bit for bit.
+#include "common/error.h"
+#include "kernels/backend.h"
+#include "kernels/bf16.cuh"
+#include "kernels/cuda_common.h"
+#include "kernels/ptx.cuh"
+#include "kernels/stem_conv.h"
+
+namespace mdq::kernels {
+namespace stem {
+namespace {
+
+constexpr int kTile = 16, kThreads = 256, kPixelsPerThread = 4;
+static_assert(kThreads == 4 * (kTile * kTile / kPixelsPerThread), "4 filter groups x 64 pixel groups");
+
+template <int C, int O, int S>
+struct Config {
+  static constexpr int PITCH = (kTile - 1) * S + kStemMaxWindow;  // patch rows and columns
+  static constexpr int PLANE = PITCH * PITCH;
+  static constexpr int PATCH = C * PLANE;  // floats per buffer
+  static constexpr int CHUNKS = O / 16;    // float4 filter chunks per thread
+  static_assert(O % 16 == 0, "filters come in chunks of 16 (4 groups x float4)");
+  // Shared floats for a window of T taps: weights, scale, shift, two patch buffers (T C O and O
+  // are multiples of 16 floats, so every part stays 16-byte aligned).
+  static constexpr int floats(int T) { return T * C * O + 2 * O + 2 * PATCH; }
+};
+
+struct Geometry {
+  int OH, OW, tiles_w, tiles_per_image, tiles;
+};
+
+template <class Out>
+__device__ __forceinline__ void store4(Out* p, float a, float b, float c, float d) {
+  if constexpr (sizeof(Out) == 4) *reinterpret_cast<float4*>(p) = make_float4(a, b, c, d);
+  else *reinterpret_cast<uint2*>(p) = make_uint2(pack2(a, b), pack2(c, d));
+}
+
+// The patch of `tile` into buf: rows r < (16 - 1) S + KH and columns < (16 - 1) S + KW of each
+// channel, zeros where they fall outside the image; the rest of the pitch is never read.
+template <int C, int O, int S>
+__device__ __forceinline__ void load_patch(const StemConvArgs& a, const Geometry& g, int tile, float* buf) {
+  using Cfg = Config<C, O, S>;
+  const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image;
+  const int th = t / g.tiles_w, tw = t - th * g.tiles_w;
+  const int ih0 = th * kTile * S - a.pad, iw0 = tw * kTile * S - a.pad;
+  const int rows = (kTile - 1) * S + a.KH, cols = (kTile - 1) * S + a.KW;
+  const float* image = a.x + int64_t(n) * C * a.H * a.W;
+  for (int e = threadIdx.x; e < Cfg::PATCH; e += kThreads) {
+    const int c = e / Cfg::PLANE, rc = e - c * Cfg::PLANE, r = rc / Cfg::PITCH, col = rc - r * Cfg::PITCH;
+    if (r >= rows || col >= cols) continue;
+    const int ih = ih0 + r, iw = iw0 + col;
+    const bool inside = ih >= 0 && ih < a.H && iw >= 0 && iw < a.W;
+    const float* src = inside ? image + (int64_t(c) * a.H + ih) * a.W + iw : a.x;
+    ptx::cp_async4_zfill(buf + e, src, inside);
+  }
+}
+
+template <class Out, int C, int O, int S>
+__global__ void __launch_bounds__(kThreads, 2) stem_conv_kernel(StemConvArgs a, Geometry g, Out* y) {
+  using Cfg = Config<C, O, S>;
+  constexpr int PITCH = Cfg::PITCH, PLANE = Cfg::PLANE, CHUNKS = Cfg::CHUNKS;
+  extern __shared__ __align__(16) float smem[];
+  const int T = a.KH * a.KW;
+  float* ws = smem;             // [T][C][O]
+  float* ss = ws + T * C * O;   // scale [O]
+  float* hs = ss + O;           // shift [O]
+  float* patches = hs + O;      // two buffers of Cfg::PATCH
+
+  const int tid = threadIdx.x;
+  // The weights [O][C][KH][KW] -> [T][C][O] and the affine, once per CTA (read by every tile).
+  for (int e = tid; e < T * C * O; e += kThreads) {
+    const int o = e / (T * C), ct = e - o * (T * C), c = ct / T, tap = ct - c * T;
+    ws[(tap * C + c) * O + o] = a.w[e];
+  }
+  for (int o = tid; o < O; o += kThreads) {
+    ss[o] = a.scale ? a.scale[o] : 1.f;
+    hs[o] = a.shift ? a.shift[o] : 0.f;
+  }
+
+  const int fg = tid & 3, pg = tid >> 2, px = pg & (kTile - 1), py0 = (pg >> 4) * kPixelsPerThread;
+  int tile = blockIdx.x, buf = 0;
+  if (tile < g.tiles) load_patch<C, O, S>(a, g, tile, patches);
+  ptx::cp_async_commit();
+  for (; tile < g.tiles; tile += gridDim.x) {
+    const int next = tile + gridDim.x;
+    if (next < g.tiles) load_patch<C, O, S>(a, g, next, patches + (buf ^ 1) * Cfg::PATCH);
+    ptx::cp_async_commit();
+    ptx::cp_async_wait<1>();  // this thread's copies of `tile` have landed (the next may still fly)
+    __syncthreads();          // ... and everyone's; on the first tile also the weights' stores
+
+    float acc[kPixelsPerThread][4 * CHUNKS];
+#pragma unroll
+    for (int i = 0; i < kPixelsPerThread; ++i)
+#pragma unroll
+      for (int f = 0; f < 4 * CHUNKS; ++f) acc[i][f] = 0.f;
+    const float* xp = patches + buf * Cfg::PATCH + py0 * S * PITCH + px * S;
+    const float* wp = ws + 4 * fg;
+    for (int kh = 0; kh < a.KH; ++kh)
+      for (int kw = 0; kw < a.KW; ++kw) {
+        const float* xt = xp + kh * PITCH + kw;
+        const float* wt = wp + (kh * a.KW + kw) * C * O;
+#pragma unroll
+        for (int c = 0; c < C; ++c) {
+          float xv[kPixelsPerThread];
+#pragma unroll
+          for (int i = 0; i < kPixelsPerThread; ++i) xv[i] = xt[c * PLANE + i * S * PITCH];
+#pragma unroll
+          for (int j = 0; j < CHUNKS; ++j) {
+            const float4 w4 = *reinterpret_cast<const float4*>(wt + c * O + 16 * j);
+#pragma unroll
+            for (int i = 0; i < kPixelsPerThread; ++i) {
+              acc[i][4 * j + 0] = fmaf(xv[i], w4.x, acc[i][4 * j + 0]);
+              acc[i][4 * j + 1] = fmaf(xv[i], w4.y, acc[i][4 * j + 1]);
+              acc[i][4 * j + 2] = fmaf(xv[i], w4.z, acc[i][4 * j + 2]);
+              acc[i][4 * j + 3] = fmaf(xv[i], w4.w, acc[i][4 * j + 3]);
+            }
+          }
+        }
+      }
+
+    const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image;
+    const int th = t / g.tiles_w, tw = t - th * g.tiles_w;
+    const int ow = tw * kTile + px;
+#pragma unroll
+    for (int i = 0; i < kPixelsPerThread; ++i) {
+      const int oh = th * kTile + py0 + i;
+      if (oh >= g.OH || ow >= g.OW) continue;
+      Out* yp = y + ((int64_t(n) * g.OH + oh) * g.OW + ow) * O + 4 * fg;
+#pragma unroll
+      for (int j = 0; j < CHUNKS; ++j) {
+        const int o = 16 * j + 4 * fg;
+        const float4 sc = *reinterpret_cast<const float4*>(ss + o), sh = *reinterpret_cast<const float4*>(hs + o);
+        store4(yp + 16 * j, stem_affine_act(acc[i][4 * j + 0], sc.x, sh.x, a.relu),
+               stem_affine_act(acc[i][4 * j + 1], sc.y, sh.y, a.relu),
+               stem_affine_act(acc[i][4 * j + 2], sc.z, sh.z, a.relu),
+               stem_affine_act(acc[i][4 * j + 3], sc.w, sh.w, a.relu));
+      }
+    }
+    __syncthreads();  // every thread is done with this buffer before the next iteration refills it
+    buf ^= 1;
+  }
+}
+
+template <class Out, int C, int O, int S>
+void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
+  using Cfg = Config<C, O, S>;
+  auto kernel = stem_conv_kernel<Out, C, O, S>;
+  constexpr int kMaxBytes = Cfg::floats(kStemMaxWindow * kStemMaxWindow) * int(sizeof(float));
+  // Opt in to the largest window's shared memory once, and size the grid for it: every launch of
+  // this instantiation then fits, and a smaller window only leaves room unused.
+  static const int resident = [&] {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxBytes));
+    int blocks = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, kMaxBytes));
+    return blocks < 1 ? 1 : blocks;
+  }();
+  const int bytes = Cfg::floats(a.KH * a.KW) * int(sizeof(float));
+  const long long cap = static_cast<long long>(cuda::sm_count()) * resident;
+  const int grid = static_cast<int>(g.tiles < cap ? g.tiles : cap);
+  kernel<<<grid, kThreads, bytes, cuda::stream()>>>(a, g, y);
+  CUDA_CHECK_LAUNCH();
+}
+
+// The instantiation for (C, O, stride): 4 x 3 x 2 per output type.
+template <class Out, int C, int O>
+void by_stride(const StemConvArgs& a, const Geometry& g, Out* y) {
+  if (a.stride == 1) launch<Out, C, O, 1>(a, g, y);
+  else launch<Out, C, O, 2>(a, g, y);
+}
+template <class Out, int C>
+void by_filters(const StemConvArgs& a, const Geometry& g, Out* y) {
+  if (a.O == 16) by_stride<Out, C, 16>(a, g, y);
+  else if (a.O == 32) by_stride<Out, C, 32>(a, g, y);
+  else by_stride<Out, C, 64>(a, g, y);
+}
+
+template <class Out>
+void run(const StemConvArgs& a, Out* y) {
+  MDQ_CHECK(stem_conv_fits(a.C, a.O, a.KH, a.KW, a.stride, a.pad),
+            "stem_conv_nhwc: the direct kernel does not take C " << a.C << ", O " << a.O << ", window " << a.KH << "x"
+                                                                 << a.KW << ", stride " << a.stride << ", padding "
+                                                                 << a.pad << " (see stem_conv_fits)");
+  Geometry g{};
+  g.OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
+  g.OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);
+  if (a.N <= 0 || g.OH <= 0 || g.OW <= 0) return;
+  g.tiles_w = (g.OW + kTile - 1) / kTile;
+  g.tiles_per_image = g.tiles_w * ((g.OH + kTile - 1) / kTile);
+  g.tiles = a.N * g.tiles_per_image;
+  switch (a.C) {
+    case 1: by_filters<Out, 1>(a, g, y); break;
+    case 2: by_filters<Out, 2>(a, g, y); break;
+    case 3: by_filters<Out, 3>(a, g, y); break;
+    default: by_filters<Out, 4>(a, g, y); break;
+  }
+}
+
+}  // namespace
+}  // namespace stem
+
+void stem_conv_nhwc_bf16(const StemConvArgs& a, uint16_t* y) { stem::run(a, y); }
+void stem_conv_nhwc_f32(const StemConvArgs& a, float* y) { stem::run(a, y); }
+
+void register_stem_conv(CudaBackend& b) {
+  b.stem_conv_nhwc_bf16 = stem_conv_nhwc_bf16;
+  b.stem_conv_nhwc_f32 = stem_conv_nhwc_f32;
+}
+
+}  // namespace mdq::kernels

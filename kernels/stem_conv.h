@@ -1,0 +1,89 @@
+// The stem of packed inference as one pass (engine/packed/stem_conv.h, issue #16): the model's
+// first convolution read straight from the f32 NCHW images, its folded BatchNorm (and bias) and
+// ReLU applied to the f32 sums, written NHWC as bf16 or f32:
+//
+//   y[n][oh][ow][o] = act(fma(d, scale[o], shift[o])),
+//   d = sum over kh, kw, c (in that order, each term one fma into the sum started at +0) of
+//       x[n][c][oh*stride - pad + kh][ow*stride - pad + kw] * w[o][c][kh][kw],
+//
+// with out-of-image taps read as 0 (their fma still runs, so the CPU and GPU sums take the same
+// steps, signed zeros included), act = max(0, .) when relu. It replaces three passes (images to
+// NHWC bf16 padded to 8 channels, cuDNN's bf16 convolution, the affine pass) whose conv has too
+// little depth per tap (3 channels) to feed tensor cores well: the direct kernel spends f32 FMAs
+// on CUDA cores instead and never writes the images or the raw sums back to memory.
+// Shapes handled (stem_conv_fits): C <= 4 input channels, O in {16, 32, 64} filters, windows up
+// to 7 x 7, stride 1 or 2, any padding. Launchers take device pointers and queue on
+// mdq::cuda::stream(); the CPU reference below takes the same arguments on host pointers and
+// runs the same arithmetic in the same order, so the GPU matches it bit for bit.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "common/bf16.h"
+#include "common/window.h"
+#include "kernels/host_device.h"
+
+namespace mdq::kernels {
+
+struct StemConvArgs {
+  const float* x = nullptr;      // f32 NCHW images [N][C][H][W]
+  const float* w = nullptr;      // f32 [O][C][KH][KW], the layer's own layout
+  const float* scale = nullptr;  // [O] or null (1)
+  const float* shift = nullptr;  // [O] or null (0)
+  int N = 0, C = 0, H = 0, W = 0, O = 0, KH = 1, KW = 1, stride = 1, pad = 0;
+  bool relu = false;
+};
+
+// The largest window and input depth the kernel keeps in shared memory, and its filter counts.
+constexpr int kStemMaxWindow = 7, kStemMaxChannels = 4;
+
+template <class I>  // int here, int64_t in the engine's checks
+constexpr bool stem_conv_fits(I C, I O, I KH, I KW, I stride, I pad) {
+  return C >= 1 && C <= kStemMaxChannels && (O == 16 || O == 32 || O == 64) && KH >= 1 && KH <= kStemMaxWindow &&
+         KW >= 1 && KW <= kStemMaxWindow && (stride == 1 || stride == 2) && pad >= 0;
+}
+
+// y f32 or bf16 NHWC [N][OH][OW][O], OH = ops::window_output_size(H, KH, stride, pad), OW alike.
+// The shape must fit (stem_conv_fits); y 16-byte aligned.
+void stem_conv_nhwc_bf16(const StemConvArgs& a, uint16_t* y);
+void stem_conv_nhwc_f32(const StemConvArgs& a, float* y);
+
+// The epilogue both sides run on a finished sum: the folded affine as one fma, then the ReLU as
+// a compare (a NaN becomes 0, as fmaxf makes it in kernels/nhwc_bf16.cu's affine pass, and -0
+// becomes +0 on both sides alike, where fmaxf may pick either zero).
+MDQ_HD float stem_affine_act(float d, float scale, float shift, bool relu) {
+  const float v = fmaf(d, scale, shift);
+  return relu && !(v > 0.f) ? 0.f : v;
+}
+
+// ---- CPU reference (host pointers): the formula above, one output at a time.
+namespace reference {
+
+template <class T>
+void stem_conv_nhwc(const StemConvArgs& a, T* y) {
+  const int OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
+  const int OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);
+  const int64_t plane = int64_t(a.H) * a.W;
+  for (int n = 0; n < a.N; ++n)
+    for (int oh = 0; oh < OH; ++oh)
+      for (int ow = 0; ow < OW; ++ow)
+        for (int o = 0; o < a.O; ++o) {
+          float d = 0.f;
+          for (int kh = 0; kh < a.KH; ++kh)
+            for (int kw = 0; kw < a.KW; ++kw) {
+              const int ih = oh * a.stride - a.pad + kh, iw = ow * a.stride - a.pad + kw;
+              const bool inside = ih >= 0 && ih < a.H && iw >= 0 && iw < a.W;
+              for (int c = 0; c < a.C; ++c) {
+                const float v = inside ? a.x[(int64_t(n) * a.C + c) * plane + int64_t(ih) * a.W + iw] : 0.f;
+                d = std::fma(v, a.w[((int64_t(o) * a.C + c) * a.KH + kh) * a.KW + kw], d);
+              }
+            }
+          const float v = stem_affine_act(d, a.scale ? a.scale[o] : 1.f, a.shift ? a.shift[o] : 0.f, a.relu);
+          T& out = y[((int64_t(n) * OH + oh) * OW + ow) * a.O + o];
+          if constexpr (sizeof(T) == 2) out = float_to_bf16(v);
+          else out = v;
+        }
+}
+
+}  // namespace reference
+}  // namespace mdq::kernels

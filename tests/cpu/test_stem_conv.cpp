@@ -1,0 +1,150 @@
+// The direct stem (engine/packed/stem_conv.h) on the CPU: its reference against a naive
+// convolution in double with the affine and ReLU after it, on random non-zero inputs and odd
+// shapes (batch 1 and 3, 1, 3 and 4 channels, 16, 32 and 64 filters, 3x3 stride 1 and 7x7 stride
+// 2 with padding, images that are not multiples of the kernel's 16-pixel tiles).
+//   f32 output: |y - naive| <= (C KH KW + 2) 2^-24 (|scale| sum |x w| + |shift|) per element,
+//     the error bound of an f32 sum of that many terms (each an fma) and one fma for the affine.
+//   bf16 output: exactly the f32 output rounded to bf16 once (the same sums, one rounding).
+// Also: Bf16Stem's direct run against its three passes (MDQ_STEM_DIRECT=0) within the bf16
+// bound below, what stem_conv_fits takes, MDQ_STEM_DIRECT, and the errors for what it refuses.
+// The GPU twin: tests/gpu/test_stem_conv_gpu.cpp.
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+#include <vector>
+
+#include "common/bf16.h"
+#include "engine/infer/steps.h"
+#include "engine/packed/bitpack.h"
+#include "engine/packed/stem_conv.h"
+#include "tests/support/stem_case.h"
+#include "tests/support/testing.h"
+
+using namespace mdq;
+using testing::StemCase;
+
+TEST_CASE("stem_conv_nhwc on the CPU: f32 within an f32 sum's error of the exact value, bf16 its one rounding") {
+  for (const StemCase& s : testing::stem_cases()) {
+    INFO(s.text());
+    const testing::StemInputs in = testing::stem_inputs(s, 100);
+    const testing::StemExact want = testing::stem_exact(s, in);
+    const Tensor y = packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), s.relu, DType::F32);
+    REQUIRE(y.shape() == Shape({s.N, s.OH(), s.OW(), s.O}));
+    const std::vector<float> got = y.to_vector();
+    const double terms = static_cast<double>(s.C * s.K * s.K + 2);
+    int64_t outside = 0, nonzero = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double bound = terms * std::ldexp(1.0, -24) * want.magnitude[i];
+      outside += !(std::fabs(got[i] - want.value[i]) <= bound);
+      nonzero += got[i] != 0.f;
+    }
+    CHECK(outside == 0);
+    CHECK(nonzero > static_cast<int64_t>(got.size()) / 4);  // not a test of zeros, ReLU or not
+
+    const Tensor b = packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), s.relu, DType::BF16);
+    REQUIRE(b.dtype() == DType::BF16);
+    REQUIRE(b.shape() == y.shape());
+    const uint16_t* pb = b.data<uint16_t>();
+    int64_t differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) differ += pb[i] != float_to_bf16(got[i]);
+    CHECK(differ == 0);
+  }
+}
+
+TEST_CASE("stem_conv_nhwc without scale and shift is the plain convolution (and its ReLU)") {
+  StemCase s{2, 3, 19, 23, 32, 3, 1, 1, false};
+  testing::StemInputs in = testing::stem_inputs(s, 7);
+  in.scale = Tensor(), in.shift = Tensor();
+  const testing::StemExact want = testing::stem_exact(s, in);
+  const std::vector<float> got =
+      packed::stem_conv_nhwc(in.x, in.w, Tensor(), Tensor(), s.params(), false, DType::F32).to_vector();
+  const std::vector<float> relu =
+      packed::stem_conv_nhwc(in.x, in.w, Tensor(), Tensor(), s.params(), true, DType::F32).to_vector();
+  int64_t outside = 0, negative = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    outside += !(std::fabs(got[i] - want.value[i]) <= 29 * std::ldexp(1.0, -24) * want.magnitude[i]);
+    negative += got[i] < 0.f;
+    outside += relu[i] != (got[i] > 0.f ? got[i] : 0.f);
+  }
+  CHECK(outside == 0);
+  CHECK(negative > 0);
+}
+
+TEST_CASE("Bf16Stem: the direct pass vs the three passes (MDQ_STEM_DIRECT=0) on the CPU, within bf16's rounding") {
+  for (const StemCase& s : {StemCase{3, 3, 37, 29, 64, 7, 2, 3, true}, StemCase{1, 4, 21, 17, 16, 3, 1, 1, false}}) {
+    for (DType dense : {DType::BF16, DType::F32}) {
+      INFO(s.text() << (dense == DType::BF16 ? ", bf16" : ", f32") << " Dense");
+      const testing::StemInputs in = testing::stem_inputs(s, 300);
+      const infer::Bf16Stem stem = testing::stem_step(s, in, dense, Device::CPU);
+      REQUIRE(stem.direct());
+      const testing::StemRuns r = testing::run_both_ways(stem, in.x);
+      REQUIRE(r.direct.dtype() == dense);
+      REQUIRE(r.three_pass.dtype() == dense);
+      CHECK(testing::outside_bf16_bound(s, in, r.direct, r.three_pass) == 0);
+    }
+  }
+}
+
+TEST_CASE("stem_conv_fits: C <= 4, O in {16, 32, 64}, windows up to 7x7, stride 1 or 2, groups 1") {
+  const ops::Conv2dParams s2{2, 3, 1}, s1{1, 0, 1};
+  CHECK(packed::stem_conv_fits(3, 64, 7, 7, s2));
+  CHECK(packed::stem_conv_fits(1, 16, 1, 1, s1));
+  CHECK(packed::stem_conv_fits(4, 32, 3, 5, ops::Conv2dParams{1, 9, 1}));
+  CHECK_FALSE(packed::stem_conv_fits(5, 64, 7, 7, s2));   // channels
+  CHECK_FALSE(packed::stem_conv_fits(3, 48, 7, 7, s2));   // filters
+  CHECK_FALSE(packed::stem_conv_fits(3, 128, 3, 3, s1));
+  CHECK_FALSE(packed::stem_conv_fits(3, 64, 8, 8, s2));   // window
+  CHECK_FALSE(packed::stem_conv_fits(3, 64, 7, 7, ops::Conv2dParams{3, 3, 1}));  // stride
+  CHECK_FALSE(packed::stem_conv_fits(3, 64, 7, 7, ops::Conv2dParams{2, 3, 3}));  // groups
+  CHECK_FALSE(packed::stem_conv_fits(3, 64, 7, 7, ops::Conv2dParams{2, -1, 1}));
+  CHECK(packed::stem_conv_fits(Tensor::empty({16, 3, 3, 3}), s1));
+  CHECK_FALSE(packed::stem_conv_fits(Tensor(), s1));
+}
+
+TEST_CASE("MDQ_STEM_DIRECT: on by default, 0 turns the direct stem off") {
+  const char* before = std::getenv("MDQ_STEM_DIRECT");
+  const std::string saved = before ? before : "";
+  ::unsetenv("MDQ_STEM_DIRECT");
+  CHECK(packed::stem_direct_enabled());
+  ::setenv("MDQ_STEM_DIRECT", "1", 1);
+  CHECK(packed::stem_direct_enabled());
+  ::setenv("MDQ_STEM_DIRECT", "0", 1);
+  CHECK_FALSE(packed::stem_direct_enabled());
+  // A Bf16Stem then runs its three passes; one the kernel does not take always does.
+  const StemCase s{1, 3, 9, 9, 16, 3, 1, 1, true};
+  const testing::StemInputs in = testing::stem_inputs(s, 5);
+  infer::Bf16Stem stem = testing::stem_step(s, in, DType::BF16, Device::CPU);
+  CHECK_FALSE(stem.direct());
+  ::unsetenv("MDQ_STEM_DIRECT");
+  CHECK(stem.direct());
+  stem.direct_weight = Tensor();
+  CHECK_FALSE(stem.direct());
+  if (before) ::setenv("MDQ_STEM_DIRECT", saved.c_str(), 1);
+}
+
+TEST_CASE("stem_conv_nhwc refuses what it does not take, with messages naming the operand") {
+  const Tensor x = testing::random_tensor({2, 3, 12, 12}, 1), w = testing::random_tensor({16, 3, 3, 3}, 2);
+  const Tensor v = testing::random_tensor({16}, 3);
+  const ops::Conv2dParams p{1, 1, 1};
+  using Catch::Contains;
+  CHECK_NOTHROW(packed::stem_conv_nhwc(x, w, v, v, p, true, DType::BF16));
+  CHECK_THROWS_WITH(packed::stem_conv_nhwc(packed::to_bf16(x), w, v, v, p, true, DType::BF16), Contains("stem_conv_nhwc"));
+  CHECK_THROWS_WITH(packed::stem_conv_nhwc(x.reshape({2, 3, 144}), w, v, v, p, true, DType::BF16),
+                    Contains("stem_conv_nhwc"));
+  CHECK_THROWS_WITH(packed::stem_conv_nhwc(x, w, v, v, p, true, DType::I32), Contains("writes bf16 or f32"));
+  CHECK_THROWS_WITH(packed::stem_conv_nhwc(x, testing::random_tensor({16, 4, 3, 3}, 4), v, v, p, true, DType::F32),
+                    Contains("does not take the 3 channels"));
+  CHECK_THROWS_WITH(packed::stem_conv_nhwc(x, testing::random_tensor({24, 3, 3, 3}, 4), Tensor(), Tensor(), p, true,
+                                           DType::F32),
+                    Contains("the direct kernel does not take"));
+  CHECK_THROWS_WITH(packed::stem_conv_nhwc(testing::random_tensor({1, 5, 8, 8}, 4),
+                                           testing::random_tensor({16, 5, 3, 3}, 5), v, v, p, true, DType::F32),
+                    Contains("the direct kernel does not take"));
+  CHECK_THROWS_WITH(packed::stem_conv_nhwc(x, w, v, v, ops::Conv2dParams{3, 1, 1}, true, DType::F32),
+                    Contains("stride 3"));
+  CHECK_THROWS_WITH(packed::stem_conv_nhwc(x, w, testing::random_tensor({8}, 6), v, p, true, DType::F32),
+                    Contains("one value per filter"));
+  CHECK_THROWS_WITH(packed::stem_conv_nhwc(testing::random_tensor({1, 3, 2, 2}, 7), w, v, v, ops::Conv2dParams{1, 0, 1},
+                                           true, DType::F32),
+                    Contains("larger than the padded images"));
+}

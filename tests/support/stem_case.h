@@ -1,0 +1,156 @@
+// The direct stem's test cases, shared by tests/cpu/test_stem_conv.cpp and its GPU twin: shapes,
+// seeded inputs (never zero), the exact value of each output in double with the magnitude its
+// rounding errors scale with, a Bf16Stem step built by hand, and its two ways of running.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/window.h"
+#include "engine/infer/steps.h"
+#include "engine/packed/bitpack.h"
+#include "engine/packed/stem_conv.h"
+#include "tests/support/inputs.h"
+
+namespace mdq::testing {
+
+struct StemCase {
+  int64_t N, C, H, W, O, K, stride, pad;
+  bool relu;
+  ops::Conv2dParams params() const { return {stride, pad, 1}; }
+  int64_t OH() const { return ops::window_output_size(H, K, stride, pad); }
+  int64_t OW() const { return ops::window_output_size(W, K, stride, pad); }
+  std::string text() const {
+    std::ostringstream s;
+    s << "N " << N << " C " << C << " " << H << "x" << W << " O " << O << " " << K << "x" << K << " stride " << stride
+      << " pad " << pad << (relu ? " relu" : "");
+    return s.str();
+  }
+};
+
+// Batch 1 and 3; 1, 3 and 4 channels; 16, 32 and 64 filters; 3x3 stride 1 and 7x7 stride 2
+// padded, plus an unpadded 5x5 and a 1x1; outputs that are not multiples of the 16x16 tile (and
+// one smaller than a tile), so partial tiles meet every edge.
+inline std::vector<StemCase> stem_cases() {
+  return {{1, 3, 37, 29, 64, 7, 2, 3, true},  {3, 3, 45, 50, 64, 7, 2, 3, false}, {3, 1, 19, 33, 16, 3, 1, 1, true},
+          {1, 4, 23, 17, 32, 3, 1, 1, false}, {3, 4, 40, 35, 16, 7, 2, 3, true},  {1, 1, 30, 41, 32, 7, 2, 3, false},
+          {3, 3, 17, 18, 32, 3, 1, 1, true},  {1, 3, 11, 7, 64, 3, 1, 1, true},   {3, 4, 21, 26, 64, 5, 2, 0, true},
+          {1, 3, 13, 15, 16, 1, 1, 0, false}};
+}
+
+struct StemInputs {
+  Tensor x, w, scale, shift;  // f32 NCHW images, [O][C][K][K], [O], [O]; on the CPU
+};
+
+// Images in [-2, 2), weights in [-0.5, 0.5), scales of both signs, shifts in [-1, 1); never 0.
+inline StemInputs stem_inputs(const StemCase& s, uint64_t seed) {
+  return {random_tensor({s.N, s.C, s.H, s.W}, seed, -2.f, 2.f), random_tensor({s.O, s.C, s.K, s.K}, seed + 1, -.5f, .5f),
+          random_tensor({s.O}, seed + 2, -2.f, 2.f), random_tensor({s.O}, seed + 3, -1.f, 1.f)};
+}
+
+// Per output element (NHWC order): value = act(scale d + shift) with d the exact convolution (in
+// double); pre = scale d + shift before the activation; abs_sum = sum |x w| (the taps inside the
+// image), scale = the filter's; magnitude = |scale| abs_sum + |shift|, what an f32
+// computation's rounding errors are relative to.
+struct StemExact {
+  std::vector<double> value, pre, abs_sum, scale, magnitude;
+};
+inline StemExact stem_exact(const StemCase& s, const StemInputs& in) {
+  const std::vector<float> x = in.x.to_vector(), w = in.w.to_vector();
+  const std::vector<float> sc = in.scale.defined() ? in.scale.to_vector() : std::vector<float>(s.O, 1.f);
+  const std::vector<float> sh = in.shift.defined() ? in.shift.to_vector() : std::vector<float>(s.O, 0.f);
+  StemExact e;
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t oh = 0; oh < s.OH(); ++oh)
+      for (int64_t ow = 0; ow < s.OW(); ++ow)
+        for (int64_t o = 0; o < s.O; ++o) {
+          double d = 0, a = 0;
+          for (int64_t c = 0; c < s.C; ++c)
+            for (int64_t kh = 0; kh < s.K; ++kh)
+              for (int64_t kw = 0; kw < s.K; ++kw) {
+                const int64_t ih = oh * s.stride - s.pad + kh, iw = ow * s.stride - s.pad + kw;
+                if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
+                const double p = double(x[size_t(((n * s.C + c) * s.H + ih) * s.W + iw)]) *
+                                 double(w[size_t(((o * s.C + c) * s.K + kh) * s.K + kw)]);
+                d += p;
+                a += std::fabs(p);
+              }
+          const double y = double(sc[size_t(o)]) * d + double(sh[size_t(o)]);
+          e.value.push_back(s.relu ? std::max(y, 0.0) : y);
+          e.pre.push_back(y);
+          e.scale.push_back(sc[size_t(o)]);
+          e.abs_sum.push_back(a);
+          e.magnitude.push_back(std::fabs(double(sc[size_t(o)])) * a + std::fabs(double(sh[size_t(o)])));
+        }
+  return e;
+}
+
+// A Bf16Stem as lower.cpp builds it: the weights zero-padded to 8 input channels for the three
+// passes, the layer's own for the direct kernel (when it takes them), the affine, on `device`.
+inline infer::Bf16Stem stem_step(const StemCase& s, const StemInputs& in, DType dense, Device device) {
+  infer::Bf16Stem stem;
+  const int64_t Cp = (s.C + 7) / 8 * 8, T = s.K * s.K;
+  Tensor padded = Tensor::zeros({s.O, Cp, s.K, s.K});
+  const float* src = in.w.data<float>();
+  float* dst = padded.data<float>();
+  for (int64_t o = 0; o < s.O; ++o)
+    for (int64_t i = 0; i < s.C * T; ++i) dst[o * Cp * T + i] = src[o * s.C * T + i];
+  stem.weight = padded.to(device);
+  if (packed::stem_conv_fits(in.w, s.params())) stem.direct_weight = in.w.to(device);
+  stem.scale = in.scale.to(device);
+  stem.shift = in.shift.to(device);
+  stem.params = s.params();
+  stem.relu = s.relu;
+  stem.dense = dense;
+  return stem;
+}
+
+// The step run on x both ways: directly (MDQ_STEM_DIRECT unset) and by its three passes
+// (MDQ_STEM_DIRECT=0); the variable is left as it was found.
+struct StemRuns {
+  Tensor direct, three_pass;
+};
+inline StemRuns run_both_ways(const infer::Bf16Stem& stem, const Tensor& x) {
+  const char* before = std::getenv("MDQ_STEM_DIRECT");
+  const std::string saved = before ? before : "";
+  StemRuns r;
+  infer::Activation a{x.to(stem.weight.device())};
+  ::setenv("MDQ_STEM_DIRECT", "0", 1);
+  stem.run(a);
+  r.three_pass = a.x;
+  ::unsetenv("MDQ_STEM_DIRECT");
+  a = infer::Activation{x.to(stem.weight.device())};
+  stem.run(a);
+  r.direct = a.x;
+  if (before) ::setenv("MDQ_STEM_DIRECT", saved.c_str(), 1);
+  return r;
+}
+
+// As f32 on the host (bf16 widened, exactly).
+inline std::vector<float> host_values(const Tensor& t) {
+  return (t.dtype() == DType::BF16 ? packed::to_f32(t.cpu()) : t.cpu()).to_vector();
+}
+
+// How many elements of the direct and three-pass results differ by more than
+//   2^-8 (4 |scale| sum |x w| + 3 |scale d + shift|):
+// the three passes round the images and the weights to bf16 (2^-8 relative each: at most
+// ~2^-7 sum |x w| in d), the sum d to bf16 (2^-8 |d|) and the output to bf16 (2^-8 |y|); the
+// direct pass rounds the output once (bf16 Dense) or not at all (f32). A ReLU only shrinks a
+// difference. The f32 sums' own errors (~2^-24 per term) fit in the slack.
+inline int64_t outside_bf16_bound(const StemCase& s, const StemInputs& in, const Tensor& direct,
+                                  const Tensor& three_pass) {
+  const StemExact e = stem_exact(s, in);
+  const std::vector<float> a = host_values(direct), b = host_values(three_pass);
+  if (a.size() != e.value.size() || b.size() != e.value.size()) return -1;
+  int64_t outside = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double bound = std::ldexp(1.0, -8) * (4 * std::fabs(e.scale[i]) * e.abs_sum[i] + 3 * std::fabs(e.pre[i]));
+    outside += !(std::fabs(double(a[i]) - double(b[i])) <= bound);
+  }
+  return outside;
+}
+
+}  // namespace mdq::testing
