@@ -73,10 +73,12 @@ struct Census {
   int64_t w1a1_convs = 0, w1a1_linears = 0, w1a1_blocks = 0;  // blocks: residual blocks fused into W1A1
   int64_t w1a16[2][2] = {{0, 0}, {0, 0}};                     // [conv, linear][binary, ternary]
   int64_t float_convs = 0, float_linears = 0;
+  int64_t stem_signs = 0;  // of the float convs: a stem that packs the sign after it itself (Bf16Stem::signs)
   int64_t bytes = 0;  // of the tensors the plan holds: weights (packed or f32), folded BN, thresholds
   int64_t w1a16_layers() const { return w1a16[0][0] + w1a16[0][1] + w1a16[1][0] + w1a16[1][1]; }
   int64_t packed() const { return w1a1_convs + w1a1_linears + w1a16_layers(); }
-  // e.g. "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv".
+  // e.g. "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv", the float
+  // convs followed by "(1 writes its signs)" where a stem does.
   std::string text() const;
 };
 
