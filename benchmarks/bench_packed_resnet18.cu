@@ -27,7 +27,11 @@
 //                stem it does not take) the three passes before it: the images to NHWC bf16
 //                padded to 8 channels, cuDNN's bf16 tensor cores, the folded BN (+ ReLU) as one
 //                bf16 affine pass. The three-pass stem rounds the images to bf16, so W1A1's stem
-//                signs may flip at a near-tie: the check below prints its agreement.
+//                signs may flip at a near-tie: the check below prints its agreement. In W1A1
+//                stem16 the direct stem also takes the sign after it (Bf16Stem::signs): it writes
+//                the packed bits (packed::stem_conv_signs, 8 bytes a pixel) instead of the f32
+//                map (256) that Binarize read back; with MDQ_STEM_DIRECT=0 the step runs the
+//                three passes and packs their signs.
 //   W1A1 graph / W1A1 s16 graph   the W1A1 plans' forward of the batch captured once as a CUDA
 //                graph (engine/cuda_graph.h) after eager runs, timed as replays: what launch
 //                overhead costs the eager plan. Only here: mdq-infer runs its plans eagerly.
@@ -35,7 +39,8 @@
 // in f32 logits. Also: a check at batch 8 that W1A16 agrees with cuDNN bf16 on the same ±1
 // weights and that both plans agree with the float engine (what mdq-infer --agree counts), a
 // per-part time breakdown at the largest batch, and the W1A1 plans' steps one by one at that
-// batch (the stem16 plan's stem both ways: direct and MDQ_STEM_DIRECT=0). Usage:
+// batch (the stem16 plan's stem both ways: direct and MDQ_STEM_DIRECT=0; its fused stem also as
+// the two steps it replaced, the direct stem's f32 map and Binarize). Usage:
 // bench_packed_resnet18 [batch ...].
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -374,7 +379,8 @@ std::string describe(const infer::Step& step) {
   if (auto* r = dynamic_cast<const Relayout*>(&step)) return std::string("relayout ") + form(r->from) + " -> " + form(r->to);
   if (auto* b = dynamic_cast<const Binarize*>(&step)) return std::string("binarize ") + form(b->form);
   if (dynamic_cast<const FloatConv*>(&step)) return "float conv";
-  if (auto* st = dynamic_cast<const Bf16Stem*>(&step)) return st->direct() ? "stem, direct" : "stem, three passes";
+  if (auto* st = dynamic_cast<const Bf16Stem*>(&step))
+    return std::string(st->signs ? "stem + signs, " : "stem, ") + (st->direct() ? "direct" : "three passes");
   if (dynamic_cast<const FloatLinear*>(&step)) return "float linear";
   if (dynamic_cast<const FloatBatchNorm*>(&step)) return "float batchnorm";
   if (auto* r = dynamic_cast<const Relu*>(&step)) return std::string("relu ") + form(r->form);
@@ -407,10 +413,11 @@ class StemDirectEnv {
 };
 
 // Each top-level step of the plan timed alone (CUDA events, median_ms) on the input it had in a
-// full pass, with its output; a Bf16Stem also with MDQ_STEM_DIRECT=0, its three passes.
+// full pass, with its output; a Bf16Stem also with MDQ_STEM_DIRECT=0, its three passes, and one
+// that writes its signs also unfused: the direct stem's Dense map, then Binarize on it.
 void list_steps(const char* title, const infer::Plan& plan, const Tensor& images) {
   std::printf("\n%s at batch %lld, each step timed alone:\n", title, static_cast<long long>(images.dim(0)));
-  std::printf("%4s  %-28s | %9s | %s\n", "step", "what", "ms", "output");
+  std::printf("%4s  %-40s | %9s | %s\n", "step", "what", "ms", "output");
   infer::Activation a{images};
   float total = 0;
   for (size_t i = 0; i < plan.steps().size(); ++i) {
@@ -425,13 +432,33 @@ void list_steps(const char* title, const infer::Plan& plan, const Tensor& images
     };
     const float ms = time();
     total += ms;
-    std::printf("%4zu  %-28s | %9.3f | %s\n", i, describe(step).c_str(), ms, a.x.describe().c_str());
+    std::printf("%4zu  %-40s | %9.3f | %s\n", i, describe(step).c_str(), ms, a.x.describe().c_str());
     if (const auto* stem = dynamic_cast<const infer::Bf16Stem*>(&step); stem && stem->direct()) {
-      const StemDirectEnv off("0");
-      std::printf("%4s  %-28s | %9.3f |\n", "", "  (MDQ_STEM_DIRECT=0: 3 passes)", time());
+      {
+        const StemDirectEnv off("0");
+        const char* what = stem->signs ? "  (MDQ_STEM_DIRECT=0: 3 passes + signs)" : "  (MDQ_STEM_DIRECT=0: 3 passes)";
+        std::printf("%4s  %-40s | %9.3f |\n", "", what, time());
+      }
+      if (stem->signs) {  // the two steps the fusion replaced, each timed alone as above
+        infer::Bf16Stem dense = *stem;
+        dense.signs = false;
+        const infer::Binarize sign(infer::Form::Dense);
+        infer::Activation d = in;
+        dense.run(d);
+        const float stem_ms = median_ms([&] {
+          infer::Activation t = in;
+          dense.run(t);
+        });
+        const float sign_ms = median_ms([&] {
+          infer::Activation t = d;
+          sign.run(t);
+        });
+        std::printf("%4s  %-40s | %9.3f | %s\n", "", "  (unfused: stem, direct)", stem_ms, d.x.describe().c_str());
+        std::printf("%4s  %-40s | %9.3f |\n", "", "  (unfused: binarize Dense)", sign_ms);
+      }
     }
   }
-  std::printf("%4s  %-28s | %9.3f |\n", "", "sum of the steps", total);
+  std::printf("%4s  %-40s | %9.3f |\n", "", "sum of the steps", total);
 }
 
 // The plan's forward on `images` captured as a CUDA graph and timed as replays; -1 (and a line
@@ -530,14 +557,15 @@ int main(int argc, char** argv) {
               "cuDNN bf16: hand-built%s. The others: infer::lower, what mdq-infer --engine packed runs:\n"
               "  W1A16       %s\n  W1A16 split %s\n  W1A1        %s\n"
               "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::bf16_stem (the stem one step into\n"
-              "  NHWC: %s)\n"
+              "  NHWC: %s; W1A1 stem16: %s)\n"
               "  W1A1 graph and W1A1 s16 graph: W1A1 and W1A1 stem16 captured as a CUDA graph, timed as replays\n"
               "Weights MB = every tensor the version holds: conv/fc weights (bf16, f32, or packed bits with\n"
               "their tap popcounts), folded BN, sign thresholds. ms = median of 5 rounds of the mean over many\n"
               "forward passes (CUDA events, one stream), from f32 NCHW images to f32 logits.\n\n",
               m.stem_channels == 3 ? "" : " (stem input padded to 8 channels: cuDNN had no bf16 NHWC algorithm for 3)",
               w1a16->summary().c_str(), split->summary().c_str(), w1a1->summary().c_str(),
-              packed::stem_direct_enabled() ? "the direct stem kernel" : "three passes, MDQ_STEM_DIRECT=0");
+              packed::stem_direct_enabled() ? "the direct stem kernel" : "three passes, MDQ_STEM_DIRECT=0",
+              w1a1_stem->summary().c_str());
   check(m, *float_net, *sign_net, *w1a16, *split, *w1a1, *w1a16_stem, *w1a1_stem);
 
   std::printf("%5s  %-14s | %9s | %10s | %8s | %10s\n", "batch", "version", "ms/batch", "images/s", "x cuDNN",
@@ -592,7 +620,8 @@ int main(int argc, char** argv) {
   std::printf("\nBreakdown at batch %d, ms per batch, each part timed alone (%% of the full pass):\n"
               "  stem = the first conv (W1A16: BN + ReLU fused in; stem16: the folded BN (+ ReLU) too, one\n"
               "  direct kernel, or with MDQ_STEM_DIRECT=0 the images' conversion to NHWC bf16, cuDNN and the\n"
-              "  affine pass, all in one step); blocks = the 8 residual blocks (convs, BN,\n"
+              "  affine pass, all in one step; W1A1 stem16 lowered with the direct kernel: the sign packing\n"
+              "  too); blocks = the 8 residual blocks (convs, BN,\n"
               "  ReLU or sign packing, residual sums); rest = stem BN/ReLU or sign packing, max and average\n"
               "  pool, layout changes; fc = the classifier (cuBLAS + bias, or W1A16).\n", breakdown_batch);
   std::printf("%-14s | %8s | %14s | %14s | %14s | %14s | %8s\n", "version", "full", "stem", "blocks", "rest", "fc",

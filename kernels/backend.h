@@ -160,6 +160,7 @@ struct CudaBackend {
   // ---- stem_conv.cu: engine/packed/stem_conv.cpp (the direct stem of packed inference)
   decltype(&kernels::stem_conv_nhwc_bf16) stem_conv_nhwc_bf16 = nullptr;
   decltype(&kernels::stem_conv_nhwc_f32) stem_conv_nhwc_f32 = nullptr;
+  decltype(&kernels::stem_conv_signs) stem_conv_signs = nullptr;
 };
 
 // Fills every slot this build implements (kernels/backend.cu; CUDA builds only).

@@ -18,6 +18,16 @@
 // rows and columns have a fixed pitch, 15 stride + 7 (the largest window), so every offset but
 // the tap's is a compile-time immediate. The sum order is kernels/stem_conv.h's: taps in row
 // order, channels inside, one fmaf each, so the CPU reference matches bit for bit.
+//
+// The signs form (Out = uint32_t): a pixel's filters are spread over the 4 lanes of a quad (fg =
+// lane & 3), lane fg holding filters 16 j + 4 fg + {0..3}, i.e. 8 bits of word j / 2 at bit
+// 16 (j & 1) + 4 fg + k. Each lane sets its bits of a word in place and two xor shuffles OR
+// the quad's four parts, so every lane of the quad holds its 4 pixels' O/32 words; lane fg then
+// stores pixel fg's (one u32 for O = 32, a uint2 for 64): 4 pixels x O/32 words x 2 shuffles
+// per lane and tile against its O x C KH KW FMAs, and nothing kept past its word (no more
+// registers than the f32 forms').
+#include <type_traits>
+
 #include "common/error.h"
 #include "kernels/backend.h"
 #include "kernels/bf16.cuh"
@@ -43,6 +53,10 @@ struct Config {
   // are multiples of 16 floats, so every part stays 16-byte aligned).
   static constexpr int floats(int T) { return T * C * O + 2 * O + 2 * PATCH; }
 };
+
+// The output types: f32 and bf16 (uint16_t) values, or uint32_t words of packed signs.
+template <class Out>
+constexpr bool kSigns = std::is_same_v<Out, uint32_t>;
 
 struct Geometry {
   int OH, OW, tiles_w, tiles_per_image, tiles;
@@ -72,6 +86,44 @@ __device__ __forceinline__ void load_patch(const StemConvArgs& a, const Geometry
     const float* src = inside ? image + (int64_t(c) * a.H + ih) * a.W + iw : a.x;
     ptx::cp_async4_zfill(buf + e, src, inside);
   }
+}
+
+// The signs form's epilogue (see the top): acc[i][4 j + k] is filter 16 j + 4 fg + k of pixel
+// (oh0 + i, ow); the whole warp runs it (the shuffles take every lane), pixels outside the map
+// included, and only the stores are skipped for those.
+template <int O>
+__device__ __forceinline__ void signs_epilogue(const StemConvArgs& a, const Geometry& g,
+                                               const float (&acc)[kPixelsPerThread][O / 4], const float* ss,
+                                               const float* hs, int fg, int n, int oh0, int ow, uint32_t* bits) {
+  static_assert(O % 32 == 0, "the signs form packs whole words of 32 filters");
+  constexpr int WORDS = O / 32;
+  uint32_t mine[WORDS] = {};  // pixel fg's words, the ones this lane stores
+#pragma unroll
+  for (int i = 0; i < kPixelsPerThread; ++i) {
+#pragma unroll
+    for (int w = 0; w < WORDS; ++w) {
+      uint32_t word = 0u;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // chunk j = 2 w + h: bits 16 h + 4 fg + k
+        const int o = 16 * (2 * w + h) + 4 * fg;
+        const float4 sc = *reinterpret_cast<const float4*>(ss + o), sh = *reinterpret_cast<const float4*>(hs + o);
+        const float* d = &acc[i][4 * (2 * w + h)];
+        const uint32_t nibble = uint32_t(stem_sign(d[0], sc.x, sh.x, a.relu)) |
+                                uint32_t(stem_sign(d[1], sc.y, sh.y, a.relu)) << 1 |
+                                uint32_t(stem_sign(d[2], sc.z, sh.z, a.relu)) << 2 |
+                                uint32_t(stem_sign(d[3], sc.w, sh.w, a.relu)) << 3;
+        word |= nibble << (16 * h + 4 * fg);
+      }
+      word |= __shfl_xor_sync(0xffffffffu, word, 1);  // the quad's four disjoint parts
+      word |= __shfl_xor_sync(0xffffffffu, word, 2);
+      if (i == fg) mine[w] = word;
+    }
+  }
+  const int oh = oh0 + fg;
+  if (oh >= g.OH || ow >= g.OW) return;
+  uint32_t* p = bits + ((int64_t(n) * g.OH + oh) * g.OW + ow) * WORDS;
+  if constexpr (WORDS == 2) *reinterpret_cast<uint2*>(p) = make_uint2(mine[0], mine[1]);
+  else *p = mine[0];
 }
 
 template <class Out, int C, int O, int S>
@@ -140,19 +192,23 @@ __global__ void __launch_bounds__(kThreads, 2) stem_conv_kernel(StemConvArgs a, 
     const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image;
     const int th = t / g.tiles_w, tw = t - th * g.tiles_w;
     const int ow = tw * kTile + px;
+    if constexpr (kSigns<Out>) {
+      signs_epilogue<O>(a, g, acc, ss, hs, fg, n, th * kTile + py0, ow, y);
+    } else {
 #pragma unroll
-    for (int i = 0; i < kPixelsPerThread; ++i) {
-      const int oh = th * kTile + py0 + i;
-      if (oh >= g.OH || ow >= g.OW) continue;
-      Out* yp = y + ((int64_t(n) * g.OH + oh) * g.OW + ow) * O + 4 * fg;
+      for (int i = 0; i < kPixelsPerThread; ++i) {
+        const int oh = th * kTile + py0 + i;
+        if (oh >= g.OH || ow >= g.OW) continue;
+        Out* yp = y + ((int64_t(n) * g.OH + oh) * g.OW + ow) * O + 4 * fg;
 #pragma unroll
-      for (int j = 0; j < CHUNKS; ++j) {
-        const int o = 16 * j + 4 * fg;
-        const float4 sc = *reinterpret_cast<const float4*>(ss + o), sh = *reinterpret_cast<const float4*>(hs + o);
-        store4(yp + 16 * j, stem_affine_act(acc[i][4 * j + 0], sc.x, sh.x, a.relu),
-               stem_affine_act(acc[i][4 * j + 1], sc.y, sh.y, a.relu),
-               stem_affine_act(acc[i][4 * j + 2], sc.z, sh.z, a.relu),
-               stem_affine_act(acc[i][4 * j + 3], sc.w, sh.w, a.relu));
+        for (int j = 0; j < CHUNKS; ++j) {
+          const int o = 16 * j + 4 * fg;
+          const float4 sc = *reinterpret_cast<const float4*>(ss + o), sh = *reinterpret_cast<const float4*>(hs + o);
+          store4(yp + 16 * j, stem_affine_act(acc[i][4 * j + 0], sc.x, sh.x, a.relu),
+                 stem_affine_act(acc[i][4 * j + 1], sc.y, sh.y, a.relu),
+                 stem_affine_act(acc[i][4 * j + 2], sc.z, sh.z, a.relu),
+                 stem_affine_act(acc[i][4 * j + 3], sc.w, sh.w, a.relu));
+        }
       }
     }
     __syncthreads();  // every thread is done with this buffer before the next iteration refills it
@@ -186,19 +242,24 @@ void by_stride(const StemConvArgs& a, const Geometry& g, Out* y) {
   if (a.stride == 1) launch<Out, C, O, 1>(a, g, y);
   else launch<Out, C, O, 2>(a, g, y);
 }
+// (the signs form: 4 x 2 x 2, no O = 16)
 template <class Out, int C>
 void by_filters(const StemConvArgs& a, const Geometry& g, Out* y) {
-  if (a.O == 16) by_stride<Out, C, 16>(a, g, y);
-  else if (a.O == 32) by_stride<Out, C, 32>(a, g, y);
+  if constexpr (!kSigns<Out>) {
+    if (a.O == 16) return by_stride<Out, C, 16>(a, g, y);
+  }
+  if (a.O == 32) by_stride<Out, C, 32>(a, g, y);
   else by_stride<Out, C, 64>(a, g, y);
 }
 
 template <class Out>
 void run(const StemConvArgs& a, Out* y) {
-  MDQ_CHECK(stem_conv_fits(a.C, a.O, a.KH, a.KW, a.stride, a.pad),
-            "stem_conv_nhwc: the direct kernel does not take C " << a.C << ", O " << a.O << ", window " << a.KH << "x"
-                                                                 << a.KW << ", stride " << a.stride << ", padding "
-                                                                 << a.pad << " (see stem_conv_fits)");
+  const bool fits = kSigns<Out> ? stem_signs_fit(a.C, a.O, a.KH, a.KW, a.stride, a.pad)
+                                : stem_conv_fits(a.C, a.O, a.KH, a.KW, a.stride, a.pad);
+  MDQ_CHECK(fits, (kSigns<Out> ? "stem_conv_signs" : "stem_conv_nhwc")
+                      << ": the direct kernel does not take C " << a.C << ", O " << a.O << ", window " << a.KH << "x"
+                      << a.KW << ", stride " << a.stride << ", padding " << a.pad
+                      << (kSigns<Out> ? " (see stem_signs_fit)" : " (see stem_conv_fits)"));
   Geometry g{};
   g.OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
   g.OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);
@@ -219,10 +280,12 @@ void run(const StemConvArgs& a, Out* y) {
 
 void stem_conv_nhwc_bf16(const StemConvArgs& a, uint16_t* y) { stem::run(a, y); }
 void stem_conv_nhwc_f32(const StemConvArgs& a, float* y) { stem::run(a, y); }
+void stem_conv_signs(const StemConvArgs& a, uint32_t* bits) { stem::run(a, bits); }
 
 void register_stem_conv(CudaBackend& b) {
   b.stem_conv_nhwc_bf16 = stem_conv_nhwc_bf16;
   b.stem_conv_nhwc_f32 = stem_conv_nhwc_f32;
+  b.stem_conv_signs = stem_conv_signs;
 }
 
 }  // namespace mdq::kernels

@@ -12,9 +12,15 @@
 // little depth per tap (3 channels) to feed tensor cores well: the direct kernel spends f32 FMAs
 // on CUDA cores instead and never writes the images or the raw sums back to memory.
 // Shapes handled (stem_conv_fits): C <= 4 input channels, O in {16, 32, 64} filters, windows up
-// to 7 x 7, stride 1 or 2, any padding. Launchers take device pointers and queue on
-// mdq::cuda::stream(); the CPU reference below takes the same arguments on host pointers and
-// runs the same arithmetic in the same order, so the GPU matches it bit for bit.
+// to 7 x 7, stride 1 or 2, any padding.
+// A third output form, for a sign activation after the stem (W1A1 plans): the signs of y packed
+// as the next layer's bits, u32 [N][OH][OW][O/32], bit o % 32 of word o / 32 set iff y >= 0 --
+// engine/packed/bitpack.h's layout and its test (so -0 and the ReLU's 0 give 1, a NaN 0), taken
+// of the f32 value, never a rounded one. It replaces writing y (f32: 256 bytes a pixel for 64
+// filters) and reading it back to pack it (8 bytes a pixel); O a multiple of 32 (stem_signs_fit).
+// Launchers take device pointers and queue on mdq::cuda::stream(); the CPU reference below takes
+// the same arguments on host pointers and runs the same arithmetic in the same order, so the GPU
+// matches it bit for bit.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -43,10 +49,19 @@ constexpr bool stem_conv_fits(I C, I O, I KH, I KW, I stride, I pad) {
          KW >= 1 && KW <= kStemMaxWindow && (stride == 1 || stride == 2) && pad >= 0;
 }
 
+// The signs form takes the shapes above with whole words of filters: O in {32, 64}.
+template <class I>
+constexpr bool stem_signs_fit(I C, I O, I KH, I KW, I stride, I pad) {
+  return stem_conv_fits(C, O, KH, KW, stride, pad) && O % 32 == 0;
+}
+
 // y f32 or bf16 NHWC [N][OH][OW][O], OH = ops::window_output_size(H, KH, stride, pad), OW alike.
 // The shape must fit (stem_conv_fits); y 16-byte aligned.
 void stem_conv_nhwc_bf16(const StemConvArgs& a, uint16_t* y);
 void stem_conv_nhwc_f32(const StemConvArgs& a, float* y);
+// bits u32 [N][OH][OW][O/32], the signs form; the shape must fit (stem_signs_fit), bits 8-byte
+// aligned.
+void stem_conv_signs(const StemConvArgs& a, uint32_t* bits);
 
 // The epilogue both sides run on a finished sum: the folded affine as one fma, then the ReLU as
 // a compare (a NaN becomes 0, as fmaxf makes it in kernels/nhwc_bf16.cu's affine pass, and -0
@@ -55,34 +70,60 @@ MDQ_HD float stem_affine_act(float d, float scale, float shift, bool relu) {
   const float v = fmaf(d, scale, shift);
   return relu && !(v > 0.f) ? 0.f : v;
 }
+// The signs form's bit: Binarize's test (engine/packed/bitpack.h: x >= 0) on the epilogue's value.
+MDQ_HD bool stem_sign(float d, float scale, float shift, bool relu) {
+  return stem_affine_act(d, scale, shift, relu) >= 0.f;
+}
 
 // ---- CPU reference (host pointers): the formula above, one output at a time.
 namespace reference {
+
+// d of output pixel (n, oh, ow) and filter o, the fmas in the formula's order.
+inline float stem_sum(const StemConvArgs& a, int n, int oh, int ow, int o) {
+  const int64_t plane = int64_t(a.H) * a.W;
+  float d = 0.f;
+  for (int kh = 0; kh < a.KH; ++kh)
+    for (int kw = 0; kw < a.KW; ++kw) {
+      const int ih = oh * a.stride - a.pad + kh, iw = ow * a.stride - a.pad + kw;
+      const bool inside = ih >= 0 && ih < a.H && iw >= 0 && iw < a.W;
+      for (int c = 0; c < a.C; ++c) {
+        const float v = inside ? a.x[(int64_t(n) * a.C + c) * plane + int64_t(ih) * a.W + iw] : 0.f;
+        d = std::fma(v, a.w[((int64_t(o) * a.C + c) * a.KH + kh) * a.KW + kw], d);
+      }
+    }
+  return d;
+}
 
 template <class T>
 void stem_conv_nhwc(const StemConvArgs& a, T* y) {
   const int OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
   const int OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);
-  const int64_t plane = int64_t(a.H) * a.W;
   for (int n = 0; n < a.N; ++n)
     for (int oh = 0; oh < OH; ++oh)
       for (int ow = 0; ow < OW; ++ow)
         for (int o = 0; o < a.O; ++o) {
-          float d = 0.f;
-          for (int kh = 0; kh < a.KH; ++kh)
-            for (int kw = 0; kw < a.KW; ++kw) {
-              const int ih = oh * a.stride - a.pad + kh, iw = ow * a.stride - a.pad + kw;
-              const bool inside = ih >= 0 && ih < a.H && iw >= 0 && iw < a.W;
-              for (int c = 0; c < a.C; ++c) {
-                const float v = inside ? a.x[(int64_t(n) * a.C + c) * plane + int64_t(ih) * a.W + iw] : 0.f;
-                d = std::fma(v, a.w[((int64_t(o) * a.C + c) * a.KH + kh) * a.KW + kw], d);
-              }
-            }
+          const float d = stem_sum(a, n, oh, ow, o);
           const float v = stem_affine_act(d, a.scale ? a.scale[o] : 1.f, a.shift ? a.shift[o] : 0.f, a.relu);
           T& out = y[((int64_t(n) * OH + oh) * OW + ow) * a.O + o];
           if constexpr (sizeof(T) == 2) out = float_to_bf16(v);
           else out = v;
         }
+}
+
+// The signs form: the same sums, each output's bit set by stem_sign.
+inline void stem_conv_signs(const StemConvArgs& a, uint32_t* bits) {
+  const int OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
+  const int OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);
+  const int Cw = a.O / 32;
+  for (int n = 0; n < a.N; ++n)
+    for (int oh = 0; oh < OH; ++oh)
+      for (int ow = 0; ow < OW; ++ow) {
+        uint32_t* word = bits + ((int64_t(n) * OH + oh) * OW + ow) * Cw;
+        for (int w = 0; w < Cw; ++w) word[w] = 0u;
+        for (int o = 0; o < a.O; ++o)
+          if (stem_sign(stem_sum(a, n, oh, ow, o), a.scale ? a.scale[o] : 1.f, a.shift ? a.shift[o] : 0.f, a.relu))
+            word[o / 32] |= 1u << (o % 32);
+      }
 }
 
 }  // namespace reference

@@ -197,9 +197,14 @@ class Builder {
       return true;
     }
     if (conv && bf16_stem_ && reads_images_ && groups == 1) {
-      out.push_back(bf16_stem(*conv, bias, bn, relu));
-      i = relu ? act : act - 1;  // conv [BN] [ReLU]: one step
-      st = {Form::Dense, false, O};
+      // conv [BN] sign as one step that writes the bits (Bf16Stem::signs) where the direct kernel
+      // takes it; lowered with MDQ_STEM_DIRECT=0, the two steps as before (the A/B of the fusion).
+      const bool signs = sign && packed::stem_direct_enabled() && packed::stem_signs_fit(w, conv->params());
+      auto stem = bf16_stem(*conv, bias, bn, relu);
+      stem->signs = signs;
+      out.push_back(std::move(stem));
+      i = relu || signs ? act : act - 1;  // conv [BN] [ReLU | sign]: one step
+      st = {signs ? Form::Bits : Form::Dense, false, O};
       return true;
     }
     // The float engine's layer on Float activations; the BN and activation after it follow alone.

@@ -15,7 +15,8 @@
 //          real input whose output goes into a sign runs here too: the sign must be decided on
 //          the float engine's value, which W1A16's rounding could flip where it is near 0.
 //   With LowerOptions::bf16_stem the first of these, when it is the convolution that reads the
-//          images, runs instead as one Bf16Stem step into NHWC (see the option).
+//          images, runs instead as one Bf16Stem step into NHWC, or into bits when a sign
+//          follows and the direct kernel takes it (see the option).
 // Between layers the plan converts activations as needed (exactly, but for bf16 rounding).
 //
 // W1A16 activations (PackedPrecision): BF16 keeps them in bf16 (8 significant bits; the fastest,
@@ -64,7 +65,12 @@ struct LowerOptions {
   // precision (2^-8 relative; the three passes also the images and the sums), and its sums are
   // in another order than the float engine's, which can flip a sign taken of the stem's output
   // at a near-tie (W1A1 plans decide those on the float engine's f32 value). The three-pass stem
-  // took 44% of ImageNet ResNet-18's W1A1 pass at batch 256 on an H200.
+  // took 44% of ImageNet ResNet-18's W1A1 pass at batch 256 on an H200. When a sign follows and
+  // the direct kernel takes the stem with 32 or 64 filters (packed::stem_signs_fit), the step
+  // packs the signs of its f32 values itself and hands on Bits (Bf16Stem::signs): the stem's map
+  // (822 MB in f32 for ImageNet ResNet-18 at batch 256) is never written nor read back. That
+  // fusion is decided at lower() time by MDQ_STEM_DIRECT (0: the stem and Binarize as two steps,
+  // as before).
   bool bf16_stem = false;
 };
 
@@ -73,10 +79,12 @@ struct Census {
   int64_t w1a1_convs = 0, w1a1_linears = 0, w1a1_blocks = 0;  // blocks: residual blocks fused into W1A1
   int64_t w1a16[2][2] = {{0, 0}, {0, 0}};                     // [conv, linear][binary, ternary]
   int64_t float_convs = 0, float_linears = 0;
+  int64_t stem_signs = 0;  // of the float convs: a stem that packs the sign after it itself (Bf16Stem::signs)
   int64_t bytes = 0;  // of the tensors the plan holds: weights (packed or f32), folded BN, thresholds
   int64_t w1a16_layers() const { return w1a16[0][0] + w1a16[0][1] + w1a16[1][0] + w1a16[1][1]; }
   int64_t packed() const { return w1a1_convs + w1a1_linears + w1a16_layers(); }
-  // e.g. "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv".
+  // e.g. "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv", the float
+  // convs followed by "(1 writes its signs)" where a stem does.
   std::string text() const;
 };
 

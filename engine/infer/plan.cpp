@@ -38,10 +38,11 @@ PackedPrecision parse_packed_precision(const std::string& name) {
 
 std::string Census::text() const {
   const std::string blocks = w1a1_blocks ? " (" + count(w1a1_blocks, "residual block") + ")" : "";
+  const std::string signs = stem_signs ? " (" + std::to_string(stem_signs) + " writes its signs)" : "";
   return join({group("W1A1", {count(w1a1_convs, "conv") + blocks, count(w1a1_linears, "linear")}),
                group("W1A16", {count(w1a16[0][0], "binary conv"), count(w1a16[0][1], "ternary conv"),
                                count(w1a16[1][0], "binary linear"), count(w1a16[1][1], "ternary linear")}),
-               group("float", {count(float_convs, "conv"), count(float_linears, "linear")})},
+               group("float", {count(float_convs, "conv") + signs, count(float_linears, "linear")})},
               "; ");
 }
 

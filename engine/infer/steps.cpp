@@ -68,22 +68,30 @@ void FloatConv::count(Census& c) const {
 }
 
 bool Bf16Stem::direct() const {
-  return direct_weight.defined() && packed::stem_direct_enabled() && packed::stem_conv_fits(direct_weight, params);
+  return direct_weight.defined() && packed::stem_direct_enabled() &&
+         (signs ? packed::stem_signs_fit(direct_weight, params) : packed::stem_conv_fits(direct_weight, params));
 }
 
 void Bf16Stem::run(Activation& a) const {
+  if (signs) {  // what Binarize sets for a map
+    a.channels = weight.dim(0);
+    a.vector = false;
+  }
   if (direct()) {
-    a.x = packed::stem_conv_nhwc(a.x, direct_weight, scale, shift, params, relu, dense);
+    a.x = signs ? packed::stem_conv_signs(a.x, direct_weight, scale, shift, params, relu)
+                : packed::stem_conv_nhwc(a.x, direct_weight, scale, shift, params, relu, dense);
     return;
   }
   const Tensor x = packed::to_nhwc_bf16_padded(a.x, weight.dim(1));
   const Tensor y = ops::conv2d_forward(x, weight, Tensor(), params);
   const Tensor z = packed::affine_nhwc(y, scale, shift, relu);
-  a.x = dense == DType::BF16 ? z : packed::to_f32(z);  // widening bf16 is exact
+  if (signs) a.x = packed::pack_signs(z);  // widening to f32 first would keep every sign
+  else a.x = dense == DType::BF16 ? z : packed::to_f32(z);  // widening bf16 is exact
 }
 
 void Bf16Stem::count(Census& c) const {
   ++c.float_convs;
+  c.stem_signs += signs;
   c.bytes += bytes(weight) + bytes(direct_weight) + bytes(scale) + bytes(shift);
 }
 

@@ -69,7 +69,7 @@ struct FloatConv final : Step {
   ops::Conv2dParams params;
 };
 
-// The stem (LowerOptions::bf16_stem): Float images -> Dense. Where the direct kernel takes the
+// The stem (LowerOptions::bf16_stem): Float images -> Dense (or Bits, below). Where the direct kernel takes the
 // layer (packed::stem_conv_fits on direct_weight) and MDQ_STEM_DIRECT is not 0, one pass:
 // packed::stem_conv_nhwc reads the f32 NCHW images and writes act(scale conv + shift) NHWC in the
 // Dense type, the sums in f32 (rounded once, to bf16, in BF16 precision; not at all in
@@ -79,6 +79,11 @@ struct FloatConv final : Step {
 // the BatchNorm after it as one folded affine pass with the ReLU (packed::affine_nhwc), in bf16;
 // widened to f32 when the plan's Dense activations are f32 (SplitBF16). Counted as a float conv:
 // its weights are the float engine's, unpacked (both copies are counted: the plan holds both).
+// With `signs` (lower.cpp sets it where a sign activation follows and the direct kernel takes
+// the layer with whole words of filters, packed::stem_signs_fit) the step is that sign too and
+// hands on Bits: the direct kernel packs the signs of its f32 values in the same pass
+// (packed::stem_conv_signs), never writing them; with MDQ_STEM_DIRECT=0 the three passes' bf16
+// output is packed as Binarize would (the same bits the two unfused steps give).
 struct Bf16Stem final : Step {
   void run(Activation& a) const override;
   void count(Census& c) const override;
@@ -89,6 +94,7 @@ struct Bf16Stem final : Step {
   ops::Conv2dParams params;
   bool relu = false;
   DType dense = DType::BF16;  // the Dense activations' type the plan hands on
+  bool signs = false;         // the sign after it too: hands on Bits [N][OH][OW][O/32], not Dense
 };
 
 struct FloatLinear final : Step {  // flattens a 4-d input (NCHW order, as nn::Flatten)

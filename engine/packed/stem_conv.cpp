@@ -29,20 +29,27 @@ bool stem_conv_fits(const Tensor& weight, const ops::Conv2dParams& p) {
          stem_conv_fits(weight.dim(1), weight.dim(0), weight.dim(2), weight.dim(3), p);
 }
 
+bool stem_signs_fit(const Tensor& weight, const ops::Conv2dParams& p) {
+  return stem_conv_fits(weight, p) && weight.dim(0) % 32 == 0;
+}
+
 bool stem_direct_enabled() {
   const char* e = std::getenv("MDQ_STEM_DIRECT");
   return e == nullptr || std::strcmp(e, "0") != 0;
 }
 
-Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
-                      const ops::Conv2dParams& p, bool relu, DType out) {
-  const char* op = "stem_conv_nhwc";
+namespace {
+
+// The checks both forms make, the output's shape [N][OH][OW][O] (empty when the output is), and
+// the kernel's arguments. `signs`: the signs form's (O whole words).
+kernels::StemConvArgs checked_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& scale,
+                                   const Tensor& shift, const ops::Conv2dParams& p, bool relu, bool signs,
+                                   Shape* out_shape) {
   check_dtype(op, x, DType::F32);
   check_ndim(op, x, 4);
   check_dtype(op, weight, DType::F32);
   check_ndim(op, weight, 4);
   check_same_device(op, x, weight);
-  MDQ_CHECK(out == DType::BF16 || out == DType::F32, op << ": writes bf16 or f32, not " << dtype_name(out));
   const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
   const int64_t O = weight.dim(0), KH = weight.dim(2), KW = weight.dim(3);
   MDQ_CHECK(weight.dim(1) == C, op << ": weight " << weight.describe() << " does not take the " << C
@@ -51,6 +58,8 @@ Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale
                                           << " with stride " << p.stride << ", padding " << p.padding << ", groups "
                                           << p.groups << " (it takes C <= 4, O in {16, 32, 64}, windows up to 7x7, "
                                           << "stride 1 or 2, groups 1)");
+  MDQ_CHECK(!signs || O % 32 == 0, op << ": packs the signs of 32 filters a word, so O must be 32 or 64, not " << O
+                                      << " (weight " << weight.describe() << ")");
   for (const Tensor* t : {&scale, &shift}) {
     if (!t->defined()) continue;
     check_dtype(op, *t, DType::F32);
@@ -64,8 +73,7 @@ Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale
   MDQ_CHECK(OH >= 1 && OW >= 1, op << ": window " << KH << "x" << KW << " larger than the padded images "
                                    << x.describe());
   MDQ_CHECK(N * OH * OW < (int64_t(1) << 31), op << ": " << N * OH * OW << " output pixels, more than the kernel counts");
-  Tensor y = Tensor::empty({N, OH, OW, O}, out, x.device());
-  if (y.numel() == 0) return y;
+  *out_shape = {N, OH, OW, O};
 
   kernels::StemConvArgs a;
   a.x = x.data<float>();
@@ -75,6 +83,19 @@ Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale
   a.N = narrow(N), a.C = narrow(C), a.H = narrow(H), a.W = narrow(W), a.O = narrow(O);
   a.KH = narrow(KH), a.KW = narrow(KW), a.stride = narrow(p.stride), a.pad = narrow(p.padding);
   a.relu = relu;
+  return a;
+}
+
+}  // namespace
+
+Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
+                      const ops::Conv2dParams& p, bool relu, DType out) {
+  const char* op = "stem_conv_nhwc";
+  MDQ_CHECK(out == DType::BF16 || out == DType::F32, op << ": writes bf16 or f32, not " << dtype_name(out));
+  Shape shape;
+  const kernels::StemConvArgs a = checked_args(op, x, weight, scale, shift, p, relu, false, &shape);
+  Tensor y = Tensor::empty(shape, out, x.device());
+  if (y.numel() == 0) return y;
   if (out == DType::BF16)
     dispatch(op, x.device(), kernels::reference::stem_conv_nhwc<uint16_t>, &CudaBackend::stem_conv_nhwc_bf16)(
         a, y.data<uint16_t>());
@@ -82,6 +103,19 @@ Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale
     dispatch(op, x.device(), kernels::reference::stem_conv_nhwc<float>, &CudaBackend::stem_conv_nhwc_f32)(
         a, y.data<float>());
   return y;
+}
+
+Tensor stem_conv_signs(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
+                       const ops::Conv2dParams& p, bool relu) {
+  const char* op = "stem_conv_signs";
+  Shape shape;
+  const kernels::StemConvArgs a = checked_args(op, x, weight, scale, shift, p, relu, true, &shape);
+  shape.back() /= 32;
+  Tensor bits = Tensor::empty(shape, DType::U32, x.device());
+  if (bits.numel() == 0) return bits;
+  dispatch(op, x.device(), kernels::reference::stem_conv_signs, &CudaBackend::stem_conv_signs)(a,
+                                                                                              bits.data<uint32_t>());
+  return bits;
 }
 
 }  // namespace mdq::packed

@@ -1,6 +1,7 @@
 // The stem of packed inference as one pass (issue #16): the model's first convolution read
 // straight from the f32 NCHW images, with the BatchNorm (and bias) folded after it and its ReLU,
-// written NHWC as the plan's Dense activations, bf16 or f32 (engine/infer/steps.h, Bf16Stem).
+// written NHWC as the plan's Dense activations, bf16 or f32, or, when a sign follows, as its
+// packed bits (engine/infer/steps.h, Bf16Stem).
 // On the GPU one kernel (kernels/stem_conv.cu: f32 FMAs, no padded copy of the images, no bf16
 // rounding of the sums); on the CPU its reference, the same sums in the same order, so the two
 // agree bit for bit. The formula and the shapes taken: kernels/stem_conv.h.
@@ -16,6 +17,10 @@ bool stem_conv_fits(int64_t C, int64_t O, int64_t KH, int64_t KW, const ops::Con
 // The same for a weight f32 [O][C][KH][KW].
 bool stem_conv_fits(const Tensor& weight, const ops::Conv2dParams& p);
 
+// Whether the signs form (stem_conv_signs) takes it: what stem_conv_fits takes, with O 32 or 64
+// (whole words of 32 filters).
+bool stem_signs_fit(const Tensor& weight, const ops::Conv2dParams& p);
+
 // Whether plans run their stem on the direct kernel where it fits: on unless the environment
 // says MDQ_STEM_DIRECT=0 (read on every call, so one process can time both ways).
 bool stem_direct_enabled();
@@ -26,5 +31,12 @@ bool stem_direct_enabled();
 // The shape must fit (stem_conv_fits); anything else is an mdq::Error naming the operand.
 Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
                       const ops::Conv2dParams& p, bool relu, DType out);
+
+// The same convolution and epilogue with the sign activation after it, as the next layer's bits
+// (W1A1 plans): -> u32 [N][OH][OW][O/32], bit o % 32 of word o / 32 set iff y >= 0, y as above
+// in f32 -- what pack_signs (engine/packed/bitpack.h) makes of stem_conv_nhwc's f32 output, bit
+// for bit, without writing that output. The shape must fit stem_signs_fit.
+Tensor stem_conv_signs(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
+                       const ops::Conv2dParams& p, bool relu);
 
 }  // namespace mdq::packed

@@ -24,6 +24,7 @@
 #include "engine/infer/steps.h"
 #include "engine/packed/bitpack.h"
 #include "tests/support/packed_nets.h"
+#include "tests/support/stem_case.h"
 #include "tests/support/testing.h"
 
 using namespace mdq;
@@ -194,11 +195,14 @@ TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), float activatio
   }
 }
 
-// With sign activations the stem's signs are packed from the bf16 NHWC map and max-pooled as
-// bits. On ±1 images with ±1 weights the stem's sums are integers (exact in bf16 up to 256,
-// here at most 147) and half-integer BN means keep every sign 0.5 away from its threshold, so
-// the bf16 stem decides every sign as the float engine does: the logits are equal.
-TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), sign activations: signs of the bf16 stem as bits") {
+// With sign activations the stem writes its signs as bits itself (Bf16Stem::signs: the direct
+// kernel's f32 values, packed in the same pass) and they are max-pooled as bits. On ±1 images
+// with ±1 weights the stem's sums are integers (exact in bf16 up to 256, here at most 147) and
+// half-integer BN means keep every sign 0.5 away from its threshold, so the stem decides every
+// sign as the float engine does: the logits are equal. Lowered with MDQ_STEM_DIRECT=0 the stem
+// and Binarize are two steps again (the three passes' bf16 map, then its signs), with the same
+// logits. (This test checked step 1 to be Binarize before the fusion.)
+TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), sign activations: the stem writes its signs") {
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 128, o.act_bits = 1;
   auto model = testing::rounded_model("resnet18", o, 2, 22);
@@ -207,22 +211,61 @@ TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), sign activation
   for (PackedPrecision prec : {PackedPrecision::SplitBF16, PackedPrecision::BF16}) {
     INFO("precision " << infer::packed_precision_name(prec));
     auto plan = lowered_with_bf16_stem(*model, prec);
-    CHECK(plan->summary() == "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv");
+    CHECK(plan->summary() == "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv (1 writes its signs)");
     const auto* stem = step_as<infer::Bf16Stem>(*plan, 0);
     REQUIRE(stem);
     CHECK_FALSE(stem->relu);
-    const auto* sign = step_as<infer::Binarize>(*plan, 1);
-    REQUIRE(sign);
-    CHECK(sign->form == infer::Form::Dense);
-    const auto* pool = step_as<infer::MaxPool>(*plan, 2);
+    CHECK(stem->signs);
+    CHECK(stem->direct());
+    const auto* pool = step_as<infer::MaxPool>(*plan, 1);
     REQUIRE(pool);
     CHECK(pool->form == infer::Form::Bits);
-    CHECK(step_as<infer::BinaryBlock>(*plan, 3));
-    const testing::LogitAgreement a = testing::compare_logits(plan->logits(x), testing::float_logits(*model, x), 0.0);
+    CHECK(step_as<infer::BinaryBlock>(*plan, 2));
+    const Tensor fused = plan->logits(x);
+    const testing::LogitAgreement a = testing::compare_logits(fused, testing::float_logits(*model, x), 0.0);
     INFO("worst |diff| / max|logit| " << a.worst_rel_diff << ", top-1 agree " << a.top1_agree << "/" << a.rows);
     CHECK(a.worst_rel_diff <= kExact.logit);
     CHECK(a.top1_agree == a.rows);
+
+    std::unique_ptr<infer::Plan> apart;
+    {
+      const testing::StemDirectEnv off("0");
+      apart = lowered_with_bf16_stem(*model, prec);
+      CHECK(testing::bits(plan->logits(x)) == testing::bits(fused));  // the fused step's own fallback: three passes, then the signs
+    }
+    CHECK(apart->summary() == "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv");
+    REQUIRE(apart->steps().size() == plan->steps().size() + 1);
+    const auto* stem_apart = step_as<infer::Bf16Stem>(*apart, 0);
+    REQUIRE(stem_apart);
+    CHECK_FALSE(stem_apart->signs);
+    const auto* sign = step_as<infer::Binarize>(*apart, 1);
+    REQUIRE(sign);
+    CHECK(sign->form == infer::Form::Dense);
+    CHECK(step_as<infer::MaxPool>(*apart, 2));
+    CHECK(testing::bits(apart->logits(x)) == testing::bits(fused));  // run now with the direct kernel, then Binarize
+    const testing::StemDirectEnv off("0");
+    CHECK(testing::bits(apart->logits(x)) == testing::bits(fused));  // the three passes, then Binarize
   }
+}
+
+// The stem's sums of real images: the fused step packs the signs of exactly the f32 values the
+// unfused direct step hands Binarize in SplitBF16 (f32 Dense), so the logits are equal on any
+// images, near-ties included. The CIFAR variant: a 3x3/1 stem, 64 filters, an odd size.
+TEST_CASE("lower with bf16_stem: sign activations, real images: the fused stem equals the stem and Binarize apart") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 13, o.act_bits = 1;
+  auto model = testing::rounded_model("resnet18", o, 2, 24);
+  const Tensor x = images(o, 3, 25);
+  auto fused = lowered_with_bf16_stem(*model, PackedPrecision::SplitBF16);
+  REQUIRE(step_as<infer::Bf16Stem>(*fused, 0));
+  CHECK(step_as<infer::Bf16Stem>(*fused, 0)->signs);
+  std::unique_ptr<infer::Plan> apart;
+  {
+    const testing::StemDirectEnv off("0");
+    apart = lowered_with_bf16_stem(*model, PackedPrecision::SplitBF16);
+  }
+  REQUIRE(step_as<infer::Binarize>(*apart, 1));
+  CHECK(testing::bits(fused->logits(x)) == testing::bits(apart->logits(x)));
 }
 
 // Only the layer that reads the images takes the bf16 path; the others are lowered as before.

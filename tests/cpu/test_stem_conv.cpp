@@ -7,6 +7,9 @@
 //   bf16 output: exactly the f32 output rounded to bf16 once (the same sums, one rounding).
 // Also: Bf16Stem's direct run against its three passes (MDQ_STEM_DIRECT=0) within the bf16
 // bound below, what stem_conv_fits takes, MDQ_STEM_DIRECT, and the errors for what it refuses.
+// The signs form (stem_conv_signs, Bf16Stem::signs): exactly pack_signs of the f32 form, on the
+// same shapes (those with 32 or 64 filters) and on inputs built to land on +0 and -0 (ties:
+// bit 1, as pack_signs's x >= 0); the fused step vs the stem and Binarize run apart, both ways.
 // The GPU twin: tests/gpu/test_stem_conv_gpu.cpp.
 #include <cmath>
 #include <cstdlib>
@@ -17,6 +20,7 @@
 #include "engine/infer/steps.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/stem_conv.h"
+#include "kernels/stem_conv.h"
 #include "tests/support/stem_case.h"
 #include "tests/support/testing.h"
 
@@ -83,6 +87,104 @@ TEST_CASE("Bf16Stem: the direct pass vs the three passes (MDQ_STEM_DIRECT=0) on 
       CHECK(testing::outside_bf16_bound(s, in, r.direct, r.three_pass) == 0);
     }
   }
+}
+
+TEST_CASE("stem_conv_signs on the CPU: exactly the packed signs of the f32 form") {
+  int64_t cases = 0;
+  for (const StemCase& s : testing::stem_cases()) {
+    if (s.O % 32) continue;
+    INFO(s.text());
+    ++cases;
+    const testing::StemInputs in = testing::stem_inputs(s, 150);
+    const Tensor bits = packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu);
+    REQUIRE(bits.dtype() == DType::U32);
+    REQUIRE(bits.shape() == Shape({s.N, s.OH(), s.OW(), s.O / 32}));
+    const std::vector<uint32_t> got = testing::words(bits);
+    CHECK(got == testing::words(testing::signs_of_f32_form(in.x, in, s)));
+    int64_t ones = 0;
+    for (uint32_t w : got) ones += __builtin_popcount(w);
+    const int64_t all = static_cast<int64_t>(got.size()) * 32;
+    if (s.relu) CHECK(ones == all);  // ReLU's output is >= 0: every sign +1
+    else CHECK((ones > all / 4 && ones < all * 3 / 4));  // both signs, not a test of one
+  }
+  CHECK(cases >= 6);
+}
+
+TEST_CASE("stem_conv_signs on the CPU: an epilogue exactly at +0 or -0 is a +1 bit, as pack_signs has it") {
+  for (const StemCase& s : {StemCase{3, 3, 19, 21, 64, 7, 2, 3, false}, StemCase{2, 1, 17, 18, 32, 3, 1, 1, false}}) {
+    INFO(s.text());
+    const testing::StemInputs in = testing::stem_tie_inputs(s, 160);
+    const std::vector<float> y =
+        packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), false, DType::F32).to_vector();
+    int64_t plus = 0, minus = 0;
+    for (float v : y) plus += v == 0.f && !std::signbit(v), minus += v == 0.f && std::signbit(v);
+    CHECK(plus >= s.O / 2);  // the constructed ties are there
+    CHECK(minus >= s.OH() * s.OW() * s.O / 2);
+    const Tensor bits = packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), false);
+    CHECK(testing::words(bits) == testing::words(testing::signs_of_f32_form(in.x, in, s)));
+    const std::vector<uint32_t> w = testing::words(bits);
+    int64_t tie_bits = 0;
+    for (size_t i = 0; i < y.size(); ++i)
+      if (y[i] == 0.f) tie_bits += (w[i / 32] >> (i % 32)) & 1u;
+    CHECK(tie_bits == plus + minus);
+  }
+}
+
+TEST_CASE("Bf16Stem with signs on the CPU: the fused step vs the stem and Binarize apart, both ways") {
+  for (const StemCase& s : {StemCase{3, 3, 37, 29, 64, 7, 2, 3, false}, StemCase{1, 4, 21, 17, 32, 3, 1, 1, false},
+                            StemCase{3, 1, 18, 23, 64, 3, 1, 1, true}}) {
+    INFO(s.text());
+    const testing::StemInputs in = testing::stem_inputs(s, 310);
+    infer::Bf16Stem fused = testing::stem_step(s, in, DType::F32, Device::CPU);
+    fused.signs = true;
+    REQUIRE(fused.direct());
+    const infer::Bf16Stem apart = testing::stem_step(s, in, DType::F32, Device::CPU);
+    const testing::StemRuns f = testing::run_both_ways(fused, in.x), a = testing::run_both_ways(apart, in.x);
+    // Binarize of the unfused step's output, as the plan's next step had it.
+    infer::Activation direct{a.direct}, three{a.three_pass};
+    infer::Binarize(infer::Form::Dense).run(direct);
+    infer::Binarize(infer::Form::Dense).run(three);
+    CHECK(testing::words(f.direct) == testing::words(direct.x));
+    CHECK(testing::words(f.three_pass) == testing::words(three.x));
+    // The two ways apart: only where the exact value is within the three passes' rounding of 0.
+    const testing::SignFlips flips = testing::sign_flips(s, in, f.direct, f.three_pass);
+    INFO("signs that differ: " << flips.all);
+    CHECK(flips.clear == 0);
+    // What the step hands on: a map of O channels, as Binarize's.
+    infer::Activation h{in.x};
+    fused.run(h);
+    CHECK(h.channels == s.O);
+    CHECK_FALSE(h.vector);
+    CHECK(h.channels == direct.channels);
+  }
+}
+
+TEST_CASE("stem_signs_fit: what stem_conv_fits takes, with 32 or 64 filters") {
+  const ops::Conv2dParams s2{2, 3, 1}, s1{1, 1, 1};
+  CHECK(packed::stem_signs_fit(Tensor::empty({64, 3, 7, 7}), s2));
+  CHECK(packed::stem_signs_fit(Tensor::empty({32, 1, 3, 3}), s1));
+  CHECK_FALSE(packed::stem_signs_fit(Tensor::empty({16, 3, 3, 3}), s1));  // half a word
+  CHECK_FALSE(packed::stem_signs_fit(Tensor::empty({64, 5, 3, 3}), s1));  // what the kernel does not take at all
+  CHECK_FALSE(packed::stem_signs_fit(Tensor::empty({64, 3, 3, 3}), ops::Conv2dParams{3, 1, 1}));
+  CHECK_FALSE(packed::stem_signs_fit(Tensor(), s1));
+  CHECK(kernels::stem_signs_fit(3, 64, 7, 7, 2, 3));
+  CHECK_FALSE(kernels::stem_signs_fit(3, 16, 7, 7, 2, 3));
+}
+
+TEST_CASE("stem_conv_signs refuses what it does not take, with messages naming it") {
+  const Tensor x = testing::random_tensor({2, 3, 12, 12}, 1), w = testing::random_tensor({32, 3, 3, 3}, 2);
+  const Tensor v = testing::random_tensor({32}, 3);
+  const ops::Conv2dParams p{1, 1, 1};
+  using Catch::Contains;
+  CHECK_NOTHROW(packed::stem_conv_signs(x, w, v, v, p, false));
+  CHECK_THROWS_WITH(packed::stem_conv_signs(x, testing::random_tensor({16, 3, 3, 3}, 4), Tensor(), Tensor(), p, false),
+                    Contains("O must be 32 or 64, not 16"));
+  CHECK_THROWS_WITH(packed::stem_conv_signs(x, testing::random_tensor({48, 3, 3, 3}, 4), Tensor(), Tensor(), p, false),
+                    Contains("stem_conv_signs: the direct kernel does not take"));
+  CHECK_THROWS_WITH(packed::stem_conv_signs(packed::to_bf16(x), w, v, v, p, false), Contains("stem_conv_signs"));
+  CHECK_THROWS_WITH(packed::stem_conv_signs(x, w, testing::random_tensor({8}, 6), v, p, false),
+                    Contains("one value per filter"));
+  CHECK_THROWS_WITH(packed::stem_conv_signs(x, w, v, v, ops::Conv2dParams{1, 1, 2}, false), Contains("groups 2"));
 }
 
 TEST_CASE("stem_conv_fits: C <= 4, O in {16, 32, 64}, windows up to 7x7, stride 1 or 2, groups 1") {

@@ -20,7 +20,9 @@
 //        its ±1 convolutions inexact (W1A1 is exact), so a sign at a near-tie may differ: we ask
 //        the same top-1 on >= 99% of rows and print how many rows have equal logits.
 //  - LowerOptions::bf16_stem (the stem on cuDNN's NHWC bf16): W1A16 with BF16's tolerances in
-//    both precisions, W1A1 (1) as above and (2) >= 75% top-1 (see check_w1a1_bf16_stem).
+//    both precisions, W1A1 (1) as above and (2) >= 75% top-1 (see check_w1a1_bf16_stem); the
+//    W1A1 plan's fused stem (it writes its signs) vs the stem and Binarize apart: equal logits
+//    (see check_fused_stem).
 //  - The network with every path (tests/support/packed_nets.h's mixed_net): (1) with the W1A16
 //    CUDA-vs-CPU tolerance of each precision, (2) as for sign activations.
 #include <cmath>
@@ -30,6 +32,7 @@
 
 #include "engine/infer/lower.h"
 #include "tests/support/packed_nets.h"
+#include "tests/support/stem_case.h"
 #include "tests/support/testing.h"
 
 using namespace mdq;
@@ -230,7 +233,9 @@ void check_w1a16_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int
 void check_w1a1_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int64_t real_images) {
   o.act_bits = 1;
   INFO("resnet18 act_bits 1, " << o.image_size << "x" << o.image_size << " N " << N << " bf16 stem");
-  const char* summary = "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv";
+  // The stem writes its signs itself (Bf16Stem::signs): 64 filters, a direct kernel's shape.
+  const char* summary =
+      "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv (1 writes its signs)";
   const PackedPrecision prec = PackedPrecision::SplitBF16;
   const Shape xs = {N, o.in_channels, o.image_size, o.image_size};
   {
@@ -257,7 +262,61 @@ void check_w1a1_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int6
   CHECK(a.agree_frac() >= 0.6);
 }
 
+// The fused stem (Bf16Stem::signs) vs the stem and Binarize as two steps (the plan lowered with
+// MDQ_STEM_DIRECT=0), both on CUDA. (1) The robust model (±1 images, half-integer BN means),
+// both precisions: the logits bit for bit, the unfused plan run with its direct stem and with
+// its three passes, and the fused plan's own three-pass fallback. (2) Random real images in
+// SplitBF16: the fused kernel packs the signs of the very f32 values the unfused direct stem
+// hands Binarize, so the logits are equal bit for bit there too, near-ties included.
+void check_fused_stem(models::ModelOptions o, int64_t N, uint64_t seed) {
+  o.act_bits = 1;
+  INFO("resnet18 act_bits 1, " << o.image_size << "x" << o.image_size << " N " << N << ", fused stem vs apart");
+  const Shape xs = {N, o.in_channels, o.image_size, o.image_size};
+  const auto same = [](const Tensor& a, const Tensor& b) { return testing::bits(a) == testing::bits(b); };
+  const auto pair = [&](nn::Module& model, PackedPrecision prec) {
+    infer::LowerOptions opt{Device::CUDA, prec};
+    opt.bf16_stem = true;
+    std::unique_ptr<infer::Plan> fused = infer::lower(model, opt, nullptr), apart;
+    {
+      const testing::StemDirectEnv off("0");
+      apart = infer::lower(model, opt, nullptr);
+    }
+    REQUIRE(fused);
+    REQUIRE(apart);
+    REQUIRE(apart->steps().size() == fused->steps().size() + 1);  // the stem and Binarize
+    return std::make_pair(std::move(fused), std::move(apart));
+  };
+  {
+    auto robust = testing::rounded_model("resnet18", o, 2, seed);
+    testing::half_integer_means(*robust);
+    robust->to(Device::CUDA);
+    const Tensor x = testing::random_signs(xs, seed + 7).cuda();
+    for (PackedPrecision prec : {PackedPrecision::SplitBF16, PackedPrecision::BF16}) {
+      INFO("robust model, precision " << infer::packed_precision_name(prec));
+      auto [fused, apart] = pair(*robust, prec);
+      const Tensor want = fused->logits(x);
+      CHECK(same(apart->logits(x), want));
+      const testing::StemDirectEnv off("0");
+      CHECK(same(apart->logits(x), want));
+      CHECK(same(fused->logits(x), want));
+    }
+  }
+  auto model = testing::rounded_model("resnet18", o, 2, seed);
+  model->to(Device::CUDA);
+  const Tensor x = testing::random_tensor(xs, seed + 999).cuda();
+  auto [fused, apart] = pair(*model, PackedPrecision::SplitBF16);
+  CHECK(same(fused->logits(x), apart->logits(x)));
+}
+
 }  // namespace
+
+TEST_CASE("lower on CUDA with bf16_stem, sign activations: the fused stem vs the stem and Binarize apart") {
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 128;  // the 7x7/2 stem
+  check_fused_stem(o, 8, 41);
+  o.image_size = 33;  // the CIFAR variant's 3x3/1 stem on an odd size
+  check_fused_stem(o, 37, 42);
+}
 
 TEST_CASE("lower on CUDA with bf16_stem, float activations (W1A16): ResNet-18 (ImageNet and CIFAR variants)") {
   models::ModelOptions o;

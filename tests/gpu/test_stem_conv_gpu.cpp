@@ -9,8 +9,13 @@
 //     affine pass) within 2^-8 (4 |scale| sum |x w| + 3 |scale d + shift|) per element (the
 //     bound is derived at testing::outside_bf16_bound), in bf16 and f32 Dense;
 //   - a stem the kernel does not take (5 channels, 24 filters, stride 3) falls back to the three
-//     passes, with the same bits as those passes run by hand; the tensor call refuses it.
+//     passes, with the same bits as those passes run by hand; the tensor call refuses it;
+//   - the signs form (stem_conv_signs) vs the CPU reference's words, equal, on the 32- and
+//     64-filter shapes, ResNet-18's stem, many tiles, and inputs that land on +0 and -0 (bit 1);
+//     its launcher writes nothing past its output; Bf16Stem with signs equals the stem and
+//     Binarize apart (the direct kernel's f32 output packed; the three passes' bf16 packed).
 // Random non-zero inputs throughout. CPU twin: tests/cpu/test_stem_conv.cpp.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -54,7 +59,93 @@ void check_against_cpu(const StemCase& s, uint64_t seed) {
   CHECK(bf16_bits(got16) == bf16_bits(want16));
 }
 
+// The signs form on CUDA vs the CPU reference, and vs the packed signs of the CUDA f32 form.
+void check_signs_against_cpu(const StemCase& s, const testing::StemInputs& in) {
+  INFO(s.text() << ", signs");
+  const Tensor xg = in.x.cuda(), wg = in.w.cuda(), sg = in.scale.cuda(), hg = in.shift.cuda();
+  const Tensor want = packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu);
+  const Tensor got = packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu);
+  REQUIRE(got.is_cuda());
+  REQUIRE(got.shape() == want.shape());
+  CHECK(testing::words(got) == testing::words(want));
+  CHECK(testing::words(got) == testing::words(testing::signs_of_f32_form(xg, in, s)));
+}
+
 }  // namespace
+
+TEST_CASE("stem_conv_signs on CUDA matches the CPU reference word for word") {
+  uint64_t seed = 1500;
+  int64_t cases = 0;
+  for (const StemCase& s : testing::stem_cases())
+    if (s.O % 32 == 0) check_signs_against_cpu(s, testing::stem_inputs(s, seed += 10)), ++cases;
+  CHECK(cases >= 6);
+  check_signs_against_cpu({2, 3, 224, 224, 64, 7, 2, 3, false}, testing::stem_inputs({2, 3, 224, 224, 64, 7, 2, 3, false}, 1600));
+  // More tiles than resident CTAs (see the f32 twin below), both filter counts and strides.
+  check_signs_against_cpu({150, 1, 20, 20, 32, 3, 1, 1, false}, testing::stem_inputs({150, 1, 20, 20, 32, 3, 1, 1, false}, 1610));
+  check_signs_against_cpu({80, 3, 40, 40, 64, 7, 2, 3, false}, testing::stem_inputs({80, 3, 40, 40, 64, 7, 2, 3, false}, 1620));
+  // Epilogues exactly at +0 and -0: bit 1 on both sides.
+  for (const StemCase& s : {StemCase{3, 3, 19, 21, 64, 7, 2, 3, false}, StemCase{2, 1, 17, 18, 32, 3, 1, 1, false}})
+    check_signs_against_cpu(s, testing::stem_tie_inputs(s, 1630));
+  // No scale or shift (1, 0).
+  const StemCase s{3, 4, 29, 31, 64, 7, 2, 3, false};
+  testing::StemInputs in = testing::stem_inputs(s, 1640);
+  in.scale = Tensor(), in.shift = Tensor();
+  const Tensor want = packed::stem_conv_signs(in.x, in.w, Tensor(), Tensor(), s.params(), false);
+  CHECK(testing::words(packed::stem_conv_signs(in.x.cuda(), in.w.cuda(), Tensor(), Tensor(), s.params(), false)) ==
+        testing::words(want));
+}
+
+TEST_CASE("the signs launcher writes its words and nothing past them") {
+  for (const StemCase& s : {StemCase{3, 3, 21, 19, 64, 7, 2, 3, false}, StemCase{2, 2, 17, 15, 32, 3, 1, 1, false}}) {
+    INFO(s.text());
+    const testing::StemInputs in = testing::stem_inputs(s, 1700);
+    const Tensor xg = in.x.cuda(), wg = in.w.cuda(), sg = in.scale.cuda(), hg = in.shift.cuda();
+    const int64_t n = s.N * s.OH() * s.OW() * s.O / 32;
+    constexpr uint32_t kPoison = 0xdeadbeefu;
+    Tensor y = Tensor::empty({n + 64}, DType::U32);
+    std::fill(y.data<uint32_t>(), y.data<uint32_t>() + n + 64, kPoison);
+    y = y.cuda();
+    kernels::StemConvArgs a;
+    a.x = xg.data<float>(), a.w = wg.data<float>(), a.scale = sg.data<float>(), a.shift = hg.data<float>();
+    a.N = int(s.N), a.C = int(s.C), a.H = int(s.H), a.W = int(s.W), a.O = int(s.O), a.KH = int(s.K), a.KW = int(s.K);
+    a.stride = int(s.stride), a.pad = int(s.pad), a.relu = s.relu;
+    kernels::stem_conv_signs(a, y.data<uint32_t>());
+    const std::vector<uint32_t> got = testing::words(y);
+    const std::vector<uint32_t> want =
+        testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu));
+    int64_t differ = 0, written_past = 0;
+    for (int64_t i = 0; i < n; ++i) differ += got[size_t(i)] != want[size_t(i)];
+    for (int64_t i = n; i < n + 64; ++i) written_past += got[size_t(i)] != kPoison;
+    CHECK(differ == 0);
+    CHECK(written_past == 0);
+  }
+}
+
+TEST_CASE("Bf16Stem with signs on CUDA: the fused step vs the stem and Binarize apart, both ways") {
+  for (const StemCase& s : {StemCase{2, 3, 224, 224, 64, 7, 2, 3, false}, StemCase{3, 4, 33, 21, 32, 3, 1, 1, false},
+                            StemCase{3, 1, 18, 23, 64, 3, 1, 1, true}}) {
+    for (DType dense : {DType::BF16, DType::F32}) {
+      INFO(s.text() << (dense == DType::BF16 ? ", bf16" : ", f32") << " Dense");
+      const testing::StemInputs in = testing::stem_inputs(s, 1800);
+      infer::Bf16Stem fused = testing::stem_step(s, in, dense, Device::CUDA);
+      fused.signs = true;
+      REQUIRE(fused.direct());
+      const infer::Bf16Stem apart = testing::stem_step(s, in, dense, Device::CUDA);
+      const testing::StemRuns f = testing::run_both_ways(fused, in.x), a = testing::run_both_ways(apart, in.x);
+      REQUIRE(f.direct.device() == Device::CUDA);
+      infer::Activation direct{a.direct}, three{a.three_pass};
+      infer::Binarize(infer::Form::Dense).run(direct);
+      infer::Binarize(infer::Form::Dense).run(three);
+      // bf16 Dense: a value's bf16 rounding keeps its sign (bf16 has f32's exponent range; only an
+      // f32 below 2^-133 in magnitude would round to a signed zero, and random inputs give none).
+      CHECK(testing::words(f.direct) == testing::words(direct.x));
+      CHECK(testing::words(f.three_pass) == testing::words(three.x));
+      const testing::SignFlips flips = testing::sign_flips(s, in, f.direct, f.three_pass);
+      INFO("signs that differ between the direct and the three passes: " << flips.all);
+      CHECK(flips.clear == 0);
+    }
+  }
+}
 
 TEST_CASE("stem_conv_nhwc on CUDA matches the CPU reference: f32 bit for bit, bf16 equal") {
   uint64_t seed = 500;

@@ -153,4 +153,79 @@ inline int64_t outside_bf16_bound(const StemCase& s, const StemInputs& in, const
   return outside;
 }
 
+// ---- the signs form (packed::stem_conv_signs, Bf16Stem::signs)
+
+// A u32 tensor's words on the host, from any device.
+inline std::vector<uint32_t> words(const Tensor& t) {
+  const Tensor h = t.cpu();
+  const uint32_t* p = h.data<uint32_t>();
+  return std::vector<uint32_t>(p, p + h.numel());
+}
+
+// What Binarize hands on after the stem's f32 form: its signs packed (bit 1: y >= 0).
+inline Tensor signs_of_f32_form(const Tensor& x, const StemInputs& in, const StemCase& s) {
+  return packed::pack_signs(packed::stem_conv_nhwc(x, in.w.to(x.device()), in.scale.to(x.device()),
+                                                   in.shift.to(x.device()), s.params(), s.relu, DType::F32));
+}
+
+// Inputs (N >= 2) whose epilogue lands exactly on 0: even filters o get scale 1 and shift -d,
+// d the f32 sum of image 0 at pixel (o % OH, o % OW), so fma(d, 1, -d) = +0 there; odd filters
+// scale -1 and shift -0, and the last image is all zeros, so d = +0 there (every fma adds a
+// signed zero to +0) and fma(+0, -1, -0) = -0. Both zeros are signs >= 0: bit 1.
+inline StemInputs stem_tie_inputs(const StemCase& s, uint64_t seed) {
+  StemInputs in = stem_inputs(s, seed);
+  float* x = in.x.data<float>();
+  std::fill(x + (s.N - 1) * s.C * s.H * s.W, x + s.N * s.C * s.H * s.W, 0.f);
+  const Tensor d = packed::stem_conv_nhwc(in.x, in.w, Tensor(), Tensor(), s.params(), false, DType::F32);
+  const float* pd = d.data<float>();
+  float* sc = in.scale.data<float>();
+  float* sh = in.shift.data<float>();
+  for (int64_t o = 0; o < s.O; ++o) {
+    const int64_t oh = o % s.OH(), ow = o % s.OW();
+    sc[o] = o % 2 ? -1.f : 1.f;
+    sh[o] = o % 2 ? -0.f : -pd[(oh * s.OW() + ow) * s.O + o];
+  }
+  return in;
+}
+
+// Sets MDQ_STEM_DIRECT to `value` (null: unsets it) for its lifetime, then restores it.
+class StemDirectEnv {
+ public:
+  explicit StemDirectEnv(const char* value) {
+    if (const char* e = std::getenv("MDQ_STEM_DIRECT")) saved_ = e, had_ = true;
+    if (value) ::setenv("MDQ_STEM_DIRECT", value, 1);
+    else ::unsetenv("MDQ_STEM_DIRECT");
+  }
+  ~StemDirectEnv() {
+    if (had_) ::setenv("MDQ_STEM_DIRECT", saved_.c_str(), 1);
+    else ::unsetenv("MDQ_STEM_DIRECT");
+  }
+  StemDirectEnv(const StemDirectEnv&) = delete;
+  StemDirectEnv& operator=(const StemDirectEnv&) = delete;
+
+ private:
+  std::string saved_;
+  bool had_ = false;
+};
+
+// How many bits of two sign maps (u32 [N][OH][OW][O/32]) differ where the exact value is farther
+// from 0 than outside_bf16_bound's bound (a sign nearer 0 may flip under the three passes'
+// roundings), and in all.
+struct SignFlips {
+  int64_t clear = 0, all = 0;
+};
+inline SignFlips sign_flips(const StemCase& s, const StemInputs& in, const Tensor& a, const Tensor& b) {
+  const StemExact e = stem_exact(s, in);
+  const std::vector<uint32_t> x = words(a), y = words(b);
+  SignFlips f;
+  if (x.size() != y.size() || x.size() * 32 != e.pre.size()) return {-1, -1};
+  for (size_t i = 0; i < e.pre.size(); ++i) {
+    const bool differ = ((x[i / 32] ^ y[i / 32]) >> (i % 32)) & 1u;
+    const double bound = std::ldexp(1.0, -8) * (4 * std::fabs(e.scale[i]) * e.abs_sum[i] + 3 * std::fabs(e.pre[i]));
+    f.all += differ;
+    f.clear += differ && std::fabs(e.value[i]) > bound;
+  }
+  return f;
+}
+
 }  // namespace mdq::testing
