@@ -56,6 +56,7 @@
 #include <vector>
 
 #include "benchmarks/bench_common.h"
+#include "common/scoped_env.h"
 #include "benchmarks/cudnn_conv.h"
 #include "engine/autograd.h"
 #include "engine/cuda_graph.h"
@@ -394,22 +395,9 @@ std::string describe(const infer::Step& step) {
   return "step";
 }
 
-// Sets MDQ_STEM_DIRECT to `value` (null: unset) for its lifetime, then restores what was there.
-class StemDirectEnv {
- public:
-  explicit StemDirectEnv(const char* value) {
-    if (const char* e = std::getenv("MDQ_STEM_DIRECT")) saved_ = e, had_ = true;
-    if (value) ::setenv("MDQ_STEM_DIRECT", value, 1);
-    else ::unsetenv("MDQ_STEM_DIRECT");
-  }
-  ~StemDirectEnv() {
-    if (had_) ::setenv("MDQ_STEM_DIRECT", saved_.c_str(), 1);
-    else ::unsetenv("MDQ_STEM_DIRECT");
-  }
-
- private:
-  std::string saved_;
-  bool had_ = false;
+// MDQ_STEM_DIRECT set to `value` (null: unset) for the object's lifetime.
+struct StemDirectEnv : ScopedEnv {
+  explicit StemDirectEnv(const char* value) : ScopedEnv("MDQ_STEM_DIRECT", value) {}
 };
 
 // Each top-level step of the plan timed alone (CUDA events, median_ms) on the input it had in a

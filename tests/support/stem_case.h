@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/scoped_env.h"
 #include "common/window.h"
 #include "engine/infer/steps.h"
 #include "engine/packed/bitpack.h"
@@ -114,18 +115,13 @@ struct StemRuns {
   Tensor direct, three_pass;
 };
 inline StemRuns run_both_ways(const infer::Bf16Stem& stem, const Tensor& x) {
-  const char* before = std::getenv("MDQ_STEM_DIRECT");
-  const std::string saved = before ? before : "";
   StemRuns r;
-  infer::Activation a{x.to(stem.weight.device())};
-  ::setenv("MDQ_STEM_DIRECT", "0", 1);
-  stem.run(a);
-  r.three_pass = a.x;
-  ::unsetenv("MDQ_STEM_DIRECT");
-  a = infer::Activation{x.to(stem.weight.device())};
-  stem.run(a);
-  r.direct = a.x;
-  if (before) ::setenv("MDQ_STEM_DIRECT", saved.c_str(), 1);
+  for (const char* value : {"0", static_cast<const char*>(nullptr)}) {
+    const ScopedEnv env("MDQ_STEM_DIRECT", value);
+    infer::Activation a{x.to(stem.weight.device())};
+    stem.run(a);
+    (value ? r.three_pass : r.direct) = a.x;
+  }
   return r;
 }
 
@@ -188,24 +184,9 @@ inline StemInputs stem_tie_inputs(const StemCase& s, uint64_t seed) {
   return in;
 }
 
-// Sets MDQ_STEM_DIRECT to `value` (null: unsets it) for its lifetime, then restores it.
-class StemDirectEnv {
- public:
-  explicit StemDirectEnv(const char* value) {
-    if (const char* e = std::getenv("MDQ_STEM_DIRECT")) saved_ = e, had_ = true;
-    if (value) ::setenv("MDQ_STEM_DIRECT", value, 1);
-    else ::unsetenv("MDQ_STEM_DIRECT");
-  }
-  ~StemDirectEnv() {
-    if (had_) ::setenv("MDQ_STEM_DIRECT", saved_.c_str(), 1);
-    else ::unsetenv("MDQ_STEM_DIRECT");
-  }
-  StemDirectEnv(const StemDirectEnv&) = delete;
-  StemDirectEnv& operator=(const StemDirectEnv&) = delete;
-
- private:
-  std::string saved_;
-  bool had_ = false;
+// MDQ_STEM_DIRECT set to `value` (null: unset) for the object's lifetime.
+struct StemDirectEnv : ScopedEnv {
+  explicit StemDirectEnv(const char* value) : ScopedEnv("MDQ_STEM_DIRECT", value) {}
 };
 
 // How many bits of two sign maps (u32 [N][OH][OW][O/32]) differ where the exact value is farther
