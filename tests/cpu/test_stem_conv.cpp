@@ -22,6 +22,7 @@
 #include "engine/packed/stem_conv.h"
 #include "kernels/stem_conv.h"
 #include "tests/support/stem_case.h"
+#include "tests/support/stem_signs_check.h"
 #include "tests/support/testing.h"
 
 using namespace mdq;
@@ -134,28 +135,7 @@ TEST_CASE("Bf16Stem with signs on the CPU: the fused step vs the stem and Binari
   for (const StemCase& s : {StemCase{3, 3, 37, 29, 64, 7, 2, 3, false}, StemCase{1, 4, 21, 17, 32, 3, 1, 1, false},
                             StemCase{3, 1, 18, 23, 64, 3, 1, 1, true}}) {
     INFO(s.text());
-    const testing::StemInputs in = testing::stem_inputs(s, 310);
-    infer::Bf16Stem fused = testing::stem_step(s, in, DType::F32, Device::CPU);
-    fused.signs = true;
-    REQUIRE(fused.direct());
-    const infer::Bf16Stem apart = testing::stem_step(s, in, DType::F32, Device::CPU);
-    const testing::StemRuns f = testing::run_both_ways(fused, in.x), a = testing::run_both_ways(apart, in.x);
-    // Binarize of the unfused step's output, as the plan's next step had it.
-    infer::Activation direct{a.direct}, three{a.three_pass};
-    infer::Binarize(infer::Form::Dense).run(direct);
-    infer::Binarize(infer::Form::Dense).run(three);
-    CHECK(testing::words(f.direct) == testing::words(direct.x));
-    CHECK(testing::words(f.three_pass) == testing::words(three.x));
-    // The two ways apart: only where the exact value is within the three passes' rounding of 0.
-    const testing::SignFlips flips = testing::sign_flips(s, in, f.direct, f.three_pass);
-    INFO("signs that differ: " << flips.all);
-    CHECK(flips.clear == 0);
-    // What the step hands on: a map of O channels, as Binarize's.
-    infer::Activation h{in.x};
-    fused.run(h);
-    CHECK(h.channels == s.O);
-    CHECK_FALSE(h.vector);
-    CHECK(h.channels == direct.channels);
+    testing::check_fused_signs(s, 310, DType::F32, Device::CPU);
   }
 }
 

@@ -25,6 +25,7 @@
 #include "engine/packed/nhwc.h"
 #include "engine/packed/stem_conv.h"
 #include "tests/support/stem_case.h"
+#include "tests/support/stem_signs_check.h"
 #include "tests/support/testing.h"
 #ifdef MDQ_HAS_CUDA
 #include "kernels/stem_conv.h"
@@ -123,28 +124,11 @@ TEST_CASE("the signs launcher writes its words and nothing past them") {
 
 TEST_CASE("Bf16Stem with signs on CUDA: the fused step vs the stem and Binarize apart, both ways") {
   for (const StemCase& s : {StemCase{2, 3, 224, 224, 64, 7, 2, 3, false}, StemCase{3, 4, 33, 21, 32, 3, 1, 1, false},
-                            StemCase{3, 1, 18, 23, 64, 3, 1, 1, true}}) {
+                            StemCase{3, 1, 18, 23, 64, 3, 1, 1, true}})
     for (DType dense : {DType::BF16, DType::F32}) {
       INFO(s.text() << (dense == DType::BF16 ? ", bf16" : ", f32") << " Dense");
-      const testing::StemInputs in = testing::stem_inputs(s, 1800);
-      infer::Bf16Stem fused = testing::stem_step(s, in, dense, Device::CUDA);
-      fused.signs = true;
-      REQUIRE(fused.direct());
-      const infer::Bf16Stem apart = testing::stem_step(s, in, dense, Device::CUDA);
-      const testing::StemRuns f = testing::run_both_ways(fused, in.x), a = testing::run_both_ways(apart, in.x);
-      REQUIRE(f.direct.device() == Device::CUDA);
-      infer::Activation direct{a.direct}, three{a.three_pass};
-      infer::Binarize(infer::Form::Dense).run(direct);
-      infer::Binarize(infer::Form::Dense).run(three);
-      // bf16 Dense: a value's bf16 rounding keeps its sign (bf16 has f32's exponent range; only an
-      // f32 below 2^-133 in magnitude would round to a signed zero, and random inputs give none).
-      CHECK(testing::words(f.direct) == testing::words(direct.x));
-      CHECK(testing::words(f.three_pass) == testing::words(three.x));
-      const testing::SignFlips flips = testing::sign_flips(s, in, f.direct, f.three_pass);
-      INFO("signs that differ between the direct and the three passes: " << flips.all);
-      CHECK(flips.clear == 0);
+      testing::check_fused_signs(s, 1800, dense, Device::CUDA);
     }
-  }
 }
 
 TEST_CASE("stem_conv_nhwc on CUDA matches the CPU reference: f32 bit for bit, bf16 equal") {
