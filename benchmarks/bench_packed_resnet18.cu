@@ -347,30 +347,43 @@ std::unique_ptr<infer::Plan> lower(nn::Module& net, infer::PackedPrecision preci
   return plan;
 }
 
+// A step timed alone (median_ms) on `in`, the input it had in a full pass.
+float time_alone(const infer::Step& step, const infer::Activation& in) {
+  return median_ms([&] {
+    infer::Activation t = in;
+    step.run(t);
+  });
+}
+
+// The plan run on `images` step by step: `use` gets each top-level step, its input, its time
+// alone and the activation after it.
+using TimedStep = std::function<void(const infer::Step&, const infer::Activation& in, float ms, const infer::Activation& out)>;
+void for_each_timed_step(const infer::Plan& plan, const Tensor& images, const TimedStep& use) {
+  infer::Activation a{images};
+  for (const auto& step : plan.steps()) {
+    const infer::Activation in = a;
+    step->run(a);
+    use(*step, in, time_alone(*step, in), a);
+  }
+}
+
 // The breakdown's parts for a plan: each top-level step timed alone on the input it had in a
 // full pass. The first conv is the stem, residual blocks are blocks, the last linear the fc,
 // everything else (layout changes, BN, sign packing, pools) the rest.
 void time_steps(const infer::Plan& plan, const Tensor& images, float (&part)[4]) {
   std::fill(part, part + 4, 0.f);
-  infer::Activation a{images};
   bool stem_seen = false;
-  for (const auto& step : plan.steps()) {
-    const infer::Activation in = a;
-    step->run(a);
-    const float ms = median_ms([&] {
-      infer::Activation t = in;
-      step->run(t);
-    });
-    const auto* w1a16 = dynamic_cast<const infer::W1A16Layer*>(step.get());
-    const bool conv = dynamic_cast<const infer::FloatConv*>(step.get()) ||
-                      dynamic_cast<const infer::Bf16Stem*>(step.get()) || (w1a16 && !w1a16->linear);
-    const bool block = dynamic_cast<const infer::ResidualSum*>(step.get()) ||
-                       dynamic_cast<const infer::BinaryBlock*>(step.get());
-    const bool fc = dynamic_cast<const infer::FloatLinear*>(step.get()) || (w1a16 && w1a16->linear);
+  for_each_timed_step(plan, images, [&](const infer::Step& step, const infer::Activation&, float ms,
+                                        const infer::Activation&) {
+    const auto* w1a16 = dynamic_cast<const infer::W1A16Layer*>(&step);
+    const bool conv = dynamic_cast<const infer::FloatConv*>(&step) || dynamic_cast<const infer::Bf16Stem*>(&step) ||
+                      (w1a16 && !w1a16->linear);
+    const bool block = dynamic_cast<const infer::ResidualSum*>(&step) || dynamic_cast<const infer::BinaryBlock*>(&step);
+    const bool fc = dynamic_cast<const infer::FloatLinear*>(&step) || (w1a16 && w1a16->linear);
     const int p = conv && !stem_seen ? 0 : block ? 1 : fc ? 3 : 2;
     stem_seen |= conv;
     part[p] += ms;
-  }
+  });
 }
 
 // A step's kind and what tells it apart, for the step listing.
@@ -395,57 +408,36 @@ std::string describe(const infer::Step& step) {
   return "step";
 }
 
-// MDQ_STEM_DIRECT set to `value` (null: unset) for the object's lifetime.
-struct StemDirectEnv : ScopedEnv {
-  explicit StemDirectEnv(const char* value) : ScopedEnv("MDQ_STEM_DIRECT", value) {}
-};
-
-// Each top-level step of the plan timed alone (CUDA events, median_ms) on the input it had in a
-// full pass, with its output; a Bf16Stem also with MDQ_STEM_DIRECT=0, its three passes, and one
-// that writes its signs also unfused: the direct stem's Dense map, then Binarize on it.
+// Each top-level step of the plan timed alone (for_each_timed_step), with its output; a Bf16Stem
+// also with MDQ_STEM_DIRECT=0, its three passes, and one that writes its signs also unfused: the
+// direct stem's Dense map, then Binarize on it.
 void list_steps(const char* title, const infer::Plan& plan, const Tensor& images) {
   std::printf("\n%s at batch %lld, each step timed alone:\n", title, static_cast<long long>(images.dim(0)));
   std::printf("%4s  %-40s | %9s | %s\n", "step", "what", "ms", "output");
-  infer::Activation a{images};
   float total = 0;
-  for (size_t i = 0; i < plan.steps().size(); ++i) {
-    const infer::Step& step = *plan.steps()[i];
-    const infer::Activation in = a;
-    step.run(a);
-    const auto time = [&] {
-      return median_ms([&] {
-        infer::Activation t = in;
-        step.run(t);
-      });
-    };
-    const float ms = time();
+  size_t i = 0;
+  for_each_timed_step(plan, images, [&](const infer::Step& step, const infer::Activation& in, float ms,
+                                        const infer::Activation& out) {
     total += ms;
-    std::printf("%4zu  %-40s | %9.3f | %s\n", i, describe(step).c_str(), ms, a.x.describe().c_str());
-    if (const auto* stem = dynamic_cast<const infer::Bf16Stem*>(&step); stem && stem->direct()) {
-      {
-        const StemDirectEnv off("0");
-        const char* what = stem->signs ? "  (MDQ_STEM_DIRECT=0: 3 passes + signs)" : "  (MDQ_STEM_DIRECT=0: 3 passes)";
-        std::printf("%4s  %-40s | %9.3f |\n", "", what, time());
-      }
-      if (stem->signs) {  // the two steps the fusion replaced, each timed alone as above
-        infer::Bf16Stem dense = *stem;
-        dense.signs = false;
-        const infer::Binarize sign(infer::Form::Dense);
-        infer::Activation d = in;
-        dense.run(d);
-        const float stem_ms = median_ms([&] {
-          infer::Activation t = in;
-          dense.run(t);
-        });
-        const float sign_ms = median_ms([&] {
-          infer::Activation t = d;
-          sign.run(t);
-        });
-        std::printf("%4s  %-40s | %9.3f | %s\n", "", "  (unfused: stem, direct)", stem_ms, d.x.describe().c_str());
-        std::printf("%4s  %-40s | %9.3f |\n", "", "  (unfused: binarize Dense)", sign_ms);
-      }
+    std::printf("%4zu  %-40s | %9.3f | %s\n", i++, describe(step).c_str(), ms, out.x.describe().c_str());
+    const auto* stem = dynamic_cast<const infer::Bf16Stem*>(&step);
+    if (!stem || !stem->direct()) return;
+    {
+      const ScopedEnv off("MDQ_STEM_DIRECT", "0");
+      const char* what = stem->signs ? "  (MDQ_STEM_DIRECT=0: 3 passes + signs)" : "  (MDQ_STEM_DIRECT=0: 3 passes)";
+      std::printf("%4s  %-40s | %9.3f |\n", "", what, time_alone(step, in));
     }
-  }
+    if (stem->signs) {  // the two steps the fusion replaced, each timed alone as above
+      infer::Bf16Stem dense = *stem;
+      dense.signs = false;
+      infer::Activation d = in;
+      dense.run(d);
+      std::printf("%4s  %-40s | %9.3f | %s\n", "", "  (unfused: stem, direct)", time_alone(dense, in),
+                  d.x.describe().c_str());
+      std::printf("%4s  %-40s | %9.3f |\n", "", "  (unfused: binarize Dense)",
+                  time_alone(infer::Binarize(infer::Form::Dense), d));
+    }
+  });
   std::printf("%4s  %-40s | %9.3f |\n", "", "sum of the steps", total);
 }
 
