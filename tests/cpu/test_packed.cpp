@@ -14,14 +14,10 @@ namespace {
 
 using testing::random_signs;
 using testing::random_ternary;
+using testing::words;
 
 // OIHW f32 weights -> [O][KH][KW][C] (the NHWC-style layout the reference wants).
 Tensor ohwi(const Tensor& oihw) { return to_nhwc(oihw, DType::F32); }
-
-std::vector<uint32_t> words(const Tensor& bits) {
-  Tensor c = bits.cpu();
-  return std::vector<uint32_t>(c.data<uint32_t>(), c.data<uint32_t>() + c.numel());
-}
 
 }  // namespace
 

@@ -17,12 +17,7 @@ namespace {
 
 using testing::random_signs;
 using testing::random_ternary;
-
-std::vector<uint32_t> words(const Tensor& t) {
-  Tensor c = t.cpu();
-  const uint32_t* p = static_cast<const uint32_t*>(c.raw());
-  return std::vector<uint32_t>(p, p + c.nbytes() / 4);
-}
+using testing::words;
 
 // Exact comparison of two [N][OH][OW][Olast] 32-bit tensors; names the first mismatch.
 void require_equal_nhwc(const Tensor& got, const Tensor& expected, const std::string& what) {

@@ -15,6 +15,7 @@
 #include "engine/packed/bitpack.h"
 #include "engine/packed/stem_conv.h"
 #include "tests/support/inputs.h"
+#include "tests/support/testing.h"
 
 namespace mdq::testing {
 
@@ -150,13 +151,6 @@ inline int64_t outside_bf16_bound(const StemCase& s, const StemInputs& in, const
 }
 
 // ---- the signs form (packed::stem_conv_signs, Bf16Stem::signs)
-
-// A u32 tensor's words on the host, from any device.
-inline std::vector<uint32_t> words(const Tensor& t) {
-  const Tensor h = t.cpu();
-  const uint32_t* p = h.data<uint32_t>();
-  return std::vector<uint32_t>(p, p + h.numel());
-}
 
 // What Binarize hands on after the stem's f32 form: its signs packed (bit 1: y >= 0).
 inline Tensor signs_of_f32_form(const Tensor& x, const StemInputs& in, const StemCase& s) {

@@ -27,6 +27,13 @@ inline std::vector<uint32_t> bits(const Tensor& t) {
   return b;
 }
 
+// A tensor's 32-bit words (packed bits, or any 4-byte type as raw words), on the host, from any device.
+inline std::vector<uint32_t> words(const Tensor& t) {
+  const Tensor h = t.cpu();
+  const uint32_t* p = static_cast<const uint32_t*>(h.raw());
+  return std::vector<uint32_t>(p, p + h.nbytes() / 4);
+}
+
 // The normalised max error of actual against expected under `bound` is <= 1 (compare.h);
 // reports the worst element on failure.
 inline void require_close(const Tensor& actual, const Tensor& expected, const Bound& bound,
