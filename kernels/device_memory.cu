@@ -144,6 +144,9 @@ cudaMemcpyKind memcpy_kind(CopyKind kind) {
                                           : cudaMemcpyDeviceToDevice;
 }
 
+// A side stream's handle, or the engine stream for null (kernels/device_memory.h).
+cudaStream_t stream_or_engine(void* stream) { return stream ? static_cast<cudaStream_t>(stream) : cuda::stream(); }
+
 }  // namespace
 
 DeviceProbe probe_device() {
@@ -196,9 +199,7 @@ void copy(void* dst, const void* src, size_t bytes, CopyKind kind) {
   if (kind != CopyKind::DeviceToDevice) CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
 }
 
-void copy_async(void* dst, const void* src, size_t bytes, CopyKind kind) {
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, memcpy_kind(kind), cuda::stream()));
-}
+void copy_async(void* dst, const void* src, size_t bytes, CopyKind kind) { copy_async_on(nullptr, dst, src, bytes, kind); }
 
 void zero(void* p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda::stream())); }
 
@@ -218,7 +219,7 @@ void* event_create() {
   return e;
 }
 
-void event_record(void* event) { CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), cuda::stream())); }
+void event_record(void* event) { event_record_on(nullptr, event); }
 void event_wait(void* event) { CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event))); }
 
 void event_destroy(void* event) {
@@ -240,16 +241,15 @@ void stream_destroy(void* stream) {
 }
 
 void copy_async_on(void* stream, void* dst, const void* src, size_t bytes, CopyKind kind) {
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, memcpy_kind(kind), static_cast<cudaStream_t>(stream)));
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, memcpy_kind(kind), stream_or_engine(stream)));
 }
 
 void event_record_on(void* stream, void* event) {
-  CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)));
+  CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), stream_or_engine(stream)));
 }
 
 void stream_wait_event(void* stream, void* event) {
-  cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : cuda::stream();
-  CUDA_CHECK(cudaStreamWaitEvent(s, static_cast<cudaEvent_t>(event), 0));
+  CUDA_CHECK(cudaStreamWaitEvent(stream_or_engine(stream), static_cast<cudaEvent_t>(event), 0));
 }
 
 void register_device_memory(CudaBackend& b) {

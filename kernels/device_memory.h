@@ -88,12 +88,13 @@ void event_destroy(void* event);  // waits for it first; never throws
 // ---- side streams (opaque handles), for copies that run beside the engine stream's kernels: the
 // data loader's workers copy each batch on a stream of its own and the engine stream waits on an
 // event for it, so the copy of batch k+1 overlaps step k instead of queueing behind it.
+// A null `stream` below is the engine stream (copy_async and event_record are those calls).
 void* stream_create();
 void stream_destroy(void* stream);  // waits for its work first; never throws
 void copy_async_on(void* stream, void* dst, const void* src, size_t bytes, CopyKind kind);
 void event_record_on(void* stream, void* event);  // marks the work queued on `stream` so far
-// Work queued on `stream` after this call (null: the engine stream) waits, on the GPU, for the work
-// that `event` marks; the host does not wait. An event never recorded counts as done.
+// Work queued on `stream` after this call waits, on the GPU, for the work that `event` marks; the
+// host does not wait. An event never recorded counts as done.
 void stream_wait_event(void* stream, void* event);
 
 }  // namespace mdq::kernels
