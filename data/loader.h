@@ -66,9 +66,9 @@ class DataLoader {
     // CUDA device: pinned staging buffers, their device copies and the stream that copies them
     float* host_images = nullptr;
     int32_t* host_labels = nullptr;
-    void* device_images = nullptr;  // caching-allocator blocks of device_bytes each
+    void* device_images = nullptr;  // caching-allocator blocks, of the capacities below
     void* device_labels = nullptr;
-    size_t device_images_bytes = 0, device_labels_bytes = 0;
+    size_t device_images_bytes = 0, device_labels_bytes = 0;  // what device_release wants back
     void* stream = nullptr;
     void* copied = nullptr;    // recorded on `stream` after the slot's host-to-device copies
     void* consumed = nullptr;  // recorded on the engine stream after next() has read the device buffers

@@ -40,17 +40,13 @@ bool model_is_finite(nn::Module& model) {
   return std::isfinite(total.item());
 }
 
-// What --precision auto means: the fastest precision measured for the model on the GPU whose
-// accuracy has been checked, fp32 on the CPU, whose kernels compute in fp32 at every precision.
-// bf16 for ResNet-18 and VGG-16 (1.3-2.7x tf32's step; 30-epoch accuracy bars kept). tf32 for
-// MobileNetV2: chosen when its bf16 step ran at half of tf32's; with its depthwise convolutions
-// on NHWC bf16 kernels (kernels/depthwise_nhwc.cu) bf16 is now 1.4x / 2.6x tf32's step at batch
-// 128 / 512 (benchmarks/results/2026-12-02-h200-train-step-after-conversions.txt), but its bf16
-// accuracy has not been checked yet.
-// --precision auto (#12): the fastest setting that keeps the accuracy of the slower ones. bf16
-// convolutions for ResNet-18 and VGG-16 (CIFAR-10 ResNet-18, 30 epochs: MD-tanh-S 84.66%, float
-// 87.93%); MobileNetV2 stays at tf32: at bf16 its 30-epoch runs test 0.7 (float) and 2.1
-// (MD-tanh-S) points lower (results/mobilenetv2.md), though its step is 3x faster.
+// What --precision auto means (#12): the fastest precision for the model on the GPU that keeps
+// the accuracy of the slower ones; fp32 on the CPU, whose kernels compute in fp32 at every
+// precision. bf16 for ResNet-18 and VGG-16 (1.3-2.7x tf32's step; CIFAR-10 ResNet-18, 30
+// epochs: MD-tanh-S 84.66%, float 87.93%). tf32 for MobileNetV2: its bf16 step is 1.4x / 2.6x
+// tf32's at batch 128 / 512 (benchmarks/results/2026-12-02-h200-train-step-after-conversions.txt),
+// but its 30-epoch runs test 0.7 (float) and 2.1 (MD-tanh-S) points lower at bf16
+// (results/mobilenetv2.md).
 std::string auto_precision(const std::string& model, Device device) {
   if (device != Device::CUDA) return "fp32";
   return model == "mobilenetv2" ? "tf32" : "bf16";
