@@ -13,12 +13,14 @@
 //            bf16 mode's conv work;
 //            bf16: bf16 activations, 7-9x faster than float on an H200, but the rounding flips
 //            the top-1 class of 0.25-0.9% of the images on the nets we measured.
-//          --stem bf16 runs the first convolution (the images' 3 channels, on the float engine in
-//          f32 NCHW by default) as one step into NHWC with its BN and ReLU folded
-//          (infer::LowerOptions::bf16_stem): faster. Where the direct kernel takes the stem
-//          (packed::stem_conv_nhwc: f32 sums) only the output is rounded, to bf16 with
-//          --packed-precision bf16; with MDQ_STEM_DIRECT=0, or a stem it does not take, the
-//          images and the stem's output are rounded to bf16 (cuDNN's bf16 convolution).
+//          --stem sets where the first convolution (the images' 3 channels) runs
+//          (infer::LowerOptions::stem): auto (the default) as one step into NHWC with its BN
+//          and ReLU folded (and the sign after it, in W1A1 plans) where the direct kernel takes
+//          it (packed::stem_conv_nhwc: f32 sums, its output rounded to bf16 only with
+//          --packed-precision bf16), else on the float engine in f32 NCHW; f32 always on the
+//          float engine, as mdq-train evaluates it; bf16 always as one step, on cuDNN's bf16
+//          convolution (images and output rounded to bf16) where the direct kernel does not
+//          take it or MDQ_STEM_DIRECT=0.
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -39,7 +41,7 @@ namespace {
 
 const char* kUsage =
     "usage: mdq-infer --model MODEL.mdqpack [--split test|val|train] [--data-dir DIR] [--device auto|cpu|cuda]\n"
-    "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16] [--stem f32|bf16]\n"
+    "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16] [--stem auto|f32|bf16]\n"
     "                 [--agree]\n"
     "Runs a packed model written by mdq-export and prints its accuracy and throughput.\n"
     "--engine float (default): the rounded network exactly as mdq-train evaluates it.\n"
@@ -50,9 +52,11 @@ const char* kUsage =
     "                only on near-ties; twice the convolution work of bf16.\n"
     "         bf16: bf16 activations: fastest, but the rounding flips the top-1 class of ~0.3-0.9%\n"
     "                of the images.\n"
-    "--stem (packed engine): f32 (default): the first convolution on the float engine in f32, as mdq-train\n"
-    "         evaluates it; bf16: in NHWC bf16 on cuDNN's tensor cores with its BN (+ ReLU) folded, the\n"
-    "         images and its output rounded to bf16: faster; a sign taken of its output may flip at a near-tie.\n"
+    "--stem (packed engine): auto (default): the first convolution as one direct kernel with its BN (+ ReLU\n"
+    "         or sign) folded where the kernel takes it (f32 sums, in another order than the float engine's:\n"
+    "         a sign taken of them may flip at a near-tie), else as f32; f32: on the float engine in f32, as\n"
+    "         mdq-train evaluates it; bf16: one step always, on cuDNN's bf16 tensor cores (images and output\n"
+    "         rounded to bf16) where the direct kernel does not take it.\n"
     "--agree: after the timed pass, count the images whose top-1 class is the same on the packed\n"
     "         kernels and on the float engine (the rounded network as mdq-train evaluates it).\n";
 
@@ -69,7 +73,7 @@ std::vector<int64_t> top1(const mdq::Tensor& z) {
 int run(int argc, char** argv) {
   using namespace mdq;
   std::string path, split = "test", data_dir, device_name = "auto", batch = "256", engine = "float";
-  std::string packed_precision = "split", stem = "f32";
+  std::string packed_precision = "split", stem = "auto";
   bool agree = false;
   if (!app::parse_flags(argc, argv, kUsage,
                         {{"--model", &path}, {"--split", &split}, {"--data-dir", &data_dir},
@@ -80,7 +84,7 @@ int run(int argc, char** argv) {
   MDQ_CHECK(!path.empty(), "--model is required\n" << kUsage);
   MDQ_CHECK(engine == "packed" || engine == "float", "--engine must be float or packed, got '" << engine << "'");
   const infer::PackedPrecision precision = infer::parse_packed_precision(packed_precision);
-  MDQ_CHECK(stem == "f32" || stem == "bf16", "--stem must be f32 or bf16, got '" << stem << "'");
+  MDQ_CHECK(stem == "auto" || stem == "f32" || stem == "bf16", "--stem must be auto, f32 or bf16, got '" << stem << "'");
   app::TrainOptions o = app::read_packed_options(path);
   if (!data_dir.empty()) o.data_dir = data_dir;
   const Device device = app::pick_device(device_name);
@@ -97,7 +101,7 @@ int run(int argc, char** argv) {
   if (engine == "packed") {
     std::string why;
     infer::LowerOptions options{device, precision};
-    options.bf16_stem = stem == "bf16";
+    options.stem = stem == "auto" ? infer::StemPath::Direct : stem == "bf16" ? infer::StemPath::Bf16 : infer::StemPath::Float;
     plan = infer::lower(*model, options, &why);
     MDQ_CHECK(plan, "--engine packed: " << o.model << " cannot run packed: " << why);
     runner = [&](const Tensor& x) { return plan->logits(x); };
@@ -106,7 +110,8 @@ int run(int argc, char** argv) {
                        : precision == infer::PackedPrecision::BF16
                            ? "; W1A16 activations: bf16"
                            : "; W1A16 activations: split-bf16 (f32 as bf16 hi + lo)";
-    std::printf("engine: packed (%s%s%s)\n", c.text().c_str(), acts, options.bf16_stem ? "; stem: NHWC bf16" : "");
+    const char* stem_path = c.stem_direct ? "; stem: direct kernel" : options.stem == infer::StemPath::Bf16 ? "; stem: NHWC bf16" : "";
+    std::printf("engine: packed (%s%s%s)\n", c.text().c_str(), acts, stem_path);
   } else {
     std::printf("engine: float (weights expanded to f32)\n");
   }

@@ -18,7 +18,7 @@
 //                on the b1 tensor cores with the sum and its signs in the second conv's epilogue
 //                (binary_conv2d_residual), then the float engine's average pool and the fc on
 //                W1A16.
-//   W1A16 stem16 / W1A1 stem16   the same as W1A16 / W1A1 (split) with LowerOptions::bf16_stem:
+//   W1A16 stem16 / W1A1 stem16   the same as W1A16 / W1A1 (split) with LowerOptions::stem Bf16:
 //                the stem as one step (infer::Bf16Stem) that hands NHWC on, so the max pool
 //                (W1A16) or the sign packing and the bit max pool (W1A1) run on NHWC: no NCHW f32
 //                between the images and the first block. By default that step is the direct
@@ -340,7 +340,7 @@ const char* name(Version v) {
 
 std::unique_ptr<infer::Plan> lower(nn::Module& net, infer::PackedPrecision precision, bool bf16_stem = false) {
   infer::LowerOptions options{Device::CUDA, precision};
-  options.bf16_stem = bf16_stem;
+  options.stem = bf16_stem ? infer::StemPath::Bf16 : infer::StemPath::Float;
   std::string why;
   auto plan = infer::lower(net, options, &why);
   MDQ_CHECK(plan, "bench_packed_resnet18: the lowering refused ResNet-18: " << why);
@@ -536,7 +536,7 @@ int main(int argc, char** argv) {
               "BasicBlocks, 1x1/2 downsamples, avgpool, fc 512->1000), random +-1 parameters, BN folded.\n"
               "cuDNN bf16: hand-built%s. The others: infer::lower, what mdq-infer --engine packed runs:\n"
               "  W1A16       %s\n  W1A16 split %s\n  W1A1        %s\n"
-              "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::bf16_stem (the stem one step into\n"
+              "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::stem Bf16 (the stem one step into\n"
               "  NHWC: %s; W1A1 stem16: %s)\n"
               "  W1A1 graph and W1A1 s16 graph: W1A1 and W1A1 stem16 captured as a CUDA graph, timed as replays\n"
               "Weights MB = every tensor the version holds: conv/fc weights (bf16, f32, or packed bits with\n"

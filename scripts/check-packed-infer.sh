@@ -6,6 +6,8 @@
 # exported model should agree with the network mdq-train evaluated on >= 99.9% of the images, which the default --packed-precision split should meet and bf16 does not.
 # Then the same two nets fully binary (--act-bits 1: sign activations), whose --engine packed runs
 # their layers on ±1 input on the W1A1 kernels (engine/infer/lower.h picks the path per layer).
+# The CIFAR-10 nets also run with --stem f32 (the stem on the float engine, as before mdq-infer's
+# default became the direct stem kernel, --stem auto), for the agreement and images/s side by side.
 # Needs build-gpu (scripts/gpu-session.sh build) and the data staged in .deps (CIFAR-10 in /tmp/data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ for p in split bf16; do
   $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --packed-precision $p --batch-size 256
   $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --packed-precision $p --batch-size 1000 --agree
 done
+$B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --stem f32 --batch-size 1000 --agree
 # Fully binary (act_bits = 1) on the W1A1 kernels
 $B/mdq-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --act-bits 1 --out runs/fm-small-a1 --overwrite --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/fm-small-a1/best.ckpt --out runs/fm-small-a1.mdqpack
@@ -34,3 +37,4 @@ $B/mdq-train --config configs/cifar10-resnet18-md-tanh-s-30ep.cfg --data-dir $c1
 $B/mdq-export --checkpoint runs/c10-3ep-a1/best.ckpt --out runs/c10-3ep-a1.mdqpack
 $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine float --batch-size 1000
 $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --batch-size 1000 --agree
+$B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --stem f32 --batch-size 1000 --agree

@@ -101,7 +101,7 @@ class Builder {
  public:
   explicit Builder(const LowerOptions& o)
       : device_(o.device), split_(o.precision == PackedPrecision::SplitBF16),
-        dense_(split_ ? DType::F32 : DType::BF16), bf16_stem_(o.bf16_stem) {}
+        dense_(split_ ? DType::F32 : DType::BF16), stem_(o.stem) {}
 
   std::string why;  // set when a step returns false
 
@@ -196,7 +196,7 @@ class Builder {
       st.channels = O;
       return true;
     }
-    if (conv && bf16_stem_ && reads_images_ && groups == 1) {
+    if (conv && reads_images_ && groups == 1 && takes_stem(w, conv->params())) {
       // conv [BN] sign as one step that writes the bits (Bf16Stem::signs) where the direct kernel
       // takes it; lowered with MDQ_STEM_DIRECT=0, the two steps as before (the A/B of the fusion).
       const bool signs = sign && packed::stem_direct_enabled() && packed::stem_signs_fit(w, conv->params());
@@ -223,6 +223,12 @@ class Builder {
     }
     st.channels = O;
     return true;
+  }
+
+  // Whether the convolution that reads the images becomes one Bf16Stem step (LowerOptions::stem).
+  bool takes_stem(const Tensor& w, const ops::Conv2dParams& p) const {
+    return stem_ == StemPath::Bf16 ||
+           (stem_ == StemPath::Direct && packed::stem_direct_enabled() && packed::stem_conv_fits(w, p));
   }
 
   // The model's first convolution on the images in NHWC bf16, with the BN and ReLU after it.
@@ -338,7 +344,7 @@ class Builder {
   Device device_;
   bool split_;
   DType dense_;  // Dense activations' type
-  bool bf16_stem_;
+  StemPath stem_;
   bool reads_images_ = true;  // no layer lowered yet: the next reads the images
 };
 

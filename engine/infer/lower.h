@@ -14,9 +14,9 @@
 //          ReLU6, a BatchNorm or an activation that no layer before it absorbed). A layer on
 //          real input whose output goes into a sign runs here too: the sign must be decided on
 //          the float engine's value, which W1A16's rounding could flip where it is near 0.
-//   With LowerOptions::bf16_stem the first of these, when it is the convolution that reads the
-//          images, runs instead as one Bf16Stem step into NHWC, or into bits when a sign
-//          follows and the direct kernel takes it (see the option).
+//   With LowerOptions::stem Direct or Bf16 the first of these, when it is the convolution
+//          that reads the images, runs instead as one Bf16Stem step into NHWC, or into bits
+//          when a sign follows and the direct kernel takes it (see the option).
 // Between layers the plan converts activations as needed (exactly, but for bf16 rounding).
 //
 // W1A16 activations (PackedPrecision): BF16 keeps them in bf16 (8 significant bits; the fastest,
@@ -50,28 +50,31 @@ enum class PackedPrecision { BF16, SplitBF16 };
 const char* packed_precision_name(PackedPrecision p);             // "bf16" | "split"
 PackedPrecision parse_packed_precision(const std::string& name);  // "bf16" | "split", else throws
 
+// Where the convolution that reads the images runs (LowerOptions::stem, below).
+enum class StemPath { Float, Direct, Bf16 };
+
 struct LowerOptions {
   Device device = Device::CPU;                             // where the plan's weights and activations live
   PackedPrecision precision = PackedPrecision::SplitBF16;  // of the W1A16 layers' activations
-  // The stem (the convolution that reads the images, on the float engine because it is not
-  // packed) as one step into NHWC (Bf16Stem), its BatchNorm (and bias) folded and the ReLU after
-  // it applied, the result handed on as Dense NHWC (the max pool then runs on it or on its sign
-  // bits): no NCHW f32 activations between the images and the first packed layer. Where it fits
-  // (packed::stem_conv_fits: <= 4 channels, 16/32/64 filters, windows up to 7x7, stride 1 or 2)
-  // and MDQ_STEM_DIRECT is not 0, one direct kernel reads the f32 images and sums in f32
-  // (packed::stem_conv_nhwc), so only BF16's output rounding remains; otherwise the images are
-  // rounded to bf16 NHWC, convolved on cuDNN's bf16 tensor cores and the affine applied in a
-  // pass of its own. Off by default because it can round: the stem's output to bf16 in BF16
-  // precision (2^-8 relative; the three passes also the images and the sums), and its sums are
-  // in another order than the float engine's, which can flip a sign taken of the stem's output
-  // at a near-tie (W1A1 plans decide those on the float engine's f32 value). The three-pass stem
-  // took 44% of ImageNet ResNet-18's W1A1 pass at batch 256 on an H200. When a sign follows and
-  // the direct kernel takes the stem with 32 or 64 filters (packed::stem_signs_fit), the step
-  // packs the signs of its f32 values itself and hands on Bits (Bf16Stem::signs): the stem's map
-  // (822 MB in f32 for ImageNet ResNet-18 at batch 256) is never written nor read back. That
-  // fusion is decided at lower() time by MDQ_STEM_DIRECT (0: the stem and Binarize as two steps,
-  // as before).
-  bool bf16_stem = false;
+  // The stem (the convolution that reads the images; not packed) runs
+  //   Float (the default here): on the float engine in f32 NCHW, as mdq-train evaluates it;
+  //   Direct (mdq-infer's default): as one Bf16Stem step where the direct kernel takes it
+  //     (packed::stem_conv_fits: <= 4 channels, 16/32/64 filters, windows up to 7x7, stride 1 or
+  //     2) and MDQ_STEM_DIRECT is not 0, else as Float. The kernel reads the f32 images and sums
+  //     in f32 (packed::stem_conv_nhwc), so the sums differ from the float engine's only in their
+  //     order (a sign taken of them may flip at a near-tie) and BF16 precision rounds the output;
+  //   Bf16: as one Bf16Stem step always: the direct kernel, or where it does not take the layer
+  //     (or MDQ_STEM_DIRECT=0) three passes: the images rounded to bf16 NHWC, cuDNN's bf16
+  //     convolution, the folded affine in a pass of its own.
+  // The step folds the BatchNorm (and bias) and applies the ReLU after it, handing on Dense NHWC
+  // (the max pool then runs on it or on its sign bits): no NCHW f32 activations between the
+  // images and the first packed layer. The three-pass stem took 44% of ImageNet ResNet-18's W1A1
+  // pass at batch 256 on an H200. When a sign follows and the direct kernel takes the stem with
+  // 32 or 64 filters (packed::stem_signs_fit), the step packs the signs of its f32 values itself
+  // and hands on Bits (Bf16Stem::signs): the stem's map (822 MB in f32 for ImageNet ResNet-18 at
+  // batch 256) is never written nor read back. That fusion is decided at lower() time by
+  // MDQ_STEM_DIRECT (0: the stem and Binarize as two steps).
+  StemPath stem = StemPath::Float;
 };
 
 // What runs where: the conv and linear layers of a plan per path.
@@ -80,6 +83,7 @@ struct Census {
   int64_t w1a16[2][2] = {{0, 0}, {0, 0}};                     // [conv, linear][binary, ternary]
   int64_t float_convs = 0, float_linears = 0;
   int64_t stem_signs = 0;  // of the float convs: a stem that packs the sign after it itself (Bf16Stem::signs)
+  int64_t stem_direct = 0;  // of the float convs: a stem on the direct kernel (Bf16Stem::direct)
   int64_t bytes = 0;  // of the tensors the plan holds: weights (packed or f32), folded BN, thresholds
   int64_t w1a16_layers() const { return w1a16[0][0] + w1a16[0][1] + w1a16[1][0] + w1a16[1][1]; }
   int64_t packed() const { return w1a1_convs + w1a1_linears + w1a16_layers(); }

@@ -92,6 +92,7 @@ void Bf16Stem::run(Activation& a) const {
 void Bf16Stem::count(Census& c) const {
   ++c.float_convs;
   c.stem_signs += signs;
+  c.stem_direct += direct();
   c.bytes += bytes(weight) + bytes(direct_weight) + bytes(scale) + bytes(shift);
 }
 

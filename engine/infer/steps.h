@@ -69,7 +69,7 @@ struct FloatConv final : Step {
   ops::Conv2dParams params;
 };
 
-// The stem (LowerOptions::bf16_stem): Float images -> Dense (or Bits, below). Where the direct kernel takes the
+// The stem (LowerOptions::stem Direct or Bf16): Float images -> Dense (or Bits, below). Where the direct kernel takes the
 // layer (packed::stem_conv_fits on direct_weight) and MDQ_STEM_DIRECT is not 0, one pass:
 // packed::stem_conv_nhwc reads the f32 NCHW images and writes act(scale conv + shift) NHWC in the
 // Dense type, the sums in f32 (rounded once, to bf16, in BF16 precision; not at all in

@@ -146,7 +146,7 @@ namespace {
 
 std::unique_ptr<infer::Plan> lowered_with_bf16_stem(nn::Module& model, PackedPrecision prec) {
   infer::LowerOptions opt{Device::CPU, prec};
-  opt.bf16_stem = true;
+  opt.stem = infer::StemPath::Bf16;
   std::string why;
   auto plan = infer::lower(model, opt, &why);
   INFO("refused: " << why);
@@ -161,7 +161,7 @@ const T* step_as(const infer::Plan& plan, size_t i) {
 
 }  // namespace
 
-// LowerOptions::bf16_stem on ImageNet ResNet-18's structure: the steps up to the first block
+// LowerOptions::stem Bf16 on ImageNet ResNet-18's structure: the steps up to the first block
 // (no layout change back to NCHW f32 between the images and it) and the logits, which carry the
 // bf16 rounding of the stem's output (and with MDQ_STEM_DIRECT=0 of the images), so BF16's
 // tolerances hold.
@@ -284,6 +284,32 @@ TEST_CASE("lower with bf16_stem: only the first layer changes") {
   for (const auto& s : stem->steps()) stems += dynamic_cast<const infer::Bf16Stem*>(s.get()) != nullptr;
   CHECK(stems == 1);
   CHECK(stem->steps().size() == plain->steps().size() - 1);  // FloatConv + FloatBatchNorm became one step
+}
+
+// StemPath::Direct (mdq-infer's default) takes the Bf16Stem step only where the direct kernel takes
+// the stem: ResNet-18's 7x7/2 stem on 3 channels, not on 5 (more than it keeps in shared memory),
+// nor with MDQ_STEM_DIRECT=0; there the float engine's conv runs, as with StemPath::Float.
+TEST_CASE("lower with StemPath::Direct: the direct stem where its kernel takes the layer, else the float engine's") {
+  auto plan_for = [](int64_t channels) {
+    models::ModelOptions o;
+    o.num_classes = 10, o.in_channels = channels, o.image_size = 64;
+    auto model = testing::rounded_model("resnet18", o, 2, 26);
+    infer::LowerOptions opt{Device::CPU, PackedPrecision::SplitBF16};
+    opt.stem = infer::StemPath::Direct;
+    auto plan = infer::lower(*model, opt, nullptr);
+    REQUIRE(plan);
+    return plan;
+  };
+  auto direct = plan_for(3);
+  const auto* stem = step_as<infer::Bf16Stem>(*direct, 0);
+  REQUIRE(stem);
+  CHECK(stem->direct());
+  CHECK(direct->census().stem_direct == 1);
+  auto wide = plan_for(5);
+  CHECK(step_as<infer::FloatConv>(*wide, 0));
+  CHECK(wide->census().stem_direct == 0);
+  const testing::StemDirectEnv off("0");
+  CHECK(step_as<infer::FloatConv>(*plan_for(3), 0));
 }
 
 TEST_CASE("lower: VGG-16 with sign activations (conv bias, BN + sign on the classifier): W1A1") {

@@ -19,7 +19,7 @@
 //        check). The float engine's cuDNN may pick Winograd/FFT algorithms, whose rounding makes
 //        its ±1 convolutions inexact (W1A1 is exact), so a sign at a near-tie may differ: we ask
 //        the same top-1 on >= 99% of rows and print how many rows have equal logits.
-//  - LowerOptions::bf16_stem (the stem on cuDNN's NHWC bf16): W1A16 with BF16's tolerances in
+//  - LowerOptions::stem Bf16 (the stem on cuDNN's NHWC bf16): W1A16 with BF16's tolerances in
 //    both precisions, W1A1 (1) as above and (2) >= 75% top-1 (see check_w1a1_bf16_stem); the
 //    W1A1 plan's fused stem (it writes its signs) vs the stem and Binarize apart: equal logits
 //    (see check_fused_stem).
@@ -180,7 +180,7 @@ std::shared_ptr<nn::Module> mixed_net(uint64_t seed) {
 std::unique_ptr<infer::Plan> lowered_with_bf16_stem(nn::Module& model, Device device, PackedPrecision prec,
                                                     const std::string& summary) {
   infer::LowerOptions opt{device, prec};
-  opt.bf16_stem = true;
+  opt.stem = infer::StemPath::Bf16;
   std::string why;
   auto plan = infer::lower(model, opt, &why);
   INFO("refused on " << device_name(device) << ": " << why);
@@ -189,7 +189,7 @@ std::unique_ptr<infer::Plan> lowered_with_bf16_stem(nn::Module& model, Device de
   return plan;
 }
 
-// LowerOptions::bf16_stem with float activations: the CUDA plan (the direct stem kernel, or
+// LowerOptions::stem Bf16 with float activations: the CUDA plan (the direct stem kernel, or
 // cuDNN's bf16 stem where it does not fit) vs the float engine with BF16's tolerances in either
 // precision (the stem's bf16 rounding of its output dominates split's), and vs the CPU plan
 // (the same roundings; a stem output may differ by one bf16 ulp) within BF16's CUDA-vs-CPU 1%.
@@ -222,7 +222,7 @@ void check_w1a16_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int
   CHECK(cuda_vs_cpu(*cpu_plan, x, got, cpu_rows, kBf16.margin).worst_rel_diff <= kBf16.cpu_gpu);
 }
 
-// LowerOptions::bf16_stem with sign activations. (1) ±1 images, ±1 weights, half-integer BN
+// LowerOptions::stem Bf16 with sign activations. (1) ±1 images, ±1 weights, half-integer BN
 // means: the stem's sums are integers (exact in bf16 up to 256) and every sign is 0.5 away from
 // its threshold, so the CUDA plan equals the CPU plan (<= 1e-6, same top-1 everywhere). (2) With
 // real_images > 0, random images vs the float engine: the bf16 roundings flip a stem sign at a
@@ -275,7 +275,7 @@ void check_fused_stem(models::ModelOptions o, int64_t N, uint64_t seed) {
   const auto same = [](const Tensor& a, const Tensor& b) { return testing::bits(a) == testing::bits(b); };
   const auto pair = [&](nn::Module& model, PackedPrecision prec) {
     infer::LowerOptions opt{Device::CUDA, prec};
-    opt.bf16_stem = true;
+    opt.stem = infer::StemPath::Bf16;
     std::unique_ptr<infer::Plan> fused = infer::lower(model, opt, nullptr), apart;
     {
       const testing::StemDirectEnv off("0");
