@@ -24,9 +24,9 @@
 // CTA, once: the weights as bf16 pairs [O][K/2 + 4 words] (the 4-word pad makes the B ldmatrix
 // rows conflict-free), scale, shift, the pair-offset table. Per tile: the f32 input patch
 // ((16 - 1) S + KH rows x the columns the pairs reach, C channels, zeros outside the image)
-// arrives by 4-byte cp.async into one of two f32 staging buffers, one tile ahead; then all
-// threads round it once to bf16 into the A patch (pairs as above); then the MMAs; then the
-// epilogue. Two barriers a tile.
+// arrives by 4-byte cp.async into one of two f32 staging buffers, one tile ahead (a warp a patch
+// row, lanes along it); then all threads round it once to bf16 into the A patch (pairs as above,
+// again a warp a row); then the MMAs; then the epilogue. Two barriers a tile.
 //
 // Warp tiling: a warp owns 2 m16 tiles x all O filters (O/8 n8 tiles): 2 x O/2 f32 accumulators
 // (64 for O = 64). An m16 tile is 16 pixels: stride 2, one output column of 16 rows (lane group
@@ -94,14 +94,19 @@ __device__ __forceinline__ void load_stage(const StemConvArgs& a, const Geometry
   const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image;
   const int th = t / g.tiles_w, tw = t - th * g.tiles_w;
   const int ih0 = th * kTile * S - a.pad, iw0 = tw * kTile * S - a.pad;
-  const int rows = (kTile - 1) * S + a.KH, plane = rows * cols;
+  const int rows = (kTile - 1) * S + a.KH;
   const float* image = a.x + int64_t(n) * C * a.H * a.W;
-  for (int e = threadIdx.x; e < C * plane; e += kThreads) {
-    const int c = e / plane, rc = e - c * plane, r = rc / cols, col = rc - r * cols;
-    const int ih = ih0 + r, iw = iw0 + col;
-    const bool inside = ih >= 0 && ih < a.H && iw >= 0 && iw < a.W;
-    const float* src = inside ? image + (int64_t(c) * a.H + ih) * a.W + iw : a.x;
-    kernels::ptx::cp_async4_zfill(buf + c * Cfg::FPLANE + r * Cfg::PF + col, src, inside);
+  // A warp a patch row (c, r), its lanes along the columns (coalesced): no division per element.
+  for (int cr = threadIdx.x >> 5; cr < C * rows; cr += kThreads / 32) {
+    const int c = cr / rows, r = cr - c * rows, ih = ih0 + r;
+    const bool row_inside = ih >= 0 && ih < a.H;
+    const float* src_row = image + (int64_t(c) * a.H + (row_inside ? ih : 0)) * a.W;
+    float* dst = buf + c * Cfg::FPLANE + r * Cfg::PF;
+    for (int col = threadIdx.x & 31; col < cols; col += 32) {
+      const int iw = iw0 + col;
+      const bool inside = row_inside && iw >= 0 && iw < a.W;
+      kernels::ptx::cp_async4_zfill(dst + col, inside ? src_row + iw : a.x, inside);
+    }
   }
 }
 
@@ -172,11 +177,14 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
                       // the first time, the weights and tables are stored)
     {  // round the staged patch to bf16 pairs, once
       const float* st = stage + buf * Cfg::FWORDS;
-      const int plane = rows * ww;
-      for (int e = tid; e < C * plane; e += kThreads) {
-        const int c = e / plane, rc = e - c * plane, r = rc / ww, wc = rc - r * ww;
-        const float* src = st + c * Cfg::FPLANE + r * Cfg::PF + (S == 2 ? 2 * wc : wc);
-        apatch[c * Cfg::APLANE + r * PW + wc] = kernels::pack2(src[0], src[1]);
+      for (int cr = warp; cr < C * rows; cr += kThreads / 32) {  // a warp a row, as loaded
+        const int c = cr / rows, r = cr - c * rows;
+        const float* src = st + c * Cfg::FPLANE + r * Cfg::PF;
+        uint32_t* dst = apatch + c * Cfg::APLANE + r * PW;
+        for (int wc = lane; wc < ww; wc += 32) {
+          const int col = S == 2 ? 2 * wc : wc;
+          dst[wc] = kernels::pack2(src[col], src[col + 1]);
+        }
       }
     }
     __syncthreads();
@@ -218,28 +226,36 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
     // Pixel (m16 tile m, half h) of this lane, in the tile.
     auto pix_row = [&](int m, int h) { return S == 2 ? gq + 8 * h : (gq >> 1) + 4 * h + 8 * m; };
     auto pix_col = [&](int m) { return S == 2 ? warp + 8 * m : 2 * warp + (gq & 1); };
+    // The affine of a lane's filters is loaded once per n8 tile and used for its 4 pixels.
     if constexpr (kSigns<Out>) {
       constexpr int WORDS = O / 32;
-      uint32_t mine[WORDS > 0 ? WORDS : 1] = {};
+      uint32_t mine[WORDS] = {};
 #pragma unroll
-      for (int m = 0; m < 2; ++m)
+      for (int w = 0; w < WORDS; ++w) {
+        uint32_t word[2][2] = {};  // (m16 tile, half): this lane's 8 bits of word w
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
+        for (int i = 0; i < 4; ++i) {
+          const int j = 4 * w + i, o = 8 * j + 2 * tq;
+          const float2 sc = *reinterpret_cast<const float2*>(ss + o), sh = *reinterpret_cast<const float2*>(hs + o);
 #pragma unroll
-          for (int w = 0; w < WORDS; ++w) {
-            uint32_t word = 0u;
+          for (int m = 0; m < 2; ++m)
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const int j = 4 * w + i, o = 8 * j + 2 * tq;
-              const float2 sc = *reinterpret_cast<const float2*>(ss + o), sh = *reinterpret_cast<const float2*>(hs + o);
+            for (int h = 0; h < 2; ++h) {
               const uint32_t two = uint32_t(kernels::stem_sign(acc[m][j][2 * h], sc.x, sh.x, a.relu)) |
                                    uint32_t(kernels::stem_sign(acc[m][j][2 * h + 1], sc.y, sh.y, a.relu)) << 1;
-              word |= two << (8 * i + 2 * tq);
+              word[m][h] |= two << (8 * i + 2 * tq);
             }
-            word |= __shfl_xor_sync(0xffffffffu, word, 1);  // the quad's four disjoint parts
-            word |= __shfl_xor_sync(0xffffffffu, word, 2);
-            if (tq == 2 * m + h) mine[w] = word;
+        }
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            uint32_t v = word[m][h];
+            v |= __shfl_xor_sync(0xffffffffu, v, 1);  // the quad's four disjoint parts
+            v |= __shfl_xor_sync(0xffffffffu, v, 2);
+            if (tq == 2 * m + h) mine[w] = v;
           }
+      }
       const int oh = th * kTile + pix_row(tq >> 1, tq & 1), ow = tw * kTile + pix_col(tq >> 1);
       if (oh < g.OH && ow < g.OW) {
         uint32_t* p = y + ((int64_t(n) * g.OH + oh) * g.OW + ow) * WORDS;
@@ -247,23 +263,29 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
         else *p = mine[0];
       }
     } else {
+      Out* yp[2][2];  // this lane's pixels' first filter, or null outside the map
 #pragma unroll
       for (int m = 0; m < 2; ++m)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int oh = th * kTile + pix_row(m, h), ow = tw * kTile + pix_col(m);
-          if (oh >= g.OH || ow >= g.OW) continue;
-          Out* yp = y + ((int64_t(n) * g.OH + oh) * g.OW + ow) * O + 2 * tq;
+          yp[m][h] = oh < g.OH && ow < g.OW ? y + ((int64_t(n) * g.OH + oh) * g.OW + ow) * O + 2 * tq : nullptr;
+        }
 #pragma unroll
-          for (int j = 0; j < NT; ++j) {
-            const int o = 8 * j + 2 * tq;
-            const float2 sc = *reinterpret_cast<const float2*>(ss + o), sh = *reinterpret_cast<const float2*>(hs + o);
+      for (int j = 0; j < NT; ++j) {
+        const int o = 8 * j + 2 * tq;
+        const float2 sc = *reinterpret_cast<const float2*>(ss + o), sh = *reinterpret_cast<const float2*>(hs + o);
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            if (!yp[m][h]) continue;
             const float v0 = kernels::stem_affine_act(acc[m][j][2 * h], sc.x, sh.x, a.relu);
             const float v1 = kernels::stem_affine_act(acc[m][j][2 * h + 1], sc.y, sh.y, a.relu);
-            if constexpr (sizeof(Out) == 4) *reinterpret_cast<float2*>(yp + 8 * j) = make_float2(v0, v1);
-            else *reinterpret_cast<uint32_t*>(yp + 8 * j) = kernels::pack2(v0, v1);
+            if constexpr (sizeof(Out) == 4) *reinterpret_cast<float2*>(yp[m][h] + 8 * j) = make_float2(v0, v1);
+            else *reinterpret_cast<uint32_t*>(yp[m][h] + 8 * j) = kernels::pack2(v0, v1);
           }
-        }
+      }
     }
     buf ^= 1;
   }
