@@ -1,8 +1,16 @@
-// The stem convolution on tensor cores (issue #16; equation and rounding in
-// dev/kernels/stem_conv_mma.h): an implicit GEMM, M = N*OH*OW output pixels, N_gemm = O filters
+// The stem convolution on tensor cores (issue #16):
+//
+//   y[n][oh][ow][o] = act(fma(d, scale[o], shift[o])),
+//   d = sum over c, kh, kw of bf16(x[n][c][oh S - pad + kh][ow S - pad + kw]) * bf16(w[o][c][kh][kw])
+//
+// (out-of-image taps 0), the products exact in f32, the sum in f32 in the tensor cores' order:
+// not bit-identical to the direct kernel's f32 fma chain (dev/kernels/stem_conv_mma.h says more,
+// and holds the CPU reference). An implicit GEMM, M = N*OH*OW output pixels, N_gemm = O filters
 // (16, 32, 64), K = the window's taps, on mma.sync m16n8k16 bf16 with f32 accumulation. The
-// direct kernel (kernels/stem_conv.cu) already runs the f32 CUDA cores at their peak (69 TFLOPS
-// on ImageNet's stem); only tensor cores can go faster. Experimental: not yet run on a GPU.
+// direct kernel (kernels/stem_conv.cu) spends f32 fmas on CUDA cores: ImageNet's stem at batch
+// 256 is 256 x 112^2 x 64 x 147 = 30.2 G fmas (60 GFLOP), 1.70 ms on an H200, about half of its
+// ~67 TFLOPS f32 peak; as the GEMM here (K padded to 176) it is 72 GFLOP of bf16 MMAs, ~0.12 ms
+// at mma.sync's ~600 TFLOPS. Experimental: not yet run on a GPU.
 //
 // K as pairs of taps. The A fragment of m16n8k16 gives each lane, per register, two consecutive
 // k of one row; K is ordered so that those two are horizontally adjacent taps of one window row:
