@@ -40,7 +40,8 @@
 // weights and that both plans agree with the float engine (what mdq-infer --agree counts), a
 // per-part time breakdown at the largest batch, and the W1A1 plans' steps one by one at that
 // batch (the stem16 plan's stem both ways: direct and MDQ_STEM_DIRECT=0; its fused stem also as
-// the two steps it replaced, the direct stem's f32 map and Binarize). Usage:
+// the two steps it replaced, the direct stem's f32 map and Binarize, and the workshop's tensor-core
+// stem, dev/kernels/stem_conv_mma.cu, on the same inputs: signs and bf16 forms). Usage:
 // bench_packed_resnet18 [batch ...].
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -58,6 +59,7 @@
 #include "benchmarks/bench_common.h"
 #include "common/scoped_env.h"
 #include "benchmarks/cudnn_conv.h"
+#include "dev/kernels/stem_conv_mma.h"
 #include "engine/autograd.h"
 #include "engine/cuda_graph.h"
 #include "kernels/cuda_common.h"
@@ -408,6 +410,42 @@ std::string describe(const infer::Step& step) {
   return "step";
 }
 
+// The workshop's tensor-core stem (dev/kernels/stem_conv_mma.cu) on a direct Bf16Stem's inputs,
+// timed alone as the steps are: its signs form (with how many bits differ from `direct_bits`, the
+// direct kernel's; its images and weights are rounded to bf16, so near-zero values may flip) and
+// its bf16 form.
+void list_stem_mma(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& direct_bits) {
+  const Tensor& w = stem.direct_weight;
+  kernels::StemConvArgs a;
+  a.x = x.data<float>(), a.w = w.data<float>();
+  a.scale = stem.scale.defined() ? stem.scale.data<float>() : nullptr;
+  a.shift = stem.shift.defined() ? stem.shift.data<float>() : nullptr;
+  a.N = int(x.dim(0)), a.C = int(x.dim(1)), a.H = int(x.dim(2)), a.W = int(x.dim(3));
+  a.O = int(w.dim(0)), a.KH = int(w.dim(2)), a.KW = int(w.dim(3));
+  a.stride = int(stem.params.stride), a.pad = int(stem.params.padding), a.relu = stem.relu;
+  const int64_t OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
+  const int64_t OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);
+  Tensor bits = Tensor::empty({a.N, OH, OW, a.O / 32}, DType::U32, Device::CUDA);
+  Tensor y = Tensor::empty({a.N, OH, OW, a.O}, DType::BF16, Device::CUDA);
+  if (!dev::stem_conv_mma_signs(a, bits.data<uint32_t>())) {
+    std::printf("%4s  %-40s |\n", "", "  (tensor cores, dev: not run, needs sm_80)");
+    return;
+  }
+  const float signs_ms = median_ms([&] { dev::stem_conv_mma_signs(a, bits.data<uint32_t>()); });
+  const Tensor mine = bits.cpu(), theirs = direct_bits.cpu();
+  long long differ = 0;
+  const uint32_t* p = static_cast<const uint32_t*>(mine.raw());
+  const uint32_t* q = static_cast<const uint32_t*>(theirs.raw());
+  if (mine.nbytes() == theirs.nbytes())
+    for (size_t i = 0; i < mine.nbytes() / 4; ++i) differ += __builtin_popcount(p[i] ^ q[i]);
+  else
+    differ = -1;
+  std::printf("%4s  %-40s | %9.3f | %lld of %lld bits differ from the direct's\n", "", "  (tensor cores, dev: signs)",
+              signs_ms, differ, static_cast<long long>(mine.nbytes()) * 8);
+  std::printf("%4s  %-40s | %9.3f |\n", "", "  (tensor cores, dev: bf16 NHWC)",
+              median_ms([&] { dev::stem_conv_mma_nhwc_bf16(a, y.data<uint16_t>()); }));
+}
+
 // Each top-level step of the plan timed alone (for_each_timed_step), with its output; a Bf16Stem
 // also with MDQ_STEM_DIRECT=0, its three passes, and one that writes its signs also unfused: the
 // direct stem's Dense map, then Binarize on it.
@@ -436,6 +474,7 @@ void list_steps(const char* title, const infer::Plan& plan, const Tensor& images
                   d.x.describe().c_str());
       std::printf("%4s  %-40s | %9.3f |\n", "", "  (unfused: binarize Dense)",
                   time_alone(infer::Binarize(infer::Form::Dense), d));
+      list_stem_mma(*stem, in.x, out.x);
     }
   });
   std::printf("%4s  %-40s | %9.3f |\n", "", "sum of the steps", total);

@@ -1,0 +1,370 @@
+// The stem convolution on tensor cores (issue #16):
+//
+//   y[n][oh][ow][o] = act(fma(d, scale[o], shift[o])),
+//   d = sum over c, kh, kw of bf16(x[n][c][oh S - pad + kh][ow S - pad + kw]) * bf16(w[o][c][kh][kw])
+//
+// (out-of-image taps 0), the products exact in f32, the sum in f32 in the tensor cores' order:
+// not bit-identical to the direct kernel's f32 fma chain (dev/kernels/stem_conv_mma.h says more,
+// and holds the CPU reference). An implicit GEMM, M = N*OH*OW output pixels, N_gemm = O filters
+// (16, 32, 64), K = the window's taps, on mma.sync m16n8k16 bf16 with f32 accumulation. The
+// direct kernel (kernels/stem_conv.cu) spends f32 fmas on CUDA cores: ImageNet's stem at batch
+// 256 is 256 x 112^2 x 64 x 147 = 30.2 G fmas (60 GFLOP), 1.70 ms on an H200, about half of its
+// ~67 TFLOPS f32 peak; as the GEMM here (K padded to 176) it is 72 GFLOP of bf16 MMAs, ~0.12 ms
+// at mma.sync's ~600 TFLOPS. Experimental: not yet run on a GPU.
+//
+// K as pairs of taps. The A fragment of m16n8k16 gives each lane, per register, two consecutive
+// k of one row; K is ordered so that those two are horizontally adjacent taps of one window row:
+// pair p = (c, kh, j), j < PR = ceil(KW / 2), holds taps kw = 2j and 2j + 1 (the second one's
+// weight 0 when 2j + 1 = KW), p = (c KH + kh) PR + j; K = 2 C KH PR rounded up to 16 with
+// zero-weight pairs (ImageNet's 7x7x3: 84 pairs, K = 176, 11 k-steps, against 147 taps). Each A
+// register is then ONE 32-bit shared load of a bf16 pair, with no repacking:
+//   - stride 2: a pixel's window starts at an even input column and its pairs at even offsets,
+//     so the patch is kept as plain bf16 rows and a pair is the aligned word (2 col, 2 col + 1);
+//   - stride 1: the window starts at any column, so the patch is kept as overlapping pairs, word
+//     col = (x[col], x[col + 1]) (twice the bytes).
+// Either way A[pixel][pair] is the word at pixel_base + pair_offset (a table in shared memory).
+// A zero-weight tap (kw = KW for odd KW, padding pairs) still reads an image value: a non-finite
+// image value there would give 0 x inf = NaN where the direct kernel gives a finite result, so
+// the images must be finite (real images are).
+//
+// CTA: 256 threads (8 warps), persistent (grid = min(tiles, SMs x resident CTAs), tiles tile,
+// tile + grid, ...); a tile is 16 x 16 output pixels of one image, as in the direct kernel. Per
+// CTA, once: the weights as bf16 pairs [O][K/2 + 4 words] (the 4-word pad makes the B ldmatrix
+// rows conflict-free), scale, shift, the pair-offset table. Per tile: the f32 input patch
+// ((16 - 1) S + KH rows x the columns the pairs reach, C channels, zeros outside the image)
+// arrives by 4-byte cp.async into one of two f32 staging buffers, one tile ahead (a warp a patch
+// row, lanes along it); then all threads round it once to bf16 into the A patch (pairs as above,
+// again a warp a row); then the MMAs; then the epilogue. Two barriers a tile.
+//
+// Warp tiling: a warp owns 2 m16 tiles x all O filters (O/8 n8 tiles): 2 x O/2 f32 accumulators
+// (64 for O = 64). An m16 tile is 16 pixels: stride 2, one output column of 16 rows (lane group
+// g = lane / 4 holds rows g and g + 8; the warp's two tiles are columns w and w + 8); stride 1,
+// 2 columns x 8 rows (g: row g / 2, column g % 2; rows + 4 for the upper half; the warp's tiles
+// are rows 0-7 and 8-15 of columns 2w, 2w + 1). Patch row pitches (22 words at stride 2, 24 at
+// stride 1) put a load's 8 pixels x 4 pairs of one window row in 32 distinct banks. Per k-step a
+// warp makes 8 A loads (4 per m16 tile) and O/16 ldmatrix.x4 for B, and 2 x O/8 MMAs.
+//
+// Epilogue: lane (g, t) holds filters 8 nt + 2 t + {0, 1} of its pixels: f32 / bf16 stores of 2
+// filters (8 / 4 bytes), kernels::stem_affine_act on each f32 sum. Signs form: a lane's 8 bits
+// of word w (filters 32 w + 8 i + 2 t + e, i < 4) OR'd over the quad by two xor shuffles, per
+// pixel of the quad (4: 2 m16 tiles x 2 halves), lane t storing pixel t's O/32 words.
+#include <type_traits>
+
+#include "common/error.h"
+#include "dev/kernels/stem_conv_mma.h"
+#include "kernels/bf16.cuh"
+#include "kernels/cuda_common.h"
+#include "kernels/ptx.cuh"
+
+namespace mdq::dev {
+namespace stem_mma {
+namespace {
+
+using kernels::StemConvArgs;
+using kernels::kStemMaxWindow;
+
+constexpr int kTile = 16, kThreads = 256;
+constexpr int kMaxPairsPerRow = (kStemMaxWindow + 1) / 2;
+
+template <int C, int O, int S>
+struct Config {
+  static_assert(S == 1 || S == 2, "stride 1 or 2");
+  static_assert(O == 16 || O == 32 || O == 64, "16, 32 or 64 filters");
+  static constexpr int NT = O / 8;                                 // n8 tiles
+  static constexpr int ROWS = (kTile - 1) * S + kStemMaxWindow;    // patch rows (the largest window)
+  static constexpr int PW = S == 2 ? 22 : 24;                      // A patch words a row (conflict-free pitch)
+  static constexpr int APLANE = ROWS * PW, AWORDS = C * APLANE;    // A patch words
+  static constexpr int PF = S == 2 ? 2 * (kTile - 1 + kMaxPairsPerRow) : kTile - 1 + 2 * kMaxPairsPerRow;
+  static constexpr int FPLANE = ROWS * PF, FWORDS = C * FPLANE;    // f32 staging floats a buffer
+  static constexpr int HALF = S == 2 ? 8 * 2 * PW : 4 * PW;        // lane group's second pixel (+8 / +4 rows)
+  static constexpr int MT1 = S == 2 ? 8 : 8 * PW;                  // the warp's second m16 tile
+  static_assert(S == 1 || (kTile - 1 + kMaxPairsPerRow) <= PW, "stride-2 words fit the pitch");
+  static_assert(S == 2 || (kTile - 2 + 2 * kMaxPairsPerRow) <= PW, "stride-1 words fit the pitch");
+  // Shared 4-byte words for K = kp: weights, scale, shift, pair offsets, A patch, 2 staging buffers.
+  static constexpr int words(int kp) { return O * (kp / 2 + 4) + 2 * O + kp / 2 + AWORDS + 2 * FWORDS; }
+};
+
+// K (taps, as pairs, padded to 16) for a window: 2 C KH ceil(KW / 2) rounded up to 16.
+constexpr int padded_k(int C, int KH, int KW) { return (2 * C * KH * ((KW + 1) / 2) + 15) / 16 * 16; }
+
+template <class Out>
+constexpr bool kSigns = std::is_same_v<Out, uint32_t>;
+
+struct Geometry {
+  int OH, OW, tiles_w, tiles_per_image, tiles, kp;
+};
+
+// The f32 patch of `tile` into a staging buffer: rows < (16 - 1) S + KH, columns < `cols`, zeros
+// outside the image. The rest of the pitch is never read.
+template <int C, int O, int S>
+__device__ __forceinline__ void load_stage(const StemConvArgs& a, const Geometry& g, int tile, int cols, float* buf) {
+  using Cfg = Config<C, O, S>;
+  const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image;
+  const int th = t / g.tiles_w, tw = t - th * g.tiles_w;
+  const int ih0 = th * kTile * S - a.pad, iw0 = tw * kTile * S - a.pad;
+  const int rows = (kTile - 1) * S + a.KH;
+  const float* image = a.x + int64_t(n) * C * a.H * a.W;
+  // A warp a patch row (c, r), its lanes along the columns (coalesced): no division per element.
+  for (int cr = threadIdx.x >> 5; cr < C * rows; cr += kThreads / 32) {
+    const int c = cr / rows, r = cr - c * rows, ih = ih0 + r;
+    const bool row_inside = ih >= 0 && ih < a.H;
+    const float* src_row = image + (int64_t(c) * a.H + (row_inside ? ih : 0)) * a.W;
+    float* dst = buf + c * Cfg::FPLANE + r * Cfg::PF;
+    for (int col = threadIdx.x & 31; col < cols; col += 32) {
+      const int iw = iw0 + col;
+      const bool inside = row_inside && iw >= 0 && iw < a.W;
+      kernels::ptx::cp_async4_zfill(dst + col, inside ? src_row + iw : a.x, inside);
+    }
+  }
+}
+
+template <class Out, int C, int O, int S>
+__global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, Geometry g, Out* y) {
+  using Cfg = Config<C, O, S>;
+  constexpr int NT = Cfg::NT, PW = Cfg::PW;
+  extern __shared__ __align__(16) uint32_t smem[];
+  const int np = g.kp / 2, wp = np + 4;  // pairs (K / 2); weight row pitch in words
+  uint32_t* ws = smem;                                  // [O][wp]: bf16 pairs (k even low, k odd high)
+  float* ss = reinterpret_cast<float*>(ws + O * wp);    // scale [O]
+  float* hs = ss + O;                                   // shift [O]
+  int* poff = reinterpret_cast<int*>(hs + O);           // [np]: pair -> A patch word offset
+  uint32_t* apatch = reinterpret_cast<uint32_t*>(poff + np);            // [C][ROWS][PW]
+  float* stage = reinterpret_cast<float*>(apatch + Cfg::AWORDS);        // 2 x [C][ROWS][PF]
+
+  const int tid = threadIdx.x;
+  const int pr = (a.KW + 1) / 2, real_pairs = C * a.KH * pr;
+  // Once per CTA: the weights as bf16 pairs, the pair offsets, the affine.
+  for (int e = tid; e < O * np; e += kThreads) {
+    const int o = e / np, p = e - o * np;
+    float lo = 0.f, hi = 0.f;
+    if (p < real_pairs) {
+      const int c = p / (a.KH * pr), rem = p - c * (a.KH * pr), kh = rem / pr, kw = 2 * (rem - kh * pr);
+      const float* wr = a.w + ((int64_t(o) * C + c) * a.KH + kh) * a.KW;
+      lo = wr[kw];
+      if (kw + 1 < a.KW) hi = wr[kw + 1];
+    }
+    ws[o * wp + p] = kernels::pack2(lo, hi);
+  }
+  for (int p = tid; p < np; p += kThreads) {
+    int off = 0;  // padding pairs (weight 0) read the patch's first word
+    if (p < real_pairs) {
+      const int c = p / (a.KH * pr), rem = p - c * (a.KH * pr), kh = rem / pr, j = rem - kh * pr;
+      off = c * Cfg::APLANE + kh * PW + j * (2 / S);
+    }
+    poff[p] = off;
+  }
+  for (int o = tid; o < O; o += kThreads) {
+    ss[o] = a.scale ? a.scale[o] : 1.f;
+    hs[o] = a.shift ? a.shift[o] : 0.f;
+  }
+
+  // The patch's extent: A words a row (ww) and f32 columns (cols) the pairs reach.
+  const int ww = S == 2 ? kTile - 1 + pr : kTile - 2 + 2 * pr;
+  const int cols = S == 2 ? 2 * ww : ww + 1;
+  const int rows = (kTile - 1) * S + a.KH;
+
+  const int warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
+  // This lane's first pixel (m16 tile 0, row group g) as an A patch word.
+  const int base = S == 2 ? gq * 2 * PW + warp : (gq >> 1) * PW + 2 * warp + (gq & 1);
+  // ldmatrix.x4 rows for B: lanes 8 i .. 8 i + 7 address matrix i = (n8 tile 2q + i / 2, k half
+  // i % 2), row n = lane % 8 of it; r[0], r[1] are n8 tile 2q's b0, b1, r[2], r[3] tile 2q + 1's.
+  const uint32_t b_addr = kernels::ptx::smem_u32(ws) +
+                          uint32_t(((lane & 7) + ((lane >> 4) << 3)) * wp * 4 + ((lane >> 3) & 1) * 16);
+  const uint32_t b_q = uint32_t(16 * wp * 4);  // bytes between n16 groups
+  const int ksteps = g.kp / 16;
+
+  int tile = blockIdx.x, buf = 0;
+  if (tile < g.tiles) load_stage<C, O, S>(a, g, tile, cols, stage);
+  kernels::ptx::cp_async_commit();
+  for (; tile < g.tiles; tile += gridDim.x) {
+    const int next = tile + gridDim.x;
+    if (next < g.tiles) load_stage<C, O, S>(a, g, next, cols, stage + (buf ^ 1) * Cfg::FWORDS);
+    kernels::ptx::cp_async_commit();
+    kernels::ptx::cp_async_wait<1>();  // this thread's copies of `tile` have landed
+    __syncthreads();  // ... everyone's; everyone is done with the A patch of the last tile (and,
+                      // the first time, the weights and tables are stored)
+    {  // round the staged patch to bf16 pairs, once
+      const float* st = stage + buf * Cfg::FWORDS;
+      for (int cr = warp; cr < C * rows; cr += kThreads / 32) {  // a warp a row, as loaded
+        const int c = cr / rows, r = cr - c * rows;
+        const float* src = st + c * Cfg::FPLANE + r * Cfg::PF;
+        uint32_t* dst = apatch + c * Cfg::APLANE + r * PW;
+        for (int wc = lane; wc < ww; wc += 32) {
+          const int col = S == 2 ? 2 * wc : wc;
+          dst[wc] = kernels::pack2(src[col], src[col + 1]);
+        }
+      }
+    }
+    __syncthreads();
+
+    float acc[2][NT][4];
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[m][j][e] = 0.f;
+    const uint32_t* ap = apatch + base;
+#pragma unroll 2
+    for (int ks = 0; ks < ksteps; ++ks) {
+      const int o0 = poff[8 * ks + tq], o1 = poff[8 * ks + 4 + tq];  // pairs t and t + 4 of the k-step
+      uint32_t af[2][4];
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        af[m][0] = ap[m * Cfg::MT1 + o0];               // (row g, k 2t..2t+1)
+        af[m][1] = ap[m * Cfg::MT1 + Cfg::HALF + o0];   // (row g + 8, k 2t..2t+1)
+        af[m][2] = ap[m * Cfg::MT1 + o1];               // (row g, k 2t+8..2t+9)
+        af[m][3] = ap[m * Cfg::MT1 + Cfg::HALF + o1];   // (row g + 8, k 2t+8..2t+9)
+      }
+#pragma unroll
+      for (int q = 0; q < NT / 2; ++q) {
+        uint32_t b[4];
+        kernels::ptx::ldmatrix_x4(b, b_addr + q * b_q + uint32_t(ks * 32));
+        const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {
+          kernels::ptx::mma_bf16(acc[m][2 * q], af[m], b0);
+          kernels::ptx::mma_bf16(acc[m][2 * q + 1], af[m], b1);
+        }
+      }
+    }
+
+    const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image;
+    const int th = t / g.tiles_w, tw = t - th * g.tiles_w;
+    // Pixel (m16 tile m, half h) of this lane, in the tile.
+    auto pix_row = [&](int m, int h) { return S == 2 ? gq + 8 * h : (gq >> 1) + 4 * h + 8 * m; };
+    auto pix_col = [&](int m) { return S == 2 ? warp + 8 * m : 2 * warp + (gq & 1); };
+    // The affine of a lane's filters is loaded once per n8 tile and used for its 4 pixels.
+    if constexpr (kSigns<Out>) {
+      constexpr int WORDS = O / 32;
+      uint32_t mine[WORDS] = {};
+#pragma unroll
+      for (int w = 0; w < WORDS; ++w) {
+        uint32_t word[2][2] = {};  // (m16 tile, half): this lane's 8 bits of word w
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int j = 4 * w + i, o = 8 * j + 2 * tq;
+          const float2 sc = *reinterpret_cast<const float2*>(ss + o), sh = *reinterpret_cast<const float2*>(hs + o);
+#pragma unroll
+          for (int m = 0; m < 2; ++m)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const uint32_t two = uint32_t(kernels::stem_sign(acc[m][j][2 * h], sc.x, sh.x, a.relu)) |
+                                   uint32_t(kernels::stem_sign(acc[m][j][2 * h + 1], sc.y, sh.y, a.relu)) << 1;
+              word[m][h] |= two << (8 * i + 2 * tq);
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            uint32_t v = word[m][h];
+            v |= __shfl_xor_sync(0xffffffffu, v, 1);  // the quad's four disjoint parts
+            v |= __shfl_xor_sync(0xffffffffu, v, 2);
+            if (tq == 2 * m + h) mine[w] = v;
+          }
+      }
+      const int oh = th * kTile + pix_row(tq >> 1, tq & 1), ow = tw * kTile + pix_col(tq >> 1);
+      if (oh < g.OH && ow < g.OW) {
+        uint32_t* p = y + ((int64_t(n) * g.OH + oh) * g.OW + ow) * WORDS;
+        if constexpr (WORDS == 2) *reinterpret_cast<uint2*>(p) = make_uint2(mine[0], mine[1]);
+        else *p = mine[0];
+      }
+    } else {
+      Out* yp[2][2];  // this lane's pixels' first filter, or null outside the map
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int oh = th * kTile + pix_row(m, h), ow = tw * kTile + pix_col(m);
+          yp[m][h] = oh < g.OH && ow < g.OW ? y + ((int64_t(n) * g.OH + oh) * g.OW + ow) * O + 2 * tq : nullptr;
+        }
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const int o = 8 * j + 2 * tq;
+        const float2 sc = *reinterpret_cast<const float2*>(ss + o), sh = *reinterpret_cast<const float2*>(hs + o);
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            if (!yp[m][h]) continue;
+            const float v0 = kernels::stem_affine_act(acc[m][j][2 * h], sc.x, sh.x, a.relu);
+            const float v1 = kernels::stem_affine_act(acc[m][j][2 * h + 1], sc.y, sh.y, a.relu);
+            if constexpr (sizeof(Out) == 4) *reinterpret_cast<float2*>(yp[m][h] + 8 * j) = make_float2(v0, v1);
+            else *reinterpret_cast<uint32_t*>(yp[m][h] + 8 * j) = kernels::pack2(v0, v1);
+          }
+      }
+    }
+    buf ^= 1;
+  }
+}
+
+template <class Out, int C, int O, int S>
+void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
+  using Cfg = Config<C, O, S>;
+  auto kernel = stem_mma_kernel<Out, C, O, S>;
+  constexpr int kMaxBytes = Cfg::words(padded_k(C, kStemMaxWindow, kStemMaxWindow)) * 4;
+  // Opt in to the largest window's shared memory once and size the grid for it (as the direct
+  // kernel does): every launch of this instantiation then fits.
+  static const int resident = [&] {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxBytes));
+    int blocks = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, kMaxBytes));
+    return blocks < 1 ? 1 : blocks;
+  }();
+  const int bytes = Cfg::words(g.kp) * 4;
+  const long long cap = static_cast<long long>(cuda::sm_count()) * resident;
+  const int grid = static_cast<int>(g.tiles < cap ? g.tiles : cap);
+  kernel<<<grid, kThreads, bytes, cuda::stream()>>>(a, g, y);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class Out, int C, int O>
+void by_stride(const StemConvArgs& a, const Geometry& g, Out* y) {
+  if (a.stride == 1) launch<Out, C, O, 1>(a, g, y);
+  else launch<Out, C, O, 2>(a, g, y);
+}
+template <class Out, int C>
+void by_filters(const StemConvArgs& a, const Geometry& g, Out* y) {
+  if constexpr (!kSigns<Out>) {
+    if (a.O == 16) return by_stride<Out, C, 16>(a, g, y);
+  }
+  if (a.O == 32) by_stride<Out, C, 32>(a, g, y);
+  else by_stride<Out, C, 64>(a, g, y);
+}
+
+template <class Out>
+bool run(const StemConvArgs& a, Out* y) {
+  const bool fits = kSigns<Out> ? kernels::stem_signs_fit(a.C, a.O, a.KH, a.KW, a.stride, a.pad)
+                                : kernels::stem_conv_fits(a.C, a.O, a.KH, a.KW, a.stride, a.pad);
+  MDQ_CHECK(fits, (kSigns<Out> ? "dev::stem_conv_mma_signs" : "dev::stem_conv_mma_nhwc")
+                      << ": does not take C " << a.C << ", O " << a.O << ", window " << a.KH << "x" << a.KW
+                      << ", stride " << a.stride << ", padding " << a.pad
+                      << (kSigns<Out> ? " (see kernels::stem_signs_fit)" : " (see kernels::stem_conv_fits)"));
+  static const bool mma = cuda::compute_capability() >= 80;
+  if (!mma) return false;
+  Geometry g{};
+  g.OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
+  g.OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);
+  if (a.N <= 0 || g.OH <= 0 || g.OW <= 0) return true;
+  g.tiles_w = (g.OW + kTile - 1) / kTile;
+  g.tiles_per_image = g.tiles_w * ((g.OH + kTile - 1) / kTile);
+  g.tiles = a.N * g.tiles_per_image;
+  g.kp = padded_k(a.C, a.KH, a.KW);
+  switch (a.C) {
+    case 1: by_filters<Out, 1>(a, g, y); break;
+    case 2: by_filters<Out, 2>(a, g, y); break;
+    case 3: by_filters<Out, 3>(a, g, y); break;
+    default: by_filters<Out, 4>(a, g, y); break;
+  }
+  return true;
+}
+
+}  // namespace
+}  // namespace stem_mma
+
+bool stem_conv_mma_nhwc_bf16(const kernels::StemConvArgs& a, uint16_t* y) { return stem_mma::run(a, y); }
+bool stem_conv_mma_nhwc_f32(const kernels::StemConvArgs& a, float* y) { return stem_mma::run(a, y); }
+bool stem_conv_mma_signs(const kernels::StemConvArgs& a, uint32_t* bits) { return stem_mma::run(a, bits); }
+
+}  // namespace mdq::dev

@@ -1,0 +1,67 @@
+// The workshop's tensor-core stem convolution (dev/kernels/stem_conv_mma.cu, issue #16): the
+// direct stem's arguments and outputs (kernels/stem_conv.h: StemConvArgs, the shapes of
+// stem_conv_fits / stem_signs_fit, NHWC bf16 / f32 or the packed signs), computed as an implicit
+// GEMM on mma.sync m16n8k16 bf16 with f32 accumulation:
+//
+//   y[n][oh][ow][o] = act(fma(d, scale[o], shift[o]))          (kernels::stem_affine_act)
+//   d = sum over c, kh, kw of bf16(x[n][c][ih][iw]) * bf16(w[o][c][kh][kw]),
+//   ih = oh*stride - pad + kh, iw = ow*stride - pad + kw, out-of-image taps 0,
+//
+// with bf16() round-to-nearest-even. The products are exact in f32 (8-bit significands); the
+// sums are f32 in the tensor cores' order (16 taps per MMA, the MMAs of a k-step one after
+// another), not the direct kernel's fma chain, so the results are NOT bit-identical to
+// kernels::stem_conv_nhwc_*: they differ by the bf16 rounding of the images and weights (up to
+// 2^-8 relative per product) and by the summation order. The CPU reference below is the
+// equation's exact value (double sums of the bf16-rounded products), which the GPU test
+// compares against with a tolerance (dev/tests/test_stem_conv_mma_gpu.cpp).
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "common/bf16.h"
+#include "common/window.h"
+#include "kernels/stem_conv.h"
+
+namespace mdq::dev {
+
+// Launchers: device pointers, queued on mdq::cuda::stream(), outputs as kernels::stem_conv_*
+// (y 16-byte aligned, bits 8-byte aligned). The shape must fit (kernels::stem_conv_fits;
+// stem_signs_fit for the signs), else an error. Return false, launching nothing, on a GPU below
+// compute capability 8.0 (no bf16 mma.sync).
+bool stem_conv_mma_nhwc_bf16(const kernels::StemConvArgs& a, uint16_t* y);
+bool stem_conv_mma_nhwc_f32(const kernels::StemConvArgs& a, float* y);
+bool stem_conv_mma_signs(const kernels::StemConvArgs& a, uint32_t* bits);
+
+// ---- CPU reference (host pointers): the equation above with the sum in double.
+namespace reference {
+
+inline double bf16_round(float v) { return bf16_to_float(float_to_bf16(v)); }
+
+// d of output pixel (n, oh, ow) and filter o from bf16-rounded images and weights, summed in
+// double; *abs_sum (if given) gets sum |term|, the magnitude an f32 sum's rounding errors scale
+// with.
+inline double stem_mma_sum(const kernels::StemConvArgs& a, int n, int oh, int ow, int o, double* abs_sum = nullptr) {
+  const int64_t plane = int64_t(a.H) * a.W;
+  double d = 0, s = 0;
+  for (int c = 0; c < a.C; ++c)
+    for (int kh = 0; kh < a.KH; ++kh)
+      for (int kw = 0; kw < a.KW; ++kw) {
+        const int ih = oh * a.stride - a.pad + kh, iw = ow * a.stride - a.pad + kw;
+        if (ih < 0 || ih >= a.H || iw < 0 || iw >= a.W) continue;
+        const double t = bf16_round(a.x[(int64_t(n) * a.C + c) * plane + int64_t(ih) * a.W + iw]) *
+                         bf16_round(a.w[((int64_t(o) * a.C + c) * a.KH + kh) * a.KW + kw]);
+        d += t;
+        s += std::fabs(t);
+      }
+  if (abs_sum) *abs_sum = s;
+  return d;
+}
+
+// The epilogue's value before the activation, scale d + shift, in double (the GPU rounds it
+// once, in stem_affine_act's fma).
+inline double stem_mma_pre(const kernels::StemConvArgs& a, double d, int o) {
+  return (a.scale ? double(a.scale[o]) : 1.0) * d + (a.shift ? double(a.shift[o]) : 0.0);
+}
+
+}  // namespace reference
+}  // namespace mdq::dev
