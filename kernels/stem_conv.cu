@@ -32,8 +32,10 @@
 #include "kernels/backend.h"
 #include "kernels/bf16.cuh"
 #include "kernels/cuda_common.h"
+#include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
 #include "kernels/stem_conv.h"
+#include "kernels/stem_launch.cuh"
 
 namespace mdq::kernels {
 namespace stem {
@@ -221,35 +223,12 @@ void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
   using Cfg = Config<C, O, S>;
   auto kernel = stem_conv_kernel<Out, C, O, S>;
   constexpr int kMaxBytes = Cfg::floats(kStemMaxWindow * kStemMaxWindow) * int(sizeof(float));
-  // Opt in to the largest window's shared memory once, and size the grid for it: every launch of
-  // this instantiation then fits, and a smaller window only leaves room unused.
-  static const int resident = [&] {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxBytes));
-    int blocks = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, kMaxBytes));
-    return blocks < 1 ? 1 : blocks;
-  }();
+  // The largest window's shared memory opted in and the grid sized for it: every launch of this
+  // instantiation then fits, and a smaller window only leaves room unused.
+  const dim3 grid = persistent_grid(kernel, kThreads, kMaxBytes, g.tiles, 1);
   const int bytes = Cfg::floats(a.KH * a.KW) * int(sizeof(float));
-  const long long cap = static_cast<long long>(cuda::sm_count()) * resident;
-  const int grid = static_cast<int>(g.tiles < cap ? g.tiles : cap);
   kernel<<<grid, kThreads, bytes, cuda::stream()>>>(a, g, y);
   CUDA_CHECK_LAUNCH();
-}
-
-// The instantiation for (C, O, stride): 4 x 3 x 2 per output type.
-template <class Out, int C, int O>
-void by_stride(const StemConvArgs& a, const Geometry& g, Out* y) {
-  if (a.stride == 1) launch<Out, C, O, 1>(a, g, y);
-  else launch<Out, C, O, 2>(a, g, y);
-}
-// (the signs form: 4 x 2 x 2, no O = 16)
-template <class Out, int C>
-void by_filters(const StemConvArgs& a, const Geometry& g, Out* y) {
-  if constexpr (!kSigns<Out>) {
-    if (a.O == 16) return by_stride<Out, C, 16>(a, g, y);
-  }
-  if (a.O == 32) by_stride<Out, C, 32>(a, g, y);
-  else by_stride<Out, C, 64>(a, g, y);
 }
 
 template <class Out>
@@ -267,12 +246,9 @@ void run(const StemConvArgs& a, Out* y) {
   g.tiles_w = (g.OW + kTile - 1) / kTile;
   g.tiles_per_image = g.tiles_w * ((g.OH + kTile - 1) / kTile);
   g.tiles = a.N * g.tiles_per_image;
-  switch (a.C) {
-    case 1: by_filters<Out, 1>(a, g, y); break;
-    case 2: by_filters<Out, 2>(a, g, y); break;
-    case 3: by_filters<Out, 3>(a, g, y); break;
-    default: by_filters<Out, 4>(a, g, y); break;
-  }
+  stem_dispatch<kSigns<Out>>(a, [&](auto c, auto o, auto s) {
+    launch<Out, decltype(c)::value, decltype(o)::value, decltype(s)::value>(a, g, y);
+  });
 }
 
 }  // namespace

@@ -54,7 +54,9 @@
 #include "dev/kernels/stem_conv_mma.h"
 #include "kernels/bf16.cuh"
 #include "kernels/cuda_common.h"
+#include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
+#include "kernels/stem_launch.cuh"
 
 namespace mdq::dev {
 namespace stem_mma {
@@ -304,33 +306,11 @@ void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
   using Cfg = Config<C, O, S>;
   auto kernel = stem_mma_kernel<Out, C, O, S>;
   constexpr int kMaxBytes = Cfg::words(padded_k(C, kStemMaxWindow, kStemMaxWindow)) * 4;
-  // Opt in to the largest window's shared memory once and size the grid for it (as the direct
-  // kernel does): every launch of this instantiation then fits.
-  static const int resident = [&] {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxBytes));
-    int blocks = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, kMaxBytes));
-    return blocks < 1 ? 1 : blocks;
-  }();
+  // The largest window's shared memory opted in and the grid sized for it, as the direct kernel does.
+  const dim3 grid = kernels::persistent_grid(kernel, kThreads, kMaxBytes, g.tiles, 1);
   const int bytes = Cfg::words(g.kp) * 4;
-  const long long cap = static_cast<long long>(cuda::sm_count()) * resident;
-  const int grid = static_cast<int>(g.tiles < cap ? g.tiles : cap);
   kernel<<<grid, kThreads, bytes, cuda::stream()>>>(a, g, y);
   CUDA_CHECK_LAUNCH();
-}
-
-template <class Out, int C, int O>
-void by_stride(const StemConvArgs& a, const Geometry& g, Out* y) {
-  if (a.stride == 1) launch<Out, C, O, 1>(a, g, y);
-  else launch<Out, C, O, 2>(a, g, y);
-}
-template <class Out, int C>
-void by_filters(const StemConvArgs& a, const Geometry& g, Out* y) {
-  if constexpr (!kSigns<Out>) {
-    if (a.O == 16) return by_stride<Out, C, 16>(a, g, y);
-  }
-  if (a.O == 32) by_stride<Out, C, 32>(a, g, y);
-  else by_stride<Out, C, 64>(a, g, y);
 }
 
 template <class Out>
@@ -351,12 +331,9 @@ bool run(const StemConvArgs& a, Out* y) {
   g.tiles_per_image = g.tiles_w * ((g.OH + kTile - 1) / kTile);
   g.tiles = a.N * g.tiles_per_image;
   g.kp = padded_k(a.C, a.KH, a.KW);
-  switch (a.C) {
-    case 1: by_filters<Out, 1>(a, g, y); break;
-    case 2: by_filters<Out, 2>(a, g, y); break;
-    case 3: by_filters<Out, 3>(a, g, y); break;
-    default: by_filters<Out, 4>(a, g, y); break;
-  }
+  kernels::stem_dispatch<kSigns<Out>>(a, [&](auto c, auto o, auto s) {
+    launch<Out, decltype(c)::value, decltype(o)::value, decltype(s)::value>(a, g, y);
+  });
   return true;
 }
 

@@ -1,0 +1,38 @@
+// What the stem kernels' launchers share (kernels/stem_conv.cu and the workshop's
+// dev/kernels/stem_conv_mma.cu): the compile-time (C, O, stride) of a stem that fits.
+#pragma once
+#include <type_traits>
+
+#include "kernels/stem_conv.h"
+
+namespace mdq::kernels {
+
+template <int V>
+using StemInt = std::integral_constant<int, V>;
+
+// Calls f(StemInt<C>, StemInt<O>, StemInt<S>) with a's input channels (1-4), filters (16, 32,
+// 64; the signs form 32, 64) and stride (1, 2) as compile-time constants: the instantiations a
+// stem kernel compiles, 4 x 3 x 2 (the signs form 4 x 2 x 2). a must fit (stem_conv_fits, or
+// stem_signs_fit for the signs form).
+template <bool Signs, class F>
+void stem_dispatch(const StemConvArgs& a, F&& f) {
+  auto by_stride = [&](auto c, auto o) {
+    if (a.stride == 1) f(c, o, StemInt<1>{});
+    else f(c, o, StemInt<2>{});
+  };
+  auto by_filters = [&](auto c) {
+    if constexpr (!Signs) {
+      if (a.O == 16) return by_stride(c, StemInt<16>{});
+    }
+    if (a.O == 32) by_stride(c, StemInt<32>{});
+    else by_stride(c, StemInt<64>{});
+  };
+  switch (a.C) {
+    case 1: by_filters(StemInt<1>{}); break;
+    case 2: by_filters(StemInt<2>{}); break;
+    case 3: by_filters(StemInt<3>{}); break;
+    default: by_filters(StemInt<4>{}); break;
+  }
+}
+
+}  // namespace mdq::kernels
