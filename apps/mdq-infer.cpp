@@ -23,6 +23,7 @@
 //          take it or MDQ_STEM_DIRECT=0.
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <cstdio>
 #include <string>
@@ -34,16 +35,27 @@
 #include "apps/common/packed_model.h"
 #include "data/loader.h"
 #include "engine/device.h"
+#include "engine/autograd.h"
 #include "engine/infer/lower.h"
 #include "kernels/label_rank.h"
+#include "models/random_rounded.h"
 
 namespace {
+
+using namespace mdq;
 
 const char* kUsage =
     "usage: mdq-infer --model MODEL.mdqpack [--split test|val|train] [--data-dir DIR] [--device auto|cpu|cuda]\n"
     "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16] [--stem auto|f32|bf16]\n"
     "                 [--agree]\n"
+    "       mdq-infer --random-model NAME [--image-size S] [--classes K] [--act-bits 32|1] [--levels 2|3]\n"
+    "                 [--batches N] (and the options above but --model, --split, --data-dir)\n"
     "Runs a packed model written by mdq-export and prints its accuracy and throughput.\n"
+    "--random-model NAME (resnet18, vgg16, mobilenetv2, smallcnn): instead, that network with random ±1\n"
+    "         parameters ({-1, 0, 1} with --levels 3) and BatchNorm statistics that keep its activations O(1),\n"
+    "         on random images (3 x S x S, S = --image-size, default 224: the ImageNet variant; 32: CIFAR's),\n"
+    "         --classes outputs (default 1000), sign activations with --act-bits 1; prints the images/s of\n"
+    "         --batches timed batches (default 20, after 3 untimed) and no accuracy.\n"
     "--engine float (default): the rounded network exactly as mdq-train evaluates it.\n"
     "--engine packed: weights stay packed: each layer runs W1A1 (±1 input), W1A16 (real input) or, where\n"
     "         the packed kernels do not take it, on the float engine. W1A16 activations per --packed-precision:\n"
@@ -70,51 +82,114 @@ std::vector<int64_t> top1(const mdq::Tensor& z) {
   return best;
 }
 
-int run(int argc, char** argv) {
-  using namespace mdq;
-  std::string path, split = "test", data_dir, device_name = "auto", batch = "256", engine = "float";
-  std::string packed_precision = "split", stem = "auto";
-  bool agree = false;
-  if (!app::parse_flags(argc, argv, kUsage,
-                        {{"--model", &path}, {"--split", &split}, {"--data-dir", &data_dir},
-                         {"--device", &device_name}, {"--batch-size", &batch}, {"--engine", &engine},
-                         {"--packed-precision", &packed_precision}, {"--stem", &stem}},
-                        {{"--agree", &agree}}))
-    return 0;
-  MDQ_CHECK(!path.empty(), "--model is required\n" << kUsage);
+// How the model runs: --engine packed lowers it (infer::lower) onto plan; float leaves plan null.
+// Prints the "engine:" line. --engine packed runs on CUDA, or on the CPU through the packed ops'
+// reference loops (slow, for checking); a network the lowering does not cover is refused with
+// the reason.
+void lower_if_packed(nn::Module& model, const std::string& name, const std::string& engine,
+                     const std::string& packed_precision, const std::string& stem, Device device,
+                     std::unique_ptr<infer::Plan>& plan) {
   MDQ_CHECK(engine == "packed" || engine == "float", "--engine must be float or packed, got '" << engine << "'");
   const infer::PackedPrecision precision = infer::parse_packed_precision(packed_precision);
   MDQ_CHECK(stem == "auto" || stem == "f32" || stem == "bf16", "--stem must be auto, f32 or bf16, got '" << stem << "'");
+  if (engine == "float") {
+    std::printf("engine: float (weights expanded to f32)\n");
+    return;
+  }
+  std::string why;
+  infer::LowerOptions options{device, precision};
+  options.stem = stem == "auto" ? infer::StemPath::Direct : stem == "bf16" ? infer::StemPath::Bf16 : infer::StemPath::Float;
+  plan = infer::lower(model, options, &why);
+  MDQ_CHECK(plan, "--engine packed: " << name << " cannot run packed: " << why);
+  const infer::Census c = plan->census();
+  const char* acts = c.w1a16_layers() == 0 ? ""
+                     : precision == infer::PackedPrecision::BF16
+                         ? "; W1A16 activations: bf16"
+                         : "; W1A16 activations: split-bf16 (f32 as bf16 hi + lo)";
+  const char* stem_path = c.stem_direct ? "; stem: direct kernel" : options.stem == infer::StemPath::Bf16 ? "; stem: NHWC bf16" : "";
+  std::printf("engine: packed (%s%s%s)\n", c.text().c_str(), acts, stem_path);
+}
+
+// --random-model's own flags, with their defaults.
+const std::map<std::string, std::string> kRandomFlags = {
+    {"--image-size", "224"}, {"--classes", "1000"}, {"--act-bits", "32"}, {"--levels", "2"}, {"--batches", "20"}};
+
+// --random-model: the network with random levels (models/random_rounded.h) on random images;
+// images/s over the timed batches, and with --agree the top-1 agreement with the float engine
+// on every image run.
+int run_random(const std::string& name, const std::map<std::string, std::string>& f, bool agree) {
+  models::ModelOptions o;
+  o.image_size = static_cast<int>(app::parse_count("--image-size", f.at("--image-size")));
+  o.num_classes = static_cast<int>(app::parse_count("--classes", f.at("--classes")));
+  o.act_bits = static_cast<int>(app::parse_count("--act-bits", f.at("--act-bits")));
+  MDQ_CHECK(o.act_bits == 1 || o.act_bits == 32, "--act-bits must be 32 or 1, got " << o.act_bits);
+  const int levels = static_cast<int>(app::parse_count("--levels", f.at("--levels")));
+  MDQ_CHECK(levels == 2 || levels == 3, "--levels must be 2 or 3, got " << levels);
+  const int64_t batch = app::parse_count("--batch-size", f.at("--batch-size"));
+  const int64_t batches = app::parse_count("--batches", f.at("--batches"));
+  const Device device = app::pick_device(f.at("--device"));
+  auto model = models::rounded_model(name, o, levels, 1);
+  model->to(device);
+  std::unique_ptr<infer::Plan> plan;
+  lower_if_packed(*model, name, f.at("--engine"), f.at("--packed-precision"), f.at("--stem"), device, plan);
+  auto run_once = [&](const Tensor& x) { return plan ? plan->logits(x) : model->forward(Var(x)).value(); };
+  const Tensor images = Tensor::uniform({batch, o.in_channels, o.image_size, o.image_size}, -2.f, 2.f, 7, device);
+  for (int i = 0; i < 3; ++i) run_once(images);  // cuDNN's searches, first-use allocations
+  cuda_synchronize();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < batches; ++i) run_once(images);
+  cuda_synchronize();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%s, random %s weights, %dx%dx%d images, %d classes, %s activations (%s, %s engine): "
+              "%lld batches of %lld, %.3f ms a batch, %.0f images/s\n",
+              name.c_str(), levels == 3 ? "ternary" : "binary", o.in_channels, o.image_size, o.image_size,
+              o.num_classes, o.act_bits == 1 ? "sign" : "real", mdq::device_name(device), plan ? "packed" : "float",
+              static_cast<long long>(batches), static_cast<long long>(batch), 1e3 * s / batches,
+              s > 0 ? batches * batch / s : 0.0);
+  if (agree) {
+    MDQ_CHECK(plan, "--agree compares the packed kernels with the float engine, but this run has no packed engine");
+    const std::vector<int64_t> p = top1(plan->logits(images));
+    const std::vector<int64_t> q = top1(model->forward(Var(images)).value());
+    int64_t same = 0;
+    for (size_t i = 0; i < p.size(); ++i) same += p[i] >= 0 && p[i] == q[i];
+    std::printf("packed vs float engine: the same top-1 class on %lld of %lld images (%.2f%%)\n",
+                static_cast<long long>(same), static_cast<long long>(batch), 100.0 * same / batch);
+  }
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  std::map<std::string, std::string> f = {{"--model", ""},         {"--split", "test"},   {"--data-dir", ""},
+                                          {"--device", "auto"},     {"--batch-size", "256"}, {"--engine", "float"},
+                                          {"--packed-precision", "split"}, {"--stem", "auto"}, {"--random-model", ""}};
+  f.insert(kRandomFlags.begin(), kRandomFlags.end());
+  bool agree = false;
+  std::vector<std::pair<const char*, std::string*>> flags;
+  for (auto& [k, v] : f) flags.push_back({k.c_str(), &v});
+  if (!app::parse_flags(argc, argv, kUsage, flags, {{"--agree", &agree}})) return 0;
+  const std::string& path = f["--model"];
+  const std::string& random_model = f["--random-model"];
+  MDQ_CHECK(path.empty() != random_model.empty(), "give one of --model and --random-model\n" << kUsage);
+  if (!random_model.empty()) {
+    MDQ_CHECK(f["--data-dir"].empty() && f["--split"] == "test",
+              "--random-model runs on random images: --data-dir and --split have no meaning with it");
+    return run_random(random_model, f, agree);
+  }
+  for (const auto& [flag, default_value] : kRandomFlags)
+    MDQ_CHECK(f[flag] == default_value, flag << " belongs to --random-model; a --model file holds its own network");
   app::TrainOptions o = app::read_packed_options(path);
-  if (!data_dir.empty()) o.data_dir = data_dir;
-  const Device device = app::pick_device(device_name);
-  auto ds = app::pick_split(data::load_dataset(o.dataset, o.data_dir, o.seed, o.val_fraction), split);
+  if (!f["--data-dir"].empty()) o.data_dir = f["--data-dir"];
+  const Device device = app::pick_device(f["--device"]);
+  auto ds = app::pick_split(data::load_dataset(o.dataset, o.data_dir, o.seed, o.val_fraction), f["--split"]);
   auto model = app::build_model(o, ds->info());
   app::load_packed_model(path, *model);
   model->to(device);
   model->eval();
-
-  // --engine packed runs on CUDA, or on the CPU through the packed ops' reference loops (slow,
-  // for checking); a network the lowering does not cover is refused with the reason.
   std::unique_ptr<infer::Plan> plan;
+  lower_if_packed(*model, o.model, f["--engine"], f["--packed-precision"], f["--stem"], device, plan);
   std::function<Tensor(const Tensor&)> runner;
-  if (engine == "packed") {
-    std::string why;
-    infer::LowerOptions options{device, precision};
-    options.stem = stem == "auto" ? infer::StemPath::Direct : stem == "bf16" ? infer::StemPath::Bf16 : infer::StemPath::Float;
-    plan = infer::lower(*model, options, &why);
-    MDQ_CHECK(plan, "--engine packed: " << o.model << " cannot run packed: " << why);
-    runner = [&](const Tensor& x) { return plan->logits(x); };
-    const infer::Census c = plan->census();
-    const char* acts = c.w1a16_layers() == 0 ? ""
-                       : precision == infer::PackedPrecision::BF16
-                           ? "; W1A16 activations: bf16"
-                           : "; W1A16 activations: split-bf16 (f32 as bf16 hi + lo)";
-    const char* stem_path = c.stem_direct ? "; stem: direct kernel" : options.stem == infer::StemPath::Bf16 ? "; stem: NHWC bf16" : "";
-    std::printf("engine: packed (%s%s%s)\n", c.text().c_str(), acts, stem_path);
-  } else {
-    std::printf("engine: float (weights expanded to f32)\n");
-  }
+  if (plan) runner = [&](const Tensor& x) { return plan->logits(x); };
+  const std::string batch = f["--batch-size"], split = f["--split"];
 
   data::DataLoader loader(ds, app::parse_count("--batch-size", batch), false, false,
                           data::eval_augment_for(o.dataset), o.seed, device);

@@ -62,6 +62,7 @@
 #include "dev/kernels/stem_conv_mma.h"
 #include "engine/autograd.h"
 #include "engine/cuda_graph.h"
+#include "models/random_rounded.h"
 #include "kernels/cuda_common.h"
 #include "engine/device.h"
 #include "engine/infer/fold.h"
@@ -95,41 +96,13 @@ float median_ms(const std::function<void()>& fn) {
 
 // ---- the network
 
-// models::make_resnet18, ImageNet variant, on the GPU in eval mode: every parameter a random
-// sign; each BatchNorm's statistics give it scale U(0.5, 1.5) / sqrt(fan-in) and shift
-// U(-0.1, 0.1) (folded), so the activations stay O(1). The same seeds for both activation kinds:
-// the float and the sign model hold the same values.
+// models::make_resnet18, ImageNet variant, on the GPU in eval mode, every parameter a random
+// sign and BatchNorm statistics that keep the activations O(1) (models::rounded_model). The same
+// seed for both activation kinds: the float and the sign model hold the same values.
 std::shared_ptr<nn::Module> make_net(int act_bits) {
   models::ModelOptions o;
   o.num_classes = kClasses, o.in_channels = 3, o.image_size = kImage, o.act_bits = act_bits, o.seed = 1;
-  auto net = models::make_model("resnet18", o);
-  uint64_t seed = 100;
-  int64_t fan_in = 1;
-  std::function<void(nn::Module&)> init = [&](nn::Module& m) {
-    if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) fan_in = c->weight().value().numel() / c->weight().value().dim(0);
-    if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) {
-      const int64_t C = bn->channels();
-      std::vector<float> scale = Tensor::uniform({C}, 0.5f, 1.5f, seed++).to_vector();
-      std::vector<float> shift = Tensor::uniform({C}, -0.1f, 0.1f, seed++).to_vector();
-      std::vector<float> var(static_cast<size_t>(C)), mean(static_cast<size_t>(C));
-      for (int64_t c = 0; c < C; ++c) {  // scale = 1 / sqrt(var + eps), shift = -mean scale
-        scale[c] /= std::sqrt(static_cast<float>(fan_in));
-        var[c] = 1.f / (scale[c] * scale[c]) - bn->eps();
-        mean[c] = -shift[c] / scale[c];
-      }
-      bn->running_var().copy_from(Tensor::from_vector(var, {C}));
-      bn->running_mean().copy_from(Tensor::from_vector(mean, {C}));
-    }
-    for (const auto& [name, child] : m.children()) init(*child);
-  };
-  for (const nn::ParamRef& p : net->parameters()) {
-    Var v = p.var;
-    Tensor s = Tensor::uniform(v.value().shape(), -1.f, 1.f, seed++);
-    for (int64_t i = 0; i < s.numel(); ++i) s.data<float>()[i] = s.data<float>()[i] >= 0.f ? 1.f : -1.f;
-    v.value().copy_from(s);
-  }
-  init(*net);
-  net->eval();
+  auto net = models::rounded_model("resnet18", o, 2, 100);
   net->to(Device::CUDA);
   return net;
 }

@@ -233,6 +233,28 @@ TEST_CASE("mdq-eval and mdq-export say so when given a packed model") {
   REQUIRE(out.find("is a packed model") != std::string::npos);
 }
 
+// mdq-infer --random-model: a random ±1 network on random images, no model file or dataset: on
+// the CPU the packed engine (its reference loops) agrees with the float engine on every image,
+// and flags that belong to the other mode are refused by name.
+TEST_CASE("mdq-infer --random-model runs a random network on both engines; mixed-up flags are refused") {
+  std::string out;
+  const std::string infer = binary("mdq-infer") + " --device cpu --random-model smallcnn --image-size 16 --classes 4";
+  REQUIRE(run_command(infer + " --batch-size 3 --batches 1 --engine packed --act-bits 1 --agree", out) == 0);
+  REQUIRE(out.find("smallcnn, random binary weights, 3x16x16 images, 4 classes, sign activations") != std::string::npos);
+  REQUIRE(out.find("images/s") != std::string::npos);
+  REQUIRE(out.find("the same top-1 class on 3 of 3 images") != std::string::npos);
+  REQUIRE(run_command(infer + " --batch-size 2 --batches 1 --levels 3", out) == 0);
+  REQUIRE(out.find("random ternary weights") != std::string::npos);
+  REQUIRE(run_command(infer + " --levels 4", out) == 2);
+  REQUIRE(out.find("--levels must be 2 or 3") != std::string::npos);
+  REQUIRE(run_command(infer + " --data-dir /tmp", out) == 2);
+  REQUIRE(out.find("--data-dir and --split have no meaning") != std::string::npos);
+  REQUIRE(run_command(binary("mdq-infer") + " --model x.mdqpack --classes 4", out) == 2);
+  REQUIRE(out.find("--classes belongs to --random-model") != std::string::npos);
+  REQUIRE(run_command(binary("mdq-infer") + " --engine packed", out) == 2);
+  REQUIRE(out.find("give one of --model and --random-model") != std::string::npos);
+}
+
 TEST_CASE("resume continues bit for bit, and damaged checkpoints are refused") {
   app::TrainOptions whole = tiny_run(P("mdq-test-whole"));
   whole.iters = 12;

@@ -17,50 +17,14 @@
 #include "engine/nn/pooling.h"
 #include "engine/nn/residual.h"
 #include "models/model_zoo.h"
+#include "models/random_rounded.h"
 #include "tests/support/testing.h"
 
 namespace mdq::testing {
 
-namespace detail {
-// Sets each BatchNorm's running statistics from the fan-in of the layer before it (registration
-// order is forward order in the model zoo): a ±1 layer over fan_in inputs of size ~1 gives
-// outputs of variance ~fan_in / 2, so var = fan_in · U(0.25, 1) and mean = sqrt(fan_in) · U(-0.5,
-// 0.5) keep activations O(1) through 20 layers while making scale and shift far from 1 and 0.
-inline void set_bn(nn::Module& m, int64_t& fan_in, uint64_t& seed) {
-  if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) fan_in = c->weight().value().numel() / c->weight().value().dim(0);
-  if (auto* l = dynamic_cast<nn::Linear*>(&m)) fan_in = l->in_features();
-  if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) {
-    const int64_t C = bn->channels();
-    const float f = static_cast<float>(std::max<int64_t>(fan_in, 1));
-    Tensor var = Tensor::uniform({C}, 0.25f * f, f, seed++);
-    Tensor mean = Tensor::uniform({C}, -0.5f * std::sqrt(f), 0.5f * std::sqrt(f), seed++);
-    bn->running_var().copy_from(var.to(bn->running_var().device()));
-    bn->running_mean().copy_from(mean.to(bn->running_mean().device()));
-  }
-  for (const auto& [name, child] : m.children()) set_bn(*child, fan_in, seed);
-}
-}  // namespace detail
-
-// Every parameter (weights, biases) of a CPU model set to random ±1 (levels 2) or {-1, 0, 1}
-// (levels 3), BN statistics as in detail::set_bn; the model is left in eval mode.
-inline void round_randomly(nn::Module& model, int levels, uint64_t seed) {
-  for (const nn::ParamRef& p : model.parameters()) {
-    Var v = p.var;
-    const Shape s = v.value().shape();
-    v.value().copy_from(levels == 3 ? random_ternary(s, seed++) : random_signs(s, seed++));
-  }
-  int64_t fan_in = 1;
-  detail::set_bn(model, fan_in, seed);
-  model.eval();
-}
-
-// A model-zoo network made by round_randomly. CPU tensors.
-inline std::shared_ptr<nn::Module> rounded_model(const std::string& name, models::ModelOptions o, int levels,
-                                                 uint64_t seed) {
-  auto model = models::make_model(name, o);
-  round_randomly(*model, levels, seed);
-  return model;
-}
+// Model-zoo networks with random levels (models/random_rounded.h).
+using models::round_randomly;
+using models::rounded_model;
 
 // A network for 3-channel 16x16 images and 10 classes that takes every path of the lowering,
 // the binary part first (so that no sign reads a W1A16 value): a stem conv on the image with a
