@@ -6,8 +6,9 @@
 # exported model should agree with the network mdq-train evaluated on >= 99.9% of the images, which the default --packed-precision split should meet and bf16 does not.
 # Then the same two nets fully binary (--act-bits 1: sign activations), whose --engine packed runs
 # their layers on ±1 input on the W1A1 kernels (engine/infer/lower.h picks the path per layer).
-# Last, a random-weight ImageNet ResNet-18 through mdq-infer --random-model, and the CIFAR-10 nets also run with --stem f32 (the stem on the float engine, as before mdq-infer's
-# default became the direct stem kernel, --stem auto), for the agreement and images/s side by side.
+# The CIFAR-10 nets also run with --stem f32 (the stem on the float engine, as before mdq-infer's
+# default became the direct stem kernel, --stem auto), for the agreement and images/s side by
+# side; last, a random-weight ImageNet ResNet-18 through mdq-infer --random-model.
 # Needs build-gpu (scripts/gpu-session.sh build) and the data staged in .deps (CIFAR-10 in /tmp/data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
