@@ -82,6 +82,21 @@ std::vector<int64_t> top1(const mdq::Tensor& z) {
   return best;
 }
 
+// --agree's count: the images whose top-1 class is the same on the packed kernels and on the
+// float engine (a non-finite packed row agrees with nothing).
+struct Agreement {
+  int64_t same = 0, total = 0;
+  void add(const mdq::Tensor& packed_logits, const mdq::Tensor& float_logits) {
+    const std::vector<int64_t> p = top1(packed_logits), f = top1(float_logits);
+    for (size_t i = 0; i < p.size(); ++i) same += p[i] >= 0 && p[i] == f[i];
+    total += static_cast<int64_t>(p.size());
+  }
+  void print() const {
+    std::printf("packed vs float engine: the same top-1 class on %lld of %lld images (%.2f%%)\n",
+                static_cast<long long>(same), static_cast<long long>(total), total ? 100.0 * same / total : 0.0);
+  }
+};
+
 // How the model runs: --engine packed lowers it (infer::lower) onto plan; float leaves plan null.
 // Prints the "engine:" line. --engine packed runs on CUDA, or on the CPU through the packed ops'
 // reference loops (slow, for checking); a network the lowering does not cover is refused with
@@ -137,7 +152,8 @@ int run_random(const std::string& name, const std::map<std::string, std::string>
   for (int i = 0; i < 3; ++i) run_once(images);  // cuDNN's searches, first-use allocations
   cuda_synchronize();
   const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < batches; ++i) run_once(images);
+  Tensor logits;
+  for (int64_t i = 0; i < batches; ++i) logits = run_once(images);
   cuda_synchronize();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s, random %s weights, %dx%dx%d images, %d classes, %s activations (%s, %s engine): "
@@ -146,14 +162,10 @@ int run_random(const std::string& name, const std::map<std::string, std::string>
               o.num_classes, o.act_bits == 1 ? "sign" : "real", mdq::device_name(device), plan ? "packed" : "float",
               static_cast<long long>(batches), static_cast<long long>(batch), 1e3 * s / batches,
               s > 0 ? batches * batch / s : 0.0);
-  if (agree) {
-    MDQ_CHECK(plan, "--agree compares the packed kernels with the float engine, but this run has no packed engine");
-    const std::vector<int64_t> p = top1(plan->logits(images));
-    const std::vector<int64_t> q = top1(model->forward(Var(images)).value());
-    int64_t same = 0;
-    for (size_t i = 0; i < p.size(); ++i) same += p[i] >= 0 && p[i] == q[i];
-    std::printf("packed vs float engine: the same top-1 class on %lld of %lld images (%.2f%%)\n",
-                static_cast<long long>(same), static_cast<long long>(batch), 100.0 * same / batch);
+  if (agree) {  // the last timed batch's packed logits against the float engine's
+    Agreement a;
+    a.add(logits, model->forward(Var(images)).value());
+    a.print();
   }
   return 0;
 }
@@ -167,6 +179,9 @@ int run(int argc, char** argv) {
   std::vector<std::pair<const char*, std::string*>> flags;
   for (auto& [k, v] : f) flags.push_back({k.c_str(), &v});
   if (!app::parse_flags(argc, argv, kUsage, flags, {{"--agree", &agree}})) return 0;
+  MDQ_CHECK(!agree || f["--engine"] != "float",
+            "--agree compares the packed kernels with the float engine, but this run has no packed engine");
+  NoGradScope no_grad;  // inference only: no backward graph recorded by the float engine's forwards
   const std::string& path = f["--model"];
   const std::string& random_model = f["--random-model"];
   MDQ_CHECK(path.empty() != random_model.empty(), "give one of --model and --random-model\n" << kUsage);
@@ -205,18 +220,11 @@ int run(int argc, char** argv) {
               s > 0 ? r.count / s : 0.0);
   std::fputs(r.nonfinite_warning().c_str(), stderr);
   if (agree) {
-    MDQ_CHECK(runner, "--agree compares the packed kernels with the float engine, but this run has no packed engine");
-    int64_t same = 0, total = 0;
+    Agreement a;
     loader.start_epoch(0);
     data::Batch b;
-    while (loader.next(b)) {
-      const std::vector<int64_t> p = top1(runner(b.images));
-      const std::vector<int64_t> f = top1(model->forward(Var(b.images)).value());
-      for (size_t i = 0; i < p.size(); ++i) same += p[i] >= 0 && p[i] == f[i];
-      total += static_cast<int64_t>(p.size());
-    }
-    std::printf("packed vs float engine: the same top-1 class on %lld of %lld images (%.2f%%)\n",
-                static_cast<long long>(same), static_cast<long long>(total), total ? 100.0 * same / total : 0.0);
+    while (loader.next(b)) a.add(runner(b.images), model->forward(Var(b.images)).value());
+    a.print();
   }
   return 0;
 }
