@@ -388,18 +388,12 @@ std::string describe(const infer::Step& step) {
 // direct kernel's; its images and weights are rounded to bf16, so near-zero values may flip) and
 // its bf16 form.
 void list_stem_mma(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& direct_bits) {
-  const Tensor& w = stem.direct_weight;
-  kernels::StemConvArgs a;
-  a.x = x.data<float>(), a.w = w.data<float>();
-  a.scale = stem.scale.defined() ? stem.scale.data<float>() : nullptr;
-  a.shift = stem.shift.defined() ? stem.shift.data<float>() : nullptr;
-  a.N = int(x.dim(0)), a.C = int(x.dim(1)), a.H = int(x.dim(2)), a.W = int(x.dim(3));
-  a.O = int(w.dim(0)), a.KH = int(w.dim(2)), a.KW = int(w.dim(3));
-  a.stride = int(stem.params.stride), a.pad = int(stem.params.padding), a.relu = stem.relu;
-  const int64_t OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
-  const int64_t OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);
-  Tensor bits = Tensor::empty({a.N, OH, OW, a.O / 32}, DType::U32, Device::CUDA);
-  Tensor y = Tensor::empty({a.N, OH, OW, a.O}, DType::BF16, Device::CUDA);
+  Shape shape;
+  const kernels::StemConvArgs a = packed::stem_conv_args("bench_packed_resnet18", x, stem.direct_weight, stem.scale,
+                                                         stem.shift, stem.params, stem.relu, true, &shape);
+  Tensor y = Tensor::empty(shape, DType::BF16, Device::CUDA);
+  shape.back() /= 32;
+  Tensor bits = Tensor::empty(shape, DType::U32, Device::CUDA);
   if (!dev::stem_conv_mma_signs(a, bits.data<uint32_t>())) {
     std::printf("%4s  %-40s |\n", "", "  (tensor cores, dev: not run, needs sm_80)");
     return;

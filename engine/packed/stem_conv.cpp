@@ -38,13 +38,9 @@ bool stem_direct_enabled() {
   return e == nullptr || std::strcmp(e, "0") != 0;
 }
 
-namespace {
-
-// The checks both forms make, the output's shape [N][OH][OW][O] (empty when the output is), and
-// the kernel's arguments. `signs`: the signs form's (O whole words).
-kernels::StemConvArgs checked_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& scale,
-                                   const Tensor& shift, const ops::Conv2dParams& p, bool relu, bool signs,
-                                   Shape* out_shape) {
+kernels::StemConvArgs stem_conv_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& scale,
+                                     const Tensor& shift, const ops::Conv2dParams& p, bool relu, bool signs,
+                                     Shape* out_shape) {
   check_dtype(op, x, DType::F32);
   check_ndim(op, x, 4);
   check_dtype(op, weight, DType::F32);
@@ -86,14 +82,12 @@ kernels::StemConvArgs checked_args(const char* op, const Tensor& x, const Tensor
   return a;
 }
 
-}  // namespace
-
 Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
                       const ops::Conv2dParams& p, bool relu, DType out) {
   const char* op = "stem_conv_nhwc";
   MDQ_CHECK(out == DType::BF16 || out == DType::F32, op << ": writes bf16 or f32, not " << dtype_name(out));
   Shape shape;
-  const kernels::StemConvArgs a = checked_args(op, x, weight, scale, shift, p, relu, false, &shape);
+  const kernels::StemConvArgs a = stem_conv_args(op, x, weight, scale, shift, p, relu, false, &shape);
   Tensor y = Tensor::empty(shape, out, x.device());
   if (y.numel() == 0) return y;
   if (out == DType::BF16)
@@ -109,7 +103,7 @@ Tensor stem_conv_signs(const Tensor& x, const Tensor& weight, const Tensor& scal
                        const ops::Conv2dParams& p, bool relu) {
   const char* op = "stem_conv_signs";
   Shape shape;
-  const kernels::StemConvArgs a = checked_args(op, x, weight, scale, shift, p, relu, true, &shape);
+  const kernels::StemConvArgs a = stem_conv_args(op, x, weight, scale, shift, p, relu, true, &shape);
   shape.back() /= 32;
   Tensor bits = Tensor::empty(shape, DType::U32, x.device());
   if (bits.numel() == 0) return bits;

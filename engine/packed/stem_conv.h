@@ -8,6 +8,7 @@
 #pragma once
 #include "engine/ops/conv2d.h"
 #include "engine/tensor.h"
+#include "kernels/stem_conv.h"
 
 namespace mdq::packed {
 
@@ -38,5 +39,13 @@ Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale
 // for bit, without writing that output. The shape must fit stem_signs_fit.
 Tensor stem_conv_signs(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
                        const ops::Conv2dParams& p, bool relu);
+
+// The checks both forms make (op names the caller in their errors), the output's shape
+// [N][OH][OW][O] (its O then divided by 32 in the signs form), and the kernel's arguments: for a
+// tool that runs another stem kernel on the same operands (bench_packed_resnet18's dev kernel).
+// signs: the signs form's check too (O whole words).
+kernels::StemConvArgs stem_conv_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& scale,
+                                     const Tensor& shift, const ops::Conv2dParams& p, bool relu, bool signs,
+                                     Shape* out_shape);
 
 }  // namespace mdq::packed
