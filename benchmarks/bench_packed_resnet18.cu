@@ -15,8 +15,8 @@
 //   W1A1         infer::lower on the sign-activation model (act_bits = 1): the stem conv + BN
 //                on the float engine (f32: its sign must be the float engine's), the signs
 //                packed and max-pooled as bits, both convs of every block and the downsamples
-//                on the b1 tensor cores with the sum and its signs in the second conv's epilogue
-//                (binary_conv2d_residual), then the float engine's average pool and the fc on
+//                on the b1 tensor cores with the signs of the sum in the second conv's epilogue
+//                (binary_conv2d_skip_signs / _residual), then the float engine's average pool and the fc on
 //                W1A16.
 //   W1A16 stem16 / W1A1 stem16   the same as W1A16 / W1A1 (split) with LowerOptions::stem Bf16:
 //                the stem as one step (infer::Bf16Stem) that hands NHWC on, so the max pool

@@ -18,10 +18,15 @@ namespace mdq::kernels {
 //              sign_thresholds: the next binary layer's packed input; bits for o >= O are 0.
 //   ResidualSignPack  out f32 = scale[o] d + shift[o] + residual (f32, same shape), and
 //              out_bits u32 [N][OH][OW][ceil(O/32)] = its signs (y >= 0): the end of a
-//              Bi-Real-style binary block, whose f32 sum is the next shortcut and whose signs
-//              are the next binary layer's input.
+//              Bi-Real-style binary block with a real-valued skip (a strided shortcut conv's
+//              f32 output), whose signs are the next binary layer's input. out may be null:
+//              only the signs are written.
+//   SkipSignPack  out u32 as SignPack, bit o = (scale[o] d + shift[o] + s >= 0) with the skip
+//              s = +1 where bit o of skip_bits (u32, out's shape: the block's packed ±1 input)
+//              is set, else -1: the end of a block with the identity skip, all in integers.
+//              thresholds [4][O]: SignPack's (dmin, flip) for s = -1, then for s = +1.
 // scale / shift may be null (1 and 0).
-enum class BinaryEpilogue { Int32, Affine, AffineRelu, SignPack, ResidualSignPack };
+enum class BinaryEpilogue { Int32, Affine, AffineRelu, SignPack, ResidualSignPack, SkipSignPack };
 
 struct BinaryConvArgs {
   const uint32_t* x = nullptr;          // packed NHWC activations [N][H][W][Cw], Cw = ceil(C/32)
@@ -32,9 +37,10 @@ struct BinaryConvArgs {
   BinaryEpilogue mode = BinaryEpilogue::Int32;
   const float* scale = nullptr;
   const float* shift = nullptr;
-  const int32_t* thresholds = nullptr;  // SignPack: [2][O] = dmin, then flip (0 or 1)
+  const int32_t* thresholds = nullptr;  // SignPack: [2][O] = dmin, then flip (0 or 1); SkipSignPack [4][O]
   const float* residual = nullptr;       // ResidualSignPack
   uint32_t* out_bits = nullptr;          // ResidualSignPack
+  const uint32_t* skip_bits = nullptr;   // SkipSignPack
   void* out = nullptr;
 };
 // Limits the caller checks: KH*KW <= 31 taps; N*OH*OW and N*H*W*ceil(C/32) below 2^31.

@@ -3,7 +3,7 @@
 // epilogue of one accumulator row. Both kernels give a CTA one slice of 64 output channels and
 // hold, per row and per n8 tile j, the accumulator fragment of mma.m16n8 / wgmma.m64nN:
 //   acc[j][2 h + e] = popc(A & W) of row (8 h + g) of the lane's m16 block, column 8 j + 2 t + e
-// (lane = 4 g + t), so one epilogue serves both. With SignPack, column p of the GEMM is channel
+// (lane = 4 g + t), so one epilogue serves both. With SignPack (and SkipSignPack), column p of the GEMM is channel
 // n0 + slice_channel(p) (the weights are staged in that order): a lane's 16 columns are then 16
 // consecutive channels, whose signs fill half of one packed 32-bit word at bit positions known at
 // compile time (one shuffle per row instead of four, no shifts by lane-dependent amounts). The
@@ -26,10 +26,15 @@ namespace mdq::kernels::binary {
 
 constexpr int kCols = 64;  // output channels of a CTA's slice: 8 n8 tiles
 
-// The channel (within the slice) of GEMM column p = 8 j + 2 t + e: 16 t + 2 j + e with SignPack,
-// else p.
+// The modes whose only output is packed signs, one word written per (pixel, 32 channels).
+__host__ __device__ constexpr bool packs_signs(BinaryEpilogue mode) {
+  return mode == BinaryEpilogue::SignPack || mode == BinaryEpilogue::SkipSignPack;
+}
+
+// The channel (within the slice) of GEMM column p = 8 j + 2 t + e: 16 t + 2 j + e when the
+// output is packed signs, else p.
 __host__ __device__ constexpr int slice_channel(int p, BinaryEpilogue mode) {
-  return mode == BinaryEpilogue::SignPack ? 16 * ((p >> 1) & 3) + 2 * (p >> 3) + (p & 1) : p;
+  return packs_signs(mode) ? 16 * ((p >> 1) & 3) + 2 * (p >> 3) + (p & 1) : p;
 }
 
 // n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund-Montgomery, as CUTLASS's
@@ -109,6 +114,8 @@ struct EpilogueTables {
   int2 thr[kCols / 2];       // SignPack: dmin + 2 wtot per column pair (8 j + 2 t, + 1), never
                              // reached past O; other modes: 2 wtot (0 past O)
   uint32_t flip[2];          // SignPack: the flip bits of the slice's 64 channels (by channel)
+  int2 thr_plus[kCols / 2];  // SkipSignPack: thr and flip are those of a skip of -1, these of +1
+  uint32_t flip_plus[2];
   int2 tap[32][kCols / 2];   // 2 popc(W) of tap t per column pair; 0 past O
   int2 border[16][kCols / 2];  // 3x3 only: Σ tap[t] over the taps of border class c (below)
   float2 aff[kCols];         // (scale, shift), other modes
@@ -132,22 +139,25 @@ __device__ __forceinline__ int border_class(uint32_t miss) {
 // Fills the tables of the slice starting at channel n0; the caller __syncthreads() after.
 __device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvArgs& args, const Geometry& g, int n0) {
   const int tid = threadIdx.x, nthreads = blockDim.x, T1 = g.T + 1;
-  const bool pack = args.mode == BinaryEpilogue::SignPack;
-  if (tid < 2) s.flip[tid] = 0u;
+  const bool pack = packs_signs(args.mode), skip = args.mode == BinaryEpilogue::SkipSignPack;
+  if (tid < 2) s.flip[tid] = 0u, s.flip_plus[tid] = 0u;
   __syncthreads();
   if (tid < kCols) {
     const int c = slice_channel(tid, args.mode), o = n0 + c;
     const bool in = o < g.O;
     const int wtot2 = in ? 2 * __ldg(args.tap_popc + o * T1 + g.T) : 0;
-    int t = wtot2;
-    if (pack) {
-      t = 0x3fffffff;
-      if (in) {
-        t = __ldg(args.thresholds + o) + wtot2;
-        if (__ldg(args.thresholds + g.O + o)) atomicOr(&s.flip[c / 32], 1u << (c % 32));
-      }
-    }
+    int t = wtot2, t_plus = 0x3fffffff;
+    // Threshold set i (SkipSignPack: 0 for a skip of -1, 1 for +1) into thr and flip: the bit
+    // is (d + 2 wtot >= dmin + 2 wtot) xor flip; past O never set.
+    auto threshold = [&](int i, uint32_t* flip) {
+      if (!in) return 0x3fffffff;
+      if (__ldg(args.thresholds + (2 * i + 1) * g.O + o)) atomicOr(&flip[c / 32], 1u << (c % 32));
+      return __ldg(args.thresholds + 2 * i * g.O + o) + wtot2;
+    };
+    if (pack) t = threshold(0, s.flip);
+    if (skip) t_plus = threshold(1, s.flip_plus);
     reinterpret_cast<int*>(s.thr)[tid] = t;
+    reinterpret_cast<int*>(s.thr_plus)[tid] = t_plus;
     s.aff[tid] = make_float2(in && args.scale ? args.scale[o] : 1.f, in && args.shift ? args.shift[o] : 0.f);
   }
   for (int idx = tid; idx < g.T * kCols; idx += nthreads) {
@@ -203,21 +213,29 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
     }
   }
   const int Ow = (g.O + 31) / 32;
-  if (args.mode == BinaryEpilogue::SignPack) {
+  if (packs_signs(args.mode)) {
     // This lane's 16 channels are 16 tq + 2 j + e: bits 2 j + e of the half word 16 (tq & 1)
     // of word tq / 2; the neighbour lane (tq ^ 1) holds the other half.
-    uint32_t bits = 0u;
+    auto signs = [&](const int2(&thr)[kCols / 2], const uint32_t(&flip)[2]) {
+      uint32_t bits = 0u;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int2 t = s.thr[4 * j + tq];
-      if (acc[j][2 * h] >= t.x) bits |= 1u << (2 * j);
-      if (acc[j][2 * h + 1] >= t.y) bits |= 2u << (2 * j);
-    }
-    bits <<= 16 * (tq & 1);
-    bits |= __shfl_xor_sync(0xffffffffu, bits, 1);  // every lane shuffles: the mode is warp-uniform
+      for (int j = 0; j < 8; ++j) {
+        const int2 t = thr[4 * j + tq];
+        if (acc[j][2 * h] >= t.x) bits |= 1u << (2 * j);
+        if (acc[j][2 * h + 1] >= t.y) bits |= 2u << (2 * j);
+      }
+      bits <<= 16 * (tq & 1);
+      bits |= __shfl_xor_sync(0xffffffffu, bits, 1);  // every lane shuffles: the mode is warp-uniform
+      return bits ^ flip[tq >> 1];
+    };
     const int word = n0 / 32 + (tq >> 1);
-    if ((tq & 1) == 0 && m < g.M && word < Ow)
-      static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits ^ s.flip[tq >> 1];
+    const bool store = (tq & 1) == 0 && m < g.M && word < Ow;
+    uint32_t bits = signs(s.thr, s.flip);
+    if (args.mode == BinaryEpilogue::SkipSignPack) {  // each bit from the set its skip's sign picks
+      const uint32_t skip = store ? __ldg(args.skip_bits + (long long)m * Ow + word) : 0u;
+      bits = (signs(s.thr_plus, s.flip_plus) & skip) | (bits & ~skip);
+    }
+    if (store) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits;
     return;
   }
   // Columns (= channels) 2 tq and 2 tq + 1 side by side: one 8-byte access when O is even.
@@ -251,6 +269,7 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
       if (y0 >= 0.f) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq);
       if (two && y1 >= 0.f) bits[j >> 2] |= 2u << (8 * (j & 3) + 2 * tq);
     }
+    if (!args.out) continue;  // ResidualSignPack without its sum: the signs only
     float* out = static_cast<float*>(args.out) + idx;
     if (pair) {
       *reinterpret_cast<float2*>(out) = make_float2(y0, y1);

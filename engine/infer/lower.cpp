@@ -267,6 +267,8 @@ class Builder {
     block->first = conv(body, 0, true);
     block->second = conv(body, 3, false);
     if (cs) block->shortcut = std::make_unique<W1A1Layer>(conv(sc, 0, false));
+    else block->skip_thresholds = packed::skip_sign_thresholds(block->second.w, block->second.out.scale,
+                                                                block->second.out.shift, device_);
     return block;
   }
 

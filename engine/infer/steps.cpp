@@ -192,11 +192,18 @@ void ResidualSum::count(Census& c) const {
 }
 
 void BinaryBlock::run(Activation& a) const {
-  Activation h = a, s = a;
+  Activation h = a;
   first.run(h);
-  if (shortcut) shortcut->run(s);
-  const Tensor skip = shortcut ? s.x : packed::unpack_signs(a.x, a.channels);  // identity: the ±1 input
-  a.x = packed::binary_conv2d_residual(h.x, second.w, second.g, second.out.scale, second.out.shift, skip).bits;
+  if (shortcut) {
+    Activation s = a;
+    shortcut->run(s);
+    a.x = packed::binary_conv2d_residual(h.x, second.w, second.g, second.out.scale, second.out.shift, s.x,
+                                         /*with_sum=*/false)
+              .bits;
+  } else {
+    a.x = packed::binary_conv2d_skip_signs(h.x, second.w, second.g, second.out.scale, second.out.shift, a.x,
+                                           skip_thresholds);
+  }
   a.channels = second.w.out_channels();
 }
 
@@ -204,6 +211,7 @@ void BinaryBlock::count(Census& c) const {
   first.count(c);
   second.count(c);
   if (shortcut) shortcut->count(c);
+  c.bytes += bytes(skip_thresholds);
   ++c.w1a1_blocks;
 }
 

@@ -2,6 +2,7 @@
 // popc formula per tap, straight from the packed words), the SignPack thresholds, and the
 // CUDA path through the registry (kernels/binary_conv.cu).
 #include <algorithm>
+#include <vector>
 
 #include "engine/backend/registry.h"
 #include "engine/packed/bitpack.h"
@@ -91,26 +92,21 @@ Shape check_w1a1(const char* op, const Tensor& x, const PackedWeights& w, const 
   return {x.dim(0), detail::out_size(x.dim(1), w.kernel_h(), g), detail::out_size(x.dim(2), w.kernel_w(), g), O};
 }
 
-// (scale·d + shift >= 0) in f32, the product rounded before the sum, as the Affine output is.
-bool affine_nonnegative(float scale, float shift, int64_t d) {
+// (scale·d + shift + skip >= 0) in f32, the product rounded before the sum, as the Affine
+// output is, and the skip (0: none) added to that sum, as the residual output adds it.
+bool affine_nonnegative(float scale, float shift, int64_t d, float skip) {
   volatile float product = scale * static_cast<float>(d);  // volatile: no fused multiply-add
-  return product + shift >= 0.f;
+  volatile float affine = product + shift;
+  return affine + skip >= 0.f;  // + 0 changes only -0, whose test is the same
 }
 
-}  // namespace
-
-Tensor sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor& shift, Device device) {
-  const int64_t O = w.out_channels(), range = w.kernel_h() * w.kernel_w() * w.channels;  // |d| <= range
-  Tensor sc = scale.defined() ? scale.cpu() : Tensor::full({O}, 1.f);
-  Tensor sh = shift.defined() ? shift.cpu() : Tensor::full({O}, 0.f);
-  MDQ_CHECK(sc.numel() == O && sh.numel() == O && sc.dtype() == DType::F32 && sh.dtype() == DType::F32,
-            "sign_thresholds: scale " << sc.describe() << " and shift " << sh.describe() << " need " << O << " f32 values");
-  Tensor t = Tensor::empty({2, O}, DType::I32);
-  int32_t* dmin = t.data<int32_t>();
+// dmin[o], flip[o] = dmin[O + o] with (scale·d + shift + skip >= 0) == ((d >= dmin) xor flip)
+// for every |d| <= range.
+void fill_thresholds(const float* sc, const float* sh, float skip, int64_t O, int64_t range, int32_t* dmin) {
   int32_t* flip = dmin + O;
   for (int64_t o = 0; o < O; ++o) {
-    const float s = sc.data<float>()[o], b = sh.data<float>()[o];
-    auto P = [&](int64_t d) { return affine_nonnegative(s, b, d); };
+    const float s = sc[o], b = sh[o];
+    auto P = [&](int64_t d) { return affine_nonnegative(s, b, d, skip); };
     if (!(s > 0.f) && !(s < 0.f)) {  // 0 or NaN: the same answer for every d
       dmin[o] = static_cast<int32_t>(-range);
       flip[o] = P(0) ? 0 : 1;
@@ -131,7 +127,37 @@ Tensor sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor
       flip[o] = 1;
     }
   }
+}
+
+// One (dmin, flip) pair of rows per skip value: i32 [2 skips.size()][O] on device.
+Tensor thresholds_for(const char* op, const PackedWeights& w, const Tensor& scale, const Tensor& shift, Device device,
+                      const std::vector<float>& skips) {
+  const int64_t O = w.out_channels(), range = w.kernel_h() * w.kernel_w() * w.channels;  // |d| <= range
+  Tensor sc = scale.defined() ? scale.cpu() : Tensor::full({O}, 1.f);
+  Tensor sh = shift.defined() ? shift.cpu() : Tensor::full({O}, 0.f);
+  MDQ_CHECK(sc.numel() == O && sh.numel() == O && sc.dtype() == DType::F32 && sh.dtype() == DType::F32,
+            op << ": scale " << sc.describe() << " and shift " << sh.describe() << " need " << O << " f32 values");
+  Tensor t = Tensor::empty({2 * static_cast<int64_t>(skips.size()), O}, DType::I32);
+  for (size_t i = 0; i < skips.size(); ++i)
+    fill_thresholds(sc.data<float>(), sh.data<float>(), skips[i], O, range, t.data<int32_t>() + 2 * i * O);
   return t.to(device);
+}
+
+// A caller's thresholds: rows x O i32 on x's device.
+void check_thresholds(const char* op, const Tensor& t, int64_t rows, int64_t O, const Tensor& x) {
+  check_dtype(op, t, DType::I32);
+  MDQ_CHECK(t.numel() == rows * O, op << ": thresholds " << t.describe() << " need " << rows << " x " << O);
+  check_same_device(op, x, t);
+}
+
+}  // namespace
+
+Tensor sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor& shift, Device device) {
+  return thresholds_for("sign_thresholds", w, scale, shift, device, {0.f});
+}
+
+Tensor skip_sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor& shift, Device device) {
+  return thresholds_for("skip_sign_thresholds", w, scale, shift, device, {-1.f, 1.f});
 }
 
 Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, const BinaryOutput& out) {
@@ -142,11 +168,7 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
   const DType dt = out.mode == BinaryOutputMode::Int32 ? DType::I32 : pack ? DType::U32 : DType::F32;
   Tensor y = Tensor::empty({N, OH, OW, pack ? packed_words(O) : O}, dt, x.device());
 
-  if (out.thresholds.defined()) {
-    check_dtype(op, out.thresholds, DType::I32);
-    MDQ_CHECK(out.thresholds.numel() == 2 * O, op << ": thresholds " << out.thresholds.describe() << " need 2 x " << O);
-    check_same_device(op, x, out.thresholds);
-  }
+  if (out.thresholds.defined()) check_thresholds(op, out.thresholds, 2, O, x);
   const Tensor thresholds = !pack || out.thresholds.defined() ? out.thresholds
                                                                : sign_thresholds(w, out.scale, out.shift, x.device());
 
@@ -197,7 +219,7 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
 }
 
 ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
-                                      const Tensor& shift, const Tensor& residual) {
+                                      const Tensor& shift, const Tensor& residual, bool with_sum) {
   const char* op = "binary_conv2d_residual";
   const Shape shape = check_w1a1(op, x, w, g, scale, shift);
   check_dtype(op, residual, DType::F32);
@@ -208,18 +230,56 @@ ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, C
     Tensor y = binary_conv2d(x, w, g, {BinaryOutputMode::Affine, scale, shift});
     float* yp = y.data<float>();
     for (int64_t i = 0; i < y.numel(); ++i) yp[i] += residual.data<float>()[i];
-    return {y, pack_signs(y)};
+    return {with_sum ? y : Tensor(), pack_signs(y)};
   }
-  ResidualOutput r{Tensor::empty(shape, DType::F32, x.device()),
+  ResidualOutput r{with_sum ? Tensor::empty(shape, DType::F32, x.device()) : Tensor(),
                    Tensor::empty({shape[0], shape[1], shape[2], packed_words(shape[3])}, DType::U32, x.device())};
   Tensor pixel_popc;
   kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, scale, shift, pixel_popc);
   a.mode = kernels::BinaryEpilogue::ResidualSignPack;
   a.residual = residual.data<float>();
-  a.out = r.y.raw();
+  a.out = with_sum ? r.y.raw() : nullptr;
   a.out_bits = r.bits.data<uint32_t>();
   cuda_impl(op, &CudaBackend::binary_conv2d)(a);
   return r;
+}
+
+Tensor binary_conv2d_skip_signs(const Tensor& x, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
+                                const Tensor& shift, const Tensor& skip_bits, const Tensor& thresholds) {
+  const char* op = "binary_conv2d_skip_signs";
+  const Shape shape = check_w1a1(op, x, w, g, scale, shift);
+  const int64_t N = shape[0], OH = shape[1], OW = shape[2], O = shape[3], Ow = packed_words(O);
+  const Shape bits_shape{N, OH, OW, Ow};
+  check_dtype(op, skip_bits, DType::U32);
+  check_same_device(op, x, skip_bits);
+  MDQ_CHECK(skip_bits.shape() == bits_shape, op << ": skip bits " << skip_bits.describe() << " must have shape "
+                                                 << Tensor::empty(bits_shape, DType::U32).describe());
+  if (thresholds.defined()) check_thresholds(op, thresholds, 4, O, x);
+  const Tensor t = thresholds.defined() ? thresholds : skip_sign_thresholds(w, scale, shift, x.device());
+  Tensor y = Tensor::empty(bits_shape, DType::U32, x.device());
+  if (x.is_cuda()) {
+    Tensor pixel_popc;
+    kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, scale, shift, pixel_popc);
+    a.mode = kernels::BinaryEpilogue::SkipSignPack;
+    a.thresholds = t.data<int32_t>();
+    a.skip_bits = skip_bits.data<uint32_t>();
+    a.out = y.raw();
+    cuda_impl(op, &CudaBackend::binary_conv2d)(a);
+    return y;
+  }
+  const std::vector<int32_t> d = binary_conv_cpu(x, w, g, OH, OW);
+  const int32_t* th = t.data<int32_t>();  // rows: dmin, flip for a skip of -1, then for +1
+  const uint32_t* skip = skip_bits.data<uint32_t>();
+  uint32_t* yp = y.data<uint32_t>();
+  std::fill(yp, yp + y.numel(), 0u);
+  for (int64_t p = 0; p < N * OH * OW; ++p)
+    for (int64_t o = 0; o < O; ++o) {
+      const int64_t word = p * Ow + o / 32;
+      const int64_t set = skip[word] >> (o % 32) & 1u;  // 1: the skip is +1
+      const int32_t* dmin = th + 2 * set * O;
+      if ((d[static_cast<size_t>(p * O + o)] >= dmin[o]) != (dmin[O + o] != 0)) yp[word] |= 1u << (o % 32);
+    }
+  return y;
 }
 
 Tensor binary_linear(const Tensor& x, const PackedWeights& w, const BinaryOutput& out) {

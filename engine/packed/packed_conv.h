@@ -55,16 +55,28 @@ struct BinaryOutput {
 // (d >= dmin) xor flip for every possible d (|d| <= KH·KW·C). i32 [2][O] = dmin, then flip,
 // on `device`. Layers compute it once (a GPU call without it copies scale/shift to the host).
 Tensor sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor& shift, Device device);
+// The same for (scale·d + shift + s >= 0), s = ±1 the identity skip of a binary block (the sum
+// rounded to f32, then s added, as the residual output is): i32 [4][O] = dmin and flip for
+// s = -1, then for s = +1.
+Tensor skip_sign_thresholds(const PackedWeights& w, const Tensor& scale, const Tensor& shift, Device device);
 
 // x_bits u32 [N][H][W][Cw] (packed NHWC) -> [N][OH][OW][O or ceil(O/32)] per out.mode.
 Tensor binary_conv2d(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const BinaryOutput& out = {});
 // The end of a Bi-Real-style binary block in one pass: y = scale[o] d + shift[o] + residual
 // (f32 [N][OH][OW][O]), and bits = its signs packed (y >= 0), the next binary layer's input.
+// with_sum = false: y is not written (undefined), the signs only.
 struct ResidualOutput {
   Tensor y, bits;
 };
 ResidualOutput binary_conv2d_residual(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
-                                      const Tensor& shift, const Tensor& residual);
+                                      const Tensor& shift, const Tensor& residual, bool with_sum = true);
+// The end of a block whose skip is its own ±1 input, as packed bits skip_bits u32
+// [N][OH][OW][ceil(O/32)]: bits of (scale[o] d + shift[o] + s >= 0), s = +1 where skip_bits has
+// bit o set, else -1 -- binary_conv2d_residual(..., unpack_signs(skip_bits)).bits, bit for bit,
+// without the f32 skip or sum ever in memory: the epilogue compares d with skip_sign_thresholds
+// (undefined: made per call).
+Tensor binary_conv2d_skip_signs(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
+                                const Tensor& shift, const Tensor& skip_bits, const Tensor& thresholds = {});
 // x_bits u32 [N][Cw] -> [N][O or ceil(O/32)]; w packed from [O][C].
 Tensor binary_linear(const Tensor& x_bits, const PackedWeights& w, const BinaryOutput& out = {});
 

@@ -139,6 +139,40 @@ TEST_CASE("W1A1 block end: affine + residual and its packed signs; bad residual 
                       Catch::Contains("residual"));
 }
 
+TEST_CASE("W1A1 block end with the identity skip as bits: the signs of affine + ±1, bit for bit") {
+  // O = 40 (a partial word), scales k/8 so that scale·d is exact (the reference's sum is then the
+  // same with or without a fused multiply-add) and shifts on the grid of 1/8, so that affine + s
+  // hits 0 exactly on some outputs: the ties where >= 0 must still give 1; a negative and a zero
+  // scale flip and freeze the comparison.
+  const int64_t O = 40;
+  Tensor xb = pack_signs(random_signs({2, 6, 6, 33}, 51));
+  PackedWeights w = pack_binary_weights(random_signs({O, 33, 3, 3}, 52));
+  std::vector<float> sc(O), sh(O);
+  for (int64_t o = 0; o < O; ++o) {
+    sc[o] = static_cast<float>(o % 7 - 2) / 8.f;                // -2/8 .. 4/8, 0 included
+    sh[o] = static_cast<float>(static_cast<int>(o * 37 % 41) - 20) / 8.f;
+  }
+  Tensor scale = Tensor::from_vector(sc, {O}), shift = Tensor::from_vector(sh, {O});
+  Tensor skip = pack_signs(random_signs({2, 6, 6, O}, 53));
+  Tensor got = binary_conv2d_skip_signs(xb, w, {1, 1}, scale, shift, skip);
+  ResidualOutput ref = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, unpack_signs(skip, O));
+  REQUIRE(words(got) == words(ref.bits));
+  int64_t ties = 0;
+  for (float v : ref.y.to_vector()) ties += v == 0.f;
+  CHECK(ties > 0);  // the case reaches the boundary it is there to check
+  // The thresholds made once give the same; without the sum, the residual end gives the same signs.
+  REQUIRE(words(binary_conv2d_skip_signs(xb, w, {1, 1}, scale, shift, skip,
+                                         skip_sign_thresholds(w, scale, shift, Device::CPU))) == words(got));
+  ResidualOutput signs_only = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, unpack_signs(skip, O), false);
+  REQUIRE_FALSE(signs_only.y.defined());
+  REQUIRE(words(signs_only.bits) == words(ref.bits));
+  // Bad skip shapes and thresholds are named.
+  REQUIRE_THROWS_WITH(binary_conv2d_skip_signs(xb, w, {1, 1}, scale, shift, pack_signs(random_signs({2, 6, 6, 65}, 54))),
+                      Catch::Contains("skip bits"));
+  REQUIRE_THROWS_WITH(binary_conv2d_skip_signs(xb, w, {1, 1}, scale, shift, skip, sign_thresholds(w, scale, shift, Device::CPU)),
+                      Catch::Contains("thresholds"));
+}
+
 TEST_CASE("sign thresholds equal the sign of scale d + shift for every possible d") {
   // Positive, negative, zero and tiny scales; shifts on and off the integer grid; NaN.
   const std::vector<float> scales = {1.f, 0.37f, -0.37f, 0.f, -2.5f, 1e-8f, 3.f, std::nanf("")};

@@ -213,3 +213,29 @@ TEST_CASE("W1A1 block end on the GPU: affine + residual in f32 and its signs pac
     require_equal_nhwc(got.bits, pack_signs(got.y.cpu()), "signs of the sum " + describe(c));
   }
 }
+
+TEST_CASE("W1A1 block end on the GPU: the identity skip as bits, equal to the CPU bit for bit") {
+  const std::string kernel = use_each_w1a1_kernel();
+  INFO(kernel);
+  // 64 channels (whole words), 130 (a partial third word; two channel slices), 37 (one partial
+  // word), and more tiles than the persistent grid has CTAs.
+  for (const Case& c : {Case{2, 64, 9, 9, 64, 3, 1, 1}, Case{2, 130, 9, 9, 130, 3, 1, 1}, Case{1, 37, 7, 7, 37, 3, 1, 1},
+                        Case{8, 64, 40, 40, 64, 3, 1, 1}}) {
+    INFO(describe(c));
+    Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 110 + c.C));
+    PackedWeights w = pack_binary_weights(random_signs({c.O, c.C, c.K, c.K}, 111 + c.C));
+    // Scales of both signs and shifts near the sums' integer grid (ties of affine ± 1 with 0).
+    Tensor scale = testing::random_tensor({c.O}, 112, -0.1f, 0.1f), shift = testing::random_tensor({c.O}, 113, -3.f, 3.f);
+    Tensor skip = pack_signs(random_signs({c.N, c.H, c.W, c.O}, 114 + c.O));
+    ConvGeometry g{c.stride, c.pad};
+    Tensor e = binary_conv2d_skip_signs(xb, w, g, scale, shift, skip);
+    Tensor got = binary_conv2d_skip_signs(xb.cuda(), w.to(Device::CUDA), g, scale.cuda(), shift.cuda(), skip.cuda());
+    require_equal_nhwc(got.cpu(), e, "skip signs " + describe(c));
+    // The real-valued skip's end without its sum gives the signs it gives with it.
+    Tensor residual = testing::random_tensor({c.N, c.H, c.W, c.O}, 115, -2.f, 2.f).cuda();
+    ResidualOutput both = binary_conv2d_residual(xb.cuda(), w.to(Device::CUDA), g, scale.cuda(), shift.cuda(), residual);
+    ResidualOutput bits = binary_conv2d_residual(xb.cuda(), w.to(Device::CUDA), g, scale.cuda(), shift.cuda(), residual, false);
+    REQUIRE_FALSE(bits.y.defined());
+    require_equal_nhwc(bits.bits.cpu(), both.bits.cpu(), "residual signs without the sum " + describe(c));
+  }
+}
