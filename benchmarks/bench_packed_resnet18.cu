@@ -40,8 +40,8 @@
 // weights and that both plans agree with the float engine (what mdq-infer --agree counts), a
 // per-part time breakdown at the largest batch, and the W1A1 plans' steps one by one at that
 // batch (the stem16 plan's stem both ways: direct and MDQ_STEM_DIRECT=0; its fused stem also as
-// the two steps it replaced, the direct stem's f32 map and Binarize, and the workshop's tensor-core
-// stem, dev/kernels/stem_conv_mma.cu, on the same inputs: signs and bf16 forms). Usage:
+// the two steps it replaced, the direct stem's f32 map and Binarize, and the tensor-core stem,
+// kernels/stem_conv_mma.cu, on the same inputs: signs and bf16 forms). Usage:
 // bench_packed_resnet18 [batch ...].
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -59,7 +59,6 @@
 #include "benchmarks/bench_common.h"
 #include "common/scoped_env.h"
 #include "benchmarks/cudnn_conv.h"
-#include "dev/kernels/stem_conv_mma.h"
 #include "engine/autograd.h"
 #include "engine/cuda_graph.h"
 #include "models/random_rounded.h"
@@ -75,6 +74,7 @@
 #include "engine/packed/nhwc.h"
 #include "engine/packed/stem_conv.h"
 #include "kernels/nhwc_bf16.h"
+#include "kernels/stem_conv_mma.h"
 #include "models/model_zoo.h"
 
 using namespace mdq;
@@ -383,7 +383,7 @@ std::string describe(const infer::Step& step) {
   return "step";
 }
 
-// The workshop's tensor-core stem (dev/kernels/stem_conv_mma.cu) on a direct Bf16Stem's inputs,
+// The tensor-core stem (kernels/stem_conv_mma.cu) on a direct Bf16Stem's inputs,
 // timed alone as the steps are: its signs form (with how many bits differ from `direct_bits`, the
 // direct kernel's; its images and weights are rounded to bf16, so near-zero values may flip) and
 // its bf16 form.
@@ -394,11 +394,11 @@ void list_stem_mma(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& d
   Tensor y = Tensor::empty(shape, DType::BF16, Device::CUDA);
   shape.back() /= 32;
   Tensor bits = Tensor::empty(shape, DType::U32, Device::CUDA);
-  if (!dev::stem_conv_mma_signs(a, bits.data<uint32_t>())) {
-    std::printf("%4s  %-40s |\n", "", "  (tensor cores, dev: not run, needs sm_80)");
+  if (!kernels::stem_conv_mma_signs(a, bits.data<uint32_t>())) {
+    std::printf("%4s  %-40s |\n", "", "  (tensor cores: not run, needs sm_80)");
     return;
   }
-  const float signs_ms = median_ms([&] { dev::stem_conv_mma_signs(a, bits.data<uint32_t>()); });
+  const float signs_ms = median_ms([&] { kernels::stem_conv_mma_signs(a, bits.data<uint32_t>()); });
   const Tensor mine = bits.cpu(), theirs = direct_bits.cpu();
   long long differ = 0;
   const uint32_t* p = static_cast<const uint32_t*>(mine.raw());
@@ -407,10 +407,10 @@ void list_stem_mma(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& d
     for (size_t i = 0; i < mine.nbytes() / 4; ++i) differ += __builtin_popcount(p[i] ^ q[i]);
   else
     differ = -1;
-  std::printf("%4s  %-40s | %9.3f | %lld of %lld bits differ from the direct's\n", "", "  (tensor cores, dev: signs)",
+  std::printf("%4s  %-40s | %9.3f | %lld of %lld bits differ from the direct's\n", "", "  (tensor cores: signs)",
               signs_ms, differ, static_cast<long long>(mine.nbytes()) * 8);
-  std::printf("%4s  %-40s | %9.3f |\n", "", "  (tensor cores, dev: bf16 NHWC)",
-              median_ms([&] { dev::stem_conv_mma_nhwc_bf16(a, y.data<uint16_t>()); }));
+  std::printf("%4s  %-40s | %9.3f |\n", "", "  (tensor cores: bf16 NHWC)",
+              median_ms([&] { kernels::stem_conv_mma_nhwc_bf16(a, y.data<uint16_t>()); }));
 }
 
 // Each top-level step of the plan timed alone (for_each_timed_step), with its output; a Bf16Stem

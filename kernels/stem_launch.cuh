@@ -1,5 +1,6 @@
-// What the stem kernels' launchers share (kernels/stem_conv.cu and the workshop's
-// dev/kernels/stem_conv_mma.cu): the compile-time (C, O, stride) of a stem that fits.
+// What the stem kernels' launchers share (kernels/stem_conv.cu, the direct f32 kernel, and
+// kernels/stem_conv_mma.cu, the tensor-core one): the compile-time (C, O, stride) of a stem that
+// fits.
 #pragma once
 #include <type_traits>
 
