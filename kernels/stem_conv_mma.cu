@@ -315,12 +315,8 @@ void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
 
 template <class Out>
 bool run(const StemConvArgs& a, Out* y) {
-  const bool fits = kSigns<Out> ? stem_signs_fit(a.C, a.O, a.KH, a.KW, a.stride, a.pad)
-                                : stem_conv_fits(a.C, a.O, a.KH, a.KW, a.stride, a.pad);
-  MDQ_CHECK(fits, (kSigns<Out> ? "stem_conv_mma_signs" : "stem_conv_mma_nhwc")
-                      << ": does not take C " << a.C << ", O " << a.O << ", window " << a.KH << "x" << a.KW
-                      << ", stride " << a.stride << ", padding " << a.pad
-                      << (kSigns<Out> ? " (see stem_signs_fit)" : " (see stem_conv_fits)"));
+  stem_check_fits<kSigns<Out>>(a, kSigns<Out> ? "stem_conv_mma_signs: the tensor-core kernel"
+                                             : "stem_conv_mma_nhwc: the tensor-core kernel");
   if (!stem_conv_mma_supported()) return false;
   Geometry g{};
   g.OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
