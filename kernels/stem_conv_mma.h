@@ -17,7 +17,8 @@
 // Measured on an H200, ImageNet ResNet-18's stem (224x224x3 -> 112x112x64, 7x7 stride 2) at
 // batch 256 (bench_packed_resnet18): the signs form 0.631 ms and the bf16 NHWC form 0.751 ms,
 // against the direct f32 kernel's 1.704 ms (2.7x and 2.3x faster); 86735 of its 205520896 sign
-// bits differed from the direct kernel's (0.04%, near-zero values under the bf16 rounding).
+// bits differed from the direct kernel's (0.04%, near-zero values under the bf16 rounding). The
+// engine runs it as packed::StemArithmetic::Bf16TensorCores (engine/packed/stem_conv.h).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -34,13 +35,13 @@ bool stem_conv_mma_supported();
 // Launchers: device pointers, queued on mdq::cuda::stream(), outputs as stem_conv.h's (y 16-byte
 // aligned, bits 8-byte aligned). The shape must fit (stem_conv_fits; stem_signs_fit for the
 // signs), else an error. Return false, launching nothing, where !stem_conv_mma_supported(): the
-// caller then runs the direct kernel.
+// caller then runs the direct kernel (engine/packed/stem_conv.cpp does).
 bool stem_conv_mma_nhwc_bf16(const StemConvArgs& a, uint16_t* y);
 bool stem_conv_mma_nhwc_f32(const StemConvArgs& a, float* y);
 bool stem_conv_mma_signs(const StemConvArgs& a, uint32_t* bits);
 
-// ---- CPU reference (host pointers): the equation above with the sum in double: the tests'
-// yardstick.
+// ---- CPU reference (host pointers): the equation above with the sum in double. Not what the
+// engine's CPU path runs (that is the direct kernel's reference, stem_conv.h): the tests' yardstick.
 namespace reference::mma {
 
 inline double bf16_round(float v) { return bf16_to_float(float_to_bf16(v)); }

@@ -7,12 +7,15 @@
 // test shapes (1 to 4 channels, 5x5 unpadded, 1x1, partial tiles at every edge), and batches
 // with more tiles than resident CTAs at both strides; ReLU on and off; all three output forms,
 // within the tolerances of tests/support/stem_mma_check.h (derived there). Each launcher also
-// writes nothing past its output (a poisoned tail stays as it was).
+// writes nothing past its output (a poisoned tail stays as it was). The engine's route to it
+// (packed::stem_conv_nhwc / stem_conv_signs with StemArithmetic::Bf16TensorCores) gives the
+// launcher's bits, and the F32 arithmetic the direct kernel's.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "engine/packed/stem_conv.h"
 #include "tests/support/stem_case.h"
 #include "tests/support/stem_mma_check.h"
 #include "tests/support/testing.h"
@@ -144,6 +147,48 @@ TEST_CASE("the tensor-core stem refuses the shapes the direct kernel refuses") {
   REQUIRE_THROWS_WITH(kernels::stem_conv_mma_nhwc_f32(a, nullptr), Catch::Contains("does not take"));
   a = args_of({1, 3, 9, 9, 16, 3, 1, 1, false}, p, p, p, p);  // signs of 16 filters
   REQUIRE_THROWS_WITH(kernels::stem_conv_mma_signs(a, nullptr), Catch::Contains("does not take"));
+}
+
+// packed::stem_conv_nhwc / stem_conv_signs on CUDA: Bf16TensorCores is the launcher's output bit
+// for bit where the device has tensor cores (else the direct kernel's, as F32 always is); on the
+// CPU both arithmetics are the direct kernel's reference.
+TEST_CASE("packed::stem_conv_* with Bf16TensorCores run the tensor-core launcher; F32 the direct kernel") {
+  const bool tc = kernels::stem_conv_mma_supported();
+  CHECK(packed::stem_tensor_cores_available(Device::CUDA) == tc);
+  CHECK_FALSE(packed::stem_tensor_cores_available(Device::CPU));
+  constexpr auto kTc = packed::StemArithmetic::Bf16TensorCores;
+  for (const StemCase& s : {StemCase{2, 3, 45, 50, 64, 7, 2, 3, false}, StemCase{3, 3, 17, 18, 32, 3, 1, 1, true}}) {
+    INFO(s.text());
+    const testing::StemInputs in = testing::stem_inputs(s, 2900);
+    const Tensor xg = in.x.cuda(), wg = in.w.cuda(), sg = in.scale.cuda(), hg = in.shift.cuda();
+    const kernels::StemConvArgs a = args_of(s, xg.data<float>(), wg.data<float>(), sg.data<float>(), hg.data<float>());
+    const int64_t outputs = s.N * s.OH() * s.OW() * s.O;
+    const Tensor y32 = packed::stem_conv_nhwc(xg, wg, sg, hg, s.params(), s.relu, DType::F32, kTc);
+    const Tensor y16 = packed::stem_conv_nhwc(xg, wg, sg, hg, s.params(), s.relu, DType::BF16, kTc);
+    const Tensor bits = packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu, kTc);
+    if (tc) {
+      const std::vector<uint32_t> f32 = run_poisoned(outputs, [&](uint32_t* y) {
+        kernels::stem_conv_mma_nhwc_f32(a, reinterpret_cast<float*>(y));
+      });
+      const std::vector<uint32_t> bf16 = run_poisoned(outputs / 2, [&](uint32_t* y) {
+        kernels::stem_conv_mma_nhwc_bf16(a, reinterpret_cast<uint16_t*>(y));
+      });
+      const std::vector<uint32_t> signs =
+          run_poisoned(outputs / 32, [&](uint32_t* y) { kernels::stem_conv_mma_signs(a, y); });
+      CHECK(testing::words(y32) == head(f32, outputs));
+      CHECK(testing::words(y16) == head(bf16, outputs / 2));
+      CHECK(testing::words(bits) == head(signs, outputs / 32));
+    } else {
+      CHECK(testing::bits(y32) ==
+            testing::bits(packed::stem_conv_nhwc(xg, wg, sg, hg, s.params(), s.relu, DType::F32)));
+      CHECK(testing::words(bits) == testing::words(packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu)));
+    }
+    // F32, and either arithmetic on the CPU: the direct kernel's reference.
+    const Tensor want = packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu);
+    CHECK(testing::words(packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu)) == testing::words(want));
+    CHECK(testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu, kTc)) ==
+          testing::words(want));
+  }
 }
 
 #else
