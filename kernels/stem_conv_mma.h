@@ -17,8 +17,9 @@
 // Measured on an H200, ImageNet ResNet-18's stem (224x224x3 -> 112x112x64, 7x7 stride 2) at
 // batch 256 (bench_packed_resnet18): the signs form 0.631 ms and the bf16 NHWC form 0.751 ms,
 // against the direct f32 kernel's 1.704 ms (2.7x and 2.3x faster); 86735 of its 205520896 sign
-// bits differed from the direct kernel's (0.04%, near-zero values under the bf16 rounding). The
-// engine runs it as packed::StemArithmetic::Bf16TensorCores (engine/packed/stem_conv.h).
+// bits differed from the direct kernel's (0.04%, near-zero values under the bf16 rounding). So
+// packed inference's stem takes it by default (engine/packed/stem_conv.h: StemArithmetic,
+// infer::StemPath::TensorCores); the direct kernel stays for exact f32 sums and GPUs below 8.0.
 #pragma once
 #include <cmath>
 #include <cstdint>

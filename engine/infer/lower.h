@@ -58,13 +58,13 @@ struct LowerOptions {
   PackedPrecision precision = PackedPrecision::SplitBF16;  // of the W1A16 layers' activations
   // The stem (the convolution that reads the images; not packed) runs
   //   Float (the default here): on the float engine in f32 NCHW, as mdq-train evaluates it;
-  //   Direct (mdq-infer's default): as one Bf16Stem step where the direct kernel takes it
-  //     (packed::stem_conv_fits: <= 4 channels, 16/32/64 filters, windows up to 7x7, stride 1 or
-  //     2) and MDQ_STEM_DIRECT is not 0, else as Float. The kernel reads the f32 images and sums
-  //     in f32 (packed::stem_conv_nhwc), so the sums differ from the float engine's only in their
-  //     order (a sign taken of them may flip at a near-tie) and BF16 precision rounds the output;
-  //   TensorCores: as Direct, with the direct kernel's sums on tensor cores from
-  //     bf16-rounded images and weights (packed::StemArithmetic::Bf16TensorCores), on a CUDA
+  //   Direct: as one Bf16Stem step where the direct kernel takes it (packed::stem_conv_fits: <= 4
+  //     channels, 16/32/64 filters, windows up to 7x7, stride 1 or 2) and MDQ_STEM_DIRECT is not
+  //     0, else as Float. The kernel reads the f32 images and sums in f32 (packed::stem_conv_nhwc),
+  //     so the sums differ from the float engine's only in their order (a sign taken of them may
+  //     flip at a near-tie) and BF16 precision rounds the output;
+  //   TensorCores (mdq-infer's default): as Direct, with the direct kernel's sums on tensor cores
+  //     from bf16-rounded images and weights (packed::StemArithmetic::Bf16TensorCores), on a CUDA
   //     device of compute capability >= 8.0; elsewhere (the CPU, older GPUs) exactly Direct. The
   //     operands' rounding (up to 2^-8 relative per product) flips more signs at near-ties than
   //     Direct's order of sums: 86735 of the 205520896 stem sign bits (0.04%) of ImageNet
