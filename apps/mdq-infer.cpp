@@ -14,13 +14,17 @@
 //            bf16: bf16 activations, 7-9x faster than float on an H200, but the rounding flips
 //            the top-1 class of 0.25-0.9% of the images on the nets we measured.
 //          --stem sets where the first convolution (the images' 3 channels) runs
-//          (infer::LowerOptions::stem): auto (the default) as one step into NHWC with its BN
-//          and ReLU folded (and the sign after it, in W1A1 plans) where the direct kernel takes
-//          it (packed::stem_conv_nhwc: f32 sums, its output rounded to bf16 only with
-//          --packed-precision bf16), else on the float engine in f32 NCHW; f32 always on the
-//          float engine, as mdq-train evaluates it; bf16 always as one step, on cuDNN's bf16
-//          convolution (images and output rounded to bf16) where the direct kernel does not
-//          take it or MDQ_STEM_DIRECT=0.
+//          (infer::LowerOptions::stem): direct: as one step into NHWC with its BN and ReLU
+//          folded (and the sign after it, in W1A1 plans) where the direct kernel takes it
+//          (packed::stem_conv_nhwc: f32 sums, its output rounded to bf16 only with
+//          --packed-precision bf16), else on the float engine in f32 NCHW; tc: the same step
+//          with its sums on tensor cores from bf16-rounded images and weights (2.7x faster for
+//          ImageNet ResNet-18's stem on an H200; a sign taken of them flips at near-ties a
+//          little more often), on a GPU of compute capability 8.0 or later, elsewhere as
+//          direct; auto (the default): tc today; f32 always on the float engine, as mdq-train
+//          evaluates it; bf16 always as one step, on cuDNN's bf16 convolution (images and
+//          output rounded to bf16) where the direct kernel does not take it or
+//          MDQ_STEM_DIRECT=0. The engine line says which stem ran.
 #include <chrono>
 #include <functional>
 #include <map>
@@ -46,8 +50,8 @@ using namespace mdq;
 
 const char* kUsage =
     "usage: mdq-infer --model MODEL.mdqpack [--split test|val|train] [--data-dir DIR] [--device auto|cpu|cuda]\n"
-    "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16] [--stem auto|f32|bf16]\n"
-    "                 [--agree]\n"
+    "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16]\n"
+    "                 [--stem auto|tc|direct|f32|bf16] [--agree]\n"
     "       mdq-infer --random-model NAME [--image-size S] [--classes K] [--act-bits 32|1] [--levels 2|3]\n"
     "                 [--batches N] (and the options above but --model, --split, --data-dir)\n"
     "Runs a packed model written by mdq-export and prints its accuracy and throughput.\n"
@@ -64,11 +68,17 @@ const char* kUsage =
     "                only on near-ties; twice the convolution work of bf16.\n"
     "         bf16: bf16 activations: fastest, but the rounding flips the top-1 class of ~0.3-0.9%\n"
     "                of the images.\n"
-    "--stem (packed engine): auto (default): the first convolution as one direct kernel with its BN (+ ReLU\n"
-    "         or sign) folded where the kernel takes it (f32 sums, in another order than the float engine's:\n"
-    "         a sign taken of them may flip at a near-tie), else as f32; f32: on the float engine in f32, as\n"
-    "         mdq-train evaluates it; bf16: one step always, on cuDNN's bf16 tensor cores (images and output\n"
-    "         rounded to bf16) where the direct kernel does not take it.\n"
+    "--stem (packed engine): where the first convolution runs.\n"
+    "         direct: as one direct kernel with its BN (+ ReLU or sign) folded where the kernel takes it (f32\n"
+    "                sums, in another order than the float engine's: a sign taken of them may flip at a\n"
+    "                near-tie), else as f32;\n"
+    "         tc: as direct, its sums on tensor cores from bf16-rounded images and weights (2.7x faster on an\n"
+    "                H200; signs flip at near-ties a little more often), on a GPU of compute capability 8.0\n"
+    "                or later; elsewhere exactly direct;\n"
+    "         auto (default): tc;\n"
+    "         f32: on the float engine in f32, as mdq-train evaluates it;\n"
+    "         bf16: one step always, on cuDNN's bf16 tensor cores (images and output rounded to bf16) where\n"
+    "                the direct kernel does not take it.\n"
     "--agree: after the timed pass, count the images whose top-1 class is the same on the packed\n"
     "         kernels and on the float engine (the rounded network as mdq-train evaluates it).\n";
 
@@ -97,6 +107,15 @@ struct Agreement {
   }
 };
 
+// --stem's value: auto is the fastest stem we have (tc); a bad value is refused naming the flag.
+infer::StemPath parse_stem(const std::string& stem) {
+  if (stem == "auto" || stem == "tc") return infer::StemPath::TensorCores;
+  if (stem == "direct") return infer::StemPath::Direct;
+  if (stem == "f32") return infer::StemPath::Float;
+  MDQ_CHECK(stem == "bf16", "--stem must be auto, tc, direct, f32 or bf16, got '" << stem << "'");
+  return infer::StemPath::Bf16;
+}
+
 // How the model runs: --engine packed lowers it (infer::lower) onto plan; float leaves plan null.
 // Prints the "engine:" line. --engine packed runs on CUDA, or on the CPU through the packed ops'
 // reference loops (slow, for checking); a network the lowering does not cover is refused with
@@ -106,14 +125,14 @@ void lower_if_packed(nn::Module& model, const std::string& name, const std::stri
                      std::unique_ptr<infer::Plan>& plan) {
   MDQ_CHECK(engine == "packed" || engine == "float", "--engine must be float or packed, got '" << engine << "'");
   const infer::PackedPrecision precision = infer::parse_packed_precision(packed_precision);
-  MDQ_CHECK(stem == "auto" || stem == "f32" || stem == "bf16", "--stem must be auto, f32 or bf16, got '" << stem << "'");
+  const infer::StemPath stem_path = parse_stem(stem);
   if (engine == "float") {
     std::printf("engine: float (weights expanded to f32)\n");
     return;
   }
   std::string why;
   infer::LowerOptions options{device, precision};
-  options.stem = stem == "auto" ? infer::StemPath::Direct : stem == "bf16" ? infer::StemPath::Bf16 : infer::StemPath::Float;
+  options.stem = stem_path;
   plan = infer::lower(model, options, &why);
   MDQ_CHECK(plan, "--engine packed: " << name << " cannot run packed: " << why);
   const infer::Census c = plan->census();
@@ -121,8 +140,10 @@ void lower_if_packed(nn::Module& model, const std::string& name, const std::stri
                      : precision == infer::PackedPrecision::BF16
                          ? "; W1A16 activations: bf16"
                          : "; W1A16 activations: split-bf16 (f32 as bf16 hi + lo)";
-  const char* stem_path = c.stem_direct ? "; stem: direct kernel" : options.stem == infer::StemPath::Bf16 ? "; stem: NHWC bf16" : "";
-  std::printf("engine: packed (%s%s%s)\n", c.text().c_str(), acts, stem_path);
+  const char* stem_ran = c.stem_tensor_cores ? "; stem: tensor cores (bf16 operands)"
+                         : c.stem_direct ? "; stem: direct kernel"
+                         : stem_path == infer::StemPath::Bf16 ? "; stem: NHWC bf16" : "";
+  std::printf("engine: packed (%s%s%s)\n", c.text().c_str(), acts, stem_ran);
 }
 
 // --random-model's own flags, with their defaults.

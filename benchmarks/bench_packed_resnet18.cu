@@ -32,17 +32,23 @@
 //                the packed bits (packed::stem_conv_signs, 8 bytes a pixel) instead of the f32
 //                map (256) that Binarize read back; with MDQ_STEM_DIRECT=0 the step runs the
 //                three passes and packs their signs.
-//   W1A1 graph / W1A1 s16 graph   the W1A1 plans' forward of the batch captured once as a CUDA
-//                graph (engine/cuda_graph.h) after eager runs, timed as replays: what launch
-//                overhead costs the eager plan. Only here: mdq-infer runs its plans eagerly.
+//   W1A1 tc stem the same as W1A1 with LowerOptions::stem TensorCores, mdq-infer's default: the
+//                stem and its sign one step (Bf16Stem::signs) as in W1A1 stem16, its sums on
+//                tensor cores from bf16-rounded images and weights (packed::stem_conv_signs with
+//                StemArithmetic::Bf16TensorCores, kernels/stem_conv_mma.cu; on a GPU below
+//                compute capability 8.0 the direct kernel, and the version says so).
+//   W1A1 graph / W1A1 s16 graph / W1A1 tc graph   the W1A1 plans' forward of the batch captured
+//                once as a CUDA graph (engine/cuda_graph.h) after eager runs, timed as replays:
+//                what launch overhead costs the eager plan. Only here: mdq-infer runs its plans
+//                eagerly.
 // Each run starts from f32 NCHW images on the GPU (the plans' layout change included) and ends
 // in f32 logits. Also: a check at batch 8 that W1A16 agrees with cuDNN bf16 on the same ±1
-// weights and that both plans agree with the float engine (what mdq-infer --agree counts), a
+// weights and that the plans agree with the float engine (what mdq-infer --agree counts), a
 // per-part time breakdown at the largest batch, and the W1A1 plans' steps one by one at that
 // batch (the stem16 plan's stem both ways: direct and MDQ_STEM_DIRECT=0; its fused stem also as
-// the two steps it replaced, the direct stem's f32 map and Binarize, and the workshop's tensor-core
-// stem, dev/kernels/stem_conv_mma.cu, on the same inputs: signs and bf16 forms). Usage:
-// bench_packed_resnet18 [batch ...].
+// the two steps it replaced, the direct stem's f32 map and Binarize, and on tensor cores on the
+// same inputs, signs and bf16 forms, with how many sign bits differ from the direct kernel's).
+// Usage: bench_packed_resnet18 [batch ...].
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -59,7 +65,6 @@
 #include "benchmarks/bench_common.h"
 #include "common/scoped_env.h"
 #include "benchmarks/cudnn_conv.h"
-#include "dev/kernels/stem_conv_mma.h"
 #include "engine/autograd.h"
 #include "engine/cuda_graph.h"
 #include "models/random_rounded.h"
@@ -298,7 +303,9 @@ class CudnnNet {
 
 // ---- the lowered versions
 
-enum class Version { CudnnBF16, W1A16, W1A16Split, W1A1, W1A16Stem, W1A1Stem, W1A1Graph, W1A1StemGraph };
+enum class Version {
+  CudnnBF16, W1A16, W1A16Split, W1A1, W1A16Stem, W1A1Stem, W1A1Tc, W1A1Graph, W1A1StemGraph, W1A1TcGraph
+};
 const char* name(Version v) {
   switch (v) {
     case Version::CudnnBF16: return "cuDNN bf16";
@@ -307,15 +314,18 @@ const char* name(Version v) {
     case Version::W1A1: return "W1A1";
     case Version::W1A16Stem: return "W1A16 stem16";
     case Version::W1A1Stem: return "W1A1 stem16";
+    case Version::W1A1Tc: return "W1A1 tc stem";
     case Version::W1A1Graph: return "W1A1 graph";
     case Version::W1A1StemGraph: return "W1A1 s16 graph";
+    case Version::W1A1TcGraph: return "W1A1 tc graph";
   }
   return "";
 }
 
-std::unique_ptr<infer::Plan> lower(nn::Module& net, infer::PackedPrecision precision, bool bf16_stem = false) {
+std::unique_ptr<infer::Plan> lower(nn::Module& net, infer::PackedPrecision precision,
+                                   infer::StemPath stem = infer::StemPath::Float) {
   infer::LowerOptions options{Device::CUDA, precision};
-  options.stem = bf16_stem ? infer::StemPath::Bf16 : infer::StemPath::Float;
+  options.stem = stem;
   std::string why;
   auto plan = infer::lower(net, options, &why);
   MDQ_CHECK(plan, "bench_packed_resnet18: the lowering refused ResNet-18: " << why);
@@ -369,7 +379,8 @@ std::string describe(const infer::Step& step) {
   if (auto* b = dynamic_cast<const Binarize*>(&step)) return std::string("binarize ") + form(b->form);
   if (dynamic_cast<const FloatConv*>(&step)) return "float conv";
   if (auto* st = dynamic_cast<const Bf16Stem*>(&step))
-    return std::string(st->signs ? "stem + signs, " : "stem, ") + (st->direct() ? "direct" : "three passes");
+    return std::string(st->signs ? "stem + signs, " : "stem, ") +
+           (st->on_tensor_cores() ? "tensor cores" : st->direct() ? "direct" : "three passes");
   if (dynamic_cast<const FloatLinear*>(&step)) return "float linear";
   if (dynamic_cast<const FloatBatchNorm*>(&step)) return "float batchnorm";
   if (auto* r = dynamic_cast<const Relu*>(&step)) return std::string("relu ") + form(r->form);
@@ -383,23 +394,21 @@ std::string describe(const infer::Step& step) {
   return "step";
 }
 
-// The workshop's tensor-core stem (dev/kernels/stem_conv_mma.cu) on a direct Bf16Stem's inputs,
-// timed alone as the steps are: its signs form (with how many bits differ from `direct_bits`, the
-// direct kernel's; its images and weights are rounded to bf16, so near-zero values may flip) and
-// its bf16 form.
-void list_stem_mma(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& direct_bits) {
-  Shape shape;
-  const kernels::StemConvArgs a = packed::stem_conv_args("bench_packed_resnet18", x, stem.direct_weight, stem.scale,
-                                                         stem.shift, stem.params, stem.relu, true, &shape);
-  Tensor y = Tensor::empty(shape, DType::BF16, Device::CUDA);
-  shape.back() /= 32;
-  Tensor bits = Tensor::empty(shape, DType::U32, Device::CUDA);
-  if (!dev::stem_conv_mma_signs(a, bits.data<uint32_t>())) {
-    std::printf("%4s  %-40s |\n", "", "  (tensor cores, dev: not run, needs sm_80)");
+// The stem on tensor cores (packed::StemArithmetic::Bf16TensorCores) on a direct Bf16Stem's
+// inputs, timed alone as the steps are: its signs form (with how many bits differ from
+// `direct_bits`, the direct kernel's; its images and weights are rounded to bf16, so near-zero
+// values may flip) and its bf16 form.
+void list_stem_tensor_cores(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& direct_bits) {
+  if (!packed::stem_tensor_cores_available(Device::CUDA)) {
+    std::printf("%4s  %-40s |\n", "", "  (tensor cores: not run, needs sm_80)");
     return;
   }
-  const float signs_ms = median_ms([&] { dev::stem_conv_mma_signs(a, bits.data<uint32_t>()); });
-  const Tensor mine = bits.cpu(), theirs = direct_bits.cpu();
+  constexpr auto kTc = packed::StemArithmetic::Bf16TensorCores;
+  const auto signs = [&] {
+    return packed::stem_conv_signs(x, stem.direct_weight, stem.scale, stem.shift, stem.params, stem.relu, kTc);
+  };
+  const float signs_ms = median_ms([&] { signs(); });
+  const Tensor mine = signs().cpu(), theirs = direct_bits.cpu();
   long long differ = 0;
   const uint32_t* p = static_cast<const uint32_t*>(mine.raw());
   const uint32_t* q = static_cast<const uint32_t*>(theirs.raw());
@@ -407,10 +416,12 @@ void list_stem_mma(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& d
     for (size_t i = 0; i < mine.nbytes() / 4; ++i) differ += __builtin_popcount(p[i] ^ q[i]);
   else
     differ = -1;
-  std::printf("%4s  %-40s | %9.3f | %lld of %lld bits differ from the direct's\n", "", "  (tensor cores, dev: signs)",
+  std::printf("%4s  %-40s | %9.3f | %lld of %lld bits differ from the direct's\n", "", "  (tensor cores: signs)",
               signs_ms, differ, static_cast<long long>(mine.nbytes()) * 8);
-  std::printf("%4s  %-40s | %9.3f |\n", "", "  (tensor cores, dev: bf16 NHWC)",
-              median_ms([&] { dev::stem_conv_mma_nhwc_bf16(a, y.data<uint16_t>()); }));
+  std::printf("%4s  %-40s | %9.3f |\n", "", "  (tensor cores: bf16 NHWC)", median_ms([&] {
+                packed::stem_conv_nhwc(x, stem.direct_weight, stem.scale, stem.shift, stem.params, stem.relu,
+                                       DType::BF16, kTc);
+              }));
 }
 
 // Each top-level step of the plan timed alone (for_each_timed_step), with its output; a Bf16Stem
@@ -441,7 +452,7 @@ void list_steps(const char* title, const infer::Plan& plan, const Tensor& images
                   d.x.describe().c_str());
       std::printf("%4s  %-40s | %9.3f |\n", "", "  (unfused: binarize Dense)",
                   time_alone(infer::Binarize(infer::Form::Dense), d));
-      list_stem_mma(*stem, in.x, out.x);
+      list_stem_tensor_cores(*stem, in.x, out.x);
     }
   });
   std::printf("%4s  %-40s | %9.3f |\n", "", "sum of the steps", total);
@@ -493,7 +504,7 @@ Agreement agreement(const Tensor& a, const Tensor& b) {
 
 void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const infer::Plan& w1a16,
            const infer::Plan& split, const infer::Plan& w1a1, const infer::Plan& w1a16_stem,
-           const infer::Plan& w1a1_stem) {
+           const infer::Plan& w1a1_stem, const infer::Plan& w1a1_tc) {
   const int N = 8;
   const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
   CudnnNet ref(m, N);
@@ -507,6 +518,7 @@ void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const
   const Agreement b = agreement(w1a1.logits(images), sign_logits);
   const Agreement as = agreement(w1a16_stem.logits(images), ref.logits);
   const Agreement bs = agreement(w1a1_stem.logits(images), sign_logits);
+  const Agreement bt = agreement(w1a1_tc.logits(images), sign_logits);
   std::printf("check, batch %d, max |diff| / max |logit| and top-1 agreement:\n"
               "  W1A16 vs cuDNN bf16 on the same +-1 weights: %.3g, %d/%d (%s; loose bf16 tolerance 5e-2)\n"
               "  W1A16 split vs the float engine (fp32): %.3g, %d/%d (%s; tolerance 1e-4)\n"
@@ -518,9 +530,13 @@ void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const
   std::printf("  W1A16 stem16 vs cuDNN bf16: %.3g, %d/%d (%s; loose bf16 tolerance 5e-2)\n"
               "  W1A1 stem16 vs the float engine (the stem's signs from its own f32 sums, or bf16 values with\n"
               "    MDQ_STEM_DIRECT=0: a near-tie may flip): %.3g, "
-              "%d/%d%s\n\n",
+              "%d/%d%s\n",
               as.rel, as.same_top1, as.rows, as.rel <= 5e-2 && as.finite ? "OK" : "LARGE", bs.rel, bs.same_top1,
               bs.rows, bs.finite ? "" : " (NON-FINITE values)");
+  std::printf("  W1A1 tc stem vs the float engine (the stem's signs from f32 sums of bf16-rounded images and\n"
+              "    weights%s: a near-tie may flip): %.3g, %d/%d%s\n\n",
+              w1a1_tc.census().stem_tensor_cores ? "" : "; here the direct kernel's, no tensor cores", bt.rel,
+              bt.same_top1, bt.rows, bt.finite ? "" : " (NON-FINITE values)");
 }
 
 }  // namespace
@@ -535,8 +551,9 @@ int main(int argc, char** argv) {
   const auto w1a16 = lower(*float_net, infer::PackedPrecision::BF16);
   const auto split = lower(*float_net, infer::PackedPrecision::SplitBF16);
   const auto w1a1 = lower(*sign_net, infer::PackedPrecision::SplitBF16);
-  const auto w1a16_stem = lower(*float_net, infer::PackedPrecision::BF16, true);
-  const auto w1a1_stem = lower(*sign_net, infer::PackedPrecision::SplitBF16, true);
+  const auto w1a16_stem = lower(*float_net, infer::PackedPrecision::BF16, infer::StemPath::Bf16);
+  const auto w1a1_stem = lower(*sign_net, infer::PackedPrecision::SplitBF16, infer::StemPath::Bf16);
+  const auto w1a1_tc = lower(*sign_net, infer::PackedPrecision::SplitBF16, infer::StemPath::TensorCores);
   std::printf("GPU: %s\n", cuda_device_name().c_str());
   std::printf("ResNet-18, ImageNet 224x224x3 (models::make_resnet18: stem conv7x7/2 + maxpool3/2, 4 stages x 2\n"
               "BasicBlocks, 1x1/2 downsamples, avgpool, fc 512->1000), random +-1 parameters, BN folded.\n"
@@ -544,15 +561,20 @@ int main(int argc, char** argv) {
               "  W1A16       %s\n  W1A16 split %s\n  W1A1        %s\n"
               "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::stem Bf16 (the stem one step into\n"
               "  NHWC: %s; W1A1 stem16: %s)\n"
-              "  W1A1 graph and W1A1 s16 graph: W1A1 and W1A1 stem16 captured as a CUDA graph, timed as replays\n"
+              "  W1A1 tc stem: W1A1 stem16 with LowerOptions::stem TensorCores (mdq-infer's default): %s\n"
+              "  W1A1 graph, W1A1 s16 graph, W1A1 tc graph: those W1A1 plans captured as a CUDA graph, timed as\n"
+              "  replays\n"
               "Weights MB = every tensor the version holds: conv/fc weights (bf16, f32, or packed bits with\n"
               "their tap popcounts), folded BN, sign thresholds. ms = median of 5 rounds of the mean over many\n"
               "forward passes (CUDA events, one stream), from f32 NCHW images to f32 logits.\n\n",
               m.stem_channels == 3 ? "" : " (stem input padded to 8 channels: cuDNN had no bf16 NHWC algorithm for 3)",
               w1a16->summary().c_str(), split->summary().c_str(), w1a1->summary().c_str(),
               packed::stem_direct_enabled() ? "the direct stem kernel" : "three passes, MDQ_STEM_DIRECT=0",
-              w1a1_stem->summary().c_str());
-  check(m, *float_net, *sign_net, *w1a16, *split, *w1a1, *w1a16_stem, *w1a1_stem);
+              w1a1_stem->summary().c_str(),
+              w1a1_tc->census().stem_tensor_cores ? "the stem's sums on tensor cores, bf16 images and weights"
+              : w1a1_tc->census().stem_direct     ? "NO tensor cores here (compute capability < 8.0): the direct kernel"
+                                                  : "three passes, MDQ_STEM_DIRECT=0");
+  check(m, *float_net, *sign_net, *w1a16, *split, *w1a1, *w1a16_stem, *w1a1_stem, *w1a1_tc);
 
   std::printf("%5s  %-14s | %9s | %10s | %8s | %10s\n", "batch", "version", "ms/batch", "images/s", "x cuDNN",
               "weights MB");
@@ -561,12 +583,15 @@ int main(int argc, char** argv) {
     const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
     float base_ms = 0;
     for (Version v : {Version::CudnnBF16, Version::W1A16, Version::W1A16Split, Version::W1A1, Version::W1A16Stem,
-                      Version::W1A1Stem, Version::W1A1Graph, Version::W1A1StemGraph}) {
+                      Version::W1A1Stem, Version::W1A1Tc, Version::W1A1Graph, Version::W1A1StemGraph,
+                      Version::W1A1TcGraph}) {
       const infer::Plan* plan = v == Version::W1A16 ? w1a16.get() : v == Version::W1A16Split ? split.get()
                                 : v == Version::W1A1 || v == Version::W1A1Graph ? w1a1.get()
                                 : v == Version::W1A16Stem ? w1a16_stem.get()
-                                : v == Version::W1A1Stem || v == Version::W1A1StemGraph ? w1a1_stem.get() : nullptr;
-      if (v == Version::W1A1Graph || v == Version::W1A1StemGraph) {  // after the eager rows of this batch
+                                : v == Version::W1A1Stem || v == Version::W1A1StemGraph ? w1a1_stem.get()
+                                : v == Version::W1A1Tc || v == Version::W1A1TcGraph ? w1a1_tc.get() : nullptr;
+      const bool graph = v == Version::W1A1Graph || v == Version::W1A1StemGraph || v == Version::W1A1TcGraph;
+      if (graph) {  // after the eager rows of this batch
         const float ms = graph_ms(*plan, images);
         if (ms > 0)
           std::printf("%5d  %-14s | %9.3f | %10.1f | %7.2fx | %10.2f\n", N, name(v), ms, N * 1e3 / ms, base_ms / ms,
@@ -606,10 +631,10 @@ int main(int argc, char** argv) {
   std::printf("\nBreakdown at batch %d, ms per batch, each part timed alone (%% of the full pass):\n"
               "  stem = the first conv (W1A16: BN + ReLU fused in; stem16: the folded BN (+ ReLU) too, one\n"
               "  direct kernel, or with MDQ_STEM_DIRECT=0 the images' conversion to NHWC bf16, cuDNN and the\n"
-              "  affine pass, all in one step; W1A1 stem16 lowered with the direct kernel: the sign packing\n"
-              "  too); blocks = the 8 residual blocks (convs, BN,\n"
-              "  ReLU or sign packing, residual sums); rest = stem BN/ReLU or sign packing, max and average\n"
-              "  pool, layout changes; fc = the classifier (cuBLAS + bias, or W1A16).\n", breakdown_batch);
+              "  affine pass, all in one step; W1A1 stem16 lowered with the direct kernel, and W1A1 tc stem:\n"
+              "  the sign packing too); blocks = the 8 residual blocks (convs, BN, ReLU or sign packing,\n"
+              "  residual sums); rest = stem BN/ReLU or sign packing, max and average pool, layout changes;\n"
+              "  fc = the classifier (cuBLAS + bias, or W1A16).\n", breakdown_batch);
   std::printf("%-14s | %8s | %14s | %14s | %14s | %14s | %8s\n", "version", "full", "stem", "blocks", "rest", "fc",
               "sum");
   for (const std::string& l : breakdown) std::printf("%s\n", l.c_str());

@@ -25,6 +25,7 @@ void register_w1a16_conv(CudaBackend& b);
 void register_binary_act(CudaBackend& b);
 void register_nhwc_bf16(CudaBackend& b);
 void register_stem_conv(CudaBackend& b);
+void register_stem_conv_mma(CudaBackend& b);
 
 void register_cuda_backend(CudaBackend& b) {
   register_device_memory(b);
@@ -48,6 +49,7 @@ void register_cuda_backend(CudaBackend& b) {
   register_binary_act(b);
   register_nhwc_bf16(b);
   register_stem_conv(b);
+  register_stem_conv_mma(b);
 }
 
 }  // namespace mdq::kernels

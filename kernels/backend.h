@@ -24,6 +24,7 @@
 #include "kernels/quant_update.h"
 #include "kernels/rowwise.h"
 #include "kernels/stem_conv.h"
+#include "kernels/stem_conv_mma.h"
 #include "kernels/w1a16_conv.h"
 
 namespace mdq::kernels {
@@ -161,6 +162,11 @@ struct CudaBackend {
   decltype(&kernels::stem_conv_nhwc_bf16) stem_conv_nhwc_bf16 = nullptr;
   decltype(&kernels::stem_conv_nhwc_f32) stem_conv_nhwc_f32 = nullptr;
   decltype(&kernels::stem_conv_signs) stem_conv_signs = nullptr;
+  // ---- stem_conv_mma.cu: engine/packed/stem_conv.cpp (the same stem on tensor cores, bf16 operands)
+  decltype(&kernels::stem_conv_mma_supported) stem_conv_mma_supported = nullptr;
+  decltype(&kernels::stem_conv_mma_nhwc_bf16) stem_conv_mma_nhwc_bf16 = nullptr;
+  decltype(&kernels::stem_conv_mma_nhwc_f32) stem_conv_mma_nhwc_f32 = nullptr;
+  decltype(&kernels::stem_conv_mma_signs) stem_conv_mma_signs = nullptr;
 };
 
 // Fills every slot this build implements (kernels/backend.cu; CUDA builds only).

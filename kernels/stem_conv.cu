@@ -233,12 +233,8 @@ void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
 
 template <class Out>
 void run(const StemConvArgs& a, Out* y) {
-  const bool fits = kSigns<Out> ? stem_signs_fit(a.C, a.O, a.KH, a.KW, a.stride, a.pad)
-                                : stem_conv_fits(a.C, a.O, a.KH, a.KW, a.stride, a.pad);
-  MDQ_CHECK(fits, (kSigns<Out> ? "stem_conv_signs" : "stem_conv_nhwc")
-                      << ": the direct kernel does not take C " << a.C << ", O " << a.O << ", window " << a.KH << "x"
-                      << a.KW << ", stride " << a.stride << ", padding " << a.pad
-                      << (kSigns<Out> ? " (see stem_signs_fit)" : " (see stem_conv_fits)"));
+  stem_check_fits<kSigns<Out>>(a, kSigns<Out> ? "stem_conv_signs: the direct kernel"
+                                             : "stem_conv_nhwc: the direct kernel");
   Geometry g{};
   g.OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);
   g.OW = ops::window_output_size(a.W, a.KW, a.stride, a.pad);

@@ -6,9 +6,10 @@
 # exported model should agree with the network mdq-train evaluated on >= 99.9% of the images, which the default --packed-precision split should meet and bf16 does not.
 # Then the same two nets fully binary (--act-bits 1: sign activations), whose --engine packed runs
 # their layers on ±1 input on the W1A1 kernels (engine/infer/lower.h picks the path per layer).
-# The CIFAR-10 nets also run with --stem f32 (the stem on the float engine, as before mdq-infer's
-# default became the direct stem kernel, --stem auto), for the agreement and images/s side by
-# side; last, a random-weight ImageNet ResNet-18 through mdq-infer --random-model.
+# The CIFAR-10 nets also run with --stem direct (the direct f32 stem kernel, mdq-infer's default
+# before the tensor-core stem, --stem auto = tc) and --stem f32 (the stem on the float engine),
+# for the agreement and images/s side by side; last, a random-weight ImageNet ResNet-18 through
+# mdq-infer --random-model, likewise.
 # Needs build-gpu (scripts/gpu-session.sh build) and the data staged in .deps (CIFAR-10 in /tmp/data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ for p in split bf16; do
   $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --packed-precision $p --batch-size 256
   $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --packed-precision $p --batch-size 1000 --agree
 done
-$B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --stem f32 --batch-size 1000 --agree
+for s in direct f32; do $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --stem $s --batch-size 1000 --agree; done
 # Fully binary (act_bits = 1) on the W1A1 kernels
 $B/mdq-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --act-bits 1 --out runs/fm-small-a1 --overwrite --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/fm-small-a1/best.ckpt --out runs/fm-small-a1.mdqpack
@@ -38,10 +39,11 @@ $B/mdq-train --config configs/cifar10-resnet18-md-tanh-s-30ep.cfg --data-dir $c1
 $B/mdq-export --checkpoint runs/c10-3ep-a1/best.ckpt --out runs/c10-3ep-a1.mdqpack
 $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine float --batch-size 1000
 $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --batch-size 1000 --agree
-$B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --stem f32 --batch-size 1000 --agree
+for s in direct f32; do $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --stem $s --batch-size 1000 --agree; done
 # A random-weight ImageNet ResNet-18 (no data, no model file): W1A1 and W1A16 at batch 256, the
-# default direct stem and --stem f32, against the float engine (--agree: the images of one batch)
+# default stem (tensor cores), --stem direct and --stem f32, against the float engine (--agree:
+# the images of one batch)
 for a in 1 32; do
-  for s in auto f32; do $B/mdq-infer --random-model resnet18 --engine packed --act-bits $a --stem $s --batch-size 256 --agree; done
+  for s in auto direct f32; do $B/mdq-infer --random-model resnet18 --engine packed --act-bits $a --stem $s --batch-size 256 --agree; done
   $B/mdq-infer --random-model resnet18 --engine float --act-bits $a --batch-size 256
 done

@@ -227,8 +227,8 @@ class Builder {
 
   // Whether the convolution that reads the images becomes one Bf16Stem step (LowerOptions::stem).
   bool takes_stem(const Tensor& w, const ops::Conv2dParams& p) const {
-    return stem_ == StemPath::Bf16 ||
-           (stem_ == StemPath::Direct && packed::stem_direct_enabled() && packed::stem_conv_fits(w, p));
+    const bool direct = stem_ == StemPath::Direct || stem_ == StemPath::TensorCores;
+    return stem_ == StemPath::Bf16 || (direct && packed::stem_direct_enabled() && packed::stem_conv_fits(w, p));
   }
 
   // The model's first convolution on the images in NHWC bf16, with the BN and ReLU after it.
@@ -246,6 +246,7 @@ class Builder {
     l->params = conv.params();
     l->relu = relu;
     l->dense = dense_;
+    l->tensor_cores = stem_ == StemPath::TensorCores;  // on a device without them the step runs as Direct's
     return l;
   }
 

@@ -72,14 +72,19 @@ bool Bf16Stem::direct() const {
          (signs ? packed::stem_signs_fit(direct_weight, params) : packed::stem_conv_fits(direct_weight, params));
 }
 
+bool Bf16Stem::on_tensor_cores() const {
+  return tensor_cores && direct() && packed::stem_tensor_cores_available(direct_weight.device());
+}
+
 void Bf16Stem::run(Activation& a) const {
   if (signs) {  // what Binarize sets for a map
     a.channels = weight.dim(0);
     a.vector = false;
   }
   if (direct()) {
-    a.x = signs ? packed::stem_conv_signs(a.x, direct_weight, scale, shift, params, relu)
-                : packed::stem_conv_nhwc(a.x, direct_weight, scale, shift, params, relu, dense);
+    const auto arithmetic = tensor_cores ? packed::StemArithmetic::Bf16TensorCores : packed::StemArithmetic::F32;
+    a.x = signs ? packed::stem_conv_signs(a.x, direct_weight, scale, shift, params, relu, arithmetic)
+                : packed::stem_conv_nhwc(a.x, direct_weight, scale, shift, params, relu, dense, arithmetic);
     return;
   }
   const Tensor x = packed::to_nhwc_bf16_padded(a.x, weight.dim(1));
@@ -93,6 +98,7 @@ void Bf16Stem::count(Census& c) const {
   ++c.float_convs;
   c.stem_signs += signs;
   c.stem_direct += direct();
+  c.stem_tensor_cores += on_tensor_cores();
   c.bytes += bytes(weight) + bytes(direct_weight) + bytes(scale) + bytes(shift);
 }
 

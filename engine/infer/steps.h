@@ -69,25 +69,29 @@ struct FloatConv final : Step {
   ops::Conv2dParams params;
 };
 
-// The stem (LowerOptions::stem Direct or Bf16): Float images -> Dense (or Bits, below). Where the direct kernel takes the
-// layer (packed::stem_conv_fits on direct_weight) and MDQ_STEM_DIRECT is not 0, one pass:
-// packed::stem_conv_nhwc reads the f32 NCHW images and writes act(scale conv + shift) NHWC in the
-// Dense type, the sums in f32 (rounded once, to bf16, in BF16 precision; not at all in
-// SplitBF16). Otherwise three: the images as NHWC bf16 with their channels zero-padded to the
-// weights' (a multiple of 8, in the same pass), the float engine's convolution on them
-// (ops::conv2d_forward's NHWC bf16 path: cuDNN's bf16 tensor cores), then the layer's bias and
-// the BatchNorm after it as one folded affine pass with the ReLU (packed::affine_nhwc), in bf16;
-// widened to f32 when the plan's Dense activations are f32 (SplitBF16). Counted as a float conv:
-// its weights are the float engine's, unpacked (both copies are counted: the plan holds both).
+// The stem (LowerOptions::stem Direct, TensorCores or Bf16): Float images -> Dense (or Bits,
+// below). Where the direct kernel takes the layer (packed::stem_conv_fits on direct_weight) and
+// MDQ_STEM_DIRECT is not 0, one pass: packed::stem_conv_nhwc reads the f32 NCHW images and writes
+// act(scale conv + shift) NHWC in the Dense type, the sums in f32 (rounded once, to bf16, in BF16
+// precision; not at all in SplitBF16). With `tensor_cores` those sums are taken on tensor cores
+// from bf16-rounded images and weights where the device has them (on_tensor_cores: a CUDA device
+// of compute capability >= 8.0; packed::StemArithmetic), else exactly as without. Otherwise three
+// passes: the images as NHWC bf16 with their channels zero-padded to the weights' (a multiple of 8,
+// in the same pass), the float engine's convolution on them (ops::conv2d_forward's NHWC bf16 path:
+// cuDNN's bf16 tensor cores), then the layer's bias and the BatchNorm after it as one folded affine
+// pass with the ReLU (packed::affine_nhwc), in bf16; widened to f32 when the plan's Dense
+// activations are f32 (SplitBF16). Counted as a float conv: its weights are the float engine's,
+// unpacked (both copies are counted: the plan holds both).
 // With `signs` (lower.cpp sets it where a sign activation follows and the direct kernel takes
 // the layer with whole words of filters, packed::stem_signs_fit) the step is that sign too and
-// hands on Bits: the direct kernel packs the signs of its f32 values in the same pass
-// (packed::stem_conv_signs), never writing them; with MDQ_STEM_DIRECT=0 the three passes' bf16
-// output is packed as Binarize would (the same bits the two unfused steps give).
+// hands on Bits: the one-pass kernel (either arithmetic) packs the signs of its f32 values in
+// the same pass (packed::stem_conv_signs), never writing them; with MDQ_STEM_DIRECT=0 the three
+// passes' bf16 output is packed as Binarize would (the same bits the two unfused steps give).
 struct Bf16Stem final : Step {
   void run(Activation& a) const override;
   void count(Census& c) const override;
-  bool direct() const;  // whether run takes the direct kernel
+  bool direct() const;           // whether run takes the direct kernel
+  bool on_tensor_cores() const;  // whether it takes it on tensor cores (direct(), tensor_cores, a device with them)
   Tensor weight;        // f32 [O][C'][KH][KW]: the float engine's layer's, input channels zero-padded to C' = 8k
   Tensor direct_weight;  // f32 [O][C][KH][KW], the layer's own, when the direct kernel takes it; else undefined
   Tensor scale, shift;   // folded BN + bias, f32 [O] (either may be undefined: 1, 0)
@@ -95,6 +99,7 @@ struct Bf16Stem final : Step {
   bool relu = false;
   DType dense = DType::BF16;  // the Dense activations' type the plan hands on
   bool signs = false;         // the sign after it too: hands on Bits [N][OH][OW][O/32], not Dense
+  bool tensor_cores = false;  // the direct kernel's sums on tensor cores, bf16 operands (StemPath::TensorCores)
 };
 
 struct FloatLinear final : Step {  // flattens a 4-d input (NCHW order, as nn::Flatten)

@@ -1,5 +1,6 @@
 // The direct stem (engine/packed/stem_conv.h): argument checks, then one dispatch to
-// kernels/stem_conv.h's CPU reference or its CUDA launcher, by device and output type.
+// kernels/stem_conv.h's CPU reference or its CUDA launcher, by device and output type, or first,
+// when asked for, to the tensor-core launcher (kernels/stem_conv_mma.h) on CUDA.
 #include "engine/packed/stem_conv.h"
 
 #include <cstdlib>
@@ -13,9 +14,20 @@ namespace mdq::packed {
 namespace {
 
 using backend::CudaBackend;
+using backend::cuda_impl;
 using backend::dispatch;
 
 int narrow(int64_t v) { return static_cast<int>(v); }
+
+// One output form: the tensor-core launcher where it is asked for and runs (it returns false,
+// launching nothing, below compute capability 8.0), else the direct kernel or its CPU reference.
+template <class T, class Direct, class TensorCores>
+void run_stem(const char* op, Device device, StemArithmetic arithmetic, const kernels::StemConvArgs& a, T* out,
+              Direct cpu, Direct CudaBackend::*direct, TensorCores CudaBackend::*tensor_cores) {
+  if (device == Device::CUDA && arithmetic == StemArithmetic::Bf16TensorCores && cuda_impl(op, tensor_cores)(a, out))
+    return;
+  dispatch(op, device, cpu, direct)(a, out);
+}
 
 }  // namespace
 
@@ -36,6 +48,11 @@ bool stem_signs_fit(const Tensor& weight, const ops::Conv2dParams& p) {
 bool stem_direct_enabled() {
   const char* e = std::getenv("MDQ_STEM_DIRECT");
   return e == nullptr || std::strcmp(e, "0") != 0;
+}
+
+bool stem_tensor_cores_available(Device device) {
+  return device == Device::CUDA &&
+         cuda_impl("stem_tensor_cores_available", &CudaBackend::stem_conv_mma_supported)();
 }
 
 kernels::StemConvArgs stem_conv_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& scale,
@@ -83,7 +100,7 @@ kernels::StemConvArgs stem_conv_args(const char* op, const Tensor& x, const Tens
 }
 
 Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
-                      const ops::Conv2dParams& p, bool relu, DType out) {
+                      const ops::Conv2dParams& p, bool relu, DType out, StemArithmetic arithmetic) {
   const char* op = "stem_conv_nhwc";
   MDQ_CHECK(out == DType::BF16 || out == DType::F32, op << ": writes bf16 or f32, not " << dtype_name(out));
   Shape shape;
@@ -91,24 +108,24 @@ Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale
   Tensor y = Tensor::empty(shape, out, x.device());
   if (y.numel() == 0) return y;
   if (out == DType::BF16)
-    dispatch(op, x.device(), kernels::reference::stem_conv_nhwc<uint16_t>, &CudaBackend::stem_conv_nhwc_bf16)(
-        a, y.data<uint16_t>());
+    run_stem(op, x.device(), arithmetic, a, y.data<uint16_t>(), kernels::reference::stem_conv_nhwc<uint16_t>,
+             &CudaBackend::stem_conv_nhwc_bf16, &CudaBackend::stem_conv_mma_nhwc_bf16);
   else
-    dispatch(op, x.device(), kernels::reference::stem_conv_nhwc<float>, &CudaBackend::stem_conv_nhwc_f32)(
-        a, y.data<float>());
+    run_stem(op, x.device(), arithmetic, a, y.data<float>(), kernels::reference::stem_conv_nhwc<float>,
+             &CudaBackend::stem_conv_nhwc_f32, &CudaBackend::stem_conv_mma_nhwc_f32);
   return y;
 }
 
 Tensor stem_conv_signs(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
-                       const ops::Conv2dParams& p, bool relu) {
+                       const ops::Conv2dParams& p, bool relu, StemArithmetic arithmetic) {
   const char* op = "stem_conv_signs";
   Shape shape;
   const kernels::StemConvArgs a = stem_conv_args(op, x, weight, scale, shift, p, relu, true, &shape);
   shape.back() /= 32;
   Tensor bits = Tensor::empty(shape, DType::U32, x.device());
   if (bits.numel() == 0) return bits;
-  dispatch(op, x.device(), kernels::reference::stem_conv_signs, &CudaBackend::stem_conv_signs)(a,
-                                                                                              bits.data<uint32_t>());
+  run_stem(op, x.device(), arithmetic, a, bits.data<uint32_t>(), kernels::reference::stem_conv_signs,
+           &CudaBackend::stem_conv_signs, &CudaBackend::stem_conv_mma_signs);
   return bits;
 }
 

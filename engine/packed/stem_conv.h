@@ -2,9 +2,12 @@
 // straight from the f32 NCHW images, with the BatchNorm (and bias) folded after it and its ReLU,
 // written NHWC as the plan's Dense activations, bf16 or f32, or, when a sign follows, as its
 // packed bits (engine/infer/steps.h, Bf16Stem).
-// On the GPU one kernel (kernels/stem_conv.cu: f32 FMAs, no padded copy of the images, no bf16
-// rounding of the sums); on the CPU its reference, the same sums in the same order, so the two
-// agree bit for bit. The formula and the shapes taken: kernels/stem_conv.h.
+// On the GPU one kernel, by StemArithmetic: the direct kernel (kernels/stem_conv.cu: f32 FMAs on
+// CUDA cores, no padded copy of the images, no bf16 rounding of the sums; its CPU reference takes
+// the same sums in the same order, so the two agree bit for bit), or the same stem on tensor cores
+// (kernels/stem_conv_mma.cu: images and weights rounded to bf16, f32 sums in the MMAs' order;
+// 2.7x faster for ImageNet ResNet-18's stem at batch 256 on an H200). The formula and the shapes
+// taken: kernels/stem_conv.h (both kernels take the same).
 #pragma once
 #include "engine/ops/conv2d.h"
 #include "engine/tensor.h"
@@ -26,23 +29,35 @@ bool stem_signs_fit(const Tensor& weight, const ops::Conv2dParams& p);
 // says MDQ_STEM_DIRECT=0 (read on every call, so one process can time both ways).
 bool stem_direct_enabled();
 
+// How the stem's sums d are computed. F32: the direct kernel's f32 fma chain. Bf16TensorCores:
+// the products of bf16-rounded images and weights (each exact in f32) summed in f32 on tensor
+// cores, where they run (stem_tensor_cores_available); elsewhere F32 runs instead: on a CUDA
+// device below compute capability 8.0, and on the CPU, which has no tensor cores (its result is
+// then the direct kernel's reference, bit for bit, not a model of the bf16 rounding).
+enum class StemArithmetic { F32, Bf16TensorCores };
+
+// Whether Bf16TensorCores runs on tensor cores on `device`: a CUDA device of compute capability
+// 8.0 or later (bf16 mma.sync).
+bool stem_tensor_cores_available(Device device);
+
 // x f32 NCHW [N][C][H][W], weight f32 [O][C][KH][KW], scale and shift f32 [O] or undefined (1,
 // 0), all on one device -> out (BF16 or F32) NHWC [N][OH][OW][O],
 // y = act(scale[o] conv(x, w)[n][o][oh][ow] + shift[o]), act = ReLU when relu, else identity.
 // The shape must fit (stem_conv_fits); anything else is an mdq::Error naming the operand.
 Tensor stem_conv_nhwc(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
-                      const ops::Conv2dParams& p, bool relu, DType out);
+                      const ops::Conv2dParams& p, bool relu, DType out,
+                      StemArithmetic arithmetic = StemArithmetic::F32);
 
 // The same convolution and epilogue with the sign activation after it, as the next layer's bits
 // (W1A1 plans): -> u32 [N][OH][OW][O/32], bit o % 32 of word o / 32 set iff y >= 0, y as above
 // in f32 -- what pack_signs (engine/packed/bitpack.h) makes of stem_conv_nhwc's f32 output, bit
-// for bit, without writing that output. The shape must fit stem_signs_fit.
+// for bit, without writing that output (in either arithmetic). The shape must fit stem_signs_fit.
 Tensor stem_conv_signs(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
-                       const ops::Conv2dParams& p, bool relu);
+                       const ops::Conv2dParams& p, bool relu, StemArithmetic arithmetic = StemArithmetic::F32);
 
 // The checks both forms make (op names the caller in their errors), the output's shape
 // [N][OH][OW][O] (its O then divided by 32 in the signs form), and the kernel's arguments: for a
-// tool that runs another stem kernel on the same operands (bench_packed_resnet18's dev kernel).
+// tool or test that calls a stem kernel itself on the same operands.
 // signs: the signs form's check too (O whole words).
 kernels::StemConvArgs stem_conv_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& scale,
                                      const Tensor& shift, const ops::Conv2dParams& p, bool relu, bool signs,

@@ -10,6 +10,7 @@
 // The signs form (stem_conv_signs, Bf16Stem::signs): exactly pack_signs of the f32 form, on the
 // same shapes (those with 32 or 64 filters) and on inputs built to land on +0 and -0 (ties:
 // bit 1, as pack_signs's x >= 0); the fused step vs the stem and Binarize run apart, both ways.
+// StemArithmetic::Bf16TensorCores, which the CPU runs as the direct reference.
 // The GPU twin: tests/gpu/test_stem_conv_gpu.cpp.
 #include <cmath>
 #include <cstdlib>
@@ -136,6 +137,23 @@ TEST_CASE("Bf16Stem with signs on the CPU: the fused step vs the stem and Binari
                             StemCase{3, 1, 18, 23, 64, 3, 1, 1, true}}) {
     INFO(s.text());
     testing::check_fused_signs(s, 310, DType::F32, Device::CPU);
+  }
+}
+
+// The CPU has no tensor cores: StemArithmetic::Bf16TensorCores runs the direct kernel's
+// reference there, bit for bit (no model of the bf16 rounding), in all three forms.
+TEST_CASE("StemArithmetic::Bf16TensorCores on the CPU: the direct reference, bit for bit") {
+  CHECK_FALSE(packed::stem_tensor_cores_available(Device::CPU));
+  constexpr auto kTc = packed::StemArithmetic::Bf16TensorCores;
+  for (const StemCase& s : testing::stem_cases()) {
+    INFO(s.text());
+    const testing::StemInputs in = testing::stem_inputs(s, 160);
+    for (DType out : {DType::F32, DType::BF16})
+      CHECK(testing::words(packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), s.relu, out, kTc)) ==
+            testing::words(packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), s.relu, out)));
+    if (s.O % 32 == 0)
+      CHECK(testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu, kTc)) ==
+            testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu)));
   }
 }
 

@@ -20,9 +20,14 @@
 //        its ±1 convolutions inexact (W1A1 is exact), so a sign at a near-tie may differ: we ask
 //        the same top-1 on >= 99% of rows and print how many rows have equal logits.
 //  - LowerOptions::stem Bf16 (the stem on cuDNN's NHWC bf16): W1A16 with BF16's tolerances in
-//    both precisions, W1A1 (1) as above and (2) >= 75% top-1 (see check_w1a1_bf16_stem); the
+//    both precisions, W1A1 (1) as above and (2) >= 60% top-1 (see check_w1a1_stem); the
 //    W1A1 plan's fused stem (it writes its signs) vs the stem and Binarize apart: equal logits
 //    (see check_fused_stem).
+//  - LowerOptions::stem TensorCores (the stem's sums on tensor cores from bf16-rounded images and
+//    weights; on GPUs of compute capability >= 8.0, else the test says so and skips): the plan
+//    takes the tensor-core step (census), W1A16 and W1A1 as for Bf16 (its roundings are a subset
+//    of the three passes'), and the W1A1 plan's stem step (it writes its signs) against the
+//    tensor-core kernel's own CPU reference wherever a sign is decided (check_tc_stem_step).
 //  - The network with every path (tests/support/packed_nets.h's mixed_net): (1) with the W1A16
 //    CUDA-vs-CPU tolerance of each precision, (2) as for sign activations.
 #include <cmath>
@@ -31,8 +36,11 @@
 #include <vector>
 
 #include "engine/infer/lower.h"
+#include "engine/infer/steps.h"
+#include "engine/packed/stem_conv.h"
 #include "tests/support/packed_nets.h"
 #include "tests/support/stem_case.h"
+#include "tests/support/stem_mma_check.h"
 #include "tests/support/testing.h"
 
 using namespace mdq;
@@ -177,40 +185,52 @@ std::shared_ptr<nn::Module> mixed_net(uint64_t seed) {
   return net;
 }
 
-std::unique_ptr<infer::Plan> lowered_with_bf16_stem(nn::Module& model, Device device, PackedPrecision prec,
-                                                    const std::string& summary) {
+const char* stem_name(infer::StemPath path) { return path == infer::StemPath::TensorCores ? "tc stem" : "bf16 stem"; }
+
+// Lowered with LowerOptions::stem `path` (Bf16 or TensorCores); a TensorCores plan on CUDA takes
+// the tensor-core stem (the test cases run it only where the GPU has them), on the CPU Direct's.
+std::unique_ptr<infer::Plan> lowered_with_stem(nn::Module& model, Device device, PackedPrecision prec,
+                                               const std::string& summary, infer::StemPath path) {
   infer::LowerOptions opt{device, prec};
-  opt.stem = infer::StemPath::Bf16;
+  opt.stem = path;
   std::string why;
   auto plan = infer::lower(model, opt, &why);
   INFO("refused on " << device_name(device) << ": " << why);
   REQUIRE(plan);
   CHECK(plan->summary() == summary);
+  if (path == infer::StemPath::TensorCores) {
+    CHECK(plan->census().stem_direct == 1);
+    CHECK(plan->census().stem_tensor_cores == (device == Device::CUDA ? 1 : 0));
+  }
   return plan;
 }
 
-// LowerOptions::stem Bf16 with float activations: the CUDA plan (the direct stem kernel, or
-// cuDNN's bf16 stem where it does not fit) vs the float engine with BF16's tolerances in either
-// precision (the stem's bf16 rounding of its output dominates split's), and vs the CPU plan
-// (the same roundings; a stem output may differ by one bf16 ulp) within BF16's CUDA-vs-CPU 1%.
+// LowerOptions::stem Bf16 or TensorCores with float activations: the CUDA plan (Bf16: the direct
+// stem kernel, or cuDNN's bf16 stem where it does not fit; TensorCores: the tensor-core stem) vs
+// the float engine with BF16's tolerances in either precision (the stem's bf16 roundings
+// dominate split's; the tensor-core stem rounds only the images and weights, a subset of the
+// three passes' roundings), and, for Bf16, vs the CPU plan (the same roundings; a stem output may
+// differ by one bf16 ulp) within BF16's CUDA-vs-CPU 1% (a TensorCores CPU plan is Direct's,
+// checked against the float engine by the CPU tests).
 // A top-1 flip is allowed only at a near-tie (clear_disagree counts the others): on an H200 the
 // direct stem's 37 CIFAR-size images agreed on 36, the one flip a near-tie, worst 0.0024.
-void check_w1a16_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int64_t cpu_rows, PackedPrecision prec) {
-  INFO("resnet18 " << o.image_size << "x" << o.image_size << " N " << N << " bf16 stem, precision "
+void check_w1a16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int64_t cpu_rows, PackedPrecision prec,
+                      infer::StemPath path) {
+  INFO("resnet18 " << o.image_size << "x" << o.image_size << " N " << N << " " << stem_name(path) << ", precision "
                    << infer::packed_precision_name(prec));
   const char* summary = "W1A16: 19 binary convs, 1 binary linear; float: 1 conv";
   auto model = testing::rounded_model("resnet18", o, 2, seed);
   const Tensor x = testing::random_tensor({N, o.in_channels, o.image_size, o.image_size}, seed + 999);
-  auto cpu_plan = lowered_with_bf16_stem(*model, Device::CPU, prec, summary);
+  auto cpu_plan = lowered_with_stem(*model, Device::CPU, prec, summary, path);
   model->to(Device::CUDA);
-  auto plan = lowered_with_bf16_stem(*model, Device::CUDA, prec, summary);
+  auto plan = lowered_with_stem(*model, Device::CUDA, prec, summary, path);
   const Tensor xg = x.cuda();
   const Tensor got = plan->logits(xg);
   REQUIRE(got.is_cuda());
   REQUIRE(got.shape() == Shape({N, static_cast<int64_t>(o.num_classes)}));
   const testing::LogitAgreement a = testing::compare_logits(got, testing::float_logits(*model, xg), kBf16.margin);
-  std::printf("resnet18 %lldx%lld bf16 stem, %s: CUDA plan vs float engine: worst %.3g, top-1 agree %lld/%lld\n",
-              static_cast<long long>(o.image_size), static_cast<long long>(o.image_size),
+  std::printf("resnet18 %lldx%lld %s, %s: CUDA plan vs float engine: worst %.3g, top-1 agree %lld/%lld\n",
+              static_cast<long long>(o.image_size), static_cast<long long>(o.image_size), stem_name(path),
               infer::packed_precision_name(prec), a.worst_rel_diff, static_cast<long long>(a.top1_agree),
               static_cast<long long>(a.rows));
   INFO("plan vs float: worst |diff| / max|logit| " << a.worst_rel_diff << " (row " << a.worst_row << "), top-1 agree "
@@ -219,20 +239,23 @@ void check_w1a16_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int
   CHECK(a.worst_rel_diff <= kBf16.logit);
   CHECK(a.agree_frac() >= 0.95);
   CHECK(a.clear_disagree == 0);
-  CHECK(cuda_vs_cpu(*cpu_plan, x, got, cpu_rows, kBf16.margin).worst_rel_diff <= kBf16.cpu_gpu);
+  if (path == infer::StemPath::Bf16)
+    CHECK(cuda_vs_cpu(*cpu_plan, x, got, cpu_rows, kBf16.margin).worst_rel_diff <= kBf16.cpu_gpu);
 }
 
-// LowerOptions::stem Bf16 with sign activations. (1) ±1 images, ±1 weights, half-integer BN
-// means: the stem's sums are integers (exact in bf16 up to 256) and every sign is 0.5 away from
-// its threshold, so the CUDA plan equals the CPU plan (<= 1e-6, same top-1 everywhere). (2) With
+// LowerOptions::stem Bf16 or TensorCores with sign activations. (1) ±1 images, ±1 weights,
+// half-integer BN means: the stem's sums are integers (exact in bf16 up to 256, and in f32 in
+// any order) and every sign is 0.5 away from its threshold, so the CUDA plan equals the CPU plan
+// (<= 1e-6, same top-1 everywhere), whichever arithmetic either side's stem takes. (2) With
 // real_images > 0, random images vs the float engine: the bf16 roundings flip a stem sign at a
-// near-tie, and a random binary network carries a flipped bit on. On an H200 the CIFAR variant
-// agreed on 51 of 64 images; the 128x128 variant on 2 of 8 (its 16 binary layers on 32x32 maps
-// amplify more), so it is held to (1) alone. A wrong layout, fold or sign puts the agreement near
-// chance (10 classes: ~10%); we ask >= 60%.
-void check_w1a1_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int64_t real_images) {
+// near-tie, and a random binary network carries a flipped bit on. On an H200 the bf16 stem's
+// CIFAR variant agreed on 51 of 64 images; the 128x128 variant on 2 of 8 (its 16 binary layers on
+// 32x32 maps amplify more), so it is held to (1) alone. A wrong layout, fold or sign puts the
+// agreement near chance (10 classes: ~10%); we ask >= 60% of either stem (the tensor-core stem
+// rounds only the images and weights; not yet measured).
+void check_w1a1_stem(models::ModelOptions o, int64_t N, uint64_t seed, int64_t real_images, infer::StemPath path) {
   o.act_bits = 1;
-  INFO("resnet18 act_bits 1, " << o.image_size << "x" << o.image_size << " N " << N << " bf16 stem");
+  INFO("resnet18 act_bits 1, " << o.image_size << "x" << o.image_size << " N " << N << " " << stem_name(path));
   // The stem writes its signs itself (Bf16Stem::signs): 64 filters, a direct kernel's shape.
   const char* summary =
       "W1A1: 19 convs (8 residual blocks); W1A16: 1 binary linear; float: 1 conv (1 writes its signs)";
@@ -242,9 +265,9 @@ void check_w1a1_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int6
     auto robust = testing::rounded_model("resnet18", o, 2, seed);
     testing::half_integer_means(*robust);
     const Tensor x = testing::random_signs(xs, seed + 7);
-    auto cpu_plan = lowered_with_bf16_stem(*robust, Device::CPU, prec, summary);
+    auto cpu_plan = lowered_with_stem(*robust, Device::CPU, prec, summary, path);
     robust->to(Device::CUDA);
-    auto plan = lowered_with_bf16_stem(*robust, Device::CUDA, prec, summary);
+    auto plan = lowered_with_stem(*robust, Device::CUDA, prec, summary, path);
     const testing::LogitAgreement a = cuda_vs_cpu(*cpu_plan, x, plan->logits(x.cuda()), N, 0.0);
     CHECK(a.worst_rel_diff <= kExactTol);
     CHECK(a.top1_agree == a.rows);
@@ -252,14 +275,44 @@ void check_w1a1_bf16_stem(models::ModelOptions o, int64_t N, uint64_t seed, int6
   if (real_images == 0) return;
   auto model = testing::rounded_model("resnet18", o, 2, seed);
   model->to(Device::CUDA);
-  auto plan = lowered_with_bf16_stem(*model, Device::CUDA, prec, summary);
+  auto plan = lowered_with_stem(*model, Device::CUDA, prec, summary, path);
   const Tensor x = testing::random_tensor({real_images, o.in_channels, o.image_size, o.image_size}, seed + 999).cuda();
   const testing::LogitAgreement a = testing::compare_logits(plan->logits(x), testing::float_logits(*model, x), 0.0);
-  std::printf("resnet18 act_bits 1 %lldx%lld bf16 stem: CUDA plan vs float engine: top-1 agree %lld/%lld, worst %.3g\n",
-              static_cast<long long>(o.image_size), static_cast<long long>(o.image_size),
+  std::printf("resnet18 act_bits 1 %lldx%lld %s: CUDA plan vs float engine: top-1 agree %lld/%lld, worst %.3g\n",
+              static_cast<long long>(o.image_size), static_cast<long long>(o.image_size), stem_name(path),
               static_cast<long long>(a.top1_agree), static_cast<long long>(a.rows), a.worst_rel_diff);
   INFO("CUDA plan vs float engine: top-1 agree " << a.top1_agree << "/" << a.rows);
   CHECK(a.agree_frac() >= 0.6);
+}
+
+// The W1A1 plan's TensorCores stem step (it writes its signs) on random real images against the
+// tensor-core kernel's CPU reference (tests/support/stem_mma_check.h): the same bits wherever the
+// sign is decided beyond the f32 sums' error, at most 0.1% of the outputs undecided.
+void check_tc_stem_step(models::ModelOptions o, int64_t N, uint64_t seed) {
+  o.act_bits = 1;
+  INFO("resnet18 act_bits 1, " << o.image_size << "x" << o.image_size << " N " << N << ", tc stem step");
+  auto model = testing::rounded_model("resnet18", o, 2, seed);
+  model->to(Device::CUDA);
+  infer::LowerOptions opt{Device::CUDA, PackedPrecision::SplitBF16};
+  opt.stem = infer::StemPath::TensorCores;
+  auto plan = infer::lower(*model, opt, nullptr);
+  REQUIRE(plan);
+  const auto* stem = dynamic_cast<const infer::Bf16Stem*>(plan->steps().front().get());
+  REQUIRE(stem);
+  REQUIRE(stem->signs);
+  REQUIRE(stem->on_tensor_cores());
+  const Tensor x = testing::random_tensor({N, o.in_channels, o.image_size, o.image_size}, seed + 999);
+  infer::Activation a{x.cuda()};
+  stem->run(a);
+  const auto host = [](const Tensor& t) { return t.defined() ? t.cpu() : Tensor(); };
+  const Tensor w = host(stem->direct_weight), scale = host(stem->scale), shift = host(stem->shift);
+  Shape shape;
+  const kernels::StemConvArgs args =
+      packed::stem_conv_args("check_tc_stem_step", x, w, scale, shift, stem->params, stem->relu, true, &shape);
+  const testing::StemSignsCheck c = testing::check_stem_signs(testing::stem_mma_reference(args), testing::words(a.x));
+  INFO("undecided (|scale d + shift| <= tol): " << c.undecided << " of " << c.outputs);
+  CHECK(c.wrong == 0);
+  CHECK(c.undecided * 1000 <= c.outputs);
 }
 
 // The fused stem (Bf16Stem::signs) vs the stem and Binarize as two steps (the plan lowered with
@@ -321,17 +374,36 @@ TEST_CASE("lower on CUDA with bf16_stem, sign activations: the fused stem vs the
 TEST_CASE("lower on CUDA with bf16_stem, float activations (W1A16): ResNet-18 (ImageNet and CIFAR variants)") {
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 128;  // 7x7/2 stem, padded 3x3/2 max pool in NHWC bf16
-  for (PackedPrecision prec : {PackedPrecision::BF16, PackedPrecision::SplitBF16}) check_w1a16_bf16_stem(o, 16, 23, 1, prec);
+  for (PackedPrecision prec : {PackedPrecision::BF16, PackedPrecision::SplitBF16})
+    check_w1a16_stem(o, 16, 23, 1, prec, infer::StemPath::Bf16);
   o.image_size = 33;  // the CIFAR variant's 3x3/1 stem on an odd size, 37 images
-  check_w1a16_bf16_stem(o, 37, 24, 2, PackedPrecision::BF16);
+  check_w1a16_stem(o, 37, 24, 2, PackedPrecision::BF16, infer::StemPath::Bf16);
 }
 
 TEST_CASE("lower on CUDA with bf16_stem, sign activations (W1A1): ResNet-18 (ImageNet and CIFAR variants)") {
   models::ModelOptions o;
   o.num_classes = 10, o.in_channels = 3, o.image_size = 128;
-  check_w1a1_bf16_stem(o, 8, 22, 0);
+  check_w1a1_stem(o, 8, 22, 0, infer::StemPath::Bf16);
   o.image_size = 32;
-  check_w1a1_bf16_stem(o, 64, 21, 256);
+  check_w1a1_stem(o, 64, 21, 256, infer::StemPath::Bf16);
+}
+
+TEST_CASE("lower on CUDA with StemPath::TensorCores: ResNet-18 W1A16 and W1A1, and the stem step vs its reference") {
+  if (!packed::stem_tensor_cores_available(Device::CUDA)) {
+    WARN("not run: the tensor-core stem needs compute capability 8.0 or later (the plan runs Direct's stem)");
+    return;
+  }
+  const infer::StemPath tc = infer::StemPath::TensorCores;
+  models::ModelOptions o;
+  o.num_classes = 10, o.in_channels = 3, o.image_size = 128;  // the 7x7/2 stem
+  for (PackedPrecision prec : {PackedPrecision::BF16, PackedPrecision::SplitBF16}) check_w1a16_stem(o, 16, 23, 1, prec, tc);
+  check_w1a1_stem(o, 8, 22, 0, tc);
+  check_tc_stem_step(o, 2, 25);
+  o.image_size = 33;  // the CIFAR variant's 3x3/1 stem on an odd size
+  check_w1a16_stem(o, 37, 24, 2, PackedPrecision::BF16, tc);
+  check_tc_stem_step(o, 8, 26);
+  o.image_size = 32;
+  check_w1a1_stem(o, 64, 21, 256, tc);
 }
 
 TEST_CASE("lower on CUDA, float activations (W1A16): smallcnn") {
