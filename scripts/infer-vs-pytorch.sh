@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # ImageNet ResNet-18 inference, mdq against PyTorch on this machine's GPU, back to back (issue #16's
 # fair baselines): benchmarks/bench_packed_resnet18 (mdq's cuDNN bf16 NHWC baseline, W1A16, W1A1, and
-# the bf16-stem and CUDA-graph variants),
+# the stem and CUDA-graph variants; "W1A1 tc stem" is what mdq-infer --engine packed runs by default),
 # then benchmarks/pytorch_infer_resnet18.py (bf16 channels-last, eager and torch.compile). Then one
 # table of images/s and ms per batch, ending with one line per batch:
-#   ratio resnet18-imagenet bs256: w1a1/eager = 1.41, w1a1/compile = 0.90, w1a16/eager = 0.62
+#   ratio resnet18-imagenet bs256: w1a1/eager = 1.41, w1a1/compile = 0.90, ...
+# where w1a1 is the default W1A1 plan (tensor-core stem) and w1a1-f32stem the plan with the stem on
+# the float engine.
 # Everything goes to stdout and to <folder>/<date>-<card>-infer-vs-pytorch.txt.
 #   scripts/infer-vs-pytorch.sh benchmarks/results [--build build] [--batches 1,32,256]
 #       [--compile-mode max-autotune | --no-compile]
@@ -44,7 +46,7 @@ python3 - "$out.raw" <<'PY' | tee -a "$out.raw"
 import re, sys
 rate, ms = {}, {}
 for line in open(sys.argv[1]):
-    m = re.match(r"\s*(\d+)\s+(cuDNN bf16|W1A16 split|W1A16 stem16|W1A16|W1A1 stem16|W1A1 s16 graph|W1A1 graph|W1A1)\s+\|\s+([\d.]+)\s+\|\s+([\d.]+)\s+\|", line)
+    m = re.match(r"\s*(\d+)\s+(cuDNN bf16|W1A16 split|W1A16 stem16|W1A16|W1A1 tc stem|W1A1 tc graph|W1A1 stem16|W1A1 s16 graph|W1A1 graph|W1A1)\s+\|\s+([\d.]+)\s+\|\s+([\d.]+)\s+\|", line)
     if m:  # bench_packed_resnet18's table: batch, version, ms/batch, images/s
         key = (int(m.group(1)), "mdq " + m.group(2))
         ms[key], rate[key] = float(m.group(3)), float(m.group(4))
@@ -52,8 +54,8 @@ for line in open(sys.argv[1]):
         f = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
         key = (int(f["batch"]), f["impl"])
         ms[key], rate[key] = float(f["ms_per_batch"]), float(f["img_per_s"])
-cols = ["torch-eager", "torch-compile", "mdq cuDNN bf16", "mdq W1A16", "mdq W1A1", "mdq W1A16 stem16", "mdq W1A1 stem16",
-        "mdq W1A1 s16 graph"]
+cols = ["torch-eager", "torch-compile", "mdq cuDNN bf16", "mdq W1A16 stem16", "mdq W1A1", "mdq W1A1 stem16",
+        "mdq W1A1 tc stem", "mdq W1A1 tc graph"]
 batches = sorted({b for b, _ in rate})
 if not batches:
     sys.exit("infer-vs-pytorch: no results to compare")
@@ -65,11 +67,13 @@ def ratio(b, x, y):
     return f"{rate[b, x] / rate[b, y]:.2f}" if (b, x) in rate and (b, y) in rate else "n/a"
 print()
 for b in batches:
-    print(f"ratio resnet18-imagenet bs{b}: w1a1/eager = {ratio(b, 'mdq W1A1', 'torch-eager')}, "
-          f"w1a1/compile = {ratio(b, 'mdq W1A1', 'torch-compile')}, w1a16/eager = {ratio(b, 'mdq W1A16', 'torch-eager')}, "
-          f"cudnn/eager = {ratio(b, 'mdq cuDNN bf16', 'torch-eager')}, "
-          f"w1a1-stem16/compile = {ratio(b, 'mdq W1A1 stem16', 'torch-compile')}, "
-          f"w1a1-s16-graph/compile = {ratio(b, 'mdq W1A1 s16 graph', 'torch-compile')}")
+    print(f"ratio resnet18-imagenet bs{b}: w1a1/eager = {ratio(b, 'mdq W1A1 tc stem', 'torch-eager')}, "
+          f"w1a1/compile = {ratio(b, 'mdq W1A1 tc stem', 'torch-compile')}, "
+          f"w1a1-graph/compile = {ratio(b, 'mdq W1A1 tc graph', 'torch-compile')}, "
+          f"w1a1/cudnn = {ratio(b, 'mdq W1A1 tc stem', 'mdq cuDNN bf16')}, "
+          f"w1a1-f32stem/compile = {ratio(b, 'mdq W1A1', 'torch-compile')}, "
+          f"w1a16/eager = {ratio(b, 'mdq W1A16 stem16', 'torch-eager')}, "
+          f"cudnn/eager = {ratio(b, 'mdq cuDNN bf16', 'torch-eager')}")
 PY
 mv "$out.raw" "$out"
 echo "wrote $out"
