@@ -18,10 +18,12 @@
 //          folded (and the sign after it, in W1A1 plans) where the direct kernel takes it
 //          (packed::stem_conv_nhwc: f32 sums, its output rounded to bf16 only with
 //          --packed-precision bf16), else on the float engine in f32 NCHW; tc: the same step
-//          with its sums on tensor cores from bf16-rounded images and weights (2.7x faster for
-//          ImageNet ResNet-18's stem on an H200; a sign taken of them flips at near-ties a
-//          little more often), on a GPU of compute capability 8.0 or later, elsewhere as
-//          direct; auto (the default): tc today; f32 always on the float engine, as mdq-train
+//          with its sums on tensor cores, images and weights split into bf16 hi + lo (three
+//          MMAs a product, each within ~2^-16 of the f32 one), on a GPU of compute capability
+//          8.0 or later, elsewhere as direct; tc-bf16: as tc with images and weights rounded to
+//          bf16 (one MMA a product: fastest, but the rounding flips stem signs at near-ties,
+//          and a W1A1 network carries them on); auto (the default): tc today; f32 always on the
+//          float engine, as mdq-train
 //          evaluates it; bf16 always as one step, on cuDNN's bf16 convolution (images and
 //          output rounded to bf16) where the direct kernel does not take it or
 //          MDQ_STEM_DIRECT=0. The engine line says which stem ran.
@@ -51,7 +53,7 @@ using namespace mdq;
 const char* kUsage =
     "usage: mdq-infer --model MODEL.mdqpack [--split test|val|train] [--data-dir DIR] [--device auto|cpu|cuda]\n"
     "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16]\n"
-    "                 [--stem auto|tc|direct|f32|bf16] [--agree]\n"
+    "                 [--stem auto|tc|tc-bf16|direct|f32|bf16] [--agree]\n"
     "       mdq-infer --random-model NAME [--image-size S] [--classes K] [--act-bits 32|1] [--levels 2|3]\n"
     "                 [--batches N] (and the options above but --model, --split, --data-dir)\n"
     "Runs a packed model written by mdq-export and prints its accuracy and throughput.\n"
@@ -72,9 +74,12 @@ const char* kUsage =
     "         direct: as one direct kernel with its BN (+ ReLU or sign) folded where the kernel takes it (f32\n"
     "                sums, in another order than the float engine's: a sign taken of them may flip at a\n"
     "                near-tie), else as f32;\n"
-    "         tc: as direct, its sums on tensor cores from bf16-rounded images and weights (2.7x faster on an\n"
-    "                H200; signs flip at near-ties a little more often), on a GPU of compute capability 8.0\n"
-    "                or later; elsewhere exactly direct;\n"
+    "         tc: as direct, its sums on tensor cores from images and weights split into bf16 hi + lo (three\n"
+    "                MMAs a product, each within ~2^-16 of f32), on a GPU of compute capability 8.0 or later;\n"
+    "                elsewhere exactly direct;\n"
+    "         tc-bf16: as tc with images and weights rounded to bf16 (one MMA a product): fastest, but the\n"
+    "                rounding flips stem signs at near-ties, which W1A1 networks carry on (top-1 agreement\n"
+    "                with the float engine 76-96% on the nets we measured);\n"
     "         auto (default): tc;\n"
     "         f32: on the float engine in f32, as mdq-train evaluates it;\n"
     "         bf16: one step always, on cuDNN's bf16 tensor cores (images and output rounded to bf16) where\n"
@@ -110,9 +115,10 @@ struct Agreement {
 // --stem's value: auto is the fastest stem we have (tc); a bad value is refused naming the flag.
 infer::StemPath parse_stem(const std::string& stem) {
   if (stem == "auto" || stem == "tc") return infer::StemPath::TensorCores;
+  if (stem == "tc-bf16") return infer::StemPath::TensorCoresBf16;
   if (stem == "direct") return infer::StemPath::Direct;
   if (stem == "f32") return infer::StemPath::Float;
-  MDQ_CHECK(stem == "bf16", "--stem must be auto, tc, direct, f32 or bf16, got '" << stem << "'");
+  MDQ_CHECK(stem == "bf16", "--stem must be auto, tc, tc-bf16, direct, f32 or bf16, got '" << stem << "'");
   return infer::StemPath::Bf16;
 }
 
@@ -140,7 +146,9 @@ void lower_if_packed(nn::Module& model, const std::string& name, const std::stri
                      : precision == infer::PackedPrecision::BF16
                          ? "; W1A16 activations: bf16"
                          : "; W1A16 activations: split-bf16 (f32 as bf16 hi + lo)";
-  const char* stem_ran = c.stem_tensor_cores ? "; stem: tensor cores (bf16 operands)"
+  const char* stem_ran = c.stem_tensor_cores ? (stem_path == infer::StemPath::TensorCoresBf16
+                                                    ? "; stem: tensor cores (bf16 operands)"
+                                                    : "; stem: tensor cores (split-bf16 operands)")
                          : c.stem_direct ? "; stem: direct kernel"
                          : stem_path == infer::StemPath::Bf16 ? "; stem: NHWC bf16" : "";
   std::printf("engine: packed (%s%s%s)\n", c.text().c_str(), acts, stem_ran);

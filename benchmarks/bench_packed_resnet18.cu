@@ -34,9 +34,13 @@
 //                three passes and packs their signs.
 //   W1A1 tc stem the same as W1A1 with LowerOptions::stem TensorCores, mdq-infer's default: the
 //                stem and its sign one step (Bf16Stem::signs) as in W1A1 stem16, its sums on
-//                tensor cores from bf16-rounded images and weights (packed::stem_conv_signs with
-//                StemArithmetic::Bf16TensorCores, kernels/stem_conv_mma.cu; on a GPU below
-//                compute capability 8.0 the direct kernel, and the version says so).
+//                tensor cores from images and weights split into bf16 hi + lo, three MMAs a
+//                product (packed::stem_conv_signs with StemArithmetic::SplitBf16TensorCores,
+//                kernels/stem_conv_mma.cu; on a GPU below compute capability 8.0 the direct
+//                kernel, and the version says so).
+//   W1A1 tc-bf16 the same with LowerOptions::stem TensorCoresBf16: bf16-rounded images and
+//                weights, one MMA a product (StemArithmetic::Bf16TensorCores): fastest, but its
+//                stem signs flip at near-ties (the check below prints its agreement).
 //   W1A1 graph / W1A1 s16 graph / W1A1 tc graph   the W1A1 plans' forward of the batch captured
 //                once as a CUDA graph (engine/cuda_graph.h) after eager runs, timed as replays:
 //                what launch overhead costs the eager plan. Only here: mdq-infer runs its plans
@@ -304,7 +308,7 @@ class CudnnNet {
 // ---- the lowered versions
 
 enum class Version {
-  CudnnBF16, W1A16, W1A16Split, W1A1, W1A16Stem, W1A1Stem, W1A1Tc, W1A1Graph, W1A1StemGraph, W1A1TcGraph
+  CudnnBF16, W1A16, W1A16Split, W1A1, W1A16Stem, W1A1Stem, W1A1Tc, W1A1TcBf16, W1A1Graph, W1A1StemGraph, W1A1TcGraph
 };
 const char* name(Version v) {
   switch (v) {
@@ -315,6 +319,7 @@ const char* name(Version v) {
     case Version::W1A16Stem: return "W1A16 stem16";
     case Version::W1A1Stem: return "W1A1 stem16";
     case Version::W1A1Tc: return "W1A1 tc stem";
+    case Version::W1A1TcBf16: return "W1A1 tc-bf16";
     case Version::W1A1Graph: return "W1A1 graph";
     case Version::W1A1StemGraph: return "W1A1 s16 graph";
     case Version::W1A1TcGraph: return "W1A1 tc graph";
@@ -394,16 +399,17 @@ std::string describe(const infer::Step& step) {
   return "step";
 }
 
-// The stem on tensor cores (packed::StemArithmetic::Bf16TensorCores) on a direct Bf16Stem's
-// inputs, timed alone as the steps are: its signs form (with how many bits differ from
-// `direct_bits`, the direct kernel's; its images and weights are rounded to bf16, so near-zero
-// values may flip) and its bf16 form.
+// The stem on tensor cores (both packed::StemArithmetic forms, split-bf16 and bf16 operands) on a
+// direct Bf16Stem's inputs, timed alone as the steps are: its signs form (with how many bits
+// differ from `direct_bits`, the direct kernel's: the operands' roundings flip near-zero values)
+// and its bf16 form.
 void list_stem_tensor_cores(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& direct_bits) {
   if (!packed::stem_tensor_cores_available(Device::CUDA)) {
     std::printf("%4s  %-40s |\n", "", "  (tensor cores: not run, needs sm_80)");
     return;
   }
-  constexpr auto kTc = packed::StemArithmetic::Bf16TensorCores;
+  for (const auto kTc : {packed::StemArithmetic::SplitBf16TensorCores, packed::StemArithmetic::Bf16TensorCores}) {
+  const char* form = kTc == packed::StemArithmetic::Bf16TensorCores ? "bf16" : "split-bf16";
   const auto signs = [&] {
     return packed::stem_conv_signs(x, stem.direct_weight, stem.scale, stem.shift, stem.params, stem.relu, kTc);
   };
@@ -416,12 +422,14 @@ void list_stem_tensor_cores(const infer::Bf16Stem& stem, const Tensor& x, const 
     for (size_t i = 0; i < mine.nbytes() / 4; ++i) differ += __builtin_popcount(p[i] ^ q[i]);
   else
     differ = -1;
-  std::printf("%4s  %-40s | %9.3f | %lld of %lld bits differ from the direct's\n", "", "  (tensor cores: signs)",
+  const std::string what = std::string("  (tensor cores, ") + form;
+  std::printf("%4s  %-40s | %9.3f | %lld of %lld bits differ from the direct's\n", "", (what + ": signs)").c_str(),
               signs_ms, differ, static_cast<long long>(mine.nbytes()) * 8);
-  std::printf("%4s  %-40s | %9.3f |\n", "", "  (tensor cores: bf16 NHWC)", median_ms([&] {
+  std::printf("%4s  %-40s | %9.3f |\n", "", (what + ": bf16 NHWC)").c_str(), median_ms([&] {
                 packed::stem_conv_nhwc(x, stem.direct_weight, stem.scale, stem.shift, stem.params, stem.relu,
                                        DType::BF16, kTc);
               }));
+  }
 }
 
 // Each top-level step of the plan timed alone (for_each_timed_step), with its output; a Bf16Stem
@@ -504,7 +512,7 @@ Agreement agreement(const Tensor& a, const Tensor& b) {
 
 void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const infer::Plan& w1a16,
            const infer::Plan& split, const infer::Plan& w1a1, const infer::Plan& w1a16_stem,
-           const infer::Plan& w1a1_stem, const infer::Plan& w1a1_tc) {
+           const infer::Plan& w1a1_stem, const infer::Plan& w1a1_tc, const infer::Plan& w1a1_tcb) {
   const int N = 8;
   const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
   CudnnNet ref(m, N);
@@ -519,6 +527,7 @@ void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const
   const Agreement as = agreement(w1a16_stem.logits(images), ref.logits);
   const Agreement bs = agreement(w1a1_stem.logits(images), sign_logits);
   const Agreement bt = agreement(w1a1_tc.logits(images), sign_logits);
+  const Agreement bb = agreement(w1a1_tcb.logits(images), sign_logits);
   std::printf("check, batch %d, max |diff| / max |logit| and top-1 agreement:\n"
               "  W1A16 vs cuDNN bf16 on the same +-1 weights: %.3g, %d/%d (%s; loose bf16 tolerance 5e-2)\n"
               "  W1A16 split vs the float engine (fp32): %.3g, %d/%d (%s; tolerance 1e-4)\n"
@@ -533,10 +542,13 @@ void check(const Baseline& m, nn::Module& float_net, nn::Module& sign_net, const
               "%d/%d%s\n",
               as.rel, as.same_top1, as.rows, as.rel <= 5e-2 && as.finite ? "OK" : "LARGE", bs.rel, bs.same_top1,
               bs.rows, bs.finite ? "" : " (NON-FINITE values)");
-  std::printf("  W1A1 tc stem vs the float engine (the stem's signs from f32 sums of bf16-rounded images and\n"
-              "    weights%s: a near-tie may flip): %.3g, %d/%d%s\n\n",
-              w1a1_tc.census().stem_tensor_cores ? "" : "; here the direct kernel's, no tensor cores", bt.rel,
-              bt.same_top1, bt.rows, bt.finite ? "" : " (NON-FINITE values)");
+  const char* no_tc = w1a1_tc.census().stem_tensor_cores ? "" : "; here the direct kernel's, no tensor cores";
+  std::printf("  W1A1 tc stem vs the float engine (the stem's signs from f32 sums of split-bf16 images and\n"
+              "    weights%s: a near-tie may flip): %.3g, %d/%d%s\n",
+              no_tc, bt.rel, bt.same_top1, bt.rows, bt.finite ? "" : " (NON-FINITE values)");
+  std::printf("  W1A1 tc-bf16 vs the float engine (the same from bf16-rounded images and weights%s): %.3g, "
+              "%d/%d%s\n\n",
+              no_tc, bb.rel, bb.same_top1, bb.rows, bb.finite ? "" : " (NON-FINITE values)");
 }
 
 }  // namespace
@@ -554,6 +566,7 @@ int main(int argc, char** argv) {
   const auto w1a16_stem = lower(*float_net, infer::PackedPrecision::BF16, infer::StemPath::Bf16);
   const auto w1a1_stem = lower(*sign_net, infer::PackedPrecision::SplitBF16, infer::StemPath::Bf16);
   const auto w1a1_tc = lower(*sign_net, infer::PackedPrecision::SplitBF16, infer::StemPath::TensorCores);
+  const auto w1a1_tcb = lower(*sign_net, infer::PackedPrecision::SplitBF16, infer::StemPath::TensorCoresBf16);
   std::printf("GPU: %s\n", cuda_device_name().c_str());
   std::printf("ResNet-18, ImageNet 224x224x3 (models::make_resnet18: stem conv7x7/2 + maxpool3/2, 4 stages x 2\n"
               "BasicBlocks, 1x1/2 downsamples, avgpool, fc 512->1000), random +-1 parameters, BN folded.\n"
@@ -562,6 +575,7 @@ int main(int argc, char** argv) {
               "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::stem Bf16 (the stem one step into\n"
               "  NHWC: %s; W1A1 stem16: %s)\n"
               "  W1A1 tc stem: W1A1 stem16 with LowerOptions::stem TensorCores (mdq-infer's default): %s\n"
+              "  W1A1 tc-bf16: the same with LowerOptions::stem TensorCoresBf16 (bf16-rounded images and weights)\n"
               "  W1A1 graph, W1A1 s16 graph, W1A1 tc graph: those W1A1 plans captured as a CUDA graph, timed as\n"
               "  replays\n"
               "Weights MB = every tensor the version holds: conv/fc weights (bf16, f32, or packed bits with\n"
@@ -571,10 +585,10 @@ int main(int argc, char** argv) {
               w1a16->summary().c_str(), split->summary().c_str(), w1a1->summary().c_str(),
               packed::stem_direct_enabled() ? "the direct stem kernel" : "three passes, MDQ_STEM_DIRECT=0",
               w1a1_stem->summary().c_str(),
-              w1a1_tc->census().stem_tensor_cores ? "the stem's sums on tensor cores, bf16 images and weights"
+              w1a1_tc->census().stem_tensor_cores ? "the stem's sums on tensor cores, split-bf16 images and weights"
               : w1a1_tc->census().stem_direct     ? "NO tensor cores here (compute capability < 8.0): the direct kernel"
                                                   : "three passes, MDQ_STEM_DIRECT=0");
-  check(m, *float_net, *sign_net, *w1a16, *split, *w1a1, *w1a16_stem, *w1a1_stem, *w1a1_tc);
+  check(m, *float_net, *sign_net, *w1a16, *split, *w1a1, *w1a16_stem, *w1a1_stem, *w1a1_tc, *w1a1_tcb);
 
   std::printf("%5s  %-14s | %9s | %10s | %8s | %10s\n", "batch", "version", "ms/batch", "images/s", "x cuDNN",
               "weights MB");
@@ -583,13 +597,14 @@ int main(int argc, char** argv) {
     const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
     float base_ms = 0;
     for (Version v : {Version::CudnnBF16, Version::W1A16, Version::W1A16Split, Version::W1A1, Version::W1A16Stem,
-                      Version::W1A1Stem, Version::W1A1Tc, Version::W1A1Graph, Version::W1A1StemGraph,
+                      Version::W1A1Stem, Version::W1A1Tc, Version::W1A1TcBf16, Version::W1A1Graph, Version::W1A1StemGraph,
                       Version::W1A1TcGraph}) {
       const infer::Plan* plan = v == Version::W1A16 ? w1a16.get() : v == Version::W1A16Split ? split.get()
                                 : v == Version::W1A1 || v == Version::W1A1Graph ? w1a1.get()
                                 : v == Version::W1A16Stem ? w1a16_stem.get()
                                 : v == Version::W1A1Stem || v == Version::W1A1StemGraph ? w1a1_stem.get()
-                                : v == Version::W1A1Tc || v == Version::W1A1TcGraph ? w1a1_tc.get() : nullptr;
+                                : v == Version::W1A1Tc || v == Version::W1A1TcGraph ? w1a1_tc.get()
+                                : v == Version::W1A1TcBf16 ? w1a1_tcb.get() : nullptr;
       const bool graph = v == Version::W1A1Graph || v == Version::W1A1StemGraph || v == Version::W1A1TcGraph;
       if (graph) {  // after the eager rows of this batch
         const float ms = graph_ms(*plan, images);

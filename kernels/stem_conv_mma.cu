@@ -3,7 +3,9 @@
 //   y[n][oh][ow][o] = act(fma(d, scale[o], shift[o])),
 //   d = sum over c, kh, kw of bf16(x[n][c][oh S - pad + kh][ow S - pad + kw]) * bf16(w[o][c][kh][kw])
 //
-// (out-of-image taps 0), the products exact in f32, the sum in f32 in the tensor cores' order:
+// or, with split operands (StemMmaOperands::SplitBf16), the product as hi(x) hi(w) + hi(x) lo(w)
+// + lo(x) hi(w), hi(v) = bf16(v), lo(v) = bf16(v - hi(v)): three MMAs for one, each product within
+// 3.02 * 2^-16 of f32's (out-of-image taps 0), the products exact in f32, the sum in f32 in the tensor cores' order:
 // not bit-identical to the direct kernel's f32 fma chain (kernels/stem_conv_mma.h says more, and
 // holds the CPU reference). An implicit GEMM, M = N*OH*OW output pixels, N_gemm = O filters
 // (16, 32, 64), K = the window's taps, on mma.sync m16n8k16 bf16 with f32 accumulation. The
@@ -38,6 +40,12 @@
 // row, lanes along it); then all threads round it once to bf16 into the A patch (pairs as above,
 // again a warp a row); then the MMAs; then the epilogue. Two barriers a tile.
 //
+// Split operands: the weights' and the A patch's lo parts sit right after their hi parts (same
+// layouts; Config::PARTS = 2), the rounding pass writes both, and a k-step loads the A fragments
+// twice (hi, then lo into the same registers) and each B fragment pair hi and lo: MMAs with
+// hi(x) x {hi(w), lo(w)}, then lo(x) x hi(w). The shared memory grows by a weight block and a
+// patch (ImageNet's stem: 66 -> 99 KB a CTA, still 2 CTAs an SM).
+//
 // Warp tiling: a warp owns 2 m16 tiles x all O filters (O/8 n8 tiles): 2 x O/2 f32 accumulators
 // (64 for O = 64). An m16 tile is 16 pixels: stride 2, one output column of 16 rows (lane group
 // g = lane / 4 holds rows g and g + 8; the warp's two tiles are columns w and w + 8); stride 1,
@@ -68,7 +76,7 @@ namespace {
 constexpr int kTile = 16, kThreads = 256;
 constexpr int kMaxPairsPerRow = (kStemMaxWindow + 1) / 2;
 
-template <int C, int O, int S>
+template <int C, int O, int S, bool Split>
 struct Config {
   static_assert(S == 1 || S == 2, "stride 1 or 2");
   static_assert(O == 16 || O == 32 || O == 64, "16, 32 or 64 filters");
@@ -82,8 +90,9 @@ struct Config {
   static constexpr int MT1 = S == 2 ? 8 : 8 * PW;                  // the warp's second m16 tile
   static_assert(S == 1 || (kTile - 1 + kMaxPairsPerRow) <= PW, "stride-2 words fit the pitch");
   static_assert(S == 2 || (kTile - 2 + 2 * kMaxPairsPerRow) <= PW, "stride-1 words fit the pitch");
+  static constexpr int PARTS = Split ? 2 : 1;                      // bf16 hi (+ lo) of weights and patch
   // Shared 4-byte words for K = kp: weights, scale, shift, pair offsets, A patch, 2 staging buffers.
-  static constexpr int words(int kp) { return O * (kp / 2 + 4) + 2 * O + kp / 2 + AWORDS + 2 * FWORDS; }
+  static constexpr int words(int kp) { return PARTS * O * (kp / 2 + 4) + 2 * O + kp / 2 + PARTS * AWORDS + 2 * FWORDS; }
 };
 
 // K (taps, as pairs, padded to 16) for a window: 2 C KH ceil(KW / 2) rounded up to 16.
@@ -100,7 +109,7 @@ struct Geometry {
 // outside the image. The rest of the pitch is never read.
 template <int C, int O, int S>
 __device__ __forceinline__ void load_stage(const StemConvArgs& a, const Geometry& g, int tile, int cols, float* buf) {
-  using Cfg = Config<C, O, S>;
+  using Cfg = Config<C, O, S, false>;  // the staging layout does not depend on Split
   const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image;
   const int th = t / g.tiles_w, tw = t - th * g.tiles_w;
   const int ih0 = th * kTile * S - a.pad, iw0 = tw * kTile * S - a.pad;
@@ -120,18 +129,22 @@ __device__ __forceinline__ void load_stage(const StemConvArgs& a, const Geometry
   }
 }
 
-template <class Out, int C, int O, int S>
+// x = hi(x) + lo(x) + r: hi(x) = bf16(x), lo(x) = bf16(x - hi(x)) (x - hi(x) is exact in f32),
+// |r| <= 2^-17 |x|.
+__device__ __forceinline__ float bf16_rest(float v) { return v - bf_to_f(f_to_bf(v)); }
+
+template <class Out, int C, int O, int S, bool Split>
 __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, Geometry g, Out* y) {
-  using Cfg = Config<C, O, S>;
+  using Cfg = Config<C, O, S, Split>;
   constexpr int NT = Cfg::NT, PW = Cfg::PW;
   extern __shared__ __align__(16) uint32_t smem[];
   const int np = g.kp / 2, wp = np + 4;  // pairs (K / 2); weight row pitch in words
-  uint32_t* ws = smem;                                  // [O][wp]: bf16 pairs (k even low, k odd high)
-  float* ss = reinterpret_cast<float*>(ws + O * wp);    // scale [O]
+  uint32_t* ws = smem;                                  // [PARTS][O][wp]: bf16 pairs (k even low, k odd high)
+  float* ss = reinterpret_cast<float*>(ws + Cfg::PARTS * O * wp);  // scale [O]
   float* hs = ss + O;                                   // shift [O]
   int* poff = reinterpret_cast<int*>(hs + O);           // [np]: pair -> A patch word offset
-  uint32_t* apatch = reinterpret_cast<uint32_t*>(poff + np);            // [C][ROWS][PW]
-  float* stage = reinterpret_cast<float*>(apatch + Cfg::AWORDS);        // 2 x [C][ROWS][PF]
+  uint32_t* apatch = reinterpret_cast<uint32_t*>(poff + np);            // [PARTS][C][ROWS][PW]
+  float* stage = reinterpret_cast<float*>(apatch + Cfg::PARTS * Cfg::AWORDS);  // 2 x [C][ROWS][PF]
 
   const int tid = threadIdx.x;
   const int pr = (a.KW + 1) / 2, real_pairs = C * a.KH * pr;
@@ -146,6 +159,7 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
       if (kw + 1 < a.KW) hi = wr[kw + 1];
     }
     ws[o * wp + p] = pack2(lo, hi);
+    if constexpr (Split) ws[(O + o) * wp + p] = pack2(bf16_rest(lo), bf16_rest(hi));
   }
   for (int p = tid; p < np; p += kThreads) {
     int off = 0;  // padding pairs (weight 0) read the patch's first word
@@ -173,6 +187,7 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
   const uint32_t b_addr = ptx::smem_u32(ws) +
                           uint32_t(((lane & 7) + ((lane >> 4) << 3)) * wp * 4 + ((lane >> 3) & 1) * 16);
   const uint32_t b_q = uint32_t(16 * wp * 4);  // bytes between n16 groups
+  const uint32_t b_lo = uint32_t(O * wp * 4);  // bytes from hi(w) to lo(w) (Split)
   const int ksteps = g.kp / 16;
 
   int tile = blockIdx.x, buf = 0;
@@ -193,7 +208,9 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
         uint32_t* dst = apatch + c * Cfg::APLANE + r * PW;
         for (int wc = lane; wc < ww; wc += 32) {
           const int col = S == 2 ? 2 * wc : wc;
-          dst[wc] = pack2(src[col], src[col + 1]);
+          const float v0 = src[col], v1 = src[col + 1];
+          dst[wc] = pack2(v0, v1);
+          if constexpr (Split) dst[Cfg::AWORDS + wc] = pack2(bf16_rest(v0), bf16_rest(v1));
         }
       }
     }
@@ -207,26 +224,35 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[m][j][e] = 0.f;
     const uint32_t* ap = apatch + base;
-#pragma unroll 2
+#pragma unroll(Split ? 1 : 2)  // Split: the second k-step unrolled would spill at O = 64
     for (int ks = 0; ks < ksteps; ++ks) {
       const int o0 = poff[8 * ks + tq], o1 = poff[8 * ks + 4 + tq];  // pairs t and t + 4 of the k-step
-      uint32_t af[2][4];
+      // With Split, d = sum hi(x) hi(w) + hi(x) lo(w) + lo(x) hi(w): first the products with
+      // hi(x), then lo(x)'s (the A registers reused; the lo(w) x lo(x) terms, 2^-16 relative, left out).
 #pragma unroll
-      for (int m = 0; m < 2; ++m) {
-        af[m][0] = ap[m * Cfg::MT1 + o0];               // (row g, k 2t..2t+1)
-        af[m][1] = ap[m * Cfg::MT1 + Cfg::HALF + o0];   // (row g + 8, k 2t..2t+1)
-        af[m][2] = ap[m * Cfg::MT1 + o1];               // (row g, k 2t+8..2t+9)
-        af[m][3] = ap[m * Cfg::MT1 + Cfg::HALF + o1];   // (row g + 8, k 2t+8..2t+9)
-      }
-#pragma unroll
-      for (int q = 0; q < NT / 2; ++q) {
-        uint32_t b[4];
-        ptx::ldmatrix_x4(b, b_addr + q * b_q + uint32_t(ks * 32));
-        const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+      for (int part = 0; part < Cfg::PARTS; ++part) {
+        const uint32_t* apart = ap + part * Cfg::AWORDS;
+        uint32_t af[2][4];
 #pragma unroll
         for (int m = 0; m < 2; ++m) {
-          ptx::mma_bf16(acc[m][2 * q], af[m], b0);
-          ptx::mma_bf16(acc[m][2 * q + 1], af[m], b1);
+          af[m][0] = apart[m * Cfg::MT1 + o0];               // (row g, k 2t..2t+1)
+          af[m][1] = apart[m * Cfg::MT1 + Cfg::HALF + o0];   // (row g + 8, k 2t..2t+1)
+          af[m][2] = apart[m * Cfg::MT1 + o1];               // (row g, k 2t+8..2t+9)
+          af[m][3] = apart[m * Cfg::MT1 + Cfg::HALF + o1];   // (row g + 8, k 2t+8..2t+9)
+        }
+#pragma unroll
+        for (int q = 0; q < NT / 2; ++q) {
+#pragma unroll
+          for (int wpart = 0; wpart < Cfg::PARTS - part; ++wpart) {  // hi(w) (and lo(w) with hi(x))
+            uint32_t b[4];
+            ptx::ldmatrix_x4(b, b_addr + wpart * b_lo + q * b_q + uint32_t(ks * 32));
+            const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+#pragma unroll
+            for (int m = 0; m < 2; ++m) {
+              ptx::mma_bf16(acc[m][2 * q], af[m], b0);
+              ptx::mma_bf16(acc[m][2 * q + 1], af[m], b1);
+            }
+          }
         }
       }
     }
@@ -301,10 +327,10 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
   }
 }
 
-template <class Out, int C, int O, int S>
+template <class Out, int C, int O, int S, bool Split>
 void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
-  using Cfg = Config<C, O, S>;
-  auto kernel = stem_mma_kernel<Out, C, O, S>;
+  using Cfg = Config<C, O, S, Split>;
+  auto kernel = stem_mma_kernel<Out, C, O, S, Split>;
   constexpr int kMaxBytes = Cfg::words(padded_k(C, kStemMaxWindow, kStemMaxWindow)) * 4;
   // The largest window's shared memory opted in and the grid sized for it, as the direct kernel does.
   const dim3 grid = persistent_grid(kernel, kThreads, kMaxBytes, g.tiles, 1);
@@ -314,7 +340,7 @@ void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
 }
 
 template <class Out>
-bool run(const StemConvArgs& a, Out* y) {
+bool run(const StemConvArgs& a, Out* y, StemMmaOperands operands) {
   stem_check_fits<kSigns<Out>>(a, kSigns<Out> ? "stem_conv_mma_signs: the tensor-core kernel"
                                              : "stem_conv_mma_nhwc: the tensor-core kernel");
   if (!stem_conv_mma_supported()) return false;
@@ -327,7 +353,10 @@ bool run(const StemConvArgs& a, Out* y) {
   g.tiles = a.N * g.tiles_per_image;
   g.kp = padded_k(a.C, a.KH, a.KW);
   stem_dispatch<kSigns<Out>>(a, [&](auto c, auto o, auto s) {
-    launch<Out, decltype(c)::value, decltype(o)::value, decltype(s)::value>(a, g, y);
+    if (operands == StemMmaOperands::SplitBf16)
+      launch<Out, decltype(c)::value, decltype(o)::value, decltype(s)::value, true>(a, g, y);
+    else
+      launch<Out, decltype(c)::value, decltype(o)::value, decltype(s)::value, false>(a, g, y);
   });
   return true;
 }
@@ -336,9 +365,15 @@ bool run(const StemConvArgs& a, Out* y) {
 }  // namespace stem_mma
 
 bool stem_conv_mma_supported() { return cuda::compute_capability() >= 80; }
-bool stem_conv_mma_nhwc_bf16(const StemConvArgs& a, uint16_t* y) { return stem_mma::run(a, y); }
-bool stem_conv_mma_nhwc_f32(const StemConvArgs& a, float* y) { return stem_mma::run(a, y); }
-bool stem_conv_mma_signs(const StemConvArgs& a, uint32_t* bits) { return stem_mma::run(a, bits); }
+bool stem_conv_mma_nhwc_bf16(const StemConvArgs& a, uint16_t* y, StemMmaOperands operands) {
+  return stem_mma::run(a, y, operands);
+}
+bool stem_conv_mma_nhwc_f32(const StemConvArgs& a, float* y, StemMmaOperands operands) {
+  return stem_mma::run(a, y, operands);
+}
+bool stem_conv_mma_signs(const StemConvArgs& a, uint32_t* bits, StemMmaOperands operands) {
+  return stem_mma::run(a, bits, operands);
+}
 
 void register_stem_conv_mma(CudaBackend& b) {
   b.stem_conv_mma_supported = stem_conv_mma_supported;

@@ -6,10 +6,10 @@
 # exported model should agree with the network mdq-train evaluated on >= 99.9% of the images, which the default --packed-precision split should meet and bf16 does not.
 # Then the same two nets fully binary (--act-bits 1: sign activations), whose --engine packed runs
 # their layers on ±1 input on the W1A1 kernels (engine/infer/lower.h picks the path per layer).
-# The CIFAR-10 nets also run with --stem direct (the direct f32 stem kernel, mdq-infer's default
-# before the tensor-core stem, --stem auto = tc) and --stem f32 (the stem on the float engine),
-# for the agreement and images/s side by side; last, a random-weight ImageNet ResNet-18 through
-# mdq-infer --random-model, likewise.
+# The CIFAR-10 nets also run with --stem tc-bf16 (the tensor-core stem on bf16-rounded operands;
+# the default, --stem auto = tc, splits them in two bf16 parts), --stem direct (the direct f32
+# stem kernel) and --stem f32 (the stem on the float engine), for the agreement and images/s side
+# by side; last, a random-weight ImageNet ResNet-18 through mdq-infer --random-model, likewise.
 # Needs build-gpu (scripts/gpu-session.sh build) and the data staged in .deps (CIFAR-10 in /tmp/data).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,22 +28,22 @@ for p in split bf16; do
   $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --packed-precision $p --batch-size 256
   $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --packed-precision $p --batch-size 1000 --agree
 done
-for s in direct f32; do $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --stem $s --batch-size 1000 --agree; done
+for s in tc-bf16 direct f32; do $B/mdq-infer --model runs/c10-3ep.mdqpack --data-dir $c10 --engine packed --stem $s --batch-size 1000 --agree; done
 # Fully binary (act_bits = 1) on the W1A1 kernels
 $B/mdq-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --act-bits 1 --out runs/fm-small-a1 --overwrite --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/fm-small-a1/best.ckpt --out runs/fm-small-a1.mdqpack
 $B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine float
-$B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine packed --agree
+for s in auto tc-bf16 direct; do $B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine packed --stem $s --agree; done
 $B/mdq-train --config configs/cifar10-resnet18-md-tanh-s-30ep.cfg --data-dir $c10 --epochs 3 --beta-rho 1.2 --beta-interval 20 \
   --act-bits 1 --precision tf32 --out runs/c10-3ep-a1 --overwrite --quiet 2>&1 | tail -3
 $B/mdq-export --checkpoint runs/c10-3ep-a1/best.ckpt --out runs/c10-3ep-a1.mdqpack
 $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine float --batch-size 1000
 $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --batch-size 1000 --agree
-for s in direct f32; do $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --stem $s --batch-size 1000 --agree; done
+for s in tc-bf16 direct f32; do $B/mdq-infer --model runs/c10-3ep-a1.mdqpack --data-dir $c10 --engine packed --stem $s --batch-size 1000 --agree; done
 # A random-weight ImageNet ResNet-18 (no data, no model file): W1A1 and W1A16 at batch 256, the
-# default stem (tensor cores), --stem direct and --stem f32, against the float engine (--agree:
+# default stem (tensor cores, split operands), tc-bf16, direct and f32, against the float engine (--agree:
 # the images of one batch)
 for a in 1 32; do
-  for s in auto direct f32; do $B/mdq-infer --random-model resnet18 --engine packed --act-bits $a --stem $s --batch-size 256 --agree; done
+  for s in auto tc-bf16 direct f32; do $B/mdq-infer --random-model resnet18 --engine packed --act-bits $a --stem $s --batch-size 256 --agree; done
   $B/mdq-infer --random-model resnet18 --engine float --act-bits $a --batch-size 256
 done

@@ -227,7 +227,7 @@ class Builder {
 
   // Whether the convolution that reads the images becomes one Bf16Stem step (LowerOptions::stem).
   bool takes_stem(const Tensor& w, const ops::Conv2dParams& p) const {
-    const bool direct = stem_ == StemPath::Direct || stem_ == StemPath::TensorCores;
+    const bool direct = stem_ == StemPath::Direct || stem_ == StemPath::TensorCores || stem_ == StemPath::TensorCoresBf16;
     return stem_ == StemPath::Bf16 || (direct && packed::stem_direct_enabled() && packed::stem_conv_fits(w, p));
   }
 
@@ -246,7 +246,10 @@ class Builder {
     l->params = conv.params();
     l->relu = relu;
     l->dense = dense_;
-    l->tensor_cores = stem_ == StemPath::TensorCores;  // on a device without them the step runs as Direct's
+    // On a device without tensor cores the step runs as Direct's.
+    l->arithmetic = stem_ == StemPath::TensorCores       ? packed::StemArithmetic::SplitBf16TensorCores
+                    : stem_ == StemPath::TensorCoresBf16 ? packed::StemArithmetic::Bf16TensorCores
+                                                         : packed::StemArithmetic::F32;
     return l;
   }
 

@@ -53,7 +53,7 @@ const char* packed_precision_name(PackedPrecision p);             // "bf16" | "s
 PackedPrecision parse_packed_precision(const std::string& name);  // "bf16" | "split", else throws
 
 // Where the convolution that reads the images runs (LowerOptions::stem, below).
-enum class StemPath { Float, Direct, TensorCores, Bf16 };
+enum class StemPath { Float, Direct, TensorCores, TensorCoresBf16, Bf16 };
 
 struct LowerOptions {
   Device device = Device::CPU;                             // where the plan's weights and activations live
@@ -66,12 +66,16 @@ struct LowerOptions {
   //     so the sums differ from the float engine's only in their order (a sign taken of them may
   //     flip at a near-tie) and BF16 precision rounds the output;
   //   TensorCores (mdq-infer's default): as Direct, with the direct kernel's sums on tensor cores
-  //     from bf16-rounded images and weights (packed::StemArithmetic::Bf16TensorCores), on a CUDA
-  //     device of compute capability >= 8.0; elsewhere (the CPU, older GPUs) exactly Direct. The
-  //     operands' rounding (up to 2^-8 relative per product) flips more signs at near-ties than
-  //     Direct's order of sums: 86735 of the 205520896 stem sign bits (0.04%) of ImageNet
-  //     ResNet-18 at batch 256 differed from Direct's, for 2.7x its speed (0.631 ms against
-  //     1.704 ms for that stem with its signs on an H200);
+  //     from images and weights split into two bf16 parts each, three MMAs a product
+  //     (packed::StemArithmetic::SplitBf16TensorCores: each product within about 2^-16 of the f32
+  //     one), on a CUDA device of compute capability >= 8.0; elsewhere (the CPU, older GPUs)
+  //     exactly Direct;
+  //   TensorCoresBf16: as TensorCores with bf16-rounded images and weights, one MMA a product
+  //     (StemArithmetic::Bf16TensorCores): the fastest, but the rounding (up to 2^-8 relative per
+  //     product) flips signs at near-ties: 86735 of the 205520896 stem sign bits (0.04%) of
+  //     ImageNet ResNet-18 at batch 256 differed from Direct's, and a W1A1 network carries a
+  //     flipped bit on (its top-1 agreement with the float engine fell to 76% on a CIFAR-10
+  //     ResNet-18, scripts/check-packed-infer.sh);
   //   Bf16: as one Bf16Stem step always: the direct kernel, or where it does not take the layer
   //     (or MDQ_STEM_DIRECT=0) three passes: the images rounded to bf16 NHWC, cuDNN's bf16
   //     convolution, the folded affine in a pass of its own.

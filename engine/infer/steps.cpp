@@ -73,7 +73,7 @@ bool Bf16Stem::direct() const {
 }
 
 bool Bf16Stem::on_tensor_cores() const {
-  return tensor_cores && direct() && packed::stem_tensor_cores_available(direct_weight.device());
+  return packed::on_tensor_cores(arithmetic) && direct() && packed::stem_tensor_cores_available(direct_weight.device());
 }
 
 void Bf16Stem::run(Activation& a) const {
@@ -82,7 +82,6 @@ void Bf16Stem::run(Activation& a) const {
     a.vector = false;
   }
   if (direct()) {
-    const auto arithmetic = tensor_cores ? packed::StemArithmetic::Bf16TensorCores : packed::StemArithmetic::F32;
     a.x = signs ? packed::stem_conv_signs(a.x, direct_weight, scale, shift, params, relu, arithmetic)
                 : packed::stem_conv_nhwc(a.x, direct_weight, scale, shift, params, relu, dense, arithmetic);
     return;

@@ -9,6 +9,7 @@
 #include "engine/infer/lower.h"
 #include "engine/ops/conv2d.h"
 #include "engine/packed/packed_conv.h"
+#include "engine/packed/stem_conv.h"
 
 namespace mdq::infer {
 
@@ -73,9 +74,9 @@ struct FloatConv final : Step {
 // below). Where the direct kernel takes the layer (packed::stem_conv_fits on direct_weight) and
 // MDQ_STEM_DIRECT is not 0, one pass: packed::stem_conv_nhwc reads the f32 NCHW images and writes
 // act(scale conv + shift) NHWC in the Dense type, the sums in f32 (rounded once, to bf16, in BF16
-// precision; not at all in SplitBF16). With `tensor_cores` those sums are taken on tensor cores
-// from bf16-rounded images and weights where the device has them (on_tensor_cores: a CUDA device
-// of compute capability >= 8.0; packed::StemArithmetic), else exactly as without. Otherwise three
+// precision; not at all in SplitBF16). With a tensor-core `arithmetic` those sums are taken on
+// tensor cores from bf16 operands (split in two parts or rounded) where the device has them
+// (on_tensor_cores: a CUDA device of compute capability >= 8.0), else exactly as F32. Otherwise three
 // passes: the images as NHWC bf16 with their channels zero-padded to the weights' (a multiple of 8,
 // in the same pass), the float engine's convolution on them (ops::conv2d_forward's NHWC bf16 path:
 // cuDNN's bf16 tensor cores), then the layer's bias and the BatchNorm after it as one folded affine
@@ -91,7 +92,7 @@ struct Bf16Stem final : Step {
   void run(Activation& a) const override;
   void count(Census& c) const override;
   bool direct() const;           // whether run takes the direct kernel
-  bool on_tensor_cores() const;  // whether it takes it on tensor cores (direct(), tensor_cores, a device with them)
+  bool on_tensor_cores() const;  // whether it takes it on tensor cores (direct(), arithmetic, a device with them)
   Tensor weight;        // f32 [O][C'][KH][KW]: the float engine's layer's, input channels zero-padded to C' = 8k
   Tensor direct_weight;  // f32 [O][C][KH][KW], the layer's own, when the direct kernel takes it; else undefined
   Tensor scale, shift;   // folded BN + bias, f32 [O] (either may be undefined: 1, 0)
@@ -99,7 +100,8 @@ struct Bf16Stem final : Step {
   bool relu = false;
   DType dense = DType::BF16;  // the Dense activations' type the plan hands on
   bool signs = false;         // the sign after it too: hands on Bits [N][OH][OW][O/32], not Dense
-  bool tensor_cores = false;  // the direct kernel's sums on tensor cores, bf16 operands (StemPath::TensorCores)
+  // The direct kernel's sums: F32, or on tensor cores (StemPath::TensorCores, TensorCoresBf16).
+  packed::StemArithmetic arithmetic = packed::StemArithmetic::F32;
 };
 
 struct FloatLinear final : Step {  // flattens a 4-d input (NCHW order, as nn::Flatten)

@@ -24,8 +24,11 @@ int narrow(int64_t v) { return static_cast<int>(v); }
 template <class T, class Direct, class TensorCores>
 void run_stem(const char* op, Device device, StemArithmetic arithmetic, const kernels::StemConvArgs& a, T* out,
               Direct cpu, Direct CudaBackend::*direct, TensorCores CudaBackend::*tensor_cores) {
-  if (device == Device::CUDA && arithmetic == StemArithmetic::Bf16TensorCores && cuda_impl(op, tensor_cores)(a, out))
-    return;
+  if (device == Device::CUDA && on_tensor_cores(arithmetic)) {
+    const auto operands = arithmetic == StemArithmetic::SplitBf16TensorCores ? kernels::StemMmaOperands::SplitBf16
+                                                                             : kernels::StemMmaOperands::Bf16;
+    if (cuda_impl(op, tensor_cores)(a, out, operands)) return;
+  }
   dispatch(op, device, cpu, direct)(a, out);
 }
 

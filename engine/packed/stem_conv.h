@@ -5,8 +5,8 @@
 // On the GPU one kernel, by StemArithmetic: the direct kernel (kernels/stem_conv.cu: f32 FMAs on
 // CUDA cores, no padded copy of the images, no bf16 rounding of the sums; its CPU reference takes
 // the same sums in the same order, so the two agree bit for bit), or the same stem on tensor cores
-// (kernels/stem_conv_mma.cu: images and weights rounded to bf16, f32 sums in the MMAs' order;
-// 2.7x faster for ImageNet ResNet-18's stem at batch 256 on an H200). The formula and the shapes
+// (kernels/stem_conv_mma.cu: images and weights as bf16 operands, split in two parts or rounded,
+// f32 sums in the MMAs' order). The formula and the shapes
 // taken: kernels/stem_conv.h (both kernels take the same).
 #pragma once
 #include "engine/ops/conv2d.h"
@@ -29,14 +29,21 @@ bool stem_signs_fit(const Tensor& weight, const ops::Conv2dParams& p);
 // says MDQ_STEM_DIRECT=0 (read on every call, so one process can time both ways).
 bool stem_direct_enabled();
 
-// How the stem's sums d are computed. F32: the direct kernel's f32 fma chain. Bf16TensorCores:
-// the products of bf16-rounded images and weights (each exact in f32) summed in f32 on tensor
-// cores, where they run (stem_tensor_cores_available); elsewhere F32 runs instead: on a CUDA
-// device below compute capability 8.0, and on the CPU, which has no tensor cores (its result is
-// then the direct kernel's reference, bit for bit, not a model of the bf16 rounding).
-enum class StemArithmetic { F32, Bf16TensorCores };
+// How the stem's sums d are computed. F32: the direct kernel's f32 fma chain. The tensor-core
+// forms (kernels/stem_conv_mma.h has the equations), where they run (stem_tensor_cores_available):
+//   SplitBf16TensorCores: images and weights each as two bf16 parts, three MMAs a product: each
+//     product within about 2^-16 of the f32 one, sums in f32; what packed inference takes by default.
+//   Bf16TensorCores: images and weights rounded to bf16 (2^-9), one MMA a product: the fastest,
+//     and the roundings flip the signs of near-zero outputs (0.04% of ImageNet ResNet-18's).
+// Elsewhere F32 runs instead: on a CUDA device below compute capability 8.0, and on the CPU,
+// which has no tensor cores (its result is then the direct kernel's reference, bit for bit, not
+// a model of the bf16 rounding).
+enum class StemArithmetic { F32, SplitBf16TensorCores, Bf16TensorCores };
 
-// Whether Bf16TensorCores runs on tensor cores on `device`: a CUDA device of compute capability
+// Whether `a` is one of the tensor-core forms.
+inline bool on_tensor_cores(StemArithmetic a) { return a != StemArithmetic::F32; }
+
+// Whether the tensor-core forms run on tensor cores on `device`: a CUDA device of compute capability
 // 8.0 or later (bf16 mma.sync).
 bool stem_tensor_cores_available(Device device);
 

@@ -312,13 +312,18 @@ TEST_CASE("lower with StemPath::Direct: the direct stem where its kernel takes t
   CHECK(step_as<infer::FloatConv>(*plan_for(3), 0));
 }
 
-// StemPath::TensorCores on the CPU (no tensor cores): exactly Direct. The same steps, the same
-// census (a direct stem, none on tensor cores; the sign fused in W1A1 plans), the same logits bit
-// for bit, on ResNet-18's 7x7/2 stem with float (both precisions) and sign activations.
-TEST_CASE("lower with StemPath::TensorCores on the CPU: exactly StemPath::Direct") {
+// StemPath::TensorCores and TensorCoresBf16 on the CPU (no tensor cores): exactly Direct. The
+// same steps, the same census (a direct stem, none on tensor cores; the sign fused in W1A1 plans),
+// the same logits bit for bit, on ResNet-18's 7x7/2 stem with float (both precisions) and sign
+// activations; the step keeps the arithmetic it would take on a GPU.
+TEST_CASE("lower with StemPath::TensorCores / TensorCoresBf16 on the CPU: exactly StemPath::Direct") {
+  const std::pair<infer::StemPath, packed::StemArithmetic> paths[] = {
+      {infer::StemPath::TensorCores, packed::StemArithmetic::SplitBf16TensorCores},
+      {infer::StemPath::TensorCoresBf16, packed::StemArithmetic::Bf16TensorCores}};
+  for (const auto& [path, arithmetic] : paths)
   for (int act_bits : {32, 1})
     for (PackedPrecision prec : {PackedPrecision::SplitBF16, PackedPrecision::BF16}) {
-      INFO("act_bits " << act_bits << ", precision " << infer::packed_precision_name(prec));
+      INFO("stem path " << int(path) << ", act_bits " << act_bits << ", precision " << infer::packed_precision_name(prec));
       models::ModelOptions o;
       o.num_classes = 10, o.in_channels = 3, o.image_size = 64, o.act_bits = act_bits;
       auto model = testing::rounded_model("resnet18", o, 2, 27);
@@ -329,10 +334,10 @@ TEST_CASE("lower with StemPath::TensorCores on the CPU: exactly StemPath::Direct
         REQUIRE(plan);
         return plan;
       };
-      auto direct = plan_with(infer::StemPath::Direct), tc = plan_with(infer::StemPath::TensorCores);
+      auto direct = plan_with(infer::StemPath::Direct), tc = plan_with(path);
       const auto* stem = step_as<infer::Bf16Stem>(*tc, 0);
       REQUIRE(stem);
-      CHECK(stem->tensor_cores);
+      CHECK(stem->arithmetic == arithmetic);
       CHECK(stem->direct());
       CHECK_FALSE(stem->on_tensor_cores());
       CHECK(stem->signs == (act_bits == 1));

@@ -10,7 +10,8 @@
 // The signs form (stem_conv_signs, Bf16Stem::signs): exactly pack_signs of the f32 form, on the
 // same shapes (those with 32 or 64 filters) and on inputs built to land on +0 and -0 (ties:
 // bit 1, as pack_signs's x >= 0); the fused step vs the stem and Binarize run apart, both ways.
-// StemArithmetic::Bf16TensorCores, which the CPU runs as the direct reference.
+// The tensor-core arithmetics, which the CPU runs as the direct reference; the tensor-core
+// stem's reference sums (kernels/stem_conv_mma.h) against exact ones, by their error bounds.
 // The GPU twin: tests/gpu/test_stem_conv_gpu.cpp.
 #include <cmath>
 #include <cstdlib>
@@ -21,7 +22,9 @@
 #include "engine/infer/steps.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/stem_conv.h"
+#include "engine/random.h"
 #include "kernels/stem_conv.h"
+#include "kernels/stem_conv_mma.h"
 #include "tests/support/stem_case.h"
 #include "tests/support/stem_signs_check.h"
 #include "tests/support/testing.h"
@@ -140,13 +143,13 @@ TEST_CASE("Bf16Stem with signs on the CPU: the fused step vs the stem and Binari
   }
 }
 
-// The CPU has no tensor cores: StemArithmetic::Bf16TensorCores runs the direct kernel's
-// reference there, bit for bit (no model of the bf16 rounding), in all three forms.
-TEST_CASE("StemArithmetic::Bf16TensorCores on the CPU: the direct reference, bit for bit") {
+// The CPU has no tensor cores: either tensor-core arithmetic runs the direct kernel's reference
+// there, bit for bit (no model of the bf16 rounding), in all three forms.
+TEST_CASE("StemArithmetic's tensor-core forms on the CPU: the direct reference, bit for bit") {
   CHECK_FALSE(packed::stem_tensor_cores_available(Device::CPU));
-  constexpr auto kTc = packed::StemArithmetic::Bf16TensorCores;
+  for (const auto kTc : {packed::StemArithmetic::SplitBf16TensorCores, packed::StemArithmetic::Bf16TensorCores})
   for (const StemCase& s : testing::stem_cases()) {
-    INFO(s.text());
+    INFO(s.text() << (kTc == packed::StemArithmetic::Bf16TensorCores ? ", bf16" : ", split-bf16"));
     const testing::StemInputs in = testing::stem_inputs(s, 160);
     for (DType out : {DType::F32, DType::BF16})
       CHECK(testing::words(packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), s.relu, out, kTc)) ==
@@ -155,6 +158,33 @@ TEST_CASE("StemArithmetic::Bf16TensorCores on the CPU: the direct reference, bit
       CHECK(testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu, kTc)) ==
             testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu)));
   }
+}
+
+// The tensor-core stem's products as its CPU reference takes them (kernels/stem_conv_mma.h),
+// against x w in double. bf16 keeps 8 significant bits (unit roundoff u = 2^-8): bf16(x) bf16(w)
+// is within (2u + u^2) |x w| of x w. Split: x = hi + lo + r with |r| <= u |x - hi| <= u^2 |x|, and
+// leaving out lo(x) lo(w) (<= u^2 |x w|) gives within (3 u^2 + 2 u^3) |x w|: 3.02 * 2^-16.
+// Values from 2^-20 to 2^20 of both signs (normal in bf16, so the bounds hold).
+TEST_CASE("the tensor-core stem's products: split-bf16 within 3.02 * 2^-16 of x w, bf16 within 2^-7") {
+  namespace ref = kernels::reference::mma;
+  Rng rng(4242);
+  const double u = std::ldexp(1.0, -8);
+  double worst_split = 0, worst_bf16 = 0;
+  for (int i = 0; i < 200000; ++i) {
+    auto value = [&] { return float((rng.below(2) ? -1.0 : 1.0) * std::ldexp(1.0 + rng.uniform(), int(rng.below(41)) - 20)); };
+    const float x = value(), w = value();
+    const double exact = double(x) * double(w);
+    double terms = 0;
+    const double split = ref::stem_product(x, w, kernels::StemMmaOperands::SplitBf16, &terms);
+    const double bf16 = ref::stem_product(x, w, kernels::StemMmaOperands::Bf16, &terms);
+    worst_split = std::max(worst_split, std::fabs(split - exact) / std::fabs(exact));
+    worst_bf16 = std::max(worst_bf16, std::fabs(bf16 - exact) / std::fabs(exact));
+  }
+  INFO("worst relative error: split " << worst_split << ", bf16 " << worst_bf16);
+  CHECK(worst_split <= 3 * u * u + 2 * u * u * u);
+  CHECK(worst_bf16 <= 2 * u + u * u);
+  CHECK(worst_split > 0);               // the split is not exact: the bound is what it is held to
+  CHECK(worst_bf16 > 100 * worst_split);  // and it is that much finer than one bf16 part
 }
 
 TEST_CASE("stem_signs_fit: what stem_conv_fits takes, with 32 or 64 filters") {

@@ -257,14 +257,14 @@ TEST_CASE("mdq-infer --random-model runs a random network on both engines; mixed
 
 // mdq-infer --stem: every value runs and agrees with the float engine on the CPU, where tc (and
 // auto, which is tc) have no tensor cores and run the direct kernel's reference, as the engine
-// line says; f32 keeps the stem on the float engine (no stem on that line); a bad value is
+// line says (tc-bf16 too); f32 keeps the stem on the float engine (no stem on that line); a bad value is
 // refused naming the flag and its values.
-TEST_CASE("mdq-infer --stem auto|tc|direct|f32|bf16 on the CPU; a bad value is refused") {
+TEST_CASE("mdq-infer --stem auto|tc|tc-bf16|direct|f32|bf16 on the CPU; a bad value is refused") {
   std::string out;
   const std::string infer = binary("mdq-infer") +
                             " --device cpu --random-model smallcnn --image-size 16 --classes 4 --batch-size 3"
                             " --batches 1 --engine packed --act-bits 1 --agree --stem ";
-  for (const char* stem : {"auto", "tc", "direct", "f32", "bf16"}) {
+  for (const char* stem : {"auto", "tc", "tc-bf16", "direct", "f32", "bf16"}) {
     INFO("--stem " << stem);
     REQUIRE(run_command(infer + stem, out) == 0);
     INFO(out);
@@ -274,7 +274,7 @@ TEST_CASE("mdq-infer --stem auto|tc|direct|f32|bf16 on the CPU; a bad value is r
     CHECK(out.find("stem: tensor cores") == std::string::npos);
   }
   REQUIRE(run_command(infer + "tensor", out) == 2);
-  CHECK(out.find("--stem must be auto, tc, direct, f32 or bf16, got 'tensor'") != std::string::npos);
+  CHECK(out.find("--stem must be auto, tc, tc-bf16, direct, f32 or bf16, got 'tensor'") != std::string::npos);
 }
 
 TEST_CASE("resume continues bit for bit, and damaged checkpoints are refused") {

@@ -1,6 +1,6 @@
-// The tensor-core stem (kernels/stem_conv_mma.cu) against its CPU reference
-// (kernels::reference::mma in kernels/stem_conv_mma.h: bf16-rounded images and weights, sums in
-// double), on random non-zero inputs (tests/support/stem_case.h: images in [-2, 2), weights in
+// The tensor-core stem (kernels/stem_conv_mma.cu), both operand forms (bf16-rounded and
+// split-bf16 images and weights), against its CPU reference (kernels::reference::mma in
+// kernels/stem_conv_mma.h: the MMAs' products, sums in double), on random non-zero inputs (tests/support/stem_case.h: images in [-2, 2), weights in
 // [-0.5, 0.5), scales of both signs, shifts in [-1, 1)): ImageNet ResNet-18's stem at batch 2
 // (224x224 -> 112x112, 7x7 stride 2 pad 3, 64 filters), a CIFAR-like odd shape (33x33, 3x3
 // stride 1 pad 1, 16 filters), 7x7 stride 2 pad 3 with 32 filters at batch 1, the direct stem's
@@ -8,8 +8,9 @@
 // with more tiles than resident CTAs at both strides; ReLU on and off; all three output forms,
 // within the tolerances of tests/support/stem_mma_check.h (derived there). Each launcher also
 // writes nothing past its output (a poisoned tail stays as it was). The engine's route to it
-// (packed::stem_conv_nhwc / stem_conv_signs with StemArithmetic::Bf16TensorCores) gives the
-// launcher's bits, and the F32 arithmetic the direct kernel's.
+// (packed::stem_conv_nhwc / stem_conv_signs with StemArithmetic::SplitBf16TensorCores and
+// Bf16TensorCores) gives the launcher's bits in the matching form, and the F32 arithmetic the
+// direct kernel's.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -69,20 +70,24 @@ float as_float(uint32_t u) {
   return f;
 }
 
-void check_case(const StemCase& s, uint64_t seed) {
-  INFO(s.text());
+const char* operands_name(kernels::StemMmaOperands op) {
+  return op == kernels::StemMmaOperands::SplitBf16 ? "split-bf16 operands" : "bf16 operands";
+}
+
+void check_case(const StemCase& s, uint64_t seed, kernels::StemMmaOperands op) {
+  INFO(s.text() << ", " << operands_name(op));
   const testing::StemInputs in = testing::stem_inputs(s, seed);
   const Tensor xg = in.x.cuda(), wg = in.w.cuda(), sg = in.scale.cuda(), hg = in.shift.cuda();
   const kernels::StemConvArgs host =
       args_of(s, in.x.data<float>(), in.w.data<float>(), in.scale.data<float>(), in.shift.data<float>());
   const kernels::StemConvArgs dev_args =
       args_of(s, xg.data<float>(), wg.data<float>(), sg.data<float>(), hg.data<float>());
-  const testing::StemMmaReference ref = testing::stem_mma_reference(host);
+  const testing::StemMmaReference ref = testing::stem_mma_reference(host, op);
   const int64_t outputs = int64_t(ref.pre.size());
 
   {  // f32 NHWC
     const std::vector<uint32_t> got = run_poisoned(outputs, [&](uint32_t* y) {
-      REQUIRE(kernels::stem_conv_mma_nhwc_f32(dev_args, reinterpret_cast<float*>(y)));
+      REQUIRE(kernels::stem_conv_mma_nhwc_f32(dev_args, reinterpret_cast<float*>(y), op));
     });
     int64_t outside = 0;
     double worst = 0;
@@ -97,7 +102,7 @@ void check_case(const StemCase& s, uint64_t seed) {
   }
   {  // bf16 NHWC (two values a word)
     const std::vector<uint32_t> got = run_poisoned(outputs / 2, [&](uint32_t* y) {
-      REQUIRE(kernels::stem_conv_mma_nhwc_bf16(dev_args, reinterpret_cast<uint16_t*>(y)));
+      REQUIRE(kernels::stem_conv_mma_nhwc_bf16(dev_args, reinterpret_cast<uint16_t*>(y), op));
     });
     int64_t outside = 0;
     for (size_t i = 0; i < size_t(outputs); ++i) {
@@ -110,7 +115,7 @@ void check_case(const StemCase& s, uint64_t seed) {
   }
   if (s.O % 32 == 0) {  // the signs
     const std::vector<uint32_t> got =
-        run_poisoned(outputs / 32, [&](uint32_t* y) { REQUIRE(kernels::stem_conv_mma_signs(dev_args, y)); });
+        run_poisoned(outputs / 32, [&](uint32_t* y) { REQUIRE(kernels::stem_conv_mma_signs(dev_args, y, op)); });
     const testing::StemSignsCheck c = testing::check_stem_signs(ref, head(got, outputs / 32));
     INFO("undecided (|scale d + shift| <= tol): " << c.undecided << " of " << c.outputs);
     CHECK(c.wrong == 0);
@@ -121,7 +126,7 @@ void check_case(const StemCase& s, uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("the tensor-core stem matches the bf16-rounded convolution within f32 summation error") {
+TEST_CASE("the tensor-core stem matches its operands' convolution within f32 summation error") {
   if (!kernels::stem_conv_mma_supported()) {
     WARN("not run: the tensor-core stem needs bf16 mma.sync (compute capability 8.0 or later)");
     return;
@@ -138,27 +143,34 @@ TEST_CASE("the tensor-core stem matches the bf16-rounded convolution within f32 
   };
   for (const StemCase& s : testing::stem_cases()) cases.push_back(s);
   uint64_t seed = 2600;
-  for (const StemCase& s : cases) check_case(s, seed += 10);
+  for (const auto op : {kernels::StemMmaOperands::SplitBf16, kernels::StemMmaOperands::Bf16})
+    for (const StemCase& s : cases) check_case(s, seed += 10, op);
 }
 
 TEST_CASE("the tensor-core stem refuses the shapes the direct kernel refuses") {
   const float* p = nullptr;
   kernels::StemConvArgs a = args_of({1, 5, 9, 9, 16, 3, 1, 1, false}, p, p, p, p);  // 5 channels
-  REQUIRE_THROWS_WITH(kernels::stem_conv_mma_nhwc_f32(a, nullptr), Catch::Contains("does not take"));
+  REQUIRE_THROWS_WITH(kernels::stem_conv_mma_nhwc_f32(a, nullptr, kernels::StemMmaOperands::SplitBf16),
+                      Catch::Contains("does not take"));
   a = args_of({1, 3, 9, 9, 16, 3, 1, 1, false}, p, p, p, p);  // signs of 16 filters
-  REQUIRE_THROWS_WITH(kernels::stem_conv_mma_signs(a, nullptr), Catch::Contains("does not take"));
+  REQUIRE_THROWS_WITH(kernels::stem_conv_mma_signs(a, nullptr, kernels::StemMmaOperands::Bf16),
+                      Catch::Contains("does not take"));
 }
 
-// packed::stem_conv_nhwc / stem_conv_signs on CUDA: Bf16TensorCores is the launcher's output bit
-// for bit where the device has tensor cores (else the direct kernel's, as F32 always is); on the
-// CPU both arithmetics are the direct kernel's reference.
-TEST_CASE("packed::stem_conv_* with Bf16TensorCores run the tensor-core launcher; F32 the direct kernel") {
+// packed::stem_conv_nhwc / stem_conv_signs on CUDA: SplitBf16TensorCores and Bf16TensorCores are
+// the launcher's output with the matching operands, bit for bit, where the device has tensor
+// cores (else the direct kernel's, as F32 always is); on the CPU every arithmetic is the direct
+// kernel's reference.
+TEST_CASE("packed::stem_conv_* with a tensor-core arithmetic run the tensor-core launcher; F32 the direct kernel") {
   const bool tc = kernels::stem_conv_mma_supported();
   CHECK(packed::stem_tensor_cores_available(Device::CUDA) == tc);
   CHECK_FALSE(packed::stem_tensor_cores_available(Device::CPU));
-  constexpr auto kTc = packed::StemArithmetic::Bf16TensorCores;
+  const std::pair<packed::StemArithmetic, kernels::StemMmaOperands> forms[] = {
+      {packed::StemArithmetic::SplitBf16TensorCores, kernels::StemMmaOperands::SplitBf16},
+      {packed::StemArithmetic::Bf16TensorCores, kernels::StemMmaOperands::Bf16}};
+  for (const auto& [kTc, op] : forms)
   for (const StemCase& s : {StemCase{2, 3, 45, 50, 64, 7, 2, 3, false}, StemCase{3, 3, 17, 18, 32, 3, 1, 1, true}}) {
-    INFO(s.text());
+    INFO(s.text() << ", " << operands_name(op));
     const testing::StemInputs in = testing::stem_inputs(s, 2900);
     const Tensor xg = in.x.cuda(), wg = in.w.cuda(), sg = in.scale.cuda(), hg = in.shift.cuda();
     const kernels::StemConvArgs a = args_of(s, xg.data<float>(), wg.data<float>(), sg.data<float>(), hg.data<float>());
@@ -168,13 +180,13 @@ TEST_CASE("packed::stem_conv_* with Bf16TensorCores run the tensor-core launcher
     const Tensor bits = packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu, kTc);
     if (tc) {
       const std::vector<uint32_t> f32 = run_poisoned(outputs, [&](uint32_t* y) {
-        kernels::stem_conv_mma_nhwc_f32(a, reinterpret_cast<float*>(y));
+        kernels::stem_conv_mma_nhwc_f32(a, reinterpret_cast<float*>(y), op);
       });
       const std::vector<uint32_t> bf16 = run_poisoned(outputs / 2, [&](uint32_t* y) {
-        kernels::stem_conv_mma_nhwc_bf16(a, reinterpret_cast<uint16_t*>(y));
+        kernels::stem_conv_mma_nhwc_bf16(a, reinterpret_cast<uint16_t*>(y), op);
       });
       const std::vector<uint32_t> signs =
-          run_poisoned(outputs / 32, [&](uint32_t* y) { kernels::stem_conv_mma_signs(a, y); });
+          run_poisoned(outputs / 32, [&](uint32_t* y) { kernels::stem_conv_mma_signs(a, y, op); });
       CHECK(testing::words(y32) == head(f32, outputs));
       CHECK(testing::words(y16) == head(bf16, outputs / 2));
       CHECK(testing::words(bits) == head(signs, outputs / 32));

@@ -1,14 +1,14 @@
 // The tensor-core stem's outputs against its CPU reference (kernels/stem_conv_mma.h:
-// kernels::reference::mma, bf16-rounded images and weights, sums in double), within the f32
+// kernels::reference::mma, the MMAs' products of bf16 operands, rounded or split, sums in double), within the f32
 // summation error: shared by the kernel's test (tests/gpu/test_stem_conv_mma_gpu.cpp) and the
 // plan's (tests/gpu/test_infer_lower_gpu.cpp, the TensorCores stem step).
 //
 // Tolerance, per output (o its filter): tol = 1e-5 (|scale[o]| sum |terms| + |shift[o]|) + 1e-6.
-// The reference and the kernel take the same bf16-rounded products, each exact in f32, so they
+// The reference and the kernel take the same products of bf16 parts, each exact in f32, so they
 // differ only by the kernel's f32 sums (a rounding per MMA accumulation and inside the tensor
-// core's 16-term dot products: for K <= 224 taps well under 1e-5 of sum |terms|, about a dozen
-// f32 roundings of 2^-23 or less, even where the hardware truncates) and the epilogue's one fma
-// (2^-24 of |scale d + shift|).
+// core's 16-term dot products: for K <= 224 taps, three MMAs each with split operands, well under
+// 1e-5 of sum |terms|, a few dozen f32 roundings of 2^-23 or less, even where the hardware
+// truncates) and the epilogue's one fma (2^-24 of |scale d + shift|).
 //   - f32 form: |gpu - ref| <= tol, ref = act(scale d + shift) in double;
 //   - bf16 form: one more rounding to bf16 (at most 2^-8 of the value): <= tol + 2^-8 (|ref| + tol);
 //   - signs form: bits equal wherever the bit is decided beyond the tolerance (ReLU on: always 1;
@@ -33,7 +33,7 @@ struct StemMmaReference {
   double value(size_t i) const { return relu ? std::max(pre[i], 0.0) : pre[i]; }
 };
 
-inline StemMmaReference stem_mma_reference(const kernels::StemConvArgs& host) {
+inline StemMmaReference stem_mma_reference(const kernels::StemConvArgs& host, kernels::StemMmaOperands operands) {
   namespace ref = kernels::reference::mma;
   const int OH = ops::window_output_size(host.H, host.KH, host.stride, host.pad);
   const int OW = ops::window_output_size(host.W, host.KW, host.stride, host.pad);
@@ -47,7 +47,7 @@ inline StemMmaReference stem_mma_reference(const kernels::StemConvArgs& host) {
       for (int ow = 0; ow < OW; ++ow)
         for (int o = 0; o < host.O; ++o) {
           double abs_sum = 0;
-          const double d = ref::stem_sum(host, b, oh, ow, o, &abs_sum);
+          const double d = ref::stem_sum(host, b, oh, ow, o, &abs_sum, operands);
           r.pre.push_back(ref::stem_pre(host, d, o));
           const double sc = host.scale ? std::fabs(double(host.scale[o])) : 1.0;
           const double sh = host.shift ? std::fabs(double(host.shift[o])) : 0.0;
