@@ -162,7 +162,7 @@ struct CudaBackend {
   decltype(&kernels::stem_conv_nhwc_bf16) stem_conv_nhwc_bf16 = nullptr;
   decltype(&kernels::stem_conv_nhwc_f32) stem_conv_nhwc_f32 = nullptr;
   decltype(&kernels::stem_conv_signs) stem_conv_signs = nullptr;
-  // ---- stem_conv_mma.cu: engine/packed/stem_conv.cpp (the same stem on tensor cores, bf16 operands)
+  // ---- stem_conv_mma.cu: engine/packed/stem_conv.cpp (the same stem on tensor cores, bf16 or split-bf16 operands)
   decltype(&kernels::stem_conv_mma_supported) stem_conv_mma_supported = nullptr;
   decltype(&kernels::stem_conv_mma_nhwc_bf16) stem_conv_mma_nhwc_bf16 = nullptr;
   decltype(&kernels::stem_conv_mma_nhwc_f32) stem_conv_mma_nhwc_f32 = nullptr;
