@@ -19,7 +19,7 @@
 //          (packed::stem_conv_nhwc: f32 sums, its output rounded to bf16 only with
 //          --packed-precision bf16), else on the float engine in f32 NCHW; tc: the same step
 //          with its sums on tensor cores, images and weights split into bf16 hi + lo (three
-//          MMAs a product, each within ~2^-16 of the f32 one), on a GPU of compute capability
+//          MMAs a product, each within 3 * 2^-16 of the f32 one), on a GPU of compute capability
 //          8.0 or later, elsewhere as direct; tc-bf16: as tc with images and weights rounded to
 //          bf16 (one MMA a product: fastest, but the rounding flips stem signs at near-ties,
 //          and a W1A1 network carries them on); auto (the default): tc today; f32 always on the
@@ -75,11 +75,11 @@ const char* kUsage =
     "                sums, in another order than the float engine's: a sign taken of them may flip at a\n"
     "                near-tie), else as f32;\n"
     "         tc: as direct, its sums on tensor cores from images and weights split into bf16 hi + lo (three\n"
-    "                MMAs a product, each within ~2^-16 of f32), on a GPU of compute capability 8.0 or later;\n"
+    "                MMAs a product, each within 3 * 2^-16 of f32), on a GPU of compute capability 8.0 or later;\n"
     "                elsewhere exactly direct;\n"
     "         tc-bf16: as tc with images and weights rounded to bf16 (one MMA a product): fastest, but the\n"
     "                rounding flips stem signs at near-ties, which W1A1 networks carry on (top-1 agreement\n"
-    "                with the float engine 76-96% on the nets we measured);\n"
+    "                with the float engine 26-96% on the nets we measured);\n"
     "         auto (default): tc;\n"
     "         f32: on the float engine in f32, as mdq-train evaluates it;\n"
     "         bf16: one step always, on cuDNN's bf16 tensor cores (images and output rounded to bf16) where\n"

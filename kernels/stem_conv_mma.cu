@@ -3,11 +3,11 @@
 //   y[n][oh][ow][o] = act(fma(d, scale[o], shift[o])),
 //   d = sum over c, kh, kw of bf16(x[n][c][oh S - pad + kh][ow S - pad + kw]) * bf16(w[o][c][kh][kw])
 //
-// or, with split operands (StemMmaOperands::SplitBf16), the product as hi(x) hi(w) + hi(x) lo(w)
-// + lo(x) hi(w), hi(v) = bf16(v), lo(v) = bf16(v - hi(v)): three MMAs for one, each product within
-// 3.02 * 2^-16 of f32's (out-of-image taps 0), the products exact in f32, the sum in f32 in the tensor cores' order:
-// not bit-identical to the direct kernel's f32 fma chain (kernels/stem_conv_mma.h says more, and
-// holds the CPU reference). An implicit GEMM, M = N*OH*OW output pixels, N_gemm = O filters
+// (out-of-image taps 0), or with split operands (StemMmaOperands::SplitBf16) each product as
+// hi(x) hi(w) + hi(x) lo(w) + lo(x) hi(w), hi(v) = bf16(v), lo(v) = bf16(v - hi(v)): three MMAs
+// for one, each product within 3.02 * 2^-16 of f32's. The products are exact in f32, the sum is
+// f32 in the tensor cores' order: not bit-identical to the direct kernel's f32 fma chain
+// (kernels/stem_conv_mma.h says more, and holds the CPU reference). An implicit GEMM, M = N*OH*OW output pixels, N_gemm = O filters
 // (16, 32, 64), K = the window's taps, on mma.sync m16n8k16 bf16 with f32 accumulation. The
 // direct kernel (kernels/stem_conv.cu) spends f32 fmas on CUDA cores: ImageNet's stem at batch
 // 256 is 256 x 112^2 x 64 x 147 = 30.2 G fmas (60 GFLOP), 1.70 ms on an H200, about half of its
@@ -131,7 +131,8 @@ __device__ __forceinline__ void load_stage(const StemConvArgs& a, const Geometry
 }
 
 // x = hi(x) + lo(x) + r: hi(x) = bf16(x), lo(x) = bf16(x - hi(x)) (x - hi(x) is exact in f32),
-// |r| <= 2^-17 |x|.
+// |r| <= 2^-8 |x - hi(x)| <= 2^-16 |x| (bf16's unit roundoff 2^-8, twice).
+// Returns x - hi(x), which the caller rounds to lo(x).
 __device__ __forceinline__ float bf16_rest(float v) { return v - bf_to_f(f_to_bf(v)); }
 
 template <class Out, int C, int O, int S, bool Split>
@@ -229,7 +230,9 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
     for (int ks = 0; ks < ksteps; ++ks) {
       const int o0 = poff[8 * ks + tq], o1 = poff[8 * ks + 4 + tq];  // pairs t and t + 4 of the k-step
       // With Split, d = sum hi(x) hi(w) + hi(x) lo(w) + lo(x) hi(w): first the products with
-      // hi(x), then lo(x)'s (the A registers reused; the lo(w) x lo(x) terms, 2^-16 relative, left out).
+      // hi(x), then lo(x)'s (the lo(x) lo(w) terms, 2^-16 relative, left out). lo(x) reuses the A
+      // registers and hi(w) is loaded again for it rather than held: holding both parts of A and
+      // B spilled at O = 64 (128 registers).
 #pragma unroll
       for (int part = 0; part < Cfg::PARTS; ++part) {
         const uint32_t* apart = ap + part * Cfg::AWORDS;

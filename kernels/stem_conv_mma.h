@@ -9,7 +9,7 @@
 //   ih = oh*stride - pad + kh, iw = ow*stride - pad + kw, out-of-image taps 0,
 //
 // with bf16() round-to-nearest-even, hi(v) = bf16(v), lo(v) = bf16(v - hi(v)). Bf16 rounds each
-// image value and weight to 8 significant bits (2^-9 relative); SplitBf16 carries 16 of them in two
+// image value and weight to 8 significant bits (up to 2^-8 relative); SplitBf16 carries 16 of them in two
 // bf16 parts and takes three MMAs where Bf16 takes one, leaving out lo(x) lo(w) and the parts'
 // own roundings: each product within 3.02 * 2^-16 of x w (Bf16: 2^-7), so the sums nearly
 // match the direct kernel's f32 ones and a sign flips only at a much nearer tie. In either form

@@ -32,8 +32,8 @@ bool stem_direct_enabled();
 // How the stem's sums d are computed. F32: the direct kernel's f32 fma chain. The tensor-core
 // forms (kernels/stem_conv_mma.h has the equations), where they run (stem_tensor_cores_available):
 //   SplitBf16TensorCores: images and weights each as two bf16 parts, three MMAs a product: each
-//     product within about 2^-16 of the f32 one, sums in f32; what packed inference takes by default.
-//   Bf16TensorCores: images and weights rounded to bf16 (2^-9), one MMA a product: the fastest,
+//     product within 3.02 * 2^-16 of the f32 one, sums in f32; what packed inference takes by default.
+//   Bf16TensorCores: images and weights rounded to bf16 (2^-8), one MMA a product: the fastest,
 //     and the roundings flip the signs of near-zero outputs (0.04% of ImageNet ResNet-18's).
 // Elsewhere F32 runs instead: on a CUDA device below compute capability 8.0, and on the CPU,
 // which has no tensor cores (its result is then the direct kernel's reference, bit for bit, not
