@@ -399,19 +399,13 @@ std::string describe(const infer::Step& step) {
   return "step";
 }
 
-// The stem on tensor cores (both packed::StemArithmetic forms, split-bf16 and bf16 operands) on a
-// direct Bf16Stem's inputs, timed alone as the steps are: its signs form (with how many bits
-// differ from `direct_bits`, the direct kernel's: the operands' roundings flip near-zero values)
-// and its bf16 form.
-void list_stem_tensor_cores(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& direct_bits) {
-  if (!packed::stem_tensor_cores_available(Device::CUDA)) {
-    std::printf("%4s  %-40s |\n", "", "  (tensor cores: not run, needs sm_80)");
-    return;
-  }
-  for (const auto kTc : {packed::StemArithmetic::SplitBf16TensorCores, packed::StemArithmetic::Bf16TensorCores}) {
-  const char* form = kTc == packed::StemArithmetic::Bf16TensorCores ? "bf16" : "split-bf16";
+// The stem on tensor cores in one packed::StemArithmetic form on a direct Bf16Stem's inputs,
+// timed alone as the steps are: its signs form (with how many bits differ from `direct_bits`,
+// the direct kernel's: the operands' roundings flip near-zero values) and its bf16 form.
+void list_stem_form(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& direct_bits,
+                    packed::StemArithmetic arithmetic) {
   const auto signs = [&] {
-    return packed::stem_conv_signs(x, stem.direct_weight, stem.scale, stem.shift, stem.params, stem.relu, kTc);
+    return packed::stem_conv_signs(x, stem.direct_weight, stem.scale, stem.shift, stem.params, stem.relu, arithmetic);
   };
   const float signs_ms = median_ms([&] { signs(); });
   const Tensor mine = signs().cpu(), theirs = direct_bits.cpu();
@@ -422,14 +416,24 @@ void list_stem_tensor_cores(const infer::Bf16Stem& stem, const Tensor& x, const 
     for (size_t i = 0; i < mine.nbytes() / 4; ++i) differ += __builtin_popcount(p[i] ^ q[i]);
   else
     differ = -1;
-  const std::string what = std::string("  (tensor cores, ") + form;
+  const std::string what = std::string("  (tensor cores, ") +
+                           (arithmetic == packed::StemArithmetic::Bf16TensorCores ? "bf16" : "split-bf16");
   std::printf("%4s  %-40s | %9.3f | %lld of %lld bits differ from the direct's\n", "", (what + ": signs)").c_str(),
               signs_ms, differ, static_cast<long long>(mine.nbytes()) * 8);
   std::printf("%4s  %-40s | %9.3f |\n", "", (what + ": bf16 NHWC)").c_str(), median_ms([&] {
                 packed::stem_conv_nhwc(x, stem.direct_weight, stem.scale, stem.shift, stem.params, stem.relu,
-                                       DType::BF16, kTc);
+                                       DType::BF16, arithmetic);
               }));
+}
+
+// Both tensor-core forms (split-bf16, then bf16 operands), where the GPU has tensor cores.
+void list_stem_tensor_cores(const infer::Bf16Stem& stem, const Tensor& x, const Tensor& direct_bits) {
+  if (!packed::stem_tensor_cores_available(Device::CUDA)) {
+    std::printf("%4s  %-40s |\n", "", "  (tensor cores: not run, needs sm_80)");
+    return;
   }
+  for (const auto arithmetic : {packed::StemArithmetic::SplitBf16TensorCores, packed::StemArithmetic::Bf16TensorCores})
+    list_stem_form(stem, x, direct_bits, arithmetic);
 }
 
 // Each top-level step of the plan timed alone (for_each_timed_step), with its output; a Bf16Stem
@@ -597,8 +601,8 @@ int main(int argc, char** argv) {
     const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
     float base_ms = 0;
     for (Version v : {Version::CudnnBF16, Version::W1A16, Version::W1A16Split, Version::W1A1, Version::W1A16Stem,
-                      Version::W1A1Stem, Version::W1A1Tc, Version::W1A1TcBf16, Version::W1A1Graph, Version::W1A1StemGraph,
-                      Version::W1A1TcGraph}) {
+                      Version::W1A1Stem, Version::W1A1Tc, Version::W1A1TcBf16, Version::W1A1Graph,
+                      Version::W1A1StemGraph, Version::W1A1TcGraph}) {
       const infer::Plan* plan = v == Version::W1A16 ? w1a16.get() : v == Version::W1A16Split ? split.get()
                                 : v == Version::W1A1 || v == Version::W1A1Graph ? w1a1.get()
                                 : v == Version::W1A16Stem ? w1a16_stem.get()

@@ -227,7 +227,7 @@ class Builder {
 
   // Whether the convolution that reads the images becomes one Bf16Stem step (LowerOptions::stem).
   bool takes_stem(const Tensor& w, const ops::Conv2dParams& p) const {
-    const bool direct = stem_ == StemPath::Direct || stem_ == StemPath::TensorCores || stem_ == StemPath::TensorCoresBf16;
+    const bool direct = stem_ == StemPath::Direct || packed::on_tensor_cores(stem_arithmetic(stem_));
     return stem_ == StemPath::Bf16 || (direct && packed::stem_direct_enabled() && packed::stem_conv_fits(w, p));
   }
 
@@ -246,10 +246,7 @@ class Builder {
     l->params = conv.params();
     l->relu = relu;
     l->dense = dense_;
-    // On a device without tensor cores the step runs as Direct's.
-    l->arithmetic = stem_ == StemPath::TensorCores       ? packed::StemArithmetic::SplitBf16TensorCores
-                    : stem_ == StemPath::TensorCoresBf16 ? packed::StemArithmetic::Bf16TensorCores
-                                                         : packed::StemArithmetic::F32;
+    l->arithmetic = stem_arithmetic(stem_);  // on a device without tensor cores the step runs as Direct's
     return l;
   }
 
@@ -355,6 +352,12 @@ class Builder {
 };
 
 }  // namespace
+
+packed::StemArithmetic stem_arithmetic(StemPath path) {
+  return path == StemPath::TensorCores       ? packed::StemArithmetic::SplitBf16TensorCores
+         : path == StemPath::TensorCoresBf16 ? packed::StemArithmetic::Bf16TensorCores
+                                             : packed::StemArithmetic::F32;
+}
 
 std::unique_ptr<Plan> lower(nn::Module& model, const LowerOptions& options, std::string* why_not) {
   std::vector<Item> items;

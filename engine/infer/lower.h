@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "engine/nn/module.h"
+#include "engine/packed/stem_conv.h"
 
 namespace mdq::infer {
 
@@ -67,15 +68,15 @@ struct LowerOptions {
   //     flip at a near-tie) and BF16 precision rounds the output;
   //   TensorCores (mdq-infer's default): as Direct, with the direct kernel's sums on tensor cores
   //     from images and weights split into two bf16 parts each, three MMAs a product
-  //     (packed::StemArithmetic::SplitBf16TensorCores: each product within about 2^-16 of the f32
+  //     (packed::StemArithmetic::SplitBf16TensorCores: each product within 3.02 * 2^-16 of the f32
   //     one), on a CUDA device of compute capability >= 8.0; elsewhere (the CPU, older GPUs)
   //     exactly Direct;
   //   TensorCoresBf16: as TensorCores with bf16-rounded images and weights, one MMA a product
   //     (StemArithmetic::Bf16TensorCores): the fastest, but the rounding (up to 2^-8 relative per
   //     product) flips signs at near-ties: 86735 of the 205520896 stem sign bits (0.04%) of
   //     ImageNet ResNet-18 at batch 256 differed from Direct's, and a W1A1 network carries a
-  //     flipped bit on (its top-1 agreement with the float engine fell to 76% on a CIFAR-10
-  //     ResNet-18, scripts/check-packed-infer.sh);
+  //     flipped bit on (its top-1 agreement with the float engine fell to 55-76% on weakly
+  //     trained CIFAR-10 ResNet-18s, scripts/check-packed-infer.sh);
   //   Bf16: as one Bf16Stem step always: the direct kernel, or where it does not take the layer
   //     (or MDQ_STEM_DIRECT=0) three passes: the images rounded to bf16 NHWC, cuDNN's bf16
   //     convolution, the folded affine in a pass of its own.
@@ -89,6 +90,10 @@ struct LowerOptions {
   // MDQ_STEM_DIRECT (0: the stem and Binarize as two steps).
   StemPath stem = StemPath::Float;
 };
+
+// The arithmetic of a Bf16Stem's direct step under `path`: SplitBf16TensorCores for TensorCores,
+// Bf16TensorCores for TensorCoresBf16, F32 otherwise (Direct, and the paths that take no direct step).
+packed::StemArithmetic stem_arithmetic(StemPath path);
 
 // What runs where: the conv and linear layers of a plan per path.
 struct Census {

@@ -320,37 +320,39 @@ TEST_CASE("lower with StemPath::TensorCores / TensorCoresBf16 on the CPU: exactl
   const std::pair<infer::StemPath, packed::StemArithmetic> paths[] = {
       {infer::StemPath::TensorCores, packed::StemArithmetic::SplitBf16TensorCores},
       {infer::StemPath::TensorCoresBf16, packed::StemArithmetic::Bf16TensorCores}};
-  for (const auto& [path, arithmetic] : paths)
-  for (int act_bits : {32, 1})
-    for (PackedPrecision prec : {PackedPrecision::SplitBF16, PackedPrecision::BF16}) {
-      INFO("stem path " << int(path) << ", act_bits " << act_bits << ", precision " << infer::packed_precision_name(prec));
-      models::ModelOptions o;
-      o.num_classes = 10, o.in_channels = 3, o.image_size = 64, o.act_bits = act_bits;
-      auto model = testing::rounded_model("resnet18", o, 2, 27);
-      auto plan_with = [&](infer::StemPath path) {
-        infer::LowerOptions opt{Device::CPU, prec};
-        opt.stem = path;
-        auto plan = infer::lower(*model, opt, nullptr);
-        REQUIRE(plan);
-        return plan;
-      };
-      auto direct = plan_with(infer::StemPath::Direct), tc = plan_with(path);
-      const auto* stem = step_as<infer::Bf16Stem>(*tc, 0);
-      REQUIRE(stem);
-      CHECK(stem->arithmetic == arithmetic);
-      CHECK(stem->direct());
-      CHECK_FALSE(stem->on_tensor_cores());
-      CHECK(stem->signs == (act_bits == 1));
-      const infer::Census a = direct->census(), b = tc->census();
-      CHECK(b.text() == a.text());
-      CHECK(b.stem_direct == 1);
-      CHECK(b.stem_signs == a.stem_signs);
-      CHECK(b.stem_tensor_cores == 0);
-      CHECK(b.bytes == a.bytes);
-      CHECK(tc->steps().size() == direct->steps().size());
-      const Tensor x = images(o, 3, 28);
-      CHECK(testing::bits(tc->logits(x)) == testing::bits(direct->logits(x)));
-    }
+  for (const auto& [path, arithmetic] : paths) {
+    for (int act_bits : {32, 1})
+      for (PackedPrecision prec : {PackedPrecision::SplitBF16, PackedPrecision::BF16}) {
+        INFO("stem path " << int(path) << ", act_bits " << act_bits << ", precision "
+                          << infer::packed_precision_name(prec));
+        models::ModelOptions o;
+        o.num_classes = 10, o.in_channels = 3, o.image_size = 64, o.act_bits = act_bits;
+        auto model = testing::rounded_model("resnet18", o, 2, 27);
+        auto plan_with = [&](infer::StemPath stem_path) {
+          infer::LowerOptions opt{Device::CPU, prec};
+          opt.stem = stem_path;
+          auto plan = infer::lower(*model, opt, nullptr);
+          REQUIRE(plan);
+          return plan;
+        };
+        auto direct = plan_with(infer::StemPath::Direct), tc = plan_with(path);
+        const auto* stem = step_as<infer::Bf16Stem>(*tc, 0);
+        REQUIRE(stem);
+        CHECK(stem->arithmetic == arithmetic);
+        CHECK(stem->direct());
+        CHECK_FALSE(stem->on_tensor_cores());
+        CHECK(stem->signs == (act_bits == 1));
+        const infer::Census a = direct->census(), b = tc->census();
+        CHECK(b.text() == a.text());
+        CHECK(b.stem_direct == 1);
+        CHECK(b.stem_signs == a.stem_signs);
+        CHECK(b.stem_tensor_cores == 0);
+        CHECK(b.bytes == a.bytes);
+        CHECK(tc->steps().size() == direct->steps().size());
+        const Tensor x = images(o, 3, 28);
+        CHECK(testing::bits(tc->logits(x)) == testing::bits(direct->logits(x)));
+      }
+  }
 }
 
 TEST_CASE("lower: VGG-16 with sign activations (conv bias, BN + sign on the classifier): W1A1") {

@@ -147,16 +147,17 @@ TEST_CASE("Bf16Stem with signs on the CPU: the fused step vs the stem and Binari
 // there, bit for bit (no model of the bf16 rounding), in all three forms.
 TEST_CASE("StemArithmetic's tensor-core forms on the CPU: the direct reference, bit for bit") {
   CHECK_FALSE(packed::stem_tensor_cores_available(Device::CPU));
-  for (const auto kTc : {packed::StemArithmetic::SplitBf16TensorCores, packed::StemArithmetic::Bf16TensorCores})
-  for (const StemCase& s : testing::stem_cases()) {
-    INFO(s.text() << (kTc == packed::StemArithmetic::Bf16TensorCores ? ", bf16" : ", split-bf16"));
-    const testing::StemInputs in = testing::stem_inputs(s, 160);
-    for (DType out : {DType::F32, DType::BF16})
-      CHECK(testing::words(packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), s.relu, out, kTc)) ==
-            testing::words(packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), s.relu, out)));
-    if (s.O % 32 == 0)
-      CHECK(testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu, kTc)) ==
-            testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu)));
+  for (const auto kTc : {packed::StemArithmetic::SplitBf16TensorCores, packed::StemArithmetic::Bf16TensorCores}) {
+    for (const StemCase& s : testing::stem_cases()) {
+      INFO(s.text() << (kTc == packed::StemArithmetic::Bf16TensorCores ? ", bf16" : ", split-bf16"));
+      const testing::StemInputs in = testing::stem_inputs(s, 160);
+      for (DType out : {DType::F32, DType::BF16})
+        CHECK(testing::words(packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), s.relu, out, kTc)) ==
+              testing::words(packed::stem_conv_nhwc(in.x, in.w, in.scale, in.shift, s.params(), s.relu, out)));
+      if (s.O % 32 == 0)
+        CHECK(testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu, kTc)) ==
+              testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu)));
+    }
   }
 }
 
@@ -171,7 +172,9 @@ TEST_CASE("the tensor-core stem's products: split-bf16 within 3.02 * 2^-16 of x 
   const double u = std::ldexp(1.0, -8);
   double worst_split = 0, worst_bf16 = 0;
   for (int i = 0; i < 200000; ++i) {
-    auto value = [&] { return float((rng.below(2) ? -1.0 : 1.0) * std::ldexp(1.0 + rng.uniform(), int(rng.below(41)) - 20)); };
+    auto value = [&] {  // ±m 2^e, m in [1, 2), e in [-20, 20]
+      return float((rng.below(2) ? -1.0 : 1.0) * std::ldexp(1.0 + rng.uniform(), int(rng.below(41)) - 20));
+    };
     const float x = value(), w = value();
     const double exact = double(x) * double(w);
     double terms = 0;

@@ -191,9 +191,7 @@ const char* stem_name(infer::StemPath path) {
          : path == infer::StemPath::TensorCoresBf16 ? "tc-bf16 stem"
                                                     : "bf16 stem";
 }
-bool tensor_core_path(infer::StemPath path) {
-  return path == infer::StemPath::TensorCores || path == infer::StemPath::TensorCoresBf16;
-}
+bool tensor_core_path(infer::StemPath path) { return packed::on_tensor_cores(infer::stem_arithmetic(path)); }
 
 // Lowered with LowerOptions::stem `path` (Bf16, TensorCores or TensorCoresBf16); a tensor-core
 // plan on CUDA takes the tensor-core stem (the test cases run it only where the GPU has them), on
@@ -324,8 +322,9 @@ void check_tc_stem_step(models::ModelOptions o, int64_t N, uint64_t seed, infer:
   Shape shape;
   const kernels::StemConvArgs args =
       packed::stem_conv_args("check_tc_stem_step", x, w, scale, shift, stem->params, stem->relu, true, &shape);
-  const auto operands = path == infer::StemPath::TensorCores ? kernels::StemMmaOperands::SplitBf16
-                                                              : kernels::StemMmaOperands::Bf16;
+  const auto operands = stem->arithmetic == packed::StemArithmetic::SplitBf16TensorCores
+                            ? kernels::StemMmaOperands::SplitBf16
+                            : kernels::StemMmaOperands::Bf16;
   const testing::StemSignsCheck c =
       testing::check_stem_signs(testing::stem_mma_reference(args, operands), testing::words(a.x));
   INFO("undecided (|scale d + shift| <= tol): " << c.undecided << " of " << c.outputs);
@@ -406,7 +405,7 @@ TEST_CASE("lower on CUDA with bf16_stem, sign activations (W1A1): ResNet-18 (Ima
   check_w1a1_stem(o, 64, 21, 256, infer::StemPath::Bf16);
 }
 
-TEST_CASE("lower on CUDA with StemPath::TensorCores(Bf16): ResNet-18 W1A16 and W1A1, and the stem step vs its reference") {
+TEST_CASE("lower on CUDA with the tensor-core stems: ResNet-18 W1A16 and W1A1, and the stem step vs its reference") {
   if (!packed::stem_tensor_cores_available(Device::CUDA)) {
     WARN("not run: the tensor-core stem needs compute capability 8.0 or later (the plan runs Direct's stem)");
     return;

@@ -1,7 +1,7 @@
 // The tensor-core stem (kernels/stem_conv_mma.cu), both operand forms (bf16-rounded and
 // split-bf16 images and weights), against its CPU reference (kernels::reference::mma in
-// kernels/stem_conv_mma.h: the MMAs' products, sums in double), on random non-zero inputs (tests/support/stem_case.h: images in [-2, 2), weights in
-// [-0.5, 0.5), scales of both signs, shifts in [-1, 1)): ImageNet ResNet-18's stem at batch 2
+// kernels/stem_conv_mma.h: the MMAs' products, sums in double), on random non-zero inputs
+// (tests/support/stem_case.h: images in [-2, 2), weights in [-0.5, 0.5), scales of both signs, shifts in [-1, 1)): ImageNet ResNet-18's stem at batch 2
 // (224x224 -> 112x112, 7x7 stride 2 pad 3, 64 filters), a CIFAR-like odd shape (33x33, 3x3
 // stride 1 pad 1, 16 filters), 7x7 stride 2 pad 3 with 32 filters at batch 1, the direct stem's
 // test shapes (1 to 4 channels, 5x5 unpadded, 1x1, partial tiles at every edge), and batches
@@ -168,38 +168,40 @@ TEST_CASE("packed::stem_conv_* with a tensor-core arithmetic run the tensor-core
   const std::pair<packed::StemArithmetic, kernels::StemMmaOperands> forms[] = {
       {packed::StemArithmetic::SplitBf16TensorCores, kernels::StemMmaOperands::SplitBf16},
       {packed::StemArithmetic::Bf16TensorCores, kernels::StemMmaOperands::Bf16}};
-  for (const auto& [kTc, op] : forms)
-  for (const StemCase& s : {StemCase{2, 3, 45, 50, 64, 7, 2, 3, false}, StemCase{3, 3, 17, 18, 32, 3, 1, 1, true}}) {
-    INFO(s.text() << ", " << operands_name(op));
-    const testing::StemInputs in = testing::stem_inputs(s, 2900);
-    const Tensor xg = in.x.cuda(), wg = in.w.cuda(), sg = in.scale.cuda(), hg = in.shift.cuda();
-    const kernels::StemConvArgs a = args_of(s, xg.data<float>(), wg.data<float>(), sg.data<float>(), hg.data<float>());
-    const int64_t outputs = s.N * s.OH() * s.OW() * s.O;
-    const Tensor y32 = packed::stem_conv_nhwc(xg, wg, sg, hg, s.params(), s.relu, DType::F32, kTc);
-    const Tensor y16 = packed::stem_conv_nhwc(xg, wg, sg, hg, s.params(), s.relu, DType::BF16, kTc);
-    const Tensor bits = packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu, kTc);
-    if (tc) {
-      const std::vector<uint32_t> f32 = run_poisoned(outputs, [&](uint32_t* y) {
-        kernels::stem_conv_mma_nhwc_f32(a, reinterpret_cast<float*>(y), op);
-      });
-      const std::vector<uint32_t> bf16 = run_poisoned(outputs / 2, [&](uint32_t* y) {
-        kernels::stem_conv_mma_nhwc_bf16(a, reinterpret_cast<uint16_t*>(y), op);
-      });
-      const std::vector<uint32_t> signs =
-          run_poisoned(outputs / 32, [&](uint32_t* y) { kernels::stem_conv_mma_signs(a, y, op); });
-      CHECK(testing::words(y32) == head(f32, outputs));
-      CHECK(testing::words(y16) == head(bf16, outputs / 2));
-      CHECK(testing::words(bits) == head(signs, outputs / 32));
-    } else {
-      CHECK(testing::bits(y32) ==
-            testing::bits(packed::stem_conv_nhwc(xg, wg, sg, hg, s.params(), s.relu, DType::F32)));
-      CHECK(testing::words(bits) == testing::words(packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu)));
+  for (const auto& [kTc, op] : forms) {
+    for (const StemCase& s : {StemCase{2, 3, 45, 50, 64, 7, 2, 3, false}, StemCase{3, 3, 17, 18, 32, 3, 1, 1, true}}) {
+      INFO(s.text() << ", " << operands_name(op));
+      const testing::StemInputs in = testing::stem_inputs(s, 2900);
+      const Tensor xg = in.x.cuda(), wg = in.w.cuda(), sg = in.scale.cuda(), hg = in.shift.cuda();
+      const kernels::StemConvArgs a =
+          args_of(s, xg.data<float>(), wg.data<float>(), sg.data<float>(), hg.data<float>());
+      const int64_t outputs = s.N * s.OH() * s.OW() * s.O;
+      const Tensor y32 = packed::stem_conv_nhwc(xg, wg, sg, hg, s.params(), s.relu, DType::F32, kTc);
+      const Tensor y16 = packed::stem_conv_nhwc(xg, wg, sg, hg, s.params(), s.relu, DType::BF16, kTc);
+      const Tensor bits = packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu, kTc);
+      if (tc) {
+        const std::vector<uint32_t> f32 = run_poisoned(outputs, [&](uint32_t* y) {
+          kernels::stem_conv_mma_nhwc_f32(a, reinterpret_cast<float*>(y), op);
+        });
+        const std::vector<uint32_t> bf16 = run_poisoned(outputs / 2, [&](uint32_t* y) {
+          kernels::stem_conv_mma_nhwc_bf16(a, reinterpret_cast<uint16_t*>(y), op);
+        });
+        const std::vector<uint32_t> signs =
+            run_poisoned(outputs / 32, [&](uint32_t* y) { kernels::stem_conv_mma_signs(a, y, op); });
+        CHECK(testing::words(y32) == head(f32, outputs));
+        CHECK(testing::words(y16) == head(bf16, outputs / 2));
+        CHECK(testing::words(bits) == head(signs, outputs / 32));
+      } else {
+        CHECK(testing::bits(y32) ==
+              testing::bits(packed::stem_conv_nhwc(xg, wg, sg, hg, s.params(), s.relu, DType::F32)));
+        CHECK(testing::words(bits) == testing::words(packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu)));
+      }
+      // F32, and either arithmetic on the CPU: the direct kernel's reference.
+      const Tensor want = packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu);
+      CHECK(testing::words(packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu)) == testing::words(want));
+      CHECK(testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu, kTc)) ==
+            testing::words(want));
     }
-    // F32, and either arithmetic on the CPU: the direct kernel's reference.
-    const Tensor want = packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu);
-    CHECK(testing::words(packed::stem_conv_signs(xg, wg, sg, hg, s.params(), s.relu)) == testing::words(want));
-    CHECK(testing::words(packed::stem_conv_signs(in.x, in.w, in.scale, in.shift, s.params(), s.relu, kTc)) ==
-          testing::words(want));
   }
 }
 
