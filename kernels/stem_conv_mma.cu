@@ -39,13 +39,19 @@
 // ((16 - 1) S + KH rows x the columns the pairs reach, C channels, zeros outside the image)
 // arrives by 4-byte cp.async into one of two f32 staging buffers, one tile ahead (a warp a patch
 // row, lanes along it); then all threads round it once to bf16 into the A patch (pairs as above,
-// again a warp a row); then the MMAs; then the epilogue. Two barriers a tile.
+// a warp a row, a lane a word); then the MMAs; then the epilogue. Two barriers a tile. Both
+// passes over the patch loop over channels and rows with no division and unrolled column steps:
+// with a division per row and the generic column loop they took 64% of the kernel's instructions
+// (ncu, ImageNet's stem at batch 256).
 //
 // Split operands: the weights' and the A patch's lo parts sit right after their hi parts (same
-// layouts; Config::PARTS = 2), the rounding pass writes both, and a k-step loads the A fragments
-// twice (hi, then lo into the same registers) and each B fragment pair hi and lo: MMAs with
-// hi(x) x {hi(w), lo(w)}, then lo(x) x hi(w). The shared memory grows by a weight block and a
-// patch (ImageNet's stem: 66 -> 99 KB a CTA, still 2 CTAs an SM).
+// layouts; Config::PARTS = 2), the rounding pass writes both, and a k-step (mma_ksteps) loads the
+// A fragments twice (hi, then lo into the same registers) and each B fragment pair hi and lo: MMAs
+// with hi(x) x {hi(w), lo(w)}, then lo(x) x hi(w). Where every lo(w) is 0 (weights that are bf16
+// values: quantized levels, what mdq's W1A1 and W1A16 stems hold), which each CTA finds as it
+// stores them, the hi(x) lo(w) MMAs are left out (KForm::SplitExactW: both x parts held, each B
+// fragment loaded once): two MMAs a product, the same sums. The shared memory grows by a weight
+// block and a patch (ImageNet's stem: 66 -> 99 KB a CTA, still 2 CTAs an SM).
 //
 // Warp tiling: a warp owns 2 m16 tiles x all O filters (O/8 n8 tiles): 2 x O/2 f32 accumulators
 // (64 for O = 64). An m16 tile is 16 pixels: stride 2, one output column of 16 rows (lane group
@@ -106,34 +112,152 @@ struct Geometry {
   int OH, OW, tiles_w, tiles_per_image, tiles, kp;
 };
 
-// The f32 patch of `tile` into a staging buffer: rows < (16 - 1) S + KH, columns < `cols`, zeros
-// outside the image. The rest of the pitch is never read.
+// Where a tile is: image n, tile row th and column tw (the only divisions of a tile).
+struct TileAt {
+  int n, th, tw;
+};
+__device__ __forceinline__ TileAt tile_at(const Geometry& g, int tile) {
+  const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image, th = t / g.tiles_w;
+  return {n, th, t - th * g.tiles_w};
+}
+
+// The f32 patch of a tile into a staging buffer: rows < `rows` = (16 - 1) S + KH, columns <
+// `cols`, zeros outside the image. The rest of the pitch is never read. A warp a patch row (c, r),
+// its lanes along the columns (coalesced); no division, the column steps unrolled.
 template <int C, int O, int S>
-__device__ __forceinline__ void load_stage(const StemConvArgs& a, const Geometry& g, int tile, int cols, float* buf) {
+__device__ __forceinline__ void load_stage(const StemConvArgs& a, TileAt at, int rows, int cols, float* buf) {
   using Cfg = Config<C, O, S, false>;  // the staging layout does not depend on Split
-  const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image;
-  const int th = t / g.tiles_w, tw = t - th * g.tiles_w;
-  const int ih0 = th * kTile * S - a.pad, iw0 = tw * kTile * S - a.pad;
-  const int rows = (kTile - 1) * S + a.KH;
-  const float* image = a.x + int64_t(n) * C * a.H * a.W;
-  // A warp a patch row (c, r), its lanes along the columns (coalesced): no division per element.
-  for (int cr = threadIdx.x >> 5; cr < C * rows; cr += kThreads / 32) {
-    const int c = cr / rows, r = cr - c * rows, ih = ih0 + r;
-    const bool row_inside = ih >= 0 && ih < a.H;
-    const float* src_row = image + (int64_t(c) * a.H + (row_inside ? ih : 0)) * a.W;
-    float* dst = buf + c * Cfg::FPLANE + r * Cfg::PF;
-    for (int col = threadIdx.x & 31; col < cols; col += 32) {
-      const int iw = iw0 + col;
-      const bool inside = row_inside && iw >= 0 && iw < a.W;
-      ptx::cp_async4_zfill(dst + col, inside ? src_row + iw : a.x, inside);
+  constexpr int kColSteps = (Cfg::PF + 31) / 32;
+  const int ih0 = at.th * kTile * S - a.pad, iw0 = at.tw * kTile * S - a.pad, lane = threadIdx.x & 31;
+  const float* image = a.x + int64_t(at.n) * C * a.H * a.W;
+#pragma unroll
+  for (int c = 0; c < C; ++c)
+    for (int r = threadIdx.x >> 5; r < rows; r += kThreads / 32) {
+      const int ih = ih0 + r;
+      const bool row_inside = unsigned(ih) < unsigned(a.H);
+      const float* src_row = image + (int64_t(c) * a.H + (row_inside ? ih : 0)) * a.W;
+      float* dst = buf + c * Cfg::FPLANE + r * Cfg::PF;
+#pragma unroll
+      for (int i = 0; i < kColSteps; ++i) {
+        const int col = lane + 32 * i, iw = iw0 + col;
+        const bool inside = row_inside && unsigned(iw) < unsigned(a.W);
+        if (col < cols) ptx::cp_async4_zfill(dst + col, inside ? src_row + iw : a.x, inside);
+      }
     }
-  }
+}
+
+// The staged patch as the A patch's bf16 pairs (and, Split, their lo parts AWORDS on): word wc of
+// a row is (col, col + 1), col = 2 wc at stride 2 (a float2), wc at stride 1. A warp a row, a
+// lane a word (a row has ww <= PW <= 32 of them).
+template <int C, int O, int S, bool Split>
+__device__ __forceinline__ void round_patch(const float* stage, int rows, int ww, uint32_t* apatch) {
+  using Cfg = Config<C, O, S, Split>;
+  static_assert(Cfg::PW <= 32, "a lane a word");
+  const int lane = threadIdx.x & 31;
+  if (lane >= ww) return;
+#pragma unroll
+  for (int c = 0; c < C; ++c)
+    for (int r = threadIdx.x >> 5; r < rows; r += kThreads / 32) {
+      const float* src = stage + c * Cfg::FPLANE + r * Cfg::PF;
+      float2 v;
+      if constexpr (S == 2) v = *reinterpret_cast<const float2*>(src + 2 * lane);
+      else v = make_float2(src[lane], src[lane + 1]);
+      uint32_t* dst = apatch + c * Cfg::APLANE + r * Cfg::PW + lane;
+      const uint32_t hi = pack2(v.x, v.y);
+      dst[0] = hi;
+      // lo(x) = bf16(x - hi(x)); hi(x) as f32 is its bf16 bits in the upper half.
+      if constexpr (Split)
+        dst[Cfg::AWORDS] = pack2(v.x - __uint_as_float(hi << 16), v.y - __uint_as_float(hi & 0xffff0000u));
+    }
 }
 
 // x = hi(x) + lo(x) + r: hi(x) = bf16(x), lo(x) = bf16(x - hi(x)) (x - hi(x) is exact in f32),
 // |r| <= 2^-8 |x - hi(x)| <= 2^-16 |x| (bf16's unit roundoff 2^-8, twice).
 // Returns x - hi(x), which the caller rounds to lo(x).
 __device__ __forceinline__ float bf16_rest(float v) { return v - bf_to_f(f_to_bf(v)); }
+
+// How a k-step forms its products (the equation's forms, kernels/stem_conv_mma.h). Bf16: one MMA,
+// bf16(x) bf16(w). Split: three, hi(x) hi(w) + hi(x) lo(w) + lo(x) hi(w). SplitExactW: Split where
+// every lo(w) is 0 (weights that are bf16 values, as the quantized levels -1, 0, 1 are), whose
+// hi(x) lo(w) MMAs would add exact zeros and are left out: two, hi(x) w + lo(x) w.
+enum class KForm { Bf16, Split, SplitExactW };
+
+// Where a lane's operands are: its first pixel's word in the A patch (hi part; lo AWORDS on), the
+// pair -> patch word table, its ldmatrix row of hi(w) (lo(w) b_lo bytes on, n16 groups b_q apart).
+struct Operands {
+  const uint32_t* ap;
+  const int* poff;
+  uint32_t b_addr, b_q, b_lo;
+  int tq;  // the lane's place in its quad
+};
+
+// acc += the products of every k-step, in form F.
+template <class Cfg, KForm F>
+__device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Operands& op, int ksteps) {
+  constexpr int NT = Cfg::NT, XPARTS = F == KForm::Bf16 ? 1 : 2;  // hi(x) (and lo(x))
+#pragma unroll(F == KForm::Bf16 ? 2 : 1)  // split forms: a second k-step unrolled would spill at O = 64
+  for (int ks = 0; ks < ksteps; ++ks) {
+    const int o0 = op.poff[8 * ks + op.tq], o1 = op.poff[8 * ks + 4 + op.tq];  // pairs t and t + 4 of the k-step
+    const uint32_t kb = uint32_t(ks * 32);
+    // A fragments of m16 tile m, x part p: (row g, k 2t..2t+1), (row g + 8, same k), (row g,
+    // k 2t+8..2t+9), (row g + 8, same k).
+    auto load_a = [&](uint32_t (&af)[2][4], int p) {
+      const uint32_t* apart = op.ap + p * Cfg::AWORDS;
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        af[m][0] = apart[m * Cfg::MT1 + o0];
+        af[m][1] = apart[m * Cfg::MT1 + Cfg::HALF + o0];
+        af[m][2] = apart[m * Cfg::MT1 + o1];
+        af[m][3] = apart[m * Cfg::MT1 + Cfg::HALF + o1];
+      }
+    };
+    // acc[m][2q], acc[m][2q + 1] += A (both m16 tiles) x the n16 group q's B at byte offset `at`.
+    auto mma_group = [&](const uint32_t (&af)[2][4], int q, uint32_t b_at) {
+      uint32_t b[4];
+      ptx::ldmatrix_x4(b, b_at);
+      const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        ptx::mma_bf16(acc[m][2 * q], af[m], b0);
+        ptx::mma_bf16(acc[m][2 * q + 1], af[m], b1);
+      }
+    };
+    if constexpr (F == KForm::SplitExactW) {
+      // Both x parts held, each B fragment loaded once for both.
+      uint32_t ahi[2][4], alo[2][4];
+      load_a(ahi, 0);
+      load_a(alo, 1);
+#pragma unroll
+      for (int q = 0; q < NT / 2; ++q) {
+        uint32_t b[4];
+        ptx::ldmatrix_x4(b, op.b_addr + q * op.b_q + kb);
+        const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {
+          ptx::mma_bf16(acc[m][2 * q], ahi[m], b0);
+          ptx::mma_bf16(acc[m][2 * q + 1], ahi[m], b1);
+          ptx::mma_bf16(acc[m][2 * q], alo[m], b0);
+          ptx::mma_bf16(acc[m][2 * q + 1], alo[m], b1);
+        }
+      }
+    } else {
+      // Bf16: hi(x) x hi(w). Split: first the products with hi(x), hi(w) and lo(w), then lo(x)'s
+      // with hi(w) (the lo(x) lo(w) terms, 2^-16 relative, left out). lo(x) reuses the A
+      // registers and hi(w) is loaded again for it rather than held: holding both parts of A and
+      // B spilled at O = 64 (128 registers).
+#pragma unroll
+      for (int p = 0; p < XPARTS; ++p) {
+        uint32_t af[2][4];
+        load_a(af, p);
+#pragma unroll
+        for (int q = 0; q < NT / 2; ++q)
+#pragma unroll
+          for (int wpart = 0; wpart < XPARTS - p; ++wpart)  // hi(w) (and lo(w) with hi(x))
+            mma_group(af, q, op.b_addr + wpart * op.b_lo + q * op.b_q + kb);
+      }
+    }
+  }
+}
 
 template <class Out, int C, int O, int S, bool Split>
 __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, Geometry g, Out* y) {
@@ -151,6 +275,7 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
   const int tid = threadIdx.x;
   const int pr = (a.KW + 1) / 2, real_pairs = C * a.KH * pr;
   // Once per CTA: the weights as bf16 pairs, the pair offsets, the affine.
+  bool lo_w_seen = false;  // a non-zero lo(w) word (Split)
   for (int e = tid; e < O * np; e += kThreads) {
     const int o = e / np, p = e - o * np;
     float lo = 0.f, hi = 0.f;
@@ -161,8 +286,14 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
       if (kw + 1 < a.KW) hi = wr[kw + 1];
     }
     ws[o * wp + p] = pack2(lo, hi);
-    if constexpr (Split) ws[(O + o) * wp + p] = pack2(bf16_rest(lo), bf16_rest(hi));
+    if constexpr (Split) {
+      const uint32_t lo_w = pack2(bf16_rest(lo), bf16_rest(hi));
+      ws[(O + o) * wp + p] = lo_w;
+      lo_w_seen |= lo_w != 0;
+    }
   }
+  // With every lo(w) operand 0 the hi(x) lo(w) MMAs add nothing: KForm::SplitExactW skips them.
+  const bool w_exact = Split && !__syncthreads_or(lo_w_seen);
   for (int p = tid; p < np; p += kThreads) {
     int off = 0;  // padding pairs (weight 0) read the patch's first word
     if (p < real_pairs) {
@@ -193,29 +324,18 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
   const int ksteps = g.kp / 16;
 
   int tile = blockIdx.x, buf = 0;
-  if (tile < g.tiles) load_stage<C, O, S>(a, g, tile, cols, stage);
+  TileAt at = tile_at(g, tile);
+  if (tile < g.tiles) load_stage<C, O, S>(a, at, rows, cols, stage);
   ptx::cp_async_commit();
   for (; tile < g.tiles; tile += gridDim.x) {
     const int next = tile + gridDim.x;
-    if (next < g.tiles) load_stage<C, O, S>(a, g, next, cols, stage + (buf ^ 1) * Cfg::FWORDS);
+    const TileAt next_at = next < g.tiles ? tile_at(g, next) : at;
+    if (next < g.tiles) load_stage<C, O, S>(a, next_at, rows, cols, stage + (buf ^ 1) * Cfg::FWORDS);
     ptx::cp_async_commit();
     ptx::cp_async_wait<1>();  // this thread's copies of `tile` have landed
     __syncthreads();  // ... everyone's; everyone is done with the A patch of the last tile (and,
-                      // the first time, the weights and tables are stored)
-    {  // round the staged patch to bf16 pairs, once
-      const float* st = stage + buf * Cfg::FWORDS;
-      for (int cr = warp; cr < C * rows; cr += kThreads / 32) {  // a warp a row, as loaded
-        const int c = cr / rows, r = cr - c * rows;
-        const float* src = st + c * Cfg::FPLANE + r * Cfg::PF;
-        uint32_t* dst = apatch + c * Cfg::APLANE + r * PW;
-        for (int wc = lane; wc < ww; wc += 32) {
-          const int col = S == 2 ? 2 * wc : wc;
-          const float v0 = src[col], v1 = src[col + 1];
-          dst[wc] = pack2(v0, v1);
-          if constexpr (Split) dst[Cfg::AWORDS + wc] = pack2(bf16_rest(v0), bf16_rest(v1));
-        }
-      }
-    }
+                      // the first time, the tables and the affine are stored)
+    round_patch<C, O, S, Split>(stage + buf * Cfg::FWORDS, rows, ww, apatch);
     __syncthreads();
 
     float acc[2][NT][4];
@@ -225,44 +345,12 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
       for (int j = 0; j < NT; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[m][j][e] = 0.f;
-    const uint32_t* ap = apatch + base;
-#pragma unroll(Split ? 1 : 2)  // Split: the second k-step unrolled would spill at O = 64
-    for (int ks = 0; ks < ksteps; ++ks) {
-      const int o0 = poff[8 * ks + tq], o1 = poff[8 * ks + 4 + tq];  // pairs t and t + 4 of the k-step
-      // With Split, d = sum hi(x) hi(w) + hi(x) lo(w) + lo(x) hi(w): first the products with
-      // hi(x), then lo(x)'s (the lo(x) lo(w) terms, 2^-16 relative, left out). lo(x) reuses the A
-      // registers and hi(w) is loaded again for it rather than held: holding both parts of A and
-      // B spilled at O = 64 (128 registers).
-#pragma unroll
-      for (int part = 0; part < Cfg::PARTS; ++part) {
-        const uint32_t* apart = ap + part * Cfg::AWORDS;
-        uint32_t af[2][4];
-#pragma unroll
-        for (int m = 0; m < 2; ++m) {
-          af[m][0] = apart[m * Cfg::MT1 + o0];               // (row g, k 2t..2t+1)
-          af[m][1] = apart[m * Cfg::MT1 + Cfg::HALF + o0];   // (row g + 8, k 2t..2t+1)
-          af[m][2] = apart[m * Cfg::MT1 + o1];               // (row g, k 2t+8..2t+9)
-          af[m][3] = apart[m * Cfg::MT1 + Cfg::HALF + o1];   // (row g + 8, k 2t+8..2t+9)
-        }
-#pragma unroll
-        for (int q = 0; q < NT / 2; ++q) {
-#pragma unroll
-          for (int wpart = 0; wpart < Cfg::PARTS - part; ++wpart) {  // hi(w) (and lo(w) with hi(x))
-            uint32_t b[4];
-            ptx::ldmatrix_x4(b, b_addr + wpart * b_lo + q * b_q + uint32_t(ks * 32));
-            const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-#pragma unroll
-            for (int m = 0; m < 2; ++m) {
-              ptx::mma_bf16(acc[m][2 * q], af[m], b0);
-              ptx::mma_bf16(acc[m][2 * q + 1], af[m], b1);
-            }
-          }
-        }
-      }
-    }
+    const Operands op{apatch + base, poff, b_addr, b_q, b_lo, tq};
+    if constexpr (!Split) mma_ksteps<Cfg, KForm::Bf16>(acc, op, ksteps);
+    else if (w_exact) mma_ksteps<Cfg, KForm::SplitExactW>(acc, op, ksteps);
+    else mma_ksteps<Cfg, KForm::Split>(acc, op, ksteps);
 
-    const int n = tile / g.tiles_per_image, t = tile - n * g.tiles_per_image;
-    const int th = t / g.tiles_w, tw = t - th * g.tiles_w;
+    const int n = at.n, th = at.th, tw = at.tw;
     // Pixel (m16 tile m, half h) of this lane, in the tile.
     auto pix_row = [&](int m, int h) { return S == 2 ? gq + 8 * h : (gq >> 1) + 4 * h + 8 * m; };
     auto pix_col = [&](int m) { return S == 2 ? warp + 8 * m : 2 * warp + (gq & 1); };
@@ -328,6 +416,7 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
       }
     }
     buf ^= 1;
+    at = next_at;
   }
 }
 

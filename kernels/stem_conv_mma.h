@@ -8,7 +8,9 @@
 //   d = sum over c, kh, kw of hi(x) hi(w) + hi(x) lo(w) + lo(x) hi(w)                  (SplitBf16)
 //   ih = oh*stride - pad + kh, iw = ow*stride - pad + kw, out-of-image taps 0,
 //
-// with bf16() round-to-nearest-even, hi(v) = bf16(v), lo(v) = bf16(v - hi(v)). Bf16 rounds each
+// with bf16() round-to-nearest-even, hi(v) = bf16(v), lo(v) = bf16(v - hi(v)). Where every weight
+// is a bf16 value (lo(w) = 0: quantized levels such as -1, 0, 1), SplitBf16's hi(x) lo(w) terms are
+// 0 and the kernel leaves their MMAs out: d = sum of (hi(x) + lo(x)) w, two MMAs. Bf16 rounds each
 // image value and weight to 8 significant bits (up to 2^-8 relative); SplitBf16 carries 16 of them in two
 // bf16 parts and takes three MMAs where Bf16 takes one, leaving out lo(x) lo(w) and the parts'
 // own roundings: each product within 3.02 * 2^-16 of x w (Bf16: 2^-7), so the sums nearly

@@ -74,9 +74,8 @@ const char* operands_name(kernels::StemMmaOperands op) {
   return op == kernels::StemMmaOperands::SplitBf16 ? "split-bf16 operands" : "bf16 operands";
 }
 
-void check_case(const StemCase& s, uint64_t seed, kernels::StemMmaOperands op) {
+void check_case(const StemCase& s, const testing::StemInputs& in, kernels::StemMmaOperands op) {
   INFO(s.text() << ", " << operands_name(op));
-  const testing::StemInputs in = testing::stem_inputs(s, seed);
   const Tensor xg = in.x.cuda(), wg = in.w.cuda(), sg = in.scale.cuda(), hg = in.shift.cuda();
   const kernels::StemConvArgs host =
       args_of(s, in.x.data<float>(), in.w.data<float>(), in.scale.data<float>(), in.shift.data<float>());
@@ -144,7 +143,31 @@ TEST_CASE("the tensor-core stem matches its operands' convolution within f32 sum
   for (const StemCase& s : testing::stem_cases()) cases.push_back(s);
   uint64_t seed = 2600;
   for (const auto op : {kernels::StemMmaOperands::SplitBf16, kernels::StemMmaOperands::Bf16})
-    for (const StemCase& s : cases) check_case(s, seed += 10, op);
+    for (const StemCase& s : cases) check_case(s, testing::stem_inputs(s, seed += 10), op);
+}
+
+// Weights that are quantization levels have lo(w) = 0, and the kernel then leaves out the hi(x)
+// lo(w) MMAs (KForm::SplitExactW); the reference's products are the same. One weight off the
+// levels (0.3: lo(w) != 0, and its lo part matters at these tolerances) must send the whole
+// launch back to three MMAs, whichever thread read it.
+TEST_CASE("the split tensor-core stem on quantized weights (levels -1, 0, 1) matches the reference") {
+  if (!kernels::stem_conv_mma_supported()) {
+    WARN("not run: the tensor-core stem needs bf16 mma.sync (compute capability 8.0 or later)");
+    return;
+  }
+  const StemCase cases[] = {{2, 3, 224, 224, 64, 7, 2, 3, true}, {3, 3, 45, 50, 64, 7, 2, 3, false},
+                            {2, 3, 33, 33, 16, 3, 1, 1, false}, {1, 4, 23, 17, 32, 3, 1, 1, true}};
+  uint64_t seed = 3100;
+  for (const StemCase& s : cases)
+    for (const bool one_off_levels : {false, true}) {
+      INFO((one_off_levels ? "levels but one weight 0.3" : "levels"));
+      testing::StemInputs in = testing::stem_inputs(s, seed += 10);
+      float* w = in.w.data<float>();
+      const int64_t n = in.w.numel();
+      for (int64_t i = 0; i < n; ++i) w[i] = w[i] < -1.f / 6 ? -1.f : w[i] < 1.f / 6 ? 0.f : 1.f;  // [-.5, .5) in thirds
+      if (one_off_levels) w[n * 2 / 3] = 0.3f;
+      check_case(s, in, kernels::StemMmaOperands::SplitBf16);
+    }
 }
 
 TEST_CASE("the tensor-core stem refuses the shapes the direct kernel refuses") {
