@@ -25,14 +25,17 @@ template <class T, class Direct, class TensorCores>
 void run_stem(const char* op, Device device, StemArithmetic arithmetic, const kernels::StemConvArgs& a, T* out,
               Direct cpu, Direct CudaBackend::*direct, TensorCores CudaBackend::*tensor_cores) {
   if (device == Device::CUDA && on_tensor_cores(arithmetic)) {
-    const auto operands = arithmetic == StemArithmetic::SplitBf16TensorCores ? kernels::StemMmaOperands::SplitBf16
-                                                                             : kernels::StemMmaOperands::Bf16;
-    if (cuda_impl(op, tensor_cores)(a, out, operands)) return;
+    if (cuda_impl(op, tensor_cores)(a, out, stem_mma_operands(arithmetic))) return;
   }
   dispatch(op, device, cpu, direct)(a, out);
 }
 
 }  // namespace
+
+kernels::StemMmaOperands stem_mma_operands(StemArithmetic a) {
+  return a == StemArithmetic::SplitBf16TensorCores ? kernels::StemMmaOperands::SplitBf16
+                                                   : kernels::StemMmaOperands::Bf16;
+}
 
 bool stem_conv_fits(int64_t C, int64_t O, int64_t KH, int64_t KW, const ops::Conv2dParams& p) {
   // The kernel's geometry is int: a padding past 2^20 (nothing real) is refused rather than narrowed.

@@ -12,6 +12,7 @@
 #include "engine/ops/conv2d.h"
 #include "engine/tensor.h"
 #include "kernels/stem_conv.h"
+#include "kernels/stem_conv_mma.h"
 
 namespace mdq::packed {
 
@@ -42,6 +43,8 @@ enum class StemArithmetic { F32, SplitBf16TensorCores, Bf16TensorCores };
 
 // Whether `a` is one of the tensor-core forms.
 inline bool on_tensor_cores(StemArithmetic a) { return a != StemArithmetic::F32; }
+// The tensor-core launcher's operands (kernels/stem_conv_mma.h) for a form on tensor cores.
+kernels::StemMmaOperands stem_mma_operands(StemArithmetic a);
 
 // Whether the tensor-core forms run on tensor cores on `device`: a CUDA device of compute capability
 // 8.0 or later (bf16 mma.sync).

@@ -322,11 +322,8 @@ void check_tc_stem_step(models::ModelOptions o, int64_t N, uint64_t seed, infer:
   Shape shape;
   const kernels::StemConvArgs args =
       packed::stem_conv_args("check_tc_stem_step", x, w, scale, shift, stem->params, stem->relu, true, &shape);
-  const auto operands = stem->arithmetic == packed::StemArithmetic::SplitBf16TensorCores
-                            ? kernels::StemMmaOperands::SplitBf16
-                            : kernels::StemMmaOperands::Bf16;
-  const testing::StemSignsCheck c =
-      testing::check_stem_signs(testing::stem_mma_reference(args, operands), testing::words(a.x));
+  const testing::StemSignsCheck c = testing::check_stem_signs(
+      testing::stem_mma_reference(args, packed::stem_mma_operands(stem->arithmetic)), testing::words(a.x));
   INFO("undecided (|scale d + shift| <= tol): " << c.undecided << " of " << c.outputs);
   CHECK(c.wrong == 0);
   CHECK(c.undecided * 1000 <= c.outputs);
