@@ -141,6 +141,7 @@ struct CudaBackend {
   decltype(&kernels::binary_conv_reads_pixel_popc) binary_conv_reads_pixel_popc = nullptr;
   decltype(&kernels::w1a16_conv2d) w1a16_conv2d = nullptr;
   decltype(&kernels::maxpool_bits_nhwc) maxpool_bits_nhwc = nullptr;
+  decltype(&kernels::global_avg_pool_bits) global_avg_pool_bits = nullptr;
   decltype(&kernels::unpack_signs_ncs_f32) unpack_signs_ncs_f32 = nullptr;
 
   // ---- nhwc_bf16.cu: engine/packed/nhwc.cpp (the packed inference passes around the convolutions)

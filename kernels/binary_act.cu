@@ -1,6 +1,9 @@
-// Max pooling and NCHW unpacking of packed ±1 activations (launchers: kernels/binary_act.h).
-// Both are memory-bound one-thread-per-output loops: the pool reads k*k words per output word
-// (32 channels at once), the unpack writes coalesced f32 along the spatial dimension.
+// Max pooling, global average pooling and NCHW unpacking of packed ±1 activations (launchers:
+// kernels/binary_act.h). Memory-bound one-thread-per-output loops: the max pool reads k*k words
+// per output word (32 channels at once) with 32-bit index arithmetic (the callers check the sizes
+// fit; 64-bit divisions made it 3x slower than its traffic), the average pool's lanes are 32
+// channels of one word (one broadcast load per pixel), the unpack writes coalesced f32 along the
+// spatial dimension.
 #include "kernels/backend.h"
 #include "kernels/binary_act.h"
 #include "kernels/cuda_common.h"
@@ -11,13 +14,9 @@ namespace {
 
 __global__ void maxpool_bits_kernel(const uint32_t* x, uint32_t* y, int N, int H, int W, int Cw, int k, int s, int p,
                                     int OH, int OW) {
-  MDQ_GRID_STRIDE(i, (int64_t)N * OH * OW * Cw) {
-    const int w = (int)(i % Cw);
-    int64_t r = i / Cw;
-    const int ow = (int)(r % OW);
-    r /= OW;
-    const int oh = (int)(r % OH);
-    const int64_t n = r / OH;
+  const int total = N * OH * OW * Cw;  // < 2^31 (packed::max_pool2d_bits checks)
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int w = i % Cw, pixel = i / Cw, ow = pixel % OW, r = pixel / OW, oh = r % OH, n = r / OH;
     uint32_t acc = 0u;
     for (int kh = 0; kh < k; ++kh) {
       const int ih = oh * s - p + kh;
@@ -29,6 +28,17 @@ __global__ void maxpool_bits_kernel(const uint32_t* x, uint32_t* y, int N, int H
       }
     }
     y[i] = acc;
+  }
+}
+
+// Thread (n, c): count = the set bits of channel c over the S pixels; lanes 32 c's of one word.
+__global__ void global_avg_pool_bits_kernel(const uint32_t* bits, float* out, int64_t N, int C, int64_t S, int Cw) {
+  MDQ_GRID_STRIDE(i, N * C) {
+    const int c = (int)(i % C);
+    const uint32_t* word = bits + (i / C) * S * Cw + c / 32;
+    int count = 0;
+    for (int64_t s = 0; s < S; ++s) count += (__ldg(word + s * Cw) >> (c % 32)) & 1u;
+    out[i] = (float)(2 * count - S) / (float)S;  // global_avg_pool_forward_kernel's acc / (float)hw
   }
 }
 
@@ -51,6 +61,13 @@ void maxpool_bits_nhwc(const uint32_t* x, uint32_t* y, int N, int H, int W, int 
   CUDA_CHECK_LAUNCH();
 }
 
+void global_avg_pool_bits(const uint32_t* bits, float* out, int64_t N, int C, int64_t S) {
+  const int64_t total = N * C;
+  if (total == 0) return;
+  global_avg_pool_bits_kernel<<<cuda::grid_for(total), 256, 0, cuda::stream()>>>(bits, out, N, C, S, (C + 31) / 32);
+  CUDA_CHECK_LAUNCH();
+}
+
 void unpack_signs_ncs_f32(const uint32_t* bits, float* x, int64_t N, int C, int64_t S) {
   const int64_t total = N * C * S;
   if (total == 0) return;
@@ -60,6 +77,7 @@ void unpack_signs_ncs_f32(const uint32_t* bits, float* x, int64_t N, int C, int6
 
 void register_binary_act(CudaBackend& b) {
   b.maxpool_bits_nhwc = maxpool_bits_nhwc;
+  b.global_avg_pool_bits = global_avg_pool_bits;
   b.unpack_signs_ncs_f32 = unpack_signs_ncs_f32;
 }
 

@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
       for (int h = 0; h < 2; ++h) {
         const int local = 16 * i + 8 * h + gq;
         epilogue_row(acc[i], h, mw + local, __shfl_sync(0xffffffffu, my.r, local), mask[2 * i + h], tables, args, g,
-                     n0);
+                     n0, nullptr);
       }
   }
 }

@@ -176,12 +176,43 @@ __device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvA
   }
 }
 
+// ResidualSignPack's residual at output pixel m, channels o and o + 1 (0 outside the map).
+__device__ __forceinline__ float2 residual_pair(const BinaryConvArgs& args, const Geometry& g, int m, int o) {
+  if (m >= g.M || o >= g.O) return make_float2(0.f, 0.f);
+  const long long idx = (long long)m * g.O + o;
+  if ((g.O & 1) == 0) return __ldg(reinterpret_cast<const float2*>(args.residual + idx));
+  return make_float2(__ldg(args.residual + idx), o + 1 < g.O ? __ldg(args.residual + idx + 1) : 0.f);
+}
+
+// What the epilogue of one row reads from global memory besides the tables (output pixel m,
+// this lane's channels o = n0 + 8 j + 2 tq + {0, 1}): ResidualSignPack's residual, SkipSignPack's
+// skip word (n0 / 32 + tq / 2). The wgmma kernel reads them while its MMAs run: read inside the
+// epilogue, between its stores, the 8 residual reads of a row waited out one global latency each
+// (ncu, H200: a residual block's second conv took 2.4x the time of an identity block's).
+struct RowInputs {
+  float2 residual[8];
+  uint32_t skip;
+};
+__device__ __forceinline__ uint32_t skip_word(const BinaryConvArgs& args, const Geometry& g, int m, int n0) {
+  const int Ow = (g.O + 31) / 32, word = n0 / 32 + ((threadIdx.x & 3) >> 1);
+  return m < g.M && word < Ow ? __ldg(args.skip_bits + (long long)m * Ow + word) : 0u;
+}
+__device__ __forceinline__ void load_row_inputs(RowInputs& in, int m, const BinaryConvArgs& args, const Geometry& g,
+                                                int n0) {
+  const int tq = threadIdx.x & 3;
+  if (args.mode == BinaryEpilogue::ResidualSignPack)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) in.residual[j] = residual_pair(args, g, m, n0 + 8 * j + 2 * tq);
+  if (args.mode == BinaryEpilogue::SkipSignPack) in.skip = skip_word(args, g, m, n0);
+}
+
 // The epilogue of one row (8 h + g of the lane's m16 block) of the 64-column slice: output
 // pixel m (>= M: nothing is written, but every lane must call: it shuffles), r and tap mask of
-// that row. acc is overwritten.
+// that row. ahead: the row's inputs read ahead (load_row_inputs), or null: read here (the
+// mma.sync kernel, whose registers are full). acc is overwritten.
 __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m, int r, uint32_t mask,
                                              const EpilogueTables& s, const BinaryConvArgs& args, const Geometry& g,
-                                             int n0) {
+                                             int n0, const RowInputs* ahead) {
   const int tq = threadIdx.x & 3;
   const uint32_t all_taps = (1u << g.T) - 1u;  // T <= 31
   // acc <- 4 acc - r + 2 popc(W & taps outside the image) = d + 2 wtot, in place (no extra
@@ -232,7 +263,7 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
     const bool store = (tq & 1) == 0 && m < g.M && word < Ow;
     uint32_t bits = signs(s.thr, s.flip);
     if (args.mode == BinaryEpilogue::SkipSignPack) {  // each bit from the set its skip's sign picks
-      const uint32_t skip = store ? __ldg(args.skip_bits + (long long)m * Ow + word) : 0u;
+      const uint32_t skip = ahead ? ahead->skip : skip_word(args, g, m, n0);
       bits = (signs(s.thr_plus, s.flip_plus) & skip) | (bits & ~skip);
     }
     if (store) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits;
@@ -263,8 +294,7 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
     float y0 = a0.x * (float)d0 + a0.y, y1 = a1.x * (float)d1 + a1.y;
     if (args.mode == BinaryEpilogue::AffineRelu) y0 = fmaxf(y0, 0.f), y1 = fmaxf(y1, 0.f);
     if (residual) {
-      const float2 r2 = pair ? __ldg(reinterpret_cast<const float2*>(args.residual + idx))
-                             : make_float2(args.residual[idx], two ? args.residual[idx + 1] : 0.f);
+      const float2 r2 = ahead ? ahead->residual[j] : residual_pair(args, g, m, o);
       y0 += r2.x, y1 += r2.y;
       if (y0 >= 0.f) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq);
       if (two && y1 >= 0.f) bits[j >> 2] |= 2u << (8 * (j & 3) + 2 * tq);

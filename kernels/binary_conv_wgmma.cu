@@ -135,6 +135,10 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
     for (int s = 0; s < steps; ++s)
       ptx::wgmma_b1_m64n80k256(acc, a_desc + s * (kAStep >> 4), b_desc0 + s * (kBStep >> 4), s > 0);
     ptx::wgmma_commit();
+    // The epilogue's global inputs (residual or skip bits) read while the MMAs run.
+    RowInputs ahead[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) load_row_inputs(ahead[h], tile * kRows + 16 * warp + 8 * h + gq, args, g, n0);
 
     const int next = tile + gridDim.x;
     if (next < tiles) {
@@ -154,7 +158,7 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
       const Row row = rows[b][local];
       const int popc_a = __shfl_sync(0xffffffffu, acc[8][2 * h], lane & ~3);
       const int r = 2 * popc_a - __popc(row.mask) * g.C;
-      epilogue_row(channels, h, tile * kRows + local, r, row.mask, tables, args, g, n0);
+      epilogue_row(channels, h, tile * kRows + local, r, row.mask, tables, args, g, n0, &ahead[h]);
     }
   }
 #endif

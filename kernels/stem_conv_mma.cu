@@ -123,27 +123,42 @@ __device__ __forceinline__ TileAt tile_at(const Geometry& g, int tile) {
 
 // The f32 patch of a tile into a staging buffer: rows < `rows` = (16 - 1) S + KH, columns <
 // `cols`, zeros outside the image. The rest of the pitch is never read. A warp a patch row (c, r),
-// its lanes along the columns (coalesced); no division, the column steps unrolled.
+// its lanes along the columns (coalesced), the column steps unrolled. Offsets are 32-bit from the
+// image's start (C H W < 2^31: run() checks) and the columns' tests are made once a tile: with
+// 64-bit addresses and a division per row this pass took 38% of the kernel's instructions.
 template <int C, int O, int S>
 __device__ __forceinline__ void load_stage(const StemConvArgs& a, TileAt at, int rows, int cols, float* buf) {
   using Cfg = Config<C, O, S, false>;  // the staging layout does not depend on Split
   constexpr int kColSteps = (Cfg::PF + 31) / 32;
   const int ih0 = at.th * kTile * S - a.pad, iw0 = at.tw * kTile * S - a.pad, lane = threadIdx.x & 31;
   const float* image = a.x + int64_t(at.n) * C * a.H * a.W;
+  int iw[kColSteps];
+  bool col_in[kColSteps];  // inside the image (and the patch)
+#pragma unroll
+  for (int i = 0; i < kColSteps; ++i) {
+    iw[i] = iw0 + lane + 32 * i;
+    col_in[i] = unsigned(iw[i]) < unsigned(a.W);
+  }
 #pragma unroll
   for (int c = 0; c < C; ++c)
     for (int r = threadIdx.x >> 5; r < rows; r += kThreads / 32) {
-      const int ih = ih0 + r;
-      const bool row_inside = unsigned(ih) < unsigned(a.H);
-      const float* src_row = image + (int64_t(c) * a.H + (row_inside ? ih : 0)) * a.W;
-      float* dst = buf + c * Cfg::FPLANE + r * Cfg::PF;
+      const int ih = ih0 + r, row = (c * a.H + ih) * a.W;
+      const bool row_in = unsigned(ih) < unsigned(a.H);
+      float* dst = buf + c * Cfg::FPLANE + r * Cfg::PF + lane;
 #pragma unroll
       for (int i = 0; i < kColSteps; ++i) {
-        const int col = lane + 32 * i, iw = iw0 + col;
-        const bool inside = row_inside && unsigned(iw) < unsigned(a.W);
-        if (col < cols) ptx::cp_async4_zfill(dst + col, inside ? src_row + iw : a.x, inside);
+        const bool in = row_in && col_in[i];
+        if (lane + 32 * i < cols) ptx::cp_async4_zfill(dst + 32 * i, image + (in ? row + iw[i] : 0), in);
       }
     }
+}
+
+// x = hi(x) + lo(x) + r: hi(x) = bf16(x), lo(x) = bf16(x - hi(x)) (x - hi(x) is exact in f32),
+// |r| <= 2^-8 |x - hi(x)| <= 2^-16 |x| (bf16's unit roundoff 2^-8, twice). The lo parts of the
+// pair (v0, v1) whose hi parts are the word hi = pack2(v0, v1): a bf16 as f32 is its bits in the
+// upper half.
+__device__ __forceinline__ uint32_t lo_parts(float v0, float v1, uint32_t hi) {
+  return pack2(v0 - __uint_as_float(hi << 16), v1 - __uint_as_float(hi & 0xffff0000u));
 }
 
 // The staged patch as the A patch's bf16 pairs (and, Split, their lo parts AWORDS on): word wc of
@@ -165,16 +180,9 @@ __device__ __forceinline__ void round_patch(const float* stage, int rows, int ww
       uint32_t* dst = apatch + c * Cfg::APLANE + r * Cfg::PW + lane;
       const uint32_t hi = pack2(v.x, v.y);
       dst[0] = hi;
-      // lo(x) = bf16(x - hi(x)); hi(x) as f32 is its bf16 bits in the upper half.
-      if constexpr (Split)
-        dst[Cfg::AWORDS] = pack2(v.x - __uint_as_float(hi << 16), v.y - __uint_as_float(hi & 0xffff0000u));
+      if constexpr (Split) dst[Cfg::AWORDS] = lo_parts(v.x, v.y, hi);
     }
 }
-
-// x = hi(x) + lo(x) + r: hi(x) = bf16(x), lo(x) = bf16(x - hi(x)) (x - hi(x) is exact in f32),
-// |r| <= 2^-8 |x - hi(x)| <= 2^-16 |x| (bf16's unit roundoff 2^-8, twice).
-// Returns x - hi(x), which the caller rounds to lo(x).
-__device__ __forceinline__ float bf16_rest(float v) { return v - bf_to_f(f_to_bf(v)); }
 
 // How a k-step forms its products (the equation's forms, kernels/stem_conv_mma.h). Bf16: one MMA,
 // bf16(x) bf16(w). Split: three, hi(x) hi(w) + hi(x) lo(w) + lo(x) hi(w). SplitExactW: Split where
@@ -211,10 +219,9 @@ __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Op
         af[m][3] = apart[m * Cfg::MT1 + Cfg::HALF + o1];
       }
     };
-    // acc[m][2q], acc[m][2q + 1] += A (both m16 tiles) x the n16 group q's B at byte offset `at`.
-    auto mma_group = [&](const uint32_t (&af)[2][4], int q, uint32_t b_at) {
-      uint32_t b[4];
-      ptx::ldmatrix_x4(b, b_at);
+    // acc[m][2q], acc[m][2q + 1] += A (both m16 tiles) x the n16 group q's B fragments b (one
+    // ldmatrix.x4: b[0], b[1] n8 tile 2q's, b[2], b[3] 2q + 1's).
+    auto mma_b = [&](const uint32_t (&af)[2][4], int q, const uint32_t (&b)[4]) {
       const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
 #pragma unroll
       for (int m = 0; m < 2; ++m) {
@@ -223,7 +230,8 @@ __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Op
       }
     };
     if constexpr (F == KForm::SplitExactW) {
-      // Both x parts held, each B fragment loaded once for both.
+      // Both x parts held, each B fragment loaded once for both (each accumulator still takes
+      // hi(x) w before lo(x) w, as in Split).
       uint32_t ahi[2][4], alo[2][4];
       load_a(ahi, 0);
       load_a(alo, 1);
@@ -231,14 +239,8 @@ __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Op
       for (int q = 0; q < NT / 2; ++q) {
         uint32_t b[4];
         ptx::ldmatrix_x4(b, op.b_addr + q * op.b_q + kb);
-        const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-#pragma unroll
-        for (int m = 0; m < 2; ++m) {
-          ptx::mma_bf16(acc[m][2 * q], ahi[m], b0);
-          ptx::mma_bf16(acc[m][2 * q + 1], ahi[m], b1);
-          ptx::mma_bf16(acc[m][2 * q], alo[m], b0);
-          ptx::mma_bf16(acc[m][2 * q + 1], alo[m], b1);
-        }
+        mma_b(ahi, q, b);
+        mma_b(alo, q, b);
       }
     } else {
       // Bf16: hi(x) x hi(w). Split: first the products with hi(x), hi(w) and lo(w), then lo(x)'s
@@ -252,8 +254,11 @@ __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Op
 #pragma unroll
         for (int q = 0; q < NT / 2; ++q)
 #pragma unroll
-          for (int wpart = 0; wpart < XPARTS - p; ++wpart)  // hi(w) (and lo(w) with hi(x))
-            mma_group(af, q, op.b_addr + wpart * op.b_lo + q * op.b_q + kb);
+          for (int wpart = 0; wpart < XPARTS - p; ++wpart) {  // hi(w) (and lo(w) with hi(x))
+            uint32_t b[4];
+            ptx::ldmatrix_x4(b, op.b_addr + wpart * op.b_lo + q * op.b_q + kb);
+            mma_b(af, q, b);
+          }
       }
     }
   }
@@ -285,9 +290,10 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
       lo = wr[kw];
       if (kw + 1 < a.KW) hi = wr[kw + 1];
     }
-    ws[o * wp + p] = pack2(lo, hi);
+    const uint32_t hi_w = pack2(lo, hi);
+    ws[o * wp + p] = hi_w;
     if constexpr (Split) {
-      const uint32_t lo_w = pack2(bf16_rest(lo), bf16_rest(hi));
+      const uint32_t lo_w = lo_parts(lo, hi, hi_w);
       ws[(O + o) * wp + p] = lo_w;
       lo_w_seen |= lo_w != 0;
     }
@@ -436,6 +442,9 @@ template <class Out>
 bool run(const StemConvArgs& a, Out* y, StemMmaOperands operands) {
   stem_check_fits<kSigns<Out>>(a, kSigns<Out> ? "stem_conv_mma_signs: the tensor-core kernel"
                                              : "stem_conv_mma_nhwc: the tensor-core kernel");
+  MDQ_CHECK(int64_t(a.C) * a.H * a.W < (int64_t(1) << 31),
+            "the tensor-core stem takes images of fewer than 2^31 values (32-bit offsets), not " << a.C << "x" << a.H
+                                                                                                << "x" << a.W);
   if (!stem_conv_mma_supported()) return false;
   Geometry g{};
   g.OH = ops::window_output_size(a.H, a.KH, a.stride, a.pad);

@@ -328,8 +328,9 @@ class Builder {
       if (st.flat) to(Form::Float, st, out);
       out.push_back(std::make_unique<MaxPool>(st.form, mp->kernel(), mp->stride(), mp->padding()));
     } else if (dynamic_cast<nn::GlobalAvgPool*>(m)) {
-      if (st.form == Form::Bits) to(Form::Float, st, out);
+      if (st.flat) to(Form::Float, st, out);
       out.push_back(std::make_unique<GlobalAvgPool>(st.form));
+      if (st.form == Form::Bits) st.form = Form::Float;  // it averages the bits into f32 [N][C]
     } else if (dynamic_cast<nn::Flatten*>(m)) {
       if (st.form == Form::Bits && at<nn::Linear>(items, i + 1)) {
         st.flat = true;  // the Linear reads the bit map whole

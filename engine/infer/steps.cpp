@@ -136,6 +136,11 @@ void MaxPool::run(Activation& a) const {
 }
 
 void GlobalAvgPool::run(Activation& a) const {
+  if (form == Form::Bits) {  // -> Float [N][C]; a vector's one pixel averages to its own ±1
+    a.x = packed::global_avg_pool_bits(a.x, a.channels);
+    a.vector = false;
+    return;
+  }
   if (a.x.ndim() == 2) return;
   a.x = form == Form::Dense ? packed::global_avg_pool_nhwc(a.x) : ops::global_avg_pool_forward(a.x);
 }

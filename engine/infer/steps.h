@@ -131,6 +131,8 @@ struct MaxPool final : InForm {
   int64_t kernel, stride, padding;
 };
 
+// Float or Dense in, the same form out; Bits in, Float [N][C] out (packed::global_avg_pool_bits:
+// no f32 map unpacked first).
 struct GlobalAvgPool final : InForm {
   using InForm::InForm;
   void run(Activation& a) const override;

@@ -1,4 +1,4 @@
-// Max pooling and NCHW unpacking of packed ±1 activations (engine/packed/binary_act.h): argument
+// Max pooling, global average pooling and NCHW unpacking of packed ±1 activations (engine/packed/binary_act.h): argument
 // checks, the CPU reference loops, and one dispatch each (the CUDA side: kernels/binary_act.cu).
 #include "engine/packed/binary_act.h"
 
@@ -29,6 +29,18 @@ void maxpool_bits_cpu(const uint32_t* x, uint32_t* y, int N, int H, int W, int C
         }
 }
 
+// The mean of a channel's ±1 values as ops::global_avg_pool_forward's CPU loop computes it: the
+// sum (2 count - S, exact) in double, divided by S in double, rounded to f32.
+void global_avg_pool_bits_cpu(const uint32_t* bits, float* out, int64_t N, int C, int64_t S) {
+  const int64_t Cw = packed_words(C);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      int64_t count = 0;
+      for (int64_t s = 0; s < S; ++s) count += (bits[(n * S + s) * Cw + c / 32] >> (c % 32)) & 1u;
+      out[n * C + c] = static_cast<float>(static_cast<double>(2 * count - S) / static_cast<double>(S));
+    }
+}
+
 void unpack_signs_ncs_cpu(const uint32_t* bits, float* x, int64_t N, int C, int64_t S) {
   const int64_t Cw = packed_words(C);
   for (int64_t n = 0; n < N; ++n)
@@ -57,6 +69,20 @@ Tensor max_pool2d_bits(const Tensor& bits, int64_t kernel, int64_t stride, int64
       bits.data<uint32_t>(), y.data<uint32_t>(), static_cast<int>(N), static_cast<int>(H), static_cast<int>(W),
       static_cast<int>(Cw), static_cast<int>(kernel), static_cast<int>(stride), static_cast<int>(padding),
       static_cast<int>(OH), static_cast<int>(OW));
+  return y;
+}
+
+Tensor global_avg_pool_bits(const Tensor& bits, int64_t channels) {
+  const char* op = "global_avg_pool_bits";
+  check_dtype(op, bits, DType::U32);
+  check_ndim(op, bits, 4);
+  MDQ_CHECK(channels > 0 && bits.dim(3) == packed_words(channels),
+            op << ": " << bits.describe() << " does not hold " << channels << " channels");
+  const int64_t N = bits.dim(0), S = bits.dim(1) * bits.dim(2);
+  MDQ_CHECK(S > 0, op << ": empty planes in " << bits.describe());
+  Tensor y = Tensor::empty({N, channels}, DType::F32, bits.device());
+  dispatch(op, bits.device(), global_avg_pool_bits_cpu, &CudaBackend::global_avg_pool_bits)(
+      bits.data<uint32_t>(), y.data<float>(), N, static_cast<int>(channels), S);
   return y;
 }
 

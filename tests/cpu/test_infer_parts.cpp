@@ -203,6 +203,19 @@ TEST_CASE("max_pool2d_bits is the float engine's max pool of the ±1 values; unp
   CHECK_THROWS(packed::max_pool2d_bits(random_bits(1, 8, 4, 4, 1), 2, 2, 2));  // padding > kernel / 2
 }
 
+TEST_CASE("global_avg_pool_bits is the float engine's global average pool of the unpacked ±1 values, bit for bit") {
+  // 1x1 (a vector's one pixel), odd maps, 7x7 (ResNet-18's last map), channels around word edges.
+  for (auto [H, W] : {std::pair<int64_t, int64_t>{1, 1}, {3, 5}, {7, 7}, {4, 9}})
+    for (int64_t C : {1, 5, 32, 37, 64, 100}) {
+      INFO(H << "x" << W << " C " << C);
+      const Tensor bits = packed::pack_signs_nchw(testing::random_tensor({3, C, H, W}, 11 + C + H * W));
+      const Tensor got = packed::global_avg_pool_bits(bits, C);
+      REQUIRE(got.shape() == Shape({3, C}));
+      CHECK(testing::bits(got) == testing::bits(ops::global_avg_pool_forward(packed::unpack_signs_nchw(bits, C))));
+    }
+  CHECK_THROWS_WITH(packed::global_avg_pool_bits(random_bits(1, 2, 2, 2, 1), 65), Catch::Contains("does not hold 65"));
+}
+
 TEST_CASE("sign_thresholds_of: (d >= dmin) xor flip is the float engine's BN(d + bias) >= 0 for every d") {
   // 1x1 conv over C = 3 channels: |d| <= 3. Channels: gamma > 0, gamma < 0, gamma = 0 with beta
   // >= 0 and < 0 (constant signs), a mean on an exact integer (BN = 0 there: sign(0) = +1).

@@ -11,6 +11,7 @@
 
 #include "engine/infer/fold.h"
 #include "engine/ops/batchnorm.h"
+#include "engine/ops/pooling.h"
 #include "engine/packed/binary_act.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/nhwc.h"
@@ -261,6 +262,19 @@ TEST_CASE("max_pool2d_bits and unpack_signs_nchw on CUDA equal their CPU referen
                              0.f, "unpack_signs_nchw");
     }
   }
+}
+
+// The CUDA path divides in f32 as the CUDA global average pool does, the CPU one in double as
+// its loop does: each equals its own device's float pool of the unpacked values.
+TEST_CASE("global_avg_pool_bits on CUDA equals the CUDA global average pool of the unpacked ±1 values") {
+  for (auto [H, W] : {std::pair<int64_t, int64_t>{1, 1}, {7, 7}, {13, 11}})
+    for (int64_t C : {5, 37, 64, 512}) {
+      INFO(H << "x" << W << " C " << C);
+      const Tensor bits = packed::pack_signs_nchw(testing::random_tensor({3, C, H, W}, 7 + C + H)).cuda();
+      const Tensor got = packed::global_avg_pool_bits(bits, C);
+      REQUIRE(got.is_cuda());
+      CHECK(testing::bits(got) == testing::bits(ops::global_avg_pool_forward(packed::unpack_signs_nchw(bits, C))));
+    }
 }
 
 TEST_CASE("sign_thresholds_of on CUDA follows the float engine's CUDA BatchNorm on every d") {

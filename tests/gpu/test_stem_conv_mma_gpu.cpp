@@ -170,7 +170,7 @@ TEST_CASE("the split tensor-core stem on quantized weights (levels -1, 0, 1) mat
     }
 }
 
-TEST_CASE("the tensor-core stem refuses the shapes the direct kernel refuses") {
+TEST_CASE("the tensor-core stem refuses the shapes the direct kernel refuses, and images past 32-bit offsets") {
   const float* p = nullptr;
   kernels::StemConvArgs a = args_of({1, 5, 9, 9, 16, 3, 1, 1, false}, p, p, p, p);  // 5 channels
   REQUIRE_THROWS_WITH(kernels::stem_conv_mma_nhwc_f32(a, nullptr, kernels::StemMmaOperands::SplitBf16),
@@ -178,6 +178,9 @@ TEST_CASE("the tensor-core stem refuses the shapes the direct kernel refuses") {
   a = args_of({1, 3, 9, 9, 16, 3, 1, 1, false}, p, p, p, p);  // signs of 16 filters
   REQUIRE_THROWS_WITH(kernels::stem_conv_mma_signs(a, nullptr, kernels::StemMmaOperands::Bf16),
                       Catch::Contains("does not take"));
+  a = args_of({1, 3, 30000, 30000, 64, 7, 2, 3, false}, p, p, p, p);  // 2.7e9 values an image: 32-bit offsets
+  REQUIRE_THROWS_WITH(kernels::stem_conv_mma_signs(a, nullptr, kernels::StemMmaOperands::SplitBf16),
+                      Catch::Contains("fewer than 2^31"));
 }
 
 // packed::stem_conv_nhwc / stem_conv_signs on CUDA: SplitBf16TensorCores and Bf16TensorCores are
