@@ -197,6 +197,10 @@ __device__ __forceinline__ uint32_t skip_word(const BinaryConvArgs& args, const 
   const int Ow = (g.O + 31) / 32, word = n0 / 32 + ((threadIdx.x & 3) >> 1);
   return m < g.M && word < Ow ? __ldg(args.skip_bits + (long long)m * Ow + word) : 0u;
 }
+// The modes whose epilogue reads such inputs.
+__host__ __device__ constexpr bool has_row_inputs(BinaryEpilogue mode) {
+  return mode == BinaryEpilogue::ResidualSignPack || mode == BinaryEpilogue::SkipSignPack;
+}
 __device__ __forceinline__ void load_row_inputs(RowInputs& in, int m, const BinaryConvArgs& args, const Geometry& g,
                                                 int n0) {
   const int tq = threadIdx.x & 3;

@@ -15,7 +15,10 @@
 //     the image; with two buffers the next tile's row geometry and gather run while this tile's
 //     MMAs do; long K (C = 512) takes one buffer so that two CTAs still fit an SM;
 //   - all k256 steps of a tile are issued back to back as one wgmma group; several CTAs per SM
-//     keep the tensor core busy while one of them is in its epilogue.
+//     keep the tensor core busy while one of them is in its epilogue;
+//   - the epilogue's global inputs (a residual, skip bits) are read while the MMAs run, in an
+//     instantiation of its own (kReadAhead): holding them takes 110 registers a thread against
+//     ~70, which would cost the modes without such inputs CTAs per SM for nothing.
 // Measured on an H200 (benchmarks/results): 1.7-2.1x cuDNN bf16 on ResNet-18's ImageNet layers,
 // about the mma.sync kernel's speed: still issue-bound, now on the per-output epilogue (~40% of
 // the instructions at C = 64) with the tensor core ~11% busy.
@@ -28,6 +31,7 @@
 // so core matrices adjacent in K are 16 R bytes apart (LBO) and adjacent in M/N 128 B (SBO).
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/binary_conv_common.cuh"
 #include "kernels/cuda_common.h"
@@ -54,10 +58,13 @@ struct alignas(16) Copy {
   int src, tap_bit, dst, pad;
 };
 
+struct NoRowInputs {};  // what the kernel holds of the epilogue's inputs without kReadAhead
+
 // KS = 3: 3x3 taps unrolled in the row geometry; 0: any size. UW = words per cp.async (2 when
-// Cw is even, so a copy never straddles two taps; else 1). nbuf = 2 activation tile buffers
-// (the next tile's gather overlaps this tile's MMAs) or 1 (long K: more CTAs an SM instead).
-template <int KS, int UW>
+// Cw is even, so a copy never straddles two taps; else 1). kReadAhead: the epilogue's global
+// inputs are read while the MMAs run (has_row_inputs(mode) only). nbuf = 2 activation tile
+// buffers (the next tile's gather overlaps this tile's MMAs) or 1 (long K: more CTAs an SM instead).
+template <int KS, int UW, bool kReadAhead>
 __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvArgs args, Geometry g, int steps,
                                                                      int nbuf) {
 #ifdef MDQ_WGMMA_AVAILABLE
@@ -136,9 +143,11 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
       ptx::wgmma_b1_m64n80k256(acc, a_desc + s * (kAStep >> 4), b_desc0 + s * (kBStep >> 4), s > 0);
     ptx::wgmma_commit();
     // The epilogue's global inputs (residual or skip bits) read while the MMAs run.
-    RowInputs ahead[2];
+    [[maybe_unused]] std::conditional_t<kReadAhead, RowInputs[2], NoRowInputs> ahead;
+    if constexpr (kReadAhead) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) load_row_inputs(ahead[h], tile * kRows + 16 * warp + 8 * h + gq, args, g, n0);
+      for (int h = 0; h < 2; ++h) load_row_inputs(ahead[h], tile * kRows + 16 * warp + 8 * h + gq, args, g, n0);
+    }
 
     const int next = tile + gridDim.x;
     if (next < tiles) {
@@ -158,7 +167,9 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
       const Row row = rows[b][local];
       const int popc_a = __shfl_sync(0xffffffffu, acc[8][2 * h], lane & ~3);
       const int r = 2 * popc_a - __popc(row.mask) * g.C;
-      epilogue_row(channels, h, tile * kRows + local, r, row.mask, tables, args, g, n0, &ahead[h]);
+      const RowInputs* inputs = nullptr;  // null: the epilogue reads them (there are none)
+      if constexpr (kReadAhead) inputs = &ahead[h];
+      epilogue_row(channels, h, tile * kRows + local, r, row.mask, tables, args, g, n0, inputs);
     }
   }
 #endif
@@ -172,7 +183,8 @@ int buffers(int steps, int ktot) { return smem_bytes(steps, ktot, 2) + 16 * 1024
 
 template <int KS, int UW>
 void launch(const BinaryConvArgs& a, const Geometry& g, int steps) {
-  auto kernel = binary_conv_wgmma_kernel<KS, UW>;
+  const auto kernel = has_row_inputs(a.mode) ? binary_conv_wgmma_kernel<KS, UW, true>
+                                             : binary_conv_wgmma_kernel<KS, UW, false>;
   const int nbuf = buffers(steps, g.Ktot);
   const size_t smem = smem_bytes(steps, g.Ktot, nbuf);
   const dim3 grid = persistent_grid(kernel, kThreads, smem, (g.M + kRows - 1) / kRows, (g.O + kCols - 1) / kCols);
