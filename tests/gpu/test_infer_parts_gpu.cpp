@@ -238,7 +238,9 @@ TEST_CASE("packed NHWC passes on CUDA equal their CPU path, in f32 and bf16") {
 
 TEST_CASE("max_pool2d_bits and unpack_signs_nchw on CUDA equal their CPU references") {
   for (auto [k, s, p] : {std::tuple<int, int, int>{2, 2, 0}, {3, 2, 1}, {3, 1, 1}, {1, 1, 0}}) {
-    for (int64_t C : {5, 37, 64, 129}) {
+    // Cw = 1, 1, 2, 2, 3, 4, 5, 8 words: the kernel's 1-word (odd Cw), 2-word and 4-word loads,
+    // one or several vectors a pixel.
+    for (int64_t C : {5, 32, 37, 64, 96, 128, 129, 256}) {
       const int64_t N = 3, H = 13, W = 11;
       INFO("k " << k << " s " << s << " p " << p << " C " << C << " input " << N << "x" << H << "x" << W);
       const Tensor bits = packed::pack_signs_nchw(testing::random_tensor({N, C, H, W}, 5 + C + k + s));
