@@ -151,6 +151,32 @@ __device__ __forceinline__ void wgmma_b1_m64n80k256(int32_t (&d)[10][4], uint64_
 #endif
 }
 
+// D += A·B, bf16 A (64 x 16) from registers and B (16 x 64) from shared memory (K-major
+// descriptor, no transpose), f32 accumulators of the warpgroup. Warp w of the warpgroup gives rows
+// 16w..16w+15 of A in mma.sync m16n8k16's A fragment (a[0] = (g, 2t..2t+1), a[1] = (g + 8, 2t..),
+// a[2] = (g, 2t+8..), a[3] = (g + 8, 2t+8..)) and holds d[j][2h+e] = D[16w + 8h + g][8j + 2t + e],
+// mma.sync's accumulators of n8 tile j: a warp's m16n8k16 code moves over with its fragments.
+// A's registers must not change until the wgmma's group is waited for. (The tensor-core stem,
+// kernels/stem_conv_mma.cu.)
+__device__ __forceinline__ void wgmma_bf16_m64n64k16_rs(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b_desc) {
+#ifdef MDQ_WGMMA_AVAILABLE
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, 1, 0;\n"  // scale-d = 1: accumulate
+      " wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+        "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+        "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc));
+#endif
+}
+
 // D (+)= A·B, bf16 A (64 x 16) and B (16 x N) from shared memory (K-major descriptors, no
 // transpose), f32 accumulators of the warpgroup; same fragment layout as above
 // (d[j][2h+e] = D[16w + 8h + g][8j + 2t + e]). For the W1A16 kernel (dev/kernels/w1a16_wgmma.cu).

@@ -60,6 +60,11 @@
 // are rows 0-7 and 8-15 of columns 2w, 2w + 1). Patch row pitches (22 words at stride 2, 24 at
 // stride 1) put a load's 8 pixels x 4 pairs of one window row in 32 distinct banks. Per k-step a
 // warp makes 8 A loads (4 per m16 tile) and O/16 ldmatrix.x4 for B, and 2 x O/8 MMAs.
+// On Hopper builds (sm_90a) stems of 64 filters issue them as wgmma m64n64k16 with A from
+// registers instead (wgmma_ksteps): the four warps of a warpgroup give their m16 tile m's A
+// fragments, the same registers, to one m64 tile and get the same accumulators back, so a k-step
+// is 2 wgmmas a warp and form where mma.sync takes 16, and the tensor cores read B from shared
+// memory (in wgmma's core-matrix layout, weight_word) with no ldmatrix.
 //
 // Epilogue: lane (g, t) holds filters 8 nt + 2 t + {0, 1} of its pixels: f32 / bf16 stores of 2
 // filters (8 / 4 bytes), stem_affine_act on each f32 sum. Signs form: a lane's 8 bits
@@ -104,6 +109,28 @@ struct Config {
 
 // K (taps, as pairs, padded to 16) for a window: 2 C KH ceil(KW / 2) rounded up to 16.
 constexpr int padded_k(int C, int KH, int KW) { return (2 * C * KH * ((KW + 1) / 2) + 15) / 16 * 16; }
+
+// Hopper builds (sm_90a) run the k-steps of 64-filter stems on wgmma m64n64k16 with A from
+// registers (wgmma_ksteps): a k-step is one instruction per m16 tile and product form where
+// mma.sync takes eight, and B comes straight from shared memory with no ldmatrix. Other filter
+// counts and other builds take mma.sync (mma_ksteps).
+template <int O>
+constexpr bool kWgmma =
+#ifdef MDQ_WGMMA_AVAILABLE
+    O == 64;
+#else
+    false;
+#endif
+
+// The word of weight pair p of filter o in one part (hi or lo) of the weights. mma.sync: rows of
+// wp = K / 2 + 4 words (ldmatrix reads them). wgmma: per k-step s = p / 8, 8 O words of core
+// matrices, 8 filters x 16 bytes (8 k) each, K-major with no swizzle: k half (p % 8) / 4 at 4 O
+// words (LBO = 16 O bytes), filter group o / 8 at 32 words (SBO = 128 bytes), filter o % 8 at 4.
+template <int O>
+__device__ __forceinline__ int weight_word(int o, int p, int wp) {
+  if constexpr (kWgmma<O>) return (p >> 3) * 8 * O + ((p >> 2) & 1) * 4 * O + (o >> 3) * 32 + (o & 7) * 4 + (p & 3);
+  else return o * wp + p;
+}
 
 template <class Out>
 constexpr bool kSigns = std::is_same_v<Out, uint32_t>;
@@ -264,14 +291,67 @@ __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Op
   }
 }
 
+// acc += the products of every k-step, in form F, on wgmma (kWgmma): the warpgroup's m64n64k16
+// for m16 tile m takes its four warps' tile-m A fragments, the same registers mma_ksteps loads,
+// and leaves the same accumulators (ptx::wgmma_bf16_m64n64k16_rs). B of k-step s, part q (hi(w),
+// lo(w)) is the descriptor b_desc + s * kstep_units + q * lo_units. Each x part's wgmmas are one
+// group, so that the next k-step's hi(x) fragments load while this one's lo(x) wgmmas run (a
+// second set of A registers would serialize the wgmmas at 128 registers). Each accumulator takes
+// its k-step's forms in mma_ksteps' order.
+template <class Cfg, KForm F>
+__device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const Operands& op, uint64_t b_desc,
+                                             uint32_t kstep_units, uint32_t lo_units, int ksteps) {
+  constexpr int XPARTS = F == KForm::Bf16 ? 1 : 2;  // hi(x) (and lo(x))
+  uint32_t a[XPARTS][2][4];                         // [x part][m16 tile]
+  auto load = [&](int p, int ks) {
+    const int o0 = op.poff[8 * ks + op.tq], o1 = op.poff[8 * ks + 4 + op.tq];
+#pragma unroll
+    for (int m = 0; m < 2; ++m) {
+      const uint32_t* apart = op.ap + p * Cfg::AWORDS + m * Cfg::MT1;
+      a[p][m][0] = apart[o0];
+      a[p][m][1] = apart[Cfg::HALF + o0];
+      a[p][m][2] = apart[o1];
+      a[p][m][3] = apart[Cfg::HALF + o1];
+    }
+  };
+#pragma unroll
+  for (int p = 0; p < XPARTS; ++p) load(p, 0);
+  for (int ks = 0; ks < ksteps; ++ks) {
+    const uint64_t b = b_desc + uint64_t(ks) * kstep_units;
+    ptx::wgmma_fence();  // a was just loaded (and acc zeroed, the first time)
+#pragma unroll
+    for (int m = 0; m < 2; ++m) {
+      ptx::wgmma_bf16_m64n64k16_rs(acc[m], a[0][m], b);                                               // hi(x) hi(w)
+      if constexpr (F == KForm::Split) ptx::wgmma_bf16_m64n64k16_rs(acc[m], a[0][m], b + lo_units);  // hi(x) lo(w)
+    }
+    ptx::wgmma_commit();
+    if constexpr (XPARTS == 2) {
+#pragma unroll
+      for (int m = 0; m < 2; ++m) ptx::wgmma_bf16_m64n64k16_rs(acc[m], a[1][m], b);  // lo(x) hi(w)
+      ptx::wgmma_commit();
+    }
+    if (ks + 1 < ksteps) {
+      ptx::wgmma_wait<XPARTS - 1>();  // the hi(x) group is done
+      load(0, ks + 1);
+      if constexpr (XPARTS == 2) {
+        ptx::wgmma_wait<0>();  // and the lo(x) group
+        load(1, ks + 1);
+      }
+    }
+  }
+  ptx::wgmma_wait<0>();
+}
+
 template <class Out, int C, int O, int S, bool Split>
 __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, Geometry g, Out* y) {
   using Cfg = Config<C, O, S, Split>;
   constexpr int NT = Cfg::NT, PW = Cfg::PW;
   extern __shared__ __align__(16) uint32_t smem[];
   const int np = g.kp / 2, wp = np + 4;  // pairs (K / 2); weight row pitch in words
-  uint32_t* ws = smem;                                  // [PARTS][O][wp]: bf16 pairs (k even low, k odd high)
-  float* ss = reinterpret_cast<float*>(ws + Cfg::PARTS * O * wp);  // scale [O]
+  // One part of the weights: O rows of wp words (mma.sync) or ksteps blocks of O x 8 words (wgmma).
+  const int wblock = kWgmma<O> ? O * np : O * wp;
+  uint32_t* ws = smem;                                  // [PARTS][wblock]: bf16 pairs (k even low, k odd high)
+  float* ss = reinterpret_cast<float*>(ws + Cfg::PARTS * O * wp);  // scale [O] (after the larger layout's weights)
   float* hs = ss + O;                                   // shift [O]
   int* poff = reinterpret_cast<int*>(hs + O);           // [np]: pair -> A patch word offset
   uint32_t* apatch = reinterpret_cast<uint32_t*>(poff + np);            // [PARTS][C][ROWS][PW]
@@ -291,13 +371,15 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
       if (kw + 1 < a.KW) hi = wr[kw + 1];
     }
     const uint32_t hi_w = pack2(lo, hi);
-    ws[o * wp + p] = hi_w;
+    const int at = weight_word<O>(o, p, wp);
+    ws[at] = hi_w;
     if constexpr (Split) {
       const uint32_t lo_w = lo_parts(lo, hi, hi_w);
-      ws[(O + o) * wp + p] = lo_w;
+      ws[wblock + at] = lo_w;
       lo_w_seen |= lo_w != 0;
     }
   }
+  if constexpr (kWgmma<O>) ptx::fence_proxy_async_shared();  // wgmma reads the weights through the async proxy
   // With every lo(w) operand 0 the hi(x) lo(w) MMAs add nothing: KForm::SplitExactW skips them.
   const bool w_exact = Split && !__syncthreads_or(lo_w_seen);
   for (int p = tid; p < np; p += kThreads) {
@@ -352,9 +434,18 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[m][j][e] = 0.f;
     const Operands op{apatch + base, poff, b_addr, b_q, b_lo, tq};
-    if constexpr (!Split) mma_ksteps<Cfg, KForm::Bf16>(acc, op, ksteps);
-    else if (w_exact) mma_ksteps<Cfg, KForm::SplitExactW>(acc, op, ksteps);
-    else mma_ksteps<Cfg, KForm::Split>(acc, op, ksteps);
+    if constexpr (kWgmma<O>) {
+      // (descriptor addresses count 16-byte units: a k-step's block is 32 O bytes)
+      const uint64_t b_desc = ptx::wgmma_desc(ptx::smem_u32(ws), 16 * O, 128);
+      const uint32_t kstep_units = 2 * O, lo_units = uint32_t(wblock) / 4;
+      if constexpr (!Split) wgmma_ksteps<Cfg, KForm::Bf16>(acc, op, b_desc, kstep_units, lo_units, ksteps);
+      else if (w_exact) wgmma_ksteps<Cfg, KForm::SplitExactW>(acc, op, b_desc, kstep_units, lo_units, ksteps);
+      else wgmma_ksteps<Cfg, KForm::Split>(acc, op, b_desc, kstep_units, lo_units, ksteps);
+    } else {
+      if constexpr (!Split) mma_ksteps<Cfg, KForm::Bf16>(acc, op, ksteps);
+      else if (w_exact) mma_ksteps<Cfg, KForm::SplitExactW>(acc, op, ksteps);
+      else mma_ksteps<Cfg, KForm::Split>(acc, op, ksteps);
+    }
 
     const int n = at.n, th = at.th, tw = at.tw;
     // Pixel (m16 tile m, half h) of this lane, in the tile.
