@@ -210,7 +210,7 @@ Checkpoint load_checkpoint(const std::string& path) {
     const std::string what = "tensor '" + name + "'";
     MDQ_CHECK(seen.insert(name).second, "load_checkpoint '" << path << "': corrupt: " << what << " appears twice");
     const uint8_t dtype = r.uint<uint8_t>(what + "'s dtype");
-    MDQ_CHECK(dtype <= static_cast<uint8_t>(DType::U32),
+    MDQ_CHECK(dtype <= static_cast<uint8_t>(DType::I16),  // the last code
               "load_checkpoint '" << path << "': corrupt: " << what << " has unknown dtype code " << int(dtype));
     const uint8_t ndim = r.uint<uint8_t>(what + "'s rank");
     MDQ_CHECK(ndim <= kMaxDims, "load_checkpoint '" << path << "': corrupt: " << what << " has " << int(ndim) << " dims");

@@ -76,6 +76,7 @@ class Tensor {
 template <class T> struct DTypeOf;
 template <> struct DTypeOf<float> { static constexpr DType value = DType::F32; };
 template <> struct DTypeOf<int32_t> { static constexpr DType value = DType::I32; };
+template <> struct DTypeOf<int16_t> { static constexpr DType value = DType::I16; };
 template <> struct DTypeOf<uint8_t> { static constexpr DType value = DType::U8; };
 template <> struct DTypeOf<uint32_t> { static constexpr DType value = DType::U32; };
 template <> struct DTypeOf<uint16_t> { static constexpr DType value = DType::BF16; };  // bf16/f16 bits
