@@ -176,6 +176,11 @@ __device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvA
   }
 }
 
+// scale d + shift in f32 as one fused multiply-add (a = (scale, shift)), the Affine modes' value.
+// Written as the fma that nvcc contracts the plain expression to by default, so that the form
+// does not hang on -fmad or on how the compiler sees one expression site or another.
+__device__ __forceinline__ float affine(float2 a, int d) { return __fmaf_rn(a.x, static_cast<float>(d), a.y); }
+
 // ResidualSignPack's residual at output pixel m, channels o and o + 1 (0 outside the map).
 __device__ __forceinline__ float2 residual_pair(const BinaryConvArgs& args, const Geometry& g, int m, int o) {
   if (m >= g.M || o >= g.O) return make_float2(0.f, 0.f);
@@ -294,8 +299,7 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
       }
       continue;
     }
-    const float2 a0 = s.aff[c], a1 = s.aff[c + 1];
-    float y0 = a0.x * (float)d0 + a0.y, y1 = a1.x * (float)d1 + a1.y;
+    float y0 = affine(s.aff[c], d0), y1 = affine(s.aff[c + 1], d1);
     if (args.mode == BinaryEpilogue::AffineRelu) y0 = fmaxf(y0, 0.f), y1 = fmaxf(y1, 0.f);
     if (residual) {
       const float2 r2 = ahead ? ahead->residual[j] : residual_pair(args, g, m, o);
