@@ -11,6 +11,8 @@ namespace mdq::kernels {
 
 // What the epilogue does with the exact ±1 dot product d of output (pixel, channel o):
 //   Int32      out i32 [N][OH][OW][O] = d
+//   Int16      out i16 [N][OH][OW][O] = d, exact while |d| <= K = KH KW C <= 32767 (the caller
+//              checks K): a shortcut conv's sums for ResidualSignPack, half the bytes of Int32's
 //   Affine     out f32 [N][OH][OW][O] = scale[o] d + shift[o]             (folds BatchNorm)
 //   AffineRelu out f32                = max(0, scale[o] d + shift[o])
 //   SignPack   out u32 [N][OH][OW][ceil(O/32)], bit o = (d >= dmin[o]) xor flip[o], which is
@@ -26,7 +28,7 @@ namespace mdq::kernels {
 //              is set, else -1: the end of a block with the identity skip, all in integers.
 //              thresholds [4][O]: SignPack's (dmin, flip) for s = -1, then for s = +1.
 // scale / shift may be null (1 and 0).
-enum class BinaryEpilogue { Int32, Affine, AffineRelu, SignPack, ResidualSignPack, SkipSignPack };
+enum class BinaryEpilogue { Int32, Int16, Affine, AffineRelu, SignPack, ResidualSignPack, SkipSignPack };
 
 struct BinaryConvArgs {
   const uint32_t* x = nullptr;          // packed NHWC activations [N][H][W][Cw], Cw = ceil(C/32)

@@ -7,8 +7,8 @@
 // n0 + slice_channel(p) (the weights are staged in that order): a lane's 16 columns are then 16
 // consecutive channels, whose signs fill half of one packed 32-bit word at bit positions known at
 // compile time (one shuffle per row instead of four, no shifts by lane-dependent amounts). The
-// modes that write 4 bytes an output keep column p = channel n0 + p, so that the four lanes of a
-// row write 32 contiguous bytes (permuted, each would touch its own 32-byte sector).
+// modes that write 4 (Int16: 2) bytes an output keep column p = channel n0 + p, so that the four
+// lanes of a row write 32 (16) contiguous bytes (permuted, each would touch its own 32-byte sector).
 //
 // E12 with the mask, for output pixel p and channel o, V(p) the taps inside the image:
 //   a·w = 4 popc(A&W&M) - 2 popc(A&M) - 2 popc(W&M) + popc(M)
@@ -278,7 +278,8 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
     if (store) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits;
     return;
   }
-  // Columns (= channels) 2 tq and 2 tq + 1 side by side: one 8-byte access when O is even.
+  // Columns (= channels) 2 tq and 2 tq + 1 side by side: one 8-byte access (4 for Int16) when O
+  // is even.
   const bool pair = (g.O & 1) == 0, residual = args.mode == BinaryEpilogue::ResidualSignPack;
   uint32_t bits[2] = {0u, 0u};  // ResidualSignPack's signs
 #pragma unroll
@@ -296,6 +297,16 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
       } else {
         out[0] = d0;
         if (two) out[1] = d1;
+      }
+      continue;
+    }
+    if (args.mode == BinaryEpilogue::Int16) {  // |d| <= K <= 32767: the casts are exact
+      int16_t* out = static_cast<int16_t*>(args.out) + idx;
+      if (pair) {
+        *reinterpret_cast<uint32_t*>(out) = (static_cast<uint32_t>(d0) & 0xffffu) | static_cast<uint32_t>(d1) << 16;
+      } else {
+        out[0] = static_cast<int16_t>(d0);
+        if (two) out[1] = static_cast<int16_t>(d1);
       }
       continue;
     }

@@ -42,6 +42,17 @@ kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedW
   return a;
 }
 
+kernels::BinaryEpilogue epilogue(BinaryOutputMode mode) {
+  switch (mode) {
+    case BinaryOutputMode::Int32: return kernels::BinaryEpilogue::Int32;
+    case BinaryOutputMode::Int16: return kernels::BinaryEpilogue::Int16;
+    case BinaryOutputMode::Affine: return kernels::BinaryEpilogue::Affine;
+    case BinaryOutputMode::AffineRelu: return kernels::BinaryEpilogue::AffineRelu;
+    case BinaryOutputMode::SignPack: return kernels::BinaryEpilogue::SignPack;
+  }
+  MDQ_FAIL("binary_conv2d: unknown output mode " << static_cast<int>(mode));
+}
+
 // The CPU W1A1 reference: E12 with the mask, tap by tap, straight from the packed words.
 std::vector<int32_t> binary_conv_cpu(const Tensor& x, const PackedWeights& w, const ConvGeometry& g, int64_t OH,
                                      int64_t OW) {
@@ -165,7 +176,16 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
   const Shape shape = check_w1a1(op, x, w, g, out.scale, out.shift);
   const int64_t N = shape[0], OH = shape[1], OW = shape[2], O = shape[3];
   const bool pack = out.mode == BinaryOutputMode::SignPack;
-  const DType dt = out.mode == BinaryOutputMode::Int32 ? DType::I32 : pack ? DType::U32 : DType::F32;
+  const DType dt = out.mode == BinaryOutputMode::Int32   ? DType::I32
+                   : out.mode == BinaryOutputMode::Int16 ? DType::I16
+                   : pack                                ? DType::U32
+                                                         : DType::F32;
+  if (out.mode == BinaryOutputMode::Int16) {
+    const int64_t K = w.kernel_h() * w.kernel_w() * w.channels;  // |d| <= K
+    MDQ_CHECK(K <= kInt16MaxK, op << ": an Int16 output holds the sums exactly only for K = KH·KW·C <= " << kInt16MaxK
+                                  << " (int16's largest value); weights " << w.sign.describe() << " with "
+                                  << w.channels << " channels have K = " << K);
+  }
   Tensor y = Tensor::empty({N, OH, OW, pack ? packed_words(O) : O}, dt, x.device());
 
   if (out.thresholds.defined()) check_thresholds(op, out.thresholds, 2, O, x);
@@ -175,7 +195,7 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
   if (x.is_cuda()) {
     Tensor pixel_popc;
     kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, out.scale, out.shift, pixel_popc);
-    a.mode = static_cast<kernels::BinaryEpilogue>(static_cast<int>(out.mode));
+    a.mode = epilogue(out.mode);
     a.thresholds = pack ? thresholds.data<int32_t>() : nullptr;
     a.out = y.raw();
     cuda_impl(op, &CudaBackend::binary_conv2d)(a);
@@ -192,6 +212,9 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
   switch (out.mode) {
     case BinaryOutputMode::Int32:
       std::copy(d.begin(), d.end(), y.data<int32_t>());
+      break;
+    case BinaryOutputMode::Int16:  // |d| <= K <= kInt16MaxK (checked above): exact
+      std::transform(d.begin(), d.end(), y.data<int16_t>(), [](int32_t v) { return static_cast<int16_t>(v); });
       break;
     case BinaryOutputMode::Affine:
     case BinaryOutputMode::AffineRelu: {

@@ -124,6 +124,34 @@ TEST_CASE("W1A1 epilogues: affine, ReLU, and sign + re-pack equal packing the af
   REQUIRE(words(packed) == words(pack_signs(affine)));
 }
 
+TEST_CASE("W1A1 Int16 output: the exact sums as int16, up to K = 32767; a larger K is refused") {
+  // A 3x3 conv and a 1x1 stride-2 shortcut, odd channel counts.
+  for (int64_t k : {3, 1}) {
+    const int64_t stride = k == 1 ? 2 : 1, pad = k / 2;
+    INFO("kernel " << k << " stride " << stride);
+    Tensor xb = pack_signs(random_signs({3, 9, 7, 37}, 25 + k));
+    PackedWeights w = pack_binary_weights(random_signs({19, 37, k, k}, 26 + k));
+    const ConvGeometry g{stride, pad};
+    Tensor d16 = binary_conv2d(xb, w, g, {BinaryOutputMode::Int16});
+    Tensor d = binary_conv2d(xb, w, g);
+    REQUIRE(d16.dtype() == DType::I16);
+    REQUIRE(d16.shape() == d.shape());
+    const std::vector<int16_t> got = testing::int16s(d16);
+    for (size_t i = 0; i < got.size(); ++i) REQUIRE(got[i] == d.data<int32_t>()[i]);
+  }
+  // |d| <= K = C for a 1x1 conv: K = 32767 reaches int16's ends (all-equal signs give d = ±K).
+  auto ones = [](int64_t C, float v) { return Tensor::full({1, 1, 1, C}, v); };
+  PackedWeights w_max = pack_binary_weights(Tensor::full({1, kInt16MaxK, 1, 1}, 1.f));
+  for (float v : {1.f, -1.f}) {
+    Tensor d16 = binary_conv2d(pack_signs(ones(kInt16MaxK, v)), w_max, {}, {BinaryOutputMode::Int16});
+    REQUIRE(testing::int16s(d16)[0] == static_cast<int16_t>(v * kInt16MaxK));
+  }
+  PackedWeights w_over = pack_binary_weights(random_signs({2, kInt16MaxK + 1, 1, 1}, 27));
+  REQUIRE_THROWS_WITH(binary_conv2d(pack_signs(ones(kInt16MaxK + 1, 1.f)), w_over, {}, {BinaryOutputMode::Int16}),
+                      Catch::Contains("K = 32768") && Catch::Contains("32767"));
+  REQUIRE(binary_conv2d(pack_signs(ones(kInt16MaxK + 1, 1.f)), w_over, {}).dtype() == DType::I32);  // Int32 takes it
+}
+
 TEST_CASE("W1A1 block end: affine + residual and its packed signs; bad residual refused") {
   const int64_t O = 40;
   Tensor xb = pack_signs(random_signs({2, 6, 6, 33}, 41));

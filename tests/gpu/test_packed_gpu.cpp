@@ -1,6 +1,7 @@
 // Packing kernels and packed convolutions (W1A1 on the b1 tensor cores, W1A16/W2A16 on bf16
 // MMA) against the CPU references. W1A1 must match exactly (int32); failures print the first
 // mismatching (n, oh, ow, o) and the shape, which points straight at a fragment-layout error.
+#include <algorithm>
 #include <cstdlib>
 #include <iterator>
 #include <vector>
@@ -36,6 +37,14 @@ void require_equal_nhwc(const Tensor& got, const Tensor& expected, const std::st
               << ", o " << o << "): got " << static_cast<int32_t>(g[first]) << ", expected "
               << static_cast<int32_t>(e[first]));
   }
+}
+
+// An i16 tensor (any device) as i32 on the host, for require_equal_nhwc.
+Tensor widened(const Tensor& i16) {
+  const std::vector<int16_t> v = testing::int16s(i16);
+  Tensor r = Tensor::empty(i16.shape(), DType::I32);
+  std::copy(v.begin(), v.end(), r.data<int32_t>());
+  return r;
 }
 
 using Case = testing::ConvCase;
@@ -109,6 +118,9 @@ TEST_CASE("W1A1 convolution on the b1 tensor cores equals the CPU reference exac
     Tensor expected = binary_conv2d(xb, w, g);
     Tensor got = binary_conv2d(xb.cuda(), w.to(Device::CUDA), g);
     require_equal_nhwc(got, expected, "W1A1 int32 " + describe(c));
+    Tensor got16 = binary_conv2d(xb.cuda(), w.to(Device::CUDA), g, {BinaryOutputMode::Int16});
+    REQUIRE(got16.dtype() == DType::I16);
+    require_equal_nhwc(widened(got16), expected, "W1A1 int16 " + describe(c));
   }
 }
 
