@@ -12,10 +12,11 @@
 // direct kernel (kernels/stem_conv.cu) spends f32 fmas on CUDA cores: ImageNet's stem at batch
 // 256 is 256 x 112^2 x 64 x 147 = 30.2 G fmas (60 GFLOP), 1.70 ms on an H200, about half of its
 // ~67 TFLOPS f32 peak; as the GEMM here (K padded to 176) it is 72 GFLOP of bf16 MMAs, ~0.12 ms
-// at mma.sync's ~600 TFLOPS (x3 with split operands). Measured there (bench_packed_resnet18 256),
-// the signs form: 0.644 ms with bf16 operands, 0.863 ms split, against the direct kernel's 1.704
-// ms; bf16 NHWC 0.755 / 0.943 ms. ncu (split): latency-bound, 25% occupancy (128 registers, 101
-// KB shared memory a CTA), 0.9 eligible warps a scheduler, an instruction every 7.5 cycles a warp.
+// at mma.sync's ~600 TFLOPS (x3 with split operands). Measured there (bench_packed_resnet18 256,
+// wgmma k-steps), the signs form: 0.316 ms with bf16 operands, 0.453 ms split (level weights),
+// against the direct kernel's 1.706 ms. ncu (split): latency-bound, 25% occupancy (115 registers,
+// 101 KB shared memory a CTA), 0.97 eligible warps a scheduler, an instruction every 7.35 cycles a
+// warp: the time is in the patch passes and the epilogue, not in the MMAs.
 //
 // K as pairs of taps. The A fragment of m16n8k16 gives each lane, per register, two consecutive
 // k of one row; K is ordered so that those two are horizontally adjacent taps of one window row:
