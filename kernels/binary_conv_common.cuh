@@ -209,9 +209,12 @@ __device__ __forceinline__ uint32_t skip_word(const BinaryConvArgs& args, const 
   const int Ow = (g.O + 31) / 32, word = n0 / 32 + ((threadIdx.x & 3) >> 1);
   return m < g.M && word < Ow ? __ldg(args.skip_bits + (long long)m * Ow + word) : 0u;
 }
-// The modes whose epilogue reads such inputs.
-__host__ __device__ constexpr bool has_row_inputs(BinaryEpilogue mode) {
-  return mode == BinaryEpilogue::ResidualSignPack || mode == BinaryEpilogue::SkipSignPack;
+// The modes whose inputs the wgmma kernel reads ahead: ResidualSignPack's 8 reads a row.
+// SkipSignPack's one word a row is read in place: read ahead, the registers it took cost CTAs per
+// SM that one latency a row does not (ResNet-18's identity blocks' second convs, ncu on an H200:
+// 76 / 76 / 50 us at layers 1-2 against 72 / 72 / 49 in place).
+__host__ __device__ constexpr bool reads_row_inputs_ahead(BinaryEpilogue mode) {
+  return mode == BinaryEpilogue::ResidualSignPack;
 }
 __device__ __forceinline__ void load_row_inputs(RowInputs& in, int m, const BinaryConvArgs& args, const Geometry& g,
                                                 int n0) {

@@ -16,9 +16,9 @@
 //     MMAs do; long K (C = 512) takes one buffer so that two CTAs still fit an SM;
 //   - all k256 steps of a tile are issued back to back as one wgmma group; several CTAs per SM
 //     keep the tensor core busy while one of them is in its epilogue;
-//   - the epilogue's global inputs (a residual's int16 sums, skip bits) are read while the MMAs
-//     run, in an instantiation of its own (kReadAhead): holding them takes up to 96 registers a
-//     thread against 66, which would cost the modes without such inputs CTAs per SM for nothing.
+//   - a residual's int16 sums, the epilogue's global inputs, are read while the MMAs run, in an
+//     instantiation of its own (kReadAhead): holding them takes up to 96 registers a thread
+//     against 66, which would cost the other modes CTAs per SM for nothing.
 // Measured on an H200 (benchmarks/results): 1.7-2.1x cuDNN bf16 on ResNet-18's ImageNet layers,
 // about the mma.sync kernel's speed: still issue-bound, now on the per-output epilogue (~40% of
 // the instructions at C = 64) with the tensor core ~11% busy.
@@ -62,7 +62,7 @@ struct NoRowInputs {};  // what the kernel holds of the epilogue's inputs withou
 
 // KS = 3: 3x3 taps unrolled in the row geometry; 0: any size. UW = words per cp.async (2 when
 // Cw is even, so a copy never straddles two taps; else 1). kReadAhead: the epilogue's global
-// inputs are read while the MMAs run (has_row_inputs(mode) only). nbuf = 2 activation tile
+// inputs are read while the MMAs run (reads_row_inputs_ahead(mode) only). nbuf = 2 activation tile
 // buffers (the next tile's gather overlaps this tile's MMAs) or 1 (long K: more CTAs an SM instead).
 template <int KS, int UW, bool kReadAhead>
 __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvArgs args, Geometry g, int steps,
@@ -183,8 +183,8 @@ int buffers(int steps, int ktot) { return smem_bytes(steps, ktot, 2) + 16 * 1024
 
 template <int KS, int UW>
 void launch(const BinaryConvArgs& a, const Geometry& g, int steps) {
-  const auto kernel = has_row_inputs(a.mode) ? binary_conv_wgmma_kernel<KS, UW, true>
-                                             : binary_conv_wgmma_kernel<KS, UW, false>;
+  const auto kernel = reads_row_inputs_ahead(a.mode) ? binary_conv_wgmma_kernel<KS, UW, true>
+                                                     : binary_conv_wgmma_kernel<KS, UW, false>;
   const int nbuf = buffers(steps, g.Ktot);
   const size_t smem = smem_bytes(steps, g.Ktot, nbuf);
   const dim3 grid = persistent_grid(kernel, kThreads, smem, (g.M + kRows - 1) / kRows, (g.O + kCols - 1) / kCols);
