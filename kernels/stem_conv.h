@@ -24,6 +24,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "common/bf16.h"
 #include "common/window.h"
@@ -73,6 +74,40 @@ MDQ_HD float stem_affine_act(float d, float scale, float shift, bool relu) {
 // The signs form's bit: Binarize's test (engine/packed/bitpack.h: x >= 0) on the epilogue's value.
 MDQ_HD bool stem_sign(float d, float scale, float shift, bool relu) {
   return stem_affine_act(d, scale, shift, relu) >= 0.f;
+}
+
+// stem_sign as one comparison, for the tensor-core kernel's epilogue: for finite d,
+// stem_sign(d, scale, shift, relu) == ((d >= t) != flip), t = stem_sign_threshold(scale, shift,
+// relu, flip). fma(d, scale, shift) is monotone in d (rounding is monotone), so the d where it is
+// >= 0 are {d >= t} for scale > 0 and the complement of such a set for scale < 0; t is found by
+// bisection over the floats in order (bit patterns with the sign folded), so it is the exact
+// boundary of this fma, not an estimate of -shift / scale. scale = 0 or ReLU: a constant bit.
+MDQ_HD float stem_sign_threshold(float scale, float shift, bool relu, bool& flip) {
+  flip = false;
+  if (relu) return -INFINITY;  // the ReLU's value is >= 0: always set
+  if (scale == 0.f) {          // fma(d, 0, shift) = shift for finite d
+    flip = !(shift >= 0.f);
+    return -INFINITY;
+  }
+  flip = scale < 0.f;
+  auto key = [](float x) {  // the floats' order as integers
+    int32_t i;
+    memcpy(&i, &x, 4);
+    return int64_t(i >= 0 ? i : i ^ 0x7fffffff);
+  };
+  auto value = [](int64_t k) {
+    const int32_t i = k >= 0 ? int32_t(k) : int32_t(k) ^ 0x7fffffff;
+    float x;
+    memcpy(&x, &i, 4);
+    return x;
+  };
+  int64_t lo = key(-INFINITY), hi = key(INFINITY);  // set at hi (+inf), not at lo (-inf)
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    const bool set = (fmaf(value(mid), scale, shift) >= 0.f) != flip;
+    (set ? hi : lo) = mid;
+  }
+  return value(hi);
 }
 
 // ---- CPU reference (host pointers): the formula above, one output at a time.

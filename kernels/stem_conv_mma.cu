@@ -391,9 +391,18 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
     }
     poff[p] = off;
   }
-  for (int o = tid; o < O; o += kThreads) {
-    ss[o] = a.scale ? a.scale[o] : 1.f;
-    hs[o] = a.shift ? a.shift[o] : 0.f;
+  static_assert(O <= kThreads, "a thread a filter");
+  if (tid < O) {
+    const float sc = a.scale ? a.scale[tid] : 1.f, sh = a.shift ? a.shift[tid] : 0.f;
+    if constexpr (kSigns<Out>) {  // ss: stem_sign's thresholds; hs: their flip bits, a word per 32 filters
+      bool flip;
+      ss[tid] = stem_sign_threshold(sc, sh, a.relu, flip);
+      const uint32_t flips = __ballot_sync(0xffffffffu, flip);
+      if ((tid & 31) == 0) reinterpret_cast<uint32_t*>(hs)[tid / 32] = flips;
+    } else {
+      ss[tid] = sc;
+      hs[tid] = sh;
+    }
   }
 
   // The patch's extent: A words a row (ww) and f32 columns (cols) the pairs reach.
@@ -452,7 +461,8 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
     // Pixel (m16 tile m, half h) of this lane, in the tile.
     auto pix_row = [&](int m, int h) { return S == 2 ? gq + 8 * h : (gq >> 1) + 4 * h + 8 * m; };
     auto pix_col = [&](int m) { return S == 2 ? warp + 8 * m : 2 * warp + (gq & 1); };
-    // The affine of a lane's filters is loaded once per n8 tile and used for its 4 pixels.
+    // The affine (signs: the thresholds) of a lane's filters is loaded once per n8 tile and used
+    // for its 4 pixels.
     if constexpr (kSigns<Out>) {
       constexpr int WORDS = O / 32;
       uint32_t mine[WORDS] = {};
@@ -462,13 +472,12 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int j = 4 * w + i, o = 8 * j + 2 * tq;
-          const float2 sc = *reinterpret_cast<const float2*>(ss + o), sh = *reinterpret_cast<const float2*>(hs + o);
+          const float2 t = *reinterpret_cast<const float2*>(ss + o);
 #pragma unroll
           for (int m = 0; m < 2; ++m)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-              const uint32_t two = uint32_t(stem_sign(acc[m][j][2 * h], sc.x, sh.x, a.relu)) |
-                                   uint32_t(stem_sign(acc[m][j][2 * h + 1], sc.y, sh.y, a.relu)) << 1;
+              const uint32_t two = uint32_t(acc[m][j][2 * h] >= t.x) | uint32_t(acc[m][j][2 * h + 1] >= t.y) << 1;
               word[m][h] |= two << (8 * i + 2 * tq);
             }
         }
@@ -481,6 +490,7 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
             v |= __shfl_xor_sync(0xffffffffu, v, 2);
             if (tq == 2 * m + h) mine[w] = v;
           }
+        mine[w] ^= reinterpret_cast<const uint32_t*>(hs)[w];  // stem_sign_threshold's flips
       }
       const int oh = th * kTile + pix_row(tq >> 1, tq & 1), ow = tw * kTile + pix_col(tq >> 1);
       if (oh < g.OH && ow < g.OW) {

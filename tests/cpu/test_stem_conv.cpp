@@ -115,6 +115,36 @@ TEST_CASE("stem_conv_signs on the CPU: exactly the packed signs of the f32 form"
   CHECK(cases >= 6);
 }
 
+// The tensor-core stem's signs epilogue compares d with stem_sign_threshold's t: the same bit as
+// stem_sign's fma for every finite d, at the boundary above all (t and the floats next to it,
+// which -shift / scale rounded would get wrong about half the time).
+TEST_CASE("stem_sign_threshold: (d >= t) != flip is stem_sign for every d tried, at the boundary too") {
+  Rng rng(4242);
+  auto r = [&](float lo, float hi) { return lo + (hi - lo) * rng.uniform(); };
+  int64_t tried = 0, at_boundary_set = 0;
+  for (int k = 0; k < 4000; ++k) {
+    const bool relu = k % 10 == 9;
+    float scale = r(-2.f, 2.f), shift = r(-1.f, 1.f);
+    if (k % 50 == 7) scale = 0.f;
+    if (k % 50 == 8) scale = 1e-30f;  // the boundary past the largest float
+    if (k % 3 == 0) shift *= 1e-6f;
+    bool flip = false;
+    const float t = kernels::stem_sign_threshold(scale, shift, relu, flip);
+    std::vector<float> ds = {t, std::nextafter(t, -INFINITY), std::nextafter(t, INFINITY), -shift / scale, 0.f, -0.f,
+                             3e38f, -3e38f};
+    for (int i = 0; i < 24; ++i) ds.push_back(r(-300.f, 300.f));
+    for (const float d : ds) {
+      if (!std::isfinite(d)) continue;
+      ++tried;
+      INFO("scale " << scale << ", shift " << shift << ", relu " << relu << ", d " << d << ", t " << t);
+      REQUIRE(((d >= t) != flip) == kernels::stem_sign(d, scale, shift, relu));
+    }
+    if (!relu && scale != 0.f && std::isfinite(t)) at_boundary_set += kernels::stem_sign(t, scale, shift, false);
+  }
+  CHECK(tried > 100000);
+  CHECK(at_boundary_set > 1000);  // the boundary cases were there (t itself on the set side when scale > 0)
+}
+
 TEST_CASE("stem_conv_signs on the CPU: an epilogue exactly at +0 or -0 is a +1 bit, as pack_signs has it") {
   for (const StemCase& s : {StemCase{3, 3, 19, 21, 64, 7, 2, 3, false}, StemCase{2, 1, 17, 18, 32, 3, 1, 1, false}}) {
     INFO(s.text());
