@@ -11,26 +11,23 @@ namespace mdq::kernels {
 
 // What the epilogue does with the exact ±1 dot product d of output (pixel, channel o):
 //   Int32      out i32 [N][OH][OW][O] = d
-//   Int16      out i16 [N][OH][OW][O] = d, exact since |d| <= K = KH KW C <= 32767 (the caller
+//   Int16      out i16 [N][OH][OW][O] = d, exact while |d| <= K = KH KW C <= 32767 (the caller
 //              checks K): a shortcut conv's sums for ResidualSignPack, half the bytes of Int32's
 //   Affine     out f32 [N][OH][OW][O] = scale[o] d + shift[o]             (folds BatchNorm)
 //   AffineRelu out f32                = max(0, scale[o] d + shift[o])
 //   SignPack   out u32 [N][OH][OW][ceil(O/32)], bit o = (d >= dmin[o]) xor flip[o], which is
 //              (scale[o] d + shift[o] >= 0) with the thresholds of engine/packed's
 //              sign_thresholds: the next binary layer's packed input; bits for o >= O are 0.
-//   ResidualSignPack  out f32 y = scale[o] d + shift[o] + r, and out_bits u32
-//              [N][OH][OW][ceil(O/32)] = the signs of y (y >= 0): the end of a Bi-Real-style
-//              binary block with a real-valued skip, whose signs are the next binary layer's
-//              input. The skip r = residual_scale[o] e + residual_shift[o] from the residual's
-//              sums e (i16, out's shape: a strided shortcut conv's Int16 output; its folded
-//              BatchNorm in residual_scale / _shift) is bit for bit the f32 value that conv's
-//              Affine output would hold, read at half its bytes. out may be null: only the
-//              signs are written.
+//   ResidualSignPack  out f32 = scale[o] d + shift[o] + residual (f32, same shape), and
+//              out_bits u32 [N][OH][OW][ceil(O/32)] = its signs (y >= 0): the end of a
+//              Bi-Real-style binary block with a real-valued skip (a strided shortcut conv's
+//              f32 output), whose signs are the next binary layer's input. out may be null:
+//              only the signs are written.
 //   SkipSignPack  out u32 as SignPack, bit o = (scale[o] d + shift[o] + s >= 0) with the skip
 //              s = +1 where bit o of skip_bits (u32, out's shape: the block's packed ±1 input)
 //              is set, else -1: the end of a block with the identity skip, all in integers.
 //              thresholds [4][O]: SignPack's (dmin, flip) for s = -1, then for s = +1.
-// scale / shift (and residual_scale / residual_shift) may be null (1 and 0).
+// scale / shift may be null (1 and 0).
 enum class BinaryEpilogue { Int32, Int16, Affine, AffineRelu, SignPack, ResidualSignPack, SkipSignPack };
 
 struct BinaryConvArgs {
@@ -43,15 +40,12 @@ struct BinaryConvArgs {
   const float* scale = nullptr;
   const float* shift = nullptr;
   const int32_t* thresholds = nullptr;  // SignPack: [2][O] = dmin, then flip (0 or 1); SkipSignPack [4][O]
-  const int16_t* residual = nullptr;      // ResidualSignPack: the shortcut's sums e
-  const float* residual_scale = nullptr;  // ResidualSignPack: the shortcut's folded BatchNorm
-  const float* residual_shift = nullptr;
-  uint32_t* out_bits = nullptr;           // ResidualSignPack
-  const uint32_t* skip_bits = nullptr;    // SkipSignPack
+  const float* residual = nullptr;       // ResidualSignPack
+  uint32_t* out_bits = nullptr;          // ResidualSignPack
+  const uint32_t* skip_bits = nullptr;   // SkipSignPack
   void* out = nullptr;
 };
-// Limits the caller checks: KH*KW <= 31 taps; N*OH*OW and N*H*W*ceil(C/32) below 2^31; Int16:
-// K = KH*KW*C <= 32767.
+// Limits the caller checks: KH*KW <= 31 taps; N*OH*OW and N*H*W*ceil(C/32) below 2^31.
 
 void binary_conv2d(const BinaryConvArgs& a);
 // Whether binary_conv2d(a) reads a.pixel_popc: the sm_90a kernel counts popc(A&M) on the tensor

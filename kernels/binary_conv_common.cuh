@@ -119,7 +119,6 @@ struct EpilogueTables {
   int2 tap[32][kCols / 2];   // 2 popc(W) of tap t per column pair; 0 past O
   int2 border[16][kCols / 2];  // 3x3 only: Σ tap[t] over the taps of border class c (below)
   float2 aff[kCols];         // (scale, shift), other modes
-  float2 residual_aff[kCols];  // ResidualSignPack: the residual's (scale, shift)
 };
 
 // A 3x3 pixel on the border of the image misses whole rows and columns of taps: its border
@@ -160,8 +159,6 @@ __device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvA
     reinterpret_cast<int*>(s.thr)[tid] = t;
     reinterpret_cast<int*>(s.thr_plus)[tid] = t_plus;
     s.aff[tid] = make_float2(in && args.scale ? args.scale[o] : 1.f, in && args.shift ? args.shift[o] : 0.f);
-    s.residual_aff[tid] = make_float2(in && args.residual_scale ? args.residual_scale[o] : 1.f,
-                                      in && args.residual_shift ? args.residual_shift[o] : 0.f);
   }
   for (int idx = tid; idx < g.T * kCols; idx += nthreads) {
     const int t = idx / kCols, p = idx - t * kCols, o = n0 + slice_channel(p, args.mode);
@@ -179,21 +176,17 @@ __device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvA
   }
 }
 
-// scale d + shift in f32 as one fused multiply-add (a = (scale, shift)): the Affine modes' value,
-// and ResidualSignPack's residual from a shortcut's Int16 sums, which must equal the shortcut's
-// Affine output bit for bit (the signs of the block's sum are decided on it). nvcc contracts the
-// plain expression into this fma by default; written out, both sites round once by construction,
-// not by the compiler's choice at each.
+// scale d + shift in f32 as one fused multiply-add (a = (scale, shift)), the Affine modes' value.
+// Written as the fma that nvcc contracts the plain expression to by default, so that the form
+// does not hang on -fmad or on how the compiler sees one expression site or another.
 __device__ __forceinline__ float affine(float2 a, int d) { return __fmaf_rn(a.x, static_cast<float>(d), a.y); }
 
-// ResidualSignPack's residual sums e at output pixel m, channels o (low half) and o + 1 (high
-// half): one 32-bit read when O is even; 0 outside the map.
-__device__ __forceinline__ uint32_t residual_pair(const BinaryConvArgs& args, const Geometry& g, int m, int o) {
-  if (m >= g.M || o >= g.O) return 0u;
+// ResidualSignPack's residual at output pixel m, channels o and o + 1 (0 outside the map).
+__device__ __forceinline__ float2 residual_pair(const BinaryConvArgs& args, const Geometry& g, int m, int o) {
+  if (m >= g.M || o >= g.O) return make_float2(0.f, 0.f);
   const long long idx = (long long)m * g.O + o;
-  if ((g.O & 1) == 0) return __ldg(reinterpret_cast<const unsigned*>(args.residual + idx));
-  const auto* e = reinterpret_cast<const unsigned short*>(args.residual + idx);
-  return __ldg(e) | (o + 1 < g.O ? static_cast<uint32_t>(__ldg(e + 1)) << 16 : 0u);
+  if ((g.O & 1) == 0) return __ldg(reinterpret_cast<const float2*>(args.residual + idx));
+  return make_float2(__ldg(args.residual + idx), o + 1 < g.O ? __ldg(args.residual + idx + 1) : 0.f);
 }
 
 // What the epilogue of one row reads from global memory besides the tables (output pixel m,
@@ -202,7 +195,7 @@ __device__ __forceinline__ uint32_t residual_pair(const BinaryConvArgs& args, co
 // epilogue, between its stores, the 8 residual reads of a row waited out one global latency each
 // (ncu, H200: a residual block's second conv took 2.4x the time of an identity block's).
 struct RowInputs {
-  uint32_t residual[8];  // residual_pair's
+  float2 residual[8];
   uint32_t skip;
 };
 __device__ __forceinline__ uint32_t skip_word(const BinaryConvArgs& args, const Geometry& g, int m, int n0) {
@@ -323,9 +316,8 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
     float y0 = affine(s.aff[c], d0), y1 = affine(s.aff[c + 1], d1);
     if (args.mode == BinaryEpilogue::AffineRelu) y0 = fmaxf(y0, 0.f), y1 = fmaxf(y1, 0.f);
     if (residual) {
-      const uint32_t e = ahead ? ahead->residual[j] : residual_pair(args, g, m, o);
-      y0 += affine(s.residual_aff[c], static_cast<int16_t>(e));
-      y1 += affine(s.residual_aff[c + 1], static_cast<int16_t>(e >> 16));
+      const float2 r2 = ahead ? ahead->residual[j] : residual_pair(args, g, m, o);
+      y0 += r2.x, y1 += r2.y;
       if (y0 >= 0.f) bits[j >> 2] |= 1u << (8 * (j & 3) + 2 * tq);
       if (two && y1 >= 0.f) bits[j >> 2] |= 2u << (8 * (j & 3) + 2 * tq);
     }

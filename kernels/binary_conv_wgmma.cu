@@ -16,9 +16,9 @@
 //     MMAs do; long K (C = 512) takes one buffer so that two CTAs still fit an SM;
 //   - all k256 steps of a tile are issued back to back as one wgmma group; several CTAs per SM
 //     keep the tensor core busy while one of them is in its epilogue;
-//   - a residual's int16 sums, the epilogue's global inputs, are read while the MMAs run, in an
-//     instantiation of its own (kReadAhead): holding them takes up to 96 registers a thread
-//     against 66, which would cost the other modes CTAs per SM for nothing.
+//   - a residual's f32 row, the epilogue's global inputs, is read while the MMAs run, in an
+//     instantiation of its own (kReadAhead): holding it takes 110 registers a thread against
+//     ~70, which would cost the other modes CTAs per SM for nothing.
 // Measured on an H200 (benchmarks/results): 1.7-2.1x cuDNN bf16 on ResNet-18's ImageNet layers,
 // about the mma.sync kernel's speed: still issue-bound, now on the per-output epilogue (~40% of
 // the instructions at C = 64) with the tensor core ~11% busy.

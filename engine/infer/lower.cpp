@@ -251,18 +251,14 @@ class Builder {
   }
 
   // models/resnet18.cpp's block with sign activations on ±1 input, fused into W1A1 steps when it
-  // is body conv-BN-sign-conv-BN, shortcut none or conv-BN (K = C·KH·KW <= packed::kInt16MaxK),
-  // every conv W1A1's; else null.
+  // is body conv-BN-sign-conv-BN, shortcut none or conv-BN, every conv W1A1's; else null.
   std::unique_ptr<BinaryBlock> binary_block(const std::vector<Item>& body, const std::vector<Item>& sc) const {
     auto* c1 = at<nn::Conv2d>(body, 0);
     auto* c2 = at<nn::Conv2d>(body, 3);
     auto* cs = at<nn::Conv2d>(sc, 0);
     const bool shape = body.size() == 5 && at<nn::BatchNorm2d>(body, 1) && at<nn::SignSTE>(body, 2) &&
                        at<nn::BatchNorm2d>(body, 4) && (sc.empty() || (sc.size() == 2 && at<nn::BatchNorm2d>(sc, 1)));
-    // The shortcut's sums reach second's epilogue as int16: |d| <= K = C·KH·KW must fit.
-    auto k_of = [](const nn::Conv2d* c) { return c->weight().value().numel() / c->weight().value().dim(0); };
-    const bool shortcut_fits = sc.empty() || (w1a1_fits(cs) && k_of(cs) <= packed::kInt16MaxK);
-    if (!shape || !w1a1_fits(c1) || !w1a1_fits(c2) || !shortcut_fits) return nullptr;
+    if (!shape || !w1a1_fits(c1) || !w1a1_fits(c2) || (!sc.empty() && !w1a1_fits(cs))) return nullptr;
     auto conv = [&](const std::vector<Item>& items, size_t i, bool sign) {
       auto* c = at<nn::Conv2d>(items, i);
       return w1a1(items[i].name, false, c->weight().value(), {c->params().stride, c->params().padding}, c->bias(),
@@ -271,16 +267,9 @@ class Builder {
     auto block = std::make_unique<BinaryBlock>();
     block->first = conv(body, 0, true);
     block->second = conv(body, 3, false);
-    if (cs) {
-      block->shortcut = std::make_unique<W1A1Layer>(conv(sc, 0, false));
-      packed::BinaryOutput& o = block->shortcut->out;  // Affine: its folded BN moves to second's epilogue
-      block->shortcut_scale = o.scale;
-      block->shortcut_shift = o.shift;
-      o = {packed::BinaryOutputMode::Int16};
-    } else {
-      block->skip_thresholds = packed::skip_sign_thresholds(block->second.w, block->second.out.scale,
-                                                            block->second.out.shift, device_);
-    }
+    if (cs) block->shortcut = std::make_unique<W1A1Layer>(conv(sc, 0, false));
+    else block->skip_thresholds = packed::skip_sign_thresholds(block->second.w, block->second.out.scale,
+                                                                block->second.out.shift, device_);
     return block;
   }
 

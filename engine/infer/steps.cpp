@@ -206,9 +206,9 @@ void BinaryBlock::run(Activation& a) const {
   first.run(h);
   if (shortcut) {
     Activation s = a;
-    shortcut->run(s);  // its sums, as int16
-    a.x = packed::binary_conv2d_residual(h.x, second.w, second.g, second.out.scale, second.out.shift,
-                                         {s.x, shortcut_scale, shortcut_shift}, /*with_sum=*/false)
+    shortcut->run(s);
+    a.x = packed::binary_conv2d_residual(h.x, second.w, second.g, second.out.scale, second.out.shift, s.x,
+                                         /*with_sum=*/false)
               .bits;
   } else {
     a.x = packed::binary_conv2d_skip_signs(h.x, second.w, second.g, second.out.scale, second.out.shift, a.x,
@@ -221,7 +221,7 @@ void BinaryBlock::count(Census& c) const {
   first.count(c);
   second.count(c);
   if (shortcut) shortcut->count(c);
-  c.bytes += bytes(shortcut_scale) + bytes(shortcut_shift) + bytes(skip_thresholds);
+  c.bytes += bytes(skip_thresholds);
   ++c.w1a1_blocks;
 }
 

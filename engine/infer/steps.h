@@ -182,17 +182,14 @@ struct ResidualSum final : Step {
 
 // A Bi-Real-style binary block on Bits: first = conv-BN-sign (SignPack), then second = conv-BN
 // (its folded BN in second.out) whose output plus the skip is signed and packed in the same
-// pass. The skip is the shortcut's conv-BN: the conv writes its exact sums as int16 (Int16) and
-// second's epilogue applies the shortcut's folded BN to them, the f32 value an Affine shortcut
-// would have written, bit for bit (packed::binary_conv2d_residual, its sum not written); or,
-// with no shortcut, the block's ±1 input read as the bits it already is
+// pass. The skip is the shortcut's conv-BN as f32 Affine (packed::binary_conv2d_residual, its
+// sum not written), or, with no shortcut, the block's ±1 input read as the bits it already is
 // (packed::binary_conv2d_skip_signs: integer thresholds per skip sign, skip_thresholds).
 struct BinaryBlock final : Step {
   void run(Activation& a) const override;
   void count(Census& c) const override;
   W1A1Layer first, second;
-  std::unique_ptr<W1A1Layer> shortcut;  // null: the identity; else its output is Int16
-  Tensor shortcut_scale, shortcut_shift;  // the shortcut's folded BN (either may be undefined: 1, 0)
+  std::unique_ptr<W1A1Layer> shortcut;  // null: the identity
   Tensor skip_thresholds;               // identity: packed::skip_sign_thresholds of second's BN
 };
 

@@ -84,14 +84,6 @@ std::vector<int32_t> binary_conv_cpu(const Tensor& x, const PackedWeights& w, co
   return d;
 }
 
-// scale·d + shift in f32 (null: 1 and 0): the Affine output's value, and binary_conv2d_residual's
-// skip from a shortcut's Int16 sums, which must equal what that shortcut's Affine output holds,
-// bit for bit (the signs of the block's sum are decided on it): one expression for both, so that
-// they round alike (also where the compiler fuses it).
-float affine_value(const float* scale, const float* shift, int64_t o, int32_t d) {
-  return (scale ? scale[o] : 1.f) * static_cast<float>(d) + (shift ? shift[o] : 0.f);
-}
-
 // The checks every W1A1 entry point makes: packed binary input and weights that fit each other,
 // at most 31 taps (the kernel's tap mask), per-channel scale/shift of the right size and device.
 // Returns the output shape [N][OH][OW][O].
@@ -214,6 +206,9 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
   const int64_t P = N * OH * OW;
   const float* sc = out.scale.defined() ? out.scale.data<float>() : nullptr;
   const float* sh = out.shift.defined() ? out.shift.data<float>() : nullptr;
+  auto affine = [&](int64_t p, int64_t o) {
+    return (sc ? sc[o] : 1.f) * static_cast<float>(d[static_cast<size_t>(p * O + o)]) + (sh ? sh[o] : 0.f);
+  };
   switch (out.mode) {
     case BinaryOutputMode::Int32:
       std::copy(d.begin(), d.end(), y.data<int32_t>());
@@ -226,7 +221,7 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
       float* yp = y.data<float>();
       for (int64_t p = 0; p < P; ++p)
         for (int64_t o = 0; o < O; ++o) {
-          const float v = affine_value(sc, sh, o, d[static_cast<size_t>(p * O + o)]);
+          const float v = affine(p, o);
           yp[p * O + o] = out.mode == BinaryOutputMode::AffineRelu ? std::max(v, 0.f) : v;
         }
       break;
@@ -247,23 +242,17 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
 }
 
 ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
-                                      const Tensor& shift, const ShortcutSums& skip, bool with_sum) {
+                                      const Tensor& shift, const Tensor& residual, bool with_sum) {
   const char* op = "binary_conv2d_residual";
   const Shape shape = check_w1a1(op, x, w, g, scale, shift);
-  const int64_t O = shape[3];
-  check_dtype(op, skip.d, DType::I16);
-  check_same_device(op, x, skip.d);
-  MDQ_CHECK(skip.d.shape() == shape, op << ": residual sums " << skip.d.describe() << " must have shape "
-                                        << Tensor::empty(shape, DType::I16).describe());
-  detail::check_vector(op, skip.scale, O, x);
-  detail::check_vector(op, skip.shift, O, x);
-  if (!x.is_cuda()) {  // the reference: the affine output plus the shortcut's, then packed
+  check_dtype(op, residual, DType::F32);
+  check_same_device(op, x, residual);
+  MDQ_CHECK(residual.shape() == shape, op << ": residual " << residual.describe() << " must have shape "
+                                          << Tensor::empty(shape).describe());
+  if (!x.is_cuda()) {  // the reference: the affine output, plus the residual, then packed
     Tensor y = binary_conv2d(x, w, g, {BinaryOutputMode::Affine, scale, shift});
-    const int16_t* e = skip.d.data<int16_t>();
-    const float* ssc = skip.scale.defined() ? skip.scale.data<float>() : nullptr;
-    const float* ssh = skip.shift.defined() ? skip.shift.data<float>() : nullptr;
     float* yp = y.data<float>();
-    for (int64_t i = 0; i < y.numel(); ++i) yp[i] += affine_value(ssc, ssh, i % O, e[i]);
+    for (int64_t i = 0; i < y.numel(); ++i) yp[i] += residual.data<float>()[i];
     return {with_sum ? y : Tensor(), pack_signs(y)};
   }
   ResidualOutput r{with_sum ? Tensor::empty(shape, DType::F32, x.device()) : Tensor(),
@@ -271,9 +260,7 @@ ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, C
   Tensor pixel_popc;
   kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, scale, shift, pixel_popc);
   a.mode = kernels::BinaryEpilogue::ResidualSignPack;
-  a.residual = skip.d.data<int16_t>();
-  a.residual_scale = skip.scale.defined() ? skip.scale.data<float>() : nullptr;
-  a.residual_shift = skip.shift.defined() ? skip.shift.data<float>() : nullptr;
+  a.residual = residual.data<float>();
   a.out = with_sum ? r.y.raw() : nullptr;
   a.out_bits = r.bits.data<uint32_t>();
   cuda_impl(op, &CudaBackend::binary_conv2d)(a);

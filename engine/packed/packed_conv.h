@@ -38,7 +38,7 @@ PackedWeights pack_ternary_weights(const Tensor& w);
 enum class BinaryOutputMode {
   Int32,       // i32 [..., O] = d (exact; for tests)
   Int16,       // i16 [..., O] = d, exact for K = KH·KW·C <= kInt16MaxK (larger K is refused): a
-               // shortcut's sums (ShortcutSums, for binary_conv2d_residual)
+               // shortcut's sums, which binary_conv2d_residual's epilogue turns into its f32 output
   Affine,      // f32 [..., O] = scale[o] d + shift[o]  (scale/shift fold BatchNorm)
   AffineRelu,  // f32, then max(0, .)
   SignPack,    // u32 [..., ceil(O/32)]: bit o = (scale[o] d + shift[o] >= 0), the next layer's input
@@ -66,29 +66,18 @@ Tensor skip_sign_thresholds(const PackedWeights& w, const Tensor& scale, const T
 
 // x_bits u32 [N][H][W][Cw] (packed NHWC) -> [N][OH][OW][O or ceil(O/32)] per out.mode.
 Tensor binary_conv2d(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const BinaryOutput& out = {});
-// A real-valued skip held as a W1A1 shortcut conv's exact sums and its folded BatchNorm: the
-// skip is r = scale[o] d + shift[o] in f32, bit for bit the value of that conv's Affine output
-// (on each device), kept as the Int16 output: half the bytes of the f32 map.
-struct ShortcutSums {
-  ShortcutSums() = default;
-  ShortcutSums(Tensor d_, Tensor sc = {}, Tensor sh = {})
-      : d(std::move(d_)), scale(std::move(sc)), shift(std::move(sh)) {}
-  Tensor d;             // i16 [N][OH][OW][O]
-  Tensor scale, shift;  // f32 [O] or undefined (1 and 0)
-};
-// The end of a Bi-Real-style binary block in one pass: y = scale[o] d + shift[o] + r with the
-// skip r of `skip` (computed in the epilogue, as the shortcut's Affine output would hold it),
-// and bits = the signs of y packed (y >= 0), the next binary layer's input. with_sum = false: y
-// is not written (undefined), the signs only.
+// The end of a Bi-Real-style binary block in one pass: y = scale[o] d + shift[o] + residual
+// (f32 [N][OH][OW][O]), and bits = its signs packed (y >= 0), the next binary layer's input.
+// with_sum = false: y is not written (undefined), the signs only.
 struct ResidualOutput {
   Tensor y, bits;
 };
 ResidualOutput binary_conv2d_residual(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
-                                      const Tensor& shift, const ShortcutSums& skip, bool with_sum = true);
+                                      const Tensor& shift, const Tensor& residual, bool with_sum = true);
 // The end of a block whose skip is its own ±1 input, as packed bits skip_bits u32
 // [N][OH][OW][ceil(O/32)]: bits of (scale[o] d + shift[o] + s >= 0), s = +1 where skip_bits has
-// bit o set, else -1 -- binary_conv2d_residual(..., {the ±1 map as i16}).bits, bit for bit,
-// without the skip or the sum ever in memory: the epilogue compares d with skip_sign_thresholds
+// bit o set, else -1 -- binary_conv2d_residual(..., unpack_signs(skip_bits)).bits, bit for bit,
+// without the f32 skip or sum ever in memory: the epilogue compares d with skip_sign_thresholds
 // (undefined: made per call).
 Tensor binary_conv2d_skip_signs(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
                                 const Tensor& shift, const Tensor& skip_bits, const Tensor& thresholds = {});

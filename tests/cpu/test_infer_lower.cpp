@@ -221,16 +221,6 @@ TEST_CASE("lower with bf16_stem: ResNet-18 (ImageNet structure), sign activation
     REQUIRE(pool);
     CHECK(pool->form == infer::Form::Bits);
     CHECK(step_as<infer::BinaryBlock>(*plan, 2));
-    // The three downsampling blocks' shortcuts write their sums as int16; second's epilogue
-    // applies their folded BN.
-    int64_t int16_shortcuts = 0;
-    for (const auto& step : plan->steps())
-      if (const auto* b = dynamic_cast<const infer::BinaryBlock*>(step.get()); b && b->shortcut) {
-        int16_shortcuts += b->shortcut->out.mode == packed::BinaryOutputMode::Int16;
-        CHECK(b->shortcut_scale.defined());
-        CHECK(b->shortcut_shift.defined());
-      }
-    CHECK(int16_shortcuts == 3);
     const Tensor fused = plan->logits(x);
     const testing::LogitAgreement a = testing::compare_logits(fused, testing::float_logits(*model, x), 0.0);
     INFO("worst |diff| / max|logit| " << a.worst_rel_diff << ", top-1 agree " << a.top1_agree << "/" << a.rows);

@@ -152,69 +152,19 @@ TEST_CASE("W1A1 Int16 output: the exact sums as int16, up to K = 32767; a larger
   REQUIRE(binary_conv2d(pack_signs(ones(kInt16MaxK + 1, 1.f)), w_over, {}).dtype() == DType::I32);  // Int32 takes it
 }
 
-TEST_CASE("W1A1 block end: affine + the skip of int16 sums and their affine, its packed signs; bad skips refused") {
+TEST_CASE("W1A1 block end: affine + residual and its packed signs; bad residual refused") {
   const int64_t O = 40;
   Tensor xb = pack_signs(random_signs({2, 6, 6, 33}, 41));
   PackedWeights w = pack_binary_weights(random_signs({O, 33, 3, 3}, 42));
   Tensor scale = testing::random_tensor({O}, 43, 0.5f, 2.f), shift = testing::random_tensor({O}, 44, -3.f, 3.f);
-  // Sums in [-39, 39] and skip scales k/8 (negative and zero ones too), so that scale·e is exact
-  // and the expected skip the same with or without a fused multiply-add.
-  Tensor e = testing::as_int16(testing::random_tensor({2, 6, 6, O}, 45, -40.f, 40.f));
-  std::vector<float> ssc(O);
-  for (int64_t o = 0; o < O; ++o) ssc[o] = static_cast<float>(o % 9 - 4) / 8.f;
-  const ShortcutSums skip{e, Tensor::from_vector(ssc, {O}), testing::random_tensor({O}, 46, -1.f, 1.f)};
-  ResidualOutput r = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, skip);
+  Tensor residual = testing::random_tensor({2, 6, 6, O}, 45, -5.f, 5.f);
+  ResidualOutput r = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, residual);
   Tensor affine = binary_conv2d(xb, w, {1, 1}, {BinaryOutputMode::Affine, scale, shift});
-  const std::vector<int16_t> ev = testing::int16s(e);
-  for (int64_t i = 0; i < affine.numel(); ++i) {
-    const float r_skip = ssc[i % O] * static_cast<float>(ev[i]) + skip.shift.data<float>()[i % O];
-    REQUIRE(r.y.data<float>()[i] == affine.data<float>()[i] + r_skip);
-  }
-  REQUIRE(words(r.bits) == words(pack_signs(r.y)));
-  // Without scale and shift the skip is the sums themselves.
-  ResidualOutput plain = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, {e});
   for (int64_t i = 0; i < affine.numel(); ++i)
-    REQUIRE(plain.y.data<float>()[i] == affine.data<float>()[i] + static_cast<float>(ev[i]));
-  const Tensor wrong_shape = Tensor::zeros({2, 6, 6, O - 1}, DType::I16);
-  REQUIRE_THROWS_WITH(binary_conv2d_residual(xb, w, {1, 1}, scale, shift, {wrong_shape}), Catch::Contains("residual"));
-  REQUIRE_THROWS_WITH(binary_conv2d_residual(xb, w, {1, 1}, scale, shift, {Tensor::zeros({2, 6, 6, O})}),
-                      Catch::Contains("expected i16"));
-  REQUIRE_THROWS_WITH(binary_conv2d_residual(xb, w, {1, 1}, scale, shift, {e, Tensor::full({O - 1}, 1.f)}),
-                      Catch::Contains("per-channel"));
-}
-
-// A downsampling block's end as the packed plan ran it before the shortcut's sums became int16:
-// the shortcut's f32 Affine map read as the residual. The int16 sums with the shortcut's affine
-// in the epilogue must give the same sum and signs, bit for bit. Odd channel counts, a 1x1
-// stride-2 shortcut, batch 3, ±1 inputs (never zero) and scales of both signs.
-TEST_CASE("W1A1 downsampling block end: the shortcut's int16 sums give the f32 shortcut's sum and signs, bit for bit") {
-  const int64_t N = 3, C = 37, O = 45, H = 9, W = 11, OH = 5, OW = 6;
-  Tensor block_in = pack_signs(random_signs({N, H, W, C}, 61));  // the block's input
-  Tensor h = pack_signs(random_signs({N, OH, OW, O}, 62));       // the first conv's signs
-  PackedWeights w_sc = pack_binary_weights(random_signs({O, C, 1, 1}, 63));
-  PackedWeights w2 = pack_binary_weights(random_signs({O, O, 3, 3}, 64));
-  Tensor scale = testing::random_tensor({O}, 65, -0.2f, 0.2f), shift = testing::random_tensor({O}, 66, -2.f, 2.f);
-  Tensor sc_scale = testing::random_tensor({O}, 67, -0.3f, 0.3f), sc_shift = testing::random_tensor({O}, 68, -2.f, 2.f);
-  const ConvGeometry g_sc{2, 0}, g2{1, 1};
-
-  Tensor residual = binary_conv2d(block_in, w_sc, g_sc, {BinaryOutputMode::Affine, sc_scale, sc_shift});
-  Tensor y_f32 = binary_conv2d(h, w2, g2, {BinaryOutputMode::Affine, scale, shift});
-  for (int64_t i = 0; i < y_f32.numel(); ++i) y_f32.data<float>()[i] += residual.data<float>()[i];
-
-  Tensor d_sc = binary_conv2d(block_in, w_sc, g_sc, {BinaryOutputMode::Int16});
-  REQUIRE(d_sc.shape() == Shape{N, OH, OW, O});
-  ResidualOutput r = binary_conv2d_residual(h, w2, g2, scale, shift, {d_sc, sc_scale, sc_shift});
-  REQUIRE(testing::bits(r.y) == testing::bits(y_f32));
-  REQUIRE(words(r.bits) == words(pack_signs(y_f32)));
-  REQUIRE(words(binary_conv2d_residual(h, w2, g2, scale, shift, {d_sc, sc_scale, sc_shift}, false).bits) ==
-          words(r.bits));
-  // The case is not degenerate: the skip is not zero and both signs occur.
-  int64_t nonzero_skip = 0, negative = 0;
-  for (float v : residual.to_vector()) nonzero_skip += v != 0.f;
-  for (float v : y_f32.to_vector()) negative += v < 0.f;
-  CHECK(nonzero_skip > residual.numel() / 2);
-  CHECK(negative > 0);
-  CHECK(negative < y_f32.numel());
+    REQUIRE(r.y.data<float>()[i] == affine.data<float>()[i] + residual.data<float>()[i]);
+  REQUIRE(words(r.bits) == words(pack_signs(r.y)));
+  REQUIRE_THROWS_WITH(binary_conv2d_residual(xb, w, {1, 1}, scale, shift, Tensor::zeros({2, 6, 6, O - 1})),
+                      Catch::Contains("residual"));
 }
 
 TEST_CASE("W1A1 block end with the identity skip as bits: the signs of affine + ±1, bit for bit") {
@@ -233,8 +183,7 @@ TEST_CASE("W1A1 block end with the identity skip as bits: the signs of affine + 
   Tensor scale = Tensor::from_vector(sc, {O}), shift = Tensor::from_vector(sh, {O});
   Tensor skip = pack_signs(random_signs({2, 6, 6, O}, 53));
   Tensor got = binary_conv2d_skip_signs(xb, w, {1, 1}, scale, shift, skip);
-  const ShortcutSums skip_pm1{testing::as_int16(unpack_signs(skip, O))};  // ±1, scale 1, shift 0
-  ResidualOutput ref = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, skip_pm1);
+  ResidualOutput ref = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, unpack_signs(skip, O));
   REQUIRE(words(got) == words(ref.bits));
   int64_t ties = 0;
   for (float v : ref.y.to_vector()) ties += v == 0.f;
@@ -242,7 +191,7 @@ TEST_CASE("W1A1 block end with the identity skip as bits: the signs of affine + 
   // The thresholds made once give the same; without the sum, the residual end gives the same signs.
   REQUIRE(words(binary_conv2d_skip_signs(xb, w, {1, 1}, scale, shift, skip,
                                          skip_sign_thresholds(w, scale, shift, Device::CPU))) == words(got));
-  ResidualOutput signs_only = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, skip_pm1, false);
+  ResidualOutput signs_only = binary_conv2d_residual(xb, w, {1, 1}, scale, shift, unpack_signs(skip, O), false);
   REQUIRE_FALSE(signs_only.y.defined());
   REQUIRE(words(signs_only.bits) == words(ref.bits));
   // Bad skip shapes and thresholds are named.
