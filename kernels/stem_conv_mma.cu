@@ -13,10 +13,11 @@
 // 256 is 256 x 112^2 x 64 x 147 = 30.2 G fmas (60 GFLOP), 1.70 ms on an H200, about half of its
 // ~67 TFLOPS f32 peak; as the GEMM here (K padded to 176) it is 72 GFLOP of bf16 MMAs, ~0.12 ms
 // at mma.sync's ~600 TFLOPS (x3 with split operands). Measured there (bench_packed_resnet18 256,
-// wgmma k-steps), the signs form: 0.316 ms with bf16 operands, 0.453 ms split (level weights),
-// against the direct kernel's 1.706 ms. ncu (split): latency-bound, 25% occupancy (115 registers,
-// 101 KB shared memory a CTA), 0.97 eligible warps a scheduler, an instruction every 7.35 cycles a
-// warp: the time is in the patch passes and the epilogue, not in the MMAs.
+// wgmma k-steps), the signs form: 0.308 ms with bf16 operands, 0.442 ms split (level weights),
+// against the direct kernel's 1.706 ms. ncu (split): latency-bound, 25% occupancy (119 registers,
+// 101 KB shared memory a CTA), under one eligible warp a scheduler, an instruction every ~7.3
+// cycles a warp, 2% of them wgmmas: the time is in the patch passes' and the epilogue's integer
+// address and predicate arithmetic, not in the MMAs.
 //
 // K as pairs of taps. The A fragment of m16n8k16 gives each lane, per register, two consecutive
 // k of one row; K is ordered so that those two are horizontally adjacent taps of one window row:
