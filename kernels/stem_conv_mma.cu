@@ -228,6 +228,21 @@ struct Operands {
   int tq;  // the lane's place in its quad
 };
 
+// This lane's A fragments of x part p (0: hi, 1: lo) for both m16 tiles m, o0 and o1 the patch
+// words of the k-step's pairs t and t + 4: (row g, k 2t..2t+1), (row g + 8, same k), (row g,
+// k 2t+8..2t+9), (row g + 8, same k). The same registers feed mma.sync and wgmma.
+template <class Cfg>
+__device__ __forceinline__ void load_a(uint32_t (&af)[2][4], const Operands& op, int p, int o0, int o1) {
+  const uint32_t* apart = op.ap + p * Cfg::AWORDS;
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    af[m][0] = apart[m * Cfg::MT1 + o0];
+    af[m][1] = apart[m * Cfg::MT1 + Cfg::HALF + o0];
+    af[m][2] = apart[m * Cfg::MT1 + o1];
+    af[m][3] = apart[m * Cfg::MT1 + Cfg::HALF + o1];
+  }
+}
+
 // acc += the products of every k-step, in form F.
 template <class Cfg, KForm F>
 __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Operands& op, int ksteps) {
@@ -236,18 +251,6 @@ __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Op
   for (int ks = 0; ks < ksteps; ++ks) {
     const int o0 = op.poff[8 * ks + op.tq], o1 = op.poff[8 * ks + 4 + op.tq];  // pairs t and t + 4 of the k-step
     const uint32_t kb = uint32_t(ks * 32);
-    // A fragments of m16 tile m, x part p: (row g, k 2t..2t+1), (row g + 8, same k), (row g,
-    // k 2t+8..2t+9), (row g + 8, same k).
-    auto load_a = [&](uint32_t (&af)[2][4], int p) {
-      const uint32_t* apart = op.ap + p * Cfg::AWORDS;
-#pragma unroll
-      for (int m = 0; m < 2; ++m) {
-        af[m][0] = apart[m * Cfg::MT1 + o0];
-        af[m][1] = apart[m * Cfg::MT1 + Cfg::HALF + o0];
-        af[m][2] = apart[m * Cfg::MT1 + o1];
-        af[m][3] = apart[m * Cfg::MT1 + Cfg::HALF + o1];
-      }
-    };
     // acc[m][2q], acc[m][2q + 1] += A (both m16 tiles) x the n16 group q's B fragments b (one
     // ldmatrix.x4: b[0], b[1] n8 tile 2q's, b[2], b[3] 2q + 1's).
     auto mma_b = [&](const uint32_t (&af)[2][4], int q, const uint32_t (&b)[4]) {
@@ -262,8 +265,8 @@ __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Op
       // Both x parts held, each B fragment loaded once for both (each accumulator still takes
       // hi(x) w before lo(x) w, as in Split).
       uint32_t ahi[2][4], alo[2][4];
-      load_a(ahi, 0);
-      load_a(alo, 1);
+      load_a<Cfg>(ahi, op, 0, o0, o1);
+      load_a<Cfg>(alo, op, 1, o0, o1);
 #pragma unroll
       for (int q = 0; q < NT / 2; ++q) {
         uint32_t b[4];
@@ -279,7 +282,7 @@ __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Op
 #pragma unroll
       for (int p = 0; p < XPARTS; ++p) {
         uint32_t af[2][4];
-        load_a(af, p);
+        load_a<Cfg>(af, op, p, o0, o1);
 #pragma unroll
         for (int q = 0; q < NT / 2; ++q)
 #pragma unroll
@@ -305,17 +308,7 @@ __device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const 
                                              uint32_t kstep_units, uint32_t lo_units, int ksteps) {
   constexpr int XPARTS = F == KForm::Bf16 ? 1 : 2;  // hi(x) (and lo(x))
   uint32_t a[XPARTS][2][4];                         // [x part][m16 tile]
-  auto load = [&](int p, int ks) {
-    const int o0 = op.poff[8 * ks + op.tq], o1 = op.poff[8 * ks + 4 + op.tq];
-#pragma unroll
-    for (int m = 0; m < 2; ++m) {
-      const uint32_t* apart = op.ap + p * Cfg::AWORDS + m * Cfg::MT1;
-      a[p][m][0] = apart[o0];
-      a[p][m][1] = apart[Cfg::HALF + o0];
-      a[p][m][2] = apart[o1];
-      a[p][m][3] = apart[Cfg::HALF + o1];
-    }
-  };
+  auto load = [&](int p, int ks) { load_a<Cfg>(a[p], op, p, op.poff[8 * ks + op.tq], op.poff[8 * ks + 4 + op.tq]); };
 #pragma unroll
   for (int p = 0; p < XPARTS; ++p) load(p, 0);
   for (int ks = 0; ks < ksteps; ++ks) {
