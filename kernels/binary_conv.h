@@ -12,7 +12,7 @@ namespace mdq::kernels {
 // What the epilogue does with the exact ±1 dot product d of output (pixel, channel o):
 //   Int32      out i32 [N][OH][OW][O] = d
 //   Int16      out i16 [N][OH][OW][O] = d, exact while |d| <= K = KH KW C <= 32767 (the caller
-//              checks K): a shortcut conv's sums for ResidualSignPack, half the bytes of Int32's
+//              checks K): half the bytes of Int32's
 //   Affine     out f32 [N][OH][OW][O] = scale[o] d + shift[o]             (folds BatchNorm)
 //   AffineRelu out f32                = max(0, scale[o] d + shift[o])
 //   SignPack   out u32 [N][OH][OW][ceil(O/32)], bit o = (d >= dmin[o]) xor flip[o], which is

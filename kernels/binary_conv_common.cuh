@@ -189,14 +189,13 @@ __device__ __forceinline__ float2 residual_pair(const BinaryConvArgs& args, cons
   return make_float2(__ldg(args.residual + idx), o + 1 < g.O ? __ldg(args.residual + idx + 1) : 0.f);
 }
 
-// What the epilogue of one row reads from global memory besides the tables (output pixel m,
-// this lane's channels o = n0 + 8 j + 2 tq + {0, 1}): ResidualSignPack's residual, SkipSignPack's
-// skip word (n0 / 32 + tq / 2). The wgmma kernel reads them while its MMAs run: read inside the
-// epilogue, between its stores, the 8 residual reads of a row waited out one global latency each
-// (ncu, H200: a residual block's second conv took 2.4x the time of an identity block's).
+// ResidualSignPack's residual of one row (output pixel m, this lane's channels o = n0 + 8 j +
+// 2 tq + {0, 1}), which the wgmma kernel reads while its MMAs run: read inside the epilogue,
+// between its stores, the 8 residual reads of a row waited out one global latency each (ncu, H200:
+// a residual block's second conv took 2.4x the time of an identity block's). SkipSignPack's skip
+// word (n0 / 32 + tq / 2, skip_word) is read in place.
 struct RowInputs {
   float2 residual[8];
-  uint32_t skip;
 };
 __device__ __forceinline__ uint32_t skip_word(const BinaryConvArgs& args, const Geometry& g, int m, int n0) {
   const int Ow = (g.O + 31) / 32, word = n0 / 32 + ((threadIdx.x & 3) >> 1);
@@ -215,13 +214,13 @@ __device__ __forceinline__ void load_row_inputs(RowInputs& in, int m, const Bina
   if (args.mode == BinaryEpilogue::ResidualSignPack)
 #pragma unroll
     for (int j = 0; j < 8; ++j) in.residual[j] = residual_pair(args, g, m, n0 + 8 * j + 2 * tq);
-  if (args.mode == BinaryEpilogue::SkipSignPack) in.skip = skip_word(args, g, m, n0);
 }
 
 // The epilogue of one row (8 h + g of the lane's m16 block) of the 64-column slice: output
 // pixel m (>= M: nothing is written, but every lane must call: it shuffles), r and tap mask of
-// that row. ahead: the row's inputs read ahead (load_row_inputs), or null: read here (the
-// mma.sync kernel, whose registers are full). acc is overwritten.
+// that row. ahead: the row's residual read ahead (load_row_inputs), or null: read here (the
+// mma.sync kernel, whose registers are full, and the modes reads_row_inputs_ahead leaves out; the
+// skip word is always read here). acc is overwritten.
 __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m, int r, uint32_t mask,
                                              const EpilogueTables& s, const BinaryConvArgs& args, const Geometry& g,
                                              int n0, const RowInputs* ahead) {
@@ -275,7 +274,7 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
     const bool store = (tq & 1) == 0 && m < g.M && word < Ow;
     uint32_t bits = signs(s.thr, s.flip);
     if (args.mode == BinaryEpilogue::SkipSignPack) {  // each bit from the set its skip's sign picks
-      const uint32_t skip = ahead ? ahead->skip : skip_word(args, g, m, n0);
+      const uint32_t skip = skip_word(args, g, m, n0);
       bits = (signs(s.thr_plus, s.flip_plus) & skip) | (bits & ~skip);
     }
     if (store) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits;

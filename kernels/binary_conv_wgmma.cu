@@ -17,7 +17,7 @@
 //   - all k256 steps of a tile are issued back to back as one wgmma group; several CTAs per SM
 //     keep the tensor core busy while one of them is in its epilogue;
 //   - a residual's f32 row, the epilogue's global inputs, is read while the MMAs run, in an
-//     instantiation of its own (kReadAhead): holding it takes 110 registers a thread against
+//     instantiation of its own (kReadAhead): holding it takes 112-125 registers a thread against
 //     ~70, which would cost the other modes CTAs per SM for nothing.
 // Measured on an H200 (benchmarks/results): 1.7-2.1x cuDNN bf16 on ResNet-18's ImageNet layers,
 // about the mma.sync kernel's speed: still issue-bound, now on the per-output epilogue (~40% of
@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
     for (int s = 0; s < steps; ++s)
       ptx::wgmma_b1_m64n80k256(acc, a_desc + s * (kAStep >> 4), b_desc0 + s * (kBStep >> 4), s > 0);
     ptx::wgmma_commit();
-    // The epilogue's global inputs (residual or skip bits) read while the MMAs run.
+    // The epilogue's residual row read while the MMAs run (kReadAhead: ResidualSignPack).
     [[maybe_unused]] std::conditional_t<kReadAhead, RowInputs[2], NoRowInputs> ahead;
     if constexpr (kReadAhead) {
 #pragma unroll
@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
       const Row row = rows[b][local];
       const int popc_a = __shfl_sync(0xffffffffu, acc[8][2 * h], lane & ~3);
       const int r = 2 * popc_a - __popc(row.mask) * g.C;
-      const RowInputs* inputs = nullptr;  // null: the epilogue reads them (there are none)
+      const RowInputs* inputs = nullptr;  // null: the epilogue reads its inputs in place
       if constexpr (kReadAhead) inputs = &ahead[h];
       epilogue_row(channels, h, tile * kRows + local, r, row.mask, tables, args, g, n0, inputs);
     }

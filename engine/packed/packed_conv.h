@@ -37,8 +37,7 @@ PackedWeights pack_ternary_weights(const Tensor& w);
 // What a W1A1 layer writes, from the exact ±1 dot product d of (pixel, o):
 enum class BinaryOutputMode {
   Int32,       // i32 [..., O] = d (exact; for tests)
-  Int16,       // i16 [..., O] = d, exact for K = KH·KW·C <= kInt16MaxK (larger K is refused): a
-               // shortcut's sums, which binary_conv2d_residual's epilogue turns into its f32 output
+  Int16,       // i16 [..., O] = d, exact for K = KH·KW·C <= kInt16MaxK (larger K is refused)
   Affine,      // f32 [..., O] = scale[o] d + shift[o]  (scale/shift fold BatchNorm)
   AffineRelu,  // f32, then max(0, .)
   SignPack,    // u32 [..., ceil(O/32)]: bit o = (scale[o] d + shift[o] >= 0), the next layer's input
