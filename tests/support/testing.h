@@ -41,14 +41,6 @@ inline std::vector<int16_t> int16s(const Tensor& t) {
   return std::vector<int16_t>(p, p + h.numel());
 }
 
-// An f32 tensor of integer values in int16's range as i16 (the same shape, on the host).
-inline Tensor as_int16(const Tensor& t) {
-  const std::vector<float> v = t.to_vector();
-  Tensor r = Tensor::empty(t.shape(), DType::I16);
-  for (size_t i = 0; i < v.size(); ++i) r.data<int16_t>()[i] = static_cast<int16_t>(v[i]);
-  return r;
-}
-
 // The normalised max error of actual against expected under `bound` is <= 1 (compare.h);
 // reports the worst element on failure.
 inline void require_close(const Tensor& actual, const Tensor& expected, const Bound& bound,
