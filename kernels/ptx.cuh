@@ -1,6 +1,7 @@
 // The inline-PTX pieces the tensor-core kernels share (kernels/binary_conv.cu, w1a16_conv.cu,
-// w1a16_general.cu): warp-level MMA, ldmatrix and cp.async (PTX ISA: "Warp-level matrix
-// instructions", "Data movement and conversion instructions"). sm_80 and later.
+// w1a16_general.cu, stem_conv_mma.cu): warp-level MMA, ldmatrix and cp.async (PTX ISA: "Warp-level
+// matrix instructions", "Data movement and conversion instructions"), sm_80 and later; warpgroup
+// MMA (sm_90a).
 #pragma once
 #include <cstdint>
 
@@ -115,6 +116,17 @@ __device__ __forceinline__ void wgmma_wait() {
 #ifdef MDQ_WGMMA_AVAILABLE
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
+}
+// Pins the accumulators' values at this point of the program: the compiler may not move their
+// writes (zeroing) past it into a wgmma chain, where ptxas would have to wait for the wgmmas
+// (C7519, C7520: serialized). Before the first wgmma and after the last wait (CUTLASS's
+// warpgroup_fence_operand).
+template <int N>
+__device__ __forceinline__ void fence_operands(float (&d)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
 }
 // Makes this thread's generic-proxy shared-memory writes (st.shared, cp.async) visible to the
 // async proxy that wgmma reads operands through; then a barrier, then the wgmma.

@@ -13,11 +13,11 @@
 // 256 is 256 x 112^2 x 64 x 147 = 30.2 G fmas (60 GFLOP), 1.70 ms on an H200, about half of its
 // ~67 TFLOPS f32 peak; as the GEMM here (K padded to 176) it is 72 GFLOP of bf16 MMAs, ~0.12 ms
 // at mma.sync's ~600 TFLOPS (x3 with split operands). Measured there (bench_packed_resnet18 256,
-// wgmma k-steps), the signs form: 0.308 ms with bf16 operands, 0.442 ms split (level weights),
-// against the direct kernel's 1.706 ms. ncu (split): latency-bound, 25% occupancy (119 registers,
-// 101 KB shared memory a CTA), under one eligible warp a scheduler, an instruction every ~7.3
-// cycles a warp, 2% of them wgmmas: the time is in the patch passes' and the epilogue's integer
-// address and predicate arithmetic, not in the MMAs.
+// wgmma k-steps, the window at compile time), the signs form: 0.266 ms with bf16 operands, 0.363
+// ms split (level weights), against the direct kernel's 1.7 ms. ncu (split): latency-bound, 25%
+// occupancy (2 CTAs an SM, by shared memory), 1411 instructions a warp a tile: 38% of them the
+// f32 patch's 4-byte cp.asyncs and their address and bounds arithmetic, 14% the rounding pass,
+// 22% the 11 k-steps, 22% the signs epilogue; the MMAs are not the limit.
 //
 // K as pairs of taps. The A fragment of m16n8k16 gives each lane, per register, two consecutive
 // k of one row; K is ordered so that those two are horizontally adjacent taps of one window row:
@@ -98,15 +98,17 @@ struct Config {
   static constexpr int ROWS = (kTile - 1) * S + kStemMaxWindow;    // patch rows (the largest window)
   static constexpr int PW = S == 2 ? 22 : 24;                      // A patch words a row (conflict-free pitch)
   static constexpr int APLANE = ROWS * PW, AWORDS = C * APLANE;    // A patch words
-  static constexpr int PF = S == 2 ? 2 * (kTile - 1 + kMaxPairsPerRow) : kTile - 1 + 2 * kMaxPairsPerRow;
+  // f32 staging columns a row, rounded up to whole 16-byte units
+  static constexpr int PF = ((S == 2 ? 2 * (kTile - 1 + kMaxPairsPerRow) : kTile - 1 + 2 * kMaxPairsPerRow) + 3) / 4 * 4;
   static constexpr int FPLANE = ROWS * PF, FWORDS = C * FPLANE;    // f32 staging floats a buffer
+  static constexpr int FBUF = (FWORDS + 31) / 32 * 32;            // a buffer's words, rounded up to 128 bytes
   static constexpr int HALF = S == 2 ? 8 * 2 * PW : 4 * PW;        // lane group's second pixel (+8 / +4 rows)
   static constexpr int MT1 = S == 2 ? 8 : 8 * PW;                  // the warp's second m16 tile
   static_assert(S == 1 || (kTile - 1 + kMaxPairsPerRow) <= PW, "stride-2 words fit the pitch");
   static_assert(S == 2 || (kTile - 2 + 2 * kMaxPairsPerRow) <= PW, "stride-1 words fit the pitch");
   static constexpr int PARTS = Split ? 2 : 1;                      // bf16 hi (+ lo) of weights and patch
-  // Shared 4-byte words for K = kp: weights, scale, shift, pair offsets, A patch, 2 staging buffers.
-  static constexpr int words(int kp) { return PARTS * O * (kp / 2 + 4) + 2 * O + kp / 2 + PARTS * AWORDS + 2 * FWORDS; }
+  // Shared 4-byte words for K = kp: 2 staging buffers, weights, scale, shift, pair offsets, A patch.
+  static constexpr int words(int kp) { return 2 * FBUF + PARTS * O * (kp / 2 + 4) + 2 * O + kp / 2 + PARTS * AWORDS; }
 };
 
 // K (taps, as pairs, padded to 16) for a window: 2 C KH ceil(KW / 2) rounded up to 16.
@@ -133,6 +135,11 @@ __device__ __forceinline__ int weight_word(int o, int p, int wp) {
   if constexpr (kWgmma<O>) return (p >> 3) * 8 * O + ((p >> 2) & 1) * 4 * O + (o >> 3) * 32 + (o & 7) * 4 + (p & 3);
   else return o * wp + p;
 }
+
+// Win: the window, Win x Win, at compile time; 0: any window up to kStemMaxWindow, at run time.
+// ImageNet's stem (7x7, 3 channels, 64 filters, stride 2) compiles with Win = 7: the loop bounds
+// and, on the wgmma path, every k-step's A patch offsets are then constants (no pair table reads,
+// no address arithmetic) and the 11 k-steps are unrolled.
 
 template <class Out>
 constexpr bool kSigns = std::is_same_v<Out, uint32_t>;
@@ -296,22 +303,47 @@ __device__ __forceinline__ void mma_ksteps(float (&acc)[2][Cfg::NT][4], const Op
   }
 }
 
+// The A patch words of k-step ks's pairs t and t + 4 (t = the lane's tq), relative to op.ap: from
+// the pair table (Win = 0), or with the window at compile time those of window rows R = 2 ks and
+// 2 ks + 1, constants (pair p = 4 R + t, as PR = 4; op.ap then already at the lane's pair t).
+// Rows past the window's (zero-weight padding) read row 0.
+template <class Cfg, int C, int Win>
+__device__ __forceinline__ void pair_words(const Operands& op, int ks, int& o0, int& o1) {
+  if constexpr (Win != 0) {
+    static_assert((Win + 1) / 2 == 4, "4 pairs a window row: pairs t and t + 4 are rows 2 ks and 2 ks + 1");
+    auto row = [](int R) { return R < C * Win ? (R / Win) * Cfg::APLANE + (R % Win) * Cfg::PW : 0; };
+    o0 = row(2 * ks);
+    o1 = row(2 * ks + 1);
+  } else {
+    o0 = op.poff[8 * ks + op.tq];
+    o1 = op.poff[8 * ks + 4 + op.tq];
+  }
+}
+
 // acc += the products of every k-step, in form F, on wgmma (kWgmma): the warpgroup's m64n64k16
 // for m16 tile m takes its four warps' tile-m A fragments, the same registers mma_ksteps loads,
 // and leaves the same accumulators (ptx::wgmma_bf16_m64n64k16_rs). B of k-step s, part q (hi(w),
 // lo(w)) is the descriptor b_desc + s * kstep_units + q * lo_units. Each x part's wgmmas are one
 // group, so that the next k-step's hi(x) fragments load while this one's lo(x) wgmmas run (a
 // second set of A registers would serialize the wgmmas at 128 registers). Each accumulator takes
-// its k-step's forms in mma_ksteps' order.
-template <class Cfg, KForm F>
+// its k-step's forms in mma_ksteps' order. With the window at compile time (Win) the k-steps are
+// unrolled, their A offsets constants.
+template <class Cfg, KForm F, int C, int Win>
 __device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const Operands& op, uint64_t b_desc,
                                              uint32_t kstep_units, uint32_t lo_units, int ksteps) {
   constexpr int XPARTS = F == KForm::Bf16 ? 1 : 2;  // hi(x) (and lo(x))
+  if constexpr (Win != 0) ksteps = padded_k(C, Win, Win) / 16;
   uint32_t a[XPARTS][2][4];                         // [x part][m16 tile]
-  auto load = [&](int p, int ks) { load_a<Cfg>(a[p], op, p, op.poff[8 * ks + op.tq], op.poff[8 * ks + 4 + op.tq]); };
+  auto load = [&](int p, int ks) {
+    int o0, o1;
+    pair_words<Cfg, C, Win>(op, ks, o0, o1);
+    load_a<Cfg>(a[p], op, p, o0, o1);
+  };
 #pragma unroll
   for (int p = 0; p < XPARTS; ++p) load(p, 0);
-  for (int ks = 0; ks < ksteps; ++ks) {
+#pragma unroll
+  for (int m = 0; m < 2; ++m) ptx::fence_operands(acc[m]);  // zeroed before the first wgmma
+  auto kstep = [&](int ks) {
     const uint64_t b = b_desc + uint64_t(ks) * kstep_units;
     ptx::wgmma_fence();  // a was just loaded (and acc zeroed, the first time)
 #pragma unroll
@@ -333,27 +365,37 @@ __device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const 
         load(1, ks + 1);
       }
     }
+  };
+  if constexpr (Win != 0) {
+#pragma unroll
+    for (int ks = 0; ks < padded_k(C, Win, Win) / 16; ++ks) kstep(ks);
+  } else {
+    for (int ks = 0; ks < ksteps; ++ks) kstep(ks);
   }
   ptx::wgmma_wait<0>();
+#pragma unroll
+  for (int m = 0; m < 2; ++m) ptx::fence_operands(acc[m]);  // read after the last wgmma is done
 }
 
-template <class Out, int C, int O, int S, bool Split>
+template <class Out, int C, int O, int S, bool Split, int Win>
 __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, Geometry g, Out* y) {
   using Cfg = Config<C, O, S, Split>;
   constexpr int NT = Cfg::NT, PW = Cfg::PW;
+  static_assert(Win == 0 || (kTile - 1) * S + Win == Cfg::ROWS, "a compile-time window fills the staging rows");
   extern __shared__ __align__(16) uint32_t smem[];
   const int np = g.kp / 2, wp = np + 4;  // pairs (K / 2); weight row pitch in words
   // One part of the weights: O rows of wp words (mma.sync) or ksteps blocks of O x 8 words (wgmma).
   const int wblock = kWgmma<O> ? O * np : O * wp;
-  uint32_t* ws = smem;                                  // [PARTS][wblock]: bf16 pairs (k even low, k odd high)
+  float* stage = reinterpret_cast<float*>(smem);           // 2 x [C][ROWS][PF], FBUF words apart
+  uint32_t* ws = smem + 2 * Cfg::FBUF;                      // [PARTS][wblock]: bf16 pairs (k even low, k odd high)
   float* ss = reinterpret_cast<float*>(ws + Cfg::PARTS * O * wp);  // scale [O] (after the larger layout's weights)
   float* hs = ss + O;                                   // shift [O]
   int* poff = reinterpret_cast<int*>(hs + O);           // [np]: pair -> A patch word offset
-  uint32_t* apatch = reinterpret_cast<uint32_t*>(poff + np);            // [PARTS][C][ROWS][PW]
-  float* stage = reinterpret_cast<float*>(apatch + Cfg::PARTS * Cfg::AWORDS);  // 2 x [C][ROWS][PF]
+  uint32_t* apatch = reinterpret_cast<uint32_t*>(poff + np);  // [PARTS][C][ROWS][PW]
 
   const int tid = threadIdx.x;
-  const int pr = (a.KW + 1) / 2, real_pairs = C * a.KH * pr;
+  const int kh_n = Win ? Win : a.KH, kw_n = Win ? Win : a.KW;  // the window
+  const int pr = (kw_n + 1) / 2, real_pairs = C * kh_n * pr;
   // Once per CTA: the weights as bf16 pairs, the pair offsets, the affine.
   bool lo_w_seen = false;  // a non-zero lo(w) word (Split)
   for (int e = tid; e < O * np; e += kThreads) {
@@ -402,11 +444,14 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
   // The patch's extent: A words a row (ww) and f32 columns (cols) the pairs reach.
   const int ww = S == 2 ? kTile - 1 + pr : kTile - 2 + 2 * pr;
   const int cols = S == 2 ? 2 * ww : ww + 1;
-  const int rows = (kTile - 1) * S + a.KH;
+  const int rows = (kTile - 1) * S + kh_n;
 
   const int warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
   // This lane's first pixel (m16 tile 0, row group g) as an A patch word.
   const int base = S == 2 ? gq * 2 * PW + warp : (gq >> 1) * PW + 2 * warp + (gq & 1);
+  // ... and, where the wgmma k-steps take the window at compile time, at its pair t = tq, so that
+  // their offsets are constants (pair_words; mma_ksteps reads the pair table, whose offsets hold t)
+  const int a_first = base + (Win != 0 && kWgmma<O> ? tq * (2 / S) : 0);
   // ldmatrix.x4 rows for B: lanes 8 i .. 8 i + 7 address matrix i = (n8 tile 2q + i / 2, k half
   // i % 2), row n = lane % 8 of it; r[0], r[1] are n8 tile 2q's b0, b1, r[2], r[3] tile 2q + 1's.
   const uint32_t b_addr = ptx::smem_u32(ws) +
@@ -422,12 +467,12 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
   for (; tile < g.tiles; tile += gridDim.x) {
     const int next = tile + gridDim.x;
     const TileAt next_at = next < g.tiles ? tile_at(g, next) : at;
-    if (next < g.tiles) load_stage<C, O, S>(a, next_at, rows, cols, stage + (buf ^ 1) * Cfg::FWORDS);
+    if (next < g.tiles) load_stage<C, O, S>(a, next_at, rows, cols, stage + (buf ^ 1) * Cfg::FBUF);
     ptx::cp_async_commit();
     ptx::cp_async_wait<1>();  // this thread's copies of `tile` have landed
     __syncthreads();  // ... everyone's; everyone is done with the A patch of the last tile (and,
                       // the first time, the tables and the affine are stored)
-    round_patch<C, O, S, Split>(stage + buf * Cfg::FWORDS, rows, ww, apatch);
+    round_patch<C, O, S, Split>(stage + buf * Cfg::FBUF, rows, ww, apatch);
     __syncthreads();
 
     float acc[2][NT][4];
@@ -437,14 +482,14 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
       for (int j = 0; j < NT; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[m][j][e] = 0.f;
-    const Operands op{apatch + base, poff, b_addr, b_q, b_lo, tq};
+    const Operands op{apatch + a_first, poff, b_addr, b_q, b_lo, tq};
     if constexpr (kWgmma<O>) {
       // (descriptor addresses count 16-byte units: a k-step's block is 32 O bytes)
       const uint64_t b_desc = ptx::wgmma_desc(ptx::smem_u32(ws), 16 * O, 128);
       const uint32_t kstep_units = 2 * O, lo_units = uint32_t(wblock) / 4;
-      if constexpr (!Split) wgmma_ksteps<Cfg, KForm::Bf16>(acc, op, b_desc, kstep_units, lo_units, ksteps);
-      else if (w_exact) wgmma_ksteps<Cfg, KForm::SplitExactW>(acc, op, b_desc, kstep_units, lo_units, ksteps);
-      else wgmma_ksteps<Cfg, KForm::Split>(acc, op, b_desc, kstep_units, lo_units, ksteps);
+      if constexpr (!Split) wgmma_ksteps<Cfg, KForm::Bf16, C, Win>(acc, op, b_desc, kstep_units, lo_units, ksteps);
+      else if (w_exact) wgmma_ksteps<Cfg, KForm::SplitExactW, C, Win>(acc, op, b_desc, kstep_units, lo_units, ksteps);
+      else wgmma_ksteps<Cfg, KForm::Split, C, Win>(acc, op, b_desc, kstep_units, lo_units, ksteps);
     } else {
       if constexpr (!Split) mma_ksteps<Cfg, KForm::Bf16>(acc, op, ksteps);
       else if (w_exact) mma_ksteps<Cfg, KForm::SplitExactW>(acc, op, ksteps);
@@ -522,16 +567,26 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
   }
 }
 
-template <class Out, int C, int O, int S, bool Split>
+template <class Out, int C, int O, int S, bool Split, int Win>
 void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
   using Cfg = Config<C, O, S, Split>;
-  auto kernel = stem_mma_kernel<Out, C, O, S, Split>;
+  auto kernel = stem_mma_kernel<Out, C, O, S, Split, Win>;
   constexpr int kMaxBytes = Cfg::words(padded_k(C, kStemMaxWindow, kStemMaxWindow)) * 4;
   // The largest window's shared memory opted in and the grid sized for it, as the direct kernel does.
   const dim3 grid = persistent_grid(kernel, kThreads, kMaxBytes, g.tiles, 1);
   const int bytes = Cfg::words(g.kp) * 4;
   kernel<<<grid, kThreads, bytes, cuda::stream()>>>(a, g, y);
   CUDA_CHECK_LAUNCH();
+}
+
+// ImageNet's stem (C 3, O 64, stride 2, 7x7) on the Win = 7 kernel; every other stem on the
+// run-time-window kernel.
+template <class Out, int C, int O, int S, bool Split>
+void launch_for_window(const StemConvArgs& a, const Geometry& g, Out* y) {
+  if constexpr (C == 3 && O == 64 && S == 2) {
+    if (a.KH == 7 && a.KW == 7) return launch<Out, C, O, S, Split, 7>(a, g, y);
+  }
+  launch<Out, C, O, S, Split, 0>(a, g, y);
 }
 
 template <class Out>
@@ -552,9 +607,9 @@ bool run(const StemConvArgs& a, Out* y, StemMmaOperands operands) {
   g.kp = padded_k(a.C, a.KH, a.KW);
   stem_dispatch<kSigns<Out>>(a, [&](auto c, auto o, auto s) {
     if (operands == StemMmaOperands::SplitBf16)
-      launch<Out, decltype(c)::value, decltype(o)::value, decltype(s)::value, true>(a, g, y);
+      launch_for_window<Out, decltype(c)::value, decltype(o)::value, decltype(s)::value, true>(a, g, y);
     else
-      launch<Out, decltype(c)::value, decltype(o)::value, decltype(s)::value, false>(a, g, y);
+      launch_for_window<Out, decltype(c)::value, decltype(o)::value, decltype(s)::value, false>(a, g, y);
   });
   return true;
 }
