@@ -136,11 +136,6 @@ __device__ __forceinline__ int weight_word(int o, int p, int wp) {
   else return o * wp + p;
 }
 
-// Win: the window, Win x Win, at compile time; 0: any window up to kStemMaxWindow, at run time.
-// ImageNet's stem (7x7, 3 channels, 64 filters, stride 2) compiles with Win = 7: the loop bounds
-// and, on the wgmma path, every k-step's A patch offsets are then constants (no pair table reads,
-// no address arithmetic) and the 11 k-steps are unrolled.
-
 template <class Out>
 constexpr bool kSigns = std::is_same_v<Out, uint32_t>;
 
@@ -332,7 +327,8 @@ template <class Cfg, KForm F, int C, int Win>
 __device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const Operands& op, uint64_t b_desc,
                                              uint32_t kstep_units, uint32_t lo_units, int ksteps) {
   constexpr int XPARTS = F == KForm::Bf16 ? 1 : 2;  // hi(x) (and lo(x))
-  if constexpr (Win != 0) ksteps = padded_k(C, Win, Win) / 16;
+  constexpr int kFixedSteps = Win != 0 ? padded_k(C, Win, Win) / 16 : 0;  // the k-steps of a compile-time window
+  if constexpr (Win != 0) ksteps = kFixedSteps;
   uint32_t a[XPARTS][2][4];                         // [x part][m16 tile]
   auto load = [&](int p, int ks) {
     int o0, o1;
@@ -368,7 +364,7 @@ __device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const 
   };
   if constexpr (Win != 0) {
 #pragma unroll
-    for (int ks = 0; ks < padded_k(C, Win, Win) / 16; ++ks) kstep(ks);
+    for (int ks = 0; ks < kFixedSteps; ++ks) kstep(ks);
   } else {
     for (int ks = 0; ks < ksteps; ++ks) kstep(ks);
   }
@@ -377,6 +373,10 @@ __device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const 
   for (int m = 0; m < 2; ++m) ptx::fence_operands(acc[m]);  // read after the last wgmma is done
 }
 
+// Win: the window, Win x Win, at compile time; 0: any window up to kStemMaxWindow, at run time.
+// ImageNet's stem (7x7, 3 channels, 64 filters, stride 2) compiles with Win = 7: the loop bounds
+// and, on the wgmma path, every k-step's A patch offsets are then constants (no pair table reads,
+// no address arithmetic) and the 11 k-steps are unrolled.
 template <class Out, int C, int O, int S, bool Split, int Win>
 __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, Geometry g, Out* y) {
   using Cfg = Config<C, O, S, Split>;
@@ -483,18 +483,20 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[m][j][e] = 0.f;
     const Operands op{apatch + a_first, poff, b_addr, b_q, b_lo, tq};
-    if constexpr (kWgmma<O>) {
-      // (descriptor addresses count 16-byte units: a k-step's block is 32 O bytes)
-      const uint64_t b_desc = ptx::wgmma_desc(ptx::smem_u32(ws), 16 * O, 128);
-      const uint32_t kstep_units = 2 * O, lo_units = uint32_t(wblock) / 4;
-      if constexpr (!Split) wgmma_ksteps<Cfg, KForm::Bf16, C, Win>(acc, op, b_desc, kstep_units, lo_units, ksteps);
-      else if (w_exact) wgmma_ksteps<Cfg, KForm::SplitExactW, C, Win>(acc, op, b_desc, kstep_units, lo_units, ksteps);
-      else wgmma_ksteps<Cfg, KForm::Split, C, Win>(acc, op, b_desc, kstep_units, lo_units, ksteps);
-    } else {
-      if constexpr (!Split) mma_ksteps<Cfg, KForm::Bf16>(acc, op, ksteps);
-      else if (w_exact) mma_ksteps<Cfg, KForm::SplitExactW>(acc, op, ksteps);
-      else mma_ksteps<Cfg, KForm::Split>(acc, op, ksteps);
-    }
+    // The k-steps in form F, on wgmma or mma.sync.
+    auto ksteps_in = [&](auto form) {
+      constexpr KForm F = decltype(form)::value;
+      if constexpr (kWgmma<O>) {
+        // (descriptor addresses count 16-byte units: a k-step's block is 32 O bytes)
+        const uint64_t b_desc = ptx::wgmma_desc(ptx::smem_u32(ws), 16 * O, 128);
+        wgmma_ksteps<Cfg, F, C, Win>(acc, op, b_desc, 2 * O, uint32_t(wblock) / 4, ksteps);
+      } else {
+        mma_ksteps<Cfg, F>(acc, op, ksteps);
+      }
+    };
+    if constexpr (!Split) ksteps_in(std::integral_constant<KForm, KForm::Bf16>{});
+    else if (w_exact) ksteps_in(std::integral_constant<KForm, KForm::SplitExactW>{});
+    else ksteps_in(std::integral_constant<KForm, KForm::Split>{});
 
     const int n = at.n, th = at.th, tw = at.tw;
     // Pixel (m16 tile m, half h) of this lane, in the tile.
