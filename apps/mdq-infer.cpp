@@ -27,8 +27,10 @@
 //          evaluates it; bf16 always as one step, on cuDNN's bf16 convolution (images and
 //          output rounded to bf16) where the direct kernel does not take it or
 //          MDQ_STEM_DIRECT=0. The engine line says which stem ran.
+// On the GPU each batch's forward (either engine) is replayed from a CUDA graph after two eager
+// batches of its shape (engine/graphed_forward.h: one launch instead of one per kernel, the same
+// logits bit for bit); --cuda-graph off runs every batch eagerly. The last line says which ran.
 #include <chrono>
-#include <functional>
 #include <map>
 #include <memory>
 #include <cstdio>
@@ -42,6 +44,7 @@
 #include "data/loader.h"
 #include "engine/device.h"
 #include "engine/autograd.h"
+#include "engine/graphed_forward.h"
 #include "engine/infer/lower.h"
 #include "kernels/label_rank.h"
 #include "models/random_rounded.h"
@@ -53,7 +56,7 @@ using namespace mdq;
 const char* kUsage =
     "usage: mdq-infer --model MODEL.mdqpack [--split test|val|train] [--data-dir DIR] [--device auto|cpu|cuda]\n"
     "                 [--batch-size N] [--engine float|packed] [--packed-precision split|bf16]\n"
-    "                 [--stem auto|tc|tc-bf16|direct|f32|bf16] [--agree]\n"
+    "                 [--stem auto|tc|tc-bf16|direct|f32|bf16] [--cuda-graph on|off] [--agree]\n"
     "       mdq-infer --random-model NAME [--image-size S] [--classes K] [--act-bits 32|1] [--levels 2|3]\n"
     "                 [--batches N] (and the options above but --model, --split, --data-dir)\n"
     "Runs a packed model written by mdq-export and prints its accuracy and throughput.\n"
@@ -84,6 +87,9 @@ const char* kUsage =
     "         f32: on the float engine in f32, as mdq-train evaluates it;\n"
     "         bf16: one step always, on cuDNN's bf16 tensor cores (images and output rounded to bf16) where\n"
     "                the direct kernel does not take it.\n"
+    "--cuda-graph on (default) | off: on the GPU, replay each batch's forward from a CUDA graph after two\n"
+    "         eager batches of its shape (one launch instead of one per kernel; the same logits); off runs\n"
+    "         every batch eagerly.\n"
     "--agree: after the timed pass, count the images whose top-1 class is the same on the packed\n"
     "         kernels and on the float engine (the rounded network as mdq-train evaluates it).\n";
 
@@ -154,6 +160,11 @@ void lower_if_packed(nn::Module& model, const std::string& name, const std::stri
   std::printf("engine: packed (%s%s%s)\n", c.text().c_str(), acts, stem_ran);
 }
 
+// Why the forwards run eagerly ("" when they are replayed from a CUDA graph).
+std::string graph_off_reason(bool cuda_graph, Device device) {
+  return !cuda_graph ? "--cuda-graph off" : device != Device::CUDA ? "on the CPU" : "";
+}
+
 // --random-model's own flags, with their defaults.
 const std::map<std::string, std::string> kRandomFlags = {
     {"--image-size", "224"}, {"--classes", "1000"}, {"--act-bits", "32"}, {"--levels", "2"}, {"--batches", "20"}};
@@ -161,7 +172,7 @@ const std::map<std::string, std::string> kRandomFlags = {
 // --random-model: the network with random levels (models/random_rounded.h) on random images;
 // images/s over the timed batches, and with --agree the top-1 agreement with the float engine
 // on every image run.
-int run_random(const std::string& name, const std::map<std::string, std::string>& f, bool agree) {
+int run_random(const std::string& name, const std::map<std::string, std::string>& f, bool cuda_graph, bool agree) {
   models::ModelOptions o;
   o.image_size = static_cast<int>(app::parse_count("--image-size", f.at("--image-size")));
   o.num_classes = static_cast<int>(app::parse_count("--classes", f.at("--classes")));
@@ -176,13 +187,16 @@ int run_random(const std::string& name, const std::map<std::string, std::string>
   model->to(device);
   std::unique_ptr<infer::Plan> plan;
   lower_if_packed(*model, name, f.at("--engine"), f.at("--packed-precision"), f.at("--stem"), device, plan);
-  auto run_once = [&](const Tensor& x) { return plan ? plan->logits(x) : model->forward(Var(x)).value(); };
+  GraphedForward run_once([&](const Tensor& x) { return plan ? plan->logits(x) : model->forward(Var(x)).value(); },
+                          graph_off_reason(cuda_graph, device));
   const Tensor images = Tensor::uniform({batch, o.in_channels, o.image_size, o.image_size}, -2.f, 2.f, 7, device);
-  for (int i = 0; i < 3; ++i) run_once(images);  // cuDNN's searches, first-use allocations
+  for (int i = 0; i < 3; ++i) run_once(images);  // cuDNN's searches, first-use allocations, the capture
   cuda_synchronize();
   const auto t0 = std::chrono::steady_clock::now();
   Tensor logits;
-  for (int64_t i = 0; i < batches; ++i) logits = run_once(images);
+  // Replays read the graph's own input buffer, which holds these images: no copy a batch.
+  const Tensor& timed = run_once.replaying() ? run_once.input() : images;
+  for (int64_t i = 0; i < batches; ++i) logits = run_once(timed);
   cuda_synchronize();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s, random %s weights, %dx%dx%d images, %d classes, %s activations (%s, %s engine): "
@@ -191,6 +205,7 @@ int run_random(const std::string& name, const std::map<std::string, std::string>
               o.num_classes, o.act_bits == 1 ? "sign" : "real", mdq::device_name(device), plan ? "packed" : "float",
               static_cast<long long>(batches), static_cast<long long>(batch), 1e3 * s / batches,
               s > 0 ? batches * batch / s : 0.0);
+  std::printf("forward: %s\n", run_once.why().c_str());
   if (agree) {  // the last timed batch's packed logits against the float engine's
     Agreement a;
     a.add(logits, model->forward(Var(images)).value());
@@ -202,7 +217,8 @@ int run_random(const std::string& name, const std::map<std::string, std::string>
 int run(int argc, char** argv) {
   std::map<std::string, std::string> f = {{"--model", ""},         {"--split", "test"},   {"--data-dir", ""},
                                           {"--device", "auto"},     {"--batch-size", "256"}, {"--engine", "float"},
-                                          {"--packed-precision", "split"}, {"--stem", "auto"}, {"--random-model", ""}};
+                                          {"--packed-precision", "split"}, {"--stem", "auto"}, {"--random-model", ""},
+                                          {"--cuda-graph", "on"}};
   f.insert(kRandomFlags.begin(), kRandomFlags.end());
   bool agree = false;
   std::vector<std::pair<const char*, std::string*>> flags;
@@ -210,6 +226,9 @@ int run(int argc, char** argv) {
   if (!app::parse_flags(argc, argv, kUsage, flags, {{"--agree", &agree}})) return 0;
   MDQ_CHECK(!agree || f["--engine"] != "float",
             "--agree compares the packed kernels with the float engine, but this run has no packed engine");
+  MDQ_CHECK(f["--cuda-graph"] == "on" || f["--cuda-graph"] == "off",
+            "--cuda-graph must be on or off, got '" << f["--cuda-graph"] << "'");
+  const bool cuda_graph = f["--cuda-graph"] == "on";
   NoGradScope no_grad;  // inference only: no backward graph recorded by the float engine's forwards
   const std::string& path = f["--model"];
   const std::string& random_model = f["--random-model"];
@@ -217,7 +236,7 @@ int run(int argc, char** argv) {
   if (!random_model.empty()) {
     MDQ_CHECK(f["--data-dir"].empty() && f["--split"] == "test",
               "--random-model runs on random images: --data-dir and --split have no meaning with it");
-    return run_random(random_model, f, agree);
+    return run_random(random_model, f, cuda_graph, agree);
   }
   for (const auto& [flag, default_value] : kRandomFlags)
     MDQ_CHECK(f[flag] == default_value, flag << " belongs to --random-model; a --model file holds its own network");
@@ -231,28 +250,27 @@ int run(int argc, char** argv) {
   model->eval();
   std::unique_ptr<infer::Plan> plan;
   lower_if_packed(*model, o.model, f["--engine"], f["--packed-precision"], f["--stem"], device, plan);
-  std::function<Tensor(const Tensor&)> runner;
-  if (plan) runner = [&](const Tensor& x) { return plan->logits(x); };
+  GraphedForward forward([&](const Tensor& x) { return plan ? plan->logits(x) : model->forward(Var(x)).value(); },
+                         graph_off_reason(cuda_graph, device));
   const std::string batch = f["--batch-size"], split = f["--split"];
 
   data::DataLoader loader(ds, app::parse_count("--batch-size", batch), false, false,
                           data::eval_augment_for(o.dataset), o.seed, device);
   auto t0 = std::chrono::steady_clock::now();
-  app::EvalResult r = runner ? app::evaluate_logits(runner, loader,
-                                                    ds->info().num_classes)
-                             : app::evaluate(*model, loader, ds->info().num_classes);
+  app::EvalResult r = app::evaluate_logits([&](const Tensor& x) { return forward(x); }, loader, ds->info().num_classes);
   cuda_synchronize();
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s on %s %s (%lld images, %s, %s engine): top-1 %.2f%%  top-5 %.2f%%  %.0f images/s\n",
               o.model.c_str(), o.dataset.c_str(), split.c_str(), static_cast<long long>(r.count),
-              mdq::device_name(device), runner ? "packed" : "float", r.top1_pct(), r.top5_pct(),
+              mdq::device_name(device), plan ? "packed" : "float", r.top1_pct(), r.top5_pct(),
               s > 0 ? r.count / s : 0.0);
+  std::printf("forward: %s\n", forward.why().c_str());
   std::fputs(r.nonfinite_warning().c_str(), stderr);
   if (agree) {
     Agreement a;
     loader.start_epoch(0);
     data::Batch b;
-    while (loader.next(b)) a.add(runner(b.images), model->forward(Var(b.images)).value());
+    while (loader.next(b)) a.add(forward(b.images), model->forward(Var(b.images)).value());
     a.print();
   }
   return 0;
