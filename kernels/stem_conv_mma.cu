@@ -39,8 +39,8 @@
 // CTA, once: the weights as bf16 pairs [O][K/2 + 4 words] (the 4-word pad makes the B ldmatrix
 // rows conflict-free), scale, shift, the pair-offset table. Per tile: the f32 input patch
 // ((16 - 1) S + KH rows x the columns the pairs reach, C channels, zeros outside the image)
-// arrives by 4-byte cp.async into one of two f32 staging buffers, one tile ahead (a warp a patch
-// row, lanes along it); then all threads round it once to bf16 into the A patch (pairs as above,
+// arrives by 4-byte cp.async (16-byte chunks with the window at compile time, load_stage_chunks)
+// into one of two f32 staging buffers, one tile ahead (a warp a patch row, lanes along it); then all threads round it once to bf16 into the A patch (pairs as above,
 // a warp a row, a lane a word); then the MMAs; then the epilogue. Two barriers a tile. Both
 // passes over the patch loop over channels and rows with no division and unrolled column steps:
 // with a division per row and the generic column loop they took 64% of the kernel's instructions
@@ -72,6 +72,7 @@
 // filters (8 / 4 bytes), stem_affine_act on each f32 sum. Signs form: a lane's 8 bits
 // of word w (filters 32 w + 8 i + 2 t + e, i < 4) OR'd over the quad by two xor shuffles, per
 // pixel of the quad (4: 2 m16 tiles x 2 halves), lane t storing pixel t's O/32 words.
+#include <cstdint>
 #include <type_traits>
 
 #include "common/error.h"
@@ -184,6 +185,32 @@ __device__ __forceinline__ void load_stage(const StemConvArgs& a, TileAt at, int
     }
 }
 
+// The f32 patch of a tile in 16-byte cp.asyncs, for the Win = 7 kernel: the staged columns start
+// one left of the patch, at image column tw 16 S - pad - 1, a multiple of 4 where pad % 4 = 3 and
+// W % 4 = 0 (launch_for_window checks both and the images' 16-byte alignment), so each 4-column
+// chunk is wholly inside or wholly outside the image and one zero-filling copy moves it: PF / 4
+// chunks a row, C ROWS PF / 4 a tile spread over the CTA's threads (ImageNet's stem: 1110 copies,
+// where load_stage issued 4218 of 4 bytes with a bounds test each; ncu counted 533 instructions a
+// warp a tile for that staging, 38% of the kernel's). round_patch<..., 1> reads it.
+template <int C, int O, int S>
+__device__ __forceinline__ void load_stage_chunks(const StemConvArgs& a, TileAt at, float* buf) {
+  using Cfg = Config<C, O, S, false>;  // the staging layout does not depend on Split
+  constexpr int kChunks = Cfg::PF / 4, kPlane = Cfg::ROWS * kChunks, kTotal = C * kPlane;
+  const int ih0 = at.th * kTile * S - a.pad, iw0 = at.tw * kTile * S - a.pad - 1;
+  const float* image = a.x + int64_t(at.n) * C * a.H * a.W;
+#pragma unroll 1  // unrolled, the copies' tile-invariant offsets were hoisted out of the tile loop and spilled
+  for (int i = 0; i < (kTotal + kThreads - 1) / kThreads; ++i) {
+    const int e = int(threadIdx.x) + i * kThreads;
+    if (e < kTotal) {
+      const int c = e / kPlane, rc = e - c * kPlane, r = rc / kChunks, k = rc - r * kChunks;
+      const int ih = ih0 + r, iw = iw0 + 4 * k;
+      const bool in = unsigned(ih) < unsigned(a.H) && unsigned(iw) < unsigned(a.W);
+      ptx::cp_async16_zfill(buf + c * Cfg::FPLANE + r * Cfg::PF + 4 * k, image + (in ? (c * a.H + ih) * a.W + iw : 0),
+                            in);
+    }
+  }
+}
+
 // x = hi(x) + lo(x) + r: hi(x) = bf16(x), lo(x) = bf16(x - hi(x)) (x - hi(x) is exact in f32),
 // |r| <= 2^-8 |x - hi(x)| <= 2^-16 |x| (bf16's unit roundoff 2^-8, twice). The lo parts of the
 // pair (v0, v1) whose hi parts are the word hi = pack2(v0, v1): a bf16 as f32 is its bits in the
@@ -193,9 +220,10 @@ __device__ __forceinline__ uint32_t lo_parts(float v0, float v1, uint32_t hi) {
 }
 
 // The staged patch as the A patch's bf16 pairs (and, Split, their lo parts AWORDS on): word wc of
-// a row is (col, col + 1), col = 2 wc at stride 2 (a float2), wc at stride 1. A warp a row, a
-// lane a word (a row has ww <= PW <= 32 of them).
-template <int C, int O, int S, bool Split>
+// a row is (col, col + 1), col = 2 wc at stride 2 (a float2), wc at stride 1, where staged
+// column Lead + col holds patch column col (Lead = 1: load_stage_chunks). A warp a row, a lane a
+// word (a row has ww <= PW <= 32 of them).
+template <int C, int O, int S, bool Split, int Lead>
 __device__ __forceinline__ void round_patch(const float* stage, int rows, int ww, uint32_t* apatch) {
   using Cfg = Config<C, O, S, Split>;
   static_assert(Cfg::PW <= 32, "a lane a word");
@@ -204,9 +232,10 @@ __device__ __forceinline__ void round_patch(const float* stage, int rows, int ww
 #pragma unroll
   for (int c = 0; c < C; ++c)
     for (int r = threadIdx.x >> 5; r < rows; r += kThreads / 32) {
-      const float* src = stage + c * Cfg::FPLANE + r * Cfg::PF;
+      const float* src = stage + c * Cfg::FPLANE + r * Cfg::PF + Lead;
       float2 v;
-      if constexpr (S == 2) v = *reinterpret_cast<const float2*>(src + 2 * lane);
+      if constexpr (S == 2 && Lead % 2 == 0) v = *reinterpret_cast<const float2*>(src + 2 * lane);
+      else if constexpr (S == 2) v = make_float2(src[2 * lane], src[2 * lane + 1]);
       else v = make_float2(src[lane], src[lane + 1]);
       uint32_t* dst = apatch + c * Cfg::APLANE + r * Cfg::PW + lane;
       const uint32_t hi = pack2(v.x, v.y);
@@ -374,9 +403,10 @@ __device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const 
 }
 
 // Win: the window, Win x Win, at compile time; 0: any window up to kStemMaxWindow, at run time.
-// ImageNet's stem (7x7, 3 channels, 64 filters, stride 2) compiles with Win = 7: the loop bounds
-// and, on the wgmma path, every k-step's A patch offsets are then constants (no pair table reads,
-// no address arithmetic) and the 11 k-steps are unrolled.
+// ImageNet's stem (7x7, 3 channels, 64 filters, stride 2, padding 3) compiles with Win = 7: the
+// loop bounds and, on the wgmma path, every k-step's A patch offsets are then constants (no pair
+// table reads, no address arithmetic), the 11 k-steps are unrolled, and the patch is staged in
+// 16-byte chunks (load_stage_chunks).
 template <class Out, int C, int O, int S, bool Split, int Win>
 __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, Geometry g, Out* y) {
   using Cfg = Config<C, O, S, Split>;
@@ -462,17 +492,23 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
 
   int tile = blockIdx.x, buf = 0;
   TileAt at = tile_at(g, tile);
-  if (tile < g.tiles) load_stage<C, O, S>(a, at, rows, cols, stage);
+  // The f32 patch of tile t into staging buffer b (its staged columns then start Lead before the patch's).
+  constexpr int Lead = Win != 0 ? 1 : 0;
+  auto stage_tile = [&](TileAt t, int b) {
+    if constexpr (Win != 0) load_stage_chunks<C, O, S>(a, t, stage + b * Cfg::FBUF);
+    else load_stage<C, O, S>(a, t, rows, cols, stage + b * Cfg::FBUF);
+  };
+  if (tile < g.tiles) stage_tile(at, 0);
   ptx::cp_async_commit();
   for (; tile < g.tiles; tile += gridDim.x) {
     const int next = tile + gridDim.x;
     const TileAt next_at = next < g.tiles ? tile_at(g, next) : at;
-    if (next < g.tiles) load_stage<C, O, S>(a, next_at, rows, cols, stage + (buf ^ 1) * Cfg::FBUF);
+    if (next < g.tiles) stage_tile(next_at, buf ^ 1);
     ptx::cp_async_commit();
     ptx::cp_async_wait<1>();  // this thread's copies of `tile` have landed
     __syncthreads();  // ... everyone's; everyone is done with the A patch of the last tile (and,
                       // the first time, the tables and the affine are stored)
-    round_patch<C, O, S, Split>(stage + buf * Cfg::FBUF, rows, ww, apatch);
+    round_patch<C, O, S, Split, Lead>(stage + buf * Cfg::FBUF, rows, ww, apatch);
     __syncthreads();
 
     float acc[2][NT][4];
@@ -581,12 +617,14 @@ void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
   CUDA_CHECK_LAUNCH();
 }
 
-// ImageNet's stem (C 3, O 64, stride 2, 7x7) on the Win = 7 kernel; every other stem on the
-// run-time-window kernel.
+// ImageNet's stem (C 3, O 64, stride 2, 7x7, padding 3, rows of a multiple of 4 floats, the
+// images 16-byte aligned: what load_stage_chunks needs) on the Win = 7 kernel; every other stem on
+// the run-time-window kernel.
 template <class Out, int C, int O, int S, bool Split>
 void launch_for_window(const StemConvArgs& a, const Geometry& g, Out* y) {
   if constexpr (C == 3 && O == 64 && S == 2) {
-    if (a.KH == 7 && a.KW == 7) return launch<Out, C, O, S, Split, 7>(a, g, y);
+    const bool chunks = a.W % 4 == 0 && a.pad % 4 == 3 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
+    if (a.KH == 7 && a.KW == 7 && chunks) return launch<Out, C, O, S, Split, 7>(a, g, y);
   }
   launch<Out, C, O, S, Split, 0>(a, g, y);
 }

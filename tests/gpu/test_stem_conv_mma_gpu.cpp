@@ -140,8 +140,12 @@ TEST_CASE("the tensor-core stem matches its operands' convolution within f32 sum
       {7, 3, 224, 224, 32, 7, 2, 3, false},  // 343 tiles: more than resident CTAs, stride 2
       {3, 3, 160, 160, 32, 3, 1, 1, true},   // 300 tiles, stride 1
       // 7x7, 3 channels, 64 filters, stride 2 beside ImageNet's: the kernel with the window at
-      // compile time on partial tiles, and with no padding
+      // compile time and 16-byte staging chunks on partial tiles (padding 3 and 7, whole chunks
+      // outside the image on both sides), and the run-time-window kernel where padding 0 or a
+      // row of 50 floats rules the chunks out
       {3, 3, 45, 52, 64, 7, 2, 3, true},
+      {1, 3, 30, 28, 64, 7, 2, 3, false},
+      {2, 3, 36, 40, 64, 7, 2, 7, true},
       {2, 3, 40, 44, 64, 7, 2, 0, false},
   };
   for (const StemCase& s : testing::stem_cases()) cases.push_back(s);
