@@ -1,7 +1,7 @@
 // The inline-PTX pieces the tensor-core kernels share (kernels/binary_conv.cu, w1a16_conv.cu,
 // w1a16_general.cu, stem_conv_mma.cu): warp-level MMA, ldmatrix and cp.async (PTX ISA: "Warp-level
-// matrix instructions", "Data movement and conversion instructions"), sm_80 and later; warpgroup
-// MMA (sm_90a).
+// matrix instructions", "Data movement and conversion instructions"), sm_80 and later; mbarriers
+// and TMA copies (sm_90); warpgroup MMA (sm_90a).
 #pragma once
 #include <cstdint>
 
@@ -86,6 +86,55 @@ __device__ __forceinline__ uint4 ldg_gather16(const uint32_t* row, uint32_t word
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// ---- sm_90: mbarriers and TMA tensor copies (PTX ISA, "Parallel synchronization and
+// communication instructions: mbarrier", "Data movement: cp.async.bulk.tensor"). Only in code
+// built for sm_90 or later; elsewhere these compile to nothing and must not be called.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MDQ_TMA_AVAILABLE 1
+#endif
+
+// An mbarrier of `count` arrivals at shared address bar (8-byte aligned), made visible to the
+// async proxy (the TMA engine completes it); then a barrier before any other thread waits on it.
+__device__ __forceinline__ void mbarrier_init(uint32_t bar, uint32_t count) {
+#ifdef MDQ_TMA_AVAILABLE
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// This thread's arrival, announcing `bytes` that async copies will deliver to the barrier's phase.
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+#ifdef MDQ_TMA_AVAILABLE
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+#endif
+}
+// Waits until the barrier's phase of parity `parity` (0, 1, 0, ... for its 1st, 2nd, 3rd use) completes.
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+#ifdef MDQ_TMA_AVAILABLE
+  asm volatile(
+      "{\n .reg .pred done;\n"
+      "WAIT:\n mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      " @!done bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+#endif
+}
+// The box of a 4-D tensor map (a __grid_constant__ kernel parameter, CUtensorMap) at coordinates
+// (x0, x1, x2, x3), innermost first, into shared memory at dst (128-byte aligned), elements outside
+// the tensor zero; completes `bar`'s transaction bytes (the box's full size). The box's first
+// element must sit at a 16-byte aligned address (x0 times the element size a multiple of 16,
+// negative included): an unaligned start raised an illegal instruction on an H200.
+__device__ __forceinline__ void tma_load_4d(uint32_t dst, const void* tensor_map, int x0, int x1, int x2, int x3,
+                                            uint32_t bar) {
+#ifdef MDQ_TMA_AVAILABLE
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];\n" ::"r"(dst),
+      "l"(tensor_map), "r"(x0), "r"(x1), "r"(x2), "r"(x3), "r"(bar)
+      : "memory");
+#endif
+}
 
 // ---- sm_90a: warpgroup MMA (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate").
 // Only in code built for sm_90a (-gencode=arch=compute_90a,code=sm_90a), where

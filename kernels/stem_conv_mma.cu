@@ -72,7 +72,12 @@
 // filters (8 / 4 bytes), stem_affine_act on each f32 sum. Signs form: a lane's 8 bits
 // of word w (filters 32 w + 8 i + 2 t + e, i < 4) OR'd over the quad by two xor shuffles, per
 // pixel of the quad (4: 2 m16 tiles x 2 halves), lane t storing pixel t's O/32 words.
+#include <cuda.h>           // CUtensorMap
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "common/error.h"
@@ -108,8 +113,9 @@ struct Config {
   static_assert(S == 1 || (kTile - 1 + kMaxPairsPerRow) <= PW, "stride-2 words fit the pitch");
   static_assert(S == 2 || (kTile - 2 + 2 * kMaxPairsPerRow) <= PW, "stride-1 words fit the pitch");
   static constexpr int PARTS = Split ? 2 : 1;                      // bf16 hi (+ lo) of weights and patch
-  // Shared 4-byte words for K = kp: 2 staging buffers, weights, scale, shift, pair offsets, A patch.
-  static constexpr int words(int kp) { return 2 * FBUF + PARTS * O * (kp / 2 + 4) + 2 * O + kp / 2 + PARTS * AWORDS; }
+  // Shared 4-byte words for K = kp: 2 staging buffers, their 2 mbarriers (TMA), weights, scale,
+  // shift, pair offsets, A patch.
+  static constexpr int words(int kp) { return 2 * FBUF + 4 + PARTS * O * (kp / 2 + 4) + 2 * O + kp / 2 + PARTS * AWORDS; }
 };
 
 // K (taps, as pairs, padded to 16) for a window: 2 C KH ceil(KW / 2) rounded up to 16.
@@ -142,7 +148,12 @@ constexpr bool kSigns = std::is_same_v<Out, uint32_t>;
 
 struct Geometry {
   int OH, OW, tiles_w, tiles_per_image, tiles, kp;
+  int tma;  // the Win = 7 kernel stages by TMA (kTma; else in 16-byte cp.async chunks)
 };
+
+// The Win = 7 kernel can stage a tile with one TMA copy (Hopper builds).
+template <int O, int Win>
+constexpr bool kTma = kWgmma<O> && Win != 0;
 
 // Where a tile is: image n, tile row th and column tw (the only divisions of a tile).
 struct TileAt {
@@ -407,23 +418,33 @@ __device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const 
 // loop bounds and, on the wgmma path, every k-step's A patch offsets are then constants (no pair
 // table reads, no address arithmetic), the 11 k-steps are unrolled, and the patch is staged in
 // 16-byte chunks (load_stage_chunks).
+// images: where g.tma (kTma), the images as a TMA tensor (W, H, C, N) whose box (PF, ROWS, C, 1)
+// is a staging buffer (make_image_map); otherwise unused. It is the first parameter, where its
+// 128-byte alignment holds.
 template <class Out, int C, int O, int S, bool Split, int Win>
-__global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, Geometry g, Out* y) {
+__global__ void __launch_bounds__(kThreads, 2)
+    stem_mma_kernel(const __grid_constant__ CUtensorMap images, StemConvArgs a, Geometry g, Out* y) {
   using Cfg = Config<C, O, S, Split>;
   constexpr int NT = Cfg::NT, PW = Cfg::PW;
   static_assert(Win == 0 || (kTile - 1) * S + Win == Cfg::ROWS, "a compile-time window fills the staging rows");
-  extern __shared__ __align__(16) uint32_t smem[];
+  extern __shared__ __align__(128) uint32_t smem[];
   const int np = g.kp / 2, wp = np + 4;  // pairs (K / 2); weight row pitch in words
   // One part of the weights: O rows of wp words (mma.sync) or ksteps blocks of O x 8 words (wgmma).
   const int wblock = kWgmma<O> ? O * np : O * wp;
-  float* stage = reinterpret_cast<float*>(smem);           // 2 x [C][ROWS][PF], FBUF words apart
-  uint32_t* ws = smem + 2 * Cfg::FBUF;                      // [PARTS][wblock]: bf16 pairs (k even low, k odd high)
+  float* stage = reinterpret_cast<float*>(smem);           // 2 x [C][ROWS][PF], FBUF words apart (128-byte aligned)
+  const uint32_t bars = ptx::smem_u32(smem + 2 * Cfg::FBUF);  // 2 mbarriers (TMA): staging buffer b's at bars + 8 b
+  uint32_t* ws = smem + 2 * Cfg::FBUF + 4;                  // [PARTS][wblock]: bf16 pairs (k even low, k odd high)
   float* ss = reinterpret_cast<float*>(ws + Cfg::PARTS * O * wp);  // scale [O] (after the larger layout's weights)
   float* hs = ss + O;                                   // shift [O]
   int* poff = reinterpret_cast<int*>(hs + O);           // [np]: pair -> A patch word offset
   uint32_t* apatch = reinterpret_cast<uint32_t*>(poff + np);  // [PARTS][C][ROWS][PW]
 
   const int tid = threadIdx.x;
+  const bool tma = kTma<O, Win> && g.tma;
+  if (tma && tid == 0) {
+    ptx::mbarrier_init(bars, 1);
+    ptx::mbarrier_init(bars + 8, 1);
+  }
   const int kh_n = Win ? Win : a.KH, kw_n = Win ? Win : a.KW;  // the window
   const int pr = (kw_n + 1) / 2, real_pairs = C * kh_n * pr;
   // Once per CTA: the weights as bf16 pairs, the pair offsets, the affine.
@@ -494,18 +515,35 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
   TileAt at = tile_at(g, tile);
   // The f32 patch of tile t into staging buffer b (its staged columns then start Lead before the patch's).
   constexpr int Lead = Win != 0 ? 1 : 0;
+  // With TMA, one copy whose box starts, like the chunks, one column left of the patch (a 16-byte
+  // aligned start: an unaligned one raised an illegal instruction), its bytes completing mbarrier b.
   auto stage_tile = [&](TileAt t, int b) {
-    if constexpr (Win != 0) load_stage_chunks<C, O, S>(a, t, stage + b * Cfg::FBUF);
-    else load_stage<C, O, S>(a, t, rows, cols, stage + b * Cfg::FBUF);
+    if (tma) {
+      if (tid == 0) {
+        ptx::mbarrier_arrive_expect_tx(bars + 8 * b, Cfg::FWORDS * 4);
+        ptx::tma_load_4d(ptx::smem_u32(stage + b * Cfg::FBUF), &images, t.tw * kTile * S - a.pad - 1,
+                         t.th * kTile * S - a.pad, 0, t.n, bars + 8 * b);
+      }
+    } else if constexpr (Win != 0) {
+      load_stage_chunks<C, O, S>(a, t, stage + b * Cfg::FBUF);
+    } else {
+      load_stage<C, O, S>(a, t, rows, cols, stage + b * Cfg::FBUF);
+    }
   };
+  uint32_t uses = 0;  // tiles this CTA staged before `tile`: staging buffer buf's (uses >> 1)-th use
+  if (tma) __syncthreads();  // the mbarriers are initialised
   if (tile < g.tiles) stage_tile(at, 0);
   ptx::cp_async_commit();
-  for (; tile < g.tiles; tile += gridDim.x) {
+  for (; tile < g.tiles; tile += gridDim.x, ++uses) {
     const int next = tile + gridDim.x;
     const TileAt next_at = next < g.tiles ? tile_at(g, next) : at;
     if (next < g.tiles) stage_tile(next_at, buf ^ 1);
-    ptx::cp_async_commit();
-    ptx::cp_async_wait<1>();  // this thread's copies of `tile` have landed
+    if (tma) {
+      ptx::mbarrier_wait(bars + 8 * buf, (uses >> 1) & 1);  // the copy of `tile` has landed
+    } else {
+      ptx::cp_async_commit();
+      ptx::cp_async_wait<1>();  // this thread's copies of `tile` have landed
+    }
     __syncthreads();  // ... everyone's; everyone is done with the A patch of the last tile (and,
                       // the first time, the tables and the affine are stored)
     round_patch<C, O, S, Split, Lead>(stage + buf * Cfg::FBUF, rows, ww, apatch);
@@ -606,27 +644,60 @@ __global__ void __launch_bounds__(kThreads, 2) stem_mma_kernel(StemConvArgs a, G
 }
 
 template <class Out, int C, int O, int S, bool Split, int Win>
-void launch(const StemConvArgs& a, const Geometry& g, Out* y) {
+void launch(const StemConvArgs& a, const Geometry& g, Out* y, const CUtensorMap& images) {
   using Cfg = Config<C, O, S, Split>;
   auto kernel = stem_mma_kernel<Out, C, O, S, Split, Win>;
   constexpr int kMaxBytes = Cfg::words(padded_k(C, kStemMaxWindow, kStemMaxWindow)) * 4;
   // The largest window's shared memory opted in and the grid sized for it, as the direct kernel does.
   const dim3 grid = persistent_grid(kernel, kThreads, kMaxBytes, g.tiles, 1);
   const int bytes = Cfg::words(g.kp) * 4;
-  kernel<<<grid, kThreads, bytes, cuda::stream()>>>(a, g, y);
+  kernel<<<grid, kThreads, bytes, cuda::stream()>>>(images, a, g, y);
   CUDA_CHECK_LAUNCH();
 }
 
 // ImageNet's stem (C 3, O 64, stride 2, 7x7, padding 3, rows of a multiple of 4 floats, the
 // images 16-byte aligned: what load_stage_chunks needs) on the Win = 7 kernel; every other stem on
 // the run-time-window kernel.
+// The images as a TMA tensor map for the Win = 7 kernel: an f32 tensor (W, H, C, N), innermost
+// first, whose box (PF, ROWS, C, 1) is one staging buffer, zeros outside the images. False where
+// the driver has no cuTensorMapEncodeTiled or refuses the map.
+template <class Cfg>
+bool make_image_map(const StemConvArgs& a, CUtensorMap* map) {
+  static const auto encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      fn = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  if (!encode) return false;
+  const cuuint64_t f = sizeof(float);
+  const cuuint64_t dims[4] = {cuuint64_t(a.W), cuuint64_t(a.H), cuuint64_t(a.C), cuuint64_t(a.N)};
+  const cuuint64_t strides[3] = {a.W * f, cuuint64_t(a.H) * a.W * f, cuuint64_t(a.C) * a.H * a.W * f};  // bytes, dims 1-3
+  const cuuint32_t box[4] = {Cfg::PF, Cfg::ROWS, cuuint32_t(a.C), 1}, unit[4] = {1, 1, 1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, const_cast<float*>(a.x), dims, strides, box, unit,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 template <class Out, int C, int O, int S, bool Split>
-void launch_for_window(const StemConvArgs& a, const Geometry& g, Out* y) {
+void launch_for_window(const StemConvArgs& a, Geometry g, Out* y) {
+  CUtensorMap images{};
   if constexpr (C == 3 && O == 64 && S == 2) {
     const bool chunks = a.W % 4 == 0 && a.pad % 4 == 3 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
-    if (a.KH == 7 && a.KW == 7 && chunks) return launch<Out, C, O, S, Split, 7>(a, g, y);
+    if (a.KH == 7 && a.KW == 7 && chunks) {
+      // TMA unless MDQ_STEM_STAGING=chunks (a comparison switch while both run on the GPU; the
+      // slower goes once measured)
+      const char* staging = std::getenv("MDQ_STEM_STAGING");
+      g.tma = !(staging && std::string(staging) == "chunks") && make_image_map<Config<C, O, S, Split>>(a, &images);
+      return launch<Out, C, O, S, Split, 7>(a, g, y, images);
+    }
   }
-  launch<Out, C, O, S, Split, 0>(a, g, y);
+  launch<Out, C, O, S, Split, 0>(a, g, y, images);
 }
 
 template <class Out>
