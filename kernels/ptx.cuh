@@ -143,6 +143,15 @@ __device__ __forceinline__ void tma_load_4d(uint32_t dst, const void* tensor_map
 #define MDQ_WGMMA_AVAILABLE 1
 #endif
 
+// All ones where a >= b, else 0 (false for NaN, as a >= b is): one set instruction, which the
+// caller ANDs with its bit and ORs into a word (one LOP3) where a predicate and a select would
+// take two more.
+__device__ __forceinline__ uint32_t ge_mask(float a, float b) {
+  uint32_t m;
+  asm("set.ge.u32.f32 %0, %1, %2;\n" : "=r"(m) : "f"(a), "f"(b));
+  return m;
+}
+
 // Shared-memory matrix descriptor, no swizzle: the operand is made of 8-row x 16-byte core
 // matrices (each 128 contiguous bytes); lbo = bytes between core matrices adjacent in K,
 // sbo = bytes between core matrices adjacent in M (or N). Addresses and offsets in units of 16 B.

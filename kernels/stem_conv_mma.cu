@@ -583,7 +583,9 @@ __global__ void __launch_bounds__(kThreads, 2)
       uint32_t mine[WORDS] = {};
 #pragma unroll
       for (int w = 0; w < WORDS; ++w) {
-        uint32_t word[2][2] = {};  // (m16 tile, half): this lane's 8 bits of word w
+        // (m16 tile, half): this lane's 8 bits of word w, first at bits 8 i + e (constant positions:
+        // a set and an AND-OR each), then moved to 8 i + 2 t + e by one shift
+        uint32_t word[2][2] = {};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int j = 4 * w + i, o = 8 * j + 2 * tq;
@@ -592,10 +594,14 @@ __global__ void __launch_bounds__(kThreads, 2)
           for (int m = 0; m < 2; ++m)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-              const uint32_t two = uint32_t(acc[m][j][2 * h] >= t.x) | uint32_t(acc[m][j][2 * h + 1] >= t.y) << 1;
-              word[m][h] |= two << (8 * i + 2 * tq);
+              word[m][h] |= ptx::ge_mask(acc[m][j][2 * h], t.x) & (1u << (8 * i));
+              word[m][h] |= ptx::ge_mask(acc[m][j][2 * h + 1], t.y) & (2u << (8 * i));
             }
         }
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) word[m][h] <<= 2 * tq;
 #pragma unroll
         for (int m = 0; m < 2; ++m)
 #pragma unroll
