@@ -416,8 +416,9 @@ __device__ __forceinline__ void wgmma_ksteps(float (&acc)[2][Cfg::NT][4], const 
 // Win: the window, Win x Win, at compile time; 0: any window up to kStemMaxWindow, at run time.
 // ImageNet's stem (7x7, 3 channels, 64 filters, stride 2, padding 3) compiles with Win = 7: the
 // loop bounds and, on the wgmma path, every k-step's A patch offsets are then constants (no pair
-// table reads, no address arithmetic), the 11 k-steps are unrolled, and the patch is staged in
-// 16-byte chunks (load_stage_chunks).
+// table reads, no address arithmetic), the 11 k-steps are unrolled, and the patch is staged by
+// one TMA copy a tile or in 16-byte chunks (load_stage_chunks).
+//
 // images: where g.tma (kTma), the images as a TMA tensor (W, H, C, N) whose box (PF, ROWS, C, 1)
 // is a staging buffer (make_image_map); otherwise unused. It is the first parameter, where its
 // 128-byte alignment holds.
