@@ -39,12 +39,13 @@
 // CTA, once: the weights as bf16 pairs [O][K/2 + 4 words] (the 4-word pad makes the B ldmatrix
 // rows conflict-free), scale, shift, the pair-offset table. Per tile: the f32 input patch
 // ((16 - 1) S + KH rows x the columns the pairs reach, C channels, zeros outside the image)
-// arrives by 4-byte cp.async (16-byte chunks with the window at compile time, load_stage_chunks)
-// into one of two f32 staging buffers, one tile ahead (a warp a patch row, lanes along it); then all threads round it once to bf16 into the A patch (pairs as above,
-// a warp a row, a lane a word); then the MMAs; then the epilogue. Two barriers a tile. Both
-// passes over the patch loop over channels and rows with no division and unrolled column steps:
-// with a division per row and the generic column loop they took 64% of the kernel's instructions
-// (ncu, ImageNet's stem at batch 256).
+// arrives in one of two f32 staging buffers, one tile ahead: by 4-byte cp.async (a warp a patch
+// row, lanes along it), or, with the window at compile time, by one TMA copy (Hopper) or in
+// 16-byte cp.async chunks (load_stage_chunks). Then all threads round it once to bf16 into the
+// A patch (pairs as above, a warp a row, a lane a word); then the MMAs; then the epilogue. Two
+// barriers a tile. Both passes over the patch loop over channels and rows with no division and
+// unrolled column steps: with a division per row and the generic column loop they took 64% of
+// the kernel's instructions (ncu, ImageNet's stem at batch 256).
 //
 // Split operands: the weights' and the A patch's lo parts sit right after their hi parts (same
 // layouts; Config::PARTS = 2), the rounding pass writes both, and a k-step (mma_ksteps) loads the
@@ -697,8 +698,9 @@ void launch_for_window(const StemConvArgs& a, Geometry g, Out* y) {
   if constexpr (C == 3 && O == 64 && S == 2) {
     const bool chunks = a.W % 4 == 0 && a.pad % 4 == 3 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
     if (a.KH == 7 && a.KW == 7 && chunks) {
-      // TMA unless MDQ_STEM_STAGING=chunks (a comparison switch while both run on the GPU; the
-      // slower goes once measured)
+      // TMA (0.296 ms for ImageNet's batch of 256 on an H200, where the chunks took 0.326 and
+      // 4-byte copies 0.355), unless MDQ_STEM_STAGING=chunks: the staging of builds without
+      // wgmma, which the GPU tests then run on Hopper too (as MDQ_W1A1_KERNEL=mma does for W1A1)
       const char* staging = std::getenv("MDQ_STEM_STAGING");
       g.tma = !(staging && std::string(staging) == "chunks") && make_image_map<Config<C, O, S, Split>>(a, &images);
       return launch<Out, C, O, S, Split, 7>(a, g, y, images);

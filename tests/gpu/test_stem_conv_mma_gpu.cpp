@@ -13,7 +13,9 @@
 // direct kernel's.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "engine/packed/stem_conv.h"
@@ -149,6 +151,11 @@ TEST_CASE("the tensor-core stem matches its operands' convolution within f32 sum
       {2, 3, 40, 44, 64, 7, 2, 0, false},
   };
   for (const StemCase& s : testing::stem_cases()) cases.push_back(s);
+  // The Win = 7 kernel's staging: TMA where the build has wgmma ("auto"), else 16-byte chunks,
+  // which MDQ_STEM_STAGING=chunks selects on Hopper too.
+  const std::string staging = GENERATE(as<std::string>{}, "auto", "chunks");
+  ::setenv("MDQ_STEM_STAGING", staging.c_str(), 1);
+  INFO("staging " << staging);
   uint64_t seed = 2600;
   for (const auto op : {kernels::StemMmaOperands::SplitBf16, kernels::StemMmaOperands::Bf16})
     for (const StemCase& s : cases) check_case(s, testing::stem_inputs(s, seed += 10), op);
