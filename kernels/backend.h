@@ -139,6 +139,7 @@ struct CudaBackend {
   // ---- binary_conv.cu (W1A1), w1a16_conv.cu (W1A16/W2A16), binary_act.cu: engine/packed/
   decltype(&kernels::binary_conv2d) binary_conv2d = nullptr;
   decltype(&kernels::binary_conv_reads_pixel_popc) binary_conv_reads_pixel_popc = nullptr;
+  decltype(&kernels::binary_conv_fuses_shortcut) binary_conv_fuses_shortcut = nullptr;
   decltype(&kernels::w1a16_conv2d) w1a16_conv2d = nullptr;
   decltype(&kernels::maxpool_bits_nhwc) maxpool_bits_nhwc = nullptr;
   decltype(&kernels::global_avg_pool_bits) global_avg_pool_bits = nullptr;

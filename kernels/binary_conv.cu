@@ -33,6 +33,7 @@
 // which is exactly b0 (bytes 0..15 of a 32-byte k-step row) and b1 (bytes 16..31).
 #include <algorithm>
 
+#include "common/error.h"
 #include "kernels/backend.h"
 #include "kernels/binary_conv.h"
 #include "kernels/binary_conv_common.cuh"
@@ -189,11 +190,17 @@ size_t binary_conv_smem_bytes(int k_words) {
   return sizeof(uint32_t) * kCols * (chunk + 4) + sizeof(int2) * chunk;
 }
 
-bool binary_conv_reads_pixel_popc(const BinaryConvArgs& a) { return !wgmma_applies(conv_shape(a)); }
+bool binary_conv_reads_pixel_popc(const BinaryConvArgs& a) {
+  return a.mode != BinaryEpilogue::ShortcutSignPack && !wgmma_applies(conv_shape(a));
+}
+
+bool binary_conv_fuses_shortcut(const BinaryConvArgs& a) { return fuses_shortcut(a, conv_shape(a)); }
 
 void binary_conv2d(const BinaryConvArgs& a) {
   const Geometry g = make_geometry(a);
   if (g.M <= 0 || g.O <= 0) return;
+  MDQ_CHECK(a.mode != BinaryEpilogue::ShortcutSignPack || fuses_shortcut(a, g),
+            "binary_conv2d: ShortcutSignPack where the fused kernel does not run (binary_conv_fuses_shortcut)");
   if (conv2d_wgmma(a, g)) return;
   const size_t smem = binary_conv_smem_bytes(g.Ktot);
   const bool k3 = g.KH == 3 && g.KW == 3;
@@ -217,6 +224,7 @@ void binary_conv2d(const BinaryConvArgs& a) {
 void register_binary_conv(CudaBackend& b) {
   b.binary_conv2d = binary_conv2d;
   b.binary_conv_reads_pixel_popc = binary_conv_reads_pixel_popc;
+  b.binary_conv_fuses_shortcut = binary_conv_fuses_shortcut;
 }
 
 }  // namespace mdq::kernels

@@ -27,8 +27,24 @@ namespace mdq::kernels {
 //              s = +1 where bit o of skip_bits (u32, out's shape: the block's packed ±1 input)
 //              is set, else -1: the end of a block with the identity skip, all in integers.
 //              thresholds [4][O]: SignPack's (dmin, flip) for s = -1, then for s = +1.
+//   ShortcutSignPack  out_bits as ResidualSignPack's, its residual worked out in the same kernel:
+//              the block's 1x1 strided shortcut conv on the block's packed input, folded BN
+//              (shortcut.scale d_s + shortcut.shift: the f32 value binary_conv2d's Affine gives,
+//              so the bits equal ResidualSignPack's on that output). The f32 skip never goes to
+//              memory. The sm_90a kernel only: binary_conv_fuses_shortcut says where it runs.
 // scale / shift may be null (1 and 0).
-enum class BinaryEpilogue { Int32, Int16, Affine, AffineRelu, SignPack, ResidualSignPack, SkipSignPack };
+enum class BinaryEpilogue { Int32, Int16, Affine, AffineRelu, SignPack, ResidualSignPack, SkipSignPack, ShortcutSignPack };
+
+// ShortcutSignPack's shortcut: a 1x1 conv, stride `stride`, no padding, whose output has the
+// main conv's shape.
+struct BinaryShortcut {
+  const uint32_t* x = nullptr;         // the block's packed input [N][H][W][ceil(C/32)]
+  const uint32_t* w = nullptr;         // packed weights [O][ceil(C/32)]
+  const int32_t* tap_popc = nullptr;   // [O][2]: popc of each filter's words (its one tap, the total)
+  const float* scale = nullptr;        // may be null (1)
+  const float* shift = nullptr;        // may be null (0)
+  int H = 0, W = 0, C = 0, stride = 1;
+};
 
 struct BinaryConvArgs {
   const uint32_t* x = nullptr;          // packed NHWC activations [N][H][W][Cw], Cw = ceil(C/32)
@@ -43,11 +59,16 @@ struct BinaryConvArgs {
   const float* residual = nullptr;       // ResidualSignPack
   uint32_t* out_bits = nullptr;          // ResidualSignPack
   const uint32_t* skip_bits = nullptr;   // SkipSignPack
+  BinaryShortcut shortcut;               // ShortcutSignPack
   void* out = nullptr;
 };
 // Limits the caller checks: KH*KW <= 31 taps; N*OH*OW and N*H*W*ceil(C/32) below 2^31.
 
 void binary_conv2d(const BinaryConvArgs& a);
+// Whether binary_conv2d runs ShortcutSignPack for a: the sm_90a kernel applies (see
+// binary_conv_common.cuh's wgmma_applies), the shortcut's input has an even number of words a
+// pixel, at most 8 (one k256 step: C <= 256), and its output has the main conv's shape.
+bool binary_conv_fuses_shortcut(const BinaryConvArgs& a);
 // Whether binary_conv2d(a) reads a.pixel_popc: the sm_90a kernel counts popc(A&M) on the tensor
 // core and does not, so the caller computes the popcounts (a pass over the input) only when needed.
 bool binary_conv_reads_pixel_popc(const BinaryConvArgs& a);

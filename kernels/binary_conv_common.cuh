@@ -216,6 +216,37 @@ __device__ __forceinline__ void load_row_inputs(RowInputs& in, int m, const Bina
     for (int j = 0; j < 8; ++j) in.residual[j] = residual_pair(args, g, m, n0 + 8 * j + 2 * tq);
 }
 
+// ShortcutSignPack: the shortcut's per-column constants (column p = channel n0 + p), in shared
+// memory beside EpilogueTables, and the row's residual from the shortcut's accumulators
+// acc_s (wgmma m64n80: 64 channels and the ones column 64, whose dot product is popc(A_s)).
+// A 1x1 unpadded tap is inside the image for every pixel, so E12 is
+//   d_s = 4 popc(A_s & W_s) - 2 popc(A_s) - 2 popc(W_s) + C_s,
+// the value the Affine epilogue forms, and the residual is affine(aff[p], d_s), the f32 value a
+// separate shortcut conv writes: the signs equal ResidualSignPack's bit for bit.
+struct ShortcutTables {
+  int wtot2[kCols];   // 2 popc(W_s) (0 past O)
+  float2 aff[kCols];  // (scale, shift) (1, 0 past O or where null)
+};
+__device__ inline void load_shortcut_tables(ShortcutTables& s, const BinaryShortcut& sc, const Geometry& g, int n0) {
+  const int p = threadIdx.x, o = n0 + p;
+  if (p >= kCols) return;
+  const bool in = o < g.O;
+  s.wtot2[p] = in ? 2 * __ldg(sc.tap_popc + 2 * o + 1) : 0;
+  s.aff[p] = make_float2(in && sc.scale ? __ldg(sc.scale + o) : 1.f, in && sc.shift ? __ldg(sc.shift + o) : 0.f);
+}
+__device__ __forceinline__ void shortcut_row_inputs(RowInputs& in, const int32_t (&acc_s)[10][4], int h,
+                                                    const ShortcutTables& s, const BinaryShortcut& sc) {
+  const int lane = threadIdx.x & 31, tq = lane & 3;
+  const int popc_a = __shfl_sync(0xffffffffu, acc_s[8][2 * h], lane & ~3);  // column 64, held by lane 4 g
+  const int r = 2 * popc_a - sc.C;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int c = 8 * j + 2 * tq;
+    in.residual[j] = make_float2(affine(s.aff[c], 4 * acc_s[j][2 * h] - r - s.wtot2[c]),
+                                 affine(s.aff[c + 1], 4 * acc_s[j][2 * h + 1] - r - s.wtot2[c + 1]));
+  }
+}
+
 // The epilogue of one row (8 h + g of the lane's m16 block) of the 64-column slice: output
 // pixel m (>= M: nothing is written, but every lane must call: it shuffles), r and tap mask of
 // that row. ahead: the row's residual read ahead (load_row_inputs), or null: read here (the
@@ -282,7 +313,9 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
   }
   // Columns (= channels) 2 tq and 2 tq + 1 side by side: one 8-byte access (4 for Int16) when O
   // is even.
-  const bool pair = (g.O & 1) == 0, residual = args.mode == BinaryEpilogue::ResidualSignPack;
+  // (ShortcutSignPack's residual always comes in `ahead`, from the shortcut's accumulators.)
+  const bool pair = (g.O & 1) == 0,
+             residual = args.mode == BinaryEpilogue::ResidualSignPack || args.mode == BinaryEpilogue::ShortcutSignPack;
   uint32_t bits[2] = {0u, 0u};  // ResidualSignPack's signs
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
@@ -346,5 +379,7 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
 bool wgmma_applies(const ConvShape& g);
 // Runs it when it applies (true), else returns false.
 bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g);
+// binary_conv_fuses_shortcut (binary_conv.h) for a of shape g.
+bool fuses_shortcut(const BinaryConvArgs& a, const ConvShape& g);
 
 }  // namespace mdq::kernels::binary

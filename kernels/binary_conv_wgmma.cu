@@ -18,7 +18,11 @@
 //     keep the tensor core busy while one of them is in its epilogue;
 //   - a residual's f32 row, the epilogue's global inputs, is read while the MMAs run, in an
 //     instantiation of its own (kReadAhead): holding it takes 112-125 registers a thread against
-//     ~70, which would cost the other modes CTAs per SM for nothing.
+//     ~70, which would cost the other modes CTAs per SM for nothing;
+//   - ShortcutSignPack (kShortcut) computes that residual instead: the block's 1x1 strided
+//     shortcut conv is one more k256 step (its weights after the main ones, its gathered pixel
+//     after each tile's main steps) into accumulators of its own, so a downsampling block's end
+//     reads no f32 map and the shortcut conv writes none.
 // Measured on an H200 (benchmarks/results): 1.7-2.1x cuDNN bf16 on ResNet-18's ImageNet layers,
 // about the mma.sync kernel's speed: still issue-bound, now on the per-output epilogue (~40% of
 // the instructions at C = 64) with the tensor core ~11% busy.
@@ -60,24 +64,39 @@ struct alignas(16) Copy {
 
 struct NoRowInputs {};  // what the kernel holds of the epilogue's inputs without kReadAhead
 
+// ShortcutSignPack: output pixel m's word offset in the shortcut's input (its one tap), or -1
+// past M (nothing is read).
+__device__ __forceinline__ int shortcut_base(const BinaryShortcut& sc, const Geometry& g, int m) {
+  if (m >= g.M) return -1;
+  const int n = g.ohw.div(m), rem = m - n * g.OH * g.OW, oh = g.ow.div(rem), ow = rem - oh * g.OW;
+  return ((n * sc.H + oh * sc.stride) * sc.W + ow * sc.stride) * ((sc.C + 31) / 32);
+}
+
 // KS = 3: 3x3 taps unrolled in the row geometry; 0: any size. UW = words per cp.async (2 when
 // Cw is even, so a copy never straddles two taps; else 1). kReadAhead: the epilogue's global
-// inputs are read while the MMAs run (reads_row_inputs_ahead(mode) only). nbuf = 2 activation tile
-// buffers (the next tile's gather overlaps this tile's MMAs) or 1 (long K: more CTAs an SM instead).
-template <int KS, int UW, bool kReadAhead>
+// inputs are read while the MMAs run (reads_row_inputs_ahead(mode) only). kShortcut:
+// ShortcutSignPack, whose shortcut is step `steps` of both operands (tsteps = steps + 1 a buffer).
+// nbuf = 2 activation tile buffers (the next tile's gather overlaps this tile's MMAs) or 1 (long
+// K: more CTAs an SM instead).
+template <int KS, int UW, bool kReadAhead, bool kShortcut>
 __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvArgs args, Geometry g, int steps,
                                                                      int nbuf) {
 #ifdef MDQ_WGMMA_AVAILABLE
+  constexpr int kExtra = kShortcut ? 1 : 0;
+  const int tsteps = steps + kExtra;  // k256 steps of one operand buffer
   extern __shared__ __align__(128) uint8_t smem[];
-  uint8_t* Bs = smem;                                             // [steps] weights of the slice
-  uint8_t* As = smem + steps * kBStep;                            // [nbuf][steps] activation tiles
-  Copy* copies = reinterpret_cast<Copy*>(As + nbuf * steps * kAStep);  // [Ktot / UW]
+  uint8_t* Bs = smem;                                             // [tsteps] weights of the slice
+  uint8_t* As = smem + tsteps * kBStep;                           // [nbuf][tsteps] activation tiles
+  Copy* copies = reinterpret_cast<Copy*>(As + nbuf * tsteps * kAStep);  // [Ktot / UW]
   __shared__ EpilogueTables tables;
   __shared__ Row rows[2][kRows];
+  __shared__ std::conditional_t<kShortcut, ShortcutTables, char> stables;
+  __shared__ std::conditional_t<kShortcut, int[2][kRows], char> srows;  // shortcut_base of each row
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2;
   const int n0 = blockIdx.y * kCols;
   load_epilogue_tables(tables, args, g, n0);
+  if constexpr (kShortcut) load_shortcut_tables(stables, args.shortcut, g, n0);
   // The slice's weights by cp.async (a plain load-then-store loop would wait out one global
   // latency per word): column p < 64 = channel n0 + slice_channel(p, mode), zero past O and K;
   // column 64 = ones up to K; the rest zero.
@@ -97,6 +116,24 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
       }
     }
   }
+  if constexpr (kShortcut) {  // step `steps` of B: the shortcut's 1x1 weights, as the main ones
+    const int sw = (args.shortcut.C + 31) / 32;  // even, <= 8 (binary_conv_fuses_shortcut)
+    for (int p = warp; p < kN; p += kThreads / 32) {
+      const int o = n0 + p;
+      const bool channel = p < kCols && o < g.O;
+      const uint32_t* w_row = args.shortcut.w + (channel ? (long long)o * sw : 0);
+      if (lane < 4) {
+        const int k = 2 * lane;
+        const uint32_t dst = b_base + operand_offset<kN>(steps, p, k);
+        if (p == kCols) {
+          const uint32_t ones = k < sw ? ~0u : 0u;
+          *reinterpret_cast<uint2*>(Bs + (dst - b_base)) = make_uint2(ones, ones);
+        } else {
+          ptx::cp_async_gather<8>(dst, w_row, k, channel && k < sw);
+        }
+      }
+    }
+  }
   const int ncopies = g.Ktot / UW;
   for (int i = tid; i < ncopies; i += kThreads) {
     const int k = i * UW;
@@ -107,14 +144,30 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
   // The gather of one tile into buffer b: two threads a row, alternate copies.
   const int my_row = tid & (kRows - 1);
   const uint32_t a_row0 = smem_u32(As) + operand_offset<kRows>(0, my_row, 0);
-  auto stage_a = [&](int b, Row row) {  // (by value: one read of the row, not one a copy)
-    const uint32_t a_row = a_row0 + b * steps * kAStep;
+  auto stage_a = [&](int b, Row row, int sbase) {  // (by value: one read of the row, not one a copy)
+    const uint32_t a_row = a_row0 + b * tsteps * kAStep;
     // x + the row's base: only read at taps inside the image (the base may point before x)
     const uint32_t* src = args.x + row.base;
     for (int i = tid >> 6; i < ncopies; i += 2) {
       const Copy c = copies[i];
       ptx::cp_async_gather<4 * UW>(a_row + c.dst, src, c.src, (row.mask & static_cast<uint32_t>(c.tap_bit)) != 0u);
     }
+    if constexpr (kShortcut) {  // the row's shortcut pixel into step `steps`, 2 words a copy
+      const int sw = (args.shortcut.C + 31) / 32;
+      const uint32_t* s_src = args.shortcut.x + (sbase >= 0 ? sbase : 0);
+      for (int k = 2 * (tid >> 6); k < sw; k += 4)
+        ptx::cp_async_gather<8>(a_row + operand_offset<kRows>(steps, 0, k), s_src, k, sbase >= 0);
+    }
+  };
+  // The geometry of tile t's row `tid` into row table b (tid < kRows).
+  auto fill_row = [&](int b, int t) {
+    const int m = t * kRows + tid;
+    rows[b][tid] = row_geometry<KS, false>(args, g, m);
+    if constexpr (kShortcut) srows[b][tid] = shortcut_base(args.shortcut, g, m);
+  };
+  auto shortcut_of = [&](int b) {
+    if constexpr (kShortcut) return srows[b][my_row];
+    else return 0;
   };
 
   // Per tile: the MMAs of tile t are issued, then the rows of tile t + 1 are worked out and its
@@ -123,13 +176,14 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
   // what the last one read.
   const int tiles = (g.M + kRows - 1) / kRows;
   int tile = blockIdx.x, b = 0;
-  if (tile < tiles && tid < kRows) rows[0][tid] = row_geometry<KS, false>(args, g, tile * kRows + tid);
+  if (tile < tiles && tid < kRows) fill_row(0, tile);
   __syncthreads();  // tables, copy list and the first tile's rows are in
-  if (tile < tiles) stage_a(0, rows[0][my_row]);
+  if (tile < tiles) stage_a(0, rows[0][my_row], shortcut_of(0));
   ptx::cp_async_commit();
   const uint64_t a_desc0 = ptx::wgmma_desc(smem_u32(As), 16 * kRows, 128);
   const uint64_t b_desc0 = ptx::wgmma_desc(smem_u32(Bs), 16 * kN, 128);
   int32_t acc[10][4] = {};
+  [[maybe_unused]] std::conditional_t<kShortcut, int32_t[10][4], char> acc_s{};
   for (; tile < tiles; tile += gridDim.x, b ^= 1) {  // uniform across the CTA
     const int abuf = nbuf == 2 ? b : 0;
     ptx::cp_async_wait<0>();          // this thread's copies of `tile` (and the weights) have landed,
@@ -138,9 +192,11 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
 
     ptx::wgmma_fence();  // acc was last written by the epilogue
     // (descriptor address fields count 16-byte units)
-    const uint64_t a_desc = a_desc0 + static_cast<uint64_t>(abuf * steps) * (kAStep >> 4);
+    const uint64_t a_desc = a_desc0 + static_cast<uint64_t>(abuf * tsteps) * (kAStep >> 4);
     for (int s = 0; s < steps; ++s)
       ptx::wgmma_b1_m64n80k256(acc, a_desc + s * (kAStep >> 4), b_desc0 + s * (kBStep >> 4), s > 0);
+    if constexpr (kShortcut)
+      ptx::wgmma_b1_m64n80k256(acc_s, a_desc + steps * (kAStep >> 4), b_desc0 + steps * (kBStep >> 4), false);
     ptx::wgmma_commit();
     // The epilogue's residual row read while the MMAs run (kReadAhead: ResidualSignPack).
     [[maybe_unused]] std::conditional_t<kReadAhead, RowInputs[2], NoRowInputs> ahead;
@@ -151,10 +207,10 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
 
     const int next = tile + gridDim.x;
     if (next < tiles) {
-      if (tid < kRows) rows[b ^ 1][tid] = row_geometry<KS, false>(args, g, next * kRows + tid);
+      if (tid < kRows) fill_row(b ^ 1, next);
       if (nbuf == 1) ptx::wgmma_wait<0>();
       __syncthreads();  // the next tile's rows are in (and, with one buffer, all MMAs are done)
-      stage_a(nbuf == 2 ? b ^ 1 : 0, rows[b ^ 1][my_row]);
+      stage_a(nbuf == 2 ? b ^ 1 : 0, rows[b ^ 1][my_row], shortcut_of(b ^ 1));
       ptx::cp_async_commit();
     }
     ptx::wgmma_wait<0>();
@@ -169,6 +225,11 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
       const int r = 2 * popc_a - __popc(row.mask) * g.C;
       const RowInputs* inputs = nullptr;  // null: the epilogue reads its inputs in place
       if constexpr (kReadAhead) inputs = &ahead[h];
+      [[maybe_unused]] std::conditional_t<kShortcut, RowInputs, NoRowInputs> from_shortcut;
+      if constexpr (kShortcut) {
+        shortcut_row_inputs(from_shortcut, acc_s, h, stables, args.shortcut);
+        inputs = &from_shortcut;
+      }
       epilogue_row(channels, h, tile * kRows + local, r, row.mask, tables, args, g, n0, inputs);
     }
   }
@@ -183,10 +244,13 @@ int buffers(int steps, int ktot) { return smem_bytes(steps, ktot, 2) + 16 * 1024
 
 template <int KS, int UW>
 void launch(const BinaryConvArgs& a, const Geometry& g, int steps) {
-  const auto kernel = reads_row_inputs_ahead(a.mode) ? binary_conv_wgmma_kernel<KS, UW, true>
-                                                     : binary_conv_wgmma_kernel<KS, UW, false>;
-  const int nbuf = buffers(steps, g.Ktot);
-  const size_t smem = smem_bytes(steps, g.Ktot, nbuf);
+  const bool shortcut = a.mode == BinaryEpilogue::ShortcutSignPack;
+  const auto kernel = shortcut                         ? binary_conv_wgmma_kernel<KS, UW, false, true>
+                      : reads_row_inputs_ahead(a.mode) ? binary_conv_wgmma_kernel<KS, UW, true, false>
+                                                       : binary_conv_wgmma_kernel<KS, UW, false, false>;
+  const int tsteps = steps + (shortcut ? 1 : 0);
+  const int nbuf = buffers(tsteps, g.Ktot);
+  const size_t smem = smem_bytes(tsteps, g.Ktot, nbuf);
   const dim3 grid = persistent_grid(kernel, kThreads, smem, (g.M + kRows - 1) / kRows, (g.O + kCols - 1) / kCols);
   kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g, steps, nbuf);
   CUDA_CHECK_LAUNCH();
@@ -204,6 +268,15 @@ bool wgmma_applies(const ConvShape& g) {
   if (const char* e = std::getenv("MDQ_W1A1_KERNEL"); e && std::strcmp(e, "mma") == 0) return false;
   return smem_bytes((g.Ktot + 7) / 8, g.Ktot, 1) <= 200 * 1024;  // K up to ~8,000 channels x 3x3
 #endif
+}
+
+bool fuses_shortcut(const BinaryConvArgs& a, const ConvShape& g) {
+  const BinaryShortcut& s = a.shortcut;
+  if (!s.x || !s.w || !s.tap_popc || s.stride < 1 || s.H < 1 || s.W < 1) return false;
+  const int sw = (s.C + 31) / 32;
+  const bool one_step = s.C > 0 && sw % 2 == 0 && sw <= 8;
+  return one_step && (s.H - 1) / s.stride + 1 == g.OH && (s.W - 1) / s.stride + 1 == g.OW &&
+         static_cast<long long>(a.N) * s.H * s.W * sw < (1LL << 31) && wgmma_applies(g);
 }
 
 bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g) {

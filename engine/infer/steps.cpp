@@ -205,11 +205,8 @@ void BinaryBlock::run(Activation& a) const {
   Activation h = a;
   first.run(h);
   if (shortcut) {
-    Activation s = a;
-    shortcut->run(s);
-    a.x = packed::binary_conv2d_residual(h.x, second.w, second.g, second.out.scale, second.out.shift, s.x,
-                                         /*with_sum=*/false)
-              .bits;
+    a.x = packed::binary_conv2d_shortcut_signs(h.x, second.w, second.g, second.out.scale, second.out.shift, a.x,
+                                               {shortcut->w, shortcut->g, shortcut->out.scale, shortcut->out.shift});
   } else {
     a.x = packed::binary_conv2d_skip_signs(h.x, second.w, second.g, second.out.scale, second.out.shift, a.x,
                                            skip_thresholds);

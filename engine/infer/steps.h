@@ -182,9 +182,10 @@ struct ResidualSum final : Step {
 
 // A Bi-Real-style binary block on Bits: first = conv-BN-sign (SignPack), then second = conv-BN
 // (its folded BN in second.out) whose output plus the skip is signed and packed in the same
-// pass. The skip is the shortcut's conv-BN as f32 Affine (packed::binary_conv2d_residual, its
-// sum not written), or, with no shortcut, the block's ±1 input read as the bits it already is
-// (packed::binary_conv2d_skip_signs: integer thresholds per skip sign, skip_thresholds).
+// pass. The skip is the shortcut's conv-BN on the block's input (packed::binary_conv2d_shortcut_signs:
+// in the same kernel on Hopper, else as an f32 Affine map), or, with no shortcut, the block's ±1
+// input read as the bits it already is (packed::binary_conv2d_skip_signs: integer thresholds per
+// skip sign, skip_thresholds).
 struct BinaryBlock final : Step {
   void run(Activation& a) const override;
   void count(Census& c) const override;

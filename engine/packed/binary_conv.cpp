@@ -267,6 +267,40 @@ ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, C
   return r;
 }
 
+Tensor binary_conv2d_shortcut_signs(const Tensor& h, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
+                                    const Tensor& shift, const Tensor& x, const Shortcut& sc, bool* fused) {
+  const char* op = "binary_conv2d_shortcut_signs";
+  const Shape shape = check_w1a1(op, h, w, g, scale, shift);
+  const Shape s_shape = check_w1a1(op, x, sc.w, sc.g, sc.scale, sc.shift);
+  check_same_device(op, h, x);
+  MDQ_CHECK(s_shape == shape, op << ": the shortcut's output " << Tensor::empty(s_shape).describe()
+                                 << " must have the main conv's shape " << Tensor::empty(shape).describe());
+  if (fused) *fused = false;
+  if (h.is_cuda() && sc.w.kernel_h() == 1 && sc.w.kernel_w() == 1 && sc.g.padding == 0) {
+    Tensor pixel_popc;
+    kernels::BinaryConvArgs a = cuda_args(op, h, w, g, shape, scale, shift, pixel_popc);
+    a.mode = kernels::BinaryEpilogue::ShortcutSignPack;
+    kernels::BinaryShortcut& s = a.shortcut;
+    s.x = x.data<uint32_t>();
+    s.w = sc.w.sign.data<uint32_t>();
+    s.tap_popc = sc.w.tap_popc.data<int32_t>();
+    s.scale = sc.scale.defined() ? sc.scale.data<float>() : nullptr;
+    s.shift = sc.shift.defined() ? sc.shift.data<float>() : nullptr;
+    s.H = static_cast<int>(x.dim(1)), s.W = static_cast<int>(x.dim(2));
+    s.C = static_cast<int>(sc.w.channels), s.stride = static_cast<int>(sc.g.stride);
+    if (cuda_impl(op, &CudaBackend::binary_conv_fuses_shortcut)(a)) {
+      Tensor bits = Tensor::empty({shape[0], shape[1], shape[2], packed_words(shape[3])}, DType::U32, h.device());
+      a.out = nullptr;  // the signs only
+      a.out_bits = bits.data<uint32_t>();
+      cuda_impl(op, &CudaBackend::binary_conv2d)(a);
+      if (fused) *fused = true;
+      return bits;
+    }
+  }
+  const Tensor skip = binary_conv2d(x, sc.w, sc.g, {BinaryOutputMode::Affine, sc.scale, sc.shift});
+  return binary_conv2d_residual(h, w, g, scale, shift, skip, /*with_sum=*/false).bits;
+}
+
 Tensor binary_conv2d_skip_signs(const Tensor& x, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
                                 const Tensor& shift, const Tensor& skip_bits, const Tensor& thresholds) {
   const char* op = "binary_conv2d_skip_signs";

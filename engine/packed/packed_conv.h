@@ -80,6 +80,21 @@ ResidualOutput binary_conv2d_residual(const Tensor& x_bits, const PackedWeights&
 // (undefined: made per call).
 Tensor binary_conv2d_skip_signs(const Tensor& x_bits, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
                                 const Tensor& shift, const Tensor& skip_bits, const Tensor& thresholds = {});
+// The end of a block whose skip is a shortcut conv-BN on the block's input x_bits (a
+// downsampling block): binary_conv2d_residual(h_bits, w, g, scale, shift, binary_conv2d(x_bits,
+// shortcut.w, shortcut.g, {Affine, shortcut.scale, shortcut.shift}), false).bits, bit for bit.
+// On the GPU where kernels/binary_conv.h's ShortcutSignPack takes it (sm_90a; a 1x1 unpadded
+// shortcut on an even number of words a pixel, at most 8), one kernel does it all and the f32
+// skip never goes to memory; else those two calls. *fused (when given) says which ran.
+struct Shortcut {
+  const PackedWeights& w;  // binary
+  ConvGeometry g;
+  const Tensor& scale;     // f32 [O] or undefined
+  const Tensor& shift;
+};
+Tensor binary_conv2d_shortcut_signs(const Tensor& h_bits, const PackedWeights& w, ConvGeometry g, const Tensor& scale,
+                                    const Tensor& shift, const Tensor& x_bits, const Shortcut& shortcut,
+                                    bool* fused = nullptr);
 // x_bits u32 [N][Cw] -> [N][O or ceil(O/32)]; w packed from [O][C].
 Tensor binary_linear(const Tensor& x_bits, const PackedWeights& w, const BinaryOutput& out = {});
 

@@ -167,6 +167,24 @@ TEST_CASE("W1A1 block end: affine + residual and its packed signs; bad residual 
                       Catch::Contains("residual"));
 }
 
+TEST_CASE("W1A1 block end with a shortcut conv: the signs of affine + the shortcut's affine; bad shapes refused") {
+  const int64_t N = 2, C = 40, H = 9, O = 70;  // a 1x1 stride-2 shortcut: 9x9 -> 5x5
+  Tensor x = pack_signs(random_signs({N, H, H, C}, 51));
+  Tensor h = pack_signs(random_signs({N, 5, 5, O}, 52));
+  PackedWeights w = pack_binary_weights(random_signs({O, O, 3, 3}, 53));
+  PackedWeights ws = pack_binary_weights(random_signs({O, C, 1, 1}, 54));
+  Tensor scale = testing::random_tensor({O}, 55, 0.02f, 0.1f), shift = testing::random_tensor({O}, 56, -1.f, 1.f);
+  Tensor s_scale = testing::random_tensor({O}, 57, 0.05f, 0.2f), s_shift = testing::random_tensor({O}, 58, -1.f, 1.f);
+  bool fused = true;
+  Tensor got = binary_conv2d_shortcut_signs(h, w, {1, 1}, scale, shift, x, {ws, {2, 0}, s_scale, s_shift}, &fused);
+  CHECK_FALSE(fused);  // the CPU runs the two steps
+  Tensor skip = binary_conv2d(x, ws, {2, 0}, {BinaryOutputMode::Affine, s_scale, s_shift});
+  Tensor y = binary_conv2d_residual(h, w, {1, 1}, scale, shift, skip).y;
+  REQUIRE(words(got) == words(pack_signs(y)));
+  REQUIRE_THROWS_WITH(binary_conv2d_shortcut_signs(h, w, {1, 1}, scale, shift, x, {ws, {1, 0}, s_scale, s_shift}),
+                      Catch::Contains("shortcut's output"));
+}
+
 TEST_CASE("W1A1 block end with the identity skip as bits: the signs of affine + ±1, bit for bit") {
   // O = 40 (a partial word), scales k/8 so that scale·d is exact (the reference's sum is then the
   // same with or without a fused multiply-add) and shifts on the grid of 1/8, so that affine + s

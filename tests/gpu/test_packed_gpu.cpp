@@ -2,10 +2,12 @@
 // MMA) against the CPU references. W1A1 must match exactly (int32); failures print the first
 // mismatching (n, oh, ow, o) and the shape, which points straight at a fragment-layout error.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <iterator>
 #include <vector>
 
+#include "engine/device.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/packed_conv.h"
 #include "tests/support/conv_case.h"
@@ -80,6 +82,15 @@ std::string use_each_w1a1_kernel() {
   const std::string kernel = GENERATE(as<std::string>{}, "auto", "mma");
   ::setenv("MDQ_W1A1_KERNEL", kernel.c_str(), 1);
   return "W1A1 kernel " + kernel + ": ";
+}
+
+// Whether the sm_90a W1A1 kernel runs here: built for it, on a compute capability 9.0 GPU.
+bool wgmma_runs() {
+#ifdef MDQ_HAS_SM90A
+  return cuda_device_name().find("(sm_90)") != std::string::npos;
+#else
+  return false;
+#endif
 }
 
 }  // namespace
@@ -223,6 +234,60 @@ TEST_CASE("W1A1 block end on the GPU: affine + residual in f32 and its signs pac
     testing::require_close(got.y, e.y, 1e-4f, 1e-6f, "affine + residual " + describe(c));
     // The signs are exactly those of the GPU's own sum.
     require_equal_nhwc(got.bits, pack_signs(got.y.cpu()), "signs of the sum " + describe(c));
+  }
+}
+
+TEST_CASE("W1A1 block end on the GPU with a shortcut conv: the fused kernel equals the two steps bit for bit") {
+  const std::string kernel = use_each_w1a1_kernel();
+  INFO(kernel);
+  // ResNet-18's downsampling blocks (shortcut input 2, 4 and 8 words a pixel), an odd map (15 ->
+  // 8), 96 channels out (a partial second slice), batch 1, more tiles than CTAs; the shortcut's C
+  // = 96 (3 words a pixel) and a 3x3 shortcut take the two steps on every kernel.
+  struct BlockCase {
+    int64_t N, C, H, O, sk, spad;  // block input N x H x H x C, output O, shortcut sk x sk, padding spad
+  };
+  for (const BlockCase& c : {BlockCase{2, 64, 16, 128, 1, 0}, BlockCase{1, 128, 15, 256, 1, 0},
+                             BlockCase{2, 256, 14, 512, 1, 0}, BlockCase{3, 64, 9, 96, 1, 0},
+                             BlockCase{16, 64, 28, 128, 1, 0}, BlockCase{2, 96, 10, 64, 1, 0},
+                             BlockCase{2, 64, 10, 64, 3, 1}}) {
+    INFO("N " << c.N << " C " << c.C << " H " << c.H << " O " << c.O << " shortcut " << c.sk << "x" << c.sk);
+    const int64_t OH = (c.H + 2 * c.spad - c.sk) / 2 + 1;
+    const Tensor x = pack_signs(random_signs({c.N, c.H, c.H, c.C}, 120 + c.C)).cuda();
+    const Tensor h = pack_signs(random_signs({c.N, OH, OH, c.O}, 121 + c.O)).cuda();
+    const PackedWeights w = pack_binary_weights(random_signs({c.O, c.O, 3, 3}, 122 + c.O)).to(Device::CUDA);
+    const PackedWeights ws = pack_binary_weights(random_signs({c.O, c.C, c.sk, c.sk}, 123 + c.C)).to(Device::CUDA);
+    // Scales and shifts that put the sums' signs near their ties (both branches of similar size).
+    const Tensor scale = testing::random_tensor({c.O}, 124, 0.01f, 0.1f, Device::CUDA);
+    const Tensor shift = testing::random_tensor({c.O}, 125, -1.f, 1.f, Device::CUDA);
+    const Tensor s_scale = testing::random_tensor({c.O}, 126, 0.02f, 0.2f, Device::CUDA);
+    const Tensor s_shift = testing::random_tensor({c.O}, 127, -1.f, 1.f, Device::CUDA);
+    const ConvGeometry gs{2, c.spad};
+    bool fused = false;
+    const Tensor got = binary_conv2d_shortcut_signs(h, w, {1, 1}, scale, shift, x, {ws, gs, s_scale, s_shift}, &fused);
+    CHECK(fused == (kernel.find("auto") != std::string::npos && c.C % 64 == 0 && c.sk == 1 && wgmma_runs()));
+    const Tensor skip = binary_conv2d(x, ws, gs, {BinaryOutputMode::Affine, s_scale, s_shift});
+    const ResidualOutput two = binary_conv2d_residual(h, w, {1, 1}, scale, shift, skip);
+    require_equal_nhwc(got.cpu(), two.bits.cpu(), "fused vs two steps");
+    // Against the CPU's two steps: a bit may differ only where the sum is within f32 rounding of
+    // 0 (the CPU rounds scale d before adding shift; the GPU fuses them).
+    const Tensor y_cpu = binary_conv2d_residual(h.cpu(), w.to(Device::CPU), {1, 1}, scale.cpu(), shift.cpu(),
+                                                binary_conv2d(x.cpu(), ws.to(Device::CPU), gs,
+                                                              {BinaryOutputMode::Affine, s_scale.cpu(), s_shift.cpu()}))
+                             .y;
+    const std::vector<uint32_t> g = words(got.cpu()), e = words(pack_signs(y_cpu));
+    const std::vector<float> yv = y_cpu.to_vector();
+    const int64_t Ow = (c.O + 31) / 32;
+    int64_t differ = 0, far = 0;
+    for (int64_t p = 0; p < c.N * OH * OH; ++p)
+      for (int64_t o = 0; o < c.O; ++o) {
+        const uint32_t bit = 1u << (o % 32);
+        if ((g[p * Ow + o / 32] & bit) != (e[p * Ow + o / 32] & bit)) {
+          ++differ;
+          far += std::fabs(yv[p * c.O + o]) > 1e-5f;
+        }
+      }
+    INFO(differ << " bits differ from the CPU's, " << far << " of them away from a tie");
+    CHECK(far == 0);
   }
 }
 
