@@ -16,8 +16,9 @@
 //                on the float engine (f32: its sign must be the float engine's), the signs
 //                packed and max-pooled as bits, both convs of every block and the downsamples
 //                on the b1 tensor cores with the signs of the sum in the second conv's epilogue
-//                (binary_conv2d_skip_signs / _residual), then the float engine's average pool and the fc on
-//                W1A16.
+//                (binary_conv2d_skip_signs; in a downsampling block binary_conv2d_shortcut_signs,
+//                which on Hopper runs the 1x1 shortcut in the second conv's kernel), then the
+//                float engine's average pool and the fc on W1A16.
 //   W1A16 stem16 / W1A1 stem16   the same as W1A16 / W1A1 (split) with LowerOptions::stem Bf16:
 //                the stem as one step (infer::Bf16Stem) that hands NHWC on, so the max pool
 //                (W1A16) or the sign packing and the bit max pool (W1A1) run on NHWC: no NCHW f32
@@ -32,7 +33,7 @@
 //                the packed bits (packed::stem_conv_signs, 8 bytes a pixel) instead of the f32
 //                map (256) that Binarize read back; with MDQ_STEM_DIRECT=0 the step runs the
 //                three passes and packs their signs.
-//   W1A1 tc stem the same as W1A1 with LowerOptions::stem TensorCores, mdq-infer's default: the
+//   W1A1 tc stem the same as W1A1 with LowerOptions::stem TensorCores, mdq-infer's plan: the
 //                stem and its sign one step (Bf16Stem::signs) as in W1A1 stem16, its sums on
 //                tensor cores from images and weights split into bf16 hi + lo, three MMAs a
 //                product (packed::stem_conv_signs with StemArithmetic::SplitBf16TensorCores,
@@ -43,8 +44,9 @@
 //                stem signs flip at near-ties (the check below prints its agreement).
 //   W1A1 graph / W1A1 s16 graph / W1A1 tc graph   the W1A1 plans' forward of the batch captured
 //                once as a CUDA graph (engine/cuda_graph.h) after eager runs, timed as replays:
-//                what launch overhead costs the eager plan. Only here: mdq-infer runs its plans
-//                eagerly.
+//                what launch overhead costs the eager plan. "W1A1 tc graph" is what mdq-infer
+//                --engine packed runs by default (engine/graphed_forward.h: two eager batches,
+//                then replays; --cuda-graph off runs "W1A1 tc stem").
 // Each run starts from f32 NCHW images on the GPU (the plans' layout change included) and ends
 // in f32 logits. Also: a check at batch 8 that W1A16 agrees with cuDNN bf16 on the same ±1
 // weights and that the plans agree with the float engine (what mdq-infer --agree counts), a
@@ -578,10 +580,10 @@ int main(int argc, char** argv) {
               "  W1A16       %s\n  W1A16 split %s\n  W1A1        %s\n"
               "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::stem Bf16 (the stem one step into\n"
               "  NHWC: %s; W1A1 stem16: %s)\n"
-              "  W1A1 tc stem: W1A1 stem16 with LowerOptions::stem TensorCores (mdq-infer's default): %s\n"
+              "  W1A1 tc stem: W1A1 stem16 with LowerOptions::stem TensorCores (mdq-infer's plan): %s\n"
               "  W1A1 tc-bf16: the same with LowerOptions::stem TensorCoresBf16 (bf16-rounded images and weights)\n"
               "  W1A1 graph, W1A1 s16 graph, W1A1 tc graph: those W1A1 plans captured as a CUDA graph, timed as\n"
-              "  replays\n"
+              "  replays (W1A1 tc graph: what mdq-infer --engine packed runs by default)\n"
               "Weights MB = every tensor the version holds: conv/fc weights (bf16, f32, or packed bits with\n"
               "their tap popcounts), folded BN, sign thresholds. ms = median of 5 rounds of the mean over many\n"
               "forward passes (CUDA events, one stream), from f32 NCHW images to f32 logits.\n\n",

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # ImageNet ResNet-18 inference, mdq against PyTorch on this machine's GPU, back to back (issue #16's
 # fair baselines): benchmarks/bench_packed_resnet18 (mdq's cuDNN bf16 NHWC baseline, W1A16, W1A1, and
-# the stem and CUDA-graph variants; "W1A1 tc stem" is what mdq-infer --engine packed runs by default),
-# then benchmarks/pytorch_infer_resnet18.py (bf16 channels-last, eager and torch.compile). Then one
+# the stem and CUDA-graph variants; "W1A1 tc graph" is what mdq-infer --engine packed runs by default,
+# "W1A1 tc stem" the same plan launched kernel by kernel, as with --cuda-graph off), then
+# benchmarks/pytorch_infer_resnet18.py (bf16 channels-last, eager and torch.compile). Then one
 # table of images/s and ms per batch, ending with one line per batch:
 #   ratio resnet18-imagenet bs256: w1a1/eager = 1.41, w1a1/compile = 0.90, ...
-# where w1a1 is the default W1A1 plan (tensor-core stem) and w1a1-f32stem the plan with the stem on
-# the float engine.
+# where w1a1 is mdq-infer's default (the tensor-core stem's plan replayed from a CUDA graph),
+# w1a1-eager the same plan launched eagerly and w1a1-f32stem the plan with the stem on the float
+# engine.
 # Everything goes to stdout and to <folder>/<date>-<card>-infer-vs-pytorch.txt.
 #   scripts/infer-vs-pytorch.sh benchmarks/results [--build build] [--batches 1,32,256]
 #       [--compile-mode max-autotune | --no-compile]
@@ -67,10 +69,10 @@ def ratio(b, x, y):
     return f"{rate[b, x] / rate[b, y]:.2f}" if (b, x) in rate and (b, y) in rate else "n/a"
 print()
 for b in batches:
-    print(f"ratio resnet18-imagenet bs{b}: w1a1/eager = {ratio(b, 'mdq W1A1 tc stem', 'torch-eager')}, "
-          f"w1a1/compile = {ratio(b, 'mdq W1A1 tc stem', 'torch-compile')}, "
-          f"w1a1-graph/compile = {ratio(b, 'mdq W1A1 tc graph', 'torch-compile')}, "
-          f"w1a1/cudnn = {ratio(b, 'mdq W1A1 tc stem', 'mdq cuDNN bf16')}, "
+    print(f"ratio resnet18-imagenet bs{b}: w1a1/eager = {ratio(b, 'mdq W1A1 tc graph', 'torch-eager')}, "
+          f"w1a1/compile = {ratio(b, 'mdq W1A1 tc graph', 'torch-compile')}, "
+          f"w1a1-eager/compile = {ratio(b, 'mdq W1A1 tc stem', 'torch-compile')}, "
+          f"w1a1/cudnn = {ratio(b, 'mdq W1A1 tc graph', 'mdq cuDNN bf16')}, "
           f"w1a1-f32stem/compile = {ratio(b, 'mdq W1A1', 'torch-compile')}, "
           f"w1a1-tc-bf16/compile = {ratio(b, 'mdq W1A1 tc-bf16', 'torch-compile')}, "
           f"w1a16/eager = {ratio(b, 'mdq W1A16 stem16', 'torch-eager')}, "
