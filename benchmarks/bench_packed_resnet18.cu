@@ -33,6 +33,9 @@
 //                the packed bits (packed::stem_conv_signs, 8 bytes a pixel) instead of the f32
 //                map (256) that Binarize read back; with MDQ_STEM_DIRECT=0 the step runs the
 //                three passes and packs their signs.
+//   W1A16 tc stem  W1A16 stem16 with LowerOptions::stem TensorCores: the stem + BN + ReLU on tensor
+//                cores from split-bf16 images and weights, bf16 NHWC out (mdq-infer --engine packed
+//                --packed-precision bf16 on a float-activation network).
 //   W1A1 tc stem the same as W1A1 with LowerOptions::stem TensorCores, mdq-infer's plan: the
 //                stem and its sign one step (Bf16Stem::signs) as in W1A1 stem16, its sums on
 //                tensor cores from images and weights split into bf16 hi + lo, three MMAs a
@@ -310,7 +313,8 @@ class CudnnNet {
 // ---- the lowered versions
 
 enum class Version {
-  CudnnBF16, W1A16, W1A16Split, W1A1, W1A16Stem, W1A1Stem, W1A1Tc, W1A1TcBf16, W1A1Graph, W1A1StemGraph, W1A1TcGraph
+  CudnnBF16, W1A16, W1A16Split, W1A1, W1A16Stem, W1A16Tc, W1A1Stem, W1A1Tc, W1A1TcBf16, W1A1Graph, W1A1StemGraph,
+  W1A1TcGraph
 };
 const char* name(Version v) {
   switch (v) {
@@ -319,6 +323,7 @@ const char* name(Version v) {
     case Version::W1A16Split: return "W1A16 split";
     case Version::W1A1: return "W1A1";
     case Version::W1A16Stem: return "W1A16 stem16";
+    case Version::W1A16Tc: return "W1A16 tc stem";
     case Version::W1A1Stem: return "W1A1 stem16";
     case Version::W1A1Tc: return "W1A1 tc stem";
     case Version::W1A1TcBf16: return "W1A1 tc-bf16";
@@ -570,6 +575,7 @@ int main(int argc, char** argv) {
   const auto split = lower(*float_net, infer::PackedPrecision::SplitBF16);
   const auto w1a1 = lower(*sign_net, infer::PackedPrecision::SplitBF16);
   const auto w1a16_stem = lower(*float_net, infer::PackedPrecision::BF16, infer::StemPath::Bf16);
+  const auto w1a16_tc = lower(*float_net, infer::PackedPrecision::BF16, infer::StemPath::TensorCores);
   const auto w1a1_stem = lower(*sign_net, infer::PackedPrecision::SplitBF16, infer::StemPath::Bf16);
   const auto w1a1_tc = lower(*sign_net, infer::PackedPrecision::SplitBF16, infer::StemPath::TensorCores);
   const auto w1a1_tcb = lower(*sign_net, infer::PackedPrecision::SplitBF16, infer::StemPath::TensorCoresBf16);
@@ -580,7 +586,8 @@ int main(int argc, char** argv) {
               "  W1A16       %s\n  W1A16 split %s\n  W1A1        %s\n"
               "  W1A16 stem16 and W1A1 stem16: the same with LowerOptions::stem Bf16 (the stem one step into\n"
               "  NHWC: %s; W1A1 stem16: %s)\n"
-              "  W1A1 tc stem: W1A1 stem16 with LowerOptions::stem TensorCores (mdq-infer's plan): %s\n"
+              "  W1A16 tc stem, W1A1 tc stem: W1A16 stem16 and W1A1 stem16 with LowerOptions::stem TensorCores\n"
+              "  (mdq-infer's --stem auto; W1A16 tc stem is mdq-infer --packed-precision bf16): %s\n"
               "  W1A1 tc-bf16: the same with LowerOptions::stem TensorCoresBf16 (bf16-rounded images and weights)\n"
               "  W1A1 graph, W1A1 s16 graph, W1A1 tc graph: those W1A1 plans captured as a CUDA graph, timed as\n"
               "  replays (W1A1 tc graph: what mdq-infer --engine packed runs by default)\n"
@@ -603,11 +610,12 @@ int main(int argc, char** argv) {
     const Tensor images = Tensor::uniform({N, 3, kImage, kImage}, -1.f, 1.f, 42, Device::CUDA);
     float base_ms = 0;
     for (Version v : {Version::CudnnBF16, Version::W1A16, Version::W1A16Split, Version::W1A1, Version::W1A16Stem,
-                      Version::W1A1Stem, Version::W1A1Tc, Version::W1A1TcBf16, Version::W1A1Graph,
+                      Version::W1A16Tc, Version::W1A1Stem, Version::W1A1Tc, Version::W1A1TcBf16, Version::W1A1Graph,
                       Version::W1A1StemGraph, Version::W1A1TcGraph}) {
       const infer::Plan* plan = v == Version::W1A16 ? w1a16.get() : v == Version::W1A16Split ? split.get()
                                 : v == Version::W1A1 || v == Version::W1A1Graph ? w1a1.get()
                                 : v == Version::W1A16Stem ? w1a16_stem.get()
+                                : v == Version::W1A16Tc ? w1a16_tc.get()
                                 : v == Version::W1A1Stem || v == Version::W1A1StemGraph ? w1a1_stem.get()
                                 : v == Version::W1A1Tc || v == Version::W1A1TcGraph ? w1a1_tc.get()
                                 : v == Version::W1A1TcBf16 ? w1a1_tcb.get() : nullptr;

@@ -48,7 +48,7 @@ python3 - "$out.raw" <<'PY' | tee -a "$out.raw"
 import re, sys
 rate, ms = {}, {}
 for line in open(sys.argv[1]):
-    m = re.match(r"\s*(\d+)\s+(cuDNN bf16|W1A16 split|W1A16 stem16|W1A16|W1A1 tc stem|W1A1 tc-bf16|W1A1 tc graph|W1A1 stem16|W1A1 s16 graph|W1A1 graph|W1A1)\s+\|\s+([\d.]+)\s+\|\s+([\d.]+)\s+\|", line)
+    m = re.match(r"\s*(\d+)\s+(cuDNN bf16|W1A16 split|W1A16 stem16|W1A16 tc stem|W1A16|W1A1 tc stem|W1A1 tc-bf16|W1A1 tc graph|W1A1 stem16|W1A1 s16 graph|W1A1 graph|W1A1)\s+\|\s+([\d.]+)\s+\|\s+([\d.]+)\s+\|", line)
     if m:  # bench_packed_resnet18's table: batch, version, ms/batch, images/s
         key = (int(m.group(1)), "mdq " + m.group(2))
         ms[key], rate[key] = float(m.group(3)), float(m.group(4))
@@ -56,7 +56,7 @@ for line in open(sys.argv[1]):
         f = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
         key = (int(f["batch"]), f["impl"])
         ms[key], rate[key] = float(f["ms_per_batch"]), float(f["img_per_s"])
-cols = ["torch-eager", "torch-compile", "mdq cuDNN bf16", "mdq W1A16 stem16", "mdq W1A1", "mdq W1A1 stem16",
+cols = ["torch-eager", "torch-compile", "mdq cuDNN bf16", "mdq W1A16 tc stem", "mdq W1A1", "mdq W1A1 stem16",
         "mdq W1A1 tc stem", "mdq W1A1 tc graph", "mdq W1A1 tc-bf16"]
 batches = sorted({b for b, _ in rate})
 if not batches:
@@ -75,7 +75,7 @@ for b in batches:
           f"w1a1/cudnn = {ratio(b, 'mdq W1A1 tc graph', 'mdq cuDNN bf16')}, "
           f"w1a1-f32stem/compile = {ratio(b, 'mdq W1A1', 'torch-compile')}, "
           f"w1a1-tc-bf16/compile = {ratio(b, 'mdq W1A1 tc-bf16', 'torch-compile')}, "
-          f"w1a16/eager = {ratio(b, 'mdq W1A16 stem16', 'torch-eager')}, "
+          f"w1a16/eager = {ratio(b, 'mdq W1A16 tc stem', 'torch-eager')}, "
           f"cudnn/eager = {ratio(b, 'mdq cuDNN bf16', 'torch-eager')}")
 PY
 mv "$out.raw" "$out"
