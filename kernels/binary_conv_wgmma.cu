@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
     rows[b][tid] = row_geometry<KS, false>(args, g, m);
     if constexpr (kShortcut) srows[b][tid] = shortcut_base(args.shortcut, g, m);
   };
-  auto shortcut_of = [&](int b) {
+  auto my_shortcut_base = [&](int b) {
     if constexpr (kShortcut) return srows[b][my_row];
     else return 0;
   };
@@ -178,7 +178,7 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
   int tile = blockIdx.x, b = 0;
   if (tile < tiles && tid < kRows) fill_row(0, tile);
   __syncthreads();  // tables, copy list and the first tile's rows are in
-  if (tile < tiles) stage_a(0, rows[0][my_row], shortcut_of(0));
+  if (tile < tiles) stage_a(0, rows[0][my_row], my_shortcut_base(0));
   ptx::cp_async_commit();
   const uint64_t a_desc0 = ptx::wgmma_desc(smem_u32(As), 16 * kRows, 128);
   const uint64_t b_desc0 = ptx::wgmma_desc(smem_u32(Bs), 16 * kN, 128);
@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
       if (tid < kRows) fill_row(b ^ 1, next);
       if (nbuf == 1) ptx::wgmma_wait<0>();
       __syncthreads();  // the next tile's rows are in (and, with one buffer, all MMAs are done)
-      stage_a(nbuf == 2 ? b ^ 1 : 0, rows[b ^ 1][my_row], shortcut_of(b ^ 1));
+      stage_a(nbuf == 2 ? b ^ 1 : 0, rows[b ^ 1][my_row], my_shortcut_base(b ^ 1));
       ptx::cp_async_commit();
     }
     ptx::wgmma_wait<0>();

@@ -6,8 +6,8 @@
 //          follows, writes the next layer's bits itself with integer thresholds taken from the
 //          float engine's own BatchNorm (SignPack); a residual block of such layers ends in one
 //          pass that writes the signs of the sum (packed::binary_conv2d_skip_signs on the ±1
-//          input's own bits, or binary_conv2d_residual with a shortcut conv's f32 output). A
-//          linear layer with nothing after it writes d + bias.
+//          input's own bits, or binary_conv2d_shortcut_signs with a shortcut conv, in the same
+//          kernel where it can). A linear layer with nothing after it writes d + bias.
 //   W1A16  the input is real-valued and the weights are ±1 or {-1, 0, 1}: packed::w1a16_conv2d /
 //          w1a16_linear on NHWC activations with the BatchNorm after it and the layer's bias
 //          folded into the kernel's per-channel scale/shift and a ReLU fused.
