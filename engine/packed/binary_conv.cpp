@@ -15,11 +15,12 @@ namespace {
 using backend::CudaBackend;
 using backend::cuda_impl;
 
-// The kernel's arguments for x_bits (CUDA) and w (output shape from check_w1a1), with the
-// input's pixel popcounts computed into pixel_popc when the kernel that will run reads them (the
-// caller keeps it until the kernel is queued).
+// The kernel's arguments for x_bits (CUDA) and w (output shape from check_w1a1) in epilogue
+// `mode`, with the input's pixel popcounts computed into pixel_popc when the kernel that will run
+// reads them (the caller keeps it until the kernel is queued).
 kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedWeights& w, const ConvGeometry& g,
-                                  const Shape& out_shape, const Tensor& scale, const Tensor& shift, Tensor& pixel_popc) {
+                                  const Shape& out_shape, const Tensor& scale, const Tensor& shift,
+                                  kernels::BinaryEpilogue mode, Tensor& pixel_popc) {
   const int64_t N = x.dim(0);
   MDQ_CHECK(N * out_shape[1] * out_shape[2] < (int64_t{1} << 31) && x.numel() < (int64_t{1} << 31),
             op << ": input " << x.describe() << " too large for 32-bit row indexing");
@@ -33,6 +34,7 @@ kernels::BinaryConvArgs cuda_args(const char* op, const Tensor& x, const PackedW
   a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
   a.scale = scale.defined() ? scale.data<float>() : nullptr;
   a.shift = shift.defined() ? shift.data<float>() : nullptr;
+  a.mode = mode;
   if (cuda_impl(op, &CudaBackend::binary_conv_reads_pixel_popc)(a)) {
     pixel_popc = Tensor::empty({x.numel() / x.dim(3)}, DType::I32, Device::CUDA);
     cuda_impl(op, &CudaBackend::row_popc)(x.data<uint32_t>(), pixel_popc.data<int32_t>(), pixel_popc.numel(),
@@ -194,8 +196,7 @@ Tensor binary_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, co
 
   if (x.is_cuda()) {
     Tensor pixel_popc;
-    kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, out.scale, out.shift, pixel_popc);
-    a.mode = epilogue(out.mode);
+    kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, out.scale, out.shift, epilogue(out.mode), pixel_popc);
     a.thresholds = pack ? thresholds.data<int32_t>() : nullptr;
     a.out = y.raw();
     cuda_impl(op, &CudaBackend::binary_conv2d)(a);
@@ -258,8 +259,8 @@ ResidualOutput binary_conv2d_residual(const Tensor& x, const PackedWeights& w, C
   ResidualOutput r{with_sum ? Tensor::empty(shape, DType::F32, x.device()) : Tensor(),
                    Tensor::empty({shape[0], shape[1], shape[2], packed_words(shape[3])}, DType::U32, x.device())};
   Tensor pixel_popc;
-  kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, scale, shift, pixel_popc);
-  a.mode = kernels::BinaryEpilogue::ResidualSignPack;
+  kernels::BinaryConvArgs a =
+      cuda_args(op, x, w, g, shape, scale, shift, kernels::BinaryEpilogue::ResidualSignPack, pixel_popc);
   a.residual = residual.data<float>();
   a.out = with_sum ? r.y.raw() : nullptr;
   a.out_bits = r.bits.data<uint32_t>();
@@ -278,8 +279,10 @@ Tensor binary_conv2d_shortcut_signs(const Tensor& h, const PackedWeights& w, Con
   if (fused) *fused = false;
   if (h.is_cuda() && sc.w.kernel_h() == 1 && sc.w.kernel_w() == 1 && sc.g.padding == 0) {
     Tensor pixel_popc;
-    kernels::BinaryConvArgs a = cuda_args(op, h, w, g, shape, scale, shift, pixel_popc);
-    a.mode = kernels::BinaryEpilogue::ShortcutSignPack;
+    // (ShortcutSignPack reads no pixel popcounts: none are computed for a fallback that
+    // computes its own.)
+    kernels::BinaryConvArgs a =
+        cuda_args(op, h, w, g, shape, scale, shift, kernels::BinaryEpilogue::ShortcutSignPack, pixel_popc);
     kernels::BinaryShortcut& s = a.shortcut;
     s.x = x.data<uint32_t>();
     s.w = sc.w.sign.data<uint32_t>();
@@ -316,8 +319,8 @@ Tensor binary_conv2d_skip_signs(const Tensor& x, const PackedWeights& w, ConvGeo
   Tensor y = Tensor::empty(bits_shape, DType::U32, x.device());
   if (x.is_cuda()) {
     Tensor pixel_popc;
-    kernels::BinaryConvArgs a = cuda_args(op, x, w, g, shape, scale, shift, pixel_popc);
-    a.mode = kernels::BinaryEpilogue::SkipSignPack;
+    kernels::BinaryConvArgs a =
+        cuda_args(op, x, w, g, shape, scale, shift, kernels::BinaryEpilogue::SkipSignPack, pixel_popc);
     a.thresholds = t.data<int32_t>();
     a.skip_bits = skip_bits.data<uint32_t>();
     a.out = y.raw();
