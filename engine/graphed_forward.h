@@ -12,9 +12,10 @@
 // allocations cannot be captured); the next call copies its input into a buffer of the graph's,
 // records the forward on that buffer and replays it. From then on a call of that shape copies its
 // input into the buffer and replays (a caller that writes its batches into input() itself saves
-// the copy); a call of another shape (the last, smaller batch of a split) runs eagerly. Each call returns its own logits: a later replay does not overwrite them.
-// When the capture fails (the forward synchronises with the host, say), every call runs eagerly
-// and why() says so. Tensors on the CPU always run eagerly.
+// the copy); a call of another shape (the last, smaller batch of a split) runs eagerly. Each call
+// returns its own logits: a later replay does not overwrite them. When the capture fails (the
+// forward synchronises with the host, say), every call runs eagerly and why() says so. Tensors on
+// the CPU always run eagerly.
 #pragma once
 #include <functional>
 #include <string>

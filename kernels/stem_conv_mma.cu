@@ -13,11 +13,12 @@
 // 256 is 256 x 112^2 x 64 x 147 = 30.2 G fmas (60 GFLOP), 1.70 ms on an H200, about half of its
 // ~67 TFLOPS f32 peak; as the GEMM here (K padded to 176) it is 72 GFLOP of bf16 MMAs, ~0.12 ms
 // at mma.sync's ~600 TFLOPS (x3 with split operands). Measured there (bench_packed_resnet18 256,
-// wgmma k-steps, the window at compile time), the signs form: 0.266 ms with bf16 operands, 0.363
-// ms split (level weights), against the direct kernel's 1.7 ms. ncu (split): latency-bound, 25%
-// occupancy (2 CTAs an SM, by shared memory), 1411 instructions a warp a tile: 38% of them the
-// f32 patch's 4-byte cp.asyncs and their address and bounds arithmetic, 14% the rounding pass,
-// 22% the 11 k-steps, 22% the signs epilogue; the MMAs are not the limit.
+// wgmma k-steps, the window at compile time, TMA staging), the signs form: 0.195 ms with bf16
+// operands, 0.293 ms split (level weights), against the direct kernel's 1.7 ms. ncu (split,
+// before TMA staging: 0.363 ms): latency-bound, 25% occupancy (2 CTAs an SM, by shared memory),
+// 1411 instructions a warp a tile: 38% of them the f32 patch's 4-byte cp.asyncs and their address
+// and bounds arithmetic (what TMA replaced), 14% the rounding pass, 22% the 11 k-steps, 22% the
+// signs epilogue; the MMAs are not the limit.
 //
 // K as pairs of taps. The A fragment of m16n8k16 gives each lane, per register, two consecutive
 // k of one row; K is ordered so that those two are horizontally adjacent taps of one window row:
@@ -663,9 +664,6 @@ void launch(const StemConvArgs& a, const Geometry& g, Out* y, const CUtensorMap&
   CUDA_CHECK_LAUNCH();
 }
 
-// ImageNet's stem (C 3, O 64, stride 2, 7x7, padding 3, rows of a multiple of 4 floats, the
-// images 16-byte aligned: what load_stage_chunks needs) on the Win = 7 kernel; every other stem on
-// the run-time-window kernel.
 // The images as a TMA tensor map for the Win = 7 kernel: an f32 tensor (W, H, C, N), innermost
 // first, whose box (PF, ROWS, C, 1) is one staging buffer, zeros outside the images. False where
 // the driver has no cuTensorMapEncodeTiled or refuses the map.
@@ -692,6 +690,9 @@ bool make_image_map(const StemConvArgs& a, CUtensorMap* map) {
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// ImageNet's stem (C 3, O 64, stride 2, 7x7, padding 3, rows of a multiple of 4 floats, the
+// images 16-byte aligned: what the aligned staging needs) on the Win = 7 kernel; every other stem
+// on the run-time-window kernel.
 template <class Out, int C, int O, int S, bool Split>
 void launch_for_window(const StemConvArgs& a, Geometry g, Out* y) {
   CUtensorMap images{};

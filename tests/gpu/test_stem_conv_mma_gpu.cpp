@@ -13,11 +13,11 @@
 // direct kernel's.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "common/scoped_env.h"
 #include "engine/packed/stem_conv.h"
 #include "tests/support/stem_case.h"
 #include "tests/support/stem_mma_check.h"
@@ -142,9 +142,9 @@ TEST_CASE("the tensor-core stem matches its operands' convolution within f32 sum
       {7, 3, 224, 224, 32, 7, 2, 3, false},  // 343 tiles: more than resident CTAs, stride 2
       {3, 3, 160, 160, 32, 3, 1, 1, true},   // 300 tiles, stride 1
       // 7x7, 3 channels, 64 filters, stride 2 beside ImageNet's: the kernel with the window at
-      // compile time and 16-byte staging chunks on partial tiles (padding 3 and 7, whole chunks
-      // outside the image on both sides), and the run-time-window kernel where padding 0 or a
-      // row of 50 floats rules the chunks out
+      // compile time and its 16-byte-aligned staging on partial tiles (padding 3 and 7, whole
+      // 16-byte units outside the image on both sides), and the run-time-window kernel where
+      // padding 0 or a row of 50 floats rules that staging out
       {3, 3, 45, 52, 64, 7, 2, 3, true},
       {1, 3, 30, 28, 64, 7, 2, 3, false},
       {2, 3, 36, 40, 64, 7, 2, 7, true},
@@ -152,9 +152,9 @@ TEST_CASE("the tensor-core stem matches its operands' convolution within f32 sum
   };
   for (const StemCase& s : testing::stem_cases()) cases.push_back(s);
   // The Win = 7 kernel's staging: TMA where the build has wgmma ("auto"), else 16-byte chunks,
-  // which MDQ_STEM_STAGING=chunks selects on Hopper too.
+  // which MDQ_STEM_STAGING=chunks selects on Hopper too (for this test case only).
   const std::string staging = GENERATE(as<std::string>{}, "auto", "chunks");
-  ::setenv("MDQ_STEM_STAGING", staging.c_str(), 1);
+  const ScopedEnv env("MDQ_STEM_STAGING", staging.c_str());
   INFO("staging " << staging);
   uint64_t seed = 2600;
   for (const auto op : {kernels::StemMmaOperands::SplitBf16, kernels::StemMmaOperands::Bf16})
