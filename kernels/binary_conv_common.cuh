@@ -110,16 +110,20 @@ __device__ __forceinline__ int2 k_word_source(const Geometry& g, int k) {
 }
 
 // Per-slice constants of the epilogue, in shared memory (registers are full), by GEMM column.
-struct EpilogueTables {
+// kTaps: the most taps a filter has (KH*KW <= 31). The wgmma kernel's 3x3 instantiations take 9:
+// 6 KB less shared memory a CTA, one more CTA an SM on ResNet-18's 256-channel layers.
+template <int kTaps>
+struct EpilogueTablesFor {
   int2 thr[kCols / 2];       // SignPack: dmin + 2 wtot per column pair (8 j + 2 t, + 1), never
                              // reached past O; other modes: 2 wtot (0 past O)
   uint32_t flip[2];          // SignPack: the flip bits of the slice's 64 channels (by channel)
   int2 thr_plus[kCols / 2];  // SkipSignPack: thr and flip are those of a skip of -1, these of +1
   uint32_t flip_plus[2];
-  int2 tap[32][kCols / 2];   // 2 popc(W) of tap t per column pair; 0 past O
+  int2 tap[kTaps][kCols / 2];  // 2 popc(W) of tap t per column pair; 0 past O
   int2 border[16][kCols / 2];  // 3x3 only: Σ tap[t] over the taps of border class c (below)
   float2 aff[kCols];         // (scale, shift), other modes
 };
+using EpilogueTables = EpilogueTablesFor<32>;
 
 // A 3x3 pixel on the border of the image misses whole rows and columns of taps: its border
 // class (bits: row 0, row 2, column 0, column 2 of the taps missing) names that set, and the
@@ -137,7 +141,8 @@ __device__ __forceinline__ int border_class(uint32_t miss) {
 }
 
 // Fills the tables of the slice starting at channel n0; the caller __syncthreads() after.
-__device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvArgs& args, const Geometry& g, int n0) {
+template <class Tables>  // EpilogueTablesFor<kTaps>, kTaps >= g.T
+__device__ inline void load_epilogue_tables(Tables& s, const BinaryConvArgs& args, const Geometry& g, int n0) {
   const int tid = threadIdx.x, nthreads = blockDim.x, T1 = g.T + 1;
   const bool pack = packs_signs(args.mode), skip = args.mode == BinaryEpilogue::SkipSignPack;
   if (tid < 2) s.flip[tid] = 0u, s.flip_plus[tid] = 0u;
@@ -166,12 +171,20 @@ __device__ inline void load_epilogue_tables(EpilogueTables& s, const BinaryConvA
   }
   if (g.KH == 3 && g.KW == 3) {
     __syncthreads();  // tap is in
-    for (int idx = tid; idx < 16 * kCols; idx += nthreads) {
-      const int c = idx / kCols, p = idx - c * kCols;
-      int sum = 0;
-      for (int t = 0; t < 9; ++t)
-        if (border_mask(c) >> t & 1u) sum += reinterpret_cast<const int*>(s.tap[t])[p];
-      reinterpret_cast<int*>(s.border[c])[p] = sum;
+    // One thread a column: its 9 tap counts read once, each class's sum unrolled over the taps
+    // border_mask(c) names (known at compile time): a few adds a class, not a 9-step loop.
+    for (int p = tid; p < kCols; p += nthreads) {
+      int tap9[9];
+#pragma unroll
+      for (int t = 0; t < 9; ++t) tap9[t] = reinterpret_cast<const int*>(s.tap[t])[p];
+#pragma unroll
+      for (int c = 0; c < 16; ++c) {
+        int sum = 0;
+#pragma unroll
+        for (int t = 0; t < 9; ++t)
+          if (border_mask(c) >> t & 1u) sum += tap9[t];
+        reinterpret_cast<int*>(s.border[c])[p] = sum;
+      }
     }
   }
 }
@@ -252,8 +265,9 @@ __device__ __forceinline__ void shortcut_row_inputs(RowInputs& in, const int32_t
 // that row. ahead: the row's residual read ahead (load_row_inputs), or null: read here (the
 // mma.sync kernel, whose registers are full, and the modes reads_row_inputs_ahead leaves out; the
 // skip word is always read here). acc is overwritten.
+template <class Tables>  // EpilogueTablesFor<kTaps>, kTaps >= g.T
 __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m, int r, uint32_t mask,
-                                             const EpilogueTables& s, const BinaryConvArgs& args, const Geometry& g,
+                                             const Tables& s, const BinaryConvArgs& args, const Geometry& g,
                                              int n0, const RowInputs* ahead) {
   const int tq = threadIdx.x & 3;
   const uint32_t all_taps = (1u << g.T) - 1u;  // T <= 31

@@ -11,7 +11,8 @@
 //   - a CTA is one warpgroup (128 threads) that owns a 64-channel slice (blockIdx.y); the slice's
 //     weights are staged once into shared memory in wgmma's core-matrix layout (all of K);
 //   - the CTA walks 64-row tiles (persistent). A tile's activations are gathered (im2col) into
-//     shared memory by cp.async, 8 bytes per copy when Cw is even, zero-filled at taps outside
+//     shared memory by cp.async, 16 bytes per copy when Cw is a multiple of 4 (3x3), 8 when it
+//     is even, zero-filled at taps outside
 //     the image; with two buffers the next tile's row geometry and gather run while this tile's
 //     MMAs do; long K (C = 512) takes one buffer so that two CTAs still fit an SM;
 //   - all k256 steps of a tile are issued back to back as one wgmma group; several CTAs per SM
@@ -23,9 +24,10 @@
 //     shortcut conv is one more k256 step (its weights after the main ones, its gathered pixel
 //     after each tile's main steps) into accumulators of its own, so a downsampling block's end
 //     reads no f32 map and the shortcut conv writes none.
-// Measured on an H200 (benchmarks/results): 1.7-2.1x cuDNN bf16 on ResNet-18's ImageNet layers,
-// about the mma.sync kernel's speed: still issue-bound, now on the per-output epilogue (~40% of
-// the instructions at C = 64) with the tensor core ~11% busy.
+// Measured on an H200 (benchmarks/results): 2.5-2.8x cuDNN bf16 on ResNet-18's ImageNet layers,
+// 1.3-1.4x the mma.sync kernel: issue-bound at C = 64 (the per-output epilogue is ~58% of a
+// tile's instructions), latency-bound at C >= 256 (4 CTAs an SM, ~40% of issue slots busy), the
+// tensor core 8-14% busy. The per-CTA set-up (weights, tables) is 12-24% of the instructions.
 // K past Ktot is zero in the weights, so whatever sits in the activation tile there adds nothing.
 //
 // Shared-memory operand layout (no swizzle, K-major): per k256 step, 2 x R/8 core matrices of
@@ -72,8 +74,9 @@ __device__ __forceinline__ int shortcut_base(const BinaryShortcut& sc, const Geo
   return ((n * sc.H + oh * sc.stride) * sc.W + ow * sc.stride) * ((sc.C + 31) / 32);
 }
 
-// KS = 3: 3x3 taps unrolled in the row geometry; 0: any size. UW = words per cp.async (2 when
-// Cw is even, so a copy never straddles two taps; else 1). kReadAhead: the epilogue's global
+// KS = 3: 3x3 taps unrolled in the row geometry; 0: any size. UW = words per cp.async (4 when
+// Cw is a multiple of 4 and x, w 16-byte aligned, 2 when it is even, so that a copy never
+// straddles two taps; else 1). kReadAhead: the epilogue's global
 // inputs are read while the MMAs run (reads_row_inputs_ahead(mode) only). kShortcut:
 // ShortcutSignPack, whose shortcut is step `steps` of both operands (tsteps = steps + 1 a buffer).
 // nbuf = 2 activation tile buffers (the next tile's gather overlaps this tile's MMAs) or 1 (long
@@ -88,7 +91,7 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
   uint8_t* Bs = smem;                                             // [tsteps] weights of the slice
   uint8_t* As = smem + tsteps * kBStep;                           // [nbuf][tsteps] activation tiles
   Copy* copies = reinterpret_cast<Copy*>(As + nbuf * tsteps * kAStep);  // [Ktot / UW]
-  __shared__ EpilogueTables tables;
+  __shared__ EpilogueTablesFor<KS == 3 ? 9 : 32> tables;
   __shared__ Row rows[2][kRows];
   __shared__ std::conditional_t<kShortcut, ShortcutTables, char> stables;
   __shared__ std::conditional_t<kShortcut, int[2][kRows], char> srows;  // shortcut_base of each row
@@ -98,23 +101,28 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
   load_epilogue_tables(tables, args, g, n0);
   if constexpr (kShortcut) load_shortcut_tables(stables, args.shortcut, g, n0);
   // The slice's weights by cp.async (a plain load-then-store loop would wait out one global
-  // latency per word): column p < 64 = channel n0 + slice_channel(p, mode), zero past O and K;
-  // column 64 = ones up to K; the rest zero.
-  const int kwords = steps * 8;
+  // latency per word), UW words a copy: column p < 64 = channel n0 + slice_channel(p, mode),
+  // zero past O and K; column 64 = ones up to K; the rest zero. The copies are walked flat, a
+  // column's cpc copies after one another (consecutive threads read consecutive words), so every
+  // thread has work: one column a warp left most lanes idle at small K, and made this loop ~13% of
+  // the kernel's instructions (ncu, ImageNet layer1).
+  const int cpc = steps * 8 / UW;  // copies a column
   const uint32_t b_base = smem_u32(Bs);
-  for (int p = warp; p < kN; p += kThreads / 32) {
-    const int o = n0 + slice_channel(p, args.mode);
-    const bool channel = p < kCols && o < g.O;
-    const uint32_t* w_row = args.w + (channel ? (long long)o * g.Ktot : 0);
-    for (int k = lane * UW; k < kwords; k += 32 * UW) {
-      const uint32_t dst = b_base + operand_offset<kN>(k >> 3, p, k & 7);
-      if (p == kCols) {
-        const uint32_t ones = k < g.Ktot ? ~0u : 0u;
-        for (int u = 0; u < UW; ++u) *reinterpret_cast<uint32_t*>(Bs + (dst - b_base) + 4 * u) = ones;
-      } else {
-        ptx::cp_async_gather<4 * UW>(dst, w_row, k, channel && k < g.Ktot);
-      }
+  const int dp = kThreads / cpc, dk = kThreads - dp * cpc;
+  for (int p = tid / cpc, kc = tid - (tid / cpc) * cpc; p < kN;) {
+    const int k = kc * UW;
+    const uint32_t dst = b_base + operand_offset<kN>(k >> 3, p, k & 7);
+    if (p == kCols) {
+      const uint32_t ones = k < g.Ktot ? ~0u : 0u;
+      for (int u = 0; u < UW; ++u) *reinterpret_cast<uint32_t*>(Bs + (dst - b_base) + 4 * u) = ones;
+    } else {
+      const int o = n0 + slice_channel(p, args.mode);
+      const bool channel = p < kCols && o < g.O;
+      const uint32_t* w_row = args.w + (channel ? (long long)o * g.Ktot : 0);
+      ptx::cp_async_gather<4 * UW>(dst, w_row, k, channel && k < g.Ktot);
     }
+    p += dp, kc += dk;
+    if (kc >= cpc) kc -= cpc, ++p;
   }
   if constexpr (kShortcut) {  // step `steps` of B: the shortcut's 1x1 weights, as the main ones
     const int sw = (args.shortcut.C + 31) / 32;  // even, <= 8 (binary_conv_fuses_shortcut)
@@ -239,7 +247,7 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
 size_t smem_bytes(int steps, int ktot, int nbuf) {
   return static_cast<size_t>(steps) * (kBStep + nbuf * kAStep) + sizeof(Copy) * ktot;
 }
-// Two activation buffers while a CTA (dynamic + ~16 KB static shared memory) still fits 3 an SM.
+// Two activation buffers while a CTA (dynamic + up to ~16 KB static shared memory) still fits 3 an SM.
 int buffers(int steps, int ktot) { return smem_bytes(steps, ktot, 2) + 16 * 1024 <= 75 * 1024 ? 2 : 1; }
 
 template <int KS, int UW>
@@ -287,7 +295,11 @@ bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g) {
   if (!wgmma_applies(g)) return false;
   const int steps = (g.Ktot + 7) / 8;
   const bool k3 = g.KH == 3 && g.KW == 3, even = g.Cw % 2 == 0;
-  if (k3 && even) launch<3, 2>(a, g, steps);
+  // 16-byte copies where a tap's words come in fours, from 16-byte-aligned activations and weights
+  const bool quad = g.Cw % 4 == 0 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 &&
+                    reinterpret_cast<uintptr_t>(a.w) % 16 == 0;
+  if (k3 && quad) launch<3, 4>(a, g, steps);
+  else if (k3 && even) launch<3, 2>(a, g, steps);
   else if (k3) launch<3, 1>(a, g, steps);
   else if (even) launch<0, 2>(a, g, steps);
   else launch<0, 1>(a, g, steps);
