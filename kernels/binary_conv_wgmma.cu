@@ -24,10 +24,11 @@
 //     shortcut conv is one more k256 step (its weights after the main ones, its gathered pixel
 //     after each tile's main steps) into accumulators of its own, so a downsampling block's end
 //     reads no f32 map and the shortcut conv writes none.
-// Measured on an H200 (benchmarks/results): 2.5-2.8x cuDNN bf16 on ResNet-18's ImageNet layers,
-// 1.3-1.4x the mma.sync kernel: issue-bound at C = 64 (the per-output epilogue is ~58% of a
+// Measured on an H200 (benchmarks/results): 2.6-2.8x cuDNN bf16 on ResNet-18's ImageNet layers,
+// 1.4x the mma.sync kernel: issue-bound at C = 64 (the per-output epilogue is ~58% of a
 // tile's instructions), latency-bound at C >= 256 (4 CTAs an SM, ~40% of issue slots busy), the
-// tensor core 8-14% busy. The per-CTA set-up (weights, tables) is 12-24% of the instructions.
+// tensor core 8-14% busy. The per-CTA set-up (weights, tables) was 12-24% of the instructions
+// before the weights were staged one thread a column (ncu, session 21).
 // K past Ktot is zero in the weights, so whatever sits in the activation tile there adds nothing.
 //
 // Shared-memory operand layout (no swizzle, K-major): per k256 step, 2 x R/8 core matrices of
@@ -101,28 +102,28 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
   load_epilogue_tables(tables, args, g, n0);
   if constexpr (kShortcut) load_shortcut_tables(stables, args.shortcut, g, n0);
   // The slice's weights by cp.async (a plain load-then-store loop would wait out one global
-  // latency per word), UW words a copy: column p < 64 = channel n0 + slice_channel(p, mode),
-  // zero past O and K; column 64 = ones up to K; the rest zero. The copies are walked flat, a
-  // column's cpc copies after one another (consecutive threads read consecutive words), so every
-  // thread has work: one column a warp left most lanes idle at small K, and made this loop ~13% of
-  // the kernel's instructions (ncu, ImageNet layer1).
-  const int cpc = steps * 8 / UW;  // copies a column
+  // latency per word), UW words a copy, one thread a GEMM column walking its K: column p < 64 =
+  // channel n0 + slice_channel(p, mode), zero past O and K; column 64 = ones up to K; the rest
+  // zero, stored directly. (A warp a column left most lanes idle at small K and made this ~13% of
+  // the kernel's instructions at ImageNet's layer1, ncu; a flat walk over (column, copy) spent
+  // ~50 instructions a copy on its index arithmetic.)
+  const int kwords = steps * 8;
   const uint32_t b_base = smem_u32(Bs);
-  const int dp = kThreads / cpc, dk = kThreads - dp * cpc;
-  for (int p = tid / cpc, kc = tid - (tid / cpc) * cpc; p < kN;) {
-    const int k = kc * UW;
-    const uint32_t dst = b_base + operand_offset<kN>(k >> 3, p, k & 7);
-    if (p == kCols) {
-      const uint32_t ones = k < g.Ktot ? ~0u : 0u;
-      for (int u = 0; u < UW; ++u) *reinterpret_cast<uint32_t*>(Bs + (dst - b_base) + 4 * u) = ones;
-    } else {
-      const int o = n0 + slice_channel(p, args.mode);
-      const bool channel = p < kCols && o < g.O;
-      const uint32_t* w_row = args.w + (channel ? (long long)o * g.Ktot : 0);
-      ptx::cp_async_gather<4 * UW>(dst, w_row, k, channel && k < g.Ktot);
+  for (int p = tid; p < kN; p += kThreads) {
+    const uint32_t column = b_base + operand_offset<kN>(0, p, 0);
+    if (p >= kCols) {
+      for (int k = 0; k < kwords; k += UW) {
+        const uint32_t v = p == kCols && k < g.Ktot ? ~0u : 0u;
+        for (int u = 0; u < UW; ++u)
+          *reinterpret_cast<uint32_t*>(Bs + (column - b_base) + operand_offset<kN>(k >> 3, 0, k & 7) + 4 * u) = v;
+      }
+      continue;
     }
-    p += dp, kc += dk;
-    if (kc >= cpc) kc -= cpc, ++p;
+    const int o = n0 + slice_channel(p, args.mode);
+    const bool channel = o < g.O;
+    const uint32_t* w_row = args.w + (channel ? (long long)o * g.Ktot : 0);
+    for (int k = 0; k < kwords; k += UW)
+      ptx::cp_async_gather<4 * UW>(column + operand_offset<kN>(k >> 3, 0, k & 7), w_row, k, channel && k < g.Ktot);
   }
   if constexpr (kShortcut) {  // step `steps` of B: the shortcut's 1x1 weights, as the main ones
     const int sw = (args.shortcut.C + 31) / 32;  // even, <= 8 (binary_conv_fuses_shortcut)
