@@ -73,7 +73,10 @@ void max_forward_cpu(const Pool2dShape& g, const float* px, float* po, int32_t* 
   }
 }
 
-void max_backward_cpu(const Pool2dShape& g, const float* pg, const int32_t* pa, float* pi) {
+// Input gradient by gathering: for each input pixel i of each plane, add(acc, o, i) over the
+// outputs o whose window covers it (covering), then pi = acc / divisor.
+template <class Add>
+void gather_backward_cpu(const Pool2dShape& g, float divisor, float* pi, Add add) {
   for (int64_t p = 0; p < g.planes; ++p)
     for (int64_t ih = 0; ih < g.h; ++ih)
       for (int64_t iw = 0; iw < g.w; ++iw) {
@@ -82,12 +85,16 @@ void max_backward_cpu(const Pool2dShape& g, const float* pg, const int32_t* pa, 
         covering(iw, g, g.out_w, ow_lo, ow_hi);
         float acc = 0.f;
         for (int64_t oh = oh_lo; oh <= oh_hi; ++oh)
-          for (int64_t ow = ow_lo; ow <= ow_hi; ++ow) {
-            const int64_t o = (p * g.out_h + oh) * g.out_w + ow;
-            if (pa[o] == ih * g.w + iw) acc += pg[o];
-          }
-        pi[(p * g.h + ih) * g.w + iw] = acc;
+          for (int64_t ow = ow_lo; ow <= ow_hi; ++ow) add(acc, (p * g.out_h + oh) * g.out_w + ow, ih * g.w + iw);
+        pi[(p * g.h + ih) * g.w + iw] = acc / divisor;
       }
+}
+
+void max_backward_cpu(const Pool2dShape& g, const float* pg, const int32_t* pa, float* pi) {
+  // only the output whose max this input was (pa: its index in the plane) passes its gradient on
+  gather_backward_cpu(g, 1.f, pi, [&](float& acc, int64_t o, int64_t i) {
+    if (pa[o] == i) acc += pg[o];
+  });
 }
 
 void avg_forward_cpu(const Pool2dShape& g, const float* px, float* po) {
@@ -106,18 +113,8 @@ void avg_forward_cpu(const Pool2dShape& g, const float* px, float* po) {
 }
 
 void avg_backward_cpu(const Pool2dShape& g, const float* pg, float* pi) {
-  const float divisor = static_cast<float>(g.kernel * g.kernel);
-  for (int64_t p = 0; p < g.planes; ++p)
-    for (int64_t ih = 0; ih < g.h; ++ih)
-      for (int64_t iw = 0; iw < g.w; ++iw) {
-        int64_t oh_lo, oh_hi, ow_lo, ow_hi;
-        covering(ih, g, g.out_h, oh_lo, oh_hi);
-        covering(iw, g, g.out_w, ow_lo, ow_hi);
-        float acc = 0.f;
-        for (int64_t oh = oh_lo; oh <= oh_hi; ++oh)
-          for (int64_t ow = ow_lo; ow <= ow_hi; ++ow) acc += pg[(p * g.out_h + oh) * g.out_w + ow];
-        pi[(p * g.h + ih) * g.w + iw] = acc / divisor;
-      }
+  gather_backward_cpu(g, static_cast<float>(g.kernel * g.kernel), pi,
+                      [&](float& acc, int64_t o, int64_t) { acc += pg[o]; });
 }
 
 void global_forward_cpu(const float* px, float* po, int64_t planes, int64_t hw) {
