@@ -3,6 +3,8 @@
 // kernels/quant_math.h.
 #include "engine/quant/projection.h"
 
+#include <utility>
+
 #include "engine/backend/registry.h"
 #include "engine/nn/functional.h"
 
@@ -168,25 +170,33 @@ Tensor softmax_project_backward(const Tensor& logits, const Tensor& grad, float 
   return out;
 }
 
-Var tanh_project(const Var& dual, float beta, int levels) {
-  Var out = nn::make_output(tanh_project(dual.value(), beta, levels), {&dual});
+namespace {
+// The autograd node of a projection P_beta: out = value (P_beta of in), and in's gradient
+// backward(in, out's gradient).
+template <class Backward>
+Var projection_node(const Var& in, Tensor value, Backward backward) {
+  Var out = nn::make_output(std::move(value), {&in});
   if (out.requires_grad())
-    record_backward([dual, out = GradRef(out), beta, levels]() {
+    record_backward([in, out = GradRef(out), backward]() {
       if (!out.has_grad()) return;
-      if (dual.requires_grad()) dual.accumulate_grad(tanh_project_backward(dual.value(), out.grad(), beta, levels));
+      if (in.requires_grad()) in.accumulate_grad(backward(in.value(), out.grad()));
     });
   return out;
 }
+}  // namespace
+
+Var tanh_project(const Var& dual, float beta, int levels) {
+  return projection_node(dual, tanh_project(dual.value(), beta, levels),
+                         [beta, levels](const Tensor& x, const Tensor& g) {
+                           return tanh_project_backward(x, g, beta, levels);
+                         });
+}
 
 Var softmax_project(const Var& logits, float beta, int levels) {
-  Var out = nn::make_output(softmax_project(logits.value(), beta, levels), {&logits});
-  if (out.requires_grad())
-    record_backward([logits, out = GradRef(out), beta, levels]() {
-      if (!out.has_grad()) return;
-      if (logits.requires_grad())
-        logits.accumulate_grad(softmax_project_backward(logits.value(), out.grad(), beta, levels));
-    });
-  return out;
+  return projection_node(logits, softmax_project(logits.value(), beta, levels),
+                         [beta, levels](const Tensor& x, const Tensor& g) {
+                           return softmax_project_backward(x, g, beta, levels);
+                         });
 }
 
 }  // namespace mdq::quant
