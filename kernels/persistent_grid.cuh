@@ -11,9 +11,10 @@
 
 namespace mdq::kernels {
 
+// How many CTAs of `threads` threads and `smem` bytes of dynamic shared memory fit an SM at once
+// (0: none). Dynamic shared memory above 48 KB needs the opt-in; raised once per kernel and size.
 template <class Kernel>
-dim3 persistent_grid(Kernel kernel, int threads, size_t smem, long long tiles, long long slices) {
-  // Static + dynamic shared memory above 48 KB needs the opt-in; raised once per kernel and size.
+int resident_ctas(Kernel kernel, int threads, size_t smem) {
   static std::map<const void*, size_t> opted;
   size_t& set = opted[reinterpret_cast<const void*>(kernel)];
   if (smem > set) {
@@ -22,6 +23,12 @@ dim3 persistent_grid(Kernel kernel, int threads, size_t smem, long long tiles, l
   }
   int per_sm = 0;
   CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+  return per_sm;
+}
+
+template <class Kernel>
+dim3 persistent_grid(Kernel kernel, int threads, size_t smem, long long tiles, long long slices) {
+  const int per_sm = resident_ctas(kernel, threads, smem);
   const long long fit = std::max(per_sm, 1) * static_cast<long long>(cuda::sm_count());
   const long long per_slice = std::max(1LL, std::min(tiles, (fit + slices - 1) / slices));
   return dim3(static_cast<unsigned>(per_slice), static_cast<unsigned>(slices));
