@@ -119,40 +119,35 @@ __global__ void __launch_bounds__(kWarpgroup* kWG) binary_conv_wgmma_kernel(Bina
   // zero, stored directly. (A warp a column left most lanes idle at small K and made this ~13% of
   // the kernel's instructions at ImageNet's layer1, ncu; a flat walk over (column, copy) spent
   // ~50 instructions a copy on its index arithmetic.)
+  // kShortcut: the shortcut's 1x1 weights are step `steps` of the same columns (ShortcutSignPack
+  // keeps column p = channel n0 + p), sw <= 8 words, even (binary_conv_fuses_shortcut).
   const int kwords = steps * 8;
+  [[maybe_unused]] const int sw = kShortcut ? (args.shortcut.C + 31) / 32 : 0;
   const uint32_t b_base = smem_u32(Bs);
   for (int p = wtid; p < kN; p += kWarpgroup) {
-    const uint32_t column = b_base + operand_offset<kN>(0, p, 0);
-    if (p >= kCols) {
-      for (int k = 0; k < kwords; k += UW) {
-        const uint32_t v = p == kCols && k < g.Ktot ? ~0u : 0u;
+    const int column = operand_offset<kN>(0, p, 0);  // byte offset of column p's first word
+    if (p >= kCols) {  // the ones column (up to K, and up to the shortcut's K in its step); zeros
+      for (int k = 0; k < kwords; k += UW)
         for (int u = 0; u < UW; ++u)
-          *reinterpret_cast<uint32_t*>(Bs + (column - b_base) + operand_offset<kN>(k >> 3, 0, k & 7) + 4 * u) = v;
-      }
+          *reinterpret_cast<uint32_t*>(Bs + column + operand_offset<kN>(k >> 3, 0, k & 7) + 4 * u) =
+              p == kCols && k < g.Ktot ? ~0u : 0u;
+      if constexpr (kShortcut)
+        for (int k = 0; k < 8; k += 2) {
+          const uint32_t v = p == kCols && k < sw ? ~0u : 0u;
+          *reinterpret_cast<uint2*>(Bs + column + operand_offset<kN>(steps, 0, k)) = make_uint2(v, v);
+        }
       continue;
     }
     const int o = n0 + slice_channel(p, args.mode);
     const bool channel = o < g.O;
     const uint32_t* w_row = args.w + (channel ? (long long)o * g.Ktot : 0);
     for (int k = 0; k < kwords; k += UW)
-      ptx::cp_async_gather<4 * UW>(column + operand_offset<kN>(k >> 3, 0, k & 7), w_row, k, channel && k < g.Ktot);
-  }
-  if constexpr (kShortcut) {  // step `steps` of B: the shortcut's 1x1 weights, as the main ones
-    const int sw = (args.shortcut.C + 31) / 32;  // even, <= 8 (binary_conv_fuses_shortcut)
-    for (int p = warp; p < kN; p += kWarpgroup / 32) {
-      const int o = n0 + p;
-      const bool channel = p < kCols && o < g.O;
-      const uint32_t* w_row = args.shortcut.w + (channel ? (long long)o * sw : 0);
-      if (lane < 4) {
-        const int k = 2 * lane;
-        const uint32_t dst = b_base + operand_offset<kN>(steps, p, k);
-        if (p == kCols) {
-          const uint32_t ones = k < sw ? ~0u : 0u;
-          *reinterpret_cast<uint2*>(Bs + (dst - b_base)) = make_uint2(ones, ones);
-        } else {
-          ptx::cp_async_gather<8>(dst, w_row, k, channel && k < sw);
-        }
-      }
+      ptx::cp_async_gather<4 * UW>(b_base + column + operand_offset<kN>(k >> 3, 0, k & 7), w_row, k,
+                                   channel && k < g.Ktot);
+    if constexpr (kShortcut) {
+      const uint32_t* s_row = args.shortcut.w + (channel ? (long long)o * sw : 0);
+      for (int k = 0; k < 8; k += 2)
+        ptx::cp_async_gather<8>(b_base + column + operand_offset<kN>(steps, 0, k), s_row, k, channel && k < sw);
     }
   }
   const int ncopies = g.Ktot / UW;
