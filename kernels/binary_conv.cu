@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) binary_conv_kernel(Bin
   const int ld_row = 8 * (lane >> 4) + (lane & 7), ld_col = 4 * ((lane >> 3) & 1);
 
   __shared__ EpilogueTables tables;
-  load_epilogue_tables(tables, args, g, n0);
+  load_epilogue_tables(tables, args, g, n0, threadIdx.x, blockDim.x);
   if (one_chunk) stage_weights(args, g, Bs, table, ldb, n0, 0, chunk);
   __syncthreads();  // thresholds (and the one chunk) are in
   const int tiles = (g.M + kRowsPerCta - 1) / kRowsPerCta;

@@ -140,10 +140,13 @@ __device__ __forceinline__ int border_class(uint32_t miss) {
   return border_mask(c) == miss ? c : -1;
 }
 
-// Fills the tables of the slice starting at channel n0; the caller __syncthreads() after.
+// Fills the tables of the slice starting at channel n0 with threads tid = 0 .. nthreads - 1 (the
+// CTA, or one warpgroup of it: every thread of the CTA must call, as it holds barriers); the
+// caller __syncthreads() after.
 template <class Tables>  // EpilogueTablesFor<kTaps>, kTaps >= g.T
-__device__ inline void load_epilogue_tables(Tables& s, const BinaryConvArgs& args, const Geometry& g, int n0) {
-  const int tid = threadIdx.x, nthreads = blockDim.x, T1 = g.T + 1;
+__device__ inline void load_epilogue_tables(Tables& s, const BinaryConvArgs& args, const Geometry& g, int n0, int tid,
+                                            int nthreads) {
+  const int T1 = g.T + 1;
   const bool pack = packs_signs(args.mode), skip = args.mode == BinaryEpilogue::SkipSignPack;
   if (tid < 2) s.flip[tid] = 0u, s.flip_plus[tid] = 0u;
   __syncthreads();
@@ -240,8 +243,9 @@ struct ShortcutTables {
   int wtot2[kCols];   // 2 popc(W_s) (0 past O)
   float2 aff[kCols];  // (scale, shift) (1, 0 past O or where null)
 };
-__device__ inline void load_shortcut_tables(ShortcutTables& s, const BinaryShortcut& sc, const Geometry& g, int n0) {
-  const int p = threadIdx.x, o = n0 + p;
+__device__ inline void load_shortcut_tables(ShortcutTables& s, const BinaryShortcut& sc, const Geometry& g, int n0,
+                                            int p) {  // p: the thread's index in the CTA or warpgroup
+  const int o = n0 + p;
   if (p >= kCols) return;
   const bool in = o < g.O;
   s.wtot2[p] = in ? 2 * __ldg(sc.tap_popc + 2 * o + 1) : 0;

@@ -8,13 +8,16 @@
 // Why it is shaped this way: mma.sync left the W1A1 kernel issue-bound (ncu: ~25 instructions
 // per m16n8k256 MMA, where the tensor core allows ~6.7). One wgmma does the work of 32 such
 // MMAs per warp, and its operands come from shared memory, so the per-k-step fragment loads go:
-//   - a CTA is one warpgroup (128 threads) that owns a 64-channel slice (blockIdx.y); the slice's
-//     weights are staged once into shared memory in wgmma's core-matrix layout (all of K);
+//   - a warpgroup (128 threads) owns a 64-channel slice, whose weights are staged once into
+//     shared memory in wgmma's core-matrix layout (all of K). A CTA is one warpgroup, or two
+//     (two slices) on a 3x3 layer of more than 64 channels where such CTAs keep as many warps on
+//     an SM: both read the same gathered tile, so the gather and row geometry cost half as much
+//     per output (launch_mode);
 //   - the CTA walks 64-row tiles (persistent). A tile's activations are gathered (im2col) into
 //     shared memory by cp.async, 16 bytes per copy when Cw is a multiple of 4 (3x3), 8 when it
-//     is even, zero-filled at taps outside
-//     the image; with two buffers the next tile's row geometry and gather run while this tile's
-//     MMAs do; long K (C = 512) takes one buffer so that two CTAs still fit an SM;
+//     is even, zero-filled at taps outside the image; with two buffers the next tile's row
+//     geometry and gather run while this tile's MMAs do; a one-warpgroup CTA of long K (C = 512)
+//     takes one buffer so that two CTAs still fit an SM;
 //   - all k256 steps of a tile are issued back to back as one wgmma group; several CTAs per SM
 //     keep the tensor core busy while one of them is in its epilogue;
 //   - a residual's f32 row, the epilogue's global inputs, is read while the MMAs run, in an
@@ -50,7 +53,7 @@ namespace {
 
 using ptx::smem_u32;
 
-constexpr int kThreads = 128, kRows = 64;  // one warpgroup; m64 tiles
+constexpr int kWarpgroup = 128, kRows = 64;  // threads of a warpgroup; m64 tiles
 constexpr int kN = kCols + 16;             // GEMM columns: 64 channels, the ones column, 15 zeros
 constexpr int kAStep = 32 * kRows, kBStep = 32 * kN;  // bytes of one k256 step of A and of B
 
@@ -81,66 +84,70 @@ __device__ __forceinline__ int shortcut_base(const BinaryShortcut& sc, const Geo
 // inputs are read while the MMAs run (reads_row_inputs_ahead(mode) only). kShortcut:
 // ShortcutSignPack, whose shortcut is step `steps` of both operands (tsteps = steps + 1 a buffer).
 // nbuf = 2 activation tile buffers (the next tile's gather overlaps this tile's MMAs) or 1 (long
-// K: more CTAs an SM instead).
-template <int KS, int UW, bool kReadAhead, bool kShortcut>
-__global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvArgs args, Geometry g, int steps,
-                                                                     int nbuf) {
+// K: more CTAs an SM instead). kWG: warpgroups a CTA, each with a 64-channel slice of its own
+// (blockIdx.y * kWG + its index) and all reading the same gathered activation tile, so that a
+// layer of more than 64 channels gathers each tile once for 64 kWG channels.
+template <int KS, int UW, bool kReadAhead, bool kShortcut, int kWG>
+__global__ void __launch_bounds__(kWarpgroup* kWG) binary_conv_wgmma_kernel(BinaryConvArgs args, Geometry g, int steps,
+                                                                            int nbuf) {
 #ifdef MDQ_WGMMA_AVAILABLE
   constexpr int kExtra = kShortcut ? 1 : 0;
   const int tsteps = steps + kExtra;  // k256 steps of one operand buffer
+  constexpr int kThreads = kWarpgroup * kWG;
   extern __shared__ __align__(128) uint8_t smem[];
-  uint8_t* Bs = smem;                                             // [tsteps] weights of the slice
-  uint8_t* As = smem + tsteps * kBStep;                           // [nbuf][tsteps] activation tiles
-  Copy* copies = reinterpret_cast<Copy*>(As + nbuf * tsteps * kAStep);  // [Ktot / UW]
-  __shared__ EpilogueTablesFor<KS == 3 ? 9 : 32> tables;
+  uint8_t* As = smem;                                                    // [nbuf][tsteps] activation tiles
+  uint8_t* Bs_all = As + nbuf * tsteps * kAStep;                         // [kWG][tsteps] weights of the slices
+  Copy* copies = reinterpret_cast<Copy*>(Bs_all + kWG * tsteps * kBStep);  // [Ktot / UW]
+  __shared__ EpilogueTablesFor<KS == 3 ? 9 : 32> tables_all[kWG];
   __shared__ Row rows[2][kRows];
-  __shared__ std::conditional_t<kShortcut, ShortcutTables, char> stables;
+  __shared__ std::conditional_t<kShortcut, ShortcutTables, char> stables_all[kWG];
   __shared__ std::conditional_t<kShortcut, int[2][kRows], char> srows;  // shortcut_base of each row
 
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2;
-  const int n0 = blockIdx.y * kCols;
-  load_epilogue_tables(tables, args, g, n0);
-  if constexpr (kShortcut) load_shortcut_tables(stables, args.shortcut, g, n0);
+  // tid: the thread in the CTA; wg, wtid, warp: its warpgroup, its place and its warp in that.
+  // (with one warpgroup, spelled so that the compiler sees wg = 0 and wtid = tid)
+  const int tid = threadIdx.x, wg = kWG == 1 ? 0 : tid / kWarpgroup, wtid = kWG == 1 ? tid : tid % kWarpgroup,
+            warp = wtid >> 5, lane = tid & 31, gq = lane >> 2;
+  const int n0 = (blockIdx.y * kWG + wg) * kCols;
+  uint8_t* Bs = Bs_all + wg * tsteps * kBStep;  // this warpgroup's slice
+  auto& tables = tables_all[wg];
+  [[maybe_unused]] auto& stables = stables_all[wg];
+  load_epilogue_tables(tables, args, g, n0, wtid, kWarpgroup);  // (every warpgroup at once: it holds barriers)
+  if constexpr (kShortcut) load_shortcut_tables(stables, args.shortcut, g, n0, wtid);
   // The slice's weights by cp.async (a plain load-then-store loop would wait out one global
   // latency per word), UW words a copy, one thread a GEMM column walking its K: column p < 64 =
   // channel n0 + slice_channel(p, mode), zero past O and K; column 64 = ones up to K; the rest
   // zero, stored directly. (A warp a column left most lanes idle at small K and made this ~13% of
   // the kernel's instructions at ImageNet's layer1, ncu; a flat walk over (column, copy) spent
   // ~50 instructions a copy on its index arithmetic.)
+  // kShortcut: the shortcut's 1x1 weights are step `steps` of the same columns (ShortcutSignPack
+  // keeps column p = channel n0 + p), sw <= 8 words, even (binary_conv_fuses_shortcut).
   const int kwords = steps * 8;
+  [[maybe_unused]] const int sw = kShortcut ? (args.shortcut.C + 31) / 32 : 0;
   const uint32_t b_base = smem_u32(Bs);
-  for (int p = tid; p < kN; p += kThreads) {
-    const uint32_t column = b_base + operand_offset<kN>(0, p, 0);
-    if (p >= kCols) {
-      for (int k = 0; k < kwords; k += UW) {
-        const uint32_t v = p == kCols && k < g.Ktot ? ~0u : 0u;
+  for (int p = wtid; p < kN; p += kWarpgroup) {
+    const int column = operand_offset<kN>(0, p, 0);  // byte offset of column p's first word
+    if (p >= kCols) {  // the ones column (up to K, and up to the shortcut's K in its step); zeros
+      for (int k = 0; k < kwords; k += UW)
         for (int u = 0; u < UW; ++u)
-          *reinterpret_cast<uint32_t*>(Bs + (column - b_base) + operand_offset<kN>(k >> 3, 0, k & 7) + 4 * u) = v;
-      }
+          *reinterpret_cast<uint32_t*>(Bs + column + operand_offset<kN>(k >> 3, 0, k & 7) + 4 * u) =
+              p == kCols && k < g.Ktot ? ~0u : 0u;
+      if constexpr (kShortcut)
+        for (int k = 0; k < 8; k += 2) {
+          const uint32_t v = p == kCols && k < sw ? ~0u : 0u;
+          *reinterpret_cast<uint2*>(Bs + column + operand_offset<kN>(steps, 0, k)) = make_uint2(v, v);
+        }
       continue;
     }
     const int o = n0 + slice_channel(p, args.mode);
     const bool channel = o < g.O;
     const uint32_t* w_row = args.w + (channel ? (long long)o * g.Ktot : 0);
     for (int k = 0; k < kwords; k += UW)
-      ptx::cp_async_gather<4 * UW>(column + operand_offset<kN>(k >> 3, 0, k & 7), w_row, k, channel && k < g.Ktot);
-  }
-  if constexpr (kShortcut) {  // step `steps` of B: the shortcut's 1x1 weights, as the main ones
-    const int sw = (args.shortcut.C + 31) / 32;  // even, <= 8 (binary_conv_fuses_shortcut)
-    for (int p = warp; p < kN; p += kThreads / 32) {
-      const int o = n0 + p;
-      const bool channel = p < kCols && o < g.O;
-      const uint32_t* w_row = args.shortcut.w + (channel ? (long long)o * sw : 0);
-      if (lane < 4) {
-        const int k = 2 * lane;
-        const uint32_t dst = b_base + operand_offset<kN>(steps, p, k);
-        if (p == kCols) {
-          const uint32_t ones = k < sw ? ~0u : 0u;
-          *reinterpret_cast<uint2*>(Bs + (dst - b_base)) = make_uint2(ones, ones);
-        } else {
-          ptx::cp_async_gather<8>(dst, w_row, k, channel && k < sw);
-        }
-      }
+      ptx::cp_async_gather<4 * UW>(b_base + column + operand_offset<kN>(k >> 3, 0, k & 7), w_row, k,
+                                   channel && k < g.Ktot);
+    if constexpr (kShortcut) {
+      const uint32_t* s_row = args.shortcut.w + (channel ? (long long)o * sw : 0);
+      for (int k = 0; k < 8; k += 2)
+        ptx::cp_async_gather<8>(b_base + column + operand_offset<kN>(steps, 0, k), s_row, k, channel && k < sw);
     }
   }
   const int ncopies = g.Ktot / UW;
@@ -150,21 +157,21 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
     copies[i] = Copy{ot.x, static_cast<int>(1u << ot.y), operand_offset<kRows>(k >> 3, 0, k & 7), 0};
   }
 
-  // The gather of one tile into buffer b: two threads a row, alternate copies.
+  // The gather of one tile into buffer b: 2 kWG threads a row, taking copies in turn.
   const int my_row = tid & (kRows - 1);
   const uint32_t a_row0 = smem_u32(As) + operand_offset<kRows>(0, my_row, 0);
   auto stage_a = [&](int b, Row row, int sbase) {  // (by value: one read of the row, not one a copy)
     const uint32_t a_row = a_row0 + b * tsteps * kAStep;
     // x + the row's base: only read at taps inside the image (the base may point before x)
     const uint32_t* src = args.x + row.base;
-    for (int i = tid >> 6; i < ncopies; i += 2) {
+    for (int i = tid >> 6; i < ncopies; i += kThreads / kRows) {
       const Copy c = copies[i];
       ptx::cp_async_gather<4 * UW>(a_row + c.dst, src, c.src, (row.mask & static_cast<uint32_t>(c.tap_bit)) != 0u);
     }
     if constexpr (kShortcut) {  // the row's shortcut pixel into step `steps`, 2 words a copy
       const int sw = (args.shortcut.C + 31) / 32;
       const uint32_t* s_src = args.shortcut.x + (sbase >= 0 ? sbase : 0);
-      for (int k = 2 * (tid >> 6); k < sw; k += 4)
+      for (int k = 2 * (tid >> 6); k < sw; k += 2 * kThreads / kRows)
         ptx::cp_async_gather<8>(a_row + operand_offset<kRows>(steps, 0, k), s_src, k, sbase >= 0);
     }
   };
@@ -245,24 +252,60 @@ __global__ void __launch_bounds__(kThreads) binary_conv_wgmma_kernel(BinaryConvA
 #endif
 }
 
-size_t smem_bytes(int steps, int ktot, int nbuf) {
-  return static_cast<size_t>(steps) * (kBStep + nbuf * kAStep) + sizeof(Copy) * ktot;
+// Dynamic shared memory of a CTA: activation tiles, the weights of `wgs` slices, the copy list.
+size_t smem_bytes(int steps, int ktot, int nbuf, int wgs = 1) {
+  return static_cast<size_t>(steps) * (wgs * kBStep + nbuf * kAStep) + sizeof(Copy) * ktot;
 }
 // Two activation buffers while a CTA (dynamic + up to ~16 KB static shared memory) still fits 3 an SM.
 int buffers(int steps, int ktot) { return smem_bytes(steps, ktot, 2) + 16 * 1024 <= 75 * 1024 ? 2 : 1; }
 
-template <int KS, int UW>
-void launch(const BinaryConvArgs& a, const Geometry& g, int steps) {
-  const bool shortcut = a.mode == BinaryEpilogue::ShortcutSignPack;
-  const auto kernel = shortcut                         ? binary_conv_wgmma_kernel<KS, UW, false, true>
-                      : reads_row_inputs_ahead(a.mode) ? binary_conv_wgmma_kernel<KS, UW, true, false>
-                                                       : binary_conv_wgmma_kernel<KS, UW, false, false>;
-  const int tsteps = steps + (shortcut ? 1 : 0);
+// MDQ_W1A1_WARPGROUPS=1 or 2 picks the CTA shape (for side-by-side timing); unset or else: auto.
+int warpgroups_asked() {
+  const char* e = std::getenv("MDQ_W1A1_WARPGROUPS");
+  return e && (std::strcmp(e, "1") == 0 || std::strcmp(e, "2") == 0) ? e[0] - '0' : 0;
+}
+
+template <int KS, int UW, bool kReadAhead, bool kShortcut, int kWG>
+void launch_shape(const BinaryConvArgs& a, const Geometry& g, int steps, int nbuf, size_t smem) {
+  const auto kernel = binary_conv_wgmma_kernel<KS, UW, kReadAhead, kShortcut, kWG>;
+  const long long slices = (g.O + kWG * kCols - 1) / (kWG * kCols);
+  const dim3 grid = persistent_grid(kernel, kWarpgroup * kWG, smem, (g.M + kRows - 1) / kRows, slices);
+  kernel<<<grid, kWarpgroup * kWG, smem, cuda::stream()>>>(a, g, steps, nbuf);
+  CUDA_CHECK_LAUNCH();
+}
+
+// A layer of more than one 64-channel slice (3x3) runs two warpgroups a CTA, one slice each on one
+// gathered tile, where such CTAs with two activation buffers keep at least as many warps on an SM
+// as one-warpgroup CTAs: the gather and the row geometry then cost half as much per output. Where
+// they do not (long K: ResNet-18's 512 channels), one warpgroup a CTA, whose single buffer leaves
+// the other CTAs of the SM to overlap its gather.
+template <int KS, int UW, bool kReadAhead, bool kShortcut>
+void launch_mode(const BinaryConvArgs& a, const Geometry& g, int steps) {
+  const int tsteps = steps + (kShortcut ? 1 : 0);
   const int nbuf = buffers(tsteps, g.Ktot);
   const size_t smem = smem_bytes(tsteps, g.Ktot, nbuf);
-  const dim3 grid = persistent_grid(kernel, kThreads, smem, (g.M + kRows - 1) / kRows, (g.O + kCols - 1) / kCols);
-  kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g, steps, nbuf);
-  CUDA_CHECK_LAUNCH();
+  if constexpr (KS == 3) {
+    const int asked = warpgroups_asked();
+    if (g.O > kCols && asked != 1) {
+      const size_t smem2 = smem_bytes(tsteps, g.Ktot, 2, 2);
+      const int ctas2 = smem2 <= 200 * 1024
+                            ? resident_ctas(binary_conv_wgmma_kernel<KS, UW, kReadAhead, kShortcut, 2>, 2 * kWarpgroup, smem2)
+                            : 0;
+      const int ctas1 = resident_ctas(binary_conv_wgmma_kernel<KS, UW, kReadAhead, kShortcut, 1>, kWarpgroup, smem);
+      if (ctas2 > 0 && (asked == 2 || 2 * ctas2 >= ctas1)) {
+        launch_shape<KS, UW, kReadAhead, kShortcut, 2>(a, g, steps, 2, smem2);
+        return;
+      }
+    }
+  }
+  launch_shape<KS, UW, kReadAhead, kShortcut, 1>(a, g, steps, nbuf, smem);
+}
+
+template <int KS, int UW>
+void launch(const BinaryConvArgs& a, const Geometry& g, int steps) {
+  if (a.mode == BinaryEpilogue::ShortcutSignPack) launch_mode<KS, UW, false, true>(a, g, steps);
+  else if (reads_row_inputs_ahead(a.mode)) launch_mode<KS, UW, true, false>(a, g, steps);
+  else launch_mode<KS, UW, false, false>(a, g, steps);
 }
 
 }  // namespace

@@ -76,11 +76,14 @@ const Case kW1A16Cases[] = {
 };
 
 // Runs a W1A1 test on each kernel: "auto" (wgmma on sm_90a builds on a compute capability 9.0
-// GPU, for every shape whose K fits its shared memory; else mma.sync) and "mma" (mma.sync, the
-// portable path), through kernels/binary_conv_wgmma.cu's MDQ_W1A1_KERNEL switch.
+// GPU, for every shape whose K fits its shared memory, two warpgroups a CTA where a 3x3 layer has
+// more than 64 channels and they fit; else mma.sync), "auto 1wg" (the same with one warpgroup a
+// CTA everywhere) and "mma" (mma.sync, the portable path), through kernels/binary_conv_wgmma.cu's
+// MDQ_W1A1_KERNEL and MDQ_W1A1_WARPGROUPS switches.
 std::string use_each_w1a1_kernel() {
-  const std::string kernel = GENERATE(as<std::string>{}, "auto", "mma");
-  ::setenv("MDQ_W1A1_KERNEL", kernel.c_str(), 1);
+  const std::string kernel = GENERATE(as<std::string>{}, "auto", "auto 1wg", "mma");
+  ::setenv("MDQ_W1A1_KERNEL", kernel == "mma" ? "mma" : "auto", 1);
+  ::setenv("MDQ_W1A1_WARPGROUPS", kernel == "auto 1wg" ? "1" : "auto", 1);
   return "W1A1 kernel " + kernel + ": ";
 }
 
