@@ -17,21 +17,27 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 B=build-gpu
 fm=.deps/data/fashion-mnist; c10=/tmp/data/cifar10
+[ -d $fm ] || fm=/usr/share/datasets/fashion-mnist  # the Debian package's copy, as gpu-session.sh
 failed=()
 # run CMD...: runs it; a non-zero exit is remembered (and the script goes on to the other checks).
 run() { "$@" || failed+=("$*"); }
 # train ARGS...: mdq-train, its last 3 lines shown.
 train() { $B/mdq-train "$@" --overwrite --quiet 2>&1 | tail -3; [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("mdq-train $*"); }
-have_c10=1
-if [ ! -d $c10 ]; then
-  have_c10=0
-  echo "check-packed-infer: CIFAR-10 is not at $c10 (scripts/gpu-session.sh unpacks .deps/data/cifar10-jpeg.tar.gz there): its checks are skipped"
-fi
+# have DIR WHAT WHERE-FROM: 1 where the dataset DIR is there, else 0 and a line that says its checks are skipped.
+have() {
+  [ -d "$1" ] && { echo 1; return; }
+  echo "check-packed-infer: $2 is not at $1 ($3): its checks are skipped" >&2
+  echo 0
+}
+have_fm=$(have $fm Fashion-MNIST "stage it in .deps/data/fashion-mnist")
+have_c10=$(have $c10 CIFAR-10 "scripts/gpu-session.sh unpacks .deps/data/cifar10-jpeg.tar.gz there")
 
-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --out runs/fm-small
-run $B/mdq-export --checkpoint runs/fm-small/best.ckpt --out runs/fm-small.mdqpack
-run $B/mdq-infer --model runs/fm-small.mdqpack --data-dir $fm --engine float
-for p in split bf16; do run $B/mdq-infer --model runs/fm-small.mdqpack --data-dir $fm --engine packed --packed-precision $p --agree; done
+if [ $have_fm = 1 ]; then
+  train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --out runs/fm-small
+  run $B/mdq-export --checkpoint runs/fm-small/best.ckpt --out runs/fm-small.mdqpack
+  run $B/mdq-infer --model runs/fm-small.mdqpack --data-dir $fm --engine float
+  for p in split bf16; do run $B/mdq-infer --model runs/fm-small.mdqpack --data-dir $fm --engine packed --packed-precision $p --agree; done
+fi
 if [ $have_c10 = 1 ]; then
   # 3 epochs with beta annealed fast enough (x1.2 every 20 iterations) that the rounded network learns too
   train --config configs/cifar10-resnet18-md-tanh-s-30ep.cfg --data-dir $c10 --epochs 3 --beta-rho 1.2 --beta-interval 20 \
@@ -47,10 +53,12 @@ if [ $have_c10 = 1 ]; then
   done
 fi
 # Fully binary (act_bits = 1) on the W1A1 kernels
-train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --act-bits 1 --out runs/fm-small-a1
-run $B/mdq-export --checkpoint runs/fm-small-a1/best.ckpt --out runs/fm-small-a1.mdqpack
-run $B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine float
-for s in auto tc-bf16 direct; do run $B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine packed --stem $s --agree; done
+if [ $have_fm = 1 ]; then
+  train --config configs/fashion-mnist-smallcnn-md-tanh-s-cpu.cfg --data-dir $fm --device cuda --act-bits 1 --out runs/fm-small-a1
+  run $B/mdq-export --checkpoint runs/fm-small-a1/best.ckpt --out runs/fm-small-a1.mdqpack
+  run $B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine float
+  for s in auto tc-bf16 direct; do run $B/mdq-infer --model runs/fm-small-a1.mdqpack --data-dir $fm --engine packed --stem $s --agree; done
+fi
 if [ $have_c10 = 1 ]; then
   train --config configs/cifar10-resnet18-md-tanh-s-30ep.cfg --data-dir $c10 --epochs 3 --beta-rho 1.2 --beta-interval 20 \
     --act-bits 1 --precision tf32 --out runs/c10-3ep-a1
@@ -70,6 +78,7 @@ for a in 1 32; do
   done
   run $B/mdq-infer --random-model resnet18 --engine float --act-bits $a --batch-size 256
 done
+[ $have_fm = 1 ] || echo "check-packed-infer: the Fashion-MNIST checks were skipped (no data at $fm)"
 [ $have_c10 = 1 ] || echo "check-packed-infer: the CIFAR-10 checks were skipped (no data at $c10)"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "check-packed-infer: ${#failed[@]} command(s) failed:"
