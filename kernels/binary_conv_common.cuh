@@ -6,7 +6,9 @@
 // (lane = 4 g + t), so one epilogue serves both. With SignPack (and SkipSignPack), column p of the GEMM is channel
 // n0 + slice_channel(p) (the weights are staged in that order): a lane's 16 columns are then 16
 // consecutive channels, whose signs fill half of one packed 32-bit word at bit positions known at
-// compile time (one shuffle per row instead of four, no shifts by lane-dependent amounts). The
+// compile time (one shuffle per row instead of four, no shifts by lane-dependent amounts), and
+// the two columns of one n8 tile are channels 8 apart, whose sign bits paired_signs_row moves
+// into place together. The
 // modes that write 4 (Int16: 2) bytes an output keep column p = channel n0 + p, so that the four
 // lanes of a row write 32 (16) contiguous bytes (permuted, each would touch its own 32-byte sector).
 //
@@ -21,6 +23,7 @@
 #include <cstdint>
 
 #include "kernels/binary_conv.h"
+#include "kernels/ptx.cuh"
 
 namespace mdq::kernels::binary {
 
@@ -31,10 +34,10 @@ __host__ __device__ constexpr bool packs_signs(BinaryEpilogue mode) {
   return mode == BinaryEpilogue::SignPack || mode == BinaryEpilogue::SkipSignPack;
 }
 
-// The channel (within the slice) of GEMM column p = 8 j + 2 t + e: 16 t + 2 j + e when the
+// The channel (within the slice) of GEMM column p = 8 j + 2 t + e: 16 t + 8 e + j when the
 // output is packed signs, else p.
 __host__ __device__ constexpr int slice_channel(int p, BinaryEpilogue mode) {
-  return packs_signs(mode) ? 16 * ((p >> 1) & 3) + 2 * (p >> 3) + (p & 1) : p;
+  return packs_signs(mode) ? 16 * ((p >> 1) & 3) + 8 * (p & 1) + (p >> 3) : p;
 }
 
 // n / d for 0 <= n < 2^31 by a multiply-high and a shift (Granlund-Montgomery, as CUTLASS's
@@ -114,11 +117,13 @@ __device__ __forceinline__ int2 k_word_source(const Geometry& g, int k) {
 // 6 KB less shared memory a CTA, one more CTA an SM on ResNet-18's 256-channel layers.
 template <int kTaps>
 struct EpilogueTablesFor {
-  int2 thr[kCols / 2];       // SignPack: dmin + 2 wtot per column pair (8 j + 2 t, + 1), never
-                             // reached past O; other modes: 2 wtot (0 past O)
+  int2 thr[kCols / 2];       // SignPack: dmin + 2 wtot per column pair (8 j + 2 t, + 1), dmin
+                             // clamped to [-K - 1, K + 1] (K + 1 past O: never reached); other
+                             // modes: 2 wtot (0 past O)
   uint32_t flip[2];          // SignPack: the flip bits of the slice's 64 channels (by channel)
   int2 thr_plus[kCols / 2];  // SkipSignPack: thr and flip are those of a skip of -1, these of +1
   uint32_t flip_plus[2];
+  uint4 tpair[2][4][2];      // thr's pair 4 j + t as t0 + 2^16 t1 (mod 2^32), word j of [.][t]; [1]: thr_plus's
   int2 tap[kTaps][kCols / 2];  // 2 popc(W) of tap t per column pair; 0 past O
   int2 border[16][kCols / 2];  // 3x3 only: Σ tap[t] over the taps of border class c (below)
   float2 aff[kCols];         // (scale, shift), other modes
@@ -148,22 +153,30 @@ __device__ inline void load_epilogue_tables(Tables& s, const BinaryConvArgs& arg
                                             int nthreads) {
   const int T1 = g.T + 1;
   const bool pack = packs_signs(args.mode), skip = args.mode == BinaryEpilogue::SkipSignPack;
+  uint32_t* tpair = reinterpret_cast<uint32_t*>(s.tpair);  // [set][t][j]
   if (tid < 2) s.flip[tid] = 0u, s.flip_plus[tid] = 0u;
+  for (int i = tid; i < 64; i += nthreads) tpair[i] = 0u;
   __syncthreads();
   if (tid < kCols) {
     const int c = slice_channel(tid, args.mode), o = n0 + c;
     const bool in = o < g.O;
     const int wtot2 = in ? 2 * __ldg(args.tap_popc + o * T1 + g.T) : 0;
-    int t = wtot2, t_plus = 0x3fffffff;
-    // Threshold set i (SkipSignPack: 0 for a skip of -1, 1 for +1) into thr and flip: the bit
-    // is (d + 2 wtot >= dmin + 2 wtot) xor flip; past O never set.
+    // |d| <= K: a dmin outside [-K, K] sets every bit or none, as its clamp does
+    const int K = g.T * g.C;
+    // Threshold set i (SkipSignPack: 0 for a skip of -1, 1 for +1) into thr, tpair and flip: the
+    // bit is (d + 2 wtot >= dmin + 2 wtot) xor flip; past O never set.
     auto threshold = [&](int i, uint32_t* flip) {
-      if (!in) return 0x3fffffff;
+      if (!in) return K + 1;
       if (__ldg(args.thresholds + (2 * i + 1) * g.O + o)) atomicOr(&flip[c / 32], 1u << (c % 32));
-      return __ldg(args.thresholds + 2 * i * g.O + o) + wtot2;
+      return min(max(__ldg(args.thresholds + 2 * i * g.O + o), -K - 1), K + 1) + wtot2;
     };
-    if (pack) t = threshold(0, s.flip);
-    if (skip) t_plus = threshold(1, s.flip_plus);
+    // column tid = 8 j + 2 t + e: half e of word j of tpair[i][t]
+    auto pair_into = [&](int i, int t) {
+      atomicAdd(&tpair[(i * 4 + ((tid >> 1) & 3)) * 8 + (tid >> 3)], static_cast<uint32_t>(t) << (16 * (tid & 1)));
+    };
+    int t = wtot2, t_plus = K + 1;
+    if (pack) t = threshold(0, s.flip), pair_into(0, t);
+    if (skip) t_plus = threshold(1, s.flip_plus), pair_into(1, t_plus);
     reinterpret_cast<int*>(s.thr)[tid] = t;
     reinterpret_cast<int*>(s.thr_plus)[tid] = t_plus;
     s.aff[tid] = make_float2(in && args.scale ? args.scale[o] : 1.f, in && args.shift ? args.shift[o] : 0.f);
@@ -264,6 +277,76 @@ __device__ __forceinline__ void shortcut_row_inputs(RowInputs& in, const int32_t
   }
 }
 
+// The 2 popc(W) terms of the taps outside the image (bits of miss) for the lane's column pairs
+// 4 j + tq, handed to add(j, pair): one border-class vector for a 3x3 border pixel, else tap by tap.
+template <class Tables, class Add>  // EpilogueTablesFor<kTaps>, kTaps >= g.T
+__device__ __forceinline__ void for_missing_taps(uint32_t miss, const Geometry& g, const Tables& s, int tq, Add&& add) {
+  if (!miss) return;
+  const int c = g.T == 9 && g.KW == 3 ? border_class(miss) : -1;
+  if (c >= 0) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) add(j, s.border[c][4 * j + tq]);
+    return;
+  }
+  for (; miss; miss &= miss - 1) {
+    const int t = __ffs(miss) - 1;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) add(j, s.tap[t][4 * j + tq]);
+  }
+}
+
+// SignPack and SkipSignPack, two channels a 32-bit word. The lane's columns 8 j + 2 tq + e are
+// channels 16 tq + 8 e + j (slice_channel); with acc' = 4 acc - r + 2 popc(W & taps outside) =
+// d + 2 wtot as in epilogue_row, the word
+//   D_j = 4 (acc_j0 + 2^16 acc_j1) + (2^15 - r)(1 + 2^16) + border_j - (t_j0 + 2^16 t_j1)
+// holds 2^15 + acc'_je - t_je in its half e. Each half stays in [0, 2^16) while
+// |acc' - t| = |d - dmin| < 2^15, which dmin's clamp to [-K - 1, K + 1] makes true for
+// K <= kPairedSignsMaxK, so nothing carries between the halves and bit 15 of half e is the
+// compare (acc'_je >= t_je). A prmt with sign replication turns two such words into four
+// 0x00 / 0xff bytes, and one AND-OR keeps one bit of each at its channel's place. On an H200
+// (ncu, the one-warpgroup wgmma kernel, batch 256) that is 5% fewer instructions than a compare,
+// shift and OR an output on ImageNet ResNet-18's 64-channel layer (24.9M against 26.3M, 8% less
+// time) and 4% fewer at 256 channels (benchmarks/results/2026-12-03-h200-session22.txt).
+constexpr int kPairedSignsMaxK = (1 << 14) - 1;
+template <class Tables>  // EpilogueTablesFor<kTaps>, kTaps >= g.T
+__device__ __forceinline__ void paired_signs_row(int32_t (&acc)[8][4], int h, int m, int r, uint32_t miss,
+                                                 const Tables& s, const BinaryConvArgs& args, const Geometry& g,
+                                                 int n0) {
+  const int tq = threadIdx.x & 3;
+  // D_j + t_j, in place of acc[j][2 h] (no extra registers); the border branch taken once a row,
+  // not once a pair (ncu: a per-pair test cost more than the pairing saved).
+  const uint32_t bias = static_cast<uint32_t>(32768 - r) * 0x10001u;
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+    acc[j][2 * h] = static_cast<int32_t>((static_cast<uint32_t>(acc[j][2 * h]) << 2) +
+                                         (static_cast<uint32_t>(acc[j][2 * h + 1]) << 18) + bias);
+  for_missing_taps(miss, g, s, tq, [&](int j, int2 p) {
+    acc[j][2 * h] += static_cast<int32_t>(static_cast<uint32_t>(p.x) + (static_cast<uint32_t>(p.y) << 16));
+  });
+  // The 32 sign bits of threshold set i: pairs j, j + 1 (j even) give bits j, 8 + j and
+  // 16 + j + 1, 24 + j + 1; folded, lane tq's 16 land in half tq & 1 of word tq / 2.
+  auto signs = [&](int i, const uint32_t(&flip)[2]) {
+    const uint4 t03 = s.tpair[i][tq][0], t47 = s.tpair[i][tq][1];
+    const uint32_t t[8] = {t03.x, t03.y, t03.z, t03.w, t47.x, t47.y, t47.z, t47.w};
+    uint32_t b = 0u;
+#pragma unroll
+    for (int j = 0; j < 8; j += 2) {
+      const uint32_t d0 = static_cast<uint32_t>(acc[j][2 * h]) - t[j], d1 = static_cast<uint32_t>(acc[j + 1][2 * h]) - t[j + 1];
+      b |= ptx::prmt(d0, d1, 0xFDB9u) & ((0x0101u << j) | (0x01010000u << (j + 1)));  // signs of bytes 1, 3, 5, 7
+    }
+    b = (b | __funnelshift_l(b, b, 16)) & (tq & 1 ? 0xffff0000u : 0x0000ffffu);
+    b |= __shfl_xor_sync(0xffffffffu, b, 1);  // every lane shuffles: the mode is warp-uniform
+    return b ^ flip[tq >> 1];
+  };
+  const int Ow = (g.O + 31) / 32, word = n0 / 32 + (tq >> 1);
+  uint32_t bits = signs(0, s.flip);
+  if (args.mode == BinaryEpilogue::SkipSignPack) {  // each bit from the set its skip's sign picks
+    const uint32_t skip = skip_word(args, g, m, n0);
+    bits = (signs(1, s.flip_plus) & skip) | (bits & ~skip);
+  }
+  if ((tq & 1) == 0 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits;
+}
+
 // The epilogue of one row (8 h + g of the lane's m16 block) of the 64-column slice: output
 // pixel m (>= M: nothing is written, but every lane must call: it shuffles), r and tap mask of
 // that row. ahead: the row's residual read ahead (load_row_inputs), or null: read here (the
@@ -275,47 +358,32 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
                                              int n0, const RowInputs* ahead) {
   const int tq = threadIdx.x & 3;
   const uint32_t all_taps = (1u << g.T) - 1u;  // T <= 31
+  const uint32_t miss = m < g.M ? ~mask & all_taps : 0u;
+  if (packs_signs(args.mode) && g.T * g.C <= kPairedSignsMaxK) {
+    paired_signs_row(acc, h, m, r, miss, s, args, g, n0);
+    return;
+  }
   // acc <- 4 acc - r + 2 popc(W & taps outside the image) = d + 2 wtot, in place (no extra
   // registers); the tap loop runs for border pixels only.
 #pragma unroll
   for (int j = 0; j < 8; ++j)
 #pragma unroll
     for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = 4 * acc[j][2 * h + e] - r;
-  uint32_t miss = m < g.M ? ~mask & all_taps : 0u;
-  if (miss) {
-    const int c = g.T == 9 && g.KW == 3 ? border_class(miss) : -1;
-    if (c >= 0) {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int2 p = s.border[c][4 * j + tq];
-        acc[j][2 * h] += p.x;
-        acc[j][2 * h + 1] += p.y;
-      }
-      miss = 0u;
-    }
-  }
-  for (; miss; miss &= miss - 1) {
-    const int t = __ffs(miss) - 1;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int2 p = s.tap[t][4 * j + tq];
-      acc[j][2 * h] += p.x;
-      acc[j][2 * h + 1] += p.y;
-    }
-  }
+  for_missing_taps(miss, g, s, tq, [&](int j, int2 p) {
+    acc[j][2 * h] += p.x;
+    acc[j][2 * h + 1] += p.y;
+  });
   const int Ow = (g.O + 31) / 32;
   if (packs_signs(args.mode)) {
-    // This lane's 16 channels are 16 tq + 2 j + e: bits 2 j + e of the half word 16 (tq & 1)
-    // of word tq / 2; the neighbour lane (tq ^ 1) holds the other half. Each bit is its compare
-    // shifted into place (not a conditional OR): the same bits, 3-6% faster on ResNet-18's
-    // ImageNet layers (H200, benchmarks/results/2026-12-03-h200-session21.txt, call 5).
+    // (K past kPairedSignsMaxK.) This lane's 16 channels are 16 tq + 8 e + j: bits 8 e + j of the
+    // half word 16 (tq & 1) of word tq / 2; the neighbour lane (tq ^ 1) holds the other half.
     auto signs = [&](const int2(&thr)[kCols / 2], const uint32_t(&flip)[2]) {
       uint32_t bits = 0u;
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const int2 t = thr[4 * j + tq];
-        bits |= static_cast<uint32_t>(acc[j][2 * h] >= t.x) << (2 * j) |
-                static_cast<uint32_t>(acc[j][2 * h + 1] >= t.y) << (2 * j + 1);
+        bits |= static_cast<uint32_t>(acc[j][2 * h] >= t.x) << j | static_cast<uint32_t>(acc[j][2 * h + 1] >= t.y)
+                                                                     << (8 + j);
       }
       bits <<= 16 * (tq & 1);
       bits |= __shfl_xor_sync(0xffffffffu, bits, 1);  // every lane shuffles: the mode is warp-uniform

@@ -152,6 +152,15 @@ __device__ __forceinline__ uint32_t ge_mask(float a, float b) {
   return m;
 }
 
+// Byte permute of the 8 bytes {b, a} (a's bytes 0-3, b's 4-7): byte i of the result is the one
+// nibble i of sel names (its low 3 bits), or, with the nibble's bit 3 set, that byte's sign bit
+// copied into all 8 bits (the mode __byte_perm does not expose).
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+  uint32_t d;
+  asm("prmt.b32 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+  return d;
+}
+
 // Shared-memory matrix descriptor, no swizzle: the operand is made of 8-row x 16-byte core
 // matrices (each 128 contiguous bytes); lbo = bytes between core matrices adjacent in K,
 // sbo = bytes between core matrices adjacent in M (or N). Addresses and offsets in units of 16 B.

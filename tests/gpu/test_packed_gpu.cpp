@@ -178,7 +178,8 @@ TEST_CASE("W1A1 epilogues on the GPU: affine, ReLU, sign + re-pack") {
 TEST_CASE("W1A1 sign + re-pack with negative, zero and precomputed thresholds") {
   const std::string kernel = use_each_w1a1_kernel();
   INFO(kernel);
-  for (const Case& c : {Case{2, 64, 9, 9, 96, 3, 1, 1}, Case{1, 1000, 5, 5, 70, 3, 1, 1}}) {
+  // C 2000: K = 18000 bits, past the two-channels-a-word sign epilogue's range (kPairedSignsMaxK).
+  for (const Case& c : {Case{2, 64, 9, 9, 96, 3, 1, 1}, Case{1, 1000, 5, 5, 70, 3, 1, 1}, Case{1, 2000, 4, 4, 40, 3, 1, 1}}) {
     INFO(describe(c));
     Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 90 + c.C));
     PackedWeights w = pack_binary_weights(random_signs({c.O, c.C, c.K, c.K}, 91 + c.C));
@@ -298,9 +299,10 @@ TEST_CASE("W1A1 block end on the GPU: the identity skip as bits, equal to the CP
   const std::string kernel = use_each_w1a1_kernel();
   INFO(kernel);
   // 64 channels (whole words), 130 (a partial third word; two channel slices), 37 (one partial
-  // word), and more tiles than the persistent grid has CTAs.
+  // word), more tiles than the persistent grid has CTAs, and K = 18000 bits (C 2000, O 40: past
+  // the two-channels-a-word sign epilogue's range).
   for (const Case& c : {Case{2, 64, 9, 9, 64, 3, 1, 1}, Case{2, 130, 9, 9, 130, 3, 1, 1}, Case{1, 37, 7, 7, 37, 3, 1, 1},
-                        Case{8, 64, 40, 40, 64, 3, 1, 1}}) {
+                        Case{8, 64, 40, 40, 64, 3, 1, 1}, Case{1, 2000, 4, 4, 40, 3, 1, 1}}) {
     INFO(describe(c));
     Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 110 + c.C));
     PackedWeights w = pack_binary_weights(random_signs({c.O, c.C, c.K, c.K}, 111 + c.C));
