@@ -27,11 +27,11 @@
 //     shortcut conv is one more k256 step (its weights after the main ones, its gathered pixel
 //     after each tile's main steps) into accumulators of its own, so a downsampling block's end
 //     reads no f32 map and the shortcut conv writes none.
-// Measured on an H200 (benchmarks/results): 2.6-2.8x cuDNN bf16 on ResNet-18's ImageNet layers,
-// 1.4x the mma.sync kernel: issue-bound at C = 64 (the per-output epilogue is ~58% of a
-// tile's instructions), latency-bound at C >= 256 (4 CTAs an SM, ~40% of issue slots busy), the
-// tensor core 8-14% busy. The per-CTA set-up (weights, tables) was 12-24% of the instructions
-// before the weights were staged one thread a column (ncu, session 21).
+// Measured on an H200 (benchmarks/results/2026-12-03-h200-session22.txt): 2.9-3.0x cuDNN bf16 on
+// ResNet-18's ImageNet layers, 1.3-1.5x the mma.sync kernel; two warpgroups a CTA took the 128-512
+// channel layers from 2.6-2.8x to 2.9-3.1x. Issue-bound at C = 64 (62-64% of issue slots busy; the
+// per-output epilogue was ~58% of a tile's instructions in session 21's profile), latency-bound
+// at C >= 256 (~40% busy), the tensor core 9-16% busy.
 // K past Ktot is zero in the weights, so whatever sits in the activation tile there adds nothing.
 //
 // Shared-memory operand layout (no swizzle, K-major): per k256 step, 2 x R/8 core matrices of
