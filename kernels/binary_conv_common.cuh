@@ -155,7 +155,7 @@ __device__ inline void load_epilogue_tables(Tables& s, const BinaryConvArgs& arg
   const bool pack = packs_signs(args.mode), skip = args.mode == BinaryEpilogue::SkipSignPack;
   uint32_t* tpair = reinterpret_cast<uint32_t*>(s.tpair);  // [set][t][j]
   if (tid < 2) s.flip[tid] = 0u, s.flip_plus[tid] = 0u;
-  for (int i = tid; i < 64; i += nthreads) tpair[i] = 0u;
+  for (int i = tid; i < static_cast<int>(sizeof(s.tpair) / sizeof(uint32_t)); i += nthreads) tpair[i] = 0u;
   __syncthreads();
   if (tid < kCols) {
     const int c = slice_channel(tid, args.mode), o = n0 + c;
