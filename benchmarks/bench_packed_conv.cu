@@ -78,23 +78,26 @@ __global__ void wgmma_b1_peak_kernel(int iters, int* sink) {
   if (s == 0x7fffffff) sink[0] = s;
 }
 
-// ---- wgmma bf16 rate with the dev W1A16 kernel's operand layout (no swizzle, K-major, A 64 x 16
-// and B 16 x 128 per instruction, LBO = 16 rows, SBO = 128 B): groups of 4 m64n128k16.
+// ---- wgmma bf16 rate in the dev W1A16 kernel's form: A (64 x 16) from registers, B (16 x 128)
+// K-major in the 128-byte swizzle (128 rows of 128 bytes); groups of 4 m64n128k16, one per k16
+// step of the 128-byte rows, as the kernel issues them.
 __global__ void wgmma_bf16_peak_kernel(int iters, int* sink) {
-  __shared__ __align__(128) uint8_t ops[2048 + 4096];
-  for (int i = threadIdx.x; i < 2048 + 4096; i += blockDim.x) ops[i] = static_cast<uint8_t>((i * 37 + 11) & 0x3f);
+  __shared__ __align__(1024) uint8_t ops[128 * 128];
+  for (int i = threadIdx.x; i < 128 * 128; i += blockDim.x) ops[i] = static_cast<uint8_t>((i * 37 + 11) & 0x3f);
   kernels::ptx::fence_proxy_async_shared();
   __syncthreads();
   const uint32_t base = kernels::ptx::smem_u32(ops);
-  const uint64_t da = kernels::ptx::wgmma_desc(base, 1024, 128), db = kernels::ptx::wgmma_desc(base + 2048, 2048, 128);
-  float d[16][4];
+  const uint32_t a[4] = {0x3F80BF80u ^ threadIdx.x, 0xBF803F80u, 0x3F803F80u, 0xBF80BF80u ^ (threadIdx.x << 16)};
+  float d[16][4] = {};
+  kernels::ptx::fence_operands(d);
   for (int i = 0; i < iters; ++i) {
     kernels::ptx::wgmma_fence();
 #pragma unroll
-    for (int j = 0; j < 4; ++j) kernels::ptx::wgmma_bf16_m64n128k16(d, da, db, i > 0 || j > 0);
+    for (int j = 0; j < 4; ++j) kernels::ptx::wgmma_bf16_m64n128k16_rs(d, a, kernels::ptx::wgmma_desc_sw128(base + 32 * j));
     kernels::ptx::wgmma_commit();
     kernels::ptx::wgmma_wait<0>();
   }
+  kernels::ptx::fence_operands(d);
   float s = 0;
   for (int j = 0; j < 16; ++j)
     for (int e = 0; e < 4; ++e) s += d[j][e];
@@ -175,7 +178,7 @@ int main(int argc, char** argv) {
               cuda_device_name().c_str(), mma_peak, wgmma_peak);
   const double peak = std::max(mma_peak, wgmma_peak);
   std::printf("bf16 peaks: mma.sync m16n8k16 %.1f TFLOPS (the W1A16 default kernel's instruction), wgmma m64n128k16 "
-              "in the dev W1A16 kernel's shared-memory layout %.1f TFLOPS\n",
+              "in the dev W1A16 kernel's form (A in registers, B swizzled) %.1f TFLOPS\n",
               mma_sync_peak<false>(), wgmma_bf16_peak_tflops());
   std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"
               "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n"

@@ -168,6 +168,14 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr, uint32_t lbo,
   return static_cast<uint64_t>((smem_addr >> 4) & 0x3fffu) | static_cast<uint64_t>((lbo >> 4) & 0x3fffu) << 16 |
          static_cast<uint64_t>((sbo >> 4) & 0x3fffu) << 32;
 }
+// Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle (CUTLASS's
+// Swizzle<3,4,3>): rows of 128 bytes, the 16-byte chunk c of row r stored at chunk c ^ (r % 8),
+// from a 1024-byte aligned base; SBO = 1024 bytes between 8-row groups, LBO unused (1). A k16
+// step of bf16 inside the 128-byte row is a start address 32 bytes further on (the hardware
+// applies the XOR to the final address).
+__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_addr) {
+  return static_cast<uint64_t>((smem_addr >> 4) & 0x3fffu) | 1ull << 16 | (1024ull >> 4) << 32 | 1ull << 62;
+}
 __device__ __forceinline__ void wgmma_fence() {
 #ifdef MDQ_WGMMA_AVAILABLE
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
@@ -257,48 +265,26 @@ __device__ __forceinline__ void wgmma_bf16_m64n64k16_rs(float (&d)[8][4], const 
 #endif
 }
 
-// D (+)= A·B, bf16 A (64 x 16) and B (16 x N) from shared memory (K-major descriptors, no
-// transpose), f32 accumulators of the warpgroup; same fragment layout as above
-// (d[j][2h+e] = D[16w + 8h + g][8j + 2t + e]). For the W1A16 kernel (dev/kernels/w1a16_wgmma.cu).
-__device__ __forceinline__ void wgmma_bf16_m64n64k16(float (&d)[8][4], uint64_t a_desc, uint64_t b_desc,
-                                                   bool accumulate) {
+// The 64 f32 accumulators of an m64n128 wgmma, d[16][4].
+#define MDQ_WGMMA_D128(d)                                                                                        \
+  MDQ_WGMMA_D64(d), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]),    \
+      "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), \
+      "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), \
+      "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), \
+      "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+
+// As wgmma_bf16_m64n64k16_rs, N = 128 (the workshop's W1A16 kernel, dev/kernels/w1a16_wgmma.cu).
+__device__ __forceinline__ void wgmma_bf16_m64n128k16_rs(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b_desc) {
 #ifdef MDQ_WGMMA_AVAILABLE
   asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
-      " wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-      : MDQ_WGMMA_D64(d)
-      : "l"(a_desc), "l"(b_desc), "r"(accumulate ? 1 : 0));
-#endif
-}
-__device__ __forceinline__ void wgmma_bf16_m64n128k16(float (&d)[16][4], uint64_t a_desc, uint64_t b_desc,
-                                                   bool accumulate) {
-#ifdef MDQ_WGMMA_AVAILABLE
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
+      "{\n .reg .pred p;\n setp.ne.b32 p, 1, 0;\n"  // scale-d = 1: accumulate
       " wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
       "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
       "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
       "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
-      "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
-        "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
-        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
-        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
-        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
-        "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
-        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
-        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
-        "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
-        "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
-        "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),
-        "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
-        "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
-        "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
-        "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
-        "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
-      : "l"(a_desc), "l"(b_desc), "r"(accumulate ? 1 : 0));
+      "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
+      : MDQ_WGMMA_D128(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc));
 #endif
 }
 

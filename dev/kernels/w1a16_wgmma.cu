@@ -1,41 +1,33 @@
 // W1A16 / W2A16 convolution on Hopper's warpgroup MMA (sm_90a): the implicit GEMM of
-// kernels/w1a16_conv.cu (M = N*OH*OW pixels, N_gemm = O channels, K = taps x channels, k-chunk =
-// 64 channels of one tap) with `wgmma.mma_async m64nNk16 .bf16` and f32 accumulation, the weights
-// expanded from their packed bits into ±1 (or {-1, 0, 1}) bf16 in shared memory once per CTA and
-// k-chunk, as DESIGN.md E12's last bullet has it.
+// kernels/w1a16_conv.cu (K = taps x channels, k-chunk = 64 channels of one tap) turned around so
+// that the weights are wgmma's A operand, built in registers from their packed bits, and the
+// gathered activations its B operand in shared memory (DESIGN.md E12's last bullet):
+//   D[o][m] = sum_k W[o][k] X[m][k],  o = output channel (wgmma M), m = output pixel (wgmma N).
 //
-// Status (measured on an H200, benchmarks/results): correct (dev/tests/test_w1a16_wgmma_gpu.cpp),
-// but at 0.21-0.27x cuDNN bf16 on ResNet-18's ImageNet layers it is slower than the mma.sync
-// kernel (0.25-0.35x) except where M is small and K long (1.6x vs 1.2x on the 512-channel 4x4
-// layer), so it lives in the workshop, off the main path. The tensor core is not the limit (this
-// layout's m64n128k16 runs at 978 TFLOPS in bench_packed_conv's probe), nor were, in turn,
-// wgmma serialization (C7515, C7518), a conflicting byte table, the fence, the pipeline depth,
-// cp.async's shared-memory wavefronts, or the per-CTA pipeline fill (CTAs are now persistent),
-// each fixed or ruled out below without moving the total; ncu still shows under one eligible
-// warp per scheduler. What limits it is open; the next thing to try is producer/consumer warp
-// specialisation with mbarriers and TMA im2col loads.
-//
-// The design, from the mma.sync kernel's limits (9.2 instructions per MMA building B fragments
-// per warp in registers, 12.5% occupancy; mma.sync bf16 issues at about half of wgmma's rate):
-//   - a CTA is two warpgroups, a 128-row x BN-channel tile (BN = 64 or 128); each warpgroup owns
-//     64 rows and gathers them itself, one chunk ahead through registers (16 bytes = 8 channels a
-//     load, zeros outside the image and past C; 16-byte stores of 512 contiguous bytes a warp:
-//     the same gather by cp.async cost 8x the shared-memory wavefronts);
-//   - a k-chunk's packed weight words arrive by cp.async, kStages - 1 chunks ahead; all 256
-//     threads expand them through a 16-entry nibble -> 4 x bf16 table (conflict-free) into one of
-//     two B buffers, shared by both warpgroups;
-//   - per chunk q: 4 wgmma k16 steps are issued; once this warpgroup's MMAs of chunk q - 1 are
-//     done (wait_group 1) its buffers are refilled, and chunk q + 1 is made ready (activations
-//     stored, weight words expanded, fenced to the async proxy) while chunk q's MMAs run.
-// Shared-memory operand layout (no swizzle, K-major): per k16 step, 2 x R/8 core matrices of
-// 8 rows x 16 bytes (8 bf16); 8 channels `piece` (0..7) of row c of a chunk are at byte
-//   (piece / 2) * 32 R + (piece % 2) * 16 R + (c / 8) * 128 + (c % 8) * 16,
-// R = 64 rows (A, per warpgroup) or BN columns (B): LBO = 16 R, SBO = 128.
+// Why it is shaped this way (the first workshop kernel, pixels as A and the weights expanded into
+// shared memory, ran at 0.21-0.27x cuDNN bf16 with under one eligible warp per scheduler):
+//   - weights as A from registers: a warp's A fragment of an m64k16 step is 16 channels x 16 K,
+//     which two packed words per channel give with a shift, an AND, an IMAD and a XOR per
+//     register (expand_signs, the mma.sync kernel's B trick) -- no shared-memory stores, no
+//     barrier between expanding and multiplying, and each expansion serves the whole pixel tile;
+//   - activations as B in wgmma's 128-byte swizzle: a pixel's 64 channels of one tap are one
+//     128-byte row, gathered by 16-byte cp.async with the chunk XOR-swizzled by row % 8 (the
+//     layout of the mma.sync kernel's A tile), so a warp's copies write 4 whole rows (4
+//     wavefronts) and the descriptor reads them as they lie;
+//   - a cp.async pipeline of kStages stages and one barrier a chunk: while chunk q's MMAs run,
+//     chunk q + 1's copies are waited for and published, and chunk q + kStages - 1 is copied into
+//     chunk q - 1's stage;
+//   - a CTA is two warpgroups over a 128-pixel tile: 128 channels (each warpgroup 64, N = 128)
+//     when O > 64, else 64 channels (each warpgroup 64 pixels, N = 64). Two CTAs an SM (89 KB of
+//     shared memory, <= 128 registers), so one CTA's pipeline fill and epilogue overlap the other
+//     one's MMAs;
+//   - the epilogue (scale, shift, ReLU) goes through shared memory: the accumulators hold a
+//     channel pair per pixel pair, the output is NHWC, so each tile is transposed there and
+//     written in 16-byte pieces along the channels.
 #include <cuda_bf16.h>
 
 #include "dev/kernels/w1a16_wgmma.h"
 #include "kernels/cuda_common.h"
-#include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"
 
@@ -44,262 +36,258 @@ namespace {
 
 using ptx::smem_u32;
 
-constexpr int kThreads = 256, kBM = 128, kStages = 4;
-constexpr int kAStage = 64 * 64 * 2;  // bytes of one warpgroup's 64 x 64 bf16 chunk
+constexpr int kThreads = 256, kPixels = 128, kStages = 5;
+constexpr int kARows = kPixels * 128;  // bytes of a stage's activation tile: 128 pixels x 64 bf16
 
-template <int R>
-__device__ __forceinline__ int operand_offset(int c, int piece) {
-  return (piece >> 1) * 32 * R + (piece & 1) * 16 * R + (c >> 3) * 128 + (c & 7) * 16;
+// Bits 0, 1 of m give k = 2t, 2t+1 (r[0]) and bits 8, 9 give k = 2t+8, 2t+9 (r[1]) as bf16 ±1
+// pairs (bit set = +1): m * (2^15 + 2^30) moves bit 0 to 15 and bit 1 to 31, m * (2^7 + 2^22)
+// bits 8, 9 to 15, 31 (the shifted copies land on distinct bits, so nothing carries), then XOR
+// with the pattern (-1, -1) clears the sign of each +1.
+__device__ __forceinline__ void expand_signs(uint32_t m, uint32_t& r0, uint32_t& r1) {
+  r0 = ((m * 0x40008000u) & 0x80008000u) ^ 0xBF80BF80u;
+  r1 = ((m * 0x00400080u) & 0x80008000u) ^ 0xBF80BF80u;
+}
+// Ternary: z (the nonzero plane, masked alike) spread the same way, bit 15 of each half widened
+// to bits 7..15, which cover every set bit of ±1 in bf16: a 0 weight becomes +0.
+__device__ __forceinline__ void mask_zeros(uint32_t z, uint32_t& r0, uint32_t& r1) {
+  r0 &= (((z * 0x40008000u) >> 8) & 0x00800080u) * 0x1FFu;
+  r1 &= (((z * 0x00400080u) >> 8) & 0x00800080u) * 0x1FFu;
 }
 
-template <int BN>
-__device__ __forceinline__ void mma_k16(float (&d)[BN / 8][4], uint64_t a, uint64_t b, bool accumulate) {
-  if constexpr (BN == 64) ptx::wgmma_bf16_m64n64k16(d, a, b, accumulate);
-  else ptx::wgmma_bf16_m64n128k16(d, a, b, accumulate);
-}
-
-template <int BN, bool TERNARY>
-struct Smem {
+// CHB = 64-channel blocks a CTA: 2 (each warpgroup a block, all 128 pixels) or 1 (both
+// warpgroups the block, 64 pixels each).
+template <int CHB, bool TERNARY>
+struct Tile {
+  static constexpr int kChannels = 64 * CHB, kN = CHB == 2 ? 128 : 64;  // CTA channels; wgmma N
   static constexpr int kPlanes = TERNARY ? 2 : 1;
-  static constexpr int kRawStage = BN * 2 * kPlanes * 4;  // the chunk's 2 words per channel and plane
-  static constexpr int kBBuffer = BN * 64 * 2;            // expanded bf16 B of one chunk
-  static constexpr int kA = 0, kB = kA + 2 * 2 * kAStage, kRaw = kB + 2 * kBBuffer,
-                       kLut = kRaw + kStages * kRawStage, kBytes = kLut + 16 * 8 * kPlanes;
+  static constexpr int kWeightBytes = kPlanes * kChannels * 8;  // 2 packed words a channel and plane
+  static constexpr int kStage = (kARows + kWeightBytes + 1023) / 1024 * 1024;
+  static constexpr int kOutStride = kChannels + 4;  // floats a pixel of the epilogue's tile
+  static constexpr int kRowsOffset = kStages * kStage;
+  static constexpr int kBytes = kRowsOffset + kPixels * 16 + 1024;  // + row table, + base alignment
+  static_assert(kPixels * kOutStride * 4 <= kStages * kStage, "the epilogue's tile fits the stages");
 };
 
-template <int BN, bool TERNARY>
-__global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs args, Geometry g) {
+template <int CHB>
+__device__ __forceinline__ void mma_k16(float (&d)[CHB == 2 ? 16 : 8][4], const uint32_t (&a)[4], uint64_t b) {
+  if constexpr (CHB == 2) ptx::wgmma_bf16_m64n128k16_rs(d, a, b);
+  else ptx::wgmma_bf16_m64n64k16_rs(d, a, b);
+}
+
+template <int CHB, bool TERNARY>
+__global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs args, Geometry g, int channel_tiles) {
 #ifdef MDQ_WGMMA_AVAILABLE
-  using S = Smem<BN, TERNARY>;
-  extern __shared__ __align__(128) uint8_t smem[];
-  const int tid = threadIdx.x, wg = tid >> 7, tw = tid & 127, warp = tw >> 5, lane = tid & 31;
-  const int n0 = blockIdx.y * BN;
-  // Persistent: this CTA takes 128-row tiles blockIdx.x, + gridDim.x, ... of its channel slice,
-  // and its chunks run as one stream across them (the next tile's first chunks load while this
-  // tile's last ones multiply, and the fill of the pipeline is paid once per CTA).
-  const long long tiles = (g.M + kBM - 1) / kBM;
-  const long long my_tiles = blockIdx.x < tiles ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;
+  using T = Tile<CHB, TERNARY>;
+  constexpr int NJ = T::kN / 8;
+  extern __shared__ uint8_t smem_raw[];
+  // The swizzle is a function of the address: stages start on 1024-byte boundaries.
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  int4* rows = reinterpret_cast<int4*>(smem + T::kRowsOffset);
 
-  // Nibble -> 4 bf16 table, 16 entries of 8 bytes that cover the 32 banks once (so a warp's
-  // lookups never conflict; a byte -> 8 bf16 table conflicted 13-way, measured): bit i set -> +1
-  // (0x3F80), clear -> -1 (0xBF80). Ternary also a mask table: bit i of the nonzero plane clear
-  // -> 0x0000.
-  if (tid < 16) {
-    uint2* lut = reinterpret_cast<uint2*>(smem + S::kLut);
-    uint32_t w[2], z[2];
-    for (int i = 0; i < 2; ++i) {
-      w[i] = (tid >> (2 * i) & 1 ? kPlus : kMinus) | (tid >> (2 * i + 1) & 1 ? kPlus : kMinus) << 16;
-      z[i] = (tid >> (2 * i) & 1 ? 0xFFFFu : 0u) | (tid >> (2 * i + 1) & 1 ? 0xFFFF0000u : 0u);
+  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
+  // Channel tiles vary fastest, so the CTAs that read one pixel tile run together (L2 reuse).
+  const long long m0 = static_cast<long long>(blockIdx.x / channel_tiles) * kPixels;
+  const int n0 = static_cast<int>(blockIdx.x % channel_tiles) * T::kChannels;
+  // This warpgroup's 64 channels (a block of the CTA's) and pixels (all 128, or its half).
+  const int wg_block = CHB == 2 ? wg : 0, wg_pixel0 = CHB == 2 ? 0 : 64 * wg;
+
+  // Per tile pixel: {pixel index of its (0, 0) tap, ih0, iw0}; pixels past M get an ih0 that no
+  // tap brings into range.
+  for (int r = tid; r < kPixels; r += kThreads) {
+    const long long m = m0 + r;
+    int4 v = make_int4(0, -(1 << 28), 0, 0);
+    if (m < g.M) {
+      const int ohw = g.OH * g.OW;
+      const int n = static_cast<int>(m / ohw), rem = static_cast<int>(m - static_cast<long long>(n) * ohw);
+      const int oh = rem / g.OW, ow = rem - oh * g.OW;
+      v.y = oh * g.stride - g.pad;
+      v.z = ow * g.stride - g.pad;
+      v.x = (n * g.H + v.y) * g.W + v.z;
     }
-    lut[tid] = make_uint2(w[0], w[1]);
-    if (TERNARY) lut[16 + tid] = make_uint2(z[0], z[1]);
+    rows[r] = v;
   }
+  __syncthreads();
 
-  // This thread's gather row tw % 64 and pieces (8 channels, 16 bytes) 2 k + tw / 64, k = 0..3:
-  // a warp's copy then writes 32 consecutive rows of one piece, 512 contiguous bytes of shared
-  // memory (with eight pieces of a row per warp instead, every copy conflicted: 32 wavefronts an
-  // instruction, measured, and the kernel was bound by it). The row's pointer at tap (0, 0)
-  // (before x at the top/left border: only read at taps inside the image) and its tap mask.
-  const int row = tw & 63, piece0 = tw >> 6;
-  const uint32_t* row_ptr = reinterpret_cast<const uint32_t*>(args.x);
-  uint32_t tap_mask = 0;
-  auto setup_row = [&](long long tile) {
-    const long long m = tile * kBM + 64 * wg + row;
-    row_ptr = reinterpret_cast<const uint32_t*>(args.x);
-    tap_mask = 0;
-    if (m >= g.M) return;
-    const int ohw = g.OH * g.OW;
-    const int n = static_cast<int>(m / ohw), rem = static_cast<int>(m - (long long)n * ohw), oh = rem / g.OW;
-    const int ih0 = oh * g.stride - g.pad, iw0 = (rem - oh * g.OW) * g.stride - g.pad;
-    row_ptr = reinterpret_cast<const uint32_t*>(args.x + ((long long)(n * g.H + ih0) * g.W + iw0) * g.C);
-    for (int kh = 0; kh < g.KH; ++kh)
-      for (int kw = 0; kw < g.KW; ++kw) {
-        const bool in = ih0 + kh >= 0 && ih0 + kh < g.H && iw0 + kw >= 0 && iw0 + kw < g.W;
-        tap_mask |= (in ? 1u : 0u) << (kh * g.KW + kw);
+  // Producer side, every thread: 16-byte chunk cc of pixels tid / 8 + 32 i, and packed weight
+  // words idx = tid + 256 k of the stage's [plane][channel][2 words] (channel idx / 2 % channels).
+  const int cc = tid & 7;
+  constexpr int kWords = 2 * T::kPlanes * T::kChannels, kWordCopies = (kWords + kThreads - 1) / kThreads;
+  const uint32_t* w_src[kWordCopies];
+  bool w_ok[kWordCopies];
+#pragma unroll
+  for (int k = 0; k < kWordCopies; ++k) {
+    const int idx = tid + k * kThreads, channel = (idx >> 1) % T::kChannels, plane = (idx >> 1) / T::kChannels;
+    w_ok[k] = idx < kWords && n0 + channel < g.O;
+    w_src[k] = (plane ? args.nonzero : args.sign) + (w_ok[k] ? static_cast<long long>(n0 + channel) * g.Ktot : 0);
+  }
+  const uint32_t smem_base = smem_u32(smem);
+  int lkh = 0, lkw = 0, lcb = 0;  // the next chunk to load: tap (lkh, lkw), channel block lcb
+  auto load_chunk = [&](int stage) {
+    const uint32_t st = smem_base + stage * T::kStage;
+    const int c = lcb * 64 + cc * 8;
+    const bool c_ok = c < g.C;
+    const int dpix = lkh * g.W + lkw;
+#pragma unroll
+    for (int i = 0; i < kPixels * 8 / kThreads; ++i) {
+      const int r = (tid >> 3) + i * (kThreads / 8);
+      const int4 rv = rows[r];
+      const int ih = rv.y + lkh, iw = rv.z + lkw;
+      const bool ok = c_ok && static_cast<unsigned>(ih) < static_cast<unsigned>(g.H) &&
+                      static_cast<unsigned>(iw) < static_cast<unsigned>(g.W);
+      const uint16_t* src = ok ? args.x + (static_cast<long long>(rv.x + dpix) * g.C + c) : args.x;
+      ptx::cp_async16_zfill_u32(st + r * 128 + ((cc ^ (r & 7)) << 4), src, ok);
+    }
+    const int tap_word = (lkh * g.KW + lkw) * g.Cw;
+#pragma unroll
+    for (int k = 0; k < kWordCopies; ++k) {
+      const int idx = tid + k * kThreads, word = 2 * lcb + (idx & 1);
+      if (idx < kWords) ptx::cp_async_gather<4>(st + kARows + 4 * idx, w_src[k], tap_word + word, w_ok[k] && word < g.Cw);
+    }
+    if (++lcb == g.CB) {
+      lcb = 0;
+      if (++lkw == g.KW) {
+        lkw = 0;
+        ++lkh;
       }
-  };
-  // This thread's share of the weight words: channel n0 + tid / 2, word tid % 2 of a chunk, in
-  // each plane (threads past 2 BN copy nothing).
-  const int wc = (tid >> 1) % BN, wi = tid & 1;
-  const bool w_copies = tid < 2 * BN && n0 + wc < g.O;
-  const long long w_off = w_copies ? (long long)(n0 + wc) * g.Ktot : 0;
-  uint8_t* const a_row = smem + S::kA + wg * kAStage + operand_offset<64>(row, 0);
-  const uint32_t raw_smem = smem_u32(smem + S::kRaw) + 4 * tid;
-  const int chunks = g.T * g.CB;
-  const long long total = my_tiles * chunks;  // steps of this CTA's stream
-
-  // Chunks go in order (tap t, 64-channel block cb); two cursors carry their offsets from chunk to
-  // chunk (no divisions): the weight words' cp.async runs kStages - 1 chunks ahead, the
-  // activations' register-staged gather one chunk ahead.
-  struct Cursor {
-    int t = 0, cb = 0, kh = 0, kw = 0;
-  };
-  auto advance = [&](Cursor& c) {  // true when it wraps to the next tile's chunk 0
-    if (++c.cb == g.CB) {
-      c.cb = 0;
-      ++c.t;
-      if (++c.kw == g.KW) c.kw = 0, ++c.kh;
     }
-    if (c.t < g.T) return false;
-    c = Cursor{};
-    return true;
-  };
-  long long a_tile = blockIdx.x;  // the tile fetch_a gathers for
-  setup_row(a_tile);
-  Cursor raw_cur, a_cur;
-  int raw_stage = 0;
-  auto load_raw = [&]() {
-    if (tid < 2 * BN) {
-      const int word = 2 * raw_cur.cb + wi;
-      const bool ok = w_copies && word < g.Cw;
-      const uint32_t dst = raw_smem + raw_stage * S::kRawStage;
-      ptx::cp_async_gather<4>(dst, args.sign + w_off, raw_cur.t * g.Cw + word, ok);
-      if (TERNARY) ptx::cp_async_gather<4>(dst + 8 * BN, args.nonzero + w_off, raw_cur.t * g.Cw + word, ok);
-    }
-    if (++raw_stage == kStages) raw_stage = 0;
-    advance(raw_cur);
-  };
-  uint4 a_regs[4];  // pieces 2 k + piece0 of this thread's row, of the chunk to store next
-  auto fetch_a = [&]() {
-    const uint32_t tap_words = ((a_cur.kh * g.W + a_cur.kw) * g.C + a_cur.cb * 64) >> 1;  // bf16 pairs
-    const bool tap_in = (tap_mask >> a_cur.t) & 1u;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int p = 2 * k + piece0;
-      a_regs[k] = ptx::ldg_gather16(row_ptr, tap_words + 4 * p, tap_in && a_cur.cb * 64 + 8 * p < g.C);
-    }
-    if (advance(a_cur)) setup_row(a_tile += gridDim.x);
-  };
-  auto store_a = [&](long long q) {  // into activation buffer q % 2
-#pragma unroll
-    for (int k = 0; k < 4; ++k)
-      *reinterpret_cast<uint4*>(a_row + (q & 1) * 2 * kAStage + operand_offset<64>(0, 2 * k + piece0)) = a_regs[k];
   };
 
-  // Defined by the first MMA (scale-d 0): zeroing it with ordinary instructions would make
-  // ptxas serialize the wgmmas (C7515).
-  float acc[BN / 8][4];
-  if (total == 0) return;
-  fetch_a();
-  store_a(0);
-  if (total > 1) fetch_a();
+  // Consumer side: this thread's A fragments of chunk q -- rows 16 warp + gq and + 8 of the
+  // warpgroup's block, k = 2 tq (+1, +8, +9) of each k16 step (mma.sync m16n8k16's A layout,
+  // which wgmma's register A keeps per warp).
+  const int a_row = wg_block * 64 + 16 * warp + gq;
+  auto build_a = [&](int stage, uint32_t (&a)[4][4]) {
+    const uint8_t* wsm = smem + stage * T::kStage + kARows;
+    const uint2 s0 = *reinterpret_cast<const uint2*>(wsm + 8 * a_row);
+    const uint2 s1 = *reinterpret_cast<const uint2*>(wsm + 8 * (a_row + 8));
+    const uint32_t w0[2] = {s0.x >> (2 * tq), s0.y >> (2 * tq)}, w1[2] = {s1.x >> (2 * tq), s1.y >> (2 * tq)};
 #pragma unroll
-  for (int q = 0; q < kStages - 1; ++q) {
-    if (q < total) load_raw();
+    for (int s = 0; s < 4; ++s) {
+      const int sh = 16 * (s & 1);
+      expand_signs((w0[s >> 1] >> sh) & 0x0303u, a[s][0], a[s][2]);
+      expand_signs((w1[s >> 1] >> sh) & 0x0303u, a[s][1], a[s][3]);
+    }
+    if constexpr (TERNARY) {
+      const uint8_t* zsm = wsm + T::kChannels * 8;
+      const uint2 z0 = *reinterpret_cast<const uint2*>(zsm + 8 * a_row);
+      const uint2 z1 = *reinterpret_cast<const uint2*>(zsm + 8 * (a_row + 8));
+      const uint32_t y0[2] = {z0.x >> (2 * tq), z0.y >> (2 * tq)}, y1[2] = {z1.x >> (2 * tq), z1.y >> (2 * tq)};
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        const int sh = 16 * (s & 1);
+        mask_zeros((y0[s >> 1] >> sh) & 0x0303u, a[s][0], a[s][2]);
+        mask_zeros((y1[s >> 1] >> sh) & 0x0303u, a[s][1], a[s][3]);
+      }
+    }
+  };
+
+  float acc[NJ][4];
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  ptx::fence_operands(acc);
+
+  const int nk = g.T * g.CB;
+#pragma unroll
+  for (int s = 0; s < kStages - 2; ++s) {
+    if (s < nk) load_chunk(s);
     ptx::cp_async_commit();
   }
-  const uint32_t b_smem = smem_u32(smem + S::kB);
-  const uint2* lut = reinterpret_cast<const uint2*>(smem + S::kLut);
-  // Expand chunk q's weights into B buffer q % 2: thread -> channel tid % BN and P consecutive
-  // pieces of 8 channels' worth of K (one byte of a packed word each), consecutive threads on
-  // consecutive channels (conflict-free 16-byte stores). Then fence it (and the chunk's copies)
-  // to wgmma's proxy; the caller's barrier publishes it.
-  auto expand = [&](long long q) {  // step q of the stream
-    constexpr int P = 8 * BN / kThreads;
-    const uint32_t* raw = reinterpret_cast<const uint32_t*>(smem + S::kRaw + (q % kStages) * S::kRawStage);
-    const int c = tid % BN, p0 = (tid / BN) * P;
-    const uint32_t word = raw[2 * c + (p0 >> 2)], zword = TERNARY ? raw[2 * BN + 2 * c + (p0 >> 2)] : 0u;
-    uint8_t* B = smem + S::kB + (q & 1) * S::kBBuffer + operand_offset<BN>(c, 0);
-#pragma unroll
-    for (int i = 0; i < P; ++i) {
-      const int p = p0 + i, shift = 8 * (p & 3);
-      const uint2 lo = lut[(word >> shift) & 0xFu], hi = lut[(word >> (shift + 4)) & 0xFu];
-      uint4 v = make_uint4(lo.x, lo.y, hi.x, hi.y);
-      if (TERNARY) {
-        const uint2 zl = lut[16 + ((zword >> shift) & 0xFu)], zh = lut[16 + ((zword >> (shift + 4)) & 0xFu)];
-        v = make_uint4(v.x & zl.x, v.y & zl.y, v.z & zh.x, v.w & zh.y);
-      }
-      *reinterpret_cast<uint4*>(B + (p >> 1) * 32 * BN + (p & 1) * 16 * BN) = v;
-    }
+  // Chunk q's copies: wait for this thread's, fence them to wgmma's proxy, barrier for everyone's;
+  // then refill the stage of chunk q - 2 with chunk q + kStages - 2 (every warpgroup has waited
+  // for chunk q - 2's MMAs before this barrier).
+  auto publish = [&](int q) {
+    ptx::cp_async_wait<kStages - 3>();
     ptx::fence_proxy_async_shared();
+    __syncthreads();
+    if (q + kStages - 2 < nk) load_chunk((q + kStages - 2) % kStages);
+    ptx::cp_async_commit();
   };
-
-  // Chunk 0 ready before the loop; in the loop, chunk q + 1 is made ready (activations stored,
-  // weight words waited for and expanded) while chunk q's MMAs run.
-  ptx::cp_async_wait<kStages - 2>();
-  __syncthreads();  // chunk 0's weight words (everyone's) and the tables
-  expand(0);
-  __syncthreads();
-  // Epilogue of a tile: row 16 warp + 8 h + (lane / 4) of this warpgroup's 64, columns
-  // 8 j + 2 (lane % 4) + e.
-  auto epilogue = [&](long long tile) {
-    // acc is read outside any branch: a read on a divergent path makes ptxas serialize every
-    // wgmma (C7518).
-    const int gq = lane >> 2, tq = lane & 3;
+  // One set of A registers: chunk q + 1's are built once chunk q's MMAs are done (a second set,
+  // built while they run, makes ptxas serialize every wgmma: C7513). What overlaps the MMAs is
+  // chunk q + 1's wait and barrier and chunk q + kStages - 1's copies.
+  uint32_t a[4][4];
+  publish(0);
+  for (int q = 0; q < nk; ++q) {
+    const int stage = q % kStages;
+    build_a(stage, a);
+    const uint32_t b = smem_base + stage * T::kStage + wg_pixel0 * 128;
+    ptx::wgmma_fence();
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const long long mr = tile * kBM + 64 * wg + 16 * warp + 8 * h + gq;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const int o = n0 + 8 * j + 2 * tq;
-        float y[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int oe = min(o + e, g.O - 1);
-          y[e] = acc[j][2 * h + e] * (args.scale ? __ldg(args.scale + oe) : 1.f) +
-                 (args.shift ? __ldg(args.shift + oe) : 0.f);
-          if (args.relu) y[e] = fmaxf(y[e], 0.f);
-        }
-        if (mr >= g.M || o >= g.O) continue;
-        const long long idx = mr * g.O + o;
-        const bool two = o + 1 < g.O, pair = two && (g.O & 1) == 0;
-        if (args.out_bf16) {
-          uint16_t* out = static_cast<uint16_t*>(args.out) + idx;
-          const __nv_bfloat162 v = __floats2bfloat162_rn(y[0], y[1]);
-          if (pair) {
-            *reinterpret_cast<__nv_bfloat162*>(out) = v;
-          } else {
-            out[0] = __bfloat16_as_ushort(v.x);
-            if (two) out[1] = __bfloat16_as_ushort(v.y);
-          }
-        } else {
-          float* out = static_cast<float*>(args.out) + idx;
-          if (pair) {
-            *reinterpret_cast<float2*>(out) = make_float2(y[0], y[1]);
-          } else {
-            out[0] = y[0];
-            if (two) out[1] = y[1];
-          }
-        }
-      }
-    }
-  };
-
-  long long i = 0;  // step of the stream
-  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    for (int q = 0; q < chunks; ++q, ++i) {
-      ptx::wgmma_fence();
-      const uint32_t a = smem_u32(smem + S::kA) + wg * kAStage + (i & 1) * 2 * kAStage;
-      const uint32_t b = b_smem + (i & 1) * S::kBBuffer;
-#pragma unroll
-      for (int s = 0; s < 4; ++s)
-        mma_k16<BN>(acc, ptx::wgmma_desc(a + s * 32 * 64, 16 * 64, 128),
-                    ptx::wgmma_desc(b + s * 32 * BN, 16 * BN, 128), q > 0 || s > 0);
-      ptx::wgmma_commit();
-      ptx::wgmma_wait<1>();  // step i - 1's MMAs are done: its buffers may be refilled
-      if (i + kStages - 1 < total) load_raw();
-      ptx::cp_async_commit();
-      if (i + 1 < total) {
-        store_a(i + 1);
-        if (i + 2 < total) fetch_a();
-        ptx::cp_async_wait<kStages - 2>();  // step i + 1's weight words (this thread's) have landed
-        __syncthreads();                     // everyone's; both warpgroups are past step i - 1
-        expand(i + 1);                       // (its fence also covers the activations just stored)
-        __syncthreads();
-      }
-    }
+    for (int s = 0; s < 4; ++s) mma_k16<CHB>(acc, a[s], ptx::wgmma_desc_sw128(b + 32 * s));
+    ptx::wgmma_commit();
+    if (q + 1 < nk) publish(q + 1);
     ptx::wgmma_wait<0>();
-    epilogue(tile);  // (acc is then overwritten by the next tile's first MMA)
+  }
+  ptx::fence_operands(acc);
+  ptx::cp_async_wait<0>();
+  __syncthreads();  // every warpgroup is done with the stages: they hold the epilogue's tile now
+
+  // Epilogue: y = acc scale + shift (ReLU) into the tile [pixel][channel] (f32), then out in
+  // 16-byte pieces along the channels. acc[j][2h+e] = D[16 warp + 8h + gq][8j + 2tq + e].
+  float* tile = reinterpret_cast<float*>(smem);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int c = wg_block * 64 + 16 * warp + 8 * h + gq, o = min(n0 + c, g.O - 1);
+    const float sc = args.scale ? __ldg(args.scale + o) : 1.f, sh = args.shift ? __ldg(args.shift + o) : 0.f;
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float y = acc[j][2 * h + e] * sc + sh;
+        if (args.relu) y = fmaxf(y, 0.f);
+        tile[(wg_pixel0 + 8 * j + 2 * tq + e) * T::kOutStride + c] = y;
+      }
+  }
+  __syncthreads();
+  const int per = args.out_bf16 ? 8 : 4;  // channels a 16-byte piece
+  const int pieces = T::kChannels / per;
+  const bool aligned = g.O % per == 0;
+  for (int i = tid; i < kPixels * pieces; i += kThreads) {
+    const int r = i / pieces, c = (i - r * pieces) * per;
+    const long long m = m0 + r;
+    const int o = n0 + c;
+    if (m >= g.M || o >= g.O) continue;
+    const float* v = tile + r * T::kOutStride + c;
+    const long long idx = m * g.O + o;
+    if (args.out_bf16) {
+      uint16_t* out = static_cast<uint16_t*>(args.out) + idx;
+      if (aligned) {
+        uint4 p;
+        uint32_t* pw = &p.x;
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const __nv_bfloat162 b2 = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+          pw[k] = *reinterpret_cast<const uint32_t*>(&b2);
+        }
+        *reinterpret_cast<uint4*>(out) = p;
+      } else {
+        for (int k = 0; k < per && o + k < g.O; ++k) out[k] = __bfloat16_as_ushort(__float2bfloat16_rn(v[k]));
+      }
+    } else {
+      float* out = static_cast<float*>(args.out) + idx;
+      if (aligned)
+        *reinterpret_cast<float4*>(out) = make_float4(v[0], v[1], v[2], v[3]);
+      else
+        for (int k = 0; k < per && o + k < g.O; ++k) out[k] = v[k];
+    }
   }
 #endif
 }
 
-template <int BN, bool TERNARY>
+template <int CHB, bool TERNARY>
 void launch(const W1A16ConvArgs& a, const Geometry& g) {
-  auto kernel = w1a16_wgmma_kernel<BN, TERNARY>;
-  const int smem = Smem<BN, TERNARY>::kBytes;
-  const dim3 grid = persistent_grid(kernel, kThreads, smem, (g.M + kBM - 1) / kBM, (g.O + BN - 1) / BN);
-  kernel<<<grid, kThreads, smem, cuda::stream()>>>(a, g);
+  using T = Tile<CHB, TERNARY>;
+  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY>;
+  static const bool configured = [kernel] {  // > 48 KB of dynamic shared memory needs an opt-in
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kBytes));
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                    cudaSharedmemCarveoutMaxShared));
+    return true;
+  }();
+  (void)configured;
+  const int channel_tiles = (g.O + T::kChannels - 1) / T::kChannels;
+  const long long ctas = (g.M + kPixels - 1) / kPixels * channel_tiles;
+  kernel<<<static_cast<unsigned>(ctas), kThreads, T::kBytes, cuda::stream()>>>(a, g, channel_tiles);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -321,11 +309,13 @@ bool w1a16_wgmma_conv2d(const kernels::W1A16ConvArgs& a) {
   static_cast<kernels::ConvShape&>(g) = kernels::conv_shape(a);
   g.CB = (a.C + 63) / 64;
   g.M = (long long)a.N * g.OH * g.OW;
-  if (g.M / kBM > 0x7fffffff) return false;
+  // Pixel indices are ints in the row table; the grid is one dimension of CTAs.
+  if ((long long)a.N * a.H * a.W >= (1LL << 31) - (1LL << 20)) return false;
   if (g.M <= 0 || g.O <= 0) return true;  // an empty output: nothing to launch
+  if ((g.M + kPixels - 1) / kPixels * ((g.O + 63) / 64) > 0x7fffffffLL) return false;
   const bool ternary = a.nonzero != nullptr;
-  if (g.O <= 64) ternary ? launch<64, true>(a, g) : launch<64, false>(a, g);
-  else ternary ? launch<128, true>(a, g) : launch<128, false>(a, g);
+  if (g.O <= 64) ternary ? launch<1, true>(a, g) : launch<1, false>(a, g);
+  else ternary ? launch<2, true>(a, g) : launch<2, false>(a, g);
   return true;
 #endif
 }
