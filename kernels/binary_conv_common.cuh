@@ -295,6 +295,27 @@ __device__ __forceinline__ void for_missing_taps(uint32_t miss, const Geometry& 
   }
 }
 
+// Lane tq's 16 sign bits (in half tq & 1 of its word, zeros in the other half) joined with its
+// neighbour's (tq ^ 1), then flipped: the row's word n0 / 32 + tq / 2 of one threshold set.
+__device__ __forceinline__ uint32_t join_sign_halves(uint32_t half, const uint32_t (&flip)[2]) {
+  half |= __shfl_xor_sync(0xffffffffu, half, 1);  // every lane shuffles: the mode is warp-uniform
+  return half ^ flip[(threadIdx.x & 3) >> 1];
+}
+
+// Stores row m's sign word from sign_word(i), the word of threshold set i (SkipSignPack: 0 for a
+// skip of -1, 1 for +1; each bit from the set its skip's sign picks), by the even lane of a pair.
+template <class SignWord>
+__device__ __forceinline__ void store_sign_word(const BinaryConvArgs& args, const Geometry& g, int m, int n0,
+                                                SignWord&& sign_word) {
+  const int tq = threadIdx.x & 3, Ow = (g.O + 31) / 32, word = n0 / 32 + (tq >> 1);
+  uint32_t bits = sign_word(0);
+  if (args.mode == BinaryEpilogue::SkipSignPack) {
+    const uint32_t skip = skip_word(args, g, m, n0);
+    bits = (sign_word(1) & skip) | (bits & ~skip);
+  }
+  if ((tq & 1) == 0 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits;
+}
+
 // SignPack and SkipSignPack, two channels a 32-bit word. The lane's columns 8 j + 2 tq + e are
 // channels 16 tq + 8 e + j (slice_channel); with acc' = 4 acc - r + 2 popc(W & taps outside) =
 // d + 2 wtot as in epilogue_row, the word
@@ -325,7 +346,7 @@ __device__ __forceinline__ void paired_signs_row(int32_t (&acc)[8][4], int h, in
   });
   // The 32 sign bits of threshold set i: pairs j, j + 1 (j even) give bits j, 8 + j and
   // 16 + j + 1, 24 + j + 1; folded, lane tq's 16 land in half tq & 1 of word tq / 2.
-  auto signs = [&](int i, const uint32_t(&flip)[2]) {
+  auto signs = [&](int i) {
     const uint4 t03 = s.tpair[i][tq][0], t47 = s.tpair[i][tq][1];
     const uint32_t t[8] = {t03.x, t03.y, t03.z, t03.w, t47.x, t47.y, t47.z, t47.w};
     uint32_t b = 0u;
@@ -335,16 +356,9 @@ __device__ __forceinline__ void paired_signs_row(int32_t (&acc)[8][4], int h, in
       b |= ptx::prmt(d0, d1, 0xFDB9u) & ((0x0101u << j) | (0x01010000u << (j + 1)));  // signs of bytes 1, 3, 5, 7
     }
     b = (b | __funnelshift_l(b, b, 16)) & (tq & 1 ? 0xffff0000u : 0x0000ffffu);
-    b |= __shfl_xor_sync(0xffffffffu, b, 1);  // every lane shuffles: the mode is warp-uniform
-    return b ^ flip[tq >> 1];
+    return join_sign_halves(b, i ? s.flip_plus : s.flip);
   };
-  const int Ow = (g.O + 31) / 32, word = n0 / 32 + (tq >> 1);
-  uint32_t bits = signs(0, s.flip);
-  if (args.mode == BinaryEpilogue::SkipSignPack) {  // each bit from the set its skip's sign picks
-    const uint32_t skip = skip_word(args, g, m, n0);
-    bits = (signs(1, s.flip_plus) & skip) | (bits & ~skip);
-  }
-  if ((tq & 1) == 0 && m < g.M && word < Ow) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits;
+  store_sign_word(args, g, m, n0, signs);
 }
 
 // The epilogue of one row (8 h + g of the lane's m16 block) of the 64-column slice: output
@@ -377,7 +391,8 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
   if (packs_signs(args.mode)) {
     // (K past kPairedSignsMaxK.) This lane's 16 channels are 16 tq + 8 e + j: bits 8 e + j of the
     // half word 16 (tq & 1) of word tq / 2; the neighbour lane (tq ^ 1) holds the other half.
-    auto signs = [&](const int2(&thr)[kCols / 2], const uint32_t(&flip)[2]) {
+    auto signs = [&](int i) {
+      const int2(&thr)[kCols / 2] = i ? s.thr_plus : s.thr;
       uint32_t bits = 0u;
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
@@ -385,18 +400,9 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
         bits |= static_cast<uint32_t>(acc[j][2 * h] >= t.x) << j | static_cast<uint32_t>(acc[j][2 * h + 1] >= t.y)
                                                                      << (8 + j);
       }
-      bits <<= 16 * (tq & 1);
-      bits |= __shfl_xor_sync(0xffffffffu, bits, 1);  // every lane shuffles: the mode is warp-uniform
-      return bits ^ flip[tq >> 1];
+      return join_sign_halves(bits << 16 * (tq & 1), i ? s.flip_plus : s.flip);
     };
-    const int word = n0 / 32 + (tq >> 1);
-    const bool store = (tq & 1) == 0 && m < g.M && word < Ow;
-    uint32_t bits = signs(s.thr, s.flip);
-    if (args.mode == BinaryEpilogue::SkipSignPack) {  // each bit from the set its skip's sign picks
-      const uint32_t skip = skip_word(args, g, m, n0);
-      bits = (signs(s.thr_plus, s.flip_plus) & skip) | (bits & ~skip);
-    }
-    if (store) static_cast<uint32_t*>(args.out)[(long long)m * Ow + word] = bits;
+    store_sign_word(args, g, m, n0, signs);
     return;
   }
   // Columns (= channels) 2 tq and 2 tq + 1 side by side: one 8-byte access (4 for Int16) when O
