@@ -18,12 +18,12 @@
 
 #include "benchmarks/bench_common.h"
 #include "benchmarks/cudnn_conv.h"
-#include "dev/kernels/w1a16_wgmma.h"
 #include "kernels/cuda_common.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/packed_conv.h"
 #include "kernels/ptx.cuh"
+#include "common/scoped_env.h"
 
 using namespace mdq;
 
@@ -78,9 +78,9 @@ __global__ void wgmma_b1_peak_kernel(int iters, int* sink) {
   if (s == 0x7fffffff) sink[0] = s;
 }
 
-// ---- wgmma bf16 rate in the dev W1A16 kernel's form: A (64 x 16) from registers, B (16 x 128)
-// K-major in the 128-byte swizzle (128 rows of 128 bytes); groups of 4 m64n128k16, one per k16
-// step of the 128-byte rows, as the kernel issues them.
+// ---- wgmma bf16 rate in the sm_90a W1A16 kernel's form (kernels/w1a16_wgmma.cu): A (64 x 16)
+// from registers, B (16 x 128) K-major in the 128-byte swizzle (128 rows of 128 bytes); groups of
+// 4 m64n128k16, one per k16 step of the 128-byte rows, as the kernel issues them.
 __global__ void wgmma_bf16_peak_kernel(int iters, int* sink) {
   __shared__ __align__(1024) uint8_t ops[128 * 128];
   for (int i = threadIdx.x; i < 128 * 128; i += blockDim.x) ops[i] = static_cast<uint8_t>((i * 37 + 11) & 0x3f);
@@ -177,16 +177,16 @@ int main(int argc, char** argv) {
   std::printf("GPU: %s\nb1 AND+popc peaks: mma.sync m16n8k256 %.1f TOPS, wgmma m64n80k256 %.1f TOPS\n",
               cuda_device_name().c_str(), mma_peak, wgmma_peak);
   const double peak = std::max(mma_peak, wgmma_peak);
-  std::printf("bf16 peaks: mma.sync m16n8k16 %.1f TFLOPS (the W1A16 default kernel's instruction), wgmma m64n128k16 "
-              "in the dev W1A16 kernel's form (A in registers, B swizzled) %.1f TFLOPS\n",
+  std::printf("bf16 peaks: mma.sync m16n8k16 %.1f TFLOPS (the portable W1A16 kernel's instruction), wgmma m64n128k16 "
+              "in the sm_90a W1A16 kernel's form (A in registers, B swizzled) %.1f TFLOPS\n",
               mma_sync_peak<false>(), wgmma_bf16_peak_tflops());
   std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"
               "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n"
               "W1A1 = the kernel binary_conv2d picks (wgmma on sm_90a), %%peak of the higher peak above;\n"
-              "W1A1 mma = the portable mma.sync kernel (MDQ_W1A1_KERNEL=mma); W1A16 = its mma.sync kernel (the\n"
-              "default), W1A16 wgmma = the workshop's sm_90a kernel (dev/kernels/w1a16_wgmma.cu).\n\n");
+              "W1A1 mma = the portable mma.sync kernel (MDQ_W1A1_KERNEL=mma); W1A16 = the kernel w1a16_conv2d\n"
+              "picks (wgmma on sm_90a), W1A16 mma = its portable mma.sync kernel (MDQ_W1A16_KERNEL=mma).\n\n");
   std::printf("%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %8s %7s | %11s %7s\n", "net", "C", "HW", "batch",
-              "fp32", "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 mma", "x bf16", "W1A16", "x bf16", "W1A16 wgmma",
+              "fp32", "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 mma", "x bf16", "W1A16", "x bf16", "W1A16 mma",
               "x bf16");
   const Layer layers[] = {{"cifar", 64, 32},    {"cifar", 128, 16},   {"cifar", 256, 8},    {"cifar", 512, 4},
                           {"imagenet", 64, 56}, {"imagenet", 128, 28}, {"imagenet", 256, 14}, {"imagenet", 512, 7}};
@@ -213,20 +213,22 @@ int main(int argc, char** argv) {
       packed::BinaryOutput bo{packed::BinaryOutputMode::SignPack, scale, shift,
                               packed::sign_thresholds(w, scale, shift, Device::CUDA)};  // once per layer
       const float w1a1_ms = time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
-      ::setenv("MDQ_W1A1_KERNEL", "mma", 1);
-      const float mma_ms = time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
-      ::unsetenv("MDQ_W1A1_KERNEL");
+      const float mma_ms = [&] {
+        ScopedEnv portable("MDQ_W1A1_KERNEL", "mma");
+        return time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
+      }();
       // W1A16: bf16 NHWC in, bf16 out, per-channel scale.
       Tensor xh = packed::to_bf16(Tensor::uniform({N, H, W, C}, -1, 1, 3, Device::CUDA));
       packed::FloatOutput fo{scale, {}, false, DType::BF16};
       const float w1a16_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
-      // The workshop's wgmma kernel, where it applies (sm_90a build, compute capability 9.0): else nan.
-      const bool wgmma = dev::w1a16_wgmma_conv2d(xh, w, {1, 1}, fo).defined();
-      const float w1a16_wgmma_ms = wgmma ? time_ms([&] { dev::w1a16_wgmma_conv2d(xh, w, {1, 1}, fo); }) : NAN;
+      const float w1a16_mma_ms = [&] {
+        ScopedEnv portable("MDQ_W1A16_KERNEL", "mma");
+        return time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
+      }();
       std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.2fx | %11.1f %6.2fx\n",
                   L.net, C, L.HW, N, tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms),
                   cudnn_ms[2] / w1a1_ms, 100.0 * tops(w1a1_ms) / peak, tops(mma_ms), cudnn_ms[2] / mma_ms,
-                  tops(w1a16_ms), cudnn_ms[2] / w1a16_ms, tops(w1a16_wgmma_ms), cudnn_ms[2] / w1a16_wgmma_ms);
+                  tops(w1a16_ms), cudnn_ms[2] / w1a16_ms, tops(w1a16_mma_ms), cudnn_ms[2] / w1a16_mma_ms);
     }
   }
   return 0;

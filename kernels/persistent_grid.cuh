@@ -1,7 +1,6 @@
-// The launch shape the persistent tensor-core kernels share (binary_conv_wgmma.cu, the
-// workshop's dev/kernels/w1a16_wgmma.cu): opt the kernel in to its dynamic shared memory, then
-// as many CTAs as fit on the GPU at once, spread over the channel slices (blockIdx.y); each
-// walks row tiles blockIdx.x, + gridDim.x, ...
+// The launch shape of the persistent tensor-core kernels (binary_conv_wgmma.cu): opt the kernel
+// in to its dynamic shared memory, then as many CTAs as fit on the GPU at once, spread over the
+// channel slices (blockIdx.y); each walks row tiles blockIdx.x, + gridDim.x, ...
 #pragma once
 #include <algorithm>
 #include <cstddef>

@@ -273,7 +273,7 @@ __device__ __forceinline__ void wgmma_bf16_m64n64k16_rs(float (&d)[8][4], const 
       "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), \
       "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
 
-// As wgmma_bf16_m64n64k16_rs, N = 128 (the workshop's W1A16 kernel, dev/kernels/w1a16_wgmma.cu).
+// As wgmma_bf16_m64n64k16_rs, N = 128 (the sm_90a W1A16 kernel, kernels/w1a16_wgmma.cu).
 __device__ __forceinline__ void wgmma_bf16_m64n128k16_rs(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b_desc) {
 #ifdef MDQ_WGMMA_AVAILABLE
   asm volatile(

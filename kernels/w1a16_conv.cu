@@ -3,6 +3,9 @@
 // {-1, 0, 1} bf16 only in front of mma.sync m16n8k16 bf16 with f32 accumulation. Implicit GEMM
 // over NHWC activations: M = N*OH*OW pixels, N_gemm = O channels, K = taps x channels.
 //
+// On sm_90a (compute capability 9.0) kernels/w1a16_wgmma.cu takes every C % 8 == 0 shape first
+// (1.3-2.2x this kernel on ResNet-18's layers, benchmarks/results/2026-12-03-h200-session23.txt);
+// MDQ_W1A16_KERNEL=mma keeps this one, the portable path for other GPUs.
 // Fast path (C % 8 == 0, every ResNet layer past the stem): k-tile = 64 channels of one tap
 // (two packed words; channels past C read as 0 activations, so padded weight bits add 0),
 // STAGES-deep cp.async pipeline in dynamic shared memory with one barrier per k-tile, A tile
@@ -40,21 +43,9 @@ using ptx::smem_u32;
 
 // ---- Fast path -------------------------------------------------------------------------------
 
-// B registers of one k16 step for one column. m = (word >> (16 (kk & 1) + 2t)) & 0x0303 holds the
-// sign bits of k = 2t, 2t+1 (b0) at bits 0, 1 and of k = 2t+8, 2t+9 (b1) at bits 8, 9.
-// m * (2^15 + 2^30) moves bit 0 to 15 and bit 1 to 31, m * (2^7 + 2^22) bits 8, 9 to 15, 31; the
-// shifted copies of m land on distinct bits, so the products carry nothing. XOR with the pattern
-// (-1, -1) then clears the sign of each +1.
-__device__ __forceinline__ void expand_signs(uint32_t m, uint32_t (&b)[2]) {
-  b[0] = ((m * 0x40008000u) & 0x80008000u) ^ 0xBF80BF80u;
-  b[1] = ((m * 0x00400080u) & 0x80008000u) ^ 0xBF80BF80u;
-}
-// Ternary: z (the nonzero plane, masked alike) spread the same way, bit 15 of each half moved to
-// 7 and widened to bits 7..15, which cover every set bit of ±1 in bf16: a 0 weight becomes +0.
-__device__ __forceinline__ void mask_zeros(uint32_t z, uint32_t (&b)[2]) {
-  b[0] &= (((z * 0x40008000u) >> 8) & 0x00800080u) * 0x1FFu;
-  b[1] &= (((z * 0x00400080u) >> 8) & 0x00800080u) * 0x1FFu;
-}
+// B registers of one k16 step for one column: m = (word >> (16 (kk & 1) + 2t)) & 0x0303 holds
+// the sign bits of k = 2t, 2t+1 (b0) at bits 0, 1 and of k = 2t+8, 2t+9 (b1) at bits 8, 9
+// (expand_signs, mask_zeros: kernels/w1a16_internal.cuh).
 
 template <int WARPS_M, int WARPS_N, int MT, int NT, int STAGES, bool TERNARY>
 struct FastConfig {
@@ -172,8 +163,8 @@ __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32, 2)
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
         uint32_t b[2];
-        expand_signs((bst[16 * j + (kk >> 1)] >> shift) & 0x0303u, b);
-        if constexpr (TERNARY) mask_zeros((bst[2 * BN + 16 * j + (kk >> 1)] >> shift) & 0x0303u, b);
+        expand_signs((bst[16 * j + (kk >> 1)] >> shift) & 0x0303u, b[0], b[1]);
+        if constexpr (TERNARY) mask_zeros((bst[2 * BN + 16 * j + (kk >> 1)] >> shift) & 0x0303u, b[0], b[1]);
 #pragma unroll
         for (int i = 0; i < MT; ++i) mma_bf16(acc[i][j], a[i], b);
       }
@@ -261,6 +252,7 @@ void dispatch_fast(const W1A16ConvArgs& a, const Geometry& g) {
 template <bool TERNARY>
 void dispatch(const W1A16ConvArgs& a, const Geometry& g) {
   // The fast path keeps pixel indices in int (its row table), hence the size bound.
+  if (conv2d_wgmma(a, g)) return;
   if (g.C % 8 == 0 && (long long)g.N * g.H * g.W < (1LL << 31) - (1LL << 20))
     dispatch_fast<TERNARY>(a, g);
   else

@@ -7,6 +7,7 @@
 #include <iterator>
 #include <vector>
 
+#include "common/scoped_env.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
 #include "engine/packed/packed_conv.h"
@@ -67,24 +68,31 @@ const Case kCases[] = {
 // walks several tiles (the wgmma kernel's double-buffered gather), and a 128-channel layer.
 const Case kW1A1ManyTiles[] = {{8, 64, 96, 96, 64, 3, 1, 1}, {16, 128, 28, 28, 128, 3, 1, 1}};
 
-// W1A16 only, on top of kCases: the fast path's CTA shapes are chosen by size, so these are big
-// enough (for up to 132 SMs) to reach the 256x64 (O <= 64) and 128x128 (O > 64) tiles, with
-// partial row and column tiles, C = 40 and 96 (a 64-channel block past C), stride 2 and 1x1 taps.
+// W1A16 only, on top of kCases: the mma.sync fast path's CTA shapes are chosen by size, so these
+// are big enough (for up to 132 SMs) to reach the 256x64 (O <= 64) and 128x128 (O > 64) tiles,
+// with partial row and column tiles, C = 32 and 40 (a 64-channel block past C), stride 2 and 1x1
+// taps; for the wgmma kernel, both tile widths (O <= 64, > 64) with partial pixel and channel
+// tiles, O not a multiple of 8 (its element-wise output) and 576 pixel tiles.
 const Case kW1A16Cases[] = {
     {4, 32, 95, 95, 40, 3, 1, 1},   {3, 64, 56, 56, 200, 3, 1, 1}, {16, 40, 57, 57, 130, 3, 2, 1},
     {2, 64, 9, 9, 96, 1, 1, 0},     {3, 128, 14, 14, 256, 1, 2, 0}, {1, 40, 6, 6, 8, 3, 1, 1},
+    {4, 128, 9, 9, 130, 3, 1, 1},   {8, 64, 96, 96, 64, 3, 1, 1},  {2, 72, 7, 9, 37, 3, 1, 1},
 };
 
 // Runs a W1A1 test on each kernel: "auto" (wgmma on sm_90a builds on a compute capability 9.0
 // GPU, for every shape whose K fits its shared memory, two warpgroups a CTA where a 3x3 layer has
 // more than 64 channels and they fit; else mma.sync), "auto 1wg" (the same with one warpgroup a
 // CTA everywhere) and "mma" (mma.sync, the portable path), through kernels/binary_conv_wgmma.cu's
-// MDQ_W1A1_KERNEL and MDQ_W1A1_WARPGROUPS switches.
-std::string use_each_w1a1_kernel() {
+// MDQ_W1A1_KERNEL and MDQ_W1A1_WARPGROUPS switches, set for the lifetime of the returned object
+// (the test case's run), then put back.
+struct KernelChoice {
+  std::string label;
+  ScopedEnv kernel, warpgroups;
+};
+KernelChoice use_each_w1a1_kernel() {
   const std::string kernel = GENERATE(as<std::string>{}, "auto", "auto 1wg", "mma");
-  ::setenv("MDQ_W1A1_KERNEL", kernel == "mma" ? "mma" : "auto", 1);
-  ::setenv("MDQ_W1A1_WARPGROUPS", kernel == "auto 1wg" ? "1" : "auto", 1);
-  return "W1A1 kernel " + kernel + ": ";
+  return {"W1A1 kernel " + kernel + ": ", {"MDQ_W1A1_KERNEL", kernel == "mma" ? "mma" : "auto"},
+          {"MDQ_W1A1_WARPGROUPS", kernel == "auto 1wg" ? "1" : "auto"}};
 }
 
 // Whether the sm_90a W1A1 kernel runs here: built for it, on a compute capability 9.0 GPU.
@@ -119,8 +127,8 @@ TEST_CASE("packing kernels match the CPU exactly") {
 }
 
 TEST_CASE("W1A1 convolution on the b1 tensor cores equals the CPU reference exactly") {
-  const std::string kernel = use_each_w1a1_kernel();
-  INFO(kernel);
+  const KernelChoice kernel = use_each_w1a1_kernel();
+  INFO(kernel.label);
   std::vector<Case> cases(std::begin(kCases), std::end(kCases));
   cases.insert(cases.end(), std::begin(kW1A1ManyTiles), std::end(kW1A1ManyTiles));
   for (const Case& c : cases) {
@@ -139,8 +147,8 @@ TEST_CASE("W1A1 convolution on the b1 tensor cores equals the CPU reference exac
 }
 
 TEST_CASE("W1A1 linear on the GPU equals the CPU") {
-  const std::string kernel = use_each_w1a1_kernel();
-  INFO(kernel);
+  const KernelChoice kernel = use_each_w1a1_kernel();
+  INFO(kernel.label);
   for (int64_t C : {3, 130, 257, 512}) {
     Tensor x = pack_signs(random_signs({37, C}, 40 + C));
     PackedWeights w = pack_binary_weights(random_signs({70, C}, 50 + C));
@@ -150,8 +158,8 @@ TEST_CASE("W1A1 linear on the GPU equals the CPU") {
 }
 
 TEST_CASE("W1A1 epilogues on the GPU: affine, ReLU, sign + re-pack") {
-  const std::string kernel = use_each_w1a1_kernel();
-  INFO(kernel);
+  const KernelChoice kernel = use_each_w1a1_kernel();
+  INFO(kernel.label);
   for (const Case& c : {Case{2, 33, 9, 9, 37, 3, 1, 1}, Case{2, 128, 9, 9, 130, 3, 2, 1}, Case{1, 64, 8, 8, 64, 3, 1, 1},
                         kW1A1ManyTiles[0]}) {
     INFO(describe(c));
@@ -176,8 +184,8 @@ TEST_CASE("W1A1 epilogues on the GPU: affine, ReLU, sign + re-pack") {
 }
 
 TEST_CASE("W1A1 sign + re-pack with negative, zero and precomputed thresholds") {
-  const std::string kernel = use_each_w1a1_kernel();
-  INFO(kernel);
+  const KernelChoice kernel = use_each_w1a1_kernel();
+  INFO(kernel.label);
   // C 2000: K = 18000 bits, past the two-channels-a-word sign epilogue's range (kPairedSignsMaxK).
   for (const Case& c : {Case{2, 64, 9, 9, 96, 3, 1, 1}, Case{1, 1000, 5, 5, 70, 3, 1, 1}, Case{1, 2000, 4, 4, 40, 3, 1, 1}}) {
     INFO(describe(c));
@@ -200,11 +208,16 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
   // difference is fp32 accumulation order on the GPU vs double on the CPU: well under 1e-4
   // relative to the sum of |terms| (<= K); we allow atol 1e-3 sqrt(K) and rtol 1e-2 (bf16 out:
   // one bf16 rounding, 2^-8 relative, on top).
+  // Each kernel: "auto" (wgmma on sm_90a builds on a compute capability 9.0 GPU for C % 8 == 0;
+  // mma.sync's fast path elsewhere) and "mma" (kernels/w1a16_wgmma.cu's MDQ_W1A16_KERNEL switch).
+  // C % 8 != 0 takes the general path under both.
+  const std::string kernel = GENERATE(as<std::string>{}, "auto", "mma");
+  const ScopedEnv choice("MDQ_W1A16_KERNEL", kernel.c_str());
   std::vector<Case> cases(std::begin(kCases), std::end(kCases));
   cases.insert(cases.end(), std::begin(kW1A16Cases), std::end(kW1A16Cases));
   for (const Case& c : cases) {
     for (bool ternary : {false, true}) {
-      INFO(describe(c) << (ternary ? " ternary" : " binary"));
+      INFO("W1A16 kernel " << kernel << ": " << describe(c) << (ternary ? " ternary" : " binary"));
       Tensor x = to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 90 + c.C));
       Tensor wf = ternary ? random_ternary({c.O, c.C, c.K, c.K}, 91 + c.O) : random_signs({c.O, c.C, c.K, c.K}, 91 + c.O);
       PackedWeights w = ternary ? pack_ternary_weights(wf) : pack_binary_weights(wf);
@@ -222,8 +235,8 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
 }
 
 TEST_CASE("W1A1 block end on the GPU: affine + residual in f32 and its signs packed") {
-  const std::string kernel = use_each_w1a1_kernel();
-  INFO(kernel);
+  const KernelChoice kernel = use_each_w1a1_kernel();
+  INFO(kernel.label);
   for (const Case& c : {Case{2, 64, 9, 9, 64, 3, 1, 1}, Case{2, 128, 9, 9, 130, 3, 2, 1}, Case{1, 33, 7, 7, 37, 3, 1, 1}}) {
     INFO(describe(c));
     Tensor xb = pack_signs(random_signs({c.N, c.H, c.W, c.C}, 100 + c.C));
@@ -242,8 +255,8 @@ TEST_CASE("W1A1 block end on the GPU: affine + residual in f32 and its signs pac
 }
 
 TEST_CASE("W1A1 block end on the GPU with a shortcut conv: the fused kernel equals the two steps bit for bit") {
-  const std::string kernel = use_each_w1a1_kernel();
-  INFO(kernel);
+  const KernelChoice kernel = use_each_w1a1_kernel();
+  INFO(kernel.label);
   // ResNet-18's downsampling blocks (shortcut input 2, 4 and 8 words a pixel), an odd map (15 ->
   // 8), 96 channels out (a partial second slice), batch 1, more tiles than CTAs; the shortcut's C
   // = 96 (3 words a pixel) and a 3x3 shortcut take the two steps on every kernel.
@@ -268,7 +281,7 @@ TEST_CASE("W1A1 block end on the GPU with a shortcut conv: the fused kernel equa
     const ConvGeometry gs{2, c.spad};
     bool fused = false;
     const Tensor got = binary_conv2d_shortcut_signs(h, w, {1, 1}, scale, shift, x, {ws, gs, s_scale, s_shift}, &fused);
-    CHECK(fused == (kernel.find("auto") != std::string::npos && c.C % 64 == 0 && c.sk == 1 && wgmma_runs()));
+    CHECK(fused == (kernel.label.find("auto") != std::string::npos && c.C % 64 == 0 && c.sk == 1 && wgmma_runs()));
     const Tensor skip = binary_conv2d(x, ws, gs, {BinaryOutputMode::Affine, s_scale, s_shift});
     const ResidualOutput two = binary_conv2d_residual(h, w, {1, 1}, scale, shift, skip);
     require_equal_nhwc(got.cpu(), two.bits.cpu(), "fused vs two steps");
@@ -296,8 +309,8 @@ TEST_CASE("W1A1 block end on the GPU with a shortcut conv: the fused kernel equa
 }
 
 TEST_CASE("W1A1 block end on the GPU: the identity skip as bits, equal to the CPU bit for bit") {
-  const std::string kernel = use_each_w1a1_kernel();
-  INFO(kernel);
+  const KernelChoice kernel = use_each_w1a1_kernel();
+  INFO(kernel.label);
   // 64 channels (whole words), 130 (a partial third word; two channel slices), 37 (one partial
   // word), more tiles than the persistent grid has CTAs, and K = 18000 bits (C 2000, O 40: past
   // the two-channels-a-word sign epilogue's range).

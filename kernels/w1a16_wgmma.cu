@@ -4,7 +4,12 @@
 // gathered activations its B operand in shared memory (DESIGN.md E12's last bullet):
 //   D[o][m] = sum_k W[o][k] X[m][k],  o = output channel (wgmma M), m = output pixel (wgmma N).
 //
-// Why it is shaped this way (the first workshop kernel, pixels as A and the weights expanded into
+// The default W1A16 path on sm_90a (kernels/w1a16_conv.cu dispatches here first). Measured on an
+// H200 (benchmarks/results/2026-12-03-h200-session23.txt): 0.46-0.64x cuDNN bf16 on ResNet-18's
+// ImageNet 3x3 layers at batch 256, 1.3-2.2x the mma.sync kernel; ncu: 50-57% of issue slots
+// busy, 4 warps a scheduler (two CTAs an SM, by registers and shared memory).
+//
+// Why it is shaped this way (a first wgmma kernel, pixels as A and the weights expanded into
 // shared memory, ran at 0.21-0.27x cuDNN bf16 with under one eligible warp per scheduler):
 //   - weights as A from registers: a warp's A fragment of an m64k16 step is 16 channels x 16 K,
 //     which two packed words per channel give with a shift, an AND, an IMAD and a XOR per
@@ -15,8 +20,8 @@
 //     layout of the mma.sync kernel's A tile), so a warp's copies write 4 whole rows (4
 //     wavefronts) and the descriptor reads them as they lie;
 //   - a cp.async pipeline of kStages stages and one barrier a chunk: while chunk q's MMAs run,
-//     chunk q + 1's copies are waited for and published, and chunk q + kStages - 1 is copied into
-//     chunk q - 1's stage;
+//     chunk q + 1's copies are waited for and published (and its A built, for even q), and chunk
+//     q + kStages - 1 is copied into chunk q - 1's stage;
 //   - a CTA is two warpgroups over a 128-pixel tile: 128 channels (each warpgroup 64, N = 128)
 //     when O > 64, else 64 channels (each warpgroup 64 pixels, N = 64). Two CTAs an SM (89 KB of
 //     shared memory, <= 128 registers), so one CTA's pipeline fill and epilogue overlap the other
@@ -26,7 +31,9 @@
 //     written in 16-byte pieces along the channels.
 #include <cuda_bf16.h>
 
-#include "dev/kernels/w1a16_wgmma.h"
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/cuda_common.h"
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"
@@ -38,21 +45,6 @@ using ptx::smem_u32;
 
 constexpr int kThreads = 256, kPixels = 128, kStages = 5;
 constexpr int kARows = kPixels * 128;  // bytes of a stage's activation tile: 128 pixels x 64 bf16
-
-// Bits 0, 1 of m give k = 2t, 2t+1 (r[0]) and bits 8, 9 give k = 2t+8, 2t+9 (r[1]) as bf16 ±1
-// pairs (bit set = +1): m * (2^15 + 2^30) moves bit 0 to 15 and bit 1 to 31, m * (2^7 + 2^22)
-// bits 8, 9 to 15, 31 (the shifted copies land on distinct bits, so nothing carries), then XOR
-// with the pattern (-1, -1) clears the sign of each +1.
-__device__ __forceinline__ void expand_signs(uint32_t m, uint32_t& r0, uint32_t& r1) {
-  r0 = ((m * 0x40008000u) & 0x80008000u) ^ 0xBF80BF80u;
-  r1 = ((m * 0x00400080u) & 0x80008000u) ^ 0xBF80BF80u;
-}
-// Ternary: z (the nonzero plane, masked alike) spread the same way, bit 15 of each half widened
-// to bits 7..15, which cover every set bit of ±1 in bf16: a 0 weight becomes +0.
-__device__ __forceinline__ void mask_zeros(uint32_t z, uint32_t& r0, uint32_t& r1) {
-  r0 &= (((z * 0x40008000u) >> 8) & 0x00800080u) * 0x1FFu;
-  r1 &= (((z * 0x00400080u) >> 8) & 0x00800080u) * 0x1FFu;
-}
 
 // CHB = 64-channel blocks a CTA: 2 (each warpgroup a block, all 128 pixels) or 1 (both
 // warpgroups the block, 64 pixels each).
@@ -74,7 +66,7 @@ __device__ __forceinline__ void mma_k16(float (&d)[CHB == 2 ? 16 : 8][4], const 
   else ptx::wgmma_bf16_m64n64k16_rs(d, a, b);
 }
 
-template <int CHB, bool TERNARY>
+template <int CHB, bool TERNARY, bool kPairs>
 __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs args, Geometry g, int channel_tiles) {
 #ifdef MDQ_WGMMA_AVAILABLE
   using T = Tile<CHB, TERNARY>;
@@ -202,21 +194,40 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
     if (q + kStages - 2 < nk) load_chunk((q + kStages - 2) % kStages);
     ptx::cp_async_commit();
   };
-  // One set of A registers: chunk q + 1's are built once chunk q's MMAs are done (a second set,
-  // built while they run, makes ptxas serialize every wgmma: C7513). What overlaps the MMAs is
-  // chunk q + 1's wait and barrier and chunk q + kStages - 1's copies.
-  uint32_t a[4][4];
-  publish(0);
-  for (int q = 0; q < nk; ++q) {
-    const int stage = q % kStages;
-    build_a(stage, a);
-    const uint32_t b = smem_base + stage * T::kStage + wg_pixel0 * 128;
+  // Two sets of A registers, chunks in pairs: chunk q + 1's A is built while chunk q's MMAs run,
+  // and what overlaps chunk q + 1's is chunk q + 2's wait, barrier and copies. Each pair ends with
+  // every wgmma waited for: with one in flight across the loop's back edge, ptxas serializes
+  // every wgmma (C7513), which a set per chunk's parity did.
+  auto issue = [&](int q, const uint32_t (&a)[4][4]) {
+    const uint32_t b = smem_base + (q % kStages) * T::kStage + wg_pixel0 * 128;
     ptx::wgmma_fence();
 #pragma unroll
     for (int s = 0; s < 4; ++s) mma_k16<CHB>(acc, a[s], ptx::wgmma_desc_sw128(b + 32 * s));
     ptx::wgmma_commit();
-    if (q + 1 < nk) publish(q + 1);
-    ptx::wgmma_wait<0>();
+  };
+  publish(0);
+  if constexpr (kPairs) {
+    uint32_t a0[4][4], a1[4][4];
+    for (int q = 0; q < nk; q += 2) {
+      build_a(q % kStages, a0);
+      issue(q, a0);
+      if (q + 1 < nk) {
+        publish(q + 1);
+        build_a((q + 1) % kStages, a1);
+        issue(q + 1, a1);
+        ptx::wgmma_wait<1>();  // chunk q's MMAs: its stage may be refilled
+        if (q + 2 < nk) publish(q + 2);
+      }
+      ptx::wgmma_wait<0>();
+    }
+  } else {  // A/B (MDQ_W1A16_PAIRS=0): one set, built once the previous chunk's MMAs are done
+    uint32_t a[4][4];
+    for (int q = 0; q < nk; ++q) {
+      build_a(q % kStages, a);
+      issue(q, a);
+      if (q + 1 < nk) publish(q + 1);
+      ptx::wgmma_wait<0>();
+    }
   }
   ptx::fence_operands(acc);
   ptx::cp_async_wait<0>();
@@ -241,7 +252,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   __syncthreads();
   const int per = args.out_bf16 ? 8 : 4;  // channels a 16-byte piece
   const int pieces = T::kChannels / per;
-  const bool aligned = g.O % per == 0;
+  const bool aligned = g.O % per == 0 && reinterpret_cast<uintptr_t>(args.out) % 16 == 0;
   for (int i = tid; i < kPixels * pieces; i += kThreads) {
     const int r = i / pieces, c = (i - r * pieces) * per;
     const long long m = m0 + r;
@@ -274,10 +285,10 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
 #endif
 }
 
-template <int CHB, bool TERNARY>
-void launch(const W1A16ConvArgs& a, const Geometry& g) {
+template <int CHB, bool TERNARY, bool kPairs>
+void launch_variant(const W1A16ConvArgs& a, const Geometry& g) {
   using T = Tile<CHB, TERNARY>;
-  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY>;
+  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY, kPairs>;
   static const bool configured = [kernel] {  // > 48 KB of dynamic shared memory needs an opt-in
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kBytes));
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -290,28 +301,29 @@ void launch(const W1A16ConvArgs& a, const Geometry& g) {
   kernel<<<static_cast<unsigned>(ctas), kThreads, T::kBytes, cuda::stream()>>>(a, g, channel_tiles);
   CUDA_CHECK_LAUNCH();
 }
+template <int CHB, bool TERNARY>
+void launch(const W1A16ConvArgs& a, const Geometry& g) {
+  static const bool pairs = [] {
+    const char* e = std::getenv("MDQ_W1A16_PAIRS");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  if (pairs) launch_variant<CHB, TERNARY, true>(a, g);
+  else launch_variant<CHB, TERNARY, false>(a, g);
+}
 
 }  // namespace
 
-}  // namespace mdq::kernels::w1a16
-
-namespace mdq::dev {
-
-bool w1a16_wgmma_conv2d(const kernels::W1A16ConvArgs& a) {
+bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g) {
 #ifndef MDQ_HAS_SM90A
-  (void)a;
+  (void)a, (void)g;
   return false;
 #else
-  using namespace kernels::w1a16;
   static const bool hopper = cuda::compute_capability() == 90;
-  if (!hopper || a.C % 8 != 0) return false;
-  Geometry g{};
-  static_cast<kernels::ConvShape&>(g) = kernels::conv_shape(a);
-  g.CB = (a.C + 63) / 64;
-  g.M = (long long)a.N * g.OH * g.OW;
-  // Pixel indices are ints in the row table; the grid is one dimension of CTAs.
-  if ((long long)a.N * a.H * a.W >= (1LL << 31) - (1LL << 20)) return false;
-  if (g.M <= 0 || g.O <= 0) return true;  // an empty output: nothing to launch
+  if (!hopper || g.C % 8 != 0) return false;
+  if (const char* e = std::getenv("MDQ_W1A16_KERNEL"); e && std::strcmp(e, "mma") == 0) return false;
+  // 16-byte activation copies; pixel indices are ints in the row table; the grid is one dimension.
+  if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0) return false;
+  if (static_cast<long long>(a.N) * a.H * a.W >= (1LL << 31) - (1LL << 20)) return false;
   if ((g.M + kPixels - 1) / kPixels * ((g.O + 63) / 64) > 0x7fffffffLL) return false;
   const bool ternary = a.nonzero != nullptr;
   if (g.O <= 64) ternary ? launch<1, true>(a, g) : launch<1, false>(a, g);
@@ -320,4 +332,4 @@ bool w1a16_wgmma_conv2d(const kernels::W1A16ConvArgs& a) {
 #endif
 }
 
-}  // namespace mdq::dev
+}  // namespace mdq::kernels::w1a16
