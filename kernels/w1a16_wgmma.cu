@@ -20,8 +20,8 @@
 //     layout of the mma.sync kernel's A tile), so a warp's copies write 4 whole rows (4
 //     wavefronts) and the descriptor reads them as they lie;
 //   - a cp.async pipeline of kStages stages and one barrier a chunk: while chunk q's MMAs run,
-//     chunk q + 1's copies are waited for and published (and its A built, for even q), and chunk
-//     q + kStages - 1 is copied into chunk q - 1's stage;
+//     chunk q + 1's copies are waited for and published, and chunk q + kStages - 1 is copied
+//     into chunk q - 1's stage;
 //   - a CTA is two warpgroups over a 128-pixel tile: 128 channels (each warpgroup 64, N = 128)
 //     when O > 64, else 64 channels (each warpgroup 64 pixels, N = 64). Two CTAs an SM (89 KB of
 //     shared memory, <= 128 registers), so one CTA's pipeline fill and epilogue overlap the other
@@ -55,8 +55,7 @@ struct Tile {
   static constexpr int kWeightBytes = kPlanes * kChannels * 8;  // 2 packed words a channel and plane
   static constexpr int kStage = (kARows + kWeightBytes + 1023) / 1024 * 1024;
   static constexpr int kOutStride = kChannels + 4;  // floats a pixel of the epilogue's tile
-  static constexpr int kRowsOffset = kStages * kStage;
-  static constexpr int kBytes = kRowsOffset + kPixels * 16 + 1024;  // + row table, + base alignment
+  static constexpr int kBytes = kStages * kStage + 1024;  // + the base's alignment
   static_assert(kPixels * kOutStride * 4 <= kStages * kStage, "the epilogue's tile fits the stages");
 };
 
@@ -66,15 +65,19 @@ __device__ __forceinline__ void mma_k16(float (&d)[CHB == 2 ? 16 : 8][4], const 
   else ptx::wgmma_bf16_m64n64k16_rs(d, a, b);
 }
 
-template <int CHB, bool TERNARY, bool kPairs>
+template <int CHB, bool TERNARY>
 __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs args, Geometry g, int channel_tiles) {
 #ifdef MDQ_WGMMA_AVAILABLE
   using T = Tile<CHB, TERNARY>;
   constexpr int NJ = T::kN / 8;
   extern __shared__ uint8_t smem_raw[];
-  // The swizzle is a function of the address: stages start on 1024-byte boundaries.
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  int4* rows = reinterpret_cast<int4*>(smem + T::kRowsOffset);
+  __shared__ int4 rows[kPixels];
+  // The swizzle is a function of the address: stages start on 1024-byte boundaries. (Offset
+  // from smem_raw, not rounded as a generic address: the compiler then still knows these are
+  // shared-memory reads, LDS, where a generic pointer made them LD: measured, a third of the loop's
+  // instructions went to that and to 64-bit index math.)
+  const uint32_t raw_base = smem_u32(smem_raw);
+  uint8_t* const smem = smem_raw + (((raw_base + 1023u) & ~1023u) - raw_base);
 
   const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
   // Channel tiles vary fastest, so the CTAs that read one pixel tile run together (L2 reuse).
@@ -113,9 +116,10 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
     w_src[k] = (plane ? args.nonzero : args.sign) + (w_ok[k] ? static_cast<long long>(n0 + channel) * g.Ktot : 0);
   }
   const uint32_t smem_base = smem_u32(smem);
-  int lkh = 0, lkw = 0, lcb = 0;  // the next chunk to load: tap (lkh, lkw), channel block lcb
-  auto load_chunk = [&](int stage) {
-    const uint32_t st = smem_base + stage * T::kStage;
+  int lkh = 0, lkw = 0, lcb = 0, lstage = 0;  // the next chunk to load: tap (lkh, lkw), channel block lcb; its stage
+  auto load_chunk = [&]() {
+    const uint32_t st = smem_base + lstage * T::kStage;
+    lstage = lstage + 1 == kStages ? 0 : lstage + 1;
     const int c = lcb * 64 + cc * 8;
     const bool c_ok = c < g.C;
     const int dpix = lkh * g.W + lkw;
@@ -126,7 +130,9 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
       const int ih = rv.y + lkh, iw = rv.z + lkw;
       const bool ok = c_ok && static_cast<unsigned>(ih) < static_cast<unsigned>(g.H) &&
                       static_cast<unsigned>(iw) < static_cast<unsigned>(g.W);
-      const uint16_t* src = ok ? args.x + (static_cast<long long>(rv.x + dpix) * g.C + c) : args.x;
+      // 32-bit element index (conv2d_wgmma bounds N H W C below 2^32): one IMAD.WIDE.U32
+      const uint32_t at = static_cast<uint32_t>(rv.x + dpix) * static_cast<uint32_t>(g.C) + static_cast<uint32_t>(c);
+      const uint16_t* src = ok ? args.x + at : args.x;
       ptx::cp_async16_zfill_u32(st + r * 128 + ((cc ^ (r & 7)) << 4), src, ok);
     }
     const int tap_word = (lkh * g.KW + lkw) * g.Cw;
@@ -181,7 +187,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   const int nk = g.T * g.CB;
 #pragma unroll
   for (int s = 0; s < kStages - 2; ++s) {
-    if (s < nk) load_chunk(s);
+    if (s < nk) load_chunk();
     ptx::cp_async_commit();
   }
   // Chunk q's copies: wait for this thread's, fence them to wgmma's proxy, barrier for everyone's;
@@ -191,43 +197,24 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
     ptx::cp_async_wait<kStages - 3>();
     ptx::fence_proxy_async_shared();
     __syncthreads();
-    if (q + kStages - 2 < nk) load_chunk((q + kStages - 2) % kStages);
+    if (q + kStages - 2 < nk) load_chunk();
     ptx::cp_async_commit();
   };
-  // Two sets of A registers, chunks in pairs: chunk q + 1's A is built while chunk q's MMAs run,
-  // and what overlaps chunk q + 1's is chunk q + 2's wait, barrier and copies. Each pair ends with
-  // every wgmma waited for: with one in flight across the loop's back edge, ptxas serializes
-  // every wgmma (C7513), which a set per chunk's parity did.
-  auto issue = [&](int q, const uint32_t (&a)[4][4]) {
-    const uint32_t b = smem_base + (q % kStages) * T::kStage + wg_pixel0 * 128;
+  // One set of A registers: chunk q + 1's are built once chunk q's MMAs are done. (A second set,
+  // built while they run, measured no faster: with chunks in pairs, so that no wgmma is in flight
+  // across the loop's back edge -- else ptxas serializes every wgmma, C7513.) What overlaps the
+  // MMAs is chunk q + 1's wait and barrier and chunk q + kStages - 1's copies.
+  uint32_t a[4][4];
+  publish(0);
+  for (int q = 0, stage = 0; q < nk; ++q, stage = stage + 1 == kStages ? 0 : stage + 1) {
+    build_a(stage, a);
+    const uint32_t b = smem_base + stage * T::kStage + wg_pixel0 * 128;
     ptx::wgmma_fence();
 #pragma unroll
     for (int s = 0; s < 4; ++s) mma_k16<CHB>(acc, a[s], ptx::wgmma_desc_sw128(b + 32 * s));
     ptx::wgmma_commit();
-  };
-  publish(0);
-  if constexpr (kPairs) {
-    uint32_t a0[4][4], a1[4][4];
-    for (int q = 0; q < nk; q += 2) {
-      build_a(q % kStages, a0);
-      issue(q, a0);
-      if (q + 1 < nk) {
-        publish(q + 1);
-        build_a((q + 1) % kStages, a1);
-        issue(q + 1, a1);
-        ptx::wgmma_wait<1>();  // chunk q's MMAs: its stage may be refilled
-        if (q + 2 < nk) publish(q + 2);
-      }
-      ptx::wgmma_wait<0>();
-    }
-  } else {  // A/B (MDQ_W1A16_PAIRS=0): one set, built once the previous chunk's MMAs are done
-    uint32_t a[4][4];
-    for (int q = 0; q < nk; ++q) {
-      build_a(q % kStages, a);
-      issue(q, a);
-      if (q + 1 < nk) publish(q + 1);
-      ptx::wgmma_wait<0>();
-    }
+    if (q + 1 < nk) publish(q + 1);
+    ptx::wgmma_wait<0>();
   }
   ptx::fence_operands(acc);
   ptx::cp_async_wait<0>();
@@ -285,10 +272,10 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
 #endif
 }
 
-template <int CHB, bool TERNARY, bool kPairs>
-void launch_variant(const W1A16ConvArgs& a, const Geometry& g) {
+template <int CHB, bool TERNARY>
+void launch(const W1A16ConvArgs& a, const Geometry& g) {
   using T = Tile<CHB, TERNARY>;
-  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY, kPairs>;
+  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY>;
   static const bool configured = [kernel] {  // > 48 KB of dynamic shared memory needs an opt-in
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kBytes));
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -301,16 +288,6 @@ void launch_variant(const W1A16ConvArgs& a, const Geometry& g) {
   kernel<<<static_cast<unsigned>(ctas), kThreads, T::kBytes, cuda::stream()>>>(a, g, channel_tiles);
   CUDA_CHECK_LAUNCH();
 }
-template <int CHB, bool TERNARY>
-void launch(const W1A16ConvArgs& a, const Geometry& g) {
-  static const bool pairs = [] {
-    const char* e = std::getenv("MDQ_W1A16_PAIRS");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  if (pairs) launch_variant<CHB, TERNARY, true>(a, g);
-  else launch_variant<CHB, TERNARY, false>(a, g);
-}
-
 }  // namespace
 
 bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g) {
@@ -321,9 +298,11 @@ bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g) {
   static const bool hopper = cuda::compute_capability() == 90;
   if (!hopper || g.C % 8 != 0) return false;
   if (const char* e = std::getenv("MDQ_W1A16_KERNEL"); e && std::strcmp(e, "mma") == 0) return false;
-  // 16-byte activation copies; pixel indices are ints in the row table; the grid is one dimension.
+  // 16-byte activation copies; pixel indices are ints in the row table, element indices 32-bit
+  // unsigned; the grid is one dimension.
   if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0) return false;
   if (static_cast<long long>(a.N) * a.H * a.W >= (1LL << 31) - (1LL << 20)) return false;
+  if (static_cast<long long>(a.N) * a.H * a.W * a.C >= (1LL << 32)) return false;
   if ((g.M + kPixels - 1) / kPixels * ((g.O + 63) / 64) > 0x7fffffffLL) return false;
   const bool ternary = a.nonzero != nullptr;
   if (g.O <= 64) ternary ? launch<1, true>(a, g) : launch<1, false>(a, g);
