@@ -73,22 +73,9 @@ __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32, 2)
   const long long m0 = (long long)blockIdx.x * BM;
   const int n0 = blockIdx.y * BN;
 
-  // Per tile row (output pixel): {pixel index of its (kh, kw) = (0, 0) tap, ih0, iw0}; rows past
-  // M get an ih0 that no tap brings into range.
+  // The tile's row table (pixel_row).
   int4* rows = reinterpret_cast<int4*>(smem + STAGES * Cfg::STAGE_BYTES);
-  for (int r = tid; r < BM; r += THREADS) {
-    const long long m = m0 + r;
-    int4 v = make_int4(0, -(1 << 28), 0, 0);
-    if (m < g.M) {
-      const int ohw = g.OH * g.OW;
-      const int n = (int)(m / ohw), rem = (int)(m - (long long)n * ohw);
-      const int oh = rem / g.OW, ow = rem - oh * g.OW;
-      v.y = oh * g.stride - g.pad;
-      v.z = ow * g.stride - g.pad;
-      v.x = (n * g.H + v.y) * g.W + v.z;
-    }
-    rows[r] = v;
-  }
+  for (int r = tid; r < BM; r += THREADS) rows[r] = pixel_row(g, m0 + r);
   __syncthreads();
 
   // Loads the next k-tile (tap (lkh, lkw), channel block lcb) into a stage, then advances.

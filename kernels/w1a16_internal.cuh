@@ -33,6 +33,21 @@ struct Geometry : ConvShape {  // Ktot = T*Cw words per output channel
   long long M;
 };
 
+// A row-table entry of the implicit GEMM's output pixel m: {pixel index of its (0, 0) tap, ih0,
+// iw0}; past M an ih0 that no tap brings into range.
+__device__ __forceinline__ int4 pixel_row(const Geometry& g, long long m) {
+  int4 v = make_int4(0, -(1 << 28), 0, 0);
+  if (m < g.M) {
+    const int ohw = g.OH * g.OW;
+    const int n = static_cast<int>(m / ohw), rem = static_cast<int>(m - static_cast<long long>(n) * ohw);
+    const int oh = rem / g.OW, ow = rem - oh * g.OW;
+    v.y = oh * g.stride - g.pad;
+    v.z = ow * g.stride - g.pad;
+    v.x = (n * g.H + v.y) * g.W + v.z;
+  }
+  return v;
+}
+
 // Any C (e.g. 3 or 130): k-tile = one packed word, weights expanded in shared memory.
 template <bool TERNARY>
 void launch_general_path(const W1A16ConvArgs& a, const Geometry& g);

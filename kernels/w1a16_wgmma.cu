@@ -86,21 +86,8 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   // This warpgroup's 64 channels (a block of the CTA's) and pixels (all 128, or its half).
   const int wg_block = CHB == 2 ? wg : 0, wg_pixel0 = CHB == 2 ? 0 : 64 * wg;
 
-  // Per tile pixel: {pixel index of its (0, 0) tap, ih0, iw0}; pixels past M get an ih0 that no
-  // tap brings into range.
-  for (int r = tid; r < kPixels; r += kThreads) {
-    const long long m = m0 + r;
-    int4 v = make_int4(0, -(1 << 28), 0, 0);
-    if (m < g.M) {
-      const int ohw = g.OH * g.OW;
-      const int n = static_cast<int>(m / ohw), rem = static_cast<int>(m - static_cast<long long>(n) * ohw);
-      const int oh = rem / g.OW, ow = rem - oh * g.OW;
-      v.y = oh * g.stride - g.pad;
-      v.z = ow * g.stride - g.pad;
-      v.x = (n * g.H + v.y) * g.W + v.z;
-    }
-    rows[r] = v;
-  }
+  // The tile's row table (pixel_row).
+  for (int r = tid; r < kPixels; r += kThreads) rows[r] = pixel_row(g, m0 + r);
   __syncthreads();
 
   // Producer side, every thread: 16-byte chunk cc of pixels tid / 8 + 32 i, and packed weight
@@ -154,29 +141,24 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   // warpgroup's block, k = 2 tq (+1, +8, +9) of each k16 step (mma.sync m16n8k16's A layout,
   // which wgmma's register A keeps per warp).
   const int a_row = wg_block * 64 + 16 * warp + gq;
-  auto build_a = [&](int stage, uint32_t (&a)[4][4]) {
-    const uint8_t* wsm = smem + stage * T::kStage + kARows;
-    const uint2 s0 = *reinterpret_cast<const uint2*>(wsm + 8 * a_row);
-    const uint2 s1 = *reinterpret_cast<const uint2*>(wsm + 8 * (a_row + 8));
+  // f(m, r0, r1) for each k16 step s and both rows, m = that row's 2 bits of k = 2 tq (+1) at bits
+  // 0, 1 and of k = 2 tq + 8 (+9) at bits 8, 9, of one plane of the stage's weight words.
+  auto each_step = [&](const uint8_t* plane, uint32_t (&a)[4][4], auto&& f) {
+    const uint2 s0 = *reinterpret_cast<const uint2*>(plane + 8 * a_row);
+    const uint2 s1 = *reinterpret_cast<const uint2*>(plane + 8 * (a_row + 8));
     const uint32_t w0[2] = {s0.x >> (2 * tq), s0.y >> (2 * tq)}, w1[2] = {s1.x >> (2 * tq), s1.y >> (2 * tq)};
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
       const int sh = 16 * (s & 1);
-      expand_signs((w0[s >> 1] >> sh) & 0x0303u, a[s][0], a[s][2]);
-      expand_signs((w1[s >> 1] >> sh) & 0x0303u, a[s][1], a[s][3]);
+      f((w0[s >> 1] >> sh) & 0x0303u, a[s][0], a[s][2]);
+      f((w1[s >> 1] >> sh) & 0x0303u, a[s][1], a[s][3]);
     }
-    if constexpr (TERNARY) {
-      const uint8_t* zsm = wsm + T::kChannels * 8;
-      const uint2 z0 = *reinterpret_cast<const uint2*>(zsm + 8 * a_row);
-      const uint2 z1 = *reinterpret_cast<const uint2*>(zsm + 8 * (a_row + 8));
-      const uint32_t y0[2] = {z0.x >> (2 * tq), z0.y >> (2 * tq)}, y1[2] = {z1.x >> (2 * tq), z1.y >> (2 * tq)};
-#pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        const int sh = 16 * (s & 1);
-        mask_zeros((y0[s >> 1] >> sh) & 0x0303u, a[s][0], a[s][2]);
-        mask_zeros((y1[s >> 1] >> sh) & 0x0303u, a[s][1], a[s][3]);
-      }
-    }
+  };
+  auto build_a = [&](int stage, uint32_t (&a)[4][4]) {
+    const uint8_t* wsm = smem + stage * T::kStage + kARows;
+    each_step(wsm, a, [](uint32_t m, uint32_t& r0, uint32_t& r1) { expand_signs(m, r0, r1); });
+    if constexpr (TERNARY)
+      each_step(wsm + T::kChannels * 8, a, [](uint32_t z, uint32_t& r0, uint32_t& r1) { mask_zeros(z, r0, r1); });
   };
 
   float acc[NJ][4];
