@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/error.h"
 #include "kernels/cuda_common.h"
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"
@@ -43,12 +44,20 @@ namespace {
 
 using ptx::smem_u32;
 
-constexpr int kThreads = 256, kPixels = 128, kStages = 5;
+constexpr int kThreads = 256, kPixels = 128;
 constexpr int kARows = kPixels * 128;  // bytes of a stage's activation tile: 128 pixels x 64 bf16
 
+// Measurement knobs, read once per process (A/B runs; the defaults are the measured best):
+// MDQ_W1A16_STAGES = 4, 5 (default) or 6 pipeline stages, MDQ_W1A16_GATHER=ca for the gather's
+// copies through L1 (default .cg, L2 only). Binary weights only; ternary runs the defaults.
+struct Variant {
+  int stages = 5;
+  bool l1 = false;
+};
+
 // CHB = 64-channel blocks a CTA: 2 (each warpgroup a block, all 128 pixels) or 1 (both
-// warpgroups the block, 64 pixels each).
-template <int CHB, bool TERNARY>
+// warpgroups the block, 64 pixels each); kStages stages.
+template <int CHB, bool TERNARY, int kStages>
 struct Tile {
   static constexpr int kChannels = 64 * CHB, kN = CHB == 2 ? 128 : 64;  // CTA channels; wgmma N
   static constexpr int kPlanes = TERNARY ? 2 : 1;
@@ -65,10 +74,10 @@ __device__ __forceinline__ void mma_k16(float (&d)[CHB == 2 ? 16 : 8][4], const 
   else ptx::wgmma_bf16_m64n64k16_rs(d, a, b);
 }
 
-template <int CHB, bool TERNARY>
+template <int CHB, bool TERNARY, int kStages, bool kL1>
 __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs args, Geometry g, int channel_tiles) {
 #ifdef MDQ_WGMMA_AVAILABLE
-  using T = Tile<CHB, TERNARY>;
+  using T = Tile<CHB, TERNARY, kStages>;
   constexpr int NJ = T::kN / 8;
   extern __shared__ uint8_t smem_raw[];
   __shared__ int4 rows[kPixels];
@@ -120,7 +129,8 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
       // 32-bit element index (conv2d_wgmma bounds N H W C below 2^32): one IMAD.WIDE.U32
       const uint32_t at = static_cast<uint32_t>(rv.x + dpix) * static_cast<uint32_t>(g.C) + static_cast<uint32_t>(c);
       const uint16_t* src = ok ? args.x + at : args.x;
-      ptx::cp_async16_zfill_u32(st + r * 128 + ((cc ^ (r & 7)) << 4), src, ok);
+      if constexpr (kL1) ptx::cp_async16_ca_zfill_u32(st + r * 128 + ((cc ^ (r & 7)) << 4), src, ok);
+      else ptx::cp_async16_zfill_u32(st + r * 128 + ((cc ^ (r & 7)) << 4), src, ok);
     }
     const int tap_word = (lkh * g.KW + lkw) * g.Cw;
 #pragma unroll
@@ -254,10 +264,10 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
 #endif
 }
 
-template <int CHB, bool TERNARY>
-void launch(const W1A16ConvArgs& a, const Geometry& g) {
-  using T = Tile<CHB, TERNARY>;
-  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY>;
+template <int CHB, bool TERNARY, int kStages, bool kL1>
+void launch_variant(const W1A16ConvArgs& a, const Geometry& g) {
+  using T = Tile<CHB, TERNARY, kStages>;
+  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY, kStages, kL1>;
   static const bool configured = [kernel] {  // > 48 KB of dynamic shared memory needs an opt-in
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kBytes));
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -269,6 +279,24 @@ void launch(const W1A16ConvArgs& a, const Geometry& g) {
   const long long ctas = (g.M + kPixels - 1) / kPixels * channel_tiles;
   kernel<<<static_cast<unsigned>(ctas), kThreads, T::kBytes, cuda::stream()>>>(a, g, channel_tiles);
   CUDA_CHECK_LAUNCH();
+}
+template <int CHB, bool TERNARY>
+void launch(const W1A16ConvArgs& a, const Geometry& g) {
+  static const Variant v = [] {
+    Variant r;
+    if (const char* e = std::getenv("MDQ_W1A16_STAGES")) r.stages = std::atoi(e);
+    if (const char* e = std::getenv("MDQ_W1A16_GATHER")) r.l1 = std::strcmp(e, "ca") == 0;
+    return r;
+  }();
+  if constexpr (TERNARY) {
+    launch_variant<CHB, true, 5, false>(a, g);
+  } else {
+    MDQ_CHECK(v.stages >= 4 && v.stages <= 6, "MDQ_W1A16_STAGES must be 4, 5 or 6, got " << v.stages);
+    if (v.l1) launch_variant<CHB, false, 5, true>(a, g);
+    else if (v.stages == 4) launch_variant<CHB, false, 4, false>(a, g);
+    else if (v.stages == 6) launch_variant<CHB, false, 6, false>(a, g);
+    else launch_variant<CHB, false, 5, false>(a, g);
+  }
 }
 }  // namespace
 
