@@ -50,11 +50,6 @@ __device__ __forceinline__ void cp_async16_zfill_u32(uint32_t smem_addr, const v
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(valid ? 16 : 0)
                : "memory");
 }
-// The same through L1 (.ca: kept there for the next reader, e.g. a 3x3 gather's overlapping taps).
-__device__ __forceinline__ void cp_async16_ca_zfill_u32(uint32_t smem_addr, const void* gmem, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(valid ? 16 : 0)
-               : "memory");
-}
 __device__ __forceinline__ void cp_async4_zfill(void* smem, const void* gmem, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
                "r"(valid ? 4 : 0) : "memory");

@@ -5,9 +5,12 @@
 //   D[o][m] = sum_k W[o][k] X[m][k],  o = output channel (wgmma M), m = output pixel (wgmma N).
 //
 // The default W1A16 path on sm_90a (kernels/w1a16_conv.cu dispatches here first). Measured on an
-// H200 (benchmarks/results/2026-12-03-h200-session23.txt): 0.46-0.64x cuDNN bf16 on ResNet-18's
-// ImageNet 3x3 layers at batch 256, 1.3-2.2x the mma.sync kernel; ncu: 50-57% of issue slots
-// busy, 4 warps a scheduler (two CTAs an SM, by registers and shared memory).
+// H200 (benchmarks/results/2026-12-03-h200-session23.txt, batch 256): 0.50-0.67x cuDNN bf16 on
+// ResNet-18's ImageNet 3x3 layers (236-490 TFLOPS, 25-51% of this form's wgmma probe), 1.4-2.4x
+// the mma.sync kernel; ncu: 48-57% of issue slots busy with 4 warps a scheduler (two CTAs an
+// SM, by registers) and about one of them eligible; the stalls are fixed-latency dependencies
+// (building A), shared-memory loads and the per-chunk barrier. Next: producer warps gathering
+// ahead behind mbarriers, so the MMA warpgroups never meet a CTA barrier, and wider tiles.
 //
 // Why it is shaped this way (a first wgmma kernel, pixels as A and the weights expanded into
 // shared memory, ran at 0.21-0.27x cuDNN bf16 with under one eligible warp per scheduler):
@@ -23,9 +26,9 @@
 //     chunk q + 1's copies are waited for and published, and chunk q + kStages - 1 is copied
 //     into chunk q - 1's stage;
 //   - a CTA is two warpgroups over a 128-pixel tile: 128 channels (each warpgroup 64, N = 128)
-//     when O > 64, else 64 channels (each warpgroup 64 pixels, N = 64). Two CTAs an SM (89 KB of
-//     shared memory, <= 128 registers), so one CTA's pipeline fill and epilogue overlap the other
-//     one's MMAs;
+//     when O > 64, else 64 channels (each warpgroup 64 pixels, N = 64). Two CTAs an SM (<= 128
+//     registers; 71 KB of shared memory at 4 stages), so one CTA's pipeline fill and epilogue
+//     overlap the other one's MMAs;
 //   - the epilogue (scale, shift, ReLU) goes through shared memory: the accumulators hold a
 //     channel pair per pixel pair, the output is NHWC, so each tile is transposed there and
 //     written in 16-byte pieces along the channels.
@@ -34,7 +37,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "common/error.h"
 #include "kernels/cuda_common.h"
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"
@@ -47,18 +49,13 @@ using ptx::smem_u32;
 constexpr int kThreads = 256, kPixels = 128;
 constexpr int kARows = kPixels * 128;  // bytes of a stage's activation tile: 128 pixels x 64 bf16
 
-// Measurement knobs, read once per process (A/B runs; the defaults are the measured best):
-// MDQ_W1A16_STAGES = 4, 5 (default) or 6 pipeline stages, MDQ_W1A16_GATHER=ca for the gather's
-// copies through L1 (default .cg, L2 only). Binary weights only; ternary runs the defaults.
-struct Variant {
-  int stages = 5;
-  bool l1 = false;
-};
-
 // CHB = 64-channel blocks a CTA: 2 (each warpgroup a block, all 128 pixels) or 1 (both
-// warpgroups the block, 64 pixels each); kStages stages.
-template <int CHB, bool TERNARY, int kStages>
+// warpgroups the block, 64 pixels each). Pipeline stages: 4 for binary weights (measured against
+// 5 and 6 on an H200: +8% on the 64-channel layers, the same elsewhere), 5 for ternary (not
+// measured at 4).
+template <int CHB, bool TERNARY>
 struct Tile {
+  static constexpr int kStages = TERNARY ? 5 : 4;
   static constexpr int kChannels = 64 * CHB, kN = CHB == 2 ? 128 : 64;  // CTA channels; wgmma N
   static constexpr int kPlanes = TERNARY ? 2 : 1;
   static constexpr int kWeightBytes = kPlanes * kChannels * 8;  // 2 packed words a channel and plane
@@ -74,10 +71,11 @@ __device__ __forceinline__ void mma_k16(float (&d)[CHB == 2 ? 16 : 8][4], const 
   else ptx::wgmma_bf16_m64n64k16_rs(d, a, b);
 }
 
-template <int CHB, bool TERNARY, int kStages, bool kL1>
+template <int CHB, bool TERNARY>
 __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs args, Geometry g, int channel_tiles) {
 #ifdef MDQ_WGMMA_AVAILABLE
-  using T = Tile<CHB, TERNARY, kStages>;
+  using T = Tile<CHB, TERNARY>;
+  constexpr int kStages = T::kStages;
   constexpr int NJ = T::kN / 8;
   extern __shared__ uint8_t smem_raw[];
   __shared__ int4 rows[kPixels];
@@ -129,8 +127,8 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
       // 32-bit element index (conv2d_wgmma bounds N H W C below 2^32): one IMAD.WIDE.U32
       const uint32_t at = static_cast<uint32_t>(rv.x + dpix) * static_cast<uint32_t>(g.C) + static_cast<uint32_t>(c);
       const uint16_t* src = ok ? args.x + at : args.x;
-      if constexpr (kL1) ptx::cp_async16_ca_zfill_u32(st + r * 128 + ((cc ^ (r & 7)) << 4), src, ok);
-      else ptx::cp_async16_zfill_u32(st + r * 128 + ((cc ^ (r & 7)) << 4), src, ok);
+      // .cg (L2 only): through L1 (.ca, for the overlapping taps) measured 5-10% slower
+      ptx::cp_async16_zfill_u32(st + r * 128 + ((cc ^ (r & 7)) << 4), src, ok);
     }
     const int tap_word = (lkh * g.KW + lkw) * g.Cw;
 #pragma unroll
@@ -264,10 +262,10 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
 #endif
 }
 
-template <int CHB, bool TERNARY, int kStages, bool kL1>
-void launch_variant(const W1A16ConvArgs& a, const Geometry& g) {
-  using T = Tile<CHB, TERNARY, kStages>;
-  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY, kStages, kL1>;
+template <int CHB, bool TERNARY>
+void launch(const W1A16ConvArgs& a, const Geometry& g) {
+  using T = Tile<CHB, TERNARY>;
+  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY>;
   static const bool configured = [kernel] {  // > 48 KB of dynamic shared memory needs an opt-in
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kBytes));
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -279,24 +277,6 @@ void launch_variant(const W1A16ConvArgs& a, const Geometry& g) {
   const long long ctas = (g.M + kPixels - 1) / kPixels * channel_tiles;
   kernel<<<static_cast<unsigned>(ctas), kThreads, T::kBytes, cuda::stream()>>>(a, g, channel_tiles);
   CUDA_CHECK_LAUNCH();
-}
-template <int CHB, bool TERNARY>
-void launch(const W1A16ConvArgs& a, const Geometry& g) {
-  static const Variant v = [] {
-    Variant r;
-    if (const char* e = std::getenv("MDQ_W1A16_STAGES")) r.stages = std::atoi(e);
-    if (const char* e = std::getenv("MDQ_W1A16_GATHER")) r.l1 = std::strcmp(e, "ca") == 0;
-    return r;
-  }();
-  if constexpr (TERNARY) {
-    launch_variant<CHB, true, 5, false>(a, g);
-  } else {
-    MDQ_CHECK(v.stages >= 4 && v.stages <= 6, "MDQ_W1A16_STAGES must be 4, 5 or 6, got " << v.stages);
-    if (v.l1) launch_variant<CHB, false, 5, true>(a, g);
-    else if (v.stages == 4) launch_variant<CHB, false, 4, false>(a, g);
-    else if (v.stages == 6) launch_variant<CHB, false, 6, false>(a, g);
-    else launch_variant<CHB, false, 5, false>(a, g);
-  }
 }
 }  // namespace
 
