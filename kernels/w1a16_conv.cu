@@ -4,7 +4,7 @@
 // over NHWC activations: M = N*OH*OW pixels, N_gemm = O channels, K = taps x channels.
 //
 // On sm_90a (compute capability 9.0) kernels/w1a16_wgmma.cu takes every C % 8 == 0 shape first
-// (1.3-2.2x this kernel on ResNet-18's layers, benchmarks/results/2026-12-03-h200-session23.txt);
+// (1.4-2.4x this kernel on ResNet-18's layers, benchmarks/results/2026-12-03-h200-session23.txt);
 // MDQ_W1A16_KERNEL=mma keeps this one, the portable path for other GPUs.
 // Fast path (C % 8 == 0, every ResNet layer past the stem): k-tile = 64 channels of one tap
 // (two packed words; channels past C read as 0 activations, so padded weight bits add 0),
