@@ -116,6 +116,11 @@ float time_ms(const std::function<void()>& fn) {
   }
   return best;
 }
+// The same with an A/B switch of the engine (e.g. MDQ_W1A1_KERNEL=mma) set while it runs.
+float time_ms_with(const char* name, const char* value, const std::function<void()>& fn) {
+  ScopedEnv with(name, value);
+  return time_ms(fn);
+}
 
 // The rate (1e12 ops/s) of `launch`, which does `ops` operations a call.
 template <class Launch>
@@ -213,18 +218,12 @@ int main(int argc, char** argv) {
       packed::BinaryOutput bo{packed::BinaryOutputMode::SignPack, scale, shift,
                               packed::sign_thresholds(w, scale, shift, Device::CUDA)};  // once per layer
       const float w1a1_ms = time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
-      const float mma_ms = [&] {
-        ScopedEnv portable("MDQ_W1A1_KERNEL", "mma");
-        return time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
-      }();
+      const float mma_ms = time_ms_with("MDQ_W1A1_KERNEL", "mma", [&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
       // W1A16: bf16 NHWC in, bf16 out, per-channel scale.
       Tensor xh = packed::to_bf16(Tensor::uniform({N, H, W, C}, -1, 1, 3, Device::CUDA));
       packed::FloatOutput fo{scale, {}, false, DType::BF16};
       const float w1a16_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
-      const float w1a16_mma_ms = [&] {
-        ScopedEnv portable("MDQ_W1A16_KERNEL", "mma");
-        return time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
-      }();
+      const float w1a16_mma_ms = time_ms_with("MDQ_W1A16_KERNEL", "mma", [&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
       std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.2fx | %11.1f %6.2fx\n",
                   L.net, C, L.HW, N, tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms),
                   cudnn_ms[2] / w1a1_ms, 100.0 * tops(w1a1_ms) / peak, tops(mma_ms), cudnn_ms[2] / mma_ms,

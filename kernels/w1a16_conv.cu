@@ -207,12 +207,7 @@ template <int WARPS_M, int WARPS_N, int MT, int NT, int STAGES, bool TERNARY>
 void launch_fast(const W1A16ConvArgs& a, const Geometry& g) {
   using Cfg = FastConfig<WARPS_M, WARPS_N, MT, NT, STAGES, TERNARY>;
   auto kernel = w1a16_fast_kernel<WARPS_M, WARPS_N, MT, NT, STAGES, TERNARY>;
-  static const bool configured = [kernel] {  // > 48 KB of dynamic shared memory needs an opt-in
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM));
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                    cudaSharedmemCarveoutMaxShared));
-    return true;
-  }();
+  static const bool configured = opt_in_shared_memory(kernel, Cfg::SMEM);
   (void)configured;
   const dim3 grid((unsigned)((g.M + Cfg::BM - 1) / Cfg::BM), (unsigned)((g.O + Cfg::BN - 1) / Cfg::BN));
   kernel<<<grid, Cfg::THREADS, Cfg::SMEM, cuda::stream()>>>(a, g);
@@ -238,8 +233,8 @@ void dispatch_fast(const W1A16ConvArgs& a, const Geometry& g) {
 
 template <bool TERNARY>
 void dispatch(const W1A16ConvArgs& a, const Geometry& g) {
-  // The fast path keeps pixel indices in int (its row table), hence the size bound.
   if (conv2d_wgmma(a, g)) return;
+  // The fast path keeps pixel indices in int (its row table), hence the size bound.
   if (g.C % 8 == 0 && (long long)g.N * g.H * g.W < (1LL << 31) - (1LL << 20))
     dispatch_fast<TERNARY>(a, g);
   else

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/conv_shape.h"
+#include "kernels/cuda_common.h"
 #include "kernels/w1a16_conv.h"
 
 namespace mdq::kernels::w1a16 {
@@ -46,6 +47,16 @@ __device__ __forceinline__ int4 pixel_row(const Geometry& g, long long m) {
     v.x = (n * g.H + v.y) * g.W + v.z;
   }
   return v;
+}
+
+// Opts a launcher's kernel in to `bytes` of dynamic shared memory (above 48 KB needs it) and to
+// the largest shared-memory carveout; each launcher calls it once, from a static of its own.
+template <class Kernel>
+bool opt_in_shared_memory(Kernel kernel, int bytes) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  cudaSharedmemCarveoutMaxShared));
+  return true;
 }
 
 // Any C (e.g. 3 or 130): k-tile = one packed word, weights expanded in shared memory.

@@ -266,12 +266,7 @@ template <int CHB, bool TERNARY>
 void launch(const W1A16ConvArgs& a, const Geometry& g) {
   using T = Tile<CHB, TERNARY>;
   auto kernel = w1a16_wgmma_kernel<CHB, TERNARY>;
-  static const bool configured = [kernel] {  // > 48 KB of dynamic shared memory needs an opt-in
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kBytes));
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                    cudaSharedmemCarveoutMaxShared));
-    return true;
-  }();
+  static const bool configured = opt_in_shared_memory(kernel, T::kBytes);
   (void)configured;
   const int channel_tiles = (g.O + T::kChannels - 1) / T::kChannels;
   const long long ctas = (g.M + kPixels - 1) / kPixels * channel_tiles;
