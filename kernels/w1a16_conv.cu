@@ -233,7 +233,7 @@ void dispatch_fast(const W1A16ConvArgs& a, const Geometry& g) {
 
 template <bool TERNARY>
 void dispatch(const W1A16ConvArgs& a, const Geometry& g) {
-  if (conv2d_wgmma(a, g)) return;
+  if (conv2d_ws(a, g) || conv2d_wgmma(a, g)) return;
   // The fast path keeps pixel indices in int (its row table), hence the size bound.
   if (g.C % 8 == 0 && (long long)g.N * g.H * g.W < (1LL << 31) - (1LL << 20))
     dispatch_fast<TERNARY>(a, g);

@@ -2,10 +2,13 @@
 // and the entry point; kernels/w1a16_wgmma.cu: the sm_90a path; kernels/w1a16_general.cu: any
 // channel count): the problem geometry, the bf16 patterns of ±1, and each path's launcher.
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cstdint>
 
 #include "kernels/conv_shape.h"
 #include "kernels/cuda_common.h"
+#include "kernels/ptx.cuh"
 #include "kernels/w1a16_conv.h"
 
 namespace mdq::kernels::w1a16 {
@@ -49,6 +52,153 @@ __device__ __forceinline__ int4 pixel_row(const Geometry& g, long long m) {
   return v;
 }
 
+// ---- Pieces of the two sm_90a kernels (kernels/w1a16_wgmma.cu, kernels/w1a16_ws.cu): a chunk is
+// the 64 channels (block cb) of tap (kh, kw) for a tile of pixel rows, staged as 128-byte rows in
+// wgmma's 128-byte swizzle, followed by the tile's packed weight words of that chunk.
+
+// Thread t of THREADS copies its 16-byte pieces of the chunk's ROWS pixel rows to stage (a
+// 1024-byte aligned shared address): piece cc = t % 8 of rows t / 8 + i THREADS / 8, stored at
+// chunk cc ^ (row % 8) (the swizzle), zeros for padding and channels past C.
+template <int ROWS, int THREADS>
+__device__ __forceinline__ void copy_chunk_rows(uint32_t stage, const int4* rows, const uint16_t* x, const Geometry& g,
+                                                int kh, int kw, int cb, int t) {
+  static_assert(ROWS * 8 % THREADS == 0, "whole pieces a thread");
+  const int cc = t & 7, c = cb * 64 + cc * 8;
+  const bool c_ok = c < g.C;
+  const int dpix = kh * g.W + kw;
+#pragma unroll
+  for (int i = 0; i < ROWS * 8 / THREADS; ++i) {
+    const int r = (t >> 3) + i * (THREADS / 8);
+    const int4 rv = rows[r];
+    const int ih = rv.y + kh, iw = rv.z + kw;
+    const bool ok = c_ok && static_cast<unsigned>(ih) < static_cast<unsigned>(g.H) &&
+                    static_cast<unsigned>(iw) < static_cast<unsigned>(g.W);
+    // 32-bit element index (the launchers bound N H W C below 2^32): one IMAD.WIDE.U32
+    const uint32_t at = static_cast<uint32_t>(rv.x + dpix) * static_cast<uint32_t>(g.C) + static_cast<uint32_t>(c);
+    // .cg (L2 only): through L1 (.ca, for the overlapping taps) measured 5-10% slower
+    ptx::cp_async16_zfill_u32(stage + r * 128 + ((cc ^ (r & 7)) << 4), ok ? x + at : x, ok);
+  }
+}
+
+// Thread t of THREADS's copies of the packed weight words of a chunk, for CHANNELS output channels
+// from n0: the stage's [plane][channel][2 words] (word 2 cb, 2 cb + 1 of the tap's Cw), its word
+// idx = t + THREADS k being channel idx / 2 % CHANNELS of plane idx / 2 / CHANNELS.
+template <int CHANNELS, int PLANES, int THREADS>
+struct WeightCopies {
+  static constexpr int kWords = 2 * PLANES * CHANNELS, kCopies = (kWords + THREADS - 1) / THREADS;
+  const uint32_t* src[kCopies];
+  bool ok[kCopies];
+  int t;
+  __device__ __forceinline__ WeightCopies(const W1A16ConvArgs& a, const Geometry& g, int n0, int t_) : t(t_) {
+#pragma unroll
+    for (int k = 0; k < kCopies; ++k) {
+      const int idx = t + k * THREADS, channel = (idx >> 1) % CHANNELS, plane = (idx >> 1) / CHANNELS;
+      ok[k] = idx < kWords && n0 + channel < g.O;
+      src[k] = (plane ? a.nonzero : a.sign) + (ok[k] ? static_cast<long long>(n0 + channel) * g.Ktot : 0);
+    }
+  }
+  __device__ __forceinline__ void copy(uint32_t dst, const Geometry& g, int kh, int kw, int cb) const {
+    const int tap_word = (kh * g.KW + kw) * g.Cw;
+#pragma unroll
+    for (int k = 0; k < kCopies; ++k) {
+      const int idx = t + k * THREADS, word = 2 * cb + (idx & 1);
+      if (idx < kWords) ptx::cp_async_gather<4>(dst + 4 * idx, src[k], tap_word + word, ok[k] && word < g.Cw);
+    }
+  }
+};
+
+// wgmma's register A of one chunk for a warp: rows a_row and a_row + 8 of the stage's weight
+// words w (CHANNELS channels a plane), k = 2 tq (+1, +8, +9) of each of the 4 k16 steps
+// (mma.sync m16n8k16's A layout, which wgmma's register A keeps per warp).
+template <int CHANNELS, bool TERNARY>
+__device__ __forceinline__ void weight_fragments(const uint8_t* w, int a_row, int tq, uint32_t (&a)[4][4]) {
+  // f(m, r0, r1) for each k16 step s and both rows, m = that row's 2 bits of k = 2 tq (+1) at bits
+  // 0, 1 and of k = 2 tq + 8 (+9) at bits 8, 9, of one plane.
+  auto each_step = [&](const uint8_t* plane, auto&& f) {
+    const uint2 s0 = *reinterpret_cast<const uint2*>(plane + 8 * a_row);
+    const uint2 s1 = *reinterpret_cast<const uint2*>(plane + 8 * (a_row + 8));
+    const uint32_t w0[2] = {s0.x >> (2 * tq), s0.y >> (2 * tq)}, w1[2] = {s1.x >> (2 * tq), s1.y >> (2 * tq)};
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int sh = 16 * (s & 1);
+      f((w0[s >> 1] >> sh) & 0x0303u, a[s][0], a[s][2]);
+      f((w1[s >> 1] >> sh) & 0x0303u, a[s][1], a[s][3]);
+    }
+  };
+  each_step(w, [](uint32_t m, uint32_t& r0, uint32_t& r1) { expand_signs(m, r0, r1); });
+  if constexpr (TERNARY)
+    each_step(w + CHANNELS * 8, [](uint32_t z, uint32_t& r0, uint32_t& r1) { mask_zeros(z, r0, r1); });
+}
+
+// Epilogue, first half: a warp's m64 accumulators, acc[j][2h+e] = D[16 warp + 8h + gq][8j + 2tq
+// + e], as y = acc scale + shift (ReLU) into tile[pixel][channel] (f32, STRIDE floats a pixel) at
+// channels c0 + 8h + gq (c0 = the warp's first channel in the CTA's tile), pixels pixel0 + 8j + ...
+template <int STRIDE, int NJ>
+__device__ __forceinline__ void acc_to_tile(const float (&acc)[NJ][4], float* tile, int c0, int pixel0, int n0,
+                                            const W1A16ConvArgs& args, const Geometry& g, int gq, int tq) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int c = c0 + 8 * h + gq, o = min(n0 + c, g.O - 1);
+    const float sc = args.scale ? __ldg(args.scale + o) : 1.f, sh = args.shift ? __ldg(args.shift + o) : 0.f;
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float y = acc[j][2 * h + e] * sc + sh;
+        if (args.relu) y = fmaxf(y, 0.f);
+        tile[(pixel0 + 8 * j + 2 * tq + e) * STRIDE + c] = y;
+      }
+  }
+}
+
+// Epilogue, second half: thread t of `threads` writes the tile (PIXELS x CHANNELS from pixel m0,
+// channel n0) to the NHWC output in 16-byte pieces along the channels.
+template <int PIXELS, int CHANNELS, int STRIDE>
+__device__ __forceinline__ void store_tile(const float* tile, long long m0, int n0, const W1A16ConvArgs& args,
+                                           const Geometry& g, int t, int threads) {
+  const int per = args.out_bf16 ? 8 : 4;  // channels a 16-byte piece
+  const int pieces = CHANNELS / per;
+  const bool aligned = g.O % per == 0 && reinterpret_cast<uintptr_t>(args.out) % 16 == 0;
+  for (int i = t; i < PIXELS * pieces; i += threads) {
+    const int r = i / pieces, c = (i - r * pieces) * per;
+    const long long m = m0 + r;
+    const int o = n0 + c;
+    if (m >= g.M || o >= g.O) continue;
+    const float* v = tile + r * STRIDE + c;
+    const long long idx = m * g.O + o;
+    if (args.out_bf16) {
+      uint16_t* out = static_cast<uint16_t*>(args.out) + idx;
+      if (aligned) {
+        uint4 p;
+        uint32_t* pw = &p.x;
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const __nv_bfloat162 b2 = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+          pw[k] = *reinterpret_cast<const uint32_t*>(&b2);
+        }
+        *reinterpret_cast<uint4*>(out) = p;
+      } else {
+        for (int k = 0; k < per && o + k < g.O; ++k) out[k] = __bfloat16_as_ushort(__float2bfloat16_rn(v[k]));
+      }
+    } else {
+      float* out = static_cast<float*>(args.out) + idx;
+      if (aligned)
+        *reinterpret_cast<float4*>(out) = make_float4(v[0], v[1], v[2], v[3]);
+      else
+        for (int k = 0; k < per && o + k < g.O; ++k) out[k] = v[k];
+    }
+  }
+}
+
+// A shared-memory base rounded up to 1024 bytes (the 128-byte swizzle is a function of the
+// address), as an offset from the dynamic buffer, not a rounded generic address: the compiler then
+// still knows the reads through it are shared-memory reads (LDS, where a rounded generic pointer
+// made them LD; measured, with 64-bit index math, a third of the loop's instructions).
+__device__ __forceinline__ uint8_t* align_1024(uint8_t* smem_raw) {
+  const uint32_t raw = ptx::smem_u32(smem_raw);
+  return smem_raw + (((raw + 1023u) & ~1023u) - raw);
+}
+
 // Opts a launcher's kernel in to `bytes` of dynamic shared memory (above 48 KB needs it) and to
 // the largest shared-memory carveout; each launcher calls it once, from a static of its own.
 template <class Kernel>
@@ -62,6 +212,10 @@ bool opt_in_shared_memory(Kernel kernel, int bytes) {
 // Any C (e.g. 3 or 130): k-tile = one packed word, weights expanded in shared memory.
 template <bool TERNARY>
 void launch_general_path(const W1A16ConvArgs& a, const Geometry& g);
+
+// sm_90a (kernels/w1a16_ws.cu): the warp-specialised kernel, only where MDQ_W1A16_KERNEL=ws (an
+// A/B switch while it is measured); otherwise as conv2d_wgmma.
+bool conv2d_ws(const W1A16ConvArgs& a, const Geometry& g);
 
 // sm_90a (kernels/w1a16_wgmma.cu): launches and returns true where it applies -- a build with
 // sm_90a code on a compute capability 9.0 GPU, C % 8 == 0, 16-byte aligned activations, and not

@@ -79,12 +79,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   constexpr int NJ = T::kN / 8;
   extern __shared__ uint8_t smem_raw[];
   __shared__ int4 rows[kPixels];
-  // The swizzle is a function of the address: stages start on 1024-byte boundaries. (Offset
-  // from smem_raw, not rounded as a generic address: the compiler then still knows these are
-  // shared-memory reads, LDS, where a generic pointer made them LD: measured, a third of the loop's
-  // instructions went to that and to 64-bit index math.)
-  const uint32_t raw_base = smem_u32(smem_raw);
-  uint8_t* const smem = smem_raw + (((raw_base + 1023u) & ~1023u) - raw_base);
+  uint8_t* const smem = align_1024(smem_raw);
 
   const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
   // Channel tiles vary fastest, so the CTAs that read one pixel tile run together (L2 reuse).
@@ -97,45 +92,15 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   for (int r = tid; r < kPixels; r += kThreads) rows[r] = pixel_row(g, m0 + r);
   __syncthreads();
 
-  // Producer side, every thread: 16-byte chunk cc of pixels tid / 8 + 32 i, and packed weight
-  // words idx = tid + 256 k of the stage's [plane][channel][2 words] (channel idx / 2 % channels).
-  const int cc = tid & 7;
-  constexpr int kWords = 2 * T::kPlanes * T::kChannels, kWordCopies = (kWords + kThreads - 1) / kThreads;
-  const uint32_t* w_src[kWordCopies];
-  bool w_ok[kWordCopies];
-#pragma unroll
-  for (int k = 0; k < kWordCopies; ++k) {
-    const int idx = tid + k * kThreads, channel = (idx >> 1) % T::kChannels, plane = (idx >> 1) / T::kChannels;
-    w_ok[k] = idx < kWords && n0 + channel < g.O;
-    w_src[k] = (plane ? args.nonzero : args.sign) + (w_ok[k] ? static_cast<long long>(n0 + channel) * g.Ktot : 0);
-  }
+  // Producer side, every thread.
+  const WeightCopies<T::kChannels, T::kPlanes, kThreads> weights(args, g, n0, tid);
   const uint32_t smem_base = smem_u32(smem);
   int lkh = 0, lkw = 0, lcb = 0, lstage = 0;  // the next chunk to load: tap (lkh, lkw), channel block lcb; its stage
   auto load_chunk = [&]() {
     const uint32_t st = smem_base + lstage * T::kStage;
     lstage = lstage + 1 == kStages ? 0 : lstage + 1;
-    const int c = lcb * 64 + cc * 8;
-    const bool c_ok = c < g.C;
-    const int dpix = lkh * g.W + lkw;
-#pragma unroll
-    for (int i = 0; i < kPixels * 8 / kThreads; ++i) {
-      const int r = (tid >> 3) + i * (kThreads / 8);
-      const int4 rv = rows[r];
-      const int ih = rv.y + lkh, iw = rv.z + lkw;
-      const bool ok = c_ok && static_cast<unsigned>(ih) < static_cast<unsigned>(g.H) &&
-                      static_cast<unsigned>(iw) < static_cast<unsigned>(g.W);
-      // 32-bit element index (conv2d_wgmma bounds N H W C below 2^32): one IMAD.WIDE.U32
-      const uint32_t at = static_cast<uint32_t>(rv.x + dpix) * static_cast<uint32_t>(g.C) + static_cast<uint32_t>(c);
-      const uint16_t* src = ok ? args.x + at : args.x;
-      // .cg (L2 only): through L1 (.ca, for the overlapping taps) measured 5-10% slower
-      ptx::cp_async16_zfill_u32(st + r * 128 + ((cc ^ (r & 7)) << 4), src, ok);
-    }
-    const int tap_word = (lkh * g.KW + lkw) * g.Cw;
-#pragma unroll
-    for (int k = 0; k < kWordCopies; ++k) {
-      const int idx = tid + k * kThreads, word = 2 * lcb + (idx & 1);
-      if (idx < kWords) ptx::cp_async_gather<4>(st + kARows + 4 * idx, w_src[k], tap_word + word, w_ok[k] && word < g.Cw);
-    }
+    copy_chunk_rows<kPixels, kThreads>(st, rows, args.x, g, lkh, lkw, lcb, tid);
+    weights.copy(st + kARows, g, lkh, lkw, lcb);
     if (++lcb == g.CB) {
       lcb = 0;
       if (++lkw == g.KW) {
@@ -145,29 +110,8 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
     }
   };
 
-  // Consumer side: this thread's A fragments of chunk q -- rows 16 warp + gq and + 8 of the
-  // warpgroup's block, k = 2 tq (+1, +8, +9) of each k16 step (mma.sync m16n8k16's A layout,
-  // which wgmma's register A keeps per warp).
+  // Consumer side: this thread's A fragments of chunk q, rows 16 warp + gq (+ 8) of the warpgroup's block.
   const int a_row = wg_block * 64 + 16 * warp + gq;
-  // f(m, r0, r1) for each k16 step s and both rows, m = that row's 2 bits of k = 2 tq (+1) at bits
-  // 0, 1 and of k = 2 tq + 8 (+9) at bits 8, 9, of one plane of the stage's weight words.
-  auto each_step = [&](const uint8_t* plane, uint32_t (&a)[4][4], auto&& f) {
-    const uint2 s0 = *reinterpret_cast<const uint2*>(plane + 8 * a_row);
-    const uint2 s1 = *reinterpret_cast<const uint2*>(plane + 8 * (a_row + 8));
-    const uint32_t w0[2] = {s0.x >> (2 * tq), s0.y >> (2 * tq)}, w1[2] = {s1.x >> (2 * tq), s1.y >> (2 * tq)};
-#pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      const int sh = 16 * (s & 1);
-      f((w0[s >> 1] >> sh) & 0x0303u, a[s][0], a[s][2]);
-      f((w1[s >> 1] >> sh) & 0x0303u, a[s][1], a[s][3]);
-    }
-  };
-  auto build_a = [&](int stage, uint32_t (&a)[4][4]) {
-    const uint8_t* wsm = smem + stage * T::kStage + kARows;
-    each_step(wsm, a, [](uint32_t m, uint32_t& r0, uint32_t& r1) { expand_signs(m, r0, r1); });
-    if constexpr (TERNARY)
-      each_step(wsm + T::kChannels * 8, a, [](uint32_t z, uint32_t& r0, uint32_t& r1) { mask_zeros(z, r0, r1); });
-  };
 
   float acc[NJ][4];
 #pragma unroll
@@ -197,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   uint32_t a[4][4];
   publish(0);
   for (int q = 0, stage = 0; q < nk; ++q, stage = stage + 1 == kStages ? 0 : stage + 1) {
-    build_a(stage, a);
+    weight_fragments<T::kChannels, TERNARY>(smem + stage * T::kStage + kARows, a_row, tq, a);
     const uint32_t b = smem_base + stage * T::kStage + wg_pixel0 * 128;
     ptx::wgmma_fence();
 #pragma unroll
@@ -210,55 +154,11 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   ptx::cp_async_wait<0>();
   __syncthreads();  // every warpgroup is done with the stages: they hold the epilogue's tile now
 
-  // Epilogue: y = acc scale + shift (ReLU) into the tile [pixel][channel] (f32), then out in
-  // 16-byte pieces along the channels. acc[j][2h+e] = D[16 warp + 8h + gq][8j + 2tq + e].
+  // Epilogue through the tile [pixel][channel] (f32), out in 16-byte pieces along the channels.
   float* tile = reinterpret_cast<float*>(smem);
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int c = wg_block * 64 + 16 * warp + 8 * h + gq, o = min(n0 + c, g.O - 1);
-    const float sc = args.scale ? __ldg(args.scale + o) : 1.f, sh = args.shift ? __ldg(args.shift + o) : 0.f;
-#pragma unroll
-    for (int j = 0; j < NJ; ++j)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float y = acc[j][2 * h + e] * sc + sh;
-        if (args.relu) y = fmaxf(y, 0.f);
-        tile[(wg_pixel0 + 8 * j + 2 * tq + e) * T::kOutStride + c] = y;
-      }
-  }
+  acc_to_tile<T::kOutStride>(acc, tile, wg_block * 64 + 16 * warp, wg_pixel0, n0, args, g, gq, tq);
   __syncthreads();
-  const int per = args.out_bf16 ? 8 : 4;  // channels a 16-byte piece
-  const int pieces = T::kChannels / per;
-  const bool aligned = g.O % per == 0 && reinterpret_cast<uintptr_t>(args.out) % 16 == 0;
-  for (int i = tid; i < kPixels * pieces; i += kThreads) {
-    const int r = i / pieces, c = (i - r * pieces) * per;
-    const long long m = m0 + r;
-    const int o = n0 + c;
-    if (m >= g.M || o >= g.O) continue;
-    const float* v = tile + r * T::kOutStride + c;
-    const long long idx = m * g.O + o;
-    if (args.out_bf16) {
-      uint16_t* out = static_cast<uint16_t*>(args.out) + idx;
-      if (aligned) {
-        uint4 p;
-        uint32_t* pw = &p.x;
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const __nv_bfloat162 b2 = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
-          pw[k] = *reinterpret_cast<const uint32_t*>(&b2);
-        }
-        *reinterpret_cast<uint4*>(out) = p;
-      } else {
-        for (int k = 0; k < per && o + k < g.O; ++k) out[k] = __bfloat16_as_ushort(__float2bfloat16_rn(v[k]));
-      }
-    } else {
-      float* out = static_cast<float*>(args.out) + idx;
-      if (aligned)
-        *reinterpret_cast<float4*>(out) = make_float4(v[0], v[1], v[2], v[3]);
-      else
-        for (int k = 0; k < per && o + k < g.O; ++k) out[k] = v[k];
-    }
-  }
+  store_tile<kPixels, T::kChannels, T::kOutStride>(tile, m0, n0, args, g, tid, kThreads);
 #endif
 }
 

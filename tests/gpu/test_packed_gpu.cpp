@@ -209,15 +209,16 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
   // relative to the sum of |terms| (<= K); we allow atol 1e-3 sqrt(K) and rtol 1e-2 (bf16 out:
   // one bf16 rounding, 2^-8 relative, on top).
   // Each kernel: "auto" (wgmma on sm_90a builds on a compute capability 9.0 GPU for C % 8 == 0;
-  // mma.sync's fast path elsewhere) and "mma" (kernels/w1a16_wgmma.cu's MDQ_W1A16_KERNEL switch).
-  // C % 8 != 0 takes the general path under both.
-  const std::string kernel = GENERATE(as<std::string>{}, "auto", "mma");
-  const ScopedEnv choice("MDQ_W1A16_KERNEL", kernel.c_str());
+  // mma.sync's fast path elsewhere), "mma" and "ws" (kernels/w1a16_wgmma.cu's MDQ_W1A16_KERNEL
+  // switch: the mma.sync kernel, the warp-specialised sm_90a kernel), the latter with each of its
+  // tiles (MDQ_W1A16_WS_CHANNELS), all against one CPU result a case. C % 8 != 0 takes the
+  // general path under all.
+  const char* const kernels[][2] = {{"auto", "auto"}, {"mma", "auto"}, {"ws", "auto"},
+                                    {"ws", "64"},     {"ws", "128"},  {"ws", "256"}};
   std::vector<Case> cases(std::begin(kCases), std::end(kCases));
   cases.insert(cases.end(), std::begin(kW1A16Cases), std::end(kW1A16Cases));
   for (const Case& c : cases) {
     for (bool ternary : {false, true}) {
-      INFO("W1A16 kernel " << kernel << ": " << describe(c) << (ternary ? " ternary" : " binary"));
       Tensor x = to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 90 + c.C));
       Tensor wf = ternary ? random_ternary({c.O, c.C, c.K, c.K}, 91 + c.O) : random_signs({c.O, c.C, c.K, c.K}, 91 + c.O);
       PackedWeights w = ternary ? pack_ternary_weights(wf) : pack_binary_weights(wf);
@@ -225,11 +226,18 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
       Tensor scale = testing::random_tensor({c.O}, 92, 0.5f, 2.f);
       const float atol = 1e-3f * std::sqrt(static_cast<float>(c.C * c.K * c.K));
       Tensor e = w1a16_conv2d(x, w, g, {scale, {}, false, DType::F32});
-      Tensor got = w1a16_conv2d(x.cuda(), w.to(Device::CUDA), g, {scale.cuda(), {}, false, DType::F32});
-      testing::require_close(got, e, atol, 1e-2f, "f32 out " + describe(c));
       Tensor eb = w1a16_conv2d(x, w, g, {{}, {}, true, DType::BF16});
-      Tensor gb = w1a16_conv2d(x.cuda(), w.to(Device::CUDA), g, {{}, {}, true, DType::BF16});
-      testing::require_close(to_f32(gb), to_f32(eb), atol, 2e-2f, "bf16 relu out " + describe(c));
+      Tensor xd = x.cuda(), scaled = scale.cuda();
+      PackedWeights wd = w.to(Device::CUDA);
+      for (const auto& [kernel, channels] : kernels) {
+        const ScopedEnv choice("MDQ_W1A16_KERNEL", kernel), tile("MDQ_W1A16_WS_CHANNELS", channels);
+        INFO("W1A16 kernel " << kernel << " (ws tile channels " << channels << "): " << describe(c)
+                             << (ternary ? " ternary" : " binary"));
+        Tensor got = w1a16_conv2d(xd, wd, g, {scaled, {}, false, DType::F32});
+        testing::require_close(got, e, atol, 1e-2f, "f32 out " + describe(c));
+        Tensor gb = w1a16_conv2d(xd, wd, g, {{}, {}, true, DType::BF16});
+        testing::require_close(to_f32(gb), to_f32(eb), atol, 2e-2f, "bf16 relu out " + describe(c));
+      }
     }
   }
 }
