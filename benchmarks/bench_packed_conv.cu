@@ -18,6 +18,7 @@
 
 #include "benchmarks/bench_common.h"
 #include "benchmarks/cudnn_conv.h"
+#include "dev/kernels/w1a16_ws.h"
 #include "kernels/cuda_common.h"
 #include "engine/device.h"
 #include "engine/packed/bitpack.h"
@@ -182,6 +183,8 @@ int main(int argc, char** argv) {
   std::printf("GPU: %s\nb1 AND+popc peaks: mma.sync m16n8k256 %.1f TOPS, wgmma m64n80k256 %.1f TOPS\n",
               cuda_device_name().c_str(), mma_peak, wgmma_peak);
   const double peak = std::max(mma_peak, wgmma_peak);
+  const char* ws_env = std::getenv("MDQ_W1A16_WS_CHANNELS");
+  const int ws_channels = ws_env ? std::atoi(ws_env) : 0;
   std::printf("bf16 peaks: mma.sync m16n8k16 %.1f TFLOPS (the portable W1A16 kernel's instruction), wgmma m64n128k16 "
               "in the sm_90a W1A16 kernel's form (A in registers, B swizzled) %.1f TFLOPS\n",
               mma_sync_peak<false>(), wgmma_bf16_peak_tflops());
@@ -190,7 +193,8 @@ int main(int argc, char** argv) {
               "W1A1 = the kernel binary_conv2d picks (wgmma on sm_90a), %%peak of the higher peak above;\n"
               "W1A1 mma = the portable mma.sync kernel (MDQ_W1A1_KERNEL=mma); W1A16 = the kernel w1a16_conv2d\n"
               "picks (wgmma on sm_90a), W1A16 mma = its portable mma.sync kernel (MDQ_W1A16_KERNEL=mma),\n"
-              "W1A16 ws = the warp-specialised sm_90a kernel on trial (MDQ_W1A16_KERNEL=ws).\n\n");
+              "W1A16 ws = the workshop's warp-specialised sm_90a kernel (dev/kernels/w1a16_ws.cu; its tile's channels\n"
+              "by O, or MDQ_W1A16_WS_CHANNELS=64|128|256 here).\n\n");
   std::printf("%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %8s %7s | %11s %7s | %10s %7s\n", "net", "C",
               "HW", "batch", "fp32", "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 mma", "x bf16", "W1A16", "x bf16",
               "W1A16 mma", "x bf16", "W1A16 ws", "x bf16");
@@ -227,7 +231,9 @@ int main(int argc, char** argv) {
       auto w1a16_with = [&](const char* kernel) {
         return time_ms_with("MDQ_W1A16_KERNEL", kernel, [&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
       };
-      const float w1a16_mma_ms = w1a16_with("mma"), w1a16_ws_ms = w1a16_with("ws");
+      const float w1a16_mma_ms = w1a16_with("mma");
+      const bool ws = dev::w1a16_ws_conv2d(xh, w, {1, 1}, fo, ws_channels).defined();
+      const float w1a16_ws_ms = ws ? time_ms([&] { dev::w1a16_ws_conv2d(xh, w, {1, 1}, fo, ws_channels); }) : NAN;
       std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.2fx | %11.1f %6.2fx"
                   " | %10.1f %6.2fx\n",
                   L.net, C, L.HW, N, tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms),

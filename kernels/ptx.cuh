@@ -309,7 +309,7 @@ __device__ __forceinline__ void wgmma_bf16_m64n128k16_rs(float (&d)[16][4], cons
       "+f"(d[29][1]), "+f"(d[29][2]), "+f"(d[29][3]), "+f"(d[30][0]), "+f"(d[30][1]), "+f"(d[30][2]), \
       "+f"(d[30][3]), "+f"(d[31][0]), "+f"(d[31][1]), "+f"(d[31][2]), "+f"(d[31][3])
 
-// As wgmma_bf16_m64n64k16_rs, N = 256 (the warp-specialised W1A16 kernel, kernels/w1a16_ws.cu).
+// As wgmma_bf16_m64n64k16_rs, N = 256 (the workshop's warp-specialised W1A16 kernel, dev/kernels/w1a16_ws.cu).
 __device__ __forceinline__ void wgmma_bf16_m64n256k16_rs(float (&d)[32][4], const uint32_t (&a)[4], uint64_t b_desc) {
 #ifdef MDQ_WGMMA_AVAILABLE
   asm volatile(

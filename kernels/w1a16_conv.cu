@@ -4,7 +4,7 @@
 // over NHWC activations: M = N*OH*OW pixels, N_gemm = O channels, K = taps x channels.
 //
 // On sm_90a (compute capability 9.0) kernels/w1a16_wgmma.cu takes every C % 8 == 0 shape first
-// (1.4-2.4x this kernel on ResNet-18's layers, benchmarks/results/2026-12-03-h200-session23.txt);
+// (1.5-2.7x this kernel on ResNet-18's layers, benchmarks/results/2026-12-03-h200-session24.txt);
 // MDQ_W1A16_KERNEL=mma keeps this one, the portable path for other GPUs.
 // Fast path (C % 8 == 0, every ResNet layer past the stem): k-tile = 64 channels of one tap
 // (two packed words; channels past C read as 0 activations, so padded weight bits add 0),
@@ -233,7 +233,7 @@ void dispatch_fast(const W1A16ConvArgs& a, const Geometry& g) {
 
 template <bool TERNARY>
 void dispatch(const W1A16ConvArgs& a, const Geometry& g) {
-  if (conv2d_ws(a, g) || conv2d_wgmma(a, g)) return;
+  if (conv2d_wgmma(a, g)) return;
   // The fast path keeps pixel indices in int (its row table), hence the size bound.
   if (g.C % 8 == 0 && (long long)g.N * g.H * g.W < (1LL << 31) - (1LL << 20))
     dispatch_fast<TERNARY>(a, g);

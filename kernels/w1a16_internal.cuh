@@ -52,33 +52,66 @@ __device__ __forceinline__ int4 pixel_row(const Geometry& g, long long m) {
   return v;
 }
 
-// ---- Pieces of the two sm_90a kernels (kernels/w1a16_wgmma.cu, kernels/w1a16_ws.cu): a chunk is
+// ---- Pieces of the two sm_90a kernels (kernels/w1a16_wgmma.cu and the workshop's dev/kernels/w1a16_ws.cu): a chunk is
 // the 64 channels (block cb) of tap (kh, kw) for a tile of pixel rows, staged as 128-byte rows in
 // wgmma's 128-byte swizzle, followed by the tile's packed weight words of that chunk.
 
-// Thread t of THREADS copies its 16-byte pieces of the chunk's ROWS pixel rows to stage (a
-// 1024-byte aligned shared address): piece cc = t % 8 of rows t / 8 + i THREADS / 8, stored at
-// chunk cc ^ (row % 8) (the swizzle), zeros for padding and channels past C.
-template <int ROWS, int THREADS>
-__device__ __forceinline__ void copy_chunk_rows(uint32_t stage, const int4* rows, const uint16_t* x, const Geometry& g,
-                                                int kh, int kw, int cb, int t) {
-  static_assert(ROWS * 8 % THREADS == 0, "whole pieces a thread");
-  const int cc = t & 7, c = cb * 64 + cc * 8;
-  const bool c_ok = c < g.C;
-  const int dpix = kh * g.W + kw;
-#pragma unroll
-  for (int i = 0; i < ROWS * 8 / THREADS; ++i) {
-    const int r = (t >> 3) + i * (THREADS / 8);
-    const int4 rv = rows[r];
-    const int ih = rv.y + kh, iw = rv.z + kw;
-    const bool ok = c_ok && static_cast<unsigned>(ih) < static_cast<unsigned>(g.H) &&
-                    static_cast<unsigned>(iw) < static_cast<unsigned>(g.W);
-    // 32-bit element index (the launchers bound N H W C below 2^32): one IMAD.WIDE.U32
-    const uint32_t at = static_cast<uint32_t>(rv.x + dpix) * static_cast<uint32_t>(g.C) + static_cast<uint32_t>(c);
-    // .cg (L2 only): through L1 (.ca, for the overlapping taps) measured 5-10% slower
-    ptx::cp_async16_zfill_u32(stage + r * 128 + ((cc ^ (r & 7)) << 4), ok ? x + at : x, ok);
-  }
+// A gather row of output pixel m (pixel_row): {pixel index of its (0, 0) tap, mask of its taps
+// inside the image, bit kh KW + kw}; past M no taps. Found once a row and tile, by one thread: the
+// eight threads that copy a row read it from the tile's table (a 64-channel layer's tile is only 9
+// chunks, and 8 threads finding each row measured 14% slower there).
+__device__ __forceinline__ int2 gather_row(const Geometry& g, long long m) {
+  const int4 v = pixel_row(g, m);
+  uint32_t wm = 0, taps = 0;
+  for (int kw = 0; kw < g.KW; ++kw) wm |= static_cast<uint32_t>(static_cast<unsigned>(v.z + kw) < static_cast<unsigned>(g.W)) << kw;
+  for (int kh = 0; kh < g.KH; ++kh)
+    if (static_cast<unsigned>(v.y + kh) < static_cast<unsigned>(g.H)) taps |= wm << (kh * g.KW);
+  return make_int2(v.x, static_cast<int>(taps));
 }
+
+// Thread t of THREADS's share of a tile's activation gather: 16-byte piece cc = t % 8 of pixel
+// rows t / 8 + i THREADS / 8, stored at chunk cc ^ (row % 8) (the swizzle). What a row needs for
+// every chunk is read once a tile and kept in registers: the element index of its (0, 0) tap at
+// channel 8 cc (unsigned: where that tap is padding it wraps, and comes back in range for every
+// tap inside the image) and the mask of its taps inside the image (bit kh KW + kw; the launchers
+// take KH KW <= 32). A copy is then a bit test, an add and the cp.async: measured on an H200, the
+// copies' instructions (a row-table load, the bounds and the index math each chunk) were what
+// limited both sm_90a kernels' issue.
+template <int ROWS, int THREADS>
+struct ChunkGather {
+  static constexpr int kRows = ROWS * 8 / THREADS;
+  static_assert(ROWS * 8 % THREADS == 0 && THREADS % 64 == 0, "whole pieces a thread, rows % 8 fixed a thread");
+  uint32_t base[kRows], taps[kRows];
+  uint32_t dst;  // the piece's offset in a stage, row t / 8 (+ i THREADS / 8 rows: same swizzle)
+  int cc;
+  // rows: the tile's gather_row table.
+  __device__ __forceinline__ ChunkGather(const int2* rows, const Geometry& g, int t) {
+    cc = t & 7;
+    const int r0 = t >> 3;
+    dst = r0 * 128 + ((cc ^ (r0 & 7)) << 4);
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      const int2 v = rows[r0 + i * (THREADS / 8)];
+      base[i] = static_cast<uint32_t>(v.x) * static_cast<uint32_t>(g.C) + 8 * cc;
+      taps[i] = static_cast<uint32_t>(v.y);
+    }
+  }
+  // The copies of chunk (tap = kh KW + kw, channel block cb) into stage (a 1024-byte aligned
+  // shared address); zeros for padding and channels past C. The element indices are 32-bit (the
+  // launchers bound N H W C below 2^32): one IMAD.WIDE.U32 an address.
+  __device__ __forceinline__ void copy(uint32_t stage, const uint16_t* x, const Geometry& g, int kh, int kw,
+                                       int cb) const {
+    const int tap = kh * g.KW + kw;
+    const uint32_t offset = static_cast<uint32_t>((kh * g.W + kw) * g.C + 64 * cb);
+    const bool c_ok = 64 * cb + 8 * cc < g.C;
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      const bool ok = c_ok && ((taps[i] >> tap) & 1u);
+      // .cg (L2 only): through L1 (.ca, for the overlapping taps) measured 5-10% slower
+      ptx::cp_async16_zfill_u32(stage + dst + i * (THREADS / 8) * 128, ok ? x + (base[i] + offset) : x, ok);
+    }
+  }
+};
 
 // Thread t of THREADS's copies of the packed weight words of a chunk, for CHANNELS output channels
 // from n0: the stage's [plane][channel][2 words] (word 2 cb, 2 cb + 1 of the tap's Cw), its word
@@ -212,10 +245,6 @@ bool opt_in_shared_memory(Kernel kernel, int bytes) {
 // Any C (e.g. 3 or 130): k-tile = one packed word, weights expanded in shared memory.
 template <bool TERNARY>
 void launch_general_path(const W1A16ConvArgs& a, const Geometry& g);
-
-// sm_90a (kernels/w1a16_ws.cu): the warp-specialised kernel, only where MDQ_W1A16_KERNEL=ws (an
-// A/B switch while it is measured); otherwise as conv2d_wgmma.
-bool conv2d_ws(const W1A16ConvArgs& a, const Geometry& g);
 
 // sm_90a (kernels/w1a16_wgmma.cu): launches and returns true where it applies -- a build with
 // sm_90a code on a compute capability 9.0 GPU, C % 8 == 0, 16-byte aligned activations, and not

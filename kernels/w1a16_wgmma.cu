@@ -5,12 +5,12 @@
 //   D[o][m] = sum_k W[o][k] X[m][k],  o = output channel (wgmma M), m = output pixel (wgmma N).
 //
 // The default W1A16 path on sm_90a (kernels/w1a16_conv.cu dispatches here first). Measured on an
-// H200 (benchmarks/results/2026-12-03-h200-session23.txt, batch 256): 0.50-0.67x cuDNN bf16 on
-// ResNet-18's ImageNet 3x3 layers (236-490 TFLOPS, 25-51% of this form's wgmma probe), 1.4-2.4x
-// the mma.sync kernel; ncu: 48-57% of issue slots busy with 4 warps a scheduler (two CTAs an
-// SM, by registers) and about one of them eligible; the stalls are fixed-latency dependencies
-// (building A), shared-memory loads and the per-chunk barrier. Next: producer warps gathering
-// ahead behind mbarriers, so the MMA warpgroups never meet a CTA barrier, and wider tiles.
+// H200 (benchmarks/results/2026-12-03-h200-session24.txt, batch 256): 0.54-0.69x cuDNN bf16 on
+// ResNet-18's ImageNet 3x3 layers (257-540 TFLOPS, 26-55% of this form's wgmma probe), 1.5-2.7x
+// the mma.sync kernel. ncu (imagenet 256): 47% of issue slots busy; per issued instruction the
+// warps stall most on fixed-latency dependencies (building A, 1.7), dispatch (1.1), the per-chunk
+// barrier (0.9) and math-pipe throttle (0.8); memory (long scoreboard 0.5, L2 at 25-29% of its
+// peak) is not the limit. A warp-specialised form (dev/kernels/w1a16_ws.cu) measured slower.
 //
 // Why it is shaped this way (a first wgmma kernel, pixels as A and the weights expanded into
 // shared memory, ran at 0.21-0.27x cuDNN bf16 with under one eligible warp per scheduler):
@@ -22,6 +22,10 @@
 //     128-byte row, gathered by 16-byte cp.async with the chunk XOR-swizzled by row % 8 (the
 //     layout of the mma.sync kernel's A tile), so a warp's copies write 4 whole rows (4
 //     wavefronts) and the descriptor reads them as they lie;
+//   - each thread's rows of the tile are read once into registers (ChunkGather: an element base
+//     and a mask of the taps inside the image), so a copy is a bit test, an add and the cp.async
+//     (+8-12% on the layers of 128 channels and more, against a row-table read and the bounds and
+//     index math every chunk);
 //   - a cp.async pipeline of kStages stages and one barrier a chunk: while chunk q's MMAs run,
 //     chunk q + 1's copies are waited for and published, and chunk q + kStages - 1 is copied
 //     into chunk q - 1's stage;
@@ -78,7 +82,6 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   constexpr int kStages = T::kStages;
   constexpr int NJ = T::kN / 8;
   extern __shared__ uint8_t smem_raw[];
-  __shared__ int4 rows[kPixels];
   uint8_t* const smem = align_1024(smem_raw);
 
   const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
@@ -88,18 +91,19 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   // This warpgroup's 64 channels (a block of the CTA's) and pixels (all 128, or its half).
   const int wg_block = CHB == 2 ? wg : 0, wg_pixel0 = CHB == 2 ? 0 : 64 * wg;
 
-  // The tile's row table (pixel_row).
-  for (int r = tid; r < kPixels; r += kThreads) rows[r] = pixel_row(g, m0 + r);
+  __shared__ int2 rows[kPixels];  // the tile's gather_row table
+  for (int r = tid; r < kPixels; r += kThreads) rows[r] = gather_row(g, m0 + r);
   __syncthreads();
 
   // Producer side, every thread.
+  const ChunkGather<kPixels, kThreads> gather(rows, g, tid);
   const WeightCopies<T::kChannels, T::kPlanes, kThreads> weights(args, g, n0, tid);
   const uint32_t smem_base = smem_u32(smem);
   int lkh = 0, lkw = 0, lcb = 0, lstage = 0;  // the next chunk to load: tap (lkh, lkw), channel block lcb; its stage
   auto load_chunk = [&]() {
     const uint32_t st = smem_base + lstage * T::kStage;
     lstage = lstage + 1 == kStages ? 0 : lstage + 1;
-    copy_chunk_rows<kPixels, kThreads>(st, rows, args.x, g, lkh, lkw, lcb, tid);
+    gather.copy(st, args.x, g, lkh, lkw, lcb);
     weights.copy(st + kARows, g, lkh, lkw, lcb);
     if (++lcb == g.CB) {
       lcb = 0;
@@ -181,7 +185,7 @@ bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g) {
   return false;
 #else
   static const bool hopper = cuda::compute_capability() == 90;
-  if (!hopper || g.C % 8 != 0) return false;
+  if (!hopper || g.C % 8 != 0 || g.T > 32) return false;  // ChunkGather: a 32-bit mask of taps
   if (const char* e = std::getenv("MDQ_W1A16_KERNEL"); e && std::strcmp(e, "mma") == 0) return false;
   // 16-byte activation copies; pixel indices are ints in the row table, element indices 32-bit
   // unsigned; the grid is one dimension.

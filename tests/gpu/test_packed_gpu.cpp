@@ -209,12 +209,8 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
   // relative to the sum of |terms| (<= K); we allow atol 1e-3 sqrt(K) and rtol 1e-2 (bf16 out:
   // one bf16 rounding, 2^-8 relative, on top).
   // Each kernel: "auto" (wgmma on sm_90a builds on a compute capability 9.0 GPU for C % 8 == 0;
-  // mma.sync's fast path elsewhere), "mma" and "ws" (kernels/w1a16_wgmma.cu's MDQ_W1A16_KERNEL
-  // switch: the mma.sync kernel, the warp-specialised sm_90a kernel), the latter with each of its
-  // tiles (MDQ_W1A16_WS_CHANNELS), all against one CPU result a case. C % 8 != 0 takes the
-  // general path under all.
-  const char* const kernels[][2] = {{"auto", "auto"}, {"mma", "auto"}, {"ws", "auto"},
-                                    {"ws", "64"},     {"ws", "128"},  {"ws", "256"}};
+  // mma.sync's fast path elsewhere) and "mma" (kernels/w1a16_wgmma.cu's MDQ_W1A16_KERNEL switch),
+  // both against one CPU result a case. C % 8 != 0 takes the general path under both.
   std::vector<Case> cases(std::begin(kCases), std::end(kCases));
   cases.insert(cases.end(), std::begin(kW1A16Cases), std::end(kW1A16Cases));
   for (const Case& c : cases) {
@@ -229,10 +225,9 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
       Tensor eb = w1a16_conv2d(x, w, g, {{}, {}, true, DType::BF16});
       Tensor xd = x.cuda(), scaled = scale.cuda();
       PackedWeights wd = w.to(Device::CUDA);
-      for (const auto& [kernel, channels] : kernels) {
-        const ScopedEnv choice("MDQ_W1A16_KERNEL", kernel), tile("MDQ_W1A16_WS_CHANNELS", channels);
-        INFO("W1A16 kernel " << kernel << " (ws tile channels " << channels << "): " << describe(c)
-                             << (ternary ? " ternary" : " binary"));
+      for (const char* kernel : {"auto", "mma"}) {
+        const ScopedEnv choice("MDQ_W1A16_KERNEL", kernel);
+        INFO("W1A16 kernel " << kernel << ": " << describe(c) << (ternary ? " ternary" : " binary"));
         Tensor got = w1a16_conv2d(xd, wd, g, {scaled, {}, false, DType::F32});
         testing::require_close(got, e, atol, 1e-2f, "f32 out " + describe(c));
         Tensor gb = w1a16_conv2d(xd, wd, g, {{}, {}, true, DType::BF16});

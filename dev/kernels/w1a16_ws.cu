@@ -21,13 +21,17 @@
 //     step sharing B); one CTA an SM, half the activation traffic per MAC of 128 x 256.
 // The epilogue (scale, shift, ReLU, NHWC out through a shared-memory tile) is the wgmma kernel's.
 //
-// Reached only through MDQ_W1A16_KERNEL=ws while it is measured against kernels/w1a16_wgmma.cu
-// (bench_packed_conv's "W1A16 ws" column); MDQ_W1A16_WS_CHANNELS=64|128|256 forces a tile.
+// Status: slower than the default kernels/w1a16_wgmma.cu on every ImageNet ResNet-18 layer
+// (H200, batch 256, benchmarks/results/2026-12-03-h200-session24.txt: 0.40/0.50/0.60/0.52x
+// cuDNN bf16 against the default's 0.47/0.64/0.66/0.65x), about even on CIFAR's 256-channel
+// layer. ncu: 34-50% of issue slots busy with 0.5-1 eligible warp a scheduler; the two consumer
+// warpgroups wait on the same `full` barrier and then on their MMAs, so they run in step and the
+// tensor cores idle while both build A. Next here: a persistent grid (epilogue overlapped with the
+// next tile's chunks), consumers that release a stage one chunk later (wgmma.wait_group 1, two A
+// sets), and a second producer warpgroup for the 64-channel tile.
 #include <cuda_bf16.h>
 
-#include <cstdlib>
-#include <cstring>
-
+#include "dev/kernels/w1a16_ws.h"
 #include "kernels/cuda_common.h"
 #include "kernels/ptx.cuh"
 #include "kernels/w1a16_internal.cuh"
@@ -38,7 +42,7 @@ namespace {
 using ptx::smem_u32;
 
 constexpr int kThreads = 384, kProducerThreads = 128, kConsumerThreads = 256;
-constexpr int kProducerRegs = 40;
+constexpr int kProducerRegs = 56;
 
 // CHB = 64-channel blocks a CTA (1, 2 or 4).
 template <int CHB, bool TERNARY>
@@ -94,8 +98,8 @@ __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
   using T = WsTile<CHB, TERNARY>;
   constexpr int kStages = T::kStages, kPixels = T::kPixels, BPW = T::kBlocksPerWg, NJ = T::kN / 8;
   extern __shared__ uint8_t smem_raw[];
-  __shared__ int4 rows[kPixels];
   __shared__ uint64_t full[kStages], empty[kStages];
+  __shared__ int2 rows[kPixels];  // the tile's gather_row table
   uint8_t* const smem = align_1024(smem_raw);
   const uint32_t smem_base = smem_u32(smem);
 
@@ -104,7 +108,7 @@ __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
   const long long m0 = static_cast<long long>(blockIdx.x / channel_tiles) * kPixels;
   const int n0 = static_cast<int>(blockIdx.x % channel_tiles) * T::kChannels;
 
-  for (int r = tid; r < kPixels; r += kThreads) rows[r] = pixel_row(g, m0 + r);
+  for (int r = tid; r < kPixels; r += kThreads) rows[r] = gather_row(g, m0 + r);
   if (tid == 0)
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(smem_u32(&full[s]), kProducerThreads);
@@ -117,6 +121,7 @@ __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
     // ---- Producer: chunk q into stage q % kStages once its previous chunk (q - kStages) is
     // released; arrival on `full` for chunk q - kLag.
     ptx::setmaxnreg_dec<kProducerRegs>();
+    const ChunkGather<kPixels, kProducerThreads> gather(rows, g, tid);
     const WeightCopies<T::kChannels, T::kPlanes, kProducerThreads> weights(args, g, n0, tid);
     auto publish = [&](int q) {  // this thread's copies of chunk q have landed (wait_group before)
       ptx::fence_proxy_async_shared();
@@ -127,7 +132,7 @@ __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
       const int stage = q % kStages;
       if (q >= kStages) ptx::mbarrier_wait(smem_u32(&empty[stage]), (q / kStages - 1) & 1);
       const uint32_t st = smem_base + stage * T::kStage;
-      copy_chunk_rows<kPixels, kProducerThreads>(st, rows, args.x, g, kh, kw, cb, tid);
+      gather.copy(st, args.x, g, kh, kw, cb);
       weights.copy(st + T::kARows, g, kh, kw, cb);
       ptx::cp_async_commit();
       if (++cb == g.CB) {
@@ -206,33 +211,33 @@ void launch(const W1A16ConvArgs& a, const Geometry& g) {
   CUDA_CHECK_LAUNCH();
 }
 
-// The tile's channels: MDQ_W1A16_WS_CHANNELS if set, else 64 for O <= 64, 128 for O <= 128, 256.
-int tile_channels(int O) {
-  if (const char* e = std::getenv("MDQ_W1A16_WS_CHANNELS")) {
-    const int c = std::atoi(e);
-    if (c == 64 || c == 128 || c == 256) return c;
-  }
-  return O <= 64 ? 64 : O <= 128 ? 128 : 256;
-}
 }  // namespace
+}  // namespace mdq::kernels::w1a16
 
-bool conv2d_ws(const W1A16ConvArgs& a, const Geometry& g) {
+namespace mdq::dev {
+
+bool w1a16_ws_conv2d(const kernels::W1A16ConvArgs& a, int tile_channels) {
 #ifndef MDQ_HAS_SM90A
-  (void)a, (void)g;
+  (void)a, (void)tile_channels;
   return false;
 #else
-  const char* e = std::getenv("MDQ_W1A16_KERNEL");
-  if (!e || std::strcmp(e, "ws") != 0) return false;
+  using namespace kernels::w1a16;
   static const bool hopper = cuda::compute_capability() == 90;
-  if (!hopper || g.C % 8 != 0) return false;
-  // The bounds of conv2d_wgmma: 16-byte activation copies, int pixel indices in the row table,
-  // 32-bit element indices, a one-dimensional grid.
+  if (!hopper || a.C % 8 != 0 || a.KH * a.KW > 32) return false;  // ChunkGather: a 32-bit mask of taps
+  Geometry g{};
+  static_cast<kernels::ConvShape&>(g) = kernels::conv_shape(a);
+  g.CB = (a.C + 63) / 64;
+  g.M = static_cast<long long>(a.N) * g.OH * g.OW;
+  // The bounds of kernels::w1a16::conv2d_wgmma: 16-byte activation copies, int pixel indices in
+  // the row table, 32-bit element indices, a one-dimensional grid.
   if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0) return false;
   if (static_cast<long long>(a.N) * a.H * a.W >= (1LL << 31) - (1LL << 20)) return false;
   if (static_cast<long long>(a.N) * a.H * a.W * a.C >= (1LL << 32)) return false;
+  if (g.M <= 0 || g.O <= 0) return true;  // an empty output: nothing to launch
   if ((g.M + 127) / 128 * ((g.O + 63) / 64) > 0x7fffffffLL) return false;
+  if (tile_channels == 0) tile_channels = g.O <= 64 ? 64 : g.O <= 128 ? 128 : 256;
   const bool ternary = a.nonzero != nullptr;
-  switch (tile_channels(g.O)) {
+  switch (tile_channels) {
     case 64: ternary ? launch<1, true>(a, g) : launch<1, false>(a, g); break;
     case 128: ternary ? launch<2, true>(a, g) : launch<2, false>(a, g); break;
     default: ternary ? launch<4, true>(a, g) : launch<4, false>(a, g); break;
@@ -241,4 +246,4 @@ bool conv2d_ws(const W1A16ConvArgs& a, const Geometry& g) {
 #endif
 }
 
-}  // namespace mdq::kernels::w1a16
+}  // namespace mdq::dev
