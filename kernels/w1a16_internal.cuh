@@ -233,13 +233,28 @@ __device__ __forceinline__ uint8_t* align_1024(uint8_t* smem_raw) {
 }
 
 // Opts a launcher's kernel in to `bytes` of dynamic shared memory (above 48 KB needs it) and to
-// the largest shared-memory carveout; each launcher calls it once, from a static of its own.
+// the largest shared-memory carveout; each launcher calls it once, from a static of its own (the
+// mma.sync launcher, launch_tiles).
 template <class Kernel>
 bool opt_in_shared_memory(Kernel kernel, int bytes) {
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                   cudaSharedmemCarveoutMaxShared));
   return true;
+}
+
+// Launches a tile kernel of the sm_90a paths, KERNEL(a, g, channel_tiles), as one CTA of
+// `threads` threads and `bytes` of dynamic shared memory per tile of `pixels` output pixels x
+// `channels` output channels, channel tiles varying fastest; the opt-in to that shared memory
+// once per kernel.
+template <auto KERNEL>
+void launch_tiles(int threads, int bytes, int pixels, int channels, const W1A16ConvArgs& a, const Geometry& g) {
+  static const bool configured = opt_in_shared_memory(KERNEL, bytes);
+  (void)configured;
+  const int channel_tiles = (g.O + channels - 1) / channels;
+  const long long ctas = (g.M + pixels - 1) / pixels * channel_tiles;
+  KERNEL<<<static_cast<unsigned>(ctas), threads, bytes, cuda::stream()>>>(a, g, channel_tiles);
+  CUDA_CHECK_LAUNCH();
 }
 
 // Any C (e.g. 3 or 130): k-tile = one packed word, weights expanded in shared memory.

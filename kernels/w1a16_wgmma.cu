@@ -169,13 +169,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
 template <int CHB, bool TERNARY>
 void launch(const W1A16ConvArgs& a, const Geometry& g) {
   using T = Tile<CHB, TERNARY>;
-  auto kernel = w1a16_wgmma_kernel<CHB, TERNARY>;
-  static const bool configured = opt_in_shared_memory(kernel, T::kBytes);
-  (void)configured;
-  const int channel_tiles = (g.O + T::kChannels - 1) / T::kChannels;
-  const long long ctas = (g.M + kPixels - 1) / kPixels * channel_tiles;
-  kernel<<<static_cast<unsigned>(ctas), kThreads, T::kBytes, cuda::stream()>>>(a, g, channel_tiles);
-  CUDA_CHECK_LAUNCH();
+  launch_tiles<w1a16_wgmma_kernel<CHB, TERNARY>>(kThreads, T::kBytes, kPixels, T::kChannels, a, g);
 }
 }  // namespace
 

@@ -202,13 +202,7 @@ __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
 template <int CHB, bool TERNARY>
 void launch(const W1A16ConvArgs& a, const Geometry& g) {
   using T = WsTile<CHB, TERNARY>;
-  auto kernel = w1a16_ws_kernel<CHB, TERNARY>;
-  static const bool configured = opt_in_shared_memory(kernel, T::kBytes);
-  (void)configured;
-  const int channel_tiles = (g.O + T::kChannels - 1) / T::kChannels;
-  const long long ctas = (g.M + T::kPixels - 1) / T::kPixels * channel_tiles;
-  kernel<<<static_cast<unsigned>(ctas), kThreads, T::kBytes, cuda::stream()>>>(a, g, channel_tiles);
-  CUDA_CHECK_LAUNCH();
+  launch_tiles<w1a16_ws_kernel<CHB, TERNARY>>(kThreads, T::kBytes, T::kPixels, T::kChannels, a, g);
 }
 
 }  // namespace

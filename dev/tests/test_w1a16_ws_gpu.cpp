@@ -3,13 +3,13 @@
 // the tile's channels (partial channel tiles), C = 32/40 (a 64-channel chunk past C) up to 1000, stride
 // 1 and 2, 1x1 and 3x3 taps, a 5x5 kernel (25 taps), many pixel tiles; binary and
 // ternary weights; f32 and bf16 outputs with scale and ReLU.
-#include <cmath>
 #include <string>
 
 #include "dev/kernels/w1a16_ws.h"
 #include "engine/packed/bitpack.h"
 #include "tests/support/conv_case.h"
 #include "tests/support/testing.h"
+#include "tests/support/w1a16_case.h"
 
 using namespace mdq;
 using namespace mdq::packed;
@@ -39,32 +39,15 @@ TEST_CASE("dev W1A16 / W2A16 warp-specialised kernel matches the float convoluti
       return;
     }
   }
-  // Tolerance as for the main path's kernel (tests/gpu/test_packed_gpu.cpp): bf16 inputs on both
-  // sides, products with ±1/0 exact, so only fp32 vs double accumulation order differs, well
-  // under 1e-4 relative to the sum of |terms| (<= K): atol 1e-3 sqrt(K), rtol 1e-2 (bf16 out: one
-  // bf16 rounding on top, 2e-2).
+  // Tolerance as for the main path's kernels (tests/support/w1a16_case.h).
   for (const testing::ConvCase& c : kCases) {
     for (bool ternary : {false, true}) {
-      INFO(describe(c) << (ternary ? " ternary" : " binary"));
-      Tensor x = to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 90 + c.C));
-      Tensor wf = ternary ? testing::random_ternary({c.O, c.C, c.K, c.K}, 91 + c.O)
-                          : testing::random_signs({c.O, c.C, c.K, c.K}, 91 + c.O);
-      PackedWeights w = ternary ? pack_ternary_weights(wf) : pack_binary_weights(wf);
-      PackedWeights wg = w.to(Device::CUDA);
-      ConvGeometry g{c.stride, c.pad};
-      Tensor scale = testing::random_tensor({c.O}, 92, 0.5f, 2.f);
-      const float atol = 1e-3f * std::sqrt(static_cast<float>(c.C * c.K * c.K));
-      Tensor e = w1a16_conv2d(x, w, g, {scale, {}, false, DType::F32});
-      Tensor eb = w1a16_conv2d(x, w, g, {{}, {}, true, DType::BF16});
-      Tensor xd = x.cuda(), scaled = scale.cuda();
+      const testing::W1A16Reference r = testing::w1a16_reference(c, ternary);
+      const testing::W1A16DeviceInputs d(r);
       for (int tile : {64, 128, 256}) {
-        INFO("tile channels " << tile);
-        Tensor got = dev::w1a16_ws_conv2d(xd, wg, g, {scaled, {}, false, DType::F32}, tile);
-        REQUIRE(got.defined());
-        testing::require_close(got, e, atol, 1e-2f, "f32 out " + describe(c));
-        Tensor gb = dev::w1a16_ws_conv2d(xd, wg, g, {{}, {}, true, DType::BF16}, tile);
-        REQUIRE(gb.defined());
-        testing::require_close(to_f32(gb), to_f32(eb), atol, 2e-2f, "bf16 relu out " + describe(c));
+        INFO(describe(c) << (ternary ? " ternary" : " binary") << ", tile channels " << tile);
+        testing::require_matches_w1a16_reference(
+            r, d, [&](const FloatOutput& out) { return dev::w1a16_ws_conv2d(d.x, d.w, r.g, out, tile); }, describe(c));
       }
     }
   }

@@ -13,6 +13,7 @@
 #include "engine/packed/packed_conv.h"
 #include "tests/support/conv_case.h"
 #include "tests/support/testing.h"
+#include "tests/support/w1a16_case.h"
 
 using namespace mdq;
 using namespace mdq::packed;
@@ -204,34 +205,21 @@ TEST_CASE("W1A1 sign + re-pack with negative, zero and precomputed thresholds") 
 }
 
 TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") {
-  // Tolerance: inputs are bf16 on both sides and products with ±1/0 are exact, so the only
-  // difference is fp32 accumulation order on the GPU vs double on the CPU: well under 1e-4
-  // relative to the sum of |terms| (<= K); we allow atol 1e-3 sqrt(K) and rtol 1e-2 (bf16 out:
-  // one bf16 rounding, 2^-8 relative, on top).
   // Each kernel: "auto" (wgmma on sm_90a builds on a compute capability 9.0 GPU for C % 8 == 0;
   // mma.sync's fast path elsewhere) and "mma" (kernels/w1a16_wgmma.cu's MDQ_W1A16_KERNEL switch),
-  // both against one CPU result a case. C % 8 != 0 takes the general path under both.
+  // both against one CPU result a case (tolerance: tests/support/w1a16_case.h). C % 8 != 0 takes
+  // the general path under both.
   std::vector<Case> cases(std::begin(kCases), std::end(kCases));
   cases.insert(cases.end(), std::begin(kW1A16Cases), std::end(kW1A16Cases));
   for (const Case& c : cases) {
     for (bool ternary : {false, true}) {
-      Tensor x = to_bf16(testing::random_tensor({c.N, c.H, c.W, c.C}, 90 + c.C));
-      Tensor wf = ternary ? random_ternary({c.O, c.C, c.K, c.K}, 91 + c.O) : random_signs({c.O, c.C, c.K, c.K}, 91 + c.O);
-      PackedWeights w = ternary ? pack_ternary_weights(wf) : pack_binary_weights(wf);
-      ConvGeometry g{c.stride, c.pad};
-      Tensor scale = testing::random_tensor({c.O}, 92, 0.5f, 2.f);
-      const float atol = 1e-3f * std::sqrt(static_cast<float>(c.C * c.K * c.K));
-      Tensor e = w1a16_conv2d(x, w, g, {scale, {}, false, DType::F32});
-      Tensor eb = w1a16_conv2d(x, w, g, {{}, {}, true, DType::BF16});
-      Tensor xd = x.cuda(), scaled = scale.cuda();
-      PackedWeights wd = w.to(Device::CUDA);
+      const testing::W1A16Reference r = testing::w1a16_reference(c, ternary);
+      const testing::W1A16DeviceInputs d(r);
       for (const char* kernel : {"auto", "mma"}) {
         const ScopedEnv choice("MDQ_W1A16_KERNEL", kernel);
         INFO("W1A16 kernel " << kernel << ": " << describe(c) << (ternary ? " ternary" : " binary"));
-        Tensor got = w1a16_conv2d(xd, wd, g, {scaled, {}, false, DType::F32});
-        testing::require_close(got, e, atol, 1e-2f, "f32 out " + describe(c));
-        Tensor gb = w1a16_conv2d(xd, wd, g, {{}, {}, true, DType::BF16});
-        testing::require_close(to_f32(gb), to_f32(eb), atol, 2e-2f, "bf16 relu out " + describe(c));
+        testing::require_matches_w1a16_reference(
+            r, d, [&](const FloatOutput& out) { return w1a16_conv2d(d.x, d.w, r.g, out); }, describe(c));
       }
     }
   }
