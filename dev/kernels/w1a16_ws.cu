@@ -22,13 +22,14 @@
 // The epilogue (scale, shift, ReLU, NHWC out through a shared-memory tile) is the wgmma kernel's.
 //
 // Status: slower than the default kernels/w1a16_wgmma.cu on every ImageNet ResNet-18 layer
-// (H200, batch 256, benchmarks/results/2026-12-03-h200-session24.txt: 0.40/0.50/0.60/0.52x
-// cuDNN bf16 against the default's 0.47/0.64/0.66/0.65x), about even on CIFAR's 256-channel
-// layer. ncu: 34-50% of issue slots busy with 0.5-1 eligible warp a scheduler; the two consumer
-// warpgroups wait on the same `full` barrier and then on their MMAs, so they run in step and the
-// tensor cores idle while both build A. Next here: a persistent grid (epilogue overlapped with the
-// next tile's chunks), consumers that release a stage one chunk later (wgmma.wait_group 1, two A
-// sets), and a second producer warpgroup for the 64-channel tile.
+// (H200, batch 256, benchmarks/results/2026-12-03-h200-session24.txt calls 3 and 5:
+// 0.53/0.61-0.62/0.62-0.63/0.56-0.57x cuDNN bf16 against the default's 0.54/0.67-0.68/0.64-0.66/
+// 0.67-0.69x), about even on CIFAR's layers. ncu: 33-50% of issue slots busy with 0.5-1 eligible
+// warp a scheduler; the two consumer warpgroups wait on the same `full` barrier and then on their
+// MMAs, so they run in step and the tensor cores idle while both build A. Next here: a
+// persistent grid (epilogue overlapped with the next tile's chunks), consumers that release a
+// stage one chunk later (wgmma.wait_group 1, two A sets), and a second producer warpgroup for the
+// 64-channel tile.
 #include <cuda_bf16.h>
 
 #include "dev/kernels/w1a16_ws.h"
@@ -53,7 +54,7 @@ struct WsTile {
   static constexpr int kChannels = 64 * CHB;
   static constexpr int kCtasPerSm = CHB == 1 ? 2 : 1;
   // Registers: the launch bound gives every thread 168 (one CTA an SM) or 80 (two); the producer
-  // drops to 40, which lets each consumer take the rest, rounded down to a multiple of 8.
+  // drops to kProducerRegs, which lets each consumer take the rest, rounded down to a multiple of 8.
   static constexpr int kLaunchRegs = kCtasPerSm == 1 ? 168 : 80;
   static constexpr int kConsumerRegs =
       (kLaunchRegs * kThreads - kProducerRegs * kProducerThreads) / kConsumerThreads / 8 * 8;
