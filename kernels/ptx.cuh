@@ -309,7 +309,8 @@ __device__ __forceinline__ void wgmma_bf16_m64n128k16_rs(float (&d)[16][4], cons
       "+f"(d[29][1]), "+f"(d[29][2]), "+f"(d[29][3]), "+f"(d[30][0]), "+f"(d[30][1]), "+f"(d[30][2]), \
       "+f"(d[30][3]), "+f"(d[31][0]), "+f"(d[31][1]), "+f"(d[31][2]), "+f"(d[31][3])
 
-// As wgmma_bf16_m64n64k16_rs, N = 256 (the workshop's warp-specialised W1A16 kernel, dev/kernels/w1a16_ws.cu).
+// As wgmma_bf16_m64n64k16_rs, N = 256 (the workshop's warp-specialised W1A16 kernel,
+// dev/kernels/w1a16_ws.cu).
 __device__ __forceinline__ void wgmma_bf16_m64n256k16_rs(float (&d)[32][4], const uint32_t (&a)[4], uint64_t b_desc) {
 #ifdef MDQ_WGMMA_AVAILABLE
   asm volatile(
@@ -327,6 +328,15 @@ __device__ __forceinline__ void wgmma_bf16_m64n256k16_rs(float (&d)[32][4], cons
       : MDQ_WGMMA_D256(d)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc));
 #endif
+}
+
+// The m64nNk16 register-A wgmma above whose N the accumulators give (d[N / 8][4]).
+template <int NJ>
+__device__ __forceinline__ void wgmma_bf16_k16_rs(float (&d)[NJ][4], const uint32_t (&a)[4], uint64_t b_desc) {
+  static_assert(NJ == 8 || NJ == 16 || NJ == 32, "N = 64, 128 or 256");
+  if constexpr (NJ == 8) wgmma_bf16_m64n64k16_rs(d, a, b_desc);
+  else if constexpr (NJ == 16) wgmma_bf16_m64n128k16_rs(d, a, b_desc);
+  else wgmma_bf16_m64n256k16_rs(d, a, b_desc);
 }
 
 // Warp specialisation (sm_90a): a warpgroup gives back registers down to N per thread, or waits

@@ -52,9 +52,10 @@ __device__ __forceinline__ int4 pixel_row(const Geometry& g, long long m) {
   return v;
 }
 
-// ---- Pieces of the two sm_90a kernels (kernels/w1a16_wgmma.cu and the workshop's dev/kernels/w1a16_ws.cu): a chunk is
-// the 64 channels (block cb) of tap (kh, kw) for a tile of pixel rows, staged as 128-byte rows in
-// wgmma's 128-byte swizzle, followed by the tile's packed weight words of that chunk.
+// ---- Pieces of the two sm_90a kernels (kernels/w1a16_wgmma.cu and the workshop's
+// dev/kernels/w1a16_ws.cu): a chunk is the 64 channels (block cb) of tap (kh, kw) for a tile of
+// pixel rows, staged as 128-byte rows in wgmma's 128-byte swizzle, followed by the tile's packed
+// weight words of that chunk.
 
 // A gather row of output pixel m (pixel_row): {pixel index of its (0, 0) tap, mask of its taps
 // inside the image, bit kh KW + kw}; past M no taps. Found once a row and tile, by one thread: the

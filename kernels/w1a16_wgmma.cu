@@ -69,12 +69,6 @@ struct Tile {
   static_assert(kPixels * kOutStride * 4 <= kStages * kStage, "the epilogue's tile fits the stages");
 };
 
-template <int CHB>
-__device__ __forceinline__ void mma_k16(float (&d)[CHB == 2 ? 16 : 8][4], const uint32_t (&a)[4], uint64_t b) {
-  if constexpr (CHB == 2) ptx::wgmma_bf16_m64n128k16_rs(d, a, b);
-  else ptx::wgmma_bf16_m64n64k16_rs(d, a, b);
-}
-
 template <int CHB, bool TERNARY>
 __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs args, Geometry g, int channel_tiles) {
 #ifdef MDQ_WGMMA_AVAILABLE
@@ -149,7 +143,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
     const uint32_t b = smem_base + stage * T::kStage + wg_pixel0 * 128;
     ptx::wgmma_fence();
 #pragma unroll
-    for (int s = 0; s < 4; ++s) mma_k16<CHB>(acc, a[s], ptx::wgmma_desc_sw128(b + 32 * s));
+    for (int s = 0; s < 4; ++s) ptx::wgmma_bf16_k16_rs(acc, a[s], ptx::wgmma_desc_sw128(b + 32 * s));
     ptx::wgmma_commit();
     if (q + 1 < nk) publish(q + 1);
     ptx::wgmma_wait<0>();

@@ -71,27 +71,6 @@ struct WsTile {
   static_assert(kBlocksPerWg * kN / 2 <= 128, "accumulators: at most 128 floats a thread");
 };
 
-template <int N>
-struct Acc;
-template <>
-struct Acc<64> {
-  static __device__ __forceinline__ void mma(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b) {
-    ptx::wgmma_bf16_m64n64k16_rs(d, a, b);
-  }
-};
-template <>
-struct Acc<128> {
-  static __device__ __forceinline__ void mma(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b) {
-    ptx::wgmma_bf16_m64n128k16_rs(d, a, b);
-  }
-};
-template <>
-struct Acc<256> {
-  static __device__ __forceinline__ void mma(float (&d)[32][4], const uint32_t (&a)[4], uint64_t b) {
-    ptx::wgmma_bf16_m64n256k16_rs(d, a, b);
-  }
-};
-
 template <int CHB, bool TERNARY>
 __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
     w1a16_ws_kernel(W1A16ConvArgs args, Geometry g, int channel_tiles) {
@@ -180,7 +159,7 @@ __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
 #pragma unroll
     for (int s = 0; s < 4; ++s)
 #pragma unroll
-      for (int b = 0; b < BPW; ++b) Acc<T::kN>::mma(acc[b], a[b][s], ptx::wgmma_desc_sw128(bsm + 32 * s));
+      for (int b = 0; b < BPW; ++b) ptx::wgmma_bf16_k16_rs(acc[b], a[b][s], ptx::wgmma_desc_sw128(bsm + 32 * s));
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
     __syncwarp();
