@@ -228,10 +228,8 @@ int main(int argc, char** argv) {
       Tensor xh = packed::to_bf16(Tensor::uniform({N, H, W, C}, -1, 1, 3, Device::CUDA));
       packed::FloatOutput fo{scale, {}, false, DType::BF16};
       const float w1a16_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
-      auto w1a16_with = [&](const char* kernel) {
-        return time_ms_with("MDQ_W1A16_KERNEL", kernel, [&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
-      };
-      const float w1a16_mma_ms = w1a16_with("mma");
+      const float w1a16_mma_ms =
+          time_ms_with("MDQ_W1A16_KERNEL", "mma", [&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
       const bool ws = dev::w1a16_ws_conv2d(xh, w, {1, 1}, fo, ws_channels).defined();
       const float w1a16_ws_ms = ws ? time_ms([&] { dev::w1a16_ws_conv2d(xh, w, {1, 1}, fo, ws_channels); }) : NAN;
       std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.2fx | %11.1f %6.2fx"

@@ -245,10 +245,7 @@ void dispatch(const W1A16ConvArgs& a, const Geometry& g) {
 }  // namespace w1a16
 
 void w1a16_conv2d(const W1A16ConvArgs& a) {
-  w1a16::Geometry g{};
-  static_cast<ConvShape&>(g) = conv_shape(a);
-  g.CB = (a.C + 63) / 64;
-  g.M = (long long)a.N * g.OH * g.OW;
+  const w1a16::Geometry g = w1a16::make_geometry(a);
   if (g.M <= 0 || g.O <= 0) return;
   if (a.nonzero)
     w1a16::dispatch<true>(a, g);

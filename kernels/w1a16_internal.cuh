@@ -37,6 +37,33 @@ struct Geometry : ConvShape {  // Ktot = T*Cw words per output channel
   long long M;
 };
 
+// The implicit GEMM's geometry of a.
+inline Geometry make_geometry(const W1A16ConvArgs& a) {
+  Geometry g{};
+  static_cast<ConvShape&>(g) = conv_shape(a);
+  g.CB = (a.C + 63) / 64;
+  g.M = static_cast<long long>(a.N) * g.OH * g.OW;
+  return g;
+}
+
+// Whether the sm_90a kernels (kernels/w1a16_wgmma.cu, the workshop's dev/kernels/w1a16_ws.cu)
+// can run a: a build with sm_90a code on a compute capability 9.0 GPU; C % 8 == 0 and 16-byte
+// aligned activations (16-byte copies); at most 32 taps (ChunkGather's mask); pixel indices in
+// int (the row table) and element indices below 2^32; a one-dimensional grid (tiles of at least
+// 128 pixels x 64 channels).
+inline bool sm90a_kernels_apply(const W1A16ConvArgs& a, const Geometry& g) {
+#ifndef MDQ_HAS_SM90A
+  (void)a, (void)g;
+  return false;
+#else
+  static const bool hopper = cuda::compute_capability() == 90;
+  return hopper && g.C % 8 == 0 && g.T <= 32 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 &&
+         static_cast<long long>(a.N) * a.H * a.W < (1LL << 31) - (1LL << 20) &&
+         static_cast<long long>(a.N) * a.H * a.W * a.C < (1LL << 32) &&
+         (g.M + 127) / 128 * ((g.O + 63) / 64) <= 0x7fffffffLL;
+#endif
+}
+
 // A row-table entry of the implicit GEMM's output pixel m: {pixel index of its (0, 0) tap, ih0,
 // iw0}; past M an ih0 that no tap brings into range.
 __device__ __forceinline__ int4 pixel_row(const Geometry& g, long long m) {
@@ -262,9 +289,9 @@ void launch_tiles(int threads, int bytes, int pixels, int channels, const W1A16C
 template <bool TERNARY>
 void launch_general_path(const W1A16ConvArgs& a, const Geometry& g);
 
-// sm_90a (kernels/w1a16_wgmma.cu): launches and returns true where it applies -- a build with
-// sm_90a code on a compute capability 9.0 GPU, C % 8 == 0, 16-byte aligned activations, and not
-// MDQ_W1A16_KERNEL=mma in the environment (the A/B switch to the mma.sync kernel).
+// sm_90a (kernels/w1a16_wgmma.cu): launches and returns true where it applies -- where
+// sm90a_kernels_apply, and not MDQ_W1A16_KERNEL=mma in the environment (the A/B switch to the
+// mma.sync kernel).
 bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g);
 
 }  // namespace mdq::kernels::w1a16

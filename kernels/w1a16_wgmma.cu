@@ -168,24 +168,12 @@ void launch(const W1A16ConvArgs& a, const Geometry& g) {
 }  // namespace
 
 bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g) {
-#ifndef MDQ_HAS_SM90A
-  (void)a, (void)g;
-  return false;
-#else
-  static const bool hopper = cuda::compute_capability() == 90;
-  if (!hopper || g.C % 8 != 0 || g.T > 32) return false;  // ChunkGather: a 32-bit mask of taps
+  if (!sm90a_kernels_apply(a, g)) return false;
   if (const char* e = std::getenv("MDQ_W1A16_KERNEL"); e && std::strcmp(e, "mma") == 0) return false;
-  // 16-byte activation copies; pixel indices are ints in the row table, element indices 32-bit
-  // unsigned; the grid is one dimension.
-  if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0) return false;
-  if (static_cast<long long>(a.N) * a.H * a.W >= (1LL << 31) - (1LL << 20)) return false;
-  if (static_cast<long long>(a.N) * a.H * a.W * a.C >= (1LL << 32)) return false;
-  if ((g.M + kPixels - 1) / kPixels * ((g.O + 63) / 64) > 0x7fffffffLL) return false;
   const bool ternary = a.nonzero != nullptr;
   if (g.O <= 64) ternary ? launch<1, true>(a, g) : launch<1, false>(a, g);
   else ternary ? launch<2, true>(a, g) : launch<2, false>(a, g);
   return true;
-#endif
 }
 
 }  // namespace mdq::kernels::w1a16

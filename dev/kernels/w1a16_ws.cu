@@ -191,24 +191,10 @@ void launch(const W1A16ConvArgs& a, const Geometry& g) {
 namespace mdq::dev {
 
 bool w1a16_ws_conv2d(const kernels::W1A16ConvArgs& a, int tile_channels) {
-#ifndef MDQ_HAS_SM90A
-  (void)a, (void)tile_channels;
-  return false;
-#else
   using namespace kernels::w1a16;
-  static const bool hopper = cuda::compute_capability() == 90;
-  if (!hopper || a.C % 8 != 0 || a.KH * a.KW > 32) return false;  // ChunkGather: a 32-bit mask of taps
-  Geometry g{};
-  static_cast<kernels::ConvShape&>(g) = kernels::conv_shape(a);
-  g.CB = (a.C + 63) / 64;
-  g.M = static_cast<long long>(a.N) * g.OH * g.OW;
-  // The bounds of kernels::w1a16::conv2d_wgmma: 16-byte activation copies, int pixel indices in
-  // the row table, 32-bit element indices, a one-dimensional grid.
-  if (reinterpret_cast<uintptr_t>(a.x) % 16 != 0) return false;
-  if (static_cast<long long>(a.N) * a.H * a.W >= (1LL << 31) - (1LL << 20)) return false;
-  if (static_cast<long long>(a.N) * a.H * a.W * a.C >= (1LL << 32)) return false;
+  const Geometry g = make_geometry(a);
+  if (!sm90a_kernels_apply(a, g)) return false;
   if (g.M <= 0 || g.O <= 0) return true;  // an empty output: nothing to launch
-  if ((g.M + 127) / 128 * ((g.O + 63) / 64) > 0x7fffffffLL) return false;
   if (tile_channels == 0) tile_channels = g.O <= 64 ? 64 : g.O <= 128 ? 128 : 256;
   const bool ternary = a.nonzero != nullptr;
   switch (tile_channels) {
@@ -217,7 +203,6 @@ bool w1a16_ws_conv2d(const kernels::W1A16ConvArgs& a, int tile_channels) {
     default: ternary ? launch<4, true>(a, g) : launch<4, false>(a, g); break;
   }
   return true;
-#endif
 }
 
 }  // namespace mdq::dev

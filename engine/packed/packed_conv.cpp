@@ -104,38 +104,61 @@ Tensor conv2d_nhwc_reference(const Tensor& x, const Tensor& w, ConvGeometry g) {
   return y;
 }
 
-Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, const FloatOutput& out) {
-  const char* op = "w1a16_conv2d";
+namespace {
+
+// w1a16_conv2d's argument checks; its output's shape [N][OH][OW][O].
+Shape check_w1a16_conv2d(const char* op, const Tensor& x, const PackedWeights& w, ConvGeometry g,
+                         const FloatOutput& out) {
   check_dtype(op, x, DType::BF16);
   check_ndim(op, x, 4);
   detail::check_geometry(op, x, w, g);
   MDQ_CHECK(x.dim(3) == w.channels, op << ": input " << x.describe() << " has " << x.dim(3) << " channels, weights "
                                        << w.sign.describe() << " expect " << w.channels);
   MDQ_CHECK(out.dtype == DType::F32 || out.dtype == DType::BF16, op << ": output must be f32 or bf16");
-  const int64_t N = x.dim(0), O = w.out_channels();
-  const int64_t OH = detail::out_size(x.dim(1), w.kernel_h(), g), OW = detail::out_size(x.dim(2), w.kernel_w(), g);
+  const int64_t O = w.out_channels();
   detail::check_vector(op, out.scale, O, x);
   detail::check_vector(op, out.shift, O, x);
   if (w.ternary()) check_same_device(op, x, w.nonzero);
+  return {x.dim(0), detail::out_size(x.dim(1), w.kernel_h(), g), detail::out_size(x.dim(2), w.kernel_w(), g), O};
+}
 
+// The output on the GPU and the kernel arguments that write it, for checked arguments.
+W1A16Launch gpu_launch(const Tensor& x, const PackedWeights& w, ConvGeometry g, const FloatOutput& out,
+                       const Shape& shape) {
+  W1A16Launch l{Tensor::empty(shape, out.dtype, Device::CUDA), {}};
+  kernels::W1A16ConvArgs& a = l.args;
+  a.x = x.data<uint16_t>();
+  a.sign = w.sign.data<uint32_t>();
+  a.nonzero = w.ternary() ? w.nonzero.data<uint32_t>() : nullptr;
+  a.N = static_cast<int>(x.dim(0)); a.H = static_cast<int>(x.dim(1)); a.W = static_cast<int>(x.dim(2));
+  a.C = static_cast<int>(w.channels); a.O = static_cast<int>(w.out_channels());
+  a.KH = static_cast<int>(w.kernel_h()); a.KW = static_cast<int>(w.kernel_w());
+  a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
+  a.scale = out.scale.defined() ? out.scale.data<float>() : nullptr;
+  a.shift = out.shift.defined() ? out.shift.data<float>() : nullptr;
+  a.relu = out.relu;
+  a.out_bf16 = out.dtype == DType::BF16;
+  a.out = l.y.raw();
+  return l;
+}
+
+}  // namespace
+
+W1A16Launch w1a16_conv2d_launch(const char* op, const Tensor& x, const PackedWeights& w, ConvGeometry g,
+                                const FloatOutput& out) {
+  MDQ_CHECK(x.is_cuda(), op << ": needs its input on the GPU, got " << x.describe());
+  return gpu_launch(x, w, g, out, check_w1a16_conv2d(op, x, w, g, out));
+}
+
+Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g, const FloatOutput& out) {
+  const char* op = "w1a16_conv2d";
+  const Shape shape = check_w1a16_conv2d(op, x, w, g, out);
   if (x.is_cuda()) {
-    Tensor y = Tensor::empty({N, OH, OW, O}, out.dtype, Device::CUDA);
-    kernels::W1A16ConvArgs a;
-    a.x = x.data<uint16_t>();
-    a.sign = w.sign.data<uint32_t>();
-    a.nonzero = w.ternary() ? w.nonzero.data<uint32_t>() : nullptr;
-    a.N = static_cast<int>(N); a.H = static_cast<int>(x.dim(1)); a.W = static_cast<int>(x.dim(2));
-    a.C = static_cast<int>(w.channels); a.O = static_cast<int>(O);
-    a.KH = static_cast<int>(w.kernel_h()); a.KW = static_cast<int>(w.kernel_w());
-    a.stride = static_cast<int>(g.stride); a.pad = static_cast<int>(g.padding);
-    a.scale = out.scale.defined() ? out.scale.data<float>() : nullptr;
-    a.shift = out.shift.defined() ? out.shift.data<float>() : nullptr;
-    a.relu = out.relu;
-    a.out_bf16 = out.dtype == DType::BF16;
-    a.out = y.raw();
-    backend::cuda_impl(op, &backend::CudaBackend::w1a16_conv2d)(a);
-    return y;
+    W1A16Launch l = gpu_launch(x, w, g, out, shape);
+    backend::cuda_impl(op, &backend::CudaBackend::w1a16_conv2d)(l.args);
+    return l.y;
   }
+  const int64_t O = shape[3];
   // CPU: bf16 inputs widened exactly to f32, unpacked weights, double accumulation.
   Tensor y = conv2d_nhwc_reference(to_f32(x), unpack_weights(w), g);
   float* yp = y.data<float>();

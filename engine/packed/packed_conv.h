@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "engine/tensor.h"
+#include "kernels/w1a16_conv.h"
 
 namespace mdq::packed {
 
@@ -107,6 +108,16 @@ struct FloatOutput {
 Tensor w1a16_conv2d(const Tensor& x, const PackedWeights& w, ConvGeometry g = {}, const FloatOutput& out = {});
 // x bf16 [N][C] -> [N][O].
 Tensor w1a16_linear(const Tensor& x, const PackedWeights& w, const FloatOutput& out = {});
+
+// The GPU side of w1a16_conv2d, for kernels outside the backend table (the workshop's, dev/):
+// its argument checks (op names the caller in their messages; x must be on the GPU), the output
+// tensor, and the kernel arguments that write it.
+struct W1A16Launch {
+  Tensor y;
+  kernels::W1A16ConvArgs args;
+};
+W1A16Launch w1a16_conv2d_launch(const char* op, const Tensor& x, const PackedWeights& w, ConvGeometry g = {},
+                                const FloatOutput& out = {});
 
 // Plain-loop float convolution, the reference for all of the above: x f32 [N][H][W][C],
 // w f32 [O][KH][KW][C] -> f32 [N][OH][OW][O], accumulated in double. CPU tensors only.
