@@ -27,9 +27,9 @@
 //     shortcut conv is one more k256 step (its weights after the main ones, its gathered pixel
 //     after each tile's main steps) into accumulators of its own, so a downsampling block's end
 //     reads no f32 map and the shortcut conv writes none.
-// Measured on an H200 (benchmarks/results/2026-12-03-h200-session22.txt): 2.9-3.0x cuDNN bf16 on
+// Measured on an H200 (benchmarks/results/2026-12-03-h200-session25.txt): 3.0-3.3x cuDNN bf16 on
 // ResNet-18's ImageNet layers, 1.3-1.5x the mma.sync kernel; two warpgroups a CTA took the 128-512
-// channel layers from 2.6-2.8x to 2.9-3.1x. Issue-bound at C = 64 (62-64% of issue slots busy; the
+// channel layers from 2.6-2.8x to 2.9-3.1x (session 22). Issue-bound at C = 64 (62-64% of issue slots busy; the
 // per-output epilogue was ~58% of a tile's instructions in session 21's profile), latency-bound
 // at C >= 256 (~40% busy), the tensor core 9-16% busy.
 // K past Ktot is zero in the weights, so whatever sits in the activation tile there adds nothing.
@@ -105,7 +105,10 @@ __global__ void __launch_bounds__(kWarpgroup* kWG) binary_conv_wgmma_kernel(Bina
 
   // tid: the thread in the CTA; wg, wtid, warp: its warpgroup, its place and its warp in that.
   // (with one warpgroup, spelled so that the compiler sees wg = 0 and wtid = tid)
-  const int tid = threadIdx.x, wg = kWG == 1 ? 0 : tid / kWarpgroup, wtid = kWG == 1 ? tid : tid % kWarpgroup,
+  // (wg broadcast from lane 0: the compiler then knows it is warp-uniform and keeps the weights'
+  // descriptor in uniform registers, not moved into them for each wgmma)
+  const int tid = threadIdx.x, wg = kWG == 1 ? 0 : __shfl_sync(0xffffffffu, tid / kWarpgroup, 0),
+            wtid = kWG == 1 ? tid : tid % kWarpgroup,
             warp = wtid >> 5, lane = tid & 31, gq = lane >> 2;
   const int n0 = (blockIdx.y * kWG + wg) * kCols;
   uint8_t* Bs = Bs_all + wg * tsteps * kBStep;  // this warpgroup's slice
@@ -208,11 +211,13 @@ __global__ void __launch_bounds__(kWarpgroup* kWG) binary_conv_wgmma_kernel(Bina
 
     ptx::wgmma_fence();  // acc was last written by the epilogue
     // (descriptor address fields count 16-byte units)
-    const uint64_t a_desc = a_desc0 + static_cast<uint64_t>(abuf * tsteps) * (kAStep >> 4);
+    const uint64_t a_desc = ptx::wgmma_desc_advance(a_desc0, abuf * tsteps * (kAStep >> 4));
     for (int s = 0; s < steps; ++s)
-      ptx::wgmma_b1_m64n80k256(acc, a_desc + s * (kAStep >> 4), b_desc0 + s * (kBStep >> 4), s > 0);
+      ptx::wgmma_b1_m64n80k256(acc, ptx::wgmma_desc_advance(a_desc, s * (kAStep >> 4)),
+                               ptx::wgmma_desc_advance(b_desc0, s * (kBStep >> 4)), s > 0);
     if constexpr (kShortcut)
-      ptx::wgmma_b1_m64n80k256(acc_s, a_desc + steps * (kAStep >> 4), b_desc0 + steps * (kBStep >> 4), false);
+      ptx::wgmma_b1_m64n80k256(acc_s, ptx::wgmma_desc_advance(a_desc, steps * (kAStep >> 4)),
+                               ptx::wgmma_desc_advance(b_desc0, steps * (kBStep >> 4)), false);
     ptx::wgmma_commit();
     // The epilogue's residual row read while the MMAs run (kReadAhead: ResidualSignPack).
     [[maybe_unused]] std::conditional_t<kReadAhead, RowInputs[2], NoRowInputs> ahead;
