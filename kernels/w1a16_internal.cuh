@@ -135,8 +135,10 @@ struct ChunkGather {
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
       const bool ok = c_ok && ((taps[i] >> tap) & 1u);
+      // (the element index, not the pointer, picked: one select, not a 64-bit one)
+      const uint32_t e = ok ? base[i] + offset : 0u;
       // .cg (L2 only): through L1 (.ca, for the overlapping taps) measured 5-10% slower
-      ptx::cp_async16_zfill_u32(stage + dst + i * (THREADS / 8) * 128, ok ? x + (base[i] + offset) : x, ok);
+      ptx::cp_async16_zfill_u32(stage + dst + i * (THREADS / 8) * 128, x + e, ok);
     }
   }
 };
@@ -170,25 +172,70 @@ struct WeightCopies {
 
 // wgmma's register A of one chunk for a warp: rows a_row and a_row + 8 of the stage's weight
 // words w (CHANNELS channels a plane), k = 2 tq (+1, +8, +9) of each of the 4 k16 steps
-// (mma.sync m16n8k16's A layout, which wgmma's register A keeps per warp).
+// (mma.sync m16n8k16's A layout, which wgmma's register A keeps per warp). Register a[s][r + 2 h]
+// (row a_row + 8 r) holds k = 16 s + 8 h + 2 tq in its low bf16 and k + 1 in its high one.
+//
+// The bits are moved by byte sign: P = word << (7 - 2 tq) puts bit k (16 s' + 8 h + 2 tq of the
+// word, s' = s % 2) at the sign bit of byte b = 2 s' + h, and Q = word << (6 - 2 tq) bit k + 1;
+// a prmt that replicates the sign bit of byte b of P into bytes 0-1 and of Q into bytes 2-3 gives
+// 0xffff / 0 halves (bit set / clear), and one LOP3 keeps bit 15 of each half and XORs the
+// pattern (-1, -1): set = +1 (0x3F80), clear = -1 (0xBF80). Ternary: the nonzero plane's halves
+// from the same prmt AND the register (a 0 weight becomes +0). Two instructions a register and
+// two shifts a word, against an extract, an IMAD, an AND and an XOR a register before (ncu, H200:
+// the A build was half the k loop's instructions).
+__device__ __forceinline__ uint32_t byte_signs(uint32_t p, uint32_t q, int b) {
+  const uint32_t lo = 0x8u | b, hi = 0x8u | (4 + b);
+  return ptx::prmt(p, q, lo | lo << 4 | hi << 8 | hi << 12);
+}
+// (h & 0x80008000) ^ pattern as one LOP3: the pattern is passed in a register, since a LOP3 takes
+// one immediate and the two constants otherwise made it an AND and an XOR.
+__device__ __forceinline__ uint32_t signs_to_bf16(uint32_t h, uint32_t pattern) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, 0x80008000, %2, 0x6A;\n" : "=r"(d) : "r"(h), "r"(pattern));
+  return d;
+}
+// The stage's weight words of a thread's two rows (a_row, a_row + 8), per plane: read apart from
+// the A build so that the default kernel can issue the next chunk's reads while this chunk's
+// MMAs still hold the A registers.
+template <bool TERNARY>
+struct WeightWords {
+  uint32_t w[TERNARY ? 2 : 1][2][2];  // [plane][row][steps 0-1, 2-3]
+};
+template <int CHANNELS, bool TERNARY>
+__device__ __forceinline__ WeightWords<TERNARY> load_weight_words(const uint8_t* w, int a_row) {
+  WeightWords<TERNARY> words;
+#pragma unroll
+  for (int plane = 0; plane < (TERNARY ? 2 : 1); ++plane)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint2 v = *reinterpret_cast<const uint2*>(w + plane * CHANNELS * 8 + 8 * (a_row + 8 * r));
+      words.w[plane][r][0] = v.x;
+      words.w[plane][r][1] = v.y;
+    }
+  return words;
+}
+template <bool TERNARY>
+__device__ __forceinline__ void weight_fragments(const WeightWords<TERNARY>& words, int tq, uint32_t (&a)[4][4]) {
+  const uint32_t pattern = (kMinus << 16) | kMinus;
+  // f(halves, a[s][r + 2 h]) for each step s, row r and half h, from one plane's words.
+  auto each_register = [&](const uint32_t (&plane)[2][2], auto&& f) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const uint32_t p = plane[r][half] << (7 - 2 * tq), q = plane[r][half] << (6 - 2 * tq);
+#pragma unroll
+        for (int s2 = 0; s2 < 2; ++s2)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) f(byte_signs(p, q, 2 * s2 + h), a[2 * half + s2][r + 2 * h]);
+      }
+  };
+  each_register(words.w[0], [&](uint32_t halves, uint32_t& reg) { reg = signs_to_bf16(halves, pattern); });
+  if constexpr (TERNARY) each_register(words.w[1], [](uint32_t halves, uint32_t& reg) { reg &= halves; });
+}
 template <int CHANNELS, bool TERNARY>
 __device__ __forceinline__ void weight_fragments(const uint8_t* w, int a_row, int tq, uint32_t (&a)[4][4]) {
-  // f(m, r0, r1) for each k16 step s and both rows, m = that row's 2 bits of k = 2 tq (+1) at bits
-  // 0, 1 and of k = 2 tq + 8 (+9) at bits 8, 9, of one plane.
-  auto each_step = [&](const uint8_t* plane, auto&& f) {
-    const uint2 s0 = *reinterpret_cast<const uint2*>(plane + 8 * a_row);
-    const uint2 s1 = *reinterpret_cast<const uint2*>(plane + 8 * (a_row + 8));
-    const uint32_t w0[2] = {s0.x >> (2 * tq), s0.y >> (2 * tq)}, w1[2] = {s1.x >> (2 * tq), s1.y >> (2 * tq)};
-#pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      const int sh = 16 * (s & 1);
-      f((w0[s >> 1] >> sh) & 0x0303u, a[s][0], a[s][2]);
-      f((w1[s >> 1] >> sh) & 0x0303u, a[s][1], a[s][3]);
-    }
-  };
-  each_step(w, [](uint32_t m, uint32_t& r0, uint32_t& r1) { expand_signs(m, r0, r1); });
-  if constexpr (TERNARY)
-    each_step(w + CHANNELS * 8, [](uint32_t z, uint32_t& r0, uint32_t& r1) { mask_zeros(z, r0, r1); });
+  weight_fragments<TERNARY>(load_weight_words<CHANNELS, TERNARY>(w, a_row), tq, a);
 }
 
 // Epilogue, first half: a warp's m64 accumulators, acc[j][2h+e] = D[16 warp + 8h + gq][8j + 2tq

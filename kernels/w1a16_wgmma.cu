@@ -5,19 +5,19 @@
 //   D[o][m] = sum_k W[o][k] X[m][k],  o = output channel (wgmma M), m = output pixel (wgmma N).
 //
 // The default W1A16 path on sm_90a (kernels/w1a16_conv.cu dispatches here first). Measured on an
-// H200 (benchmarks/results/2026-12-03-h200-session24.txt, batch 256): 0.54-0.69x cuDNN bf16 on
-// ResNet-18's ImageNet 3x3 layers (257-540 TFLOPS, 26-55% of this form's wgmma probe), 1.5-2.7x
-// the mma.sync kernel. ncu (imagenet 256): 47% of issue slots busy; per issued instruction the
-// warps stall most on fixed-latency dependencies (building A, 1.7), dispatch (1.1), the per-chunk
-// barrier (0.9) and math-pipe throttle (0.8); memory (long scoreboard 0.5, L2 at 25-29% of its
-// peak) is not the limit. A warp-specialised form (dev/kernels/w1a16_ws.cu) measured slower.
+// H200 (benchmarks/results/2026-12-03-h200-session25.txt, batch 256): 0.60-0.80x cuDNN bf16 on
+// ResNet-18's ImageNet 3x3 layers (285-645 TFLOPS, 29-66% of this form's wgmma probe), 1.7-3.2x
+// the mma.sync kernel. ncu (imagenet 256): 44% of issue slots busy; a chunk's k loop is ~160
+// instructions a warp (the A build 77, the copies 66); the warps wait most at the per-chunk
+// barrier and for the MMAs; memory (L2 at 25-30% of its peak) is not the limit. A
+// warp-specialised form (dev/kernels/w1a16_ws.cu) measured slower.
 //
 // Why it is shaped this way (a first wgmma kernel, pixels as A and the weights expanded into
 // shared memory, ran at 0.21-0.27x cuDNN bf16 with under one eligible warp per scheduler):
 //   - weights as A from registers: a warp's A fragment of an m64k16 step is 16 channels x 16 K,
-//     which two packed words per channel give with a shift, an AND, an IMAD and a XOR per
-//     register (expand_signs, the mma.sync kernel's B trick) -- no shared-memory stores, no
-//     barrier between expanding and multiplying, and each expansion serves the whole pixel tile;
+//     which two packed words per channel give with a byte-sign prmt and one LOP3 per register
+//     (weight_fragments) -- no shared-memory stores, no barrier between expanding and
+//     multiplying, and each expansion serves the whole pixel tile;
 //   - activations as B in wgmma's 128-byte swizzle: a pixel's 64 channels of one tap are one
 //     128-byte row, gathered by 16-byte cp.async with the chunk XOR-swizzled by row % 8 (the
 //     layout of the mma.sync kernel's A tile), so a warp's copies write 4 whole rows (4
@@ -136,16 +136,27 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   // built while they run, measured no faster: with chunks in pairs, so that no wgmma is in flight
   // across the loop's back edge -- else ptxas serializes every wgmma, C7513.) What overlaps the
   // MMAs is chunk q + 1's wait and barrier and chunk q + kStages - 1's copies.
+  // The weight words of chunk q + 1 are read once it is published, before chunk q's MMAs are
+  // waited for, so that only the A build (no shared-memory latency) stands between two chunks.
   uint32_t a[4][4];
   publish(0);
-  for (int q = 0, stage = 0; q < nk; ++q, stage = stage + 1 == kStages ? 0 : stage + 1) {
-    weight_fragments<T::kChannels, TERNARY>(smem + stage * T::kStage + kARows, a_row, tq, a);
-    const uint32_t b = smem_base + stage * T::kStage + wg_pixel0 * 128;
+  auto weight_words = [&](int stage) {
+    return load_weight_words<T::kChannels, TERNARY>(smem + stage * T::kStage + kARows, a_row);
+  };
+  WeightWords<TERNARY> words = weight_words(0);
+  for (int q = 0, stage = 0; q < nk; ++q) {
+    weight_fragments<TERNARY>(words, tq, a);
+    // (k16 step s starts 32 bytes further on in the 128-byte swizzled rows: 2 descriptor units)
+    const uint64_t b = ptx::wgmma_desc_sw128(smem_base + stage * T::kStage + wg_pixel0 * 128);
     ptx::wgmma_fence();
 #pragma unroll
-    for (int s = 0; s < 4; ++s) ptx::wgmma_bf16_k16_rs(acc, a[s], ptx::wgmma_desc_sw128(b + 32 * s));
+    for (int s = 0; s < 4; ++s) ptx::wgmma_bf16_k16_rs(acc, a[s], ptx::wgmma_desc_advance(b, 2 * s));
     ptx::wgmma_commit();
-    if (q + 1 < nk) publish(q + 1);
+    stage = stage + 1 == kStages ? 0 : stage + 1;
+    if (q + 1 < nk) {
+      publish(q + 1);
+      words = weight_words(stage);
+    }
     ptx::wgmma_wait<0>();
   }
   ptx::fence_operands(acc);
