@@ -5,12 +5,12 @@
 //   - warpgroup 0, the producer, gathers chunk after chunk (64 channels of one tap for the tile's
 //     pixels, plus the tile's packed weight words of that chunk) into kStages stages with 16-byte
 //     cp.async. A stage is handed over through two mbarriers: `full` (128 producer arrivals) and
-//     `empty` (one arrival per consumer warp). A producer thread arrives on `full` kLag chunks
+//     `empty` (one arrival per consumer thread). A producer thread arrives on `full` kLag chunks
 //     after it issued that chunk's copies, once cp.async.wait_group has seen them land and a
 //     proxy fence has made them visible to wgmma (the async proxy): kLag chunks of copies stay in
 //     flight, and no thread ever waits at a CTA barrier in the main loop;
 //   - warpgroups 1 and 2, the consumers, wait on `full`, build their A fragments from the
-//     stage's weight words (expand_signs, mask_zeros), issue the chunk's wgmmas, wait for them
+//     stage's weight words (weight_fragments), issue the chunk's wgmmas, wait for them
 //     and release the stage on `empty`;
 //   - setmaxnreg moves registers from the producer (kProducerRegs) to the consumers, whose
 //     accumulators are up to 128 floats a thread.
@@ -22,9 +22,11 @@
 // The epilogue (scale, shift, ReLU, NHWC out through a shared-memory tile) is the wgmma kernel's.
 //
 // Status: slower than the default kernels/w1a16_wgmma.cu on every ImageNet ResNet-18 layer
-// (H200, batch 256, benchmarks/results/2026-12-03-h200-session24.txt calls 3 and 5:
-// 0.53/0.61-0.62/0.62-0.63/0.56-0.57x cuDNN bf16 against the default's 0.54/0.67-0.68/0.64-0.66/
-// 0.67-0.69x), about even on CIFAR's layers. ncu: 33-50% of issue slots busy with 0.5-1 eligible
+// (H200, batch 256, benchmarks/results/2026-12-03-h200-session25.txt call 3, with the shared A
+// build of weight_fragments: 278/508-514/565/528-531 TFLOPS against the default's 283-285/
+// 542-545/608-612/630-647), about even on CIFAR's layers but 512 channels. Racecheck is clean
+// with one `empty` arrival per consumer thread (with one a warp, after __syncwarp, it reported
+// the producer's weight copies racing the consumers' reads of them: 175 hazards). ncu: 33-50% of issue slots busy with 0.5-1 eligible
 // warp a scheduler; the two consumer warpgroups wait on the same `full` barrier and then on their
 // MMAs, so they run in step and the tensor cores idle while both build A. Next here: a
 // persistent grid (epilogue overlapped with the next tile's chunks), consumers that release a
@@ -92,7 +94,7 @@ __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
   if (tid == 0)
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(smem_u32(&full[s]), kProducerThreads);
-      ptx::mbarrier_init(smem_u32(&empty[s]), kConsumerThreads / 32);
+      ptx::mbarrier_init(smem_u32(&empty[s]), kConsumerThreads);
     }
   __syncthreads();
 
@@ -154,16 +156,15 @@ __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
 #pragma unroll
     for (int b = 0; b < BPW; ++b)
       weight_fragments<T::kChannels, TERNARY>(st + T::kARows, (block0 + b) * 64 + 16 * warp + gq, tq, a[b]);
-    const uint32_t bsm = smem_base + stage * T::kStage + pixel0 * 128;
+    const uint64_t bsm = ptx::wgmma_desc_sw128(smem_base + stage * T::kStage + pixel0 * 128);
     ptx::wgmma_fence();
 #pragma unroll
     for (int s = 0; s < 4; ++s)
 #pragma unroll
-      for (int b = 0; b < BPW; ++b) ptx::wgmma_bf16_k16_rs(acc[b], a[b][s], ptx::wgmma_desc_sw128(bsm + 32 * s));
+      for (int b = 0; b < BPW; ++b) ptx::wgmma_bf16_k16_rs(acc[b], a[b][s], ptx::wgmma_desc_advance(bsm, 2 * s));
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
-    __syncwarp();
-    if (lane == 0) ptx::mbarrier_arrive(smem_u32(&empty[stage]));
+    ptx::mbarrier_arrive(smem_u32(&empty[stage]));
   }
 #pragma unroll
   for (int b = 0; b < BPW; ++b) ptx::fence_operands(acc[b]);
