@@ -5,8 +5,8 @@
 //   D[o][m] = sum_k W[o][k] X[m][k],  o = output channel (wgmma M), m = output pixel (wgmma N).
 //
 // The default W1A16 path on sm_90a (kernels/w1a16_conv.cu dispatches here first). Measured on an
-// H200 (benchmarks/results/2026-12-03-h200-session25.txt, batch 256): 0.60-0.80x cuDNN bf16 on
-// ResNet-18's ImageNet 3x3 layers (285-645 TFLOPS, 29-66% of this form's wgmma probe), 1.7-3.2x
+// H200 (benchmarks/results/2026-12-03-h200-session25.txt, batch 256): 0.77-0.80x cuDNN bf16 on
+// ResNet-18's ImageNet 3x3 layers (378-647 TFLOPS, 39-66% of this form's wgmma probe), 2.3-3.2x
 // the mma.sync kernel. ncu (imagenet 256): 44% of issue slots busy; a chunk's k loop is ~160
 // instructions a warp (the A build 77, the copies 66); the warps wait most at the per-chunk
 // barrier and for the MMAs; memory (L2 at 25-30% of its peak) is not the limit. A
@@ -29,10 +29,13 @@
 //   - a cp.async pipeline of kStages stages and one barrier a chunk: while chunk q's MMAs run,
 //     chunk q + 1's copies are waited for and published, and chunk q + kStages - 1 is copied
 //     into chunk q - 1's stage;
-//   - a CTA is two warpgroups over a 128-pixel tile: 128 channels (each warpgroup 64, N = 128)
-//     when O > 64, else 64 channels (each warpgroup 64 pixels, N = 64). Two CTAs an SM (<= 128
-//     registers; 71 KB of shared memory at 4 stages), so one CTA's pipeline fill and epilogue
-//     overlap the other one's MMAs;
+//   - a CTA works on a 128-pixel tile: when O > 64, two warpgroups of 64 channels each (N = 128),
+//     two CTAs an SM (<= 128 registers; 71 KB of shared memory at 4 stages), so one CTA's
+//     pipeline fill and epilogue overlap the other one's MMAs; when O <= 64, one warpgroup of 64
+//     channels (N = 128), three CTAs to an SM (69 KB each), whose per-chunk barrier waits for 4 warps,
+//     not 8: against two warpgroups of 64 pixels each (N = 64), +33% on ImageNet's 64-channel
+//     layer and +23% on CIFAR's (H200, session 25 call 5). Ternary weights keep the two-warpgroup
+//     form there (five stages would leave the one-warpgroup CTA two an SM; not measured);
 //   - the epilogue (scale, shift, ReLU) goes through shared memory: the accumulators hold a
 //     channel pair per pixel pair, the output is NHWC, so each tile is transposed there and
 //     written in 16-byte pieces along the channels.
@@ -50,17 +53,18 @@ namespace {
 
 using ptx::smem_u32;
 
-constexpr int kThreads = 256, kPixels = 128;
+constexpr int kPixels = 128;
 constexpr int kARows = kPixels * 128;  // bytes of a stage's activation tile: 128 pixels x 64 bf16
 
-// CHB = 64-channel blocks a CTA: 2 (each warpgroup a block, all 128 pixels) or 1 (both
-// warpgroups the block, 64 pixels each). Pipeline stages: 4 for binary weights (measured against
-// 5 and 6 on an H200: +8% on the 64-channel layers, the same elsewhere), 5 for ternary (not
-// measured at 4).
-template <int CHB, bool TERNARY>
+// CHB = 64-channel blocks a CTA, WGS = its warpgroups: (2, 2) each warpgroup a block, all 128
+// pixels; (1, 1) one warpgroup, all 128 pixels; (1, 2) both warpgroups the block, 64 pixels each.
+// Pipeline stages: 4 for binary weights (measured against 5 and 6 on an H200: +8% on the
+// 64-channel layers, the same elsewhere), 5 for ternary (not measured at 4).
+template <int CHB, int WGS, bool TERNARY>
 struct Tile {
+  static constexpr int kThreads = 128 * WGS;
   static constexpr int kStages = TERNARY ? 5 : 4;
-  static constexpr int kChannels = 64 * CHB, kN = CHB == 2 ? 128 : 64;  // CTA channels; wgmma N
+  static constexpr int kChannels = 64 * CHB, kN = CHB == 2 || WGS == 1 ? 128 : 64;  // CTA channels; wgmma N
   static constexpr int kPlanes = TERNARY ? 2 : 1;
   static constexpr int kWeightBytes = kPlanes * kChannels * 8;  // 2 packed words a channel and plane
   static constexpr int kStage = (kARows + kWeightBytes + 1023) / 1024 * 1024;
@@ -69,10 +73,12 @@ struct Tile {
   static_assert(kPixels * kOutStride * 4 <= kStages * kStage, "the epilogue's tile fits the stages");
 };
 
-template <int CHB, bool TERNARY>
-__global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs args, Geometry g, int channel_tiles) {
+template <int CHB, int WGS, bool TERNARY>
+__global__ void __launch_bounds__(128 * WGS, WGS == 2 ? 2 : 3)
+    w1a16_wgmma_kernel(W1A16ConvArgs args, Geometry g, int channel_tiles) {
 #ifdef MDQ_WGMMA_AVAILABLE
-  using T = Tile<CHB, TERNARY>;
+  using T = Tile<CHB, WGS, TERNARY>;
+  constexpr int kThreads = T::kThreads;
   constexpr int kStages = T::kStages;
   constexpr int NJ = T::kN / 8;
   extern __shared__ uint8_t smem_raw[];
@@ -83,7 +89,7 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
   const long long m0 = static_cast<long long>(blockIdx.x / channel_tiles) * kPixels;
   const int n0 = static_cast<int>(blockIdx.x % channel_tiles) * T::kChannels;
   // This warpgroup's 64 channels (a block of the CTA's) and pixels (all 128, or its half).
-  const int wg_block = CHB == 2 ? wg : 0, wg_pixel0 = CHB == 2 ? 0 : 64 * wg;
+  const int wg_block = CHB == 2 ? wg : 0, wg_pixel0 = CHB == 1 && WGS == 2 ? 64 * wg : 0;
 
   __shared__ int2 rows[kPixels];  // the tile's gather_row table
   for (int r = tid; r < kPixels; r += kThreads) rows[r] = gather_row(g, m0 + r);
@@ -171,10 +177,10 @@ __global__ void __launch_bounds__(kThreads, 2) w1a16_wgmma_kernel(W1A16ConvArgs 
 #endif
 }
 
-template <int CHB, bool TERNARY>
+template <int CHB, int WGS, bool TERNARY>
 void launch(const W1A16ConvArgs& a, const Geometry& g) {
-  using T = Tile<CHB, TERNARY>;
-  launch_tiles<w1a16_wgmma_kernel<CHB, TERNARY>>(kThreads, T::kBytes, kPixels, T::kChannels, a, g);
+  using T = Tile<CHB, WGS, TERNARY>;
+  launch_tiles<w1a16_wgmma_kernel<CHB, WGS, TERNARY>>(T::kThreads, T::kBytes, kPixels, T::kChannels, a, g);
 }
 }  // namespace
 
@@ -182,8 +188,8 @@ bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g) {
   if (!sm90a_kernels_apply(a, g)) return false;
   if (const char* e = std::getenv("MDQ_W1A16_KERNEL"); e && std::strcmp(e, "mma") == 0) return false;
   const bool ternary = a.nonzero != nullptr;
-  if (g.O <= 64) ternary ? launch<1, true>(a, g) : launch<1, false>(a, g);
-  else ternary ? launch<2, true>(a, g) : launch<2, false>(a, g);
+  if (g.O <= 64) ternary ? launch<1, 2, true>(a, g) : launch<1, 1, false>(a, g);
+  else ternary ? launch<2, 2, true>(a, g) : launch<2, 2, false>(a, g);
   return true;
 }
 
