@@ -29,9 +29,9 @@
 //     reads no f32 map and the shortcut conv writes none.
 // Measured on an H200 (benchmarks/results/2026-12-03-h200-session25.txt): 3.0-3.3x cuDNN bf16 on
 // ResNet-18's ImageNet layers, 1.3-1.5x the mma.sync kernel; two warpgroups a CTA took the 128-512
-// channel layers from 2.6-2.8x to 2.9-3.1x (session 22). Issue-bound at C = 64 (62-64% of issue slots busy; the
-// per-output epilogue was ~58% of a tile's instructions in session 21's profile), latency-bound
-// at C >= 256 (~40% busy), the tensor core 9-16% busy.
+// channel layers from 2.6-2.8x to 2.9-3.1x (session 22). Issue-bound at C = 64 (60-64% of issue
+// slots busy; the per-output epilogue was ~58% of a tile's instructions in session 21's profile),
+// latency-bound at C >= 256 (34-40% busy), the tensor core 9-16% busy.
 // K past Ktot is zero in the weights, so whatever sits in the activation tile there adds nothing.
 //
 // Shared-memory operand layout (no swizzle, K-major): per k256 step, 2 x R/8 core matrices of
@@ -104,9 +104,9 @@ __global__ void __launch_bounds__(kWarpgroup* kWG) binary_conv_wgmma_kernel(Bina
   __shared__ std::conditional_t<kShortcut, int[2][kRows], char> srows;  // shortcut_base of each row
 
   // tid: the thread in the CTA; wg, wtid, warp: its warpgroup, its place and its warp in that.
-  // (with one warpgroup, spelled so that the compiler sees wg = 0 and wtid = tid)
-  // (wg broadcast from lane 0: the compiler then knows it is warp-uniform and keeps the weights'
-  // descriptor in uniform registers, not moved into them for each wgmma)
+  // With one warpgroup, spelled so that the compiler sees wg = 0 and wtid = tid; with two, wg is
+  // broadcast from lane 0, so that the compiler knows it is warp-uniform and keeps the weights'
+  // descriptor in uniform registers (not moved into them for each wgmma).
   const int tid = threadIdx.x, wg = kWG == 1 ? 0 : __shfl_sync(0xffffffffu, tid / kWarpgroup, 0),
             wtid = kWG == 1 ? tid : tid % kWarpgroup,
             warp = wtid >> 5, lane = tid & 31, gq = lane >> 2;

@@ -175,11 +175,6 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr, uint32_t lbo,
   return static_cast<uint64_t>((smem_addr >> 4) & 0x3fffu) | static_cast<uint64_t>((lbo >> 4) & 0x3fffu) << 16 |
          static_cast<uint64_t>((sbo >> 4) & 0x3fffu) << 32;
 }
-// Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle (CUTLASS's
-// Swizzle<3,4,3>): rows of 128 bytes, the 16-byte chunk c of row r stored at chunk c ^ (r % 8),
-// from a 1024-byte aligned base; SBO = 1024 bytes between 8-row groups, LBO unused (1). A k16
-// step of bf16 inside the 128-byte row is a start address 32 bytes further on (the hardware
-// applies the XOR to the final address).
 // desc with its start address `units` 16-byte units further on. The start-address field (bits
 // 0-13) of a shared address cannot overflow (shared memory < 256 KB), so this is a 32-bit add on
 // the low word: a 64-bit add of a signed offset cost ptxas a sign extension, a carry chain and two
@@ -187,6 +182,11 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr, uint32_t lbo,
 __device__ __forceinline__ uint64_t wgmma_desc_advance(uint64_t desc, uint32_t units) {
   return (desc & 0xffffffff00000000ull) | static_cast<uint32_t>(static_cast<uint32_t>(desc) + units);
 }
+// Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle (CUTLASS's
+// Swizzle<3,4,3>): rows of 128 bytes, the 16-byte chunk c of row r stored at chunk c ^ (r % 8),
+// from a 1024-byte aligned base; SBO = 1024 bytes between 8-row groups, LBO unused (1). A k16
+// step of bf16 inside the 128-byte row is a start address 32 bytes further on (the hardware
+// applies the XOR to the final address).
 __device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_addr) {
   return static_cast<uint64_t>((smem_addr >> 4) & 0x3fffu) | 1ull << 16 | (1024ull >> 4) << 32 | 1ull << 62;
 }

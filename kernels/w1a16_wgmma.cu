@@ -32,10 +32,11 @@
 //   - a CTA works on a 128-pixel tile: when O > 64, two warpgroups of 64 channels each (N = 128),
 //     two CTAs an SM (<= 128 registers; 71 KB of shared memory at 4 stages), so one CTA's
 //     pipeline fill and epilogue overlap the other one's MMAs; when O <= 64, one warpgroup of 64
-//     channels (N = 128), three CTAs to an SM (69 KB each), whose per-chunk barrier waits for 4 warps,
-//     not 8: against two warpgroups of 64 pixels each (N = 64), +33% on ImageNet's 64-channel
-//     layer and +23% on CIFAR's (H200, session 25 call 5). Ternary weights keep the two-warpgroup
-//     form there (five stages would leave the one-warpgroup CTA two an SM; not measured);
+//     channels (N = 128), three CTAs to an SM (69 KB each), whose per-chunk barrier waits for 4
+//     warps, not 8: against two warpgroups of 64 pixels each (N = 64), +33% on ImageNet's
+//     64-channel layer and +23% on CIFAR's (H200, session 25 call 5). Ternary weights keep the
+//     two-warpgroup form there (five stages would leave the one-warpgroup CTA two an SM; not
+//     measured);
 //   - the epilogue (scale, shift, ReLU) goes through shared memory: the accumulators hold a
 //     channel pair per pixel pair, the output is NHWC, so each tile is transposed there and
 //     written in 16-byte pieces along the channels.

@@ -25,10 +25,10 @@
 // (H200, batch 256, benchmarks/results/2026-12-03-h200-session25.txt call 3, with the shared A
 // build of weight_fragments: 278/508-514/565/528-531 TFLOPS against the default's 283-285/
 // 542-545/608-612/630-647, and the default's one-warpgroup 64-channel tile 378 in call 5), about
-// even on CIFAR's layers of 128 and 256 channels. Racecheck is clean
-// with one `empty` arrival per consumer thread (with one a warp, after __syncwarp, it reported
-// the producer's weight copies racing the consumers' reads of them: 175 hazards). ncu: 33-50% of issue slots busy with 0.5-1 eligible
-// warp a scheduler; the two consumer warpgroups wait on the same `full` barrier and then on their
+// even on CIFAR's layers of 128 and 256 channels. Racecheck is clean with one `empty` arrival per
+// consumer thread (with one a warp, after __syncwarp, it reported the producer's weight copies
+// racing the consumers' reads of them: 175 hazards). ncu: 33-50% of issue slots busy with 0.5-1
+// eligible warp a scheduler; the two consumer warpgroups wait on the same `full` barrier and then on their
 // MMAs, so they run in step and the tensor cores idle while both build A. Next here: a
 // persistent grid (epilogue overlapped with the next tile's chunks), consumers that release a
 // stage one chunk later (wgmma.wait_group 1, two A sets), and a second producer warpgroup for the
