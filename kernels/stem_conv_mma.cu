@@ -86,6 +86,7 @@
 #include "kernels/backend.h"
 #include "kernels/bf16.cuh"
 #include "kernels/cuda_common.h"
+#include "kernels/driver_entry.h"
 #include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
 #include "kernels/stem_conv_mma.h"
@@ -669,17 +670,7 @@ void launch(const StemConvArgs& a, const Geometry& g, Out* y, const CUtensorMap&
 // the driver has no cuTensorMapEncodeTiled or refuses the map.
 template <class Cfg>
 bool make_image_map(const StemConvArgs& a, CUtensorMap* map) {
-  static const auto encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
-            cudaSuccess ||
-        found != cudaDriverEntryPointSuccess) {
-      (void)cudaGetLastError();
-      fn = nullptr;
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
+  static const auto encode = cuda::driver_entry_point<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled");
   if (!encode) return false;
   const cuuint64_t f = sizeof(float);
   const cuuint64_t dims[4] = {cuuint64_t(a.W), cuuint64_t(a.H), cuuint64_t(a.C), cuuint64_t(a.N)};
