@@ -143,6 +143,22 @@ __device__ __forceinline__ void tma_load_4d(uint32_t dst, const void* tensor_map
 #endif
 }
 
+// Im2col form (a tensor map of cuTensorMapEncodeIm2col over an NHWC tensor, dims C, W, H, N):
+// the map's pixelsPerColumn pixels from (w, h, n) on, each the channelsPerPixel channels from c of
+// the pixel at filter offset (off_w, off_h); the pixels walk the map's bounding box at its
+// traversal strides, W fastest, then H, then N (an implicit GEMM's rows in output-pixel order);
+// elements outside the tensor zero. Completes `bar`'s transaction bytes (the whole box).
+__device__ __forceinline__ void tma_load_im2col_4d(uint32_t dst, const void* tensor_map, int c, int w, int h, int n,
+                                                   uint16_t off_w, uint16_t off_h, uint32_t bar) {
+#ifdef MDQ_TMA_AVAILABLE
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, "
+      "%5}], [%6], {%7, %8};\n" ::"r"(dst),
+      "l"(tensor_map), "r"(c), "r"(w), "r"(h), "r"(n), "r"(bar), "h"(off_w), "h"(off_h)
+      : "memory");
+#endif
+}
+
 // ---- sm_90a: warpgroup MMA (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate").
 // Only in code built for sm_90a (-gencode=arch=compute_90a,code=sm_90a), where
 // __CUDA_ARCH_FEAT_SM90_ALL is defined; elsewhere these compile to nothing and must not be called.

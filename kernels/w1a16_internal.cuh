@@ -84,6 +84,20 @@ __device__ __forceinline__ int4 pixel_row(const Geometry& g, long long m) {
 // pixel rows, staged as 128-byte rows in wgmma's 128-byte swizzle, followed by the tile's packed
 // weight words of that chunk.
 
+// The k loop's chunk order, as the kernels walk it: channel block cb fastest, then kw, then kh.
+struct ChunkWalk {
+  int kh = 0, kw = 0, cb = 0;
+  __device__ __forceinline__ void next(const Geometry& g) {
+    if (++cb == g.CB) {
+      cb = 0;
+      if (++kw == g.KW) {
+        kw = 0;
+        ++kh;
+      }
+    }
+  }
+};
+
 // A gather row of output pixel m (pixel_row): {pixel index of its (0, 0) tap, mask of its taps
 // inside the image, bit kh KW + kw}; past M no taps. Found once a row and tile, by one thread: the
 // eight threads that copy a row read it from the tile's table (a 64-channel layer's tile is only 9
@@ -338,7 +352,13 @@ void launch_general_path(const W1A16ConvArgs& a, const Geometry& g);
 
 // sm_90a (kernels/w1a16_wgmma.cu): launches and returns true where it applies -- where
 // sm90a_kernels_apply, and not MDQ_W1A16_KERNEL=mma in the environment (the A/B switch to the
-// mma.sync kernel).
+// mma.sync kernel). The 256-pixel TMA kernel where it takes a, else the cp.async kernel;
+// MDQ_W1A16_KERNEL=tma runs the TMA kernel wherever it can, =cpasync never.
 bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g);
+// The 256-pixel tile fed by TMA im2col loads (kernels/w1a16_wgmma_tma.cu), for a that
+// sm90a_kernels_apply to: launches and returns true where it can (binary weights, O > 64, the
+// driver takes the tensor map) and, unless `forced`, where it measured faster than the cp.async
+// kernel (a long k loop, the grid's last wave nearly full).
+bool conv2d_wgmma_tma(const W1A16ConvArgs& a, const Geometry& g, bool forced);
 
 }  // namespace mdq::kernels::w1a16

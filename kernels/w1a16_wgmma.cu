@@ -4,7 +4,9 @@
 // gathered activations its B operand in shared memory (DESIGN.md E12's last bullet):
 //   D[o][m] = sum_k W[o][k] X[m][k],  o = output channel (wgmma M), m = output pixel (wgmma N).
 //
-// The default W1A16 path on sm_90a (kernels/w1a16_conv.cu dispatches here first). Measured on an
+// The default W1A16 path on sm_90a (kernels/w1a16_conv.cu dispatches here first), but for the
+// binary layers where the 256-pixel TMA-fed kernel (kernels/w1a16_wgmma_tma.cu) measured faster,
+// which conv2d_wgmma hands to it. Measured on an
 // H200 (benchmarks/results/2026-12-03-h200-session25.txt, batch 256): 0.77-0.80x cuDNN bf16 on
 // ResNet-18's ImageNet 3x3 layers (378-647 TFLOPS, 39-66% of this form's wgmma probe), 2.3-3.2x
 // the mma.sync kernel. ncu (imagenet 256): 44% of issue slots busy; a chunk's k loop is ~160
@@ -100,19 +102,14 @@ __global__ void __launch_bounds__(128 * WGS, WGS == 2 ? 2 : 3)
   const ChunkGather<kPixels, kThreads> gather(rows, g, tid);
   const WeightCopies<T::kChannels, T::kPlanes, kThreads> weights(args, g, n0, tid);
   const uint32_t smem_base = smem_u32(smem);
-  int lkh = 0, lkw = 0, lcb = 0, lstage = 0;  // the next chunk to load: tap (lkh, lkw), channel block lcb; its stage
+  ChunkWalk load;  // the next chunk to load
+  int lstage = 0;  // its stage
   auto load_chunk = [&]() {
     const uint32_t st = smem_base + lstage * T::kStage;
     lstage = lstage + 1 == kStages ? 0 : lstage + 1;
-    gather.copy(st, args.x, g, lkh, lkw, lcb);
-    weights.copy(st + kARows, g, lkh, lkw, lcb);
-    if (++lcb == g.CB) {
-      lcb = 0;
-      if (++lkw == g.KW) {
-        lkw = 0;
-        ++lkh;
-      }
-    }
+    gather.copy(st, args.x, g, load.kh, load.kw, load.cb);
+    weights.copy(st + kARows, g, load.kh, load.kw, load.cb);
+    load.next(g);
   };
 
   // Consumer side: this thread's A fragments of chunk q, rows 16 warp + gq (+ 8) of the warpgroup's block.
@@ -187,7 +184,10 @@ void launch(const W1A16ConvArgs& a, const Geometry& g) {
 
 bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g) {
   if (!sm90a_kernels_apply(a, g)) return false;
-  if (const char* e = std::getenv("MDQ_W1A16_KERNEL"); e && std::strcmp(e, "mma") == 0) return false;
+  const char* e = std::getenv("MDQ_W1A16_KERNEL");
+  if (e && std::strcmp(e, "mma") == 0) return false;
+  const bool cpasync = e && std::strcmp(e, "cpasync") == 0, tma = e && std::strcmp(e, "tma") == 0;
+  if (!cpasync && conv2d_wgmma_tma(a, g, tma)) return true;
   const bool ternary = a.nonzero != nullptr;
   if (g.O <= 64) ternary ? launch<1, 2, true>(a, g) : launch<1, 1, false>(a, g);
   else ternary ? launch<2, 2, true>(a, g) : launch<2, 2, false>(a, g);

@@ -110,21 +110,15 @@ __global__ void __launch_bounds__(kThreads, WsTile<CHB, TERNARY>::kCtasPerSm)
       ptx::fence_proxy_async_shared();
       ptx::mbarrier_arrive(smem_u32(&full[q % kStages]));
     };
-    int kh = 0, kw = 0, cb = 0;
+    ChunkWalk walk;
     for (int q = 0; q < nk; ++q) {
       const int stage = q % kStages;
       if (q >= kStages) ptx::mbarrier_wait(smem_u32(&empty[stage]), (q / kStages - 1) & 1);
       const uint32_t st = smem_base + stage * T::kStage;
-      gather.copy(st, args.x, g, kh, kw, cb);
-      weights.copy(st + T::kARows, g, kh, kw, cb);
+      gather.copy(st, args.x, g, walk.kh, walk.kw, walk.cb);
+      weights.copy(st + T::kARows, g, walk.kh, walk.kw, walk.cb);
       ptx::cp_async_commit();
-      if (++cb == g.CB) {
-        cb = 0;
-        if (++kw == g.KW) {
-          kw = 0;
-          ++kh;
-        }
-      }
+      walk.next(g);
       if (q >= T::kLag) {
         ptx::cp_async_wait<T::kLag>();
         publish(q - T::kLag);
