@@ -102,14 +102,22 @@ __global__ void __launch_bounds__(128 * WGS, WGS == 2 ? 2 : 3)
   const ChunkGather<kPixels, kThreads> gather(rows, g, tid);
   const WeightCopies<T::kChannels, T::kPlanes, kThreads> weights(args, g, n0, tid);
   const uint32_t smem_base = smem_u32(smem);
-  ChunkWalk load;  // the next chunk to load
-  int lstage = 0;  // its stage
+  // The next chunk to load: tap (lkh, lkw), channel block lcb (ChunkWalk's order, written out:
+  // through ChunkWalk ptxas schedules this kernel differently, and this form is the one measured);
+  // its stage.
+  int lkh = 0, lkw = 0, lcb = 0, lstage = 0;
   auto load_chunk = [&]() {
     const uint32_t st = smem_base + lstage * T::kStage;
     lstage = lstage + 1 == kStages ? 0 : lstage + 1;
-    gather.copy(st, args.x, g, load.kh, load.kw, load.cb);
-    weights.copy(st + kARows, g, load.kh, load.kw, load.cb);
-    load.next(g);
+    gather.copy(st, args.x, g, lkh, lkw, lcb);
+    weights.copy(st + kARows, g, lkh, lkw, lcb);
+    if (++lcb == g.CB) {
+      lcb = 0;
+      if (++lkw == g.KW) {
+        lkw = 0;
+        ++lkh;
+      }
+    }
   };
 
   // Consumer side: this thread's A fragments of chunk q, rows 16 warp + gq (+ 8) of the warpgroup's block.
