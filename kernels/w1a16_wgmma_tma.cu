@@ -8,15 +8,15 @@
 //
 // Where it runs (conv2d_wgmma_tma): binary weights, O > 64, a k loop of at least 36 chunks and a
 // grid whose last wave is at least 90% full. Measured on an H200 at batch 256 (session 26, calls
-// 2-4; benchmarks/results/2026-12-03-h200-session26.txt): 612-620 TFLOPS on ImageNet's
-// 256-channel layer, against 609-612 for the cp.async kernel as session 25 measured it (this
-// session's in-process runs had that kernel at 562-577, from a build whose SASS a refactor had
-// changed, since undone), and 612-618 on CIFAR's, against 573-576 (+7%); slower where the k loop is
-// short or the grid fills its last wave poorly, because with one CTA an SM nothing overlaps a
-// tile's pipeline fill and epilogue: ImageNet 128 channels (18 chunks) 462-470 against 527-545,
-// 512 channels (1.5 waves) 540-554 against 607-647. The same kernel on 128-pixel tiles at two CTAs
-// an SM (4, 5 or 6 stages) and on 256-pixel one-warpgroup tiles for O <= 64 measured no faster
-// than the cp.async kernel on any layer, so they are not kept.
+// 2-4; benchmarks/results/2026-12-03-h200-session26.txt): 588-620 TFLOPS on ImageNet's 256-channel
+// layer, against 609-612 for the cp.async kernel as session 25 measured it (this session's
+// in-process runs had that kernel at 562-577, from a build whose SASS a refactor had changed, since
+// undone), and 603-618 on CIFAR's, against 573-576 (+5-8%); slower where the k loop is short or the
+// grid fills its last wave poorly, because with one CTA an SM nothing overlaps a tile's pipeline
+// fill and epilogue: ImageNet 128 channels (18 chunks) 462-470 against 527-545, 512 channels (1.5
+// waves) 540-554 against 607-647. The same kernel on 128-pixel tiles at two CTAs an SM (4, 5 or 6
+// stages) and on 256-pixel one-warpgroup tiles for O <= 64 measured no faster than the cp.async
+// kernel on any layer, so they are not kept.
 //
 // Why TMA: in the cp.async kernel the copies were 66 of a chunk's ~160 instructions a warp, and the
 // warps waited most at the per-chunk CTA barrier that publishes them (ncu, session 25). Here one
