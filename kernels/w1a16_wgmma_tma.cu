@@ -192,8 +192,10 @@ bool make_im2col_map(const W1A16ConvArgs& a, const Geometry& g, CUtensorMap* map
 }  // namespace
 
 bool conv2d_wgmma_tma(const W1A16ConvArgs& a, const Geometry& g, bool forced) {
-  // (the stride is the map's traversal stride, at most 8; the box's corners are 16-bit)
-  if (a.nonzero || g.O <= 64 || g.stride > 8 || g.pad > 32767 || g.KH > 32768 || g.KW > 32768) return false;
+  // The stride is the map's traversal stride (at most 8). The encoder takes the box's corners in
+  // [-128, 127] at rank 4 (it refuses others: then the cp.async kernel runs); square kernels only,
+  // so that the corners' order in its arrays (w, h here, as CUTLASS passes them) is moot.
+  if (a.nonzero || g.O <= 64 || g.stride > 8 || g.KH != g.KW) return false;
   const int channel_tiles = (g.O + kChannels - 1) / kChannels;
   const long long ctas = (g.M + kPixels - 1) / kPixels * channel_tiles, sms = cuda::sm_count();
   const double last_wave_fill = static_cast<double>(ctas) / ((ctas + sms - 1) / sms * sms);
