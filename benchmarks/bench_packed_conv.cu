@@ -193,14 +193,17 @@ int main(int argc, char** argv) {
               "W1A1 = the kernel binary_conv2d picks (wgmma on sm_90a), %%peak of the higher peak above;\n"
               "W1A1 mma = the portable mma.sync kernel (MDQ_W1A1_KERNEL=mma); W1A16 = the kernel w1a16_conv2d\n"
               "picks (on sm_90a a wgmma kernel), W1A16 tma = its 256-pixel kernel fed by TMA im2col loads where it\n"
-              "runs (MDQ_W1A16_KERNEL=tma: O > 64; else the cp.async kernel), W1A16 cp = the wgmma kernel fed by\n"
+              "runs (MDQ_W1A16_KERNEL=tma: O > 64; else the cp.async kernel), tma2 = its two-A-register-set\n"
+              "variant (MDQ_W1A16_KERNEL=tma2), W1A16 cp = the wgmma kernel fed by\n"
               "cp.async (MDQ_W1A16_KERNEL=cpasync), W1A16 mma = the portable mma.sync kernel (MDQ_W1A16_KERNEL=mma),\n"
               "W1A16 ws = the workshop's warp-specialised sm_90a kernel (dev/kernels/w1a16_ws.cu; its tile's channels\n"
               "by O, or MDQ_W1A16_WS_CHANNELS=64|128|256 here).\n\n");
   std::printf(
-      "%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %8s %7s | %9s %7s | %9s %7s | %11s %7s | %10s %7s\n",
+      "%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %8s %7s | %9s %7s | %9s %7s | %9s %7s | %11s %7s | %10s "
+      "%7s\n",
       "net", "C", "HW", "batch", "fp32", "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 mma", "x bf16", "W1A16",
-      "x bf16", "W1A16 tma", "x bf16", "W1A16 cp", "x bf16", "W1A16 mma", "x bf16", "W1A16 ws", "x bf16");
+      "x bf16", "W1A16 tma", "x bf16", "tma2", "x bf16", "W1A16 cp", "x bf16", "W1A16 mma", "x bf16", "W1A16 ws",
+      "x bf16");
   const Layer layers[] = {{"cifar", 64, 32},    {"cifar", 128, 16},   {"cifar", 256, 8},    {"cifar", 512, 4},
                           {"imagenet", 64, 56}, {"imagenet", 128, 28}, {"imagenet", 256, 14}, {"imagenet", 512, 7}};
   for (const Layer& L : layers) {
@@ -233,6 +236,8 @@ int main(int argc, char** argv) {
       const float w1a16_ms = time_ms([&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
       const float w1a16_tma_ms =
           time_ms_with("MDQ_W1A16_KERNEL", "tma", [&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
+      const float w1a16_tma2_ms =
+          time_ms_with("MDQ_W1A16_KERNEL", "tma2", [&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
       const float w1a16_cp_ms =
           time_ms_with("MDQ_W1A16_KERNEL", "cpasync", [&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
       const float w1a16_mma_ms =
@@ -240,10 +245,11 @@ int main(int argc, char** argv) {
       const bool ws = dev::w1a16_ws_conv2d(xh, w, {1, 1}, fo, ws_channels).defined();
       const float w1a16_ws_ms = ws ? time_ms([&] { dev::w1a16_ws_conv2d(xh, w, {1, 1}, fo, ws_channels); }) : NAN;
       std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.2fx | %9.1f %6.2fx"
-                  " | %9.1f %6.2fx | %11.1f %6.2fx | %10.1f %6.2fx\n",
+                  " | %9.1f %6.2fx | %9.1f %6.2fx | %11.1f %6.2fx | %10.1f %6.2fx\n",
                   L.net, C, L.HW, N, tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms),
                   cudnn_ms[2] / w1a1_ms, 100.0 * tops(w1a1_ms) / peak, tops(mma_ms), cudnn_ms[2] / mma_ms,
                   tops(w1a16_ms), cudnn_ms[2] / w1a16_ms, tops(w1a16_tma_ms), cudnn_ms[2] / w1a16_tma_ms,
+                  tops(w1a16_tma2_ms), cudnn_ms[2] / w1a16_tma2_ms,
                   tops(w1a16_cp_ms), cudnn_ms[2] / w1a16_cp_ms, tops(w1a16_mma_ms), cudnn_ms[2] / w1a16_mma_ms,
                   tops(w1a16_ws_ms), cudnn_ms[2] / w1a16_ws_ms);
     }

@@ -208,16 +208,16 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
   // Each kernel against one CPU result a case (tolerance: tests/support/w1a16_case.h): "auto"
   // (on sm_90a builds on a compute capability 9.0 GPU for C % 8 == 0 the wgmma kernels, the
   // 256-pixel TMA one where it measured faster, else the cp.async one; mma.sync's fast path
-  // elsewhere), "tma" (the TMA kernel wherever it can run: binary, O > 64), "cpasync" and "mma"
-  // (mma.sync), through kernels/w1a16_wgmma.cu's MDQ_W1A16_KERNEL switch. C % 8 != 0 takes the
-  // general path under all.
+  // elsewhere), "tma" (the TMA kernel wherever it can run: binary, O > 64), "tma2" (its variant
+  // with two A register sets), "cpasync" and "mma" (mma.sync), through kernels/w1a16_wgmma.cu's
+  // MDQ_W1A16_KERNEL switch. C % 8 != 0 takes the general path under all.
   std::vector<Case> cases(std::begin(kCases), std::end(kCases));
   cases.insert(cases.end(), std::begin(kW1A16Cases), std::end(kW1A16Cases));
   for (const Case& c : cases) {
     for (bool ternary : {false, true}) {
       const testing::W1A16Reference r = testing::w1a16_reference(c, ternary);
       const testing::W1A16DeviceInputs d(r);
-      for (const char* kernel : {"auto", "tma", "cpasync", "mma"}) {
+      for (const char* kernel : {"auto", "tma", "tma2", "cpasync", "mma"}) {
         const ScopedEnv choice("MDQ_W1A16_KERNEL", kernel);
         INFO("W1A16 kernel " << kernel << ": " << describe(c) << (ternary ? " ternary" : " binary"));
         testing::require_matches_w1a16_reference(
