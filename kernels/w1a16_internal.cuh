@@ -79,10 +79,11 @@ __device__ __forceinline__ int4 pixel_row(const Geometry& g, long long m) {
   return v;
 }
 
-// ---- Pieces of the two sm_90a kernels (kernels/w1a16_wgmma.cu and the workshop's
-// dev/kernels/w1a16_ws.cu): a chunk is the 64 channels (block cb) of tap (kh, kw) for a tile of
-// pixel rows, staged as 128-byte rows in wgmma's 128-byte swizzle, followed by the tile's packed
-// weight words of that chunk.
+// ---- Pieces of the sm_90a kernels (kernels/w1a16_wgmma.cu, the workshop's
+// dev/kernels/w1a16_ws.cu; the TMA-fed kernels/w1a16_wgmma_tma.cu takes ChunkWalk, the A build and
+// the epilogue): a chunk is the 64 channels (block cb) of tap (kh, kw) for a tile of pixel rows,
+// staged as 128-byte rows in wgmma's 128-byte swizzle, followed (cp.async kernels) by the tile's
+// packed weight words of that chunk.
 
 // The k loop's chunk order, as the kernels walk it: channel block cb fastest, then kw, then kh.
 struct ChunkWalk {
