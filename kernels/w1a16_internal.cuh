@@ -333,17 +333,18 @@ bool opt_in_shared_memory(Kernel kernel, int bytes) {
   return true;
 }
 
-// Launches a tile kernel of the sm_90a paths, KERNEL(a, g, channel_tiles), as one CTA of
-// `threads` threads and `bytes` of dynamic shared memory per tile of `pixels` output pixels x
-// `channels` output channels, channel tiles varying fastest; the opt-in to that shared memory
-// once per kernel.
-template <auto KERNEL>
-void launch_tiles(int threads, int bytes, int pixels, int channels, const W1A16ConvArgs& a, const Geometry& g) {
+// Launches a tile kernel of the sm_90a paths, KERNEL(lead..., a, g, channel_tiles) (lead: e.g.
+// the TMA kernel's tensor map), as one CTA of `threads` threads and `bytes` of dynamic shared
+// memory per tile of `pixels` output pixels x `channels` output channels, channel tiles varying
+// fastest; the opt-in to that shared memory once per kernel.
+template <auto KERNEL, class... Lead>
+void launch_tiles(int threads, int bytes, int pixels, int channels, const W1A16ConvArgs& a, const Geometry& g,
+                  const Lead&... lead) {
   static const bool configured = opt_in_shared_memory(KERNEL, bytes);
   (void)configured;
   const int channel_tiles = (g.O + channels - 1) / channels;
   const long long ctas = (g.M + pixels - 1) / pixels * channel_tiles;
-  KERNEL<<<static_cast<unsigned>(ctas), threads, bytes, cuda::stream()>>>(a, g, channel_tiles);
+  KERNEL<<<static_cast<unsigned>(ctas), threads, bytes, cuda::stream()>>>(lead..., a, g, channel_tiles);
   CUDA_CHECK_LAUNCH();
 }
 

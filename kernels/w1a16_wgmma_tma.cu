@@ -231,14 +231,6 @@ bool make_im2col_map(const W1A16ConvArgs& a, const Geometry& g, CUtensorMap* map
                 kPixels, traversal, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                 CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
-
-template <auto KERNEL>
-void launch(const CUtensorMap& map, const W1A16ConvArgs& a, const Geometry& g, long long ctas, int channel_tiles) {
-  static const bool configured = opt_in_shared_memory(KERNEL, kBytes);
-  (void)configured;
-  KERNEL<<<static_cast<unsigned>(ctas), kThreads, kBytes, cuda::stream()>>>(map, a, g, channel_tiles);
-  CUDA_CHECK_LAUNCH();
-}
 }  // namespace
 
 bool conv2d_wgmma_tma(const W1A16ConvArgs& a, const Geometry& g, bool forced, bool overlap_a) {
@@ -246,17 +238,15 @@ bool conv2d_wgmma_tma(const W1A16ConvArgs& a, const Geometry& g, bool forced, bo
   // [-128, 127] at rank 4 (it refuses others: then the cp.async kernel runs); square kernels only,
   // so that the corners' order in its arrays (w, h here, as CUTLASS passes them) is moot.
   if (a.nonzero || g.O <= 64 || g.stride > 8 || g.KH != g.KW) return false;
-  const int channel_tiles = (g.O + kChannels - 1) / kChannels;
-  const long long ctas = (g.M + kPixels - 1) / kPixels * channel_tiles, sms = cuda::sm_count();
+  const long long ctas = (g.M + kPixels - 1) / kPixels * ((g.O + kChannels - 1) / kChannels), sms = cuda::sm_count();
   const double last_wave_fill = static_cast<double>(ctas) / ((ctas + sms - 1) / sms * sms);
   if (!forced && (g.T * g.CB < 36 || last_wave_fill < 0.9)) return false;
   CUtensorMap map;
   if (!make_im2col_map(a, g, &map)) return false;
-  if (overlap_a) {
-    launch<w1a16_tma_kernel<true>>(map, a, g, ctas, channel_tiles);
-  } else {
-    launch<w1a16_tma_kernel<false>>(map, a, g, ctas, channel_tiles);
-  }
+  if (overlap_a)
+    launch_tiles<w1a16_tma_kernel<true>>(kThreads, kBytes, kPixels, kChannels, a, g, map);
+  else
+    launch_tiles<w1a16_tma_kernel<false>>(kThreads, kBytes, kPixels, kChannels, a, g, map);
   return true;
 }
 
