@@ -355,14 +355,12 @@ void launch_general_path(const W1A16ConvArgs& a, const Geometry& g);
 // sm_90a (kernels/w1a16_wgmma.cu): launches and returns true where it applies -- where
 // sm90a_kernels_apply, and not MDQ_W1A16_KERNEL=mma in the environment (the A/B switch to the
 // mma.sync kernel). The 256-pixel TMA kernel where it takes a, else the cp.async kernel;
-// MDQ_W1A16_KERNEL=tma runs the TMA kernel wherever it can (=tma2 its two-A-set variant),
-// =cpasync never.
+// MDQ_W1A16_KERNEL=tma runs the TMA kernel wherever it can, =cpasync never.
 bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g);
 // The 256-pixel tile fed by TMA im2col loads (kernels/w1a16_wgmma_tma.cu), for a that
 // sm90a_kernels_apply to: launches and returns true where it can (binary weights, O > 64, the
 // driver takes the tensor map) and, unless `forced`, where it measured faster than the cp.async
-// kernel (a long k loop, the grid's last wave nearly full). overlap_a: its two-A-register-set
-// variant (not yet measured).
-bool conv2d_wgmma_tma(const W1A16ConvArgs& a, const Geometry& g, bool forced, bool overlap_a = false);
+// kernel (a long k loop, the grid's last wave nearly full).
+bool conv2d_wgmma_tma(const W1A16ConvArgs& a, const Geometry& g, bool forced);
 
 }  // namespace mdq::kernels::w1a16

@@ -194,9 +194,8 @@ bool conv2d_wgmma(const W1A16ConvArgs& a, const Geometry& g) {
   if (!sm90a_kernels_apply(a, g)) return false;
   const char* e = std::getenv("MDQ_W1A16_KERNEL");
   if (e && std::strcmp(e, "mma") == 0) return false;
-  const bool cpasync = e && std::strcmp(e, "cpasync") == 0, tma2 = e && std::strcmp(e, "tma2") == 0;
-  const bool tma = tma2 || (e && std::strcmp(e, "tma") == 0);
-  if (!cpasync && conv2d_wgmma_tma(a, g, tma, tma2)) return true;
+  const bool cpasync = e && std::strcmp(e, "cpasync") == 0, tma = e && std::strcmp(e, "tma") == 0;
+  if (!cpasync && conv2d_wgmma_tma(a, g, tma)) return true;
   const bool ternary = a.nonzero != nullptr;
   if (g.O <= 64) ternary ? launch<1, 2, true>(a, g) : launch<1, 1, false>(a, g);
   else ternary ? launch<2, 2, true>(a, g) : launch<2, 2, false>(a, g);

@@ -81,7 +81,6 @@ struct WeightRows {
   }
 };
 
-template <bool OVERLAP>
 __global__ void __launch_bounds__(kThreads, 1)
     w1a16_tma_kernel(const __grid_constant__ CUtensorMap x_map, W1A16ConvArgs args, Geometry g, int channel_tiles) {
 #ifdef MDQ_WGMMA_AVAILABLE
@@ -145,66 +144,26 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   int stage = 0;
   uint32_t phase = 0;
-  if constexpr (!OVERLAP) {
-    // One A register set: chunk q + 1's is built once chunk q's MMAs are done. (Written out, not
-    // shared with the variant below: this form's SASS is the one measured.)
-    uint32_t a[4][4];
-    for (int q = 0; q < nk; ++q) {
-      weight_fragments<false>(words, tq, a);
-      ptx::mbarrier_wait(full0 + 8 * stage, phase);
-      // (k16 step s starts 32 bytes further on in the 128-byte swizzled rows: 2 descriptor units)
-      const uint64_t b = ptx::wgmma_desc_sw128(smem_base + stage * kStageBytes);
-      ptx::wgmma_fence();
+  // One A register set: chunk q + 1's is built once chunk q's MMAs are done. (A variant with two
+  // sets, chunk q + 1's built while chunk q's MMAs run, measured 5-8% slower: session 27.)
+  uint32_t a[4][4];
+  for (int q = 0; q < nk; ++q) {
+    weight_fragments<false>(words, tq, a);
+    ptx::mbarrier_wait(full0 + 8 * stage, phase);
+    // (k16 step s starts 32 bytes further on in the 128-byte swizzled rows: 2 descriptor units)
+    const uint64_t b = ptx::wgmma_desc_sw128(smem_base + stage * kStageBytes);
+    ptx::wgmma_fence();
 #pragma unroll
-      for (int s = 0; s < 4; ++s) ptx::wgmma_bf16_k16_rs(acc, a[s], ptx::wgmma_desc_advance(b, 2 * s));
-      ptx::wgmma_commit();
-      // While they run: chunk q - 1's stage refilled with chunk q + kStages - 1, chunk q + 2's words.
-      if (tid == 0 && q >= 1 && q + kStages - 1 < nk) produce(true);
-      words = next;
-      if (q + 2 < nk) next = rows.load(ahead, g);
-      ahead.next(g);
-      ptx::wgmma_wait<0>();
-      ptx::mbarrier_arrive(empty0 + 8 * stage);
-      if (++stage == kStages) stage = 0, phase ^= 1u;
-    }
-  } else {
-    // Two A register sets (MDQ_W1A16_KERNEL=tma2; an A/B variant, not yet measured): chunk q + 1's
-    // A is built while chunk q's MMAs run, once chunk q - 1's (the other set's) are done, which
-    // also releases chunk q - 1's stage. Chunks go in pairs so that each set is named statically;
-    // ptxas (CUDA 13.0) keeps the wgmma asynchronous across the pair's back edge (no C7513).
-    uint32_t a[2][4][4];
-    int prev_stage = 0;
-    auto multiply = [&](const uint32_t (&cur)[4][4]) {  // chunk q's MMAs with `cur`, on this stage
-      ptx::mbarrier_wait(full0 + 8 * stage, phase);
-      const uint64_t b = ptx::wgmma_desc_sw128(smem_base + stage * kStageBytes);
-      ptx::wgmma_fence();
-#pragma unroll
-      for (int s = 0; s < 4; ++s) ptx::wgmma_bf16_k16_rs(acc, cur[s], ptx::wgmma_desc_advance(b, 2 * s));
-      ptx::wgmma_commit();
-    };
-    weight_fragments<false>(words, tq, a[0]);
+    for (int s = 0; s < 4; ++s) ptx::wgmma_bf16_k16_rs(acc, a[s], ptx::wgmma_desc_advance(b, 2 * s));
+    ptx::wgmma_commit();
+    // While they run: chunk q - 1's stage refilled with chunk q + kStages - 1, chunk q + 2's words.
+    if (tid == 0 && q >= 1 && q + kStages - 1 < nk) produce(true);
     words = next;
-    if (2 < nk) next = rows.load(ahead, g);
+    if (q + 2 < nk) next = rows.load(ahead, g);
     ahead.next(g);
-    auto chunk = [&](int q, const uint32_t (&cur)[4][4], uint32_t (&other)[4][4]) {
-      multiply(cur);
-      ptx::wgmma_wait<1>();
-      if (q >= 1) ptx::mbarrier_arrive(empty0 + 8 * prev_stage);
-      if (tid == 0 && q >= 1 && q + kStages - 1 < nk) produce(true);
-      if (q + 1 < nk) {
-        weight_fragments<false>(words, tq, other);
-        words = next;
-        if (q + 3 < nk) next = rows.load(ahead, g);
-        ahead.next(g);
-      }
-      prev_stage = stage;
-      if (++stage == kStages) stage = 0, phase ^= 1u;
-    };
-    for (int q = 0; q < nk; q += 2) {
-      chunk(q, a[0], a[1]);
-      if (q + 1 < nk) chunk(q + 1, a[1], a[0]);
-    }
     ptx::wgmma_wait<0>();
+    ptx::mbarrier_arrive(empty0 + 8 * stage);
+    if (++stage == kStages) stage = 0, phase ^= 1u;
   }
   ptx::fence_operands(acc);
   __syncthreads();  // every warpgroup is done with the stages: they hold the epilogue's tile now
@@ -233,7 +192,7 @@ bool make_im2col_map(const W1A16ConvArgs& a, const Geometry& g, CUtensorMap* map
 }
 }  // namespace
 
-bool conv2d_wgmma_tma(const W1A16ConvArgs& a, const Geometry& g, bool forced, bool overlap_a) {
+bool conv2d_wgmma_tma(const W1A16ConvArgs& a, const Geometry& g, bool forced) {
   // The stride is the map's traversal stride (at most 8). The encoder takes the box's corners in
   // [-128, 127] at rank 4 (it refuses others: then the cp.async kernel runs); square kernels only,
   // so that the corners' order in its arrays (w, h here, as CUTLASS passes them) is moot.
@@ -243,10 +202,7 @@ bool conv2d_wgmma_tma(const W1A16ConvArgs& a, const Geometry& g, bool forced, bo
   if (!forced && (g.T * g.CB < 36 || last_wave_fill < 0.9)) return false;
   CUtensorMap map;
   if (!make_im2col_map(a, g, &map)) return false;
-  if (overlap_a)
-    launch_tiles<w1a16_tma_kernel<true>>(kThreads, kBytes, kPixels, kChannels, a, g, map);
-  else
-    launch_tiles<w1a16_tma_kernel<false>>(kThreads, kBytes, kPixels, kChannels, a, g, map);
+  launch_tiles<w1a16_tma_kernel>(kThreads, kBytes, kPixels, kChannels, a, g, map);
   return true;
 }
 
