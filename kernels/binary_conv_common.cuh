@@ -467,12 +467,18 @@ __device__ __forceinline__ void epilogue_row(int32_t (&acc)[8][4], int h, int m,
   }
 }
 
-// The sm_90a kernel (binary_conv_wgmma.cu) applies: built for sm_90a, a compute capability 9.0
-// device, K short enough for its shared memory, and not MDQ_W1A1_KERNEL=mma in the environment.
-// Otherwise the mma.sync kernel runs.
+// The sm_90a kernels (binary_conv_wgmma.cu, binary_conv_wgmma_ws.cu) apply: built for sm_90a, a
+// compute capability 9.0 device, K short enough for shared memory, and not MDQ_W1A1_KERNEL=mma in
+// the environment. Otherwise the mma.sync kernel runs.
 bool wgmma_applies(const ConvShape& g);
-// Runs it when it applies (true), else returns false.
+// Runs one when they apply (true), else returns false: the warp-specialised kernel where it takes
+// a, else binary_conv_wgmma.cu's. MDQ_W1A1_KERNEL=ws forces the first wherever it can run,
+// =wgmma the second.
 bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g);
+// The warp-specialised form (binary_conv_wgmma_ws.cu), for a that wgmma_applies to: launches and
+// returns true where it takes a's mode (not ResidualSignPack or ShortcutSignPack), its shared
+// memory fits and, unless `forced`, two of its CTAs fit an SM (where it measured faster).
+bool conv2d_wgmma_ws(const BinaryConvArgs& a, const Geometry& g, bool forced);
 // binary_conv_fuses_shortcut (binary_conv.h) for a of shape g.
 bool fuses_shortcut(const BinaryConvArgs& a, const ConvShape& g);
 

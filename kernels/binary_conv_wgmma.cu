@@ -342,6 +342,9 @@ bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g) {
   return false;
 #else
   if (!wgmma_applies(g)) return false;
+  const char* e = std::getenv("MDQ_W1A1_KERNEL");
+  const bool ws = e && std::strcmp(e, "ws") == 0, wgmma = e && std::strcmp(e, "wgmma") == 0;
+  if (!wgmma && conv2d_wgmma_ws(a, g, ws)) return true;
   const int steps = (g.Ktot + 7) / 8;
   const bool k3 = g.KH == 3 && g.KW == 3, even = g.Cw % 2 == 0;
   // 16-byte copies where a tap's words come in fours, from 16-byte-aligned activations and weights

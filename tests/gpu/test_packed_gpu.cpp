@@ -80,20 +80,23 @@ const Case kW1A16Cases[] = {
     {4, 128, 9, 9, 130, 3, 1, 1},   {8, 64, 96, 96, 64, 3, 1, 1},  {2, 72, 7, 9, 37, 3, 1, 1},
 };
 
-// Runs a W1A1 test on each kernel: "auto" (wgmma on sm_90a builds on a compute capability 9.0
-// GPU, for every shape whose K fits its shared memory, two warpgroups a CTA where a 3x3 layer has
-// more than 64 channels and they fit; else mma.sync), "auto 1wg" (the same with one warpgroup a
-// CTA everywhere) and "mma" (mma.sync, the portable path), through kernels/binary_conv_wgmma.cu's
-// MDQ_W1A1_KERNEL and MDQ_W1A1_WARPGROUPS switches, set for the lifetime of the returned object
-// (the test case's run), then put back.
+// Runs a W1A1 test on each kernel, through kernels/binary_conv_wgmma.cu's MDQ_W1A1_KERNEL and
+// MDQ_W1A1_WARPGROUPS switches, set for the lifetime of the returned object (the test case's run),
+// then put back: "auto" (on sm_90a builds on a compute capability 9.0 GPU, for every shape whose K
+// fits shared memory, the warp-specialised wgmma kernel where it takes the layer, else the
+// one-role wgmma kernel, two warpgroups a CTA where a 3x3 layer has more than 64 channels and they
+// fit; else mma.sync), "auto 1wg" (the same with one warpgroup a CTA everywhere), "ws" (the
+// warp-specialised kernel wherever it can run; the modes it does not take as "auto"), "wgmma" and
+// "wgmma 1wg" (the one-role kernel), and "mma" (mma.sync, the portable path).
 struct KernelChoice {
   std::string label;
   ScopedEnv kernel, warpgroups;
 };
 KernelChoice use_each_w1a1_kernel() {
-  const std::string kernel = GENERATE(as<std::string>{}, "auto", "auto 1wg", "mma");
-  return {"W1A1 kernel " + kernel + ": ", {"MDQ_W1A1_KERNEL", kernel == "mma" ? "mma" : "auto"},
-          {"MDQ_W1A1_WARPGROUPS", kernel == "auto 1wg" ? "1" : "auto"}};
+  const std::string kernel = GENERATE(as<std::string>{}, "auto", "auto 1wg", "ws", "wgmma", "wgmma 1wg", "mma");
+  const std::string name = kernel.substr(0, kernel.find(' '));
+  return {"W1A1 kernel " + kernel + ": ", {"MDQ_W1A1_KERNEL", name.c_str()},
+          {"MDQ_W1A1_WARPGROUPS", kernel.find("1wg") != std::string::npos ? "1" : "auto"}};
 }
 
 // Whether the sm_90a W1A1 kernel runs here: built for it, on a compute capability 9.0 GPU.
@@ -208,8 +211,8 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
   // Each kernel against one CPU result a case (tolerance: tests/support/w1a16_case.h): "auto"
   // (on sm_90a builds on a compute capability 9.0 GPU for C % 8 == 0 the wgmma kernels, the
   // 256-pixel TMA one where it measured faster, else the cp.async one; mma.sync's fast path
-  // elsewhere), "tma" (the TMA kernel wherever it can run: binary, O > 64), "tma2" (its variant
-  // with two A register sets), "cpasync" and "mma" (mma.sync), through kernels/w1a16_wgmma.cu's
+  // elsewhere), "tma" (the TMA kernel wherever it can run: binary, O > 64), "cpasync" and
+  // "mma" (mma.sync), through kernels/w1a16_wgmma.cu's
   // MDQ_W1A16_KERNEL switch. C % 8 != 0 takes the general path under all.
   std::vector<Case> cases(std::begin(kCases), std::end(kCases));
   cases.insert(cases.end(), std::begin(kW1A16Cases), std::end(kW1A16Cases));
@@ -217,7 +220,7 @@ TEST_CASE("W1A16 and W2A16 match the float convolution of bf16-rounded inputs") 
     for (bool ternary : {false, true}) {
       const testing::W1A16Reference r = testing::w1a16_reference(c, ternary);
       const testing::W1A16DeviceInputs d(r);
-      for (const char* kernel : {"auto", "tma", "tma2", "cpasync", "mma"}) {
+      for (const char* kernel : {"auto", "tma", "cpasync", "mma"}) {
         const ScopedEnv choice("MDQ_W1A16_KERNEL", kernel);
         INFO("W1A16 kernel " << kernel << ": " << describe(c) << (ternary ? " ternary" : " binary"));
         testing::require_matches_w1a16_reference(
@@ -274,7 +277,8 @@ TEST_CASE("W1A1 block end on the GPU with a shortcut conv: the fused kernel equa
     const ConvGeometry gs{2, c.spad};
     bool fused = false;
     const Tensor got = binary_conv2d_shortcut_signs(h, w, {1, 1}, scale, shift, x, {ws, gs, s_scale, s_shift}, &fused);
-    CHECK(fused == (kernel.label.find("auto") != std::string::npos && c.C % 64 == 0 && c.sk == 1 && wgmma_runs()));
+    // (fused on the wgmma path; "ws" leaves this mode to the kernel "auto" runs)
+    CHECK(fused == (kernel.label.find("mma") == std::string::npos && c.C % 64 == 0 && c.sk == 1 && wgmma_runs()));
     const Tensor skip = binary_conv2d(x, ws, gs, {BinaryOutputMode::Affine, s_scale, s_shift});
     const ResidualOutput two = binary_conv2d_residual(h, w, {1, 1}, scale, shift, skip);
     require_equal_nhwc(got.cpu(), two.bits.cpu(), "fused vs two steps");
