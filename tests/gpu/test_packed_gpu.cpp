@@ -90,12 +90,13 @@ const Case kW1A16Cases[] = {
 // "wgmma 1wg" (the one-role kernel), and "mma" (mma.sync, the portable path).
 struct KernelChoice {
   std::string label;
+  bool mma_sync;  // the portable kernel
   ScopedEnv kernel, warpgroups;
 };
 KernelChoice use_each_w1a1_kernel() {
   const std::string kernel = GENERATE(as<std::string>{}, "auto", "auto 1wg", "ws", "wgmma", "wgmma 1wg", "mma");
   const std::string name = kernel.substr(0, kernel.find(' '));
-  return {"W1A1 kernel " + kernel + ": ", {"MDQ_W1A1_KERNEL", name.c_str()},
+  return {"W1A1 kernel " + kernel + ": ", name == "mma", {"MDQ_W1A1_KERNEL", name.c_str()},
           {"MDQ_W1A1_WARPGROUPS", kernel.find("1wg") != std::string::npos ? "1" : "auto"}};
 }
 
@@ -277,8 +278,8 @@ TEST_CASE("W1A1 block end on the GPU with a shortcut conv: the fused kernel equa
     const ConvGeometry gs{2, c.spad};
     bool fused = false;
     const Tensor got = binary_conv2d_shortcut_signs(h, w, {1, 1}, scale, shift, x, {ws, gs, s_scale, s_shift}, &fused);
-    // (fused on the wgmma path; "ws" leaves this mode to the kernel "auto" runs)
-    CHECK(fused == (kernel.label.find("mma") == std::string::npos && c.C % 64 == 0 && c.sk == 1 && wgmma_runs()));
+    // (fused on the wgmma path; "ws" leaves this mode to the one-role kernel, as "auto" does)
+    CHECK(fused == (!kernel.mma_sync && c.C % 64 == 0 && c.sk == 1 && wgmma_runs()));
     const Tensor skip = binary_conv2d(x, ws, gs, {BinaryOutputMode::Affine, s_scale, s_shift});
     const ResidualOutput two = binary_conv2d_residual(h, w, {1, 1}, scale, shift, skip);
     require_equal_nhwc(got.cpu(), two.bits.cpu(), "fused vs two steps");
