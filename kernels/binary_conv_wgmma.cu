@@ -1,4 +1,6 @@
-// W1A1 convolution on Hopper's warpgroup MMA (sm_90a): the same implicit GEMM, mask terms and
+// W1A1 convolution on Hopper's warpgroup MMA (sm_90a), every warp in one role (gather, multiply,
+// store): the kernel for the modes and shapes binary_conv_wgmma_ws.cu's warp-specialised form does
+// not take (a residual row read ahead, a fused shortcut, one CTA an SM). The same implicit GEMM, mask terms and
 // epilogue as the mma.sync kernel (kernels/binary_conv.cu, kernels/binary_conv_common.cuh), with
 // `wgmma.mma_async m64n80k256 .b1 .and.popc` (DESIGN.md E12: 15.5 POPS on an H200 against
 // mma.sync's ~10; AND+popc, since XOR is emulated on sm_90). The GEMM has 80 columns: the
@@ -33,17 +35,13 @@
 // slots busy; the per-output epilogue was ~58% of a tile's instructions in session 21's profile),
 // latency-bound at C >= 256 (34-40% busy), the tensor core 9-16% busy.
 // K past Ktot is zero in the weights, so whatever sits in the activation tile there adds nothing.
-//
-// Shared-memory operand layout (no swizzle, K-major): per k256 step, 2 x R/8 core matrices of
-// 8 rows x 16 bytes (128 bits of K), R = 64 rows (A) or 80 columns (B); word kk (0..7) of row c
-// of step s is at byte
-//   s * 32 R + (kk / 4) * 16 R + (c / 8) * 128 + (c % 8) * 16 + (kk % 4) * 4,
-// so core matrices adjacent in K are 16 R bytes apart (LBO) and adjacent in M/N 128 B (SBO).
+// Shared-memory operand layout: kernels/binary_conv_wgmma_common.cuh.
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
 #include "kernels/binary_conv_common.cuh"
+#include "kernels/binary_conv_wgmma_common.cuh"
 #include "kernels/cuda_common.h"
 #include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
@@ -52,21 +50,7 @@ namespace mdq::kernels::binary {
 namespace {
 
 using ptx::smem_u32;
-
-constexpr int kWarpgroup = 128, kRows = 64;  // threads of a warpgroup; m64 tiles
-constexpr int kN = kCols + 16;             // GEMM columns: 64 channels, the ones column, 15 zeros
-constexpr int kAStep = 32 * kRows, kBStep = 32 * kN;  // bytes of one k256 step of A and of B
-
-template <int R>  // rows of the operand: kRows (A) or kN (B)
-__device__ __forceinline__ int operand_offset(int s, int c, int kk) {
-  return s * 32 * R + (kk >> 2) * 16 * R + (c >> 3) * 128 + (c & 7) * 16 + (kk & 3) * 4;
-}
-
-// One copy of the gather, the same for every row: word offset from the row's base, the tap's
-// mask bit, and the destination's byte offset in the tile (operand_offset without the row part).
-struct alignas(16) Copy {
-  int src, tap_bit, dst, pad;
-};
+using namespace wgmma;
 
 struct NoRowInputs {};  // what the kernel holds of the epilogue's inputs without kReadAhead
 

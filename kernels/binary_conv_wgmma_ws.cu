@@ -18,13 +18,17 @@
 //     producer's next gathers.
 // The modes whose epilogue reads a residual row ahead (ResidualSignPack) or computes a fused
 // shortcut (ShortcutSignPack) stay on binary_conv_wgmma.cu.
+// Measured on an H200 (benchmarks/results/2026-12-04-h200-session27.txt): ImageNet ResNet-18's
+// 64/128/256-channel layers 5/7/10% faster than binary_conv_wgmma.cu's kernel (3.2-3.8x cuDNN
+// bf16). At 256 channels still latency-bound (37% of issue slots busy): the producers set the pace,
+// each waiting out its tile's copies before publishing it.
 //
-// Shared-memory operand layout: that of binary_conv_wgmma.cu (K-major, no swizzle; word kk of
-// row c of k256 step s at s * 32 R + (kk / 4) * 16 R + (c / 8) * 128 + (c % 8) * 16 + (kk % 4) * 4).
+// Shared-memory operand layout and copy list: kernels/binary_conv_wgmma_common.cuh.
 #include <cstdlib>
 #include <cstring>
 
 #include "kernels/binary_conv_common.cuh"
+#include "kernels/binary_conv_wgmma_common.cuh"
 #include "kernels/cuda_common.h"
 #include "kernels/persistent_grid.cuh"
 #include "kernels/ptx.cuh"
@@ -33,21 +37,9 @@ namespace mdq::kernels::binary {
 namespace {
 
 using ptx::smem_u32;
+using namespace wgmma;
 
-constexpr int kWarpgroup = 128, kRows = 64;  // threads of a consumer warpgroup; m64 tiles
-constexpr int kN = kCols + 16;                               // GEMM columns: 64 channels, the ones column, 15 zeros
-constexpr int kAStep = 32 * kRows, kBStep = 32 * kN;         // bytes of one k256 step of A and of B
 constexpr int kMaxStages = 8;
-
-template <int R>  // rows of the operand: kRows (A) or kN (B)
-__device__ __forceinline__ int operand_offset(int s, int c, int kk) {
-  return s * 32 * R + (kk >> 2) * 16 * R + (c >> 3) * 128 + (c & 7) * 16 + (kk & 3) * 4;
-}
-
-// One copy of the gather, the same for every row (binary_conv_wgmma.cu's Copy).
-struct alignas(16) Copy {
-  int src, tap_bit, dst, pad;
-};
 
 // KS = 3: 3x3 taps unrolled in the row geometry; 0: any size. UW: words a cp.async (4, 2 or 1,
 // as binary_conv_wgmma.cu picks). kWG consumer warpgroups, slice blockIdx.y * kWG + wg each.
@@ -85,8 +77,10 @@ __global__ void __launch_bounds__(kWarpgroup* kWG + kProducers<kWG>, kWG == 1 ? 
       ptx::mbarrier_init(full0 + 8 * s, kProducer);
       ptx::mbarrier_init(empty0 + 8 * s, kConsumers);
     }
-  // The slice's weights and ones column (binary_conv_wgmma.cu's staging, one consumer thread a
-  // GEMM column), and the copy list.
+  // The slice's weights and ones column, one consumer thread a GEMM column: binary_conv_wgmma.cu's
+  // staging without its shortcut step, written out again. (Shared through one helper, ptxas
+  // allocated this kernel's two-warpgroup instantiations' registers differently: 750-1130 of ~4000
+  // SASS instructions changed, a form not measured. This one is the one measured.)
   const int kwords = steps * 8;
   if (!producer) {
     const uint32_t b_base = smem_u32(Bs);
