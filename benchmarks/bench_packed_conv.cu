@@ -191,7 +191,8 @@ int main(int argc, char** argv) {
   std::printf("3x3 conv, stride 1, pad 1, C in = C out; TOPS = 2*MACs/time; W1A1 writes packed signs (fused\n"
               "sign + re-pack), W1A16 reads bf16 and writes bf16; x = ratio to cuDNN bf16.\n"
               "W1A1 = the kernel binary_conv2d picks (wgmma on sm_90a), %%peak of the higher peak above;\n"
-              "W1A1 ws = the warp-specialised wgmma kernel wherever it runs (MDQ_W1A1_KERNEL=ws), W1A1 1-role = the\n"
+              "W1A1 ws = the warp-specialised wgmma kernel wherever it runs (MDQ_W1A1_KERNEL=ws), ws async = the same\n"
+              "with tiles published by an arrival their copies complete (MDQ_W1A1_WS_PUBLISH=async), W1A1 1-role = the\n"
               "wgmma kernel whose warps all gather, multiply and store (MDQ_W1A1_KERNEL=wgmma), W1A1 mma = the\n"
               "portable mma.sync kernel (MDQ_W1A1_KERNEL=mma); W1A16 = the kernel w1a16_conv2d\n"
               "picks (on sm_90a a wgmma kernel), W1A16 tma = its 256-pixel kernel fed by TMA im2col loads where it\n"
@@ -201,9 +202,10 @@ int main(int argc, char** argv) {
               "W1A16 ws = the workshop's warp-specialised sm_90a kernel (dev/kernels/w1a16_ws.cu; its tile's channels\n"
               "by O, or MDQ_W1A16_WS_CHANNELS=64|128|256 here).\n\n");
   std::printf(
-      "%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %10s %7s | %8s %7s | %8s %7s | %9s %7s | %9s %7s | "
-      "%11s %7s | %10s %7s\n",
-      "net", "C", "HW", "batch", "fp32", "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 ws", "x bf16", "W1A1 1-role",
+      "%-8s %5s %4s %5s | %8s %8s %8s | %8s %7s %6s | %8s %7s | %8s %7s | %10s %7s | %8s %7s | %8s %7s | %9s %7s | "
+      "%9s %7s | %11s %7s | %10s %7s\n",
+      "net", "C", "HW", "batch", "fp32", "tf32", "bf16", "W1A1", "x bf16", "%peak", "W1A1 ws", "x bf16", "ws async",
+      "x bf16", "W1A1 1-role",
       "x bf16", "W1A1 mma", "x bf16", "W1A16", "x bf16", "W1A16 tma", "x bf16", "W1A16 cp", "x bf16", "W1A16 mma", "x bf16",
       "W1A16 ws", "x bf16");
   const Layer layers[] = {{"cifar", 64, 32},    {"cifar", 128, 16},   {"cifar", 256, 8},    {"cifar", 512, 4},
@@ -232,6 +234,11 @@ int main(int argc, char** argv) {
                               packed::sign_thresholds(w, scale, shift, Device::CUDA)};  // once per layer
       const float w1a1_ms = time_ms([&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
       const float ws_ms = time_ms_with("MDQ_W1A1_KERNEL", "ws", [&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
+      float async_ms;
+      {
+        const ScopedEnv publish("MDQ_W1A1_WS_PUBLISH", "async");
+        async_ms = time_ms_with("MDQ_W1A1_KERNEL", "ws", [&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
+      }
       const float one_role_ms =
           time_ms_with("MDQ_W1A1_KERNEL", "wgmma", [&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
       const float mma_ms = time_ms_with("MDQ_W1A1_KERNEL", "mma", [&] { packed::binary_conv2d(xb, w, {1, 1}, bo); });
@@ -247,11 +254,11 @@ int main(int argc, char** argv) {
           time_ms_with("MDQ_W1A16_KERNEL", "mma", [&] { packed::w1a16_conv2d(xh, w, {1, 1}, fo); });
       const bool ws = dev::w1a16_ws_conv2d(xh, w, {1, 1}, fo, ws_channels).defined();
       const float w1a16_ws_ms = ws ? time_ms([&] { dev::w1a16_ws_conv2d(xh, w, {1, 1}, fo, ws_channels); }) : NAN;
-      std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %10.1f %6.1fx | "
+      std::printf("%-8s %5d %4d %5d | %8.1f %8.1f %8.1f | %8.1f %6.1fx %5.1f%% | %8.1f %6.1fx | %8.1f %6.1fx | %10.1f %6.1fx | "
                   "%8.1f %6.1fx | %8.1f %6.2fx | %9.1f %6.2fx | %9.1f %6.2fx | %11.1f %6.2fx | %10.1f %6.2fx\n",
                   L.net, C, L.HW, N, tops(cudnn_ms[0]), tops(cudnn_ms[1]), tops(cudnn_ms[2]), tops(w1a1_ms),
                   cudnn_ms[2] / w1a1_ms, 100.0 * tops(w1a1_ms) / peak, tops(ws_ms), cudnn_ms[2] / ws_ms,
-                  tops(one_role_ms), cudnn_ms[2] / one_role_ms, tops(mma_ms), cudnn_ms[2] / mma_ms,
+                  tops(async_ms), cudnn_ms[2] / async_ms, tops(one_role_ms), cudnn_ms[2] / one_role_ms, tops(mma_ms), cudnn_ms[2] / mma_ms,
                   tops(w1a16_ms), cudnn_ms[2] / w1a16_ms, tops(w1a16_tma_ms), cudnn_ms[2] / w1a16_tma_ms,
                   tops(w1a16_cp_ms), cudnn_ms[2] / w1a16_cp_ms, tops(w1a16_mma_ms), cudnn_ms[2] / w1a16_mma_ms,
                   tops(w1a16_ws_ms), cudnn_ms[2] / w1a16_ws_ms);

@@ -47,7 +47,7 @@ constexpr int kMaxStages = 8;
 template <int kWG>
 constexpr int kProducers = 32 * kWG;
 
-template <int KS, int UW, int kWG>
+template <int KS, int UW, int kWG, bool kAsyncPublish>
 __global__ void __launch_bounds__(kWarpgroup* kWG + kProducers<kWG>, kWG == 1 ? 5 : 2)
     binary_conv_ws_kernel(BinaryConvArgs args, Geometry g, int steps, int nstages) {
 #ifdef MDQ_WGMMA_AVAILABLE
@@ -143,13 +143,25 @@ __global__ void __launch_bounds__(kWarpgroup* kWG + kProducers<kWG>, kWG == 1 ? 
           ptx::cp_async_gather<4 * UW>(a_row[i] + off + c.dst, src[i], c.src,
                                        (row[i].mask & static_cast<uint32_t>(c.tap_bit)) != 0u);
       }
-      // Published once landed (the producer waits out the copies' latency while the consumers
-      // work on the stages before), made visible to wgmma's async-proxy reads first.
+      if constexpr (kAsyncPublish) {
+        // The tile is published when its copies land (an arrival the copies complete) and its
+        // masks are stored (a plain arrival); the producer moves on at once. The consumers fence
+        // the async proxy after their wait.
+        ptx::cp_async_mbarrier_arrive(full0 + 8 * stage);
+        ptx::mbarrier_arrive(full0 + 8 * stage);
+      } else {
+        // Published once landed (the producer waits out the copies' latency while the consumers
+        // work on the stages before), made visible to wgmma's async-proxy reads first.
+        ptx::cp_async_commit();
+        ptx::cp_async_wait<0>();
+        ptx::fence_proxy_async_shared();
+        ptx::mbarrier_arrive(full0 + 8 * stage);
+      }
+      if (++stage == nstages) stage = 0, refill_parity ^= 1u;
+    }
+    if constexpr (kAsyncPublish) {  // (nothing of this thread's left in flight when it exits)
       ptx::cp_async_commit();
       ptx::cp_async_wait<0>();
-      ptx::fence_proxy_async_shared();
-      ptx::mbarrier_arrive(full0 + 8 * stage);
-      if (++stage == nstages) stage = 0, refill_parity ^= 1u;
     }
     return;
   }
@@ -162,6 +174,7 @@ __global__ void __launch_bounds__(kWarpgroup* kWG + kProducers<kWG>, kWG == 1 ? 
   uint32_t parity = 0;
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     ptx::mbarrier_wait(full0 + 8 * stage, parity);
+    if constexpr (kAsyncPublish) ptx::fence_proxy_async_shared();  // the producers' copies, for wgmma
     ptx::wgmma_fence();  // acc was last written by the epilogue
     const uint64_t a_desc = ptx::wgmma_desc_advance(a_desc0, stage * steps * (kAStep >> 4));
     for (int s = 0; s < steps; ++s)
@@ -206,9 +219,9 @@ int stages_for(Kernel kernel, int threads, int steps, int ktot, int wgs, int min
 // min_ctas: 2 unless forced. With one CTA an SM (ResNet-18's 512-channel layers: 90 KB of
 // weights for two warpgroups, 36 KB a stage) it measured no faster than binary_conv_wgmma.cu's
 // kernel, and 6% slower on CIFAR's 4x4 maps (session 27).
-template <int KS, int UW, int kWG>
+template <int KS, int UW, int kWG, bool kAsyncPublish>
 bool launch(const BinaryConvArgs& a, const Geometry& g, int steps, int min_ctas) {
-  const auto kernel = binary_conv_ws_kernel<KS, UW, kWG>;
+  const auto kernel = binary_conv_ws_kernel<KS, UW, kWG, kAsyncPublish>;
   const int threads = kWarpgroup * kWG + kProducers<kWG>;
   if (smem_bytes(steps, g.Ktot, 2, kWG) > 200 * 1024) return false;
   const int nstages = stages_for(kernel, threads, steps, g.Ktot, kWG, min_ctas);
@@ -226,7 +239,14 @@ bool launch_shape(const BinaryConvArgs& a, const Geometry& g, int steps, bool fo
   const char* e = std::getenv("MDQ_W1A1_WARPGROUPS");
   const bool one = e && std::strcmp(e, "1") == 0;
   const int min_ctas = forced ? 1 : 2;
-  return g.O > kCols && !one ? launch<KS, UW, 2>(a, g, steps, min_ctas) : launch<KS, UW, 1>(a, g, steps, min_ctas);
+  // MDQ_W1A1_WS_PUBLISH=async: the producers publish a tile by an arrival its copies complete,
+  // without waiting for them (an A/B variant, not yet measured).
+  const char* publish = std::getenv("MDQ_W1A1_WS_PUBLISH");
+  if (publish && std::strcmp(publish, "async") == 0)
+    return g.O > kCols && !one ? launch<KS, UW, 2, true>(a, g, steps, min_ctas)
+                               : launch<KS, UW, 1, true>(a, g, steps, min_ctas);
+  return g.O > kCols && !one ? launch<KS, UW, 2, false>(a, g, steps, min_ctas)
+                             : launch<KS, UW, 1, false>(a, g, steps, min_ctas);
 }
 
 }  // namespace

@@ -84,6 +84,12 @@ __device__ __forceinline__ uint4 ldg_gather16(const uint32_t* row, uint32_t word
   return v;
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// An arrival on the mbarrier at shared address bar, made when every cp.async this thread has
+// issued so far has landed; its pending count rises by one now and falls when they land, so the
+// phase cannot complete before (PTX ISA, "cp.async.mbarrier.arrive", without .noinc).
+__device__ __forceinline__ void cp_async_mbarrier_arrive(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 

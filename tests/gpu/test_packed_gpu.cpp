@@ -86,18 +86,21 @@ const Case kW1A16Cases[] = {
 // fits shared memory, the warp-specialised wgmma kernel where it takes the layer, else the
 // one-role wgmma kernel, two warpgroups a CTA where a 3x3 layer has more than 64 channels and they
 // fit; else mma.sync), "auto 1wg" (the same with one warpgroup a CTA everywhere), "ws" (the
-// warp-specialised kernel wherever it can run; the modes it does not take as "auto"), "wgmma" and
-// "wgmma 1wg" (the one-role kernel), and "mma" (mma.sync, the portable path).
+// warp-specialised kernel wherever it can run; the modes it does not take as "auto"), "ws async"
+// (the same with MDQ_W1A1_WS_PUBLISH=async: tiles published by an arrival their copies complete),
+// "wgmma" and "wgmma 1wg" (the one-role kernel), and "mma" (mma.sync, the portable path).
 struct KernelChoice {
   std::string label;
   bool mma_sync;  // the portable kernel
-  ScopedEnv kernel, warpgroups;
+  ScopedEnv kernel, warpgroups, publish;
 };
 KernelChoice use_each_w1a1_kernel() {
-  const std::string kernel = GENERATE(as<std::string>{}, "auto", "auto 1wg", "ws", "wgmma", "wgmma 1wg", "mma");
+  const std::string kernel =
+      GENERATE(as<std::string>{}, "auto", "auto 1wg", "ws", "ws async", "wgmma", "wgmma 1wg", "mma");
   const std::string name = kernel.substr(0, kernel.find(' '));
   return {"W1A1 kernel " + kernel + ": ", name == "mma", {"MDQ_W1A1_KERNEL", name.c_str()},
-          {"MDQ_W1A1_WARPGROUPS", kernel.find("1wg") != std::string::npos ? "1" : "auto"}};
+          {"MDQ_W1A1_WARPGROUPS", kernel.find("1wg") != std::string::npos ? "1" : "auto"},
+          {"MDQ_W1A1_WS_PUBLISH", kernel.find("async") != std::string::npos ? "async" : "wait"}};
 }
 
 // Whether the sm_90a W1A1 kernel runs here: built for it, on a compute capability 9.0 GPU.
