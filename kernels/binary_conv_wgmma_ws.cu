@@ -8,9 +8,10 @@
 // them the gather's copy-list reads) and on fixed-latency dependencies (17%); the gather and the
 // row geometry are ~17% of a tile's instructions. Here:
 //   - producer warps (one a consumer warpgroup) work out each tile's 64 rows (row geometry, E12's
-//     tap mask) and gathers them by cp.async into a ring of `nstages` activation tiles; a tile is
+//     tap mask) and gather them by cp.async into a ring of `nstages` activation tiles; a tile is
 //     published on its stage's `full` mbarrier once its copies have landed (cp.async.wait_group,
-//     then the proxy fence that lets wgmma read them, then the arrival);
+//     then the proxy fence that lets wgmma read them, then the arrival; kAsyncPublish, an A/B
+//     variant not yet measured: an arrival the copies complete, without waiting for them);
 //   - kWG consumer warpgroups, each with its 64-channel slice of weights in shared memory, wait
 //     on `full`, issue the tile's k256 steps as one wgmma group, release the stage on `empty`
 //     once their MMAs are done, and run the epilogue; no CTA barrier after the prologue, so a
@@ -41,11 +42,13 @@ using namespace wgmma;
 
 constexpr int kMaxStages = 8;
 
-// KS = 3: 3x3 taps unrolled in the row geometry; 0: any size. UW: words a cp.async (4, 2 or 1,
-// as binary_conv_wgmma.cu picks). kWG consumer warpgroups, slice blockIdx.y * kWG + wg each.
 // The producer: one warp a consumer warpgroup (kWG = 1: two rows a lane; 2: one).
 template <int kWG>
 constexpr int kProducers = 32 * kWG;
+
+// KS = 3: 3x3 taps unrolled in the row geometry; 0: any size. UW: words a cp.async (4, 2 or 1,
+// as binary_conv_wgmma.cu picks). kWG consumer warpgroups, slice blockIdx.y * kWG + wg each.
+// kAsyncPublish: see the top of the file.
 
 template <int KS, int UW, int kWG, bool kAsyncPublish>
 __global__ void __launch_bounds__(kWarpgroup* kWG + kProducers<kWG>, kWG == 1 ? 5 : 2)
@@ -115,9 +118,8 @@ __global__ void __launch_bounds__(kWarpgroup* kWG + kProducers<kWG>, kWG == 1 ? 
   const int tiles = (g.M + kRows - 1) / kRows;
   if (producer) {
     // Rows p + kProducer i of each tile (p: the thread's index among the producers). Stage
-    // k % nstages holds the CTA's k-th tile; its
-    // (k / nstages)-th refill waits for the consumers' release of the one before (empty phase
-    // k / nstages - 1).
+    // k % nstages holds the CTA's k-th tile; its (k / nstages)-th refill waits for the consumers'
+    // release of the one before (empty phase k / nstages - 1).
     const int p = tid - kConsumers;
     uint32_t a_row[kRowsEach];
 #pragma unroll
