@@ -241,18 +241,8 @@ __global__ void __launch_bounds__(kWarpgroup* kWG) binary_conv_wgmma_kernel(Bina
 #endif
 }
 
-// Dynamic shared memory of a CTA: activation tiles, the weights of `wgs` slices, the copy list.
-size_t smem_bytes(int steps, int ktot, int nbuf, int wgs = 1) {
-  return static_cast<size_t>(steps) * (wgs * kBStep + nbuf * kAStep) + sizeof(Copy) * ktot;
-}
 // Two activation buffers while a CTA (dynamic + up to ~16 KB static shared memory) still fits 3 an SM.
 int buffers(int steps, int ktot) { return smem_bytes(steps, ktot, 2) + 16 * 1024 <= 75 * 1024 ? 2 : 1; }
-
-// MDQ_W1A1_WARPGROUPS=1 or 2 picks the CTA shape (for side-by-side timing); unset or else: auto.
-int warpgroups_asked() {
-  const char* e = std::getenv("MDQ_W1A1_WARPGROUPS");
-  return e && (std::strcmp(e, "1") == 0 || std::strcmp(e, "2") == 0) ? e[0] - '0' : 0;
-}
 
 template <int KS, int UW, bool kReadAhead, bool kShortcut, int kWG>
 void launch_shape(const BinaryConvArgs& a, const Geometry& g, int steps, int nbuf, size_t smem) {
@@ -330,15 +320,7 @@ bool conv2d_wgmma(const BinaryConvArgs& a, const Geometry& g) {
   const bool ws = e && std::strcmp(e, "ws") == 0, wgmma = e && std::strcmp(e, "wgmma") == 0;
   if (!wgmma && conv2d_wgmma_ws(a, g, ws)) return true;
   const int steps = (g.Ktot + 7) / 8;
-  const bool k3 = g.KH == 3 && g.KW == 3, even = g.Cw % 2 == 0;
-  // 16-byte copies where a tap's words come in fours, from 16-byte-aligned activations and weights
-  const bool quad = g.Cw % 4 == 0 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(a.w) % 16 == 0;
-  if (k3 && quad) launch<3, 4>(a, g, steps);
-  else if (k3 && even) launch<3, 2>(a, g, steps);
-  else if (k3) launch<3, 1>(a, g, steps);
-  else if (even) launch<0, 2>(a, g, steps);
-  else launch<0, 1>(a, g, steps);
+  with_layer_shape(a, g, [&](auto ks, auto uw) { launch<decltype(ks)::value, decltype(uw)::value>(a, g, steps); });
   return true;
 #endif
 }

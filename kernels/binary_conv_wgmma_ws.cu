@@ -201,10 +201,6 @@ __global__ void __launch_bounds__(kWarpgroup* kWG + kProducers<kWG>, kWG == 1 ? 
 #endif
 }
 
-size_t smem_bytes(int steps, int ktot, int nstages, int wgs) {
-  return static_cast<size_t>(steps) * (wgs * kBStep + nstages * kAStep) + sizeof(Copy) * ktot;
-}
-
 // The most stages (up to kMaxStages) that keep as many CTAs an SM as two stages do; 0 where
 // fewer than `min_ctas` CTAs of two stages fit an SM.
 template <class Kernel>
@@ -238,8 +234,7 @@ bool launch(const BinaryConvArgs& a, const Geometry& g, int steps, int min_ctas)
 
 template <int KS, int UW>
 bool launch_shape(const BinaryConvArgs& a, const Geometry& g, int steps, bool forced) {
-  const char* e = std::getenv("MDQ_W1A1_WARPGROUPS");
-  const bool one = e && std::strcmp(e, "1") == 0;
+  const bool one = warpgroups_asked() == 1;
   const int min_ctas = forced ? 1 : 2;
   // MDQ_W1A1_WS_PUBLISH=async: the producers publish a tile by an arrival its copies complete,
   // without waiting for them (an A/B variant, not yet measured).
@@ -260,14 +255,9 @@ bool conv2d_wgmma_ws(const BinaryConvArgs& a, const Geometry& g, bool forced) {
 #else
   if (a.mode == BinaryEpilogue::ResidualSignPack || a.mode == BinaryEpilogue::ShortcutSignPack) return false;
   const int steps = (g.Ktot + 7) / 8;
-  const bool k3 = g.KH == 3 && g.KW == 3, even = g.Cw % 2 == 0;
-  const bool quad = g.Cw % 4 == 0 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(a.w) % 16 == 0;
-  if (k3 && quad) return launch_shape<3, 4>(a, g, steps, forced);
-  if (k3 && even) return launch_shape<3, 2>(a, g, steps, forced);
-  if (k3) return launch_shape<3, 1>(a, g, steps, forced);
-  if (even) return launch_shape<0, 2>(a, g, steps, forced);
-  return launch_shape<0, 1>(a, g, steps, forced);
+  return with_layer_shape(a, g, [&](auto ks, auto uw) {
+    return launch_shape<decltype(ks)::value, decltype(uw)::value>(a, g, steps, forced);
+  });
 #endif
 }
 
